@@ -1,0 +1,10 @@
+import { defineConfig } from "vitest/config"
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts", "properties/**/*.test.ts"],
+    // Real-process tests wait with generous bounds on a slow 2-core machine.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+})
