@@ -1,0 +1,91 @@
+import * as HashMap from "effect/HashMap"
+import type { Mode } from "./config.ts"
+import { describeOutcome } from "./events.ts"
+import type { GroupPhase, State } from "./state.ts"
+import { entryOf, groupOf, knownGroups } from "./state.ts"
+
+/**
+ * The daemon's state as plain data for `isinit status --json`, the status table and the cluster
+ * view. Built on demand (never per event), so its cost does not matter to the hot path.
+ */
+export interface StatusReport {
+  readonly lifecycle: State["lifecycle"]
+  readonly groups: readonly GroupReport[]
+}
+
+export interface GroupReport {
+  readonly group: string
+  readonly state: GroupPhase
+  readonly level: string
+  /** Tells so far; `isinit --wait` waits for the transition with its own number. */
+  readonly seq: number
+  readonly entries: readonly EntryReport[]
+}
+
+export type EntryProcState = "idle" | "running" | "stopping" | "jailed" | "done" | "failed"
+
+export interface EntryReport {
+  readonly tag: string
+  readonly mode: Mode | "removed"
+  readonly levels: readonly string[]
+  readonly state: EntryProcState
+  readonly pid: number | null
+  readonly run: number | null
+  readonly restarts: number
+  readonly jailedUntil: number | null
+  readonly lastExit: string | null
+}
+
+const entryReport = (state: State, tag: string): EntryReport => {
+  const entry = entryOf(state, tag)
+  const def = state.config.byTag.get(tag)
+  const proc = entry.proc
+  const procState: EntryProcState =
+    proc._tag === "Running"
+      ? "running"
+      : proc._tag === "Stopping"
+        ? "stopping"
+        : entry.jail._tag === "Jailed"
+          ? "jailed"
+          : entry.completion._tag === "Ran"
+            ? entry.completion.ok
+              ? "done"
+              : "failed"
+            : "idle"
+  return {
+    tag,
+    mode: def?.mode ?? "removed",
+    levels: def?.levels ?? [],
+    state: procState,
+    pid: proc._tag === "Idle" ? null : (proc.pid ?? null),
+    run: proc._tag === "Idle" ? null : proc.run,
+    restarts: entry.restarts,
+    jailedUntil: entry.jail._tag === "Jailed" ? entry.jail.until : null,
+    lastExit: entry.lastExit === undefined ? null : describeOutcome(entry.lastExit.outcome),
+  }
+}
+
+/** Tags of a group: its config entries in file order, then removed ones that still have a process. */
+const tagsOf = (state: State, group: string): readonly string[] => {
+  const tags = (state.config.byGroup.get(group) ?? []).map((e) => e.tag)
+  const known = new Set(tags)
+  for (const [tag, entry] of HashMap.entries(state.entries)) {
+    if (known.has(tag) || entry.proc._tag === "Idle" || entry.proc.def.group !== group) continue
+    tags.push(tag)
+  }
+  return tags
+}
+
+export const report = (state: State): StatusReport => ({
+  lifecycle: state.lifecycle,
+  groups: knownGroups(state).map((name) => {
+    const group = groupOf(state, name)
+    return {
+      group: name,
+      state: group.phase,
+      level: group.level ?? "",
+      seq: group.seq,
+      entries: tagsOf(state, name).map((tag) => entryReport(state, tag)),
+    }
+  }),
+})
