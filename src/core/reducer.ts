@@ -1,10 +1,438 @@
-import type { Effect } from "./effects.ts"
-import type { Event } from "./events.ts"
-import type { State } from "./state.ts"
+/**
+ * The reducer: `(state, event) => [state, effects]`, the whole of isinit's behaviour.
+ *
+ * Theory of operation. Each group has a level and, while it is moving into that level, a
+ * *transition*: the group's entries that list the level, in file order, taken one at a time.
+ * Taking an entry starts it (`respawn`, `once`) or runs it while the transition waits for its
+ * exit (`wait`, `test`: a *barrier*). Nothing else waits: other groups' tells, exits and ticks are
+ * handled while a barrier runs. A transition is over when every entry has been taken, no barrier
+ * runs and the group's outgoing processes are gone; the group is then `run`, or `fail` if one of
+ * its tests exited non-zero.
+ *
+ * An entry is *admitted* when its group's level lists it and the transition (if any) has taken
+ * it. Only admitted entries are started, restarted or released from jail, so file order and
+ * barriers hold for restarts as well as for first starts.
+ *
+ * Processes are named by tag and run number. A stop sends SIGTERM to the process group and arms a
+ * timer for SIGKILL; signals go only to runs whose exit has not been reported, so a reaped pid is
+ * never signalled. Time comes only from events; timers live in a persistent heap and the runtime
+ * asks `nextDeadline` when to send the next tick.
+ *
+ * Within one call a `Step` accumulates the new state and the effects; nothing outside the call
+ * can see it, so the function stays pure.
+ */
+import type { Config, Entry, Parsed } from "./config.ts"
+import { hasErrors, listsLevel, sameDefinition } from "./config.ts"
+import type { Effect, LogEntry } from "./effects.ts"
+import type { Event, Outcome } from "./events.ts"
+import { describeOutcome, succeeded } from "./events.ts"
+import * as HashMap from "effect/HashMap"
+import type { EntryState, GroupState, LiveProc, State, Transition } from "./state.ts"
+import { entryOf, free, groupOf, idle, lookup, notRun } from "./state.ts"
+import type { Timer } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
-// STUB: being written; signatures are final.
-export const reduce = (state: State, _event: Event): readonly [State, readonly Effect[]] => [state, []]
+export const reduce = (state: State, event: Event): readonly [State, readonly Effect[]] => {
+  if (state.lifecycle === "halted") return [state, []]
+  if (event._tag === "Tell" || event._tag === "Reload") {
+    const reason = configRejection(state, event.parsed) ?? (event._tag === "Tell" ? groupRejection(event.parsed.config, event.group, event.level) : undefined)
+    if (reason !== undefined) return [state, [rejected(event, reason)]]
+  }
+  const step = new Step({ ...state, now: Math.max(state.now, event.now) })
+  switch (event._tag) {
+    case "Tell":
+      onTell(step, event)
+      break
+    case "Reload":
+      onReload(step, event)
+      break
+    case "StopAll":
+      onStopAll(step)
+      break
+    case "Started":
+      onStarted(step, event)
+      break
+    case "ChildExit":
+      onChildExit(step, event)
+      break
+    case "Tick":
+      onTick(step)
+      break
+  }
+  return step.finish()
+}
+
+/** Why a tell would be rejected, or `undefined` if it would be accepted: for immediate replies. */
+export const tellRejection = (state: State, group: string, level: string, parsed: Parsed): string | undefined =>
+  configRejection(state, parsed) ?? groupRejection(parsed.config, group, level)
 
 /** When the runtime must deliver the next Tick; `undefined` when nothing is pending. */
 export const nextDeadline = (state: State): number | undefined => Timers.peek(state.timers)?.at
+
+const configRejection = (state: State, parsed: Parsed): string | undefined => {
+  if (state.lifecycle !== "running") return "the daemon is stopping all processes"
+  if (!hasErrors(parsed)) return undefined
+  const errors = parsed.problems.filter((p) => p.severity === "error")
+  const first = errors[0]
+  return `the isinittab has ${errors.length} error(s), first at line ${first?.line ?? 0}: ${first?.message ?? ""}; nothing was changed`
+}
+
+const groupRejection = (config: Config, group: string, level: string): string | undefined => {
+  if (level === "") return "empty runlevel"
+  if (config.byGroup.has(group)) return undefined
+  const known = [...config.byGroup.keys()].sort().join(", ")
+  return `unknown group "${group}" (the isinittab defines: ${known === "" ? "none" : known})`
+}
+
+const rejected = (event: Event & { readonly _tag: "Tell" | "Reload" }, reason: string): Effect => ({
+  _tag: "Log",
+  entry:
+    event._tag === "Tell"
+      ? { what: "rejected", group: event.group, message: `tell ${event.group} ${event.level} rejected: ${reason}` }
+      : { what: "rejected", message: `reload rejected: ${reason}` },
+})
+
+// ---------------------------------------------------------------------------------------------
+// Event handlers
+
+type EventOf<K extends Event["_tag"]> = Extract<Event, { readonly _tag: K }>
+
+const onTell = (step: Step, { group, level, parsed }: EventOf<"Tell">): void => {
+  applyConfig(step, parsed.config)
+  enterLevel(step, group, level)
+}
+
+/** SIGHUP: the re-read config applies, and every told group re-enters its level. */
+const onReload = (step: Step, { parsed }: EventOf<"Reload">): void => {
+  applyConfig(step, parsed.config)
+  for (const group of HashMap.values(step.state.groups)) {
+    if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level)
+  }
+}
+
+const onStopAll = (step: Step): void => {
+  if (step.state.lifecycle !== "running") return
+  step.state = { ...step.state, lifecycle: "stopping" }
+  for (const group of HashMap.values(step.state.groups)) step.setGroup({ ...group, phase: "stopping", transition: undefined })
+  step.log({ what: "group", message: "stopall: stopping every process" })
+  for (const tag of HashMap.keys(step.state.entries)) stop(step, tag, "stopall")
+  haltIfDone(step)
+}
+
+/** The runtime learnt the pid; only for display, runs are named by number. */
+const onStarted = (step: Step, { tag, run, pid }: EventOf<"Started">): void => {
+  const entry = lookup(step.state.entries, tag)
+  if (entry === undefined || entry.proc._tag === "Idle" || entry.proc.run !== run) return
+  step.setEntry({ ...entry, proc: { ...entry.proc, pid } })
+}
+
+/** Exits of runs that are not live (unknown, duplicate, late) change nothing. */
+const onChildExit = (step: Step, { tag, run, outcome }: EventOf<"ChildExit">): void => {
+  const entry = lookup(step.state.entries, tag)
+  if (entry === undefined || entry.proc._tag === "Idle" || entry.proc.run !== run) return
+  childExited(step, entry, entry.proc, outcome)
+}
+
+const onTick = (step: Step): void => {
+  for (let timer = step.dueTimer(); timer !== undefined; timer = step.dueTimer()) fire(step, timer)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules
+
+/** Rules 4 and 12: the re-read config stops removed and `off` entries, restarts changed ones. */
+const applyConfig = (step: Step, config: Config): void => {
+  const before = step.state.entries
+  step.state = { ...step.state, config }
+  for (const [tag, entry] of HashMap.entries(before)) {
+    const def = config.byTag.get(tag)
+    const gone = def === undefined || def.mode === "off"
+    if (entry.proc._tag === "Idle") {
+      if (gone) step.forget(tag)
+    } else if (gone) {
+      stop(step, tag, def === undefined ? "removed from the isinittab" : "set to off")
+    } else if (!sameDefinition(def, entry.proc.def)) {
+      stop(step, tag, "its definition changed: restarting it")
+    }
+  }
+}
+
+/** Rules 2, 3 and 8: a group moves to a level; a newer tell supersedes an unfinished one. */
+const enterLevel = (step: Step, name: string, level: string): void => {
+  const defs = step.state.config.byGroup.get(name) ?? []
+  for (const def of defs) if (!listsLevel(def, level)) leaveLevel(step, def.tag)
+  const order = defs.filter((def) => def.mode !== "off" && listsLevel(def, level))
+  const group = step.group(name)
+  step.setGroup({ ...group, level, phase: "start", seq: group.seq + 1, transition: { level, order, next: 0, barrier: undefined } })
+  step.log({ what: "group", group: name, message: `entering level ${level} (${order.length} entries)` })
+  advance(step, name)
+  settle(step, name)
+}
+
+/** Rule 3: an entry outside the new level stops and forgets its runs, marks and jail. */
+const leaveLevel = (step: Step, tag: string): void => {
+  stop(step, tag, "not in the new level")
+  const entry = lookup(step.state.entries, tag)
+  if (entry !== undefined) step.setEntry({ ...entry, completion: notRun, jail: free, starts: [] })
+}
+
+/** Rule 1: take entries in file order until a barrier is running or the order is exhausted. */
+const advance = (step: Step, name: string): void => {
+  for (;;) {
+    const group = step.group(name)
+    const transition = group.transition
+    if (transition === undefined || transition.barrier !== undefined) return
+    const def = transition.order[transition.next]
+    if (def === undefined) return
+    step.setGroup({ ...group, transition: { ...transition, next: transition.next + 1 } })
+    if (take(step, def)) {
+      step.setGroup({ ...step.group(name), transition: { ...transition, next: transition.next + 1, barrier: def.tag } })
+      return
+    }
+  }
+}
+
+/** Starts an entry the transition has reached; true if the transition must wait for it. */
+const take = (step: Step, def: Entry): boolean => {
+  const entry = step.entry(def.tag)
+  switch (def.mode) {
+    case "respawn":
+      if (entry.proc._tag === "Idle" && entry.jail._tag === "Free") startRespawn(step, def)
+      return false
+    case "once":
+      if (entry.proc._tag === "Idle" && entry.completion._tag === "NotRun") spawn(step, def)
+      return false
+    case "wait":
+    case "test":
+      if (entry.completion._tag === "Ran") return false
+      // A live run (kept from a superseded transition, or being stopped to rerun) is waited for.
+      if (entry.proc._tag === "Idle") spawn(step, def)
+      return true
+    case "off":
+      return false
+  }
+}
+
+/** Rule 6: a respawn start counts toward the window; the start that would exceed it jails. */
+const startRespawn = (step: Step, def: Entry): void => {
+  const { respawnMax, respawnWindowMs, jailMs } = step.state.config.limits
+  const now = step.state.now
+  const entry = step.entry(def.tag)
+  const recent = entry.starts.filter((at) => now - at < respawnWindowMs)
+  if (recent.length < respawnMax) {
+    step.setEntry({ ...entry, starts: [...recent, now] })
+    spawn(step, def)
+    return
+  }
+  const until = now + jailMs
+  step.setEntry({ ...entry, starts: [], jail: { _tag: "Jailed", until } })
+  step.addTimer({ at: until, reason: { _tag: "JailEnds", tag: def.tag } })
+  step.log({
+    what: "jailed",
+    group: def.group,
+    tag: def.tag,
+    message: `respawning too rapidly (${respawnMax} starts within ${respawnWindowMs} ms): jailed for ${jailMs} ms`,
+  })
+}
+
+const spawn = (step: Step, def: Entry): void => {
+  const run = step.state.nextRun
+  const entry = step.entry(def.tag)
+  step.state = { ...step.state, nextRun: run + 1 }
+  step.setEntry({ ...entry, proc: { _tag: "Running", run, pid: undefined, since: step.state.now, def } })
+  const sync = def.mode === "wait" || def.mode === "test"
+  step.emit({ _tag: sync ? "RunSync" : "Spawn", tag: def.tag, run, group: def.group, command: def.command })
+}
+
+/** Rule 7: SIGTERM to the process group now, SIGKILL when the grace is over. */
+const stop = (step: Step, tag: string, reason: string): void => {
+  const entry = lookup(step.state.entries, tag)
+  if (entry === undefined || entry.proc._tag !== "Running") return
+  const proc = entry.proc
+  const killAt = step.state.now + step.state.config.limits.killGraceMs
+  step.setEntry({ ...entry, proc: { ...proc, _tag: "Stopping", killAt, signal: "SIGTERM" } })
+  const group = step.group(proc.def.group)
+  step.setGroup({ ...group, outgoing: group.outgoing + 1 })
+  step.addTimer({ at: killAt, reason: { _tag: "KillDue", tag, run: proc.run } })
+  step.emit({ _tag: "Kill", tag, run: proc.run, signal: "SIGTERM" })
+  step.log({ what: "stopping", group: proc.def.group, tag, run: proc.run, message: `stopping: ${reason}` })
+}
+
+const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Outcome): void => {
+  step.setEntry({ ...entry, proc: idle, lastExit: { outcome, at: step.state.now } })
+  const wasStopping = proc._tag === "Stopping"
+  if (wasStopping) {
+    const group = step.group(proc.def.group)
+    step.setGroup({ ...group, outgoing: group.outgoing - 1 })
+  }
+  if (step.state.lifecycle === "stopping") return haltIfDone(step)
+  const def = step.state.config.byTag.get(entry.tag)
+  if (def === undefined || def.mode === "off") {
+    step.forget(entry.tag)
+  } else if (step.group(def.group).transition?.barrier === def.tag) {
+    barrierExited(step, def, wasStopping, outcome)
+  } else if (wasStopping) {
+    if (admitted(step, def)) resumeAfterStop(step, def)
+  } else {
+    exitedOnItsOwn(step, def, outcome)
+  }
+  settle(step, proc.def.group)
+  if (def !== undefined && def.group !== proc.def.group) settle(step, def.group)
+}
+
+/** Rules 1 and 5: a barrier that ran to completion lets the transition go on. */
+const barrierExited = (step: Step, def: Entry, wasStopping: boolean, outcome: Outcome): void => {
+  if (wasStopping) {
+    spawn(step, def) // it was stopped to run again with its current definition
+    return
+  }
+  const ok = succeeded(outcome)
+  step.setEntry({ ...step.entry(def.tag), completion: { _tag: "Ran", ok } })
+  if (def.mode === "test" && !ok) {
+    step.log({ what: "exited", group: def.group, tag: def.tag, message: `test failed (${describeOutcome(outcome)}): the group will be fail` })
+  }
+  const group = step.group(def.group)
+  if (group.transition !== undefined) step.setGroup({ ...group, transition: { ...group.transition, barrier: undefined } })
+  advance(step, def.group)
+}
+
+/** Rule 12: a process stopped only to be replaced starts again with its new definition. */
+const resumeAfterStop = (step: Step, def: Entry): void => {
+  const entry = step.entry(def.tag)
+  if (def.mode === "respawn" && entry.jail._tag === "Free") startRespawn(step, def)
+  if (def.mode === "once" && entry.completion._tag === "NotRun") spawn(step, def)
+}
+
+/** Rules 5 and 6: respawn entries restart while admitted; the others are marked as done. */
+const exitedOnItsOwn = (step: Step, def: Entry, outcome: Outcome): void => {
+  const entry = step.entry(def.tag)
+  if (def.mode !== "respawn") {
+    step.setEntry({ ...entry, completion: { _tag: "Ran", ok: succeeded(outcome) } })
+    return
+  }
+  if (!admitted(step, def)) return
+  step.setEntry({ ...entry, restarts: entry.restarts + 1 })
+  step.log({ what: "restarting", group: def.group, tag: def.tag, message: `restarting after ${describeOutcome(outcome)}` })
+  startRespawn(step, def)
+}
+
+/** Whether the entry belongs to its group's level and the transition has already reached it. */
+const admitted = (step: Step, def: Entry): boolean => {
+  const group = step.group(def.group)
+  if (step.state.lifecycle !== "running" || group.level === undefined || !listsLevel(def, group.level)) return false
+  const pending = group.transition?.order[group.transition.next]
+  return pending === undefined || def.line < pending.line
+}
+
+/** Rule 8: a transition is over when all is taken, no barrier runs and no outgoing process is left. */
+const settle = (step: Step, name: string): void => {
+  const group = step.group(name)
+  const transition = group.transition
+  if (transition === undefined || transition.barrier !== undefined || group.outgoing > 0) return
+  if (transition.next < transition.order.length) return
+  const phase = testFailed(step, transition) ? "fail" : "run"
+  step.setGroup({ ...group, phase, transition: undefined })
+  step.log({ what: "group", group: name, message: `level ${transition.level} reached: ${phase}` })
+}
+
+const testFailed = (step: Step, transition: Transition): boolean =>
+  transition.order.some((def) => {
+    if (def.mode !== "test") return false
+    const completion = step.entry(def.tag).completion
+    return completion._tag === "Ran" && !completion.ok
+  })
+
+/** Rule 8: after stopall, the daemon halts once every process is gone. */
+const haltIfDone = (step: Step): void => {
+  for (const group of HashMap.values(step.state.groups)) if (group.outgoing > 0) return
+  for (const group of HashMap.values(step.state.groups)) step.setGroup({ ...group, phase: "stopped" })
+  step.state = { ...step.state, lifecycle: "halted" }
+  step.log({ what: "halted", message: "every process is gone" })
+}
+
+/** Rules 6 and 7: a jail that ends, or a grace that runs out. */
+const fire = (step: Step, timer: Timer): void => {
+  const reason = timer.reason
+  const entry = step.entry(reason.tag)
+  if (reason._tag === "KillDue") {
+    if (entry.proc._tag !== "Stopping") return
+    step.setEntry({ ...entry, proc: { ...entry.proc, signal: "SIGKILL" } })
+    step.emit({ _tag: "Kill", tag: reason.tag, run: reason.run, signal: "SIGKILL" })
+    step.log({ what: "killed", group: entry.proc.def.group, tag: reason.tag, run: reason.run, message: "still alive after the grace: SIGKILL" })
+    return
+  }
+  step.setEntry({ ...entry, jail: free })
+  const def = step.state.config.byTag.get(reason.tag)
+  if (def === undefined) return
+  step.log({ what: "released", group: def.group, tag: def.tag, message: "jail is over" })
+  if (def.mode === "respawn" && entry.proc._tag === "Idle" && admitted(step, def)) startRespawn(step, def)
+}
+
+/** A timer is live while the thing it was armed for still stands; stale ones are dropped. */
+const isLive = (state: State, timer: Timer): boolean => {
+  const reason = timer.reason
+  const entry = lookup(state.entries, reason.tag)
+  if (entry === undefined) return false
+  if (reason._tag === "JailEnds") return state.lifecycle === "running" && entry.jail._tag === "Jailed" && entry.jail.until === timer.at
+  return entry.proc._tag === "Stopping" && entry.proc.run === reason.run && entry.proc.signal === "SIGTERM" && entry.proc.killAt === timer.at
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** The accumulator of one reduction. Local to `reduce`, so its mutation is invisible outside. */
+class Step {
+  state: State
+  private readonly effects: Effect[] = []
+  private statusChanged = false
+
+  constructor(state: State) {
+    this.state = state
+  }
+
+  entry(tag: string): EntryState {
+    return entryOf(this.state, tag)
+  }
+  group(name: string): GroupState {
+    return groupOf(this.state, name)
+  }
+  setEntry(entry: EntryState): void {
+    this.state = { ...this.state, entries: HashMap.set(this.state.entries, entry.tag, entry) }
+  }
+  setGroup(group: GroupState): void {
+    const before = lookup(this.state.groups, group.name)
+    if (before?.phase !== group.phase || before.level !== group.level) this.statusChanged = true
+    this.state = { ...this.state, groups: HashMap.set(this.state.groups, group.name, group) }
+  }
+  forget(tag: string): void {
+    this.state = { ...this.state, entries: HashMap.remove(this.state.entries, tag) }
+  }
+  addTimer(timer: Timer): void {
+    this.state = { ...this.state, timers: Timers.add(this.state.timers, timer) }
+  }
+  /** Pops the earliest timer if it is due and still live; drops stale ones on the way. */
+  dueTimer(): Timer | undefined {
+    this.dropStaleTimers()
+    const timer = Timers.peek(this.state.timers)
+    if (timer === undefined || timer.at > this.state.now) return undefined
+    this.state = { ...this.state, timers: Timers.pop(this.state.timers) }
+    return timer
+  }
+  emit(effect: Effect): void {
+    this.effects.push(effect)
+  }
+  log(entry: LogEntry): void {
+    this.effects.push({ _tag: "Log", entry })
+  }
+
+  finish(): readonly [State, readonly Effect[]] {
+    this.dropStaleTimers()
+    if (this.statusChanged) this.effects.push({ _tag: "WriteStatus" })
+    return [this.state, this.effects]
+  }
+
+  private dropStaleTimers(): void {
+    for (let timer = Timers.peek(this.state.timers); timer !== undefined && !isLive(this.state, timer); timer = Timers.peek(this.state.timers)) {
+      this.state = { ...this.state, timers: Timers.pop(this.state.timers) }
+    }
+  }
+}

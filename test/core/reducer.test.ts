@@ -1,0 +1,100 @@
+import { describe, expect, it } from "vitest"
+import type { Parsed } from "../../src/core/config.ts"
+import { makeConfig } from "../../src/core/config.ts"
+import type { Entry, Limits, Mode } from "../../src/core/config.ts"
+import { defaultLimits } from "../../src/core/config.ts"
+import type { Effect } from "../../src/core/effects.ts"
+import type { Event } from "../../src/core/events.ts"
+import { childExit, started, stopAll, tell, tick } from "../../src/core/events.ts"
+import { nextDeadline, reduce } from "../../src/core/reducer.ts"
+import type { State } from "../../src/core/state.ts"
+import { groupOf, entryOf, initialState } from "../../src/core/state.ts"
+
+// Example-based checks of the reducer's main paths; the full specification is in properties/.
+
+const entry = (group: string, tag: string, levels: string, mode: Mode, line: number): Entry => ({
+  group, tag, levels: levels.split(","), mode, command: `cmd-${tag}`, line,
+})
+const parsedOf = (entries: readonly Entry[], limits: Limits = defaultLimits): Parsed => ({ config: makeConfig(entries, { limits }), problems: [] })
+
+const run = (state: State, events: readonly Event[]): [State, Effect[]] => {
+  let current = state
+  const all: Effect[] = []
+  for (const event of events) {
+    const [next, effects] = reduce(current, event)
+    current = next
+    all.push(...effects)
+  }
+  return [current, all]
+}
+const actions = (effects: readonly Effect[]) => effects.filter((e) => e._tag !== "Log" && e._tag !== "WriteStatus")
+
+const config = parsedOf([
+  entry("web", "setup", "2", "wait", 1),
+  entry("web", "db", "2,3", "respawn", 2),
+  entry("web", "app", "2", "respawn", 3),
+  entry("web", "check", "2", "test", 4),
+  entry("mail", "smtp", "1", "respawn", 5),
+])
+
+describe("reducer examples", () => {
+  it("takes entries in file order and waits at a barrier", () => {
+    const [s1, fx1] = run(initialState, [tell("web", "2", config, 0)])
+    expect(actions(fx1)).toEqual([{ _tag: "RunSync", tag: "setup", run: 1, group: "web", command: "cmd-setup" }])
+    expect(groupOf(s1, "web").phase).toBe("start")
+    const [s2, fx2] = run(s1, [childExit("setup", 1, { _tag: "Exited", code: 0 }, 5)])
+    expect(actions(fx2).map((e) => e._tag === "Spawn" || e._tag === "RunSync" ? `${e._tag}:${e.tag}` : e._tag)).toEqual([
+      "Spawn:db", "Spawn:app", "RunSync:check",
+    ])
+    const [s3] = run(s2, [childExit("check", 4, { _tag: "Exited", code: 1 }, 6)])
+    expect(groupOf(s3, "web").phase).toBe("fail")
+  })
+
+  it("keeps a shared respawn entry running and stops the rest on a level switch", () => {
+    const [s1] = run(initialState, [tell("web", "2", config, 0), childExit("setup", 1, { _tag: "Exited", code: 0 }, 1), childExit("check", 4, { _tag: "Exited", code: 0 }, 2)])
+    expect(groupOf(s1, "web").phase).toBe("run")
+    const [s2, fx] = run(s1, [tell("web", "3", config, 10)])
+    expect(actions(fx)).toEqual([{ _tag: "Kill", tag: "app", run: 3, signal: "SIGTERM" }])
+    expect(groupOf(s2, "web").phase).toBe("start")
+    const [s3] = run(s2, [childExit("app", 3, { _tag: "Signaled", signal: "SIGTERM" }, 11)])
+    expect(groupOf(s3, "web").phase).toBe("run")
+    expect(entryOf(s3, "db").proc._tag).toBe("Running")
+  })
+
+  it("jails the 6th start within the window and releases it with a tick", () => {
+    const limits = { ...defaultLimits, respawnMax: 5, respawnWindowMs: 10_000, jailMs: 60_000 }
+    const cfg = parsedOf([entry("mail", "smtp", "1", "respawn", 1)], limits)
+    let [s] = run(initialState, [tell("mail", "1", cfg, 0)])
+    for (let i = 1; i <= 5; i++) [s] = run(s, [childExit("smtp", i, { _tag: "Exited", code: 1 }, i * 100)])
+    expect(entryOf(s, "smtp").jail).toEqual({ _tag: "Jailed", until: 500 + 60_000 })
+    expect(nextDeadline(s)).toBe(60_500)
+    const [s2, fx] = run(s, [tick(60_499)])
+    expect(actions(fx)).toEqual([])
+    const [s3, fx3] = run(s2, [tick(60_500)])
+    expect(actions(fx3)).toEqual([{ _tag: "Spawn", tag: "smtp", run: 6, group: "mail", command: "cmd-smtp" }])
+    expect(entryOf(s3, "smtp").jail._tag).toBe("Free")
+  })
+
+  it("escalates to SIGKILL after the grace and never signals a reaped run", () => {
+    const cfg = parsedOf([entry("mail", "smtp", "1", "respawn", 1)])
+    const [s1] = run(initialState, [tell("mail", "1", cfg, 0), started("smtp", 1, 4242, 0)])
+    const [s2, fx2] = run(s1, [stopAll(100)])
+    expect(actions(fx2)).toEqual([{ _tag: "Kill", tag: "smtp", run: 1, signal: "SIGTERM" }])
+    expect(nextDeadline(s2)).toBe(100 + defaultLimits.killGraceMs)
+    const [s3, fx3] = run(s2, [tick(100 + defaultLimits.killGraceMs)])
+    expect(actions(fx3)).toEqual([{ _tag: "Kill", tag: "smtp", run: 1, signal: "SIGKILL" }])
+    expect(nextDeadline(s3)).toBeUndefined()
+    const [s4, fx4] = run(s3, [childExit("smtp", 1, { _tag: "Signaled", signal: "SIGKILL" }, 30_200), tick(99_999)])
+    expect(actions(fx4)).toEqual([])
+    expect(s4.lifecycle).toBe("halted")
+    expect(groupOf(s4, "mail").phase).toBe("stopped")
+  })
+
+  it("rejects a tell for an unknown group and changes nothing", () => {
+    const [s1] = run(initialState, [tell("web", "2", config, 0)])
+    const [s2, fx] = reduce(s1, tell("nope", "2", config, 5))
+    expect(s2).toBe(s1)
+    expect(fx).toHaveLength(1)
+    expect(fx[0]?._tag === "Log" && fx[0].entry.what).toBe("rejected")
+  })
+})
