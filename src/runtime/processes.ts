@@ -1,0 +1,268 @@
+/**
+ * The process adapter: spawns entries in their own session and process group, signals whole
+ * groups, and reports when a run is over. It decides nothing (no restarts, no escalation to
+ * SIGKILL): that is the reducer's job. It only keeps what the kernel knows and the reducer must
+ * not guess: which process group belongs to which run, and whether that group is gone.
+ *
+ * A run is over when its leader has been reaped (Node reaps its own children) AND its process
+ * group has no member left that is not a zombie. Grandchildren orphaned by a shell that exited
+ * are re-parented to init, which may take its time reaping them; a zombie cannot hold anything,
+ * so it counts as gone. The group is checked once on the leader's exit (a cheap `kill(-pgid, 0)`
+ * usually answers ESRCH), then by polling /proc with a backoff, only while such runs exist.
+ *
+ * Pgids are safe to signal while the run is not reported gone: the kernel never hands out a pid
+ * that is still some group's id, and the leader's pid stays ours until Node reaps it.
+ */
+import { spawn as spawnChild } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type { Outcome } from "../core/events.ts"
+
+/** What the adapter tells the loop; the loop stamps the time and turns it into an event. */
+export type ProcessReport =
+  | { readonly _tag: "Started"; readonly tag: string; readonly run: number; readonly pid: number }
+  | { readonly _tag: "ChildExit"; readonly tag: string; readonly run: number; readonly outcome: Outcome }
+
+export interface SpawnSpec {
+  readonly tag: string
+  readonly run: number
+  readonly command: string
+}
+
+/** Where the children's stdout and stderr go: the daemon's own, or an open file descriptor. */
+export type Output = "inherit" | number
+
+export interface ProcessesService {
+  /** Start a run; `Started` or `ChildExit{SpawnFailed}` follows through the report callback. */
+  readonly spawn: (spec: SpawnSpec) => Effect.Effect<void>
+  /** Signal the run's whole process group, unless the run has already been reported gone. */
+  readonly kill: (tag: string, run: number, signal: NodeJS.Signals) => Effect.Effect<void>
+  /** Runs not yet reported gone (spawning, alive, or leader reaped with members left). */
+  readonly liveRuns: Effect.Effect<number>
+}
+
+export class Processes extends Context.Service<Processes, ProcessesService>()("isinit/runtime/Processes") {}
+
+/** Where the adapter sends what happened to its runs (the loop's inbox). */
+export class ProcessReports extends Context.Service<ProcessReports, { readonly report: (report: ProcessReport) => void }>()(
+  "isinit/runtime/ProcessReports",
+) {}
+
+/** Perl's exec hands a command to the shell when it contains one of these (see perl's doio.c). */
+const shellMetacharacters = /[;&|<>()$`\\"'*?[\]{}#~=%\n]/
+
+export type Argv = { readonly _tag: "Direct"; readonly file: string; readonly args: readonly string[] } | { readonly _tag: "Shell"; readonly script: string }
+
+/** How a command is executed, as Perl's `exec STRING` decides it. */
+export const argvOf = (command: string): Argv => {
+  const words = command.trim().split(/\s+/).filter((w) => w !== "")
+  const [file, ...args] = words
+  if (shellMetacharacters.test(command) || file === undefined || file === "exec" || file === ".") {
+    return { _tag: "Shell", script: command }
+  }
+  return { _tag: "Direct", file, args }
+}
+
+/** Process groups that still have a member which is not a zombie. */
+export const livePgids = (): ReadonlySet<number> => {
+  const live = new Set<number>()
+  let names: string[]
+  try {
+    names = readdirSync("/proc")
+  } catch {
+    return live
+  }
+  for (const name of names) {
+    const first = name.charCodeAt(0)
+    if (first < 48 || first > 57) continue
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, "latin1")
+    } catch {
+      continue // exited while we looked
+    }
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so cut at the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    const state = fields[0]
+    const pgrp = Number(fields[2])
+    if (state !== "Z" && state !== "X" && Number.isInteger(pgrp)) live.add(pgrp)
+  }
+  return live
+}
+
+const firstPollMs = 20
+const maxPollMs = 500
+
+interface Run {
+  readonly tag: string
+  readonly run: number
+  pgid: number | undefined
+  /** The leader's status, once Node has reaped it. */
+  leaderOutcome: Outcome | undefined
+  /** Group poll backoff, used once the leader is gone but members remain. */
+  pollDelayMs: number
+  pollAt: number
+}
+
+export interface ProcessesOptions {
+  readonly output?: Output
+  /** Environment of the children; the daemon's own by default. */
+  readonly env?: NodeJS.ProcessEnv
+  /** Told when something goes wrong that is not a run's outcome (an unexpected kill error). */
+  readonly warn?: (message: string) => void
+}
+
+const keyOf = (tag: string, run: number): string => `${run}\u0000${tag}`
+
+const outcomeOf = (code: number | null, signal: NodeJS.Signals | null): Outcome =>
+  signal !== null ? { _tag: "Signaled", signal } : { _tag: "Exited", code: code ?? 0 }
+
+const groupExists = (pgid: number): boolean => {
+  try {
+    process.kill(-pgid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== "ESRCH"
+  }
+}
+
+/** The adapter without Effect, for the loop's callbacks; `makeProcesses` wraps it. */
+export const makeProcessTable = (report: (report: ProcessReport) => void, options: ProcessesOptions = {}) => {
+  const runs = new Map<string, Run>()
+  /** Runs whose leader is gone but whose group was not empty at the last look. */
+  const lingering = new Set<Run>()
+  let pollTimer: NodeJS.Timeout | undefined
+  let pollTimerAt = Infinity
+  const output = options.output ?? "inherit"
+
+  const finish = (run: Run, outcome: Outcome): void => {
+    runs.delete(keyOf(run.tag, run.run))
+    lingering.delete(run)
+    report({ _tag: "ChildExit", tag: run.tag, run: run.run, outcome })
+  }
+
+  const armPoll = (): void => {
+    let earliest = Infinity
+    for (const run of lingering) earliest = Math.min(earliest, run.pollAt)
+    if (earliest === pollTimerAt) return
+    if (pollTimer !== undefined) clearTimeout(pollTimer)
+    pollTimer = undefined
+    pollTimerAt = earliest
+    if (earliest === Infinity) return
+    pollTimer = setTimeout(poll, Math.max(1, earliest - performance.now()))
+  }
+
+  const poll = (): void => {
+    pollTimer = undefined
+    pollTimerAt = Infinity
+    const live = livePgids()
+    const now = performance.now()
+    for (const run of lingering) {
+      if (run.pgid === undefined || !live.has(run.pgid)) finish(run, run.leaderOutcome ?? { _tag: "Exited", code: 0 })
+      else if (run.pollAt <= now) {
+        run.pollDelayMs = Math.min(maxPollMs, run.pollDelayMs * 2)
+        run.pollAt = now + run.pollDelayMs
+      }
+    }
+    armPoll()
+  }
+
+  const linger = (run: Run): void => {
+    run.pollDelayMs = firstPollMs
+    run.pollAt = performance.now() + firstPollMs
+    lingering.add(run)
+    armPoll()
+  }
+
+  const leaderExited = (run: Run, outcome: Outcome): void => {
+    run.leaderOutcome = outcome
+    if (run.pgid === undefined || !groupExists(run.pgid)) finish(run, outcome)
+    else linger(run)
+  }
+
+  const spawn = (spec: SpawnSpec): void => {
+    const key = keyOf(spec.tag, spec.run)
+    if (runs.has(key)) return
+    const run: Run = { tag: spec.tag, run: spec.run, pgid: undefined, leaderOutcome: undefined, pollDelayMs: firstPollMs, pollAt: 0 }
+    runs.set(key, run)
+    const argv = argvOf(spec.command)
+    let settled = false
+    const fail = (reason: string): void => {
+      if (settled) return
+      settled = true
+      finish(run, { _tag: "SpawnFailed", reason })
+    }
+    try {
+      const child =
+        argv._tag === "Direct"
+          ? spawnChild(argv.file, argv.args, { detached: true, stdio: ["ignore", output, output], env: options.env ?? process.env })
+          : spawnChild("/bin/sh", ["-c", argv.script], { detached: true, stdio: ["ignore", output, output], env: options.env ?? process.env })
+      child.once("error", (e: NodeJS.ErrnoException) => {
+        // After a successful spawn, 'error' only means a failed kill or IPC; exits still come.
+        if (child.pid === undefined) fail(e.code ?? e.message)
+      })
+      child.once("spawn", () => {
+        if (child.pid === undefined) return
+        run.pgid = child.pid
+        report({ _tag: "Started", tag: spec.tag, run: spec.run, pid: child.pid })
+      })
+      child.once("exit", (code, signal) => {
+        if (settled) return
+        settled = true
+        leaderExited(run, outcomeOf(code, signal))
+      })
+      // The daemon must not wait for its children to exit itself.
+      child.unref()
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException
+      queueMicrotask(() => fail(err.code ?? err.message))
+    }
+  }
+
+  const kill = (tag: string, runNumber: number, signal: NodeJS.Signals): void => {
+    const run = runs.get(keyOf(tag, runNumber))
+    if (run === undefined || run.pgid === undefined) return
+    try {
+      process.kill(-run.pgid, signal)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code !== "ESRCH") options.warn?.(`kill ${signal} -${run.pgid} (${tag}): ${code ?? String(e)}`)
+    }
+    // A signalled lingering group is likely to die now: look again soon.
+    if (lingering.has(run)) {
+      lingering.delete(run)
+      linger(run)
+    }
+  }
+
+  const stop = (): void => {
+    if (pollTimer !== undefined) clearTimeout(pollTimer)
+    pollTimer = undefined
+    pollTimerAt = Infinity
+  }
+
+  return { spawn, kill, liveRuns: (): number => runs.size, stop }
+}
+
+export type ProcessTable = ReturnType<typeof makeProcessTable>
+
+/** The real adapter; its poll timer is cleared when the scope closes (children are left alone). */
+export const makeProcesses = (options: ProcessesOptions = {}): Effect.Effect<ProcessesService, never, Scope.Scope | ProcessReports> =>
+  Effect.gen(function* () {
+    const reports = yield* ProcessReports
+    const table = yield* Effect.acquireRelease(
+      Effect.sync(() => makeProcessTable(reports.report, options)),
+      (t) => Effect.sync(() => t.stop()),
+    )
+    return Processes.of({
+      spawn: (spec) => Effect.sync(() => table.spawn(spec)),
+      kill: (tag, run, signal) => Effect.sync(() => table.kill(tag, run, signal)),
+      liveRuns: Effect.sync(() => table.liveRuns()),
+    })
+  })
+
+export const layer = (options: ProcessesOptions = {}): Layer.Layer<Processes, never, ProcessReports> =>
+  Layer.effect(Processes, makeProcesses(options))

@@ -1,0 +1,65 @@
+import { readFileSync } from "node:fs"
+import { livePgids } from "../../src/runtime/processes.ts"
+
+/** Poll until `check` returns a value other than undefined/false, or fail after `timeoutMs`. */
+export const until = async <A>(what: string, check: () => A | undefined | false | Promise<A | undefined | false>, timeoutMs = 20_000): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  let delay = 10
+  for (;;) {
+    const value = await check()
+    if (value !== undefined && value !== false) return value
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(delay)
+    delay = Math.min(200, delay * 2)
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+export interface ProcStat {
+  readonly pid: number
+  readonly comm: string
+  readonly state: string
+  readonly ppid: number
+  readonly pgrp: number
+  readonly session: number
+}
+
+export const procStat = (pid: number): ProcStat | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1")
+    const close = stat.lastIndexOf(")")
+    const fields = stat.slice(close + 2).split(" ")
+    return {
+      pid,
+      comm: stat.slice(stat.indexOf("(") + 1, close),
+      state: fields[0] ?? "?",
+      ppid: Number(fields[1]),
+      pgrp: Number(fields[2]),
+      session: Number(fields[3]),
+    }
+  } catch {
+    return undefined
+  }
+}
+
+export const cmdline = (pid: number): readonly string[] | undefined => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0").slice(0, -1)
+  } catch {
+    return undefined
+  }
+}
+
+export const groupAlive = (pgid: number): boolean => livePgids().has(pgid)
+
+/** SIGKILL whole groups; for cleanup after tests, whatever state they are in. */
+export const killGroups = (pgids: Iterable<number>): void => {
+  for (const pgid of pgids) {
+    try {
+      process.kill(-pgid, "SIGKILL")
+    } catch {
+      // gone already
+    }
+  }
+}

@@ -1,0 +1,148 @@
+import { readdirSync, readlinkSync } from "node:fs"
+import { afterEach, describe, expect, it } from "vitest"
+import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
+import { argvOf, makeProcessTable } from "../../src/runtime/processes.ts"
+import { cmdline, groupAlive, killGroups, procStat, sleep, until } from "./helpers.ts"
+
+const pgids = new Set<number>()
+let tables: ProcessTable[] = []
+
+afterEach(() => {
+  killGroups(pgids)
+  pgids.clear()
+  for (const t of tables) t.stop()
+  tables = []
+})
+
+const harness = () => {
+  const reports: ProcessReport[] = []
+  const table = makeProcessTable((r) => {
+    reports.push(r)
+    if (r._tag === "Started") pgids.add(r.pid)
+  })
+  tables.push(table)
+  const started = (tag: string) =>
+    until(`${tag} started`, () => {
+      const r = reports.find((x) => x._tag === "Started" && x.tag === tag)
+      return r?._tag === "Started" ? r.pid : undefined
+    })
+  const exited = (tag: string, timeoutMs?: number) =>
+    until(`${tag} exit`, () => reports.find((x) => x._tag === "ChildExit" && x.tag === tag), timeoutMs)
+  return { reports, table, started, exited }
+}
+
+describe("argvOf: Perl exec's choice between direct exec and /bin/sh -c", () => {
+  it("splits plain commands on whitespace", () => {
+    expect(argvOf("  sleep   30 ")).toEqual({ _tag: "Direct", file: "sleep", args: ["30"] })
+    expect(argvOf("/usr/bin/env -i a.b/c:d,e")).toEqual({ _tag: "Direct", file: "/usr/bin/env", args: ["-i", "a.b/c:d,e"] })
+  })
+  it.each(["a; b", "a && b", "a | b", "a > f", "a < f", "(a)", "echo $HOME", "echo `x`", "a\\ b", `echo "x"`, "echo 'x'", "ls *", "ls ?", "ls [a]", "a # c", "ls ~", "A=1 b", "a %1", "a\nb", "a {b}"])(
+    "hands %j to the shell",
+    (command) => {
+      expect(argvOf(command)).toEqual({ _tag: "Shell", script: command })
+    },
+  )
+})
+
+describe("process adapter (real processes)", () => {
+  it("executes a command without metacharacters directly, in its own session and group, stdin /dev/null", async () => {
+    const h = harness()
+    h.table.spawn({ tag: "d", run: 1, command: "sleep 30" })
+    const pid = await h.started("d")
+    expect(cmdline(pid)).toEqual(["sleep", "30"])
+    const stat = procStat(pid)
+    expect(stat?.pgrp).toBe(pid)
+    expect(stat?.session).toBe(pid)
+    expect(readlinkSync(`/proc/${pid}/fd/0`)).toBe("/dev/null")
+  })
+
+  it("runs a command with metacharacters through /bin/sh -c, the program in the same group", async () => {
+    const h = harness()
+    h.table.spawn({ tag: "s", run: 1, command: "sleep 31; true" })
+    const pid = await h.started("s")
+    expect(cmdline(pid)).toEqual(["/bin/sh", "-c", "sleep 31; true"])
+    const child = await until("the shell's child", () => {
+      for (const p of livePgidMembers(pid)) if (p !== pid && cmdline(p)?.[0] === "sleep") return p
+      return undefined
+    })
+    expect(procStat(child)?.pgrp).toBe(pid)
+  })
+
+  it("reports exit codes and signals of the leader", async () => {
+    const h = harness()
+    h.table.spawn({ tag: "three", run: 1, command: "exit 3; true" })
+    h.table.spawn({ tag: "false", run: 2, command: "false" })
+    h.table.spawn({ tag: "sig", run: 3, command: "sleep 30" })
+    await h.started("sig")
+    h.table.kill("sig", 3, "SIGUSR1")
+    expect(await h.exited("three")).toEqual({ _tag: "ChildExit", tag: "three", run: 1, outcome: { _tag: "Exited", code: 3 } })
+    expect(await h.exited("false")).toEqual({ _tag: "ChildExit", tag: "false", run: 2, outcome: { _tag: "Exited", code: 1 } })
+    expect(await h.exited("sig")).toEqual({ _tag: "ChildExit", tag: "sig", run: 3, outcome: { _tag: "Signaled", signal: "SIGUSR1" } })
+    expect(h.table.liveRuns()).toBe(0)
+  })
+
+  it("reports a spawn failure with its reason and no Started", async () => {
+    const h = harness()
+    h.table.spawn({ tag: "nope", run: 1, command: "/nonexistent/program --flag" })
+    expect(await h.exited("nope")).toEqual({ _tag: "ChildExit", tag: "nope", run: 1, outcome: { _tag: "SpawnFailed", reason: "ENOENT" } })
+    expect(h.reports.some((r) => r._tag === "Started")).toBe(false)
+    expect(h.table.liveRuns()).toBe(0)
+  })
+
+  it("a group kill reaches a grandchild", async () => {
+    const h = harness()
+    h.table.spawn({ tag: "g", run: 1, command: "sleep 300 & sleep 300; true" })
+    const pid = await h.started("g")
+    await until("two members", () => livePgidMembers(pid).length >= 3)
+    h.table.kill("g", 1, "SIGTERM")
+    const exit = await h.exited("g")
+    expect(exit).toEqual({ _tag: "ChildExit", tag: "g", run: 1, outcome: { _tag: "Signaled", signal: "SIGTERM" } })
+    expect(groupAlive(pid)).toBe(false)
+  })
+
+  it("a run is not over while a child of its exited shell lives; SIGTERM-ignoring members need SIGKILL", async () => {
+    const h = harness()
+    h.table.spawn({ tag: "orphan", run: 7, command: "(trap '' TERM; exec sleep 300) & exit 0" })
+    const pid = await h.started("orphan")
+    await until("the shell exits, the grandchild stays", () => procStat(pid) === undefined && groupAlive(pid))
+    await sleep(300)
+    expect(h.reports.some((r) => r._tag === "ChildExit")).toBe(false)
+    h.table.kill("orphan", 7, "SIGTERM")
+    await sleep(500)
+    expect(groupAlive(pid)).toBe(true)
+    expect(h.reports.some((r) => r._tag === "ChildExit")).toBe(false)
+    h.table.kill("orphan", 7, "SIGKILL")
+    expect(await h.exited("orphan")).toEqual({ _tag: "ChildExit", tag: "orphan", run: 7, outcome: { _tag: "Exited", code: 0 } })
+    expect(groupAlive(pid)).toBe(false)
+    expect(h.table.liveRuns()).toBe(0)
+  })
+
+  it("never signals a run that was reported gone", async () => {
+    const h = harness()
+    h.table.spawn({ tag: "quick", run: 1, command: "true" })
+    await h.exited("quick")
+    const spy: Array<[number, string | number | undefined]> = []
+    const original = process.kill
+    process.kill = ((pid: number, signal?: string | number) => {
+      spy.push([pid, signal])
+      return true
+    }) as typeof process.kill
+    try {
+      h.table.kill("quick", 1, "SIGKILL")
+      h.table.kill("never-started", 9, "SIGKILL")
+    } finally {
+      process.kill = original
+    }
+    expect(spy).toEqual([])
+  })
+})
+
+/** Pids whose process group is `pgid` (zombies excluded). */
+const livePgidMembers = (pgid: number): number[] =>
+  readdirSync("/proc")
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter((pid) => {
+      const s = procStat(pid)
+      return s !== undefined && s.pgrp === pgid && s.state !== "Z"
+    })
