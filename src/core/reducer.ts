@@ -27,9 +27,9 @@ import type { Effect, LogEntry } from "./effects.ts"
 import type { Event, Outcome } from "./events.ts"
 import { describeOutcome, succeeded } from "./events.ts"
 import * as HashMap from "effect/HashMap"
-import type { EntryState, GroupState, LiveProc, State, Transition } from "./state.ts"
-import { entryOf, free, groupOf, idle, lookup, notRun } from "./state.ts"
-import type { Timer } from "./timers.ts"
+import type { EntryState, GroupState, Lifecycle, LiveProc, State, Transition } from "./state.ts"
+import { free, freshEntry, groupOf, idle, lookup, notRun } from "./state.ts"
+import type { Timer, TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
 export const reduce = (state: State, event: Event): readonly [State, readonly Effect[]] => {
@@ -38,7 +38,7 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
     const reason = configRejection(state, event.parsed) ?? (event._tag === "Tell" ? groupRejection(event.parsed.config, event.group, event.level) : undefined)
     if (reason !== undefined) return [state, [rejected(event, reason)]]
   }
-  const step = new Step({ ...state, now: Math.max(state.now, event.now) })
+  const step = new Step(state, Math.max(state.now, event.now))
   switch (event._tag) {
     case "Tell":
       onTell(step, event)
@@ -105,30 +105,30 @@ const onTell = (step: Step, { group, level, parsed }: EventOf<"Tell">): void => 
 /** SIGHUP: the re-read config applies, and every told group re-enters its level. */
 const onReload = (step: Step, { parsed }: EventOf<"Reload">): void => {
   applyConfig(step, parsed.config)
-  for (const group of HashMap.values(step.state.groups)) {
+  for (const group of step.groups()) {
     if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level)
   }
 }
 
 const onStopAll = (step: Step): void => {
-  if (step.state.lifecycle !== "running") return
-  step.state = { ...step.state, lifecycle: "stopping" }
-  for (const group of HashMap.values(step.state.groups)) step.setGroup({ ...group, phase: "stopping", transition: undefined })
+  if (step.lifecycle !== "running") return
+  step.lifecycle = "stopping"
+  for (const group of step.groups()) step.setGroup({ ...group, phase: "stopping", transition: undefined })
   step.log({ what: "group", message: "stopall: stopping every process" })
-  for (const tag of HashMap.keys(step.state.entries)) stop(step, tag, "stopall")
+  for (const tag of step.entryTags()) stop(step, tag, "stopall")
   haltIfDone(step)
 }
 
 /** The runtime learnt the pid; only for display, runs are named by number. */
 const onStarted = (step: Step, { tag, run, pid }: EventOf<"Started">): void => {
-  const entry = lookup(step.state.entries, tag)
+  const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag === "Idle" || entry.proc.run !== run) return
   step.setEntry({ ...entry, proc: { ...entry.proc, pid } })
 }
 
 /** Exits of runs that are not live (unknown, duplicate, late) change nothing. */
 const onChildExit = (step: Step, { tag, run, outcome }: EventOf<"ChildExit">): void => {
-  const entry = lookup(step.state.entries, tag)
+  const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag === "Idle" || entry.proc.run !== run) return
   childExited(step, entry, entry.proc, outcome)
 }
@@ -142,9 +142,9 @@ const onTick = (step: Step): void => {
 
 /** Rules 4 and 12: the re-read config stops removed and `off` entries, restarts changed ones. */
 const applyConfig = (step: Step, config: Config): void => {
-  const before = step.state.entries
-  step.state = { ...step.state, config }
-  for (const [tag, entry] of HashMap.entries(before)) {
+  step.config = config
+  for (const entry of step.entries()) {
+    const tag = entry.tag
     const def = config.byTag.get(tag)
     const gone = def === undefined || def.mode === "off"
     if (entry.proc._tag === "Idle") {
@@ -159,7 +159,7 @@ const applyConfig = (step: Step, config: Config): void => {
 
 /** Rules 2, 3 and 8: a group moves to a level; a newer tell supersedes an unfinished one. */
 const enterLevel = (step: Step, name: string, level: string): void => {
-  const defs = step.state.config.byGroup.get(name) ?? []
+  const defs = step.config.byGroup.get(name) ?? []
   for (const def of defs) if (!listsLevel(def, level)) leaveLevel(step, def.tag)
   const order = defs.filter((def) => def.mode !== "off" && listsLevel(def, level))
   const group = step.group(name)
@@ -172,7 +172,7 @@ const enterLevel = (step: Step, name: string, level: string): void => {
 /** Rule 3: an entry outside the new level stops and forgets its runs, marks and jail. */
 const leaveLevel = (step: Step, tag: string): void => {
   stop(step, tag, "not in the new level")
-  const entry = lookup(step.state.entries, tag)
+  const entry = step.findEntry(tag)
   if (entry !== undefined) step.setEntry({ ...entry, completion: notRun, jail: free, starts: [] })
 }
 
@@ -215,8 +215,8 @@ const take = (step: Step, def: Entry): boolean => {
 
 /** Rule 6: a respawn start counts toward the window; the start that would exceed it jails. */
 const startRespawn = (step: Step, def: Entry): void => {
-  const { respawnMax, respawnWindowMs, jailMs } = step.state.config.limits
-  const now = step.state.now
+  const { respawnMax, respawnWindowMs, jailMs } = step.config.limits
+  const now = step.now
   const entry = step.entry(def.tag)
   const recent = entry.starts.filter((at) => now - at < respawnWindowMs)
   if (recent.length < respawnMax) {
@@ -236,20 +236,19 @@ const startRespawn = (step: Step, def: Entry): void => {
 }
 
 const spawn = (step: Step, def: Entry): void => {
-  const run = step.state.nextRun
+  const run = step.nextRun++
   const entry = step.entry(def.tag)
-  step.state = { ...step.state, nextRun: run + 1 }
-  step.setEntry({ ...entry, proc: { _tag: "Running", run, pid: undefined, since: step.state.now, def } })
+  step.setEntry({ ...entry, proc: { _tag: "Running", run, pid: undefined, since: step.now, def } })
   const sync = def.mode === "wait" || def.mode === "test"
   step.emit({ _tag: sync ? "RunSync" : "Spawn", tag: def.tag, run, group: def.group, command: def.command })
 }
 
 /** Rule 7: SIGTERM to the process group now, SIGKILL when the grace is over. */
 const stop = (step: Step, tag: string, reason: string): void => {
-  const entry = lookup(step.state.entries, tag)
+  const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag !== "Running") return
   const proc = entry.proc
-  const killAt = step.state.now + step.state.config.limits.killGraceMs
+  const killAt = step.now + step.config.limits.killGraceMs
   step.setEntry({ ...entry, proc: { ...proc, _tag: "Stopping", killAt, signal: "SIGTERM" } })
   const group = step.group(proc.def.group)
   step.setGroup({ ...group, outgoing: group.outgoing + 1 })
@@ -259,14 +258,14 @@ const stop = (step: Step, tag: string, reason: string): void => {
 }
 
 const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Outcome): void => {
-  step.setEntry({ ...entry, proc: idle, lastExit: { outcome, at: step.state.now } })
+  step.setEntry({ ...entry, proc: idle, lastExit: { outcome, at: step.now } })
   const wasStopping = proc._tag === "Stopping"
   if (wasStopping) {
     const group = step.group(proc.def.group)
     step.setGroup({ ...group, outgoing: group.outgoing - 1 })
   }
-  if (step.state.lifecycle === "stopping") return haltIfDone(step)
-  const def = step.state.config.byTag.get(entry.tag)
+  if (step.lifecycle === "stopping") return haltIfDone(step)
+  const def = step.config.byTag.get(entry.tag)
   if (def === undefined || def.mode === "off") {
     step.forget(entry.tag)
   } else if (step.group(def.group).transition?.barrier === def.tag) {
@@ -319,7 +318,7 @@ const exitedOnItsOwn = (step: Step, def: Entry, outcome: Outcome): void => {
 /** Whether the entry belongs to its group's level and the transition has already reached it. */
 const admitted = (step: Step, def: Entry): boolean => {
   const group = step.group(def.group)
-  if (step.state.lifecycle !== "running" || group.level === undefined || !listsLevel(def, group.level)) return false
+  if (step.lifecycle !== "running" || group.level === undefined || !listsLevel(def, group.level)) return false
   const pending = group.transition?.order[group.transition.next]
   return pending === undefined || def.line < pending.line
 }
@@ -344,9 +343,10 @@ const testFailed = (step: Step, transition: Transition): boolean =>
 
 /** Rule 8: after stopall, the daemon halts once every process is gone. */
 const haltIfDone = (step: Step): void => {
-  for (const group of HashMap.values(step.state.groups)) if (group.outgoing > 0) return
-  for (const group of HashMap.values(step.state.groups)) step.setGroup({ ...group, phase: "stopped" })
-  step.state = { ...step.state, lifecycle: "halted" }
+  const groups = step.groups()
+  if (groups.some((group) => group.outgoing > 0)) return
+  for (const group of groups) step.setGroup({ ...group, phase: "stopped" })
+  step.lifecycle = "halted"
   step.log({ what: "halted", message: "every process is gone" })
 }
 
@@ -362,61 +362,93 @@ const fire = (step: Step, timer: Timer): void => {
     return
   }
   step.setEntry({ ...entry, jail: free })
-  const def = step.state.config.byTag.get(reason.tag)
+  const def = step.config.byTag.get(reason.tag)
   if (def === undefined) return
   step.log({ what: "released", group: def.group, tag: def.tag, message: "jail is over" })
   if (def.mode === "respawn" && entry.proc._tag === "Idle" && admitted(step, def)) startRespawn(step, def)
 }
 
-/** A timer is live while the thing it was armed for still stands; stale ones are dropped. */
-const isLive = (state: State, timer: Timer): boolean => {
-  const reason = timer.reason
-  const entry = lookup(state.entries, reason.tag)
-  if (entry === undefined) return false
-  if (reason._tag === "JailEnds") return state.lifecycle === "running" && entry.jail._tag === "Jailed" && entry.jail.until === timer.at
-  return entry.proc._tag === "Stopping" && entry.proc.run === reason.run && entry.proc.signal === "SIGTERM" && entry.proc.killAt === timer.at
-}
-
 // ---------------------------------------------------------------------------------------------
 
-/** The accumulator of one reduction. Local to `reduce`, so its mutation is invisible outside. */
+/**
+ * The accumulator of one reduction. Local to `reduce`, so its mutation is invisible outside.
+ * Changes collect in small overlays and reach the persistent maps once, in `finish`: an event
+ * touching an entry four times still costs one HashMap update.
+ */
 class Step {
-  state: State
+  config: Config
+  now: number
+  lifecycle: Lifecycle
+  nextRun: number
+  private timers: TimerQueue
+  private readonly base: State
+  private readonly entryChanges = new Map<string, EntryState | undefined>()
+  private readonly groupChanges = new Map<string, GroupState>()
+  /** Groups read but not changed: a child exit looks at its group several times. */
+  private readonly groupReads = new Map<string, GroupState>()
   private readonly effects: Effect[] = []
   private statusChanged = false
 
-  constructor(state: State) {
-    this.state = state
+  constructor(base: State, now: number) {
+    this.base = base
+    this.config = base.config
+    this.now = now
+    this.lifecycle = base.lifecycle
+    this.nextRun = base.nextRun
+    this.timers = base.timers
   }
 
-  entry(tag: string): EntryState {
-    return entryOf(this.state, tag)
+  findEntry(tag: string): EntryState | undefined {
+    const changed = this.entryChanges.get(tag)
+    if (changed !== undefined || this.entryChanges.has(tag)) return changed
+    return lookup(this.base.entries, tag)
   }
-  group(name: string): GroupState {
-    return groupOf(this.state, name)
+  entry(tag: string): EntryState {
+    return this.findEntry(tag) ?? freshEntry(tag)
   }
   setEntry(entry: EntryState): void {
-    this.state = { ...this.state, entries: HashMap.set(this.state.entries, entry.tag, entry) }
-  }
-  setGroup(group: GroupState): void {
-    const before = lookup(this.state.groups, group.name)
-    if (before?.phase !== group.phase || before.level !== group.level) this.statusChanged = true
-    this.state = { ...this.state, groups: HashMap.set(this.state.groups, group.name, group) }
+    this.entryChanges.set(entry.tag, entry)
   }
   forget(tag: string): void {
-    this.state = { ...this.state, entries: HashMap.remove(this.state.entries, tag) }
+    this.entryChanges.set(tag, undefined)
   }
+  /** Every remembered entry; for whole-config events (tell, reload, stopall), never per exit. */
+  entries(): readonly EntryState[] {
+    return this.entryTags().flatMap((tag) => this.findEntry(tag) ?? [])
+  }
+  entryTags(): readonly string[] {
+    return [...new Set([...HashMap.keys(this.base.entries), ...this.entryChanges.keys()])]
+  }
+
+  group(name: string): GroupState {
+    const known = this.groupChanges.get(name) ?? this.groupReads.get(name)
+    if (known !== undefined) return known
+    const group = groupOf(this.base, name)
+    this.groupReads.set(name, group)
+    return group
+  }
+  setGroup(group: GroupState): void {
+    const before = this.groupChanges.get(group.name) ?? lookup(this.base.groups, group.name)
+    if (before?.phase !== group.phase || before.level !== group.level) this.statusChanged = true
+    this.groupChanges.set(group.name, group)
+  }
+  groups(): readonly GroupState[] {
+    const names = new Set([...HashMap.keys(this.base.groups), ...this.groupChanges.keys()])
+    return [...names].map((name) => this.group(name))
+  }
+
   addTimer(timer: Timer): void {
-    this.state = { ...this.state, timers: Timers.add(this.state.timers, timer) }
+    this.timers = Timers.add(this.timers, timer)
   }
   /** Pops the earliest timer if it is due and still live; drops stale ones on the way. */
   dueTimer(): Timer | undefined {
     this.dropStaleTimers()
-    const timer = Timers.peek(this.state.timers)
-    if (timer === undefined || timer.at > this.state.now) return undefined
-    this.state = { ...this.state, timers: Timers.pop(this.state.timers) }
+    const timer = Timers.peek(this.timers)
+    if (timer === undefined || timer.at > this.now) return undefined
+    this.timers = Timers.pop(this.timers)
     return timer
   }
+
   emit(effect: Effect): void {
     this.effects.push(effect)
   }
@@ -427,12 +459,44 @@ class Step {
   finish(): readonly [State, readonly Effect[]] {
     this.dropStaleTimers()
     if (this.statusChanged) this.effects.push({ _tag: "WriteStatus" })
-    return [this.state, this.effects]
+    const state: State = {
+      config: this.config,
+      entries: applyChanges(this.base.entries, this.entryChanges),
+      groups: applyChanges(this.base.groups, this.groupChanges),
+      timers: this.timers,
+      nextRun: this.nextRun,
+      lifecycle: this.lifecycle,
+      now: this.now,
+    }
+    return [state, this.effects]
+  }
+
+  /** A timer is live while the thing it was armed for still stands; stale ones are dropped. */
+  private isLive(timer: Timer): boolean {
+    const reason = timer.reason
+    const entry = this.findEntry(reason.tag)
+    if (entry === undefined) return false
+    if (reason._tag === "JailEnds") return this.lifecycle === "running" && entry.jail._tag === "Jailed" && entry.jail.until === timer.at
+    const proc = entry.proc
+    return proc._tag === "Stopping" && proc.run === reason.run && proc.signal === "SIGTERM" && proc.killAt === timer.at
   }
 
   private dropStaleTimers(): void {
-    for (let timer = Timers.peek(this.state.timers); timer !== undefined && !isLive(this.state, timer); timer = Timers.peek(this.state.timers)) {
-      this.state = { ...this.state, timers: Timers.pop(this.state.timers) }
+    for (let timer = Timers.peek(this.timers); timer !== undefined && !this.isLive(timer); timer = Timers.peek(this.timers)) {
+      this.timers = Timers.pop(this.timers)
     }
   }
+}
+
+const applyChanges = <V>(map: HashMap.HashMap<string, V>, changes: ReadonlyMap<string, V | undefined>): HashMap.HashMap<string, V> => {
+  if (changes.size === 0) return map
+  if (changes.size === 1) {
+    for (const [key, value] of changes) return value === undefined ? HashMap.remove(map, key) : HashMap.set(map, key, value)
+  }
+  return HashMap.mutate(map, (draft) => {
+    for (const [key, value] of changes) {
+      if (value === undefined) HashMap.remove(draft, key)
+      else HashMap.set(draft, key, value)
+    }
+  })
 }
