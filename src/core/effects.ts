@@ -25,6 +25,7 @@ export type LogWhat =
   | "stopping"
   | "killed"
   | "rejected"
+  | "adopted"
   | "group"
   | "halted"
 

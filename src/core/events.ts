@@ -1,4 +1,5 @@
 import type { Parsed } from "./config.ts"
+import type { Snapshot } from "./snapshot.ts"
 
 /**
  * Everything that can happen to the daemon. Time enters only here, as `now` (ms, monotonic as far
@@ -11,15 +12,20 @@ export type Event =
   | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly parsed: Parsed; readonly now: number }
   | { readonly _tag: "Reload"; readonly parsed: Parsed; readonly now: number }
   | { readonly _tag: "StopAll"; readonly now: number }
-  | { readonly _tag: "Started"; readonly tag: string; readonly run: number; readonly pid: number; readonly now: number }
+  /** `identity` tells this process from a later one with the same pid (e.g. its start time). */
+  | { readonly _tag: "Started"; readonly tag: string; readonly run: number; readonly pid: number; readonly identity?: string; readonly now: number }
   | { readonly _tag: "ChildExit"; readonly tag: string; readonly run: number; readonly outcome: Outcome; readonly now: number }
   | { readonly _tag: "Tick"; readonly now: number }
+  /** A restarted daemon takes over what its predecessor recorded; `alive` lists the runs it verified. */
+  | { readonly _tag: "Restore"; readonly snapshot: Snapshot; readonly alive: readonly number[]; readonly parsed: Parsed; readonly now: number }
 
 /** How a process ended. `SpawnFailed` counts as an exit for the respawn rules. */
 export type Outcome =
   | { readonly _tag: "Exited"; readonly code: number }
   | { readonly _tag: "Signaled"; readonly signal: string }
   | { readonly _tag: "SpawnFailed"; readonly reason: string }
+  /** An adopted process (not our child) vanished: its exit status cannot be known. */
+  | { readonly _tag: "Vanished" }
 
 export const succeeded = (outcome: Outcome): boolean => outcome._tag === "Exited" && outcome.code === 0
 
@@ -31,6 +37,8 @@ export const describeOutcome = (outcome: Outcome): string => {
       return `signal ${outcome.signal}`
     case "SpawnFailed":
       return `spawn failed: ${outcome.reason}`
+    case "Vanished":
+      return "ended while adopted (exit status unknown)"
   }
 }
 
@@ -39,8 +47,12 @@ export const tell = (group: string, level: string, parsed: Parsed, now: number):
 })
 export const reload = (parsed: Parsed, now: number): Event => ({ _tag: "Reload", parsed, now })
 export const stopAll = (now: number): Event => ({ _tag: "StopAll", now })
-export const started = (tag: string, run: number, pid: number, now: number): Event => ({ _tag: "Started", tag, run, pid, now })
+export const started = (tag: string, run: number, pid: number, now: number, identity?: string): Event =>
+  identity === undefined ? { _tag: "Started", tag, run, pid, now } : { _tag: "Started", tag, run, pid, identity, now }
 export const childExit = (tag: string, run: number, outcome: Outcome, now: number): Event => ({
   _tag: "ChildExit", tag, run, outcome, now,
 })
 export const tick = (now: number): Event => ({ _tag: "Tick", now })
+export const restore = (snapshot: Snapshot, alive: readonly number[], parsed: Parsed, now: number): Event => ({
+  _tag: "Restore", snapshot, alive, parsed, now,
+})

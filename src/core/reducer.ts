@@ -27,8 +27,9 @@ import type { Effect, LogEntry } from "./effects.ts"
 import type { Event, Outcome } from "./events.ts"
 import { describeOutcome, succeeded } from "./events.ts"
 import * as HashMap from "effect/HashMap"
-import type { EntryState, GroupState, Lifecycle, LiveProc, State, Transition } from "./state.ts"
-import { free, freshEntry, groupOf, idle, lookup, notRun } from "./state.ts"
+import type { EntrySnapshot } from "./snapshot.ts"
+import type { Completion, EntryState, GroupState, Lifecycle, LiveProc, State, Transition } from "./state.ts"
+import { free, freshEntry, freshGroup, groupOf, idle, lookup, notRun } from "./state.ts"
 import type { Timer, TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
@@ -57,6 +58,9 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
       break
     case "Tick":
       onTick(step)
+      break
+    case "Restore":
+      onRestore(step, event)
       break
   }
   return step.finish()
@@ -120,10 +124,10 @@ const onStopAll = (step: Step): void => {
 }
 
 /** The runtime learnt the pid; only for display, runs are named by number. */
-const onStarted = (step: Step, { tag, run, pid }: EventOf<"Started">): void => {
+const onStarted = (step: Step, { tag, run, pid, identity }: EventOf<"Started">): void => {
   const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag === "Idle" || entry.proc.run !== run) return
-  step.setEntry({ ...entry, proc: { ...entry.proc, pid } })
+  step.setEntry({ ...entry, proc: { ...entry.proc, pid, identity } })
 }
 
 /** Exits of runs that are not live (unknown, duplicate, late) change nothing. */
@@ -131,6 +135,53 @@ const onChildExit = (step: Step, { tag, run, outcome }: EventOf<"ChildExit">): v
   const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag === "Idle" || entry.proc.run !== run) return
   childExited(step, entry, entry.proc, outcome)
+}
+
+/**
+ * A daemon that starts after a crash takes over its predecessor's record: runs the runtime
+ * verified as still alive are adopted, the others count as ended while nobody watched (once,
+ * wait and test as done, so they do not run twice; a test whose result is unknown as failed),
+ * jails and windows continue, and every told group converges to its level as after a tell.
+ */
+const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">): void => {
+  if (step.entryTags().length > 0 || step.groups().length > 0) {
+    step.log({ what: "rejected", message: "restore rejected: the daemon already manages processes" })
+    return
+  }
+  const live = new Set(alive)
+  step.nextRun = Math.max(step.nextRun, snapshot.nextRun)
+  for (const saved of snapshot.entries) adoptEntry(step, saved, saved.proc !== null && live.has(saved.proc.run))
+  for (const group of snapshot.groups) {
+    step.setGroup({ ...freshGroup(group.name), level: group.level ?? undefined, phase: group.level === null ? "stopped" : group.phase, seq: group.seq })
+  }
+  for (const saved of snapshot.entries) {
+    if (saved.proc?.stopping === true) stop(step, saved.tag, "it was being stopped when the previous daemon ended")
+  }
+  if (snapshot.lifecycle !== "running") return onStopAll(step)
+  if (hasErrors(parsed)) {
+    step.log({ what: "rejected", message: "the isinittab has errors: adopted processes keep running, no group converges until a valid tell" })
+    return
+  }
+  applyConfig(step, parsed.config)
+  for (const group of step.groups()) {
+    if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level)
+  }
+}
+
+const adoptEntry = (step: Step, saved: EntrySnapshot, isAlive: boolean): void => {
+  const base: EntryState = { ...freshEntry(saved.tag), completion: saved.completion, jail: saved.jail, starts: saved.starts, restarts: saved.restarts }
+  const proc = saved.proc
+  if (saved.jail._tag === "Jailed") step.addTimer({ at: saved.jail.until, reason: { _tag: "JailEnds", tag: saved.tag } })
+  if (proc === null) return step.setEntry(base)
+  const where = { group: proc.def.group, tag: saved.tag, run: proc.run }
+  if (isAlive) {
+    step.setEntry({ ...base, proc: { _tag: "Running", run: proc.run, pid: proc.pid ?? undefined, identity: proc.identity ?? undefined, since: proc.since, def: proc.def } })
+    step.log({ what: "adopted", ...where, message: `adopted pid ${proc.pid ?? "?"} from the previous daemon` })
+    return
+  }
+  const finished: Completion = proc.def.mode === "respawn" ? base.completion : { _tag: "Ran", ok: proc.def.mode !== "test" }
+  step.setEntry({ ...base, completion: finished, lastExit: { outcome: { _tag: "Vanished" }, at: step.now } })
+  step.log({ what: "exited", ...where, message: "ended while no daemon was watching (exit status unknown)" })
 }
 
 const onTick = (step: Step): void => {
@@ -238,7 +289,7 @@ const startRespawn = (step: Step, def: Entry): void => {
 const spawn = (step: Step, def: Entry): void => {
   const run = step.nextRun++
   const entry = step.entry(def.tag)
-  step.setEntry({ ...entry, proc: { _tag: "Running", run, pid: undefined, since: step.now, def } })
+  step.setEntry({ ...entry, proc: { _tag: "Running", run, pid: undefined, identity: undefined, since: step.now, def } })
   const sync = def.mode === "wait" || def.mode === "test"
   step.emit({ _tag: sync ? "RunSync" : "Spawn", tag: def.tag, run, group: def.group, command: def.command })
 }

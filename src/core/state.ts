@@ -31,6 +31,8 @@ export type Proc =
       readonly _tag: "Running"
       readonly run: number
       readonly pid: number | undefined
+      /** Opaque, from the runtime: tells this process from a later one reusing its pid. */
+      readonly identity: string | undefined
       readonly since: number
       /** The definition it was started with (the config may have changed since). */
       readonly def: Entry
@@ -39,6 +41,7 @@ export type Proc =
       readonly _tag: "Stopping"
       readonly run: number
       readonly pid: number | undefined
+      readonly identity: string | undefined
       readonly since: number
       readonly def: Entry
       /** When SIGKILL follows the SIGTERM that began the stop. */

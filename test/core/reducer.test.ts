@@ -5,7 +5,8 @@ import type { Entry, Limits, Mode } from "../../src/core/config.ts"
 import { defaultLimits } from "../../src/core/config.ts"
 import type { Effect } from "../../src/core/effects.ts"
 import type { Event } from "../../src/core/events.ts"
-import { childExit, started, stopAll, tell, tick } from "../../src/core/events.ts"
+import { childExit, restore, started, stopAll, tell, tick } from "../../src/core/events.ts"
+import { snapshot } from "../../src/core/snapshot.ts"
 import { nextDeadline, reduce } from "../../src/core/reducer.ts"
 import type { State } from "../../src/core/state.ts"
 import { groupOf, entryOf, initialState } from "../../src/core/state.ts"
@@ -96,5 +97,25 @@ describe("reducer examples", () => {
     expect(s2).toBe(s1)
     expect(fx).toHaveLength(1)
     expect(fx[0]?._tag === "Log" && fx[0].entry.what).toBe("rejected")
+  })
+
+  it("a restarted daemon adopts live runs, does not rerun finished ones, and restarts the vanished", () => {
+    const [before] = run(initialState, [
+      tell("web", "2", config, 0),
+      started("setup", 1, 101, 0, "t1"),
+      childExit("setup", 1, { _tag: "Exited", code: 0 }, 1),
+      started("db", 2, 102, 1, "t2"),
+      started("app", 3, 103, 1, "t3"),
+      started("check", 4, 104, 1, "t4"),
+    ])
+    const saved = JSON.parse(JSON.stringify(snapshot(before))) as ReturnType<typeof snapshot>
+    // db survived, app died while no daemon watched, check (a test) is still running.
+    const [after, fx] = reduce(initialState, restore(saved, [2, 4], config, 5_000))
+    expect(entryOf(after, "db").proc).toMatchObject({ _tag: "Running", run: 2, pid: 102, identity: "t2" })
+    expect(entryOf(after, "setup").completion).toEqual({ _tag: "Ran", ok: true })
+    expect(actions(fx)).toEqual([{ _tag: "Spawn", tag: "app", run: 5, group: "web", command: "cmd-app" }])
+    expect(groupOf(after, "web").phase).toBe("start")
+    const [done] = run(after, [childExit("check", 4, { _tag: "Vanished" }, 6_000)])
+    expect(groupOf(done, "web").phase).toBe("fail")
   })
 })
