@@ -1,0 +1,74 @@
+/**
+ * The state file (issue 4): the core's `Snapshot` as JSON, decoded with io-ts. A file that does
+ * not decode is never trusted in part: the daemon reports it, sets it aside and starts fresh.
+ */
+import * as E from "fp-ts/lib/Either.js"
+import { pipe } from "fp-ts/lib/function.js"
+import * as t from "io-ts"
+import { PathReporter } from "io-ts/lib/PathReporter.js"
+import type { Mode } from "../core/config.ts"
+import { modes } from "../core/config.ts"
+import type { Snapshot } from "../core/snapshot.ts"
+
+const modeCodec = t.keyof(Object.fromEntries(modes.map((mode) => [mode, null])) as Record<Mode, null>)
+
+const entryDef = t.type({
+  group: t.string,
+  tag: t.string,
+  levels: t.readonlyArray(t.string),
+  mode: modeCodec,
+  command: t.string,
+  line: t.number,
+})
+
+const completion = t.union([t.type({ _tag: t.literal("NotRun") }), t.type({ _tag: t.literal("Ran"), ok: t.boolean })])
+const jail = t.union([t.type({ _tag: t.literal("Free") }), t.type({ _tag: t.literal("Jailed"), until: t.number })])
+
+const proc = t.type({
+  run: t.number,
+  pid: t.union([t.number, t.null]),
+  identity: t.union([t.string, t.null]),
+  since: t.number,
+  stopping: t.boolean,
+  def: entryDef,
+})
+
+const snapshotCodec = t.type({
+  version: t.literal(1),
+  nextRun: t.number,
+  lifecycle: t.keyof({ running: null, stopping: null, halted: null }),
+  entries: t.readonlyArray(
+    t.type({
+      tag: t.string,
+      proc: t.union([proc, t.null]),
+      completion,
+      jail,
+      starts: t.readonlyArray(t.number),
+      restarts: t.number,
+    }),
+  ),
+  groups: t.readonlyArray(
+    t.type({
+      name: t.string,
+      level: t.union([t.string, t.null]),
+      phase: t.keyof({ stopped: null, start: null, run: null, fail: null, stopping: null }),
+      seq: t.number,
+    }),
+  ),
+})
+
+export const encodeSnapshot = (snapshot: Snapshot): string => `${JSON.stringify(snapshot)}\n`
+
+/** Why the text is not a usable state file, or the snapshot it holds. */
+export const decodeSnapshot = (text: string): E.Either<string, Snapshot> => {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    return E.left(`not JSON: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  return pipe(
+    snapshotCodec.decode(value),
+    E.mapLeft((errors) => PathReporter.report(E.left(errors)).slice(0, 3).join("; ")),
+  )
+}
