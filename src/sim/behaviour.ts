@@ -1,0 +1,41 @@
+/**
+ * How a simulated process behaves: how its life ends on its own, and how it takes SIGTERM.
+ * Every run of an entry behaves the same way, so `crashesEvery` is simply a short life with code 1.
+ */
+
+export type Life =
+  | { readonly _tag: "RunsForever" }
+  | { readonly _tag: "ExitsAfter"; readonly ms: number; readonly code: number }
+  | { readonly _tag: "FailsToSpawn"; readonly reason: string }
+
+export interface Behaviour {
+  readonly life: Life
+  /** A process that ignores SIGTERM ends only by SIGKILL (or by its own exit). */
+  readonly ignoresSigterm: boolean
+  /** How long it takes to die after SIGTERM; the world's default when undefined. */
+  readonly sigtermDelayMs: number | undefined
+}
+
+const make = (life: Life): Behaviour => ({ life, ignoresSigterm: false, sigtermDelayMs: undefined })
+
+export const runsForever = (): Behaviour => make({ _tag: "RunsForever" })
+export const exitsAfter = (ms: number, code: number): Behaviour => make({ _tag: "ExitsAfter", ms, code })
+export const crashesEvery = (ms: number): Behaviour => exitsAfter(ms, 1)
+export const failsToSpawn = (reason: string): Behaviour => make({ _tag: "FailsToSpawn", reason })
+export const ignoresSigterm = (base: Behaviour = runsForever()): Behaviour => ({ ...base, ignoresSigterm: true })
+export const stopsAfter = (ms: number, base: Behaviour = runsForever()): Behaviour => ({ ...base, sigtermDelayMs: ms })
+
+/** Defaults when nothing is said: daemons (`Spawn`) run until stopped; `wait`/`test` jobs succeed after 100 ms. */
+export const defaultForSpawn: Behaviour = runsForever()
+export const defaultForRunSync: Behaviour = exitsAfter(100, 0)
+
+export const describeBehaviour = (b: Behaviour): string => {
+  const life =
+    b.life._tag === "RunsForever"
+      ? "runs forever"
+      : b.life._tag === "ExitsAfter"
+        ? `exits ${b.life.code} after ${b.life.ms}ms`
+        : `fails to spawn (${b.life.reason})`
+  const term = b.ignoresSigterm ? ", ignores SIGTERM" : b.sigtermDelayMs === undefined ? "" : `, takes ${b.sigtermDelayMs}ms to stop`
+  return life + term
+}
