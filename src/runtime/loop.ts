@@ -58,10 +58,19 @@ export const reportsLayer: Layer.Layer<ProcessReports, never, Inbox> = Layer.eff
   }),
 )
 
+/** What one event did: the states around it and the effects the reducer asked for. */
+export interface Applied {
+  readonly before: State
+  readonly after: State
+  readonly effects: readonly CoreEffect[]
+}
+
 export interface LoopService {
   readonly state: Ref.Ref<State>
   /** Enqueue an event stamped by the caller. */
   readonly offer: (event: Event) => void
+  /** Enqueue an event and resume once the loop has applied it (its effects already under way). */
+  readonly submit: (event: Event) => Effect.Effect<Applied>
   readonly now: Clock
   /**
    * Resolves with the first state (the current one included) that satisfies `done`, or with
@@ -87,15 +96,15 @@ const groupOf = (state: State, tag: string): string | undefined => {
 
 /** Start the loop in the current scope; closing the scope stops it (children are left alone). */
 export const makeLoop = (
-  initial: State,
+  stateRef: Ref.Ref<State>,
 ): Effect.Effect<LoopService, never, Scope.Scope | Inbox | Processes | StatusFile | Log> =>
   Effect.gen(function* () {
     const inbox = yield* Inbox
     const processes = yield* Processes
     const status = yield* StatusFile
     const log = yield* Log
-    const stateRef = yield* Ref.make(initial)
     const listeners = new Set<(state: State) => void>()
+    const submitted = new Map<Event, (applied: Applied) => void>()
     let batches = 0
     let timer: NodeJS.Timeout | undefined
     let timerAt: number | undefined
@@ -121,7 +130,7 @@ export const makeLoop = (
     /** What only the runtime saw: pids and outcomes, logged before the reducer forgets them. */
     const logEvent = (state: State, event: Event): void => {
       if (event._tag === "Started") {
-        log.line({ what: "spawned", group: groupOf(state, event.tag), tag: event.tag, pid: event.pid })
+        log.line({ what: "started", group: groupOf(state, event.tag), tag: event.tag, pid: event.pid })
       } else if (event._tag === "ChildExit") {
         log.line({ what: "exited", group: groupOf(state, event.tag), tag: event.tag, pid: pidOf(state, event.tag), outcome: describeOutcome(event.outcome) })
       }
@@ -145,20 +154,28 @@ export const makeLoop = (
       }
     }
 
+    /** Submitters to resume once the batch's state is visible to them. */
+    let applied: Array<() => void> = []
+
     const step = (state: State, event: Event): Effect.Effect<readonly [State, boolean]> =>
       Effect.gen(function* () {
         logEvent(state, event)
-        let next: State
-        let effects: readonly CoreEffect[]
+        let next: State = state
+        let effects: readonly CoreEffect[] = []
         try {
           ;[next, effects] = reduce(state, event)
         } catch (e) {
           // The reducer is total; if it ever is not, one bad event must not take the daemon down.
           log.line({ what: "bug", message: `reducer threw on ${event._tag}: ${String(e)}` })
-          return [state, false] as const
         }
         let writeStatus = false
         for (const effect of effects) writeStatus = (yield* interpret(next, effect)) || writeStatus
+        const waiter = submitted.get(event)
+        if (waiter !== undefined) {
+          submitted.delete(event)
+          const result = { before: state, after: next, effects }
+          applied.push(() => waiter(result))
+        }
         return [next, writeStatus] as const
       })
 
@@ -175,6 +192,9 @@ export const makeLoop = (
       batches++
       if (writeStatus) status.request()
       armTimer(nextDeadline(state))
+      const resumes = applied
+      applied = []
+      for (const resume of resumes) resume()
       for (const listener of listeners) listener(state)
     })
 
@@ -204,8 +224,16 @@ export const makeLoop = (
         })
       })
 
-    return Loop.of({ state: stateRef, offer: inbox.offer, now: inbox.now, waitFor, batches: () => batches })
+    const submit = (event: Event): Effect.Effect<Applied> =>
+      Effect.callback<Applied>((resume) => {
+        submitted.set(event, (applied) => resume(Effect.succeed(applied)))
+        inbox.offer(event)
+        // An interrupted caller no longer listens; the event itself is applied all the same.
+        return Effect.sync(() => void submitted.delete(event))
+      })
+
+    return Loop.of({ state: stateRef, offer: inbox.offer, submit, now: inbox.now, waitFor, batches: () => batches })
   })
 
-export const layer = (initial: State): Layer.Layer<Loop, never, Inbox | Processes | StatusFile | Log> =>
-  Layer.effect(Loop, makeLoop(initial))
+export const layer = (stateRef: Ref.Ref<State>): Layer.Layer<Loop, never, Inbox | Processes | StatusFile | Log> =>
+  Layer.effect(Loop, makeLoop(stateRef))

@@ -204,9 +204,11 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
         // After a successful spawn, 'error' only means a failed kill or IPC; exits still come.
         if (child.pid === undefined) fail(e.code ?? e.message)
       })
+      // The pid is known as soon as spawn returns (libuv waits for the exec), so a kill that
+      // comes before the 'spawn' event still reaches the group.
+      run.pgid = child.pid
       child.once("spawn", () => {
         if (child.pid === undefined) return
-        run.pgid = child.pid
         report({ _tag: "Started", tag: spec.tag, run: spec.run, pid: child.pid })
       })
       child.once("exit", (code, signal) => {

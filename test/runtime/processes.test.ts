@@ -117,6 +117,13 @@ describe("process adapter (real processes)", () => {
     expect(h.table.liveRuns()).toBe(0)
   })
 
+  it("a kill right after spawn, before the 'spawn' event, still reaches the group", async () => {
+    const h = harness()
+    h.table.spawn({ tag: "early", run: 1, command: "sleep 30" })
+    h.table.kill("early", 1, "SIGKILL")
+    expect(await h.exited("early")).toEqual({ _tag: "ChildExit", tag: "early", run: 1, outcome: { _tag: "Signaled", signal: "SIGKILL" } })
+  })
+
   it("never signals a run that was reported gone", async () => {
     const h = harness()
     h.table.spawn({ tag: "quick", run: 1, command: "true" })

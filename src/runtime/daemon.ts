@@ -1,0 +1,295 @@
+/**
+ * isinitd's wiring: paths, config loading, the runtime services, the socket handler, signals.
+ *
+ * Lifecycle: read the isinittab (unreadable: refuse to start), claim the socket (a live daemon
+ * there: refuse to start), write the status file, then serve. Every tell re-reads the isinittab,
+ * as the original does, so edits apply at the next tell; SIGHUP re-reads it and re-applies every
+ * group's level. `stopall`, SIGTERM and SIGINT stop every process; once the last one is gone
+ * (lifecycle `halted`) the daemon flushes the status file, removes its socket and exits 0, as the
+ * original's stopall does.
+ *
+ * The state is the reducer's alone; the initial state is a parameter so that a later version can
+ * start from a saved state file and re-adopt its processes instead of starting from nothing.
+ */
+import { mkdirSync, readFileSync } from "node:fs"
+import { readFile } from "node:fs/promises"
+import { dirname, join, resolve } from "node:path"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import type { Request, Response, WaitOutcome } from "../codec/protocol.ts"
+import { failure, success } from "../codec/protocol.ts"
+import type { Parsed } from "../core/config.ts"
+import type { Effect as CoreEffect } from "../core/effects.ts"
+import type { Event } from "../core/events.ts"
+import { reload, stopAll, tell } from "../core/events.ts"
+import { formatProblem, parseInittab } from "../core/inittab.ts"
+import { plan } from "../core/plan.ts"
+import { tellRejection } from "../core/reducer.ts"
+import { report } from "../core/report.ts"
+import type { State } from "../core/state.ts"
+import { groupOf, initialStateWith } from "../core/state.ts"
+import { renderStatusFile, statusRows } from "../core/status.ts"
+import type { LogService } from "./log.ts"
+import { Log } from "./log.ts"
+import type { LoopService } from "./loop.ts"
+import { Inbox, makeLoop, monotonicNow } from "./loop.ts"
+import type { Output } from "./processes.ts"
+import { ProcessReports, Processes, makeProcesses } from "./processes.ts"
+import type { Handler } from "./server.ts"
+import { serve } from "./server.ts"
+import { StatusFile, makeStatusFile } from "./statusFile.ts"
+
+export const defaultConfigPath = "/etc/isinittab"
+export const defaultSocketPath = "/var/run/is/init.s"
+/** Without `--initstat` or `:::initstat:`, the status file lives beside the socket. */
+export const defaultInitstatName = "initstat"
+
+export const version = ((): string => {
+  try {
+    const pkg: unknown = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"))
+    const v = typeof pkg === "object" && pkg !== null ? (pkg as { readonly version?: unknown }).version : undefined
+    return typeof v === "string" ? v : "unknown"
+  } catch {
+    return "unknown"
+  }
+})()
+
+export interface DaemonOptions {
+  readonly configPath: string
+  /** `-s`; else the config's `:::socket:`; else the default. */
+  readonly socketPath?: string | undefined
+  /** `--initstat`; else the config's `:::initstat:`; else `initstat` beside the socket. */
+  readonly initstatPath?: string | undefined
+  /** Permission bits of the socket file (default 0600). */
+  readonly socketMode?: number | undefined
+  /** Where children write (the daemon's stdout/stderr by default). */
+  readonly output?: Output
+  readonly log: LogService
+  /** Install SIGTERM/SIGINT/SIGHUP handlers (the CLI does; in-process tests may not). */
+  readonly handleSignals?: boolean
+  /** Told once the daemon serves, with the paths it settled on. */
+  readonly onReady?: (paths: Paths) => void
+}
+
+export interface Paths {
+  readonly config: string
+  readonly socket: string
+  readonly initstat: string
+}
+
+export const configPathFrom = (flag: string | undefined, env: NodeJS.ProcessEnv): string =>
+  flag ?? (env["ISINITTAB"] !== undefined && env["ISINITTAB"] !== "" ? env["ISINITTAB"] : defaultConfigPath)
+
+export const resolvePaths = (options: Pick<DaemonOptions, "configPath" | "socketPath" | "initstatPath">, parsed: Parsed): Paths => {
+  const socket = resolve(options.socketPath ?? parsed.config.socket ?? defaultSocketPath)
+  const initstat = resolve(options.initstatPath ?? parsed.config.initstat ?? join(dirname(socket), defaultInitstatName))
+  return { config: resolve(options.configPath), socket, initstat }
+}
+
+const reasonOf = (e: unknown): string => {
+  const err = e as NodeJS.ErrnoException
+  return err.code !== undefined ? `${err.code} (${err.message})` : String(e)
+}
+
+/** The isinittab, read now: every tell and SIGHUP sees the file as it is at that moment. */
+export const readConfig = (path: string): Effect.Effect<Parsed, string> =>
+  Effect.tryPromise({
+    try: async () => parseInittab(await readFile(path, "utf8")),
+    catch: (e) => `cannot read the isinittab ${path}: ${reasonOf(e)}`,
+  })
+
+/** The reason the reducer gave when it rejected the event, if it did. */
+const rejectionMessage = (effects: readonly CoreEffect[]): string | undefined => {
+  for (const e of effects) if (e._tag === "Log" && e.entry.what === "rejected") return e.entry.message
+  return undefined
+}
+
+/** How the transition of `group` numbered `seq` stands, or `undefined` while it runs. */
+export const transitionOutcome = (state: State, group: string, seq: number): WaitOutcome | undefined => {
+  const g = groupOf(state, group)
+  if (g.seq !== seq) return "superseded"
+  if (state.lifecycle !== "running") return "stopped"
+  if (g.phase === "run" || g.phase === "fail") return g.phase
+  return undefined
+}
+
+const failedTests = (state: State, group: string): string => {
+  const failed = report(state)
+    .groups.find((g) => g.group === group)
+    ?.entries.filter((e) => e.state === "failed")
+    .map((e) => (e.lastExit === null ? e.tag : `${e.tag} (${e.lastExit})`))
+  return failed === undefined || failed.length === 0 ? "a test failed" : `failed: ${failed.join(", ")}`
+}
+
+export interface HandlerDeps {
+  readonly loop: LoopService
+  readonly configPath: string
+  readonly log: LogService
+}
+
+/** Answers socket requests; nothing here changes state except through the loop's events. */
+export const makeHandler = ({ loop, configPath, log }: HandlerDeps): Handler => {
+  const configOrFailure = (what: string): Effect.Effect<Parsed, Response> =>
+    Effect.mapError(readConfig(configPath), (reason) => {
+      log.line({ what: "rejected", message: `${what}: ${reason}; nothing was changed` })
+      return failure(`${reason}; nothing was changed`)
+    })
+
+  const onTell = (request: Extract<Request, { readonly op: "tell" }>): Effect.Effect<Response> =>
+    Effect.gen(function* () {
+      const { group, level } = request
+      const parsed = yield* configOrFailure(`tell ${group} ${level}`)
+      const applied = yield* loop.submit(tell(group, level, parsed, loop.now()))
+      const rejected = rejectionMessage(applied.effects)
+      if (rejected !== undefined) return failure(tellRejection(applied.before, group, level, parsed) ?? rejected)
+      const seq = groupOf(applied.after, group).seq
+      if (!request.wait) return success({ op: "tell", group, level, seq })
+      const final = yield* loop.waitFor((s) => transitionOutcome(s, group, seq) !== undefined, request.timeoutMs)
+      const outcome = final === undefined ? "timeout" : (transitionOutcome(final, group, seq) ?? "timeout")
+      const message =
+        outcome === "fail" && final !== undefined
+          ? failedTests(final, group)
+          : outcome === "superseded"
+            ? "a later tell for the group replaced this one"
+            : outcome === "stopped"
+              ? "the daemon is stopping every process"
+              : outcome === "timeout"
+                ? `the transition was still running after ${request.timeoutMs ?? 0} ms`
+                : undefined
+      return success(message === undefined ? { op: "tell", group, level, seq, outcome } : { op: "tell", group, level, seq, outcome, message })
+    }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
+
+  const onPlan = (group: string, level: string): Effect.Effect<Response> =>
+    Effect.gen(function* () {
+      const parsed = yield* configOrFailure(`plan ${group} ${level}`)
+      const state = yield* Ref.get(loop.state)
+      const result = plan(state, group, level, parsed, loop.now())
+      return success({ op: "plan", group, level, accepted: result.accepted, effects: result.effects })
+    }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
+
+  const onReload = Effect.gen(function* () {
+    const parsed = yield* configOrFailure("reload")
+    const applied = yield* loop.submit(reload(parsed, loop.now()))
+    const rejected = rejectionMessage(applied.effects)
+    return rejected === undefined ? success({ op: "reload" }) : failure(rejected)
+  }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
+
+  return (request) => {
+    switch (request.op) {
+      case "tell":
+        return onTell(request)
+      case "stopall":
+        return Effect.as(loop.submit(stopAll(loop.now())), success({ op: "stopall" }))
+      case "status":
+        return Effect.map(Ref.get(loop.state), (state) => success({ op: "status", report: report(state), now: loop.now() }))
+      case "plan":
+        return onPlan(request.group, request.level)
+      case "ping":
+        return Effect.succeed(success({ op: "ping", pid: process.pid, version }))
+      case "reload":
+        return onReload
+    }
+  }
+}
+
+const statusId = (): string => `${process.pid}.${Math.random().toString(36).slice(2, 10)}`
+
+/** Creates the socket's directory owner-only if it does not exist yet (an existing one is left as is). */
+const ensureSocketDir = (socket: string): void => {
+  mkdirSync(dirname(socket), { recursive: true, mode: 0o700 })
+}
+
+const installSignals = (loop: LoopService, configPath: string, log: LogService): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const stop = (signal: NodeJS.Signals) => (): void => {
+        log.line({ what: "signal", message: `${signal}: stopping every process` })
+        loop.offer(stopAll(loop.now()))
+      }
+      const onTerm = stop("SIGTERM")
+      const onInt = stop("SIGINT")
+      const onHup = (): void => {
+        log.line({ what: "signal", message: "SIGHUP: re-reading the isinittab" })
+        readFile(configPath, "utf8").then(
+          (text) => loop.offer(reload(parseInittab(text), loop.now())),
+          (e: unknown) => log.line({ what: "rejected", message: `reload: cannot read the isinittab ${configPath}: ${reasonOf(e)}; nothing was changed` }),
+        )
+      }
+      process.on("SIGTERM", onTerm)
+      process.on("SIGINT", onInt)
+      process.on("SIGHUP", onHup)
+      return { onTerm, onInt, onHup }
+    }),
+    ({ onTerm, onInt, onHup }) =>
+      Effect.sync(() => {
+        process.off("SIGTERM", onTerm)
+        process.off("SIGINT", onInt)
+        process.off("SIGHUP", onHup)
+      }),
+  ).pipe(Effect.asVoid)
+
+/** What startup failed on, for the CLI to print before exiting 1. */
+export interface StartupFailure {
+  readonly _tag: "StartupFailure"
+  readonly message: string
+}
+
+const startupFailure = (message: string): StartupFailure => ({ _tag: "StartupFailure", message })
+
+/**
+ * Runs the daemon until every process is gone after a stopall (or SIGTERM/SIGINT). Fails with a
+ * `StartupFailure` when it cannot start (unreadable config, socket in use or unusable).
+ */
+export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFailure> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const log = options.log
+      const parsed = yield* Effect.mapError(readConfig(options.configPath), startupFailure)
+      for (const problem of parsed.problems) log.line({ what: "config", message: formatProblem(options.configPath, problem) })
+      const paths = resolvePaths(options, parsed)
+      yield* Effect.try({
+        try: () => ensureSocketDir(paths.socket),
+        catch: (e) => startupFailure(`cannot create the socket directory ${dirname(paths.socket)}: ${reasonOf(e)}`),
+      })
+
+      const stateRef = yield* Ref.make(initialStateWith(parsed.config))
+      const queue = yield* Queue.unbounded<Event>()
+      const inbox = Inbox.of({ queue, now: monotonicNow, offer: (event) => void Queue.offerUnsafe(queue, event) })
+      const reports = ProcessReports.of({ report: (r) => inbox.offer({ ...r, now: inbox.now() }) })
+      const processes = yield* makeProcesses({
+        ...(options.output === undefined ? {} : { output: options.output }),
+        warn: (message) => log.line({ what: "warning", message }),
+      }).pipe(Effect.provideService(ProcessReports, reports))
+      const status = yield* makeStatusFile({
+        path: paths.initstat,
+        render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()),
+        warn: (message) => log.line({ what: "warning", message }),
+      })
+      const loop = yield* makeLoop(stateRef).pipe(
+        Effect.provideService(Inbox, inbox),
+        Effect.provideService(Processes, processes),
+        Effect.provideService(StatusFile, status),
+        Effect.provideService(Log, log),
+      )
+
+      const handler = makeHandler({ loop, configPath: paths.config, log })
+      yield* serve(paths.socket, handler, {
+        ...(options.socketMode === undefined ? {} : { mode: options.socketMode }),
+        onReject: (reason) => log.line({ what: "rejected", message: reason }),
+      }).pipe(Effect.mapError((e) => startupFailure(e.message)))
+      // Only now that the socket is ours: a refused second daemon must not touch the status file.
+      status.request()
+      if (options.handleSignals ?? true) yield* installSignals(loop, paths.config, log)
+      log.line({
+        what: "ready",
+        message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}`,
+      })
+      options.onReady?.(paths)
+
+      yield* loop.waitFor((s) => s.lifecycle === "halted")
+      yield* Effect.promise(() => status.flush())
+      log.line({ what: "exit", message: "every process is gone; removing the socket and exiting" })
+    }),
+  )

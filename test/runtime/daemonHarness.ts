@@ -1,0 +1,197 @@
+/**
+ * Runs the real isinitd (`node --import tsx src/cli/isinitd.ts`) in a temporary directory and
+ * talks to it over its socket with a raw client. Every process the daemon starts inherits a
+ * marker in its environment, so cleanup finds and kills them all, even if the daemon died.
+ */
+import type { ChildProcess } from "node:child_process"
+import { spawn } from "node:child_process"
+import { randomUUID } from "node:crypto"
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import * as net from "node:net"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { until } from "./helpers.ts"
+
+export const repoRoot = resolve(import.meta.dirname, "../..")
+export const isinitdEntry = join(repoRoot, "src/cli/isinitd.ts")
+
+/** Pids of live (non-zombie) processes whose environment holds `marker`. */
+export const markedPids = (marker: string): number[] => {
+  const out: number[] = []
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      if (!readFileSync(`/proc/${name}/environ`, "latin1").includes(marker)) continue
+      const stat = readFileSync(`/proc/${name}/stat`, "latin1")
+      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) continue
+      out.push(Number(name))
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out
+}
+
+export interface Daemon {
+  readonly dir: string
+  readonly tab: string
+  readonly socket: string
+  readonly initstat: string
+  readonly child: ChildProcess
+  readonly marker: string
+  /** Everything the daemon wrote to stderr so far. */
+  readonly log: () => string
+  readonly exited: () => Promise<number | null>
+  readonly exitCode: () => number | null | undefined
+}
+
+export interface Lab {
+  readonly dir: string
+  readonly path: (name: string) => string
+  readonly writeTab: (text: string) => string
+  readonly start: (options?: { readonly args?: readonly string[]; readonly waitReady?: boolean }) => Promise<Daemon>
+  readonly cleanup: () => Promise<void>
+}
+
+export const makeLab = (): Lab => {
+  const dir = mkdtempSync(join(tmpdir(), "isinitd-"))
+  const marker = `ISINIT_TEST_MARK=${randomUUID()}`
+  const daemons: Daemon[] = []
+  const path = (name: string): string => join(dir, name)
+  const tab = path("isinittab")
+  const writeTab = (text: string): string => {
+    writeFileSync(tab, text)
+    return tab
+  }
+
+  const start = async (options: { readonly args?: readonly string[]; readonly waitReady?: boolean } = {}): Promise<Daemon> => {
+    const socket = path("run/init.s")
+    const initstat = path("run/initstat")
+    const args = options.args ?? ["-c", tab, "-s", socket, "--initstat", initstat]
+    const [key, value] = marker.split("=") as [string, string]
+    const child = spawn(process.execPath, ["--import", "tsx", isinitdEntry, ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, [key]: value },
+      stdio: ["ignore", "ignore", "pipe"],
+    })
+    let stderr = ""
+    child.stderr?.setEncoding("utf8")
+    child.stderr?.on("data", (chunk: string) => {
+      stderr += chunk
+    })
+    let code: number | null | undefined
+    const exited = new Promise<number | null>((resolveExit) => {
+      child.once("exit", (c) => {
+        code = c
+        resolveExit(c)
+      })
+    })
+    const daemon: Daemon = { dir, tab, socket, initstat, child, marker, log: () => stderr, exited: () => exited, exitCode: () => code }
+    daemons.push(daemon)
+    if (options.waitReady ?? true) {
+      await until("the daemon to be ready", () => {
+        if (code !== undefined) throw new Error(`isinitd exited with ${code} before it was ready:\n${stderr}`)
+        return / ready /.test(stderr)
+      }, 30_000)
+    }
+    return daemon
+  }
+
+  const cleanup = async (): Promise<void> => {
+    for (const d of daemons) if (d.exitCode() === undefined) d.child.kill("SIGKILL")
+    for (const pid of markedPids(marker)) {
+      try {
+        process.kill(-pid, "SIGKILL")
+      } catch {
+        // not a group leader
+      }
+      try {
+        process.kill(pid, "SIGKILL")
+      } catch {
+        // gone
+      }
+    }
+    await Promise.all(daemons.map((d) => d.exited()))
+    rmSync(dir, { recursive: true, force: true })
+  }
+
+  return { dir, path, writeTab, start, cleanup }
+}
+
+/** Sends one request line, half-closes, and reads the whole answer (the server closes after it). */
+export const ask = (socket: string, line: string, timeoutMs = 30_000): Promise<string> =>
+  new Promise((resolveAnswer, reject) => {
+    const s = net.createConnection({ path: socket, allowHalfOpen: true })
+    let answer = ""
+    const timer = setTimeout(() => {
+      s.destroy()
+      reject(new Error(`no answer to ${JSON.stringify(line)} within ${timeoutMs} ms`))
+    }, timeoutMs)
+    s.setEncoding("utf8")
+    s.on("connect", () => s.end(line))
+    s.on("data", (chunk: string) => {
+      answer += chunk
+    })
+    s.on("end", () => {
+      clearTimeout(timer)
+      resolveAnswer(answer)
+    })
+    s.on("error", (e) => {
+      clearTimeout(timer)
+      reject(e)
+    })
+  })
+
+/** The original client: writes the line and closes without reading. */
+export const fireAndForget = (socket: string, line: string): Promise<void> =>
+  new Promise((resolveSent, reject) => {
+    const s = net.createConnection({ path: socket })
+    s.on("connect", () => s.end(line, () => resolveSent()))
+    s.on("error", reject)
+  })
+
+export const askJson = async (socket: string, request: object, timeoutMs?: number): Promise<Record<string, unknown>> => {
+  const answer = await ask(socket, `${JSON.stringify(request)}\n`, timeoutMs)
+  return JSON.parse(answer) as Record<string, unknown>
+}
+
+export interface EntryView {
+  readonly tag: string
+  readonly state: string
+  readonly pid: number | null
+  readonly restarts: number
+  readonly jailedUntil: number | null
+}
+export interface GroupView {
+  readonly group: string
+  readonly state: string
+  readonly level: string
+  readonly seq: number
+  readonly entries: readonly EntryView[]
+}
+
+export const statusOf = async (socket: string): Promise<{ readonly lifecycle: string; readonly groups: readonly GroupView[] }> => {
+  const answer = await askJson(socket, { op: "status" })
+  if (answer["ok"] !== true) throw new Error(`status failed: ${JSON.stringify(answer)}`)
+  return answer["report"] as { readonly lifecycle: string; readonly groups: readonly GroupView[] }
+}
+
+export const entryOf = async (socket: string, tag: string): Promise<EntryView | undefined> => {
+  for (const g of (await statusOf(socket)).groups) for (const e of g.entries) if (e.tag === tag) return e
+  return undefined
+}
+
+/** The pid of `tag` once it is running (and, if given, different from `not`). */
+export const runningPid = (socket: string, tag: string, not?: number): Promise<number> =>
+  until(`${tag} running${not === undefined ? "" : ` with a pid other than ${not}`}`, async () => {
+    const e = await entryOf(socket, tag)
+    return e?.state === "running" && e.pid !== null && e.pid !== not ? e.pid : undefined
+  })
+
+export const lines = (file: string): string[] => {
+  try {
+    return readFileSync(file, "utf8").split("\n").filter((l) => l !== "")
+  } catch {
+    return []
+  }
+}
