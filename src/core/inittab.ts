@@ -1,0 +1,302 @@
+/**
+ * The isinittab parser: text in, `Parsed` out (the config plus every error and warning with its
+ * line). Total: it never throws, whatever the input.
+ *
+ * Format, as in IS::Init: one entry per line, `group:tag:runlevels:mode:command`, split on the
+ * first four colons only (the command may contain colons and is kept byte for byte, except a
+ * trailing `\r` from CRLF files). Lines starting with `#` and blank lines are skipped.
+ *
+ * Runlevels: a field with a comma is a comma-separated list (`run,` is the one level `run`, empty
+ * parts are dropped); otherwise every character is one level (`2345` is four levels, and `run` is
+ * the three levels r, u, n: kept for compatibility, reported as a warning).
+ *
+ * Modes: respawn, once, wait, test, off.
+ *
+ * Directives. A line whose mode field is `socket` or `initstat` sets a path, whatever its other
+ * fields hold (the original reads it that way). Any other line starting with `:::` is a directive
+ * (the original ignores them all):
+ *
+ *   :::socket:PATH                 UNIX socket of the daemon
+ *   :::initstat:PATH               status file
+ *   :::respawn-limit:N/DURATION    a respawn entry starts at most N times in DURATION (5/10s)
+ *   :::jail:DURATION               how long an entry that respawns too fast waits (60s)
+ *   :::kill-grace:DURATION         SIGTERM-to-SIGKILL grace when stopping (30s)
+ *
+ * DURATION is an integer with unit `ms`, `s` or `m` (`500ms`, `10s`, `2m`); a bare integer means
+ * seconds. Durations must be positive and at most 2147483647 ms (about 24.8 days: the longest
+ * timer Node can arm); N is 1 to 1000. An unknown `:::` directive is a warning and is ignored.
+ * A directive given twice: the later line wins, with a warning.
+ *
+ * Errors (the config must not be used): too few fields, empty group, empty tag, repeated tag (the
+ * first definition is kept), unknown mode, empty command (except for `off`), empty runlevels
+ * (except for `off`: an `off` entry never runs, so its levels do not matter), a bad directive value.
+ * Warnings: a comma-less multi-character runlevel field that is not all digits, a level or group
+ * with whitespace (it can never be requested: the protocol splits on whitespace), unknown or
+ * repeated directives.
+ */
+import { isRight } from "fp-ts/lib/Either.js"
+import * as t from "io-ts"
+import type { Entry, Limits, Mode, Parsed, Problem } from "./config.ts"
+import { defaultLimits, makeConfig, modes } from "./config.ts"
+
+export interface DirectiveDoc {
+  readonly syntax: string
+  readonly default: string
+  readonly meaning: string
+}
+
+/** Every `:::` directive, for `isinit check` and the README. */
+export const directives: readonly DirectiveDoc[] = [
+  { syntax: ":::socket:PATH", default: "(command-line default)", meaning: "UNIX socket the daemon listens on" },
+  { syntax: ":::initstat:PATH", default: "(command-line default)", meaning: "status file the daemon writes" },
+  {
+    syntax: ":::respawn-limit:N/DURATION",
+    default: "5/10s",
+    meaning: "a respawn entry may start at most N times within DURATION",
+  },
+  { syntax: ":::jail:DURATION", default: "60s", meaning: "how long an entry that respawns too fast is held back" },
+  { syntax: ":::kill-grace:DURATION", default: "30s", meaning: "time between SIGTERM and SIGKILL when stopping" },
+]
+
+// Codecs for the field values. The mode codec is built from config.ts's list, so the two agree.
+
+export const ModeCodec = t.keyof(Object.fromEntries(modes.map((m) => [m, null])) as Record<Mode, null>, "Mode")
+
+/** Node arms no timer longer than this; a longer one would fire at once. */
+export const maxDurationMs = 2_147_483_647
+export const maxRespawnCount = 1000
+
+const unitMs: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000 }
+const durationPattern = /^(\d+)(ms|s|m)?$/
+
+const positiveMs = (text: string): number | undefined => {
+  const match = durationPattern.exec(text)
+  if (match === null) return undefined
+  const ms = Number(match[1]) * (unitMs[match[2] ?? "s"] ?? 1000)
+  return ms > 0 && ms <= maxDurationMs ? ms : undefined
+}
+
+/** `10s`, `500ms`, `2m`, `7` (seconds) to milliseconds; positive and timer-sized. */
+export const DurationFromString = new t.Type<number, string, unknown>(
+  "Duration",
+  (u): u is number => typeof u === "number" && Number.isInteger(u) && u > 0 && u <= maxDurationMs,
+  (u, c) => {
+    if (typeof u !== "string") return t.failure(u, c, "a duration must be a string")
+    const ms = positiveMs(u.trim())
+    return ms === undefined ? t.failure(u, c) : t.success(ms)
+  },
+  (ms) => `${ms}ms`,
+)
+
+export interface RespawnLimit {
+  readonly max: number
+  readonly windowMs: number
+}
+
+/** `N/DURATION`, e.g. `5/10s`. */
+export const RespawnLimitFromString = new t.Type<RespawnLimit, string, unknown>(
+  "RespawnLimit",
+  (u): u is RespawnLimit =>
+    typeof u === "object" && u !== null && "max" in u && "windowMs" in u,
+  (u, c) => {
+    if (typeof u !== "string") return t.failure(u, c, "a respawn limit must be a string")
+    const [count, window, ...rest] = u.trim().split("/")
+    if (count === undefined || window === undefined || rest.length > 0 || !/^\d+$/.test(count)) return t.failure(u, c)
+    const max = Number(count)
+    const windowMs = positiveMs(window)
+    if (max < 1 || max > maxRespawnCount || windowMs === undefined) return t.failure(u, c)
+    return t.success({ max, windowMs })
+  },
+  (l) => `${l.max}/${l.windowMs}ms`,
+)
+
+const durationHelp = "an integer with unit ms, s or m (e.g. 500ms, 10s, 2m; bare means seconds), positive, at most 2147483647ms"
+
+// Lines
+
+const blank = /^[ \t\n\r\f\v]*$/
+const whitespace = /[ \t\n\r\f\v]/
+const allDigits = /^\d+$/
+
+/** Perl's `split(':', $line, 5)`: up to five fields, the last one keeps its colons. */
+const splitFields = (line: string): string[] => {
+  const fields: string[] = []
+  let from = 0
+  while (fields.length < 4) {
+    const colon = line.indexOf(":", from)
+    if (colon < 0) break
+    fields.push(line.slice(from, colon))
+    from = colon + 1
+  }
+  fields.push(line.slice(from))
+  return fields
+}
+
+// One level per code point. (Perl split bytes; a level that is half a character could never be typed.)
+const parseLevels = (field: string): string[] =>
+  // oxlint-disable-next-line typescript/no-misused-spread -- code points are the intent here
+  field.includes(",") ? field.split(",").filter((level) => level !== "") : [...field]
+
+type Tuning = "respawn-limit" | "jail" | "kill-grace"
+type DirectiveName = "socket" | "initstat" | Tuning
+
+interface Builder {
+  readonly entries: Entry[]
+  readonly problems: Problem[]
+  readonly tagLines: Map<string, number>
+  readonly directiveLines: Map<DirectiveName, number>
+  limits: Limits
+  socket: string | undefined
+  initstat: string | undefined
+}
+
+const error = (b: Builder, line: number, message: string): void => {
+  b.problems.push({ severity: "error", line, message })
+}
+const warning = (b: Builder, line: number, message: string): void => {
+  b.problems.push({ severity: "warning", line, message })
+}
+
+const noteDirective = (b: Builder, line: number, name: DirectiveName): void => {
+  const earlier = b.directiveLines.get(name)
+  if (earlier !== undefined) warning(b, line, `directive "${name}" repeated: this line replaces line ${earlier}`)
+  b.directiveLines.set(name, line)
+}
+
+const pathDirective = (b: Builder, line: number, name: "socket" | "initstat", path: string | undefined): void => {
+  noteDirective(b, line, name)
+  if (path === undefined || path === "") {
+    error(b, line, `directive "${name}" needs a path: write :::${name}:PATH`)
+    return
+  }
+  if (name === "socket") b.socket = path
+  else b.initstat = path
+}
+
+const tuningDirective = (b: Builder, line: number, name: string, value: string | undefined): void => {
+  const raw = value ?? ""
+  switch (name) {
+    case "respawn-limit": {
+      noteDirective(b, line, name)
+      const decoded = RespawnLimitFromString.decode(raw)
+      if (isRight(decoded)) b.limits = { ...b.limits, respawnMax: decoded.right.max, respawnWindowMs: decoded.right.windowMs }
+      else error(b, line, `directive "respawn-limit": bad value "${raw}": expected N/DURATION with N from 1 to ${maxRespawnCount} and DURATION ${durationHelp}`)
+      return
+    }
+    case "jail":
+    case "kill-grace": {
+      noteDirective(b, line, name)
+      const decoded = DurationFromString.decode(raw)
+      if (!isRight(decoded)) error(b, line, `directive "${name}": bad value "${raw}": expected DURATION, ${durationHelp}`)
+      else if (name === "jail") b.limits = { ...b.limits, jailMs: decoded.right }
+      else b.limits = { ...b.limits, killGraceMs: decoded.right }
+      return
+    }
+    default:
+      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace)`)
+  }
+}
+
+const checkLevels = (b: Builder, line: number, field: string, levels: readonly string[], mode: Mode | undefined): void => {
+  if (levels.length === 0) {
+    if (mode !== "off") error(b, line, `field "runlevels" is empty: the entry could never start (use mode off to disable it)`)
+    return
+  }
+  if (!field.includes(",") && field.length > 1 && !allDigits.test(field)) {
+    const letters = levels.join(", ")
+    warning(b, line, `runlevels "${field}" means the levels ${letters}; write "${field}," for one level named ${field}`)
+  }
+  for (const level of levels) {
+    if (whitespace.test(level)) warning(b, line, `runlevel "${level}" contains whitespace and can never be requested`)
+  }
+}
+
+const entryLine = (b: Builder, line: number, fields: readonly string[]): void => {
+  const [group = "", tag = "", levelField = "", modeField = "", command = ""] = fields
+  let ok = true
+  if (group === "") {
+    error(b, line, `field "group" is empty`)
+    ok = false
+  } else if (whitespace.test(group)) {
+    warning(b, line, `group "${group}" contains whitespace: it can never be requested and breaks the status file`)
+  }
+  if (tag === "") {
+    error(b, line, `field "tag" is empty`)
+    ok = false
+  } else {
+    const first = b.tagLines.get(tag)
+    if (first !== undefined) {
+      error(b, line, `tag "${tag}" repeated: first defined on line ${first} (tags must be unique in the whole file)`)
+      ok = false
+    } else {
+      b.tagLines.set(tag, line)
+    }
+  }
+  const mode = ModeCodec.is(modeField) ? modeField : undefined
+  if (mode === undefined) {
+    error(b, line, `field "mode": unknown mode "${modeField}" (modes: ${modes.join(", ")})`)
+    ok = false
+  }
+  if (command === "" && mode !== "off") {
+    error(b, line, `field "command" is empty`)
+    ok = false
+  }
+  const levels = parseLevels(levelField)
+  checkLevels(b, line, levelField, levels, mode)
+  if (levels.length === 0 && mode !== "off") ok = false
+  if (ok && mode !== undefined) b.entries.push({ group, tag, levels, mode, command, line })
+}
+
+const parseLine = (b: Builder, line: number, raw: string): void => {
+  if (raw.startsWith("#") || blank.test(raw)) return
+  const text = raw.endsWith("\r") ? raw.slice(0, -1) : raw
+  const fields = splitFields(text)
+  const mode = fields[3]
+  if (mode === "socket" || mode === "initstat") {
+    pathDirective(b, line, mode, fields[4])
+    return
+  }
+  if (text.startsWith(":::")) {
+    tuningDirective(b, line, mode ?? "", fields[4])
+    return
+  }
+  if (fields.length < 5) {
+    error(b, line, `too few fields: expected group:tag:runlevels:mode:command, found ${fields.length} field${fields.length === 1 ? "" : "s"}`)
+    return
+  }
+  entryLine(b, line, fields)
+}
+
+export const parseInittab = (text: string): Parsed => {
+  const b: Builder = {
+    entries: [],
+    problems: [],
+    tagLines: new Map(),
+    directiveLines: new Map(),
+    limits: defaultLimits,
+    socket: undefined,
+    initstat: undefined,
+  }
+  const lines = text.split("\n")
+  // A final newline does not start another line.
+  const count = lines.length > 0 && lines[lines.length - 1] === "" ? lines.length - 1 : lines.length
+  for (let i = 0; i < count; i++) parseLine(b, i + 1, lines[i] ?? "")
+  return {
+    config: makeConfig(b.entries, { limits: b.limits, socket: b.socket, initstat: b.initstat }),
+    problems: b.problems,
+  }
+}
+
+/** `FILE:LINE: error: message`, as compilers print it (no line for whole-file problems). */
+export const formatProblem = (file: string, p: Problem): string =>
+  p.line > 0 ? `${file}:${p.line}: ${p.severity}: ${p.message}` : `${file}: ${p.severity}: ${p.message}`
+
+const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`
+
+/** One line for `isinit check`: `FILE: 12 entries in 3 groups, 1 error, 2 warnings`. */
+export const checkSummary = (file: string, parsed: Parsed): string => {
+  const errors = parsed.problems.filter((p) => p.severity === "error").length
+  const warnings = parsed.problems.length - errors
+  const { entries, byGroup } = parsed.config
+  return `${file}: ${plural(entries.length, "entry", "entries")} in ${plural(byGroup.size, "group", "groups")}, ${plural(errors, "error", "errors")}, ${plural(warnings, "warning", "warnings")}`
+}
