@@ -79,6 +79,8 @@ export interface LoopService {
   readonly waitFor: (done: (state: State) => boolean, timeoutMs?: number) => Effect.Effect<State | undefined>
   /** Batches processed so far (tests and benchmarks). */
   readonly batches: () => number
+  /** When the one timer fires, or `undefined` when none is armed (an idle daemon). */
+  readonly deadline: () => number | undefined
 }
 
 export class Loop extends Context.Service<Loop, LoopService>()("isinit/runtime/Loop") {}
@@ -232,7 +234,7 @@ export const makeLoop = (
         return Effect.sync(() => void submitted.delete(event))
       })
 
-    return Loop.of({ state: stateRef, offer: inbox.offer, submit, now: inbox.now, waitFor, batches: () => batches })
+    return Loop.of({ state: stateRef, offer: inbox.offer, submit, now: inbox.now, waitFor, batches: () => batches, deadline: () => timerAt })
   })
 
 export const layer = (stateRef: Ref.Ref<State>): Layer.Layer<Loop, never, Inbox | Processes | StatusFile | Log> =>

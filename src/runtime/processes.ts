@@ -23,7 +23,14 @@ import type { Outcome } from "../core/events.ts"
 
 /** What the adapter tells the loop; the loop stamps the time and turns it into an event. */
 export type ProcessReport =
-  | { readonly _tag: "Started"; readonly tag: string; readonly run: number; readonly pid: number }
+  | {
+      readonly _tag: "Started"
+      readonly tag: string
+      readonly run: number
+      readonly pid: number
+      /** The process's start time in clock ticks since boot (/proc/PID/stat field 22): with the pid, it names this process and no later one. */
+      readonly identity?: string
+    }
   | { readonly _tag: "ChildExit"; readonly tag: string; readonly run: number; readonly outcome: Outcome }
 
 export interface SpawnSpec {
@@ -66,6 +73,20 @@ export const argvOf = (command: string): Argv => {
   return { _tag: "Direct", file, args }
 }
 
+/** Fields of /proc/PID/stat after "pid (comm) ", or undefined if the process is gone. */
+const statFields = (pid: number | string): string[] | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1")
+    // comm may hold spaces and parentheses, so cut at the last ')'.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  } catch {
+    return undefined
+  }
+}
+
+/** The start time of `pid` (clock ticks since boot), which tells it from a later process with the same pid. */
+export const processIdentity = (pid: number): string | undefined => statFields(pid)?.[19]
+
 /** Process groups that still have a member which is not a zombie. */
 export const livePgids = (): ReadonlySet<number> => {
   const live = new Set<number>()
@@ -78,14 +99,8 @@ export const livePgids = (): ReadonlySet<number> => {
   for (const name of names) {
     const first = name.charCodeAt(0)
     if (first < 48 || first > 57) continue
-    let stat: string
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, "latin1")
-    } catch {
-      continue // exited while we looked
-    }
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so cut at the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    const fields = statFields(name)
+    if (fields === undefined) continue // exited while we looked
     const state = fields[0]
     const pgrp = Number(fields[2])
     if (state !== "Z" && state !== "X" && Number.isInteger(pgrp)) live.add(pgrp)
@@ -209,7 +224,12 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       run.pgid = child.pid
       child.once("spawn", () => {
         if (child.pid === undefined) return
-        report({ _tag: "Started", tag: spec.tag, run: spec.run, pid: child.pid })
+        const identity = processIdentity(child.pid)
+        report(
+          identity === undefined
+            ? { _tag: "Started", tag: spec.tag, run: spec.run, pid: child.pid }
+            : { _tag: "Started", tag: spec.tag, run: spec.run, pid: child.pid, identity },
+        )
       })
       child.once("exit", (code, signal) => {
         if (settled) return

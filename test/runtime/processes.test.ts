@@ -1,4 +1,4 @@
-import { readdirSync, readlinkSync } from "node:fs"
+import { readFileSync, readdirSync, readlinkSync } from "node:fs"
 import { afterEach, describe, expect, it } from "vitest"
 import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
 import { argvOf, makeProcessTable } from "../../src/runtime/processes.ts"
@@ -54,6 +54,9 @@ describe("process adapter (real processes)", () => {
     expect(stat?.pgrp).toBe(pid)
     expect(stat?.session).toBe(pid)
     expect(readlinkSync(`/proc/${pid}/fd/0`)).toBe("/dev/null")
+    const started = h.reports.find((r) => r._tag === "Started")
+    const startTime = readFileSync(`/proc/${pid}/stat`, "latin1").split(") ")[1]?.split(" ")[19]
+    expect(started).toEqual({ _tag: "Started", tag: "d", run: 1, pid, identity: startTime })
   })
 
   it("runs a command with metacharacters through /bin/sh -c, the program in the same group", async () => {
