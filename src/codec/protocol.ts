@@ -1,0 +1,356 @@
+/**
+ * The socket protocol between `isinit` (and any other client) and `isinitd`.
+ *
+ * One request per connection, one line per request, at most `maxLineBytes` bytes:
+ *
+ * - The original IS::Init line protocol, kept unchanged: `GROUP LEVEL\n` (split on runs of
+ *   whitespace like Perl's `split(' ')`) or a line starting with `stopall` (the original client
+ *   sends it without a newline and closes at once; the server takes end-of-stream as the end of
+ *   the line). Unlike the original, a `stopall` line is not also read as a tell, and a line that is
+ *   not exactly two words is an error instead of a tell of whatever the words happen to be.
+ *   These requests get a plain-text answer, `ok\n` or `error: REASON\n`, that old clients never read.
+ * - JSON: one object on one line, e.g. `{"op":"tell","group":"web","level":"2","wait":true}`,
+ *   answered by one JSON line: `{"ok":true,"op":"tell",...}` or `{"ok":false,"error":"REASON"}`.
+ *   A line is JSON when its first non-blank character is `{`.
+ *
+ * Decoding never throws and says what is wrong in words a person can act on.
+ */
+import * as E from "fp-ts/lib/Either.js"
+import * as t from "io-ts"
+import type { Mode } from "../core/config.ts"
+import type { Effect as CoreEffect, LogWhat } from "../core/effects.ts"
+import type { EntryProcState, StatusReport } from "../core/report.ts"
+import type { GroupPhase } from "../core/state.ts"
+
+/** A request line longer than this (newline excluded) is refused. */
+export const maxLineBytes = 4096
+/** Longest group or level name accepted. */
+export const maxNameLength = 256
+/** Longest `timeoutMs` a waiting tell may ask for: one day. */
+export const maxTimeoutMs = 86_400_000
+
+export const ops = ["tell", "stopall", "status", "plan", "ping", "reload"] as const
+export type Op = (typeof ops)[number]
+
+export type Request =
+  | {
+      readonly op: "tell"
+      readonly group: string
+      readonly level: string
+      /** Answer only when the transition has ended (or `timeoutMs` passed), with its outcome. */
+      readonly wait: boolean
+      readonly timeoutMs?: number
+    }
+  | { readonly op: "stopall" }
+  | { readonly op: "status" }
+  | { readonly op: "plan"; readonly group: string; readonly level: string }
+  | { readonly op: "ping" }
+  | { readonly op: "reload" }
+
+/** How a line was framed; the answer goes back in the same framing. */
+export type Framing = "json" | "line"
+
+/** How a transition waited for by `tell` with `wait` ended. */
+export type WaitOutcome = "run" | "fail" | "superseded" | "stopped" | "timeout"
+export const waitOutcomes: readonly WaitOutcome[] = ["run", "fail", "superseded", "stopped", "timeout"]
+
+/** The payload of a successful answer, by op. */
+export type Answer =
+  | {
+      readonly op: "tell"
+      readonly group: string
+      readonly level: string
+      /** The group's tell number this request got (see GroupReport.seq). */
+      readonly seq: number
+      /** Present when the request asked to wait. */
+      readonly outcome?: WaitOutcome
+      /** Why, for outcomes other than `run` (e.g. which test failed). */
+      readonly message?: string
+    }
+  | { readonly op: "stopall" }
+  | {
+      readonly op: "status"
+      readonly report: StatusReport
+      /** The daemon's clock (the reducer's `now`), so `jailedUntil` can be shown as a delay. */
+      readonly now: number
+    }
+  | {
+      readonly op: "plan"
+      readonly group: string
+      readonly level: string
+      readonly accepted: boolean
+      readonly effects: readonly CoreEffect[]
+    }
+  | { readonly op: "ping"; readonly pid: number; readonly version: string }
+  | { readonly op: "reload" }
+
+export type Failure = { readonly ok: false; readonly error: string }
+export type Response = ({ readonly ok: true } & Answer) | Failure
+
+export const failure = (error: string): Failure => ({ ok: false, error })
+export const success = (answer: Answer): Response => ({ ok: true, ...answer })
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+const controlChar = /\p{Cc}/u
+const whitespace = /\s/
+/** Control characters other than the blanks (tab, vertical tab, form feed, CR) a line may hold. */
+const binaryChar = /(?![\t\v\f\r])\p{Cc}/u
+const utf8 = new TextEncoder()
+
+/** Why a group or level name is unacceptable, or undefined if it is fine. */
+export const nameProblem = (what: string, name: string): string | undefined => {
+  if (name.length === 0) return `${what} is empty`
+  if (name.length > maxNameLength) return `${what} is longer than ${maxNameLength} characters`
+  if (controlChar.test(name)) return `${what} contains a control character`
+  if (whitespace.test(name)) return `${what} contains whitespace`
+  return undefined
+}
+
+const nameCodec = (what: string): t.Type<string, string, unknown> =>
+  new t.Type<string, string, unknown>(
+    what,
+    (u): u is string => typeof u === "string" && nameProblem(what, u) === undefined,
+    (u, c) => {
+      if (typeof u !== "string") return t.failure(u, c, `${what} must be a string`)
+      const problem = nameProblem(what, u)
+      return problem === undefined ? t.success(u) : t.failure(u, c, problem)
+    },
+    t.identity,
+  )
+
+const timeoutCodec = new t.Type<number, number, unknown>(
+  "timeoutMs",
+  (u): u is number => typeof u === "number" && Number.isInteger(u) && u > 0 && u <= maxTimeoutMs,
+  (u, c) =>
+    typeof u === "number" && Number.isInteger(u) && u > 0 && u <= maxTimeoutMs
+      ? t.success(u)
+      : t.failure(u, c, `timeoutMs must be a whole number of milliseconds from 1 to ${maxTimeoutMs}`),
+  t.identity,
+)
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+const tellCodec = t.intersection([
+  t.type({ group: nameCodec("group"), level: nameCodec("level") }),
+  t.partial({ wait: t.boolean, timeoutMs: timeoutCodec }),
+])
+const planCodec = t.type({ group: nameCodec("group"), level: nameCodec("level") })
+
+/** Turns io-ts errors into one sentence per problem: missing field, wrong type, bad value. */
+const describeErrors = (op: string, errors: t.Errors): string => {
+  const messages = new Set<string>()
+  for (const error of errors) {
+    const path = error.context
+      .map((entry) => entry.key)
+      .filter((key) => key !== "" && !/^\d+$/.test(key))
+      .join(".")
+    if (error.value === undefined) messages.add(`missing field "${path}"`)
+    else if (error.message !== undefined) messages.add(error.message)
+    else messages.add(`field "${path}" must be ${error.context[error.context.length - 1]?.type.name ?? "valid"}`)
+  }
+  return `${op}: ${[...messages].join("; ")}`
+}
+
+const isOp = (value: unknown): value is Op => typeof value === "string" && (ops as readonly string[]).includes(value)
+
+const decodeJsonRequest = (line: string): E.Either<string, Request> => {
+  let value: unknown
+  try {
+    value = JSON.parse(line)
+  } catch (error) {
+    return E.left(`bad JSON: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return E.left("a JSON request must be an object")
+  const op: unknown = (value as { readonly op?: unknown }).op
+  if (op === undefined) return E.left(`missing field "op": expected one of ${ops.join(", ")}`)
+  if (!isOp(op)) return E.left(`unknown op ${JSON.stringify(op)}: expected one of ${ops.join(", ")}`)
+  switch (op) {
+    case "tell": {
+      const decoded = tellCodec.decode(value)
+      if (E.isLeft(decoded)) return E.left(describeErrors(op, decoded.left))
+      const { group, level, wait, timeoutMs } = decoded.right
+      const base = { op, group, level, wait: wait ?? false } as const
+      return E.right(timeoutMs === undefined ? base : { ...base, timeoutMs })
+    }
+    case "plan": {
+      const decoded = planCodec.decode(value)
+      if (E.isLeft(decoded)) return E.left(describeErrors(op, decoded.left))
+      return E.right({ op, group: decoded.right.group, level: decoded.right.level })
+    }
+    case "stopall":
+    case "status":
+    case "ping":
+    case "reload":
+      return E.right({ op })
+  }
+}
+
+/** Perl's `split(' ')`: leading whitespace skipped, fields separated by runs of whitespace. */
+const perlSplit = (line: string): readonly string[] => line.split(/\s+/).filter((word) => word.length > 0)
+
+const lineUsage = `the line protocol takes "GROUP LEVEL" or "stopall"; other requests are JSON, e.g. {"op":"status"}`
+
+const decodeOriginalLine = (line: string): E.Either<string, Request> => {
+  if (line.startsWith("stopall")) return E.right({ op: "stopall" })
+  const words = perlSplit(line)
+  const [group, level] = words
+  if (group === undefined) return E.left(`empty request: ${lineUsage}`)
+  if (level === undefined) {
+    const verb = group.length > 40 ? `${group.slice(0, 40)}...` : group
+    return E.left(`unknown verb ${JSON.stringify(verb)} (or a group without a level): ${lineUsage}`)
+  }
+  if (words.length > 2) return E.left(`too many words (${words.length}): ${lineUsage}`)
+  const problem = nameProblem("group", group) ?? nameProblem("level", level)
+  if (problem !== undefined) return E.left(problem)
+  return E.right({ op: "tell", group, level, wait: false })
+}
+
+/** Which protocol a line speaks: JSON if its first non-blank character is `{`. */
+export const framingOf = (line: string): Framing => (/^\s*\{/.test(line) ? "json" : "line")
+
+/** Strips one trailing newline (and a carriage return before it). */
+const chomp = (line: string): string => line.replace(/\r?\n$/, "")
+
+/**
+ * Decodes one request line (with or without its newline) of either protocol.
+ * Control characters (other than the whitespace between words) are refused.
+ */
+export const decodeRequestLine = (raw: string): E.Either<string, Request> => {
+  const line = chomp(raw)
+  if (utf8.encode(line).length > maxLineBytes) return E.left(`request longer than ${maxLineBytes} bytes`)
+  if (binaryChar.test(line)) return E.left("binary data or control characters in the request: expected one line of text")
+  return framingOf(line) === "json" ? decodeJsonRequest(line) : decodeOriginalLine(line)
+}
+
+/** A request as one JSON line, newline included. */
+export const encodeRequest = (request: Request): string => `${JSON.stringify(request)}\n`
+
+/** A request in the original line protocol, where it has one (tell without wait, stopall). */
+export const encodeOriginalRequest = (request: Request): string | undefined => {
+  if (request.op === "stopall") return "stopall\n"
+  if (request.op === "tell" && !request.wait) return `${request.group} ${request.level}\n`
+  return undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+/** A response as one JSON line, newline included. */
+export const encodeResponse = (response: Response): string => `${JSON.stringify(response)}\n`
+
+/** The plain-text answer of the original line protocol: `ok` or `error: REASON`, one line. */
+export const encodeOriginalResponse = (response: Response): string =>
+  response.ok ? "ok\n" : `error: ${response.error.replace(/[\r\n]+/g, " ")}\n`
+
+export const encodeResponseFor = (framing: Framing, response: Response): string =>
+  framing === "json" ? encodeResponse(response) : encodeOriginalResponse(response)
+
+const literals = <A extends string>(name: string, values: readonly A[]): t.Type<A, A, unknown> =>
+  new t.Type<A, A, unknown>(
+    name,
+    (u): u is A => typeof u === "string" && (values as readonly string[]).includes(u),
+    (u, c) => (typeof u === "string" && (values as readonly string[]).includes(u) ? t.success(u as A) : t.failure(u, c)),
+    t.identity,
+  )
+
+const nullable = <C extends t.Mixed>(codec: C) => t.union([codec, t.null])
+
+const modeValues: readonly (Mode | "removed")[] = ["respawn", "once", "wait", "test", "off", "removed"]
+const procStates: readonly EntryProcState[] = ["idle", "running", "stopping", "jailed", "done", "failed"]
+const phases: readonly GroupPhase[] = ["stopped", "start", "run", "fail", "stopping"]
+const lifecycles: readonly StatusReport["lifecycle"][] = ["running", "stopping", "halted"]
+const logWhats: readonly LogWhat[] = [
+  "started", "exited", "restarting", "jailed", "released", "stopping", "killed", "rejected", "group", "halted",
+]
+
+const entryReportCodec = t.type({
+  tag: t.string,
+  mode: literals("mode", modeValues),
+  levels: t.readonlyArray(t.string),
+  state: literals("entry state", procStates),
+  pid: nullable(t.number),
+  run: nullable(t.number),
+  restarts: t.number,
+  jailedUntil: nullable(t.number),
+  lastExit: nullable(t.string),
+})
+
+export const statusReportCodec = t.type({
+  lifecycle: literals("lifecycle", lifecycles),
+  groups: t.readonlyArray(
+    t.type({
+      group: t.string,
+      state: literals("group state", phases),
+      level: t.string,
+      seq: t.number,
+      entries: t.readonlyArray(entryReportCodec),
+    }),
+  ),
+})
+
+const effectCodec = t.union([
+  t.type({ _tag: t.literal("Spawn"), tag: t.string, run: t.number, group: t.string, command: t.string }),
+  t.type({ _tag: t.literal("RunSync"), tag: t.string, run: t.number, group: t.string, command: t.string }),
+  t.type({ _tag: t.literal("Kill"), tag: t.string, run: t.number, signal: t.union([t.literal("SIGTERM"), t.literal("SIGKILL")]) }),
+  t.type({ _tag: t.literal("WriteStatus") }),
+  t.type({
+    _tag: t.literal("Log"),
+    entry: t.intersection([
+      t.type({ what: literals("log kind", logWhats), message: t.string }),
+      t.partial({ group: t.string, tag: t.string, run: t.number }),
+    ]),
+  }),
+])
+
+const answerCodec = t.union([
+  t.intersection([
+    t.type({ op: t.literal("tell"), group: t.string, level: t.string, seq: t.number }),
+    t.partial({ outcome: literals("outcome", waitOutcomes), message: t.string }),
+  ]),
+  t.type({ op: t.literal("stopall") }),
+  t.type({ op: t.literal("status"), report: statusReportCodec, now: t.number }),
+  t.type({
+    op: t.literal("plan"),
+    group: t.string,
+    level: t.string,
+    accepted: t.boolean,
+    effects: t.readonlyArray(effectCodec),
+  }),
+  t.type({ op: t.literal("ping"), pid: t.number, version: t.string }),
+  t.type({ op: t.literal("reload") }),
+])
+
+// The codecs must describe exactly the core's types: these lines stop compiling if they drift.
+const _reportFits = (r: t.TypeOf<typeof statusReportCodec>): StatusReport => r
+const _effectFits = (e: t.TypeOf<typeof effectCodec>): CoreEffect => e
+const _answerFits = (a: t.TypeOf<typeof answerCodec>): Answer => a
+export type _CodecChecks = [typeof _reportFits, typeof _effectFits, typeof _answerFits]
+
+/**
+ * Decodes one answer line: JSON, or the plain text of the line protocol (`ok`, `error: REASON`),
+ * which a busy or confused server may send to a JSON client too.
+ */
+export const decodeResponseLine = (raw: string): E.Either<string, Response> => {
+  const line = chomp(raw)
+  if (line === "ok") return E.left("the daemon answered in the line protocol (ok) where a JSON answer was expected")
+  if (line.startsWith("error: ")) return E.right(failure(line.slice("error: ".length)))
+  let value: unknown
+  try {
+    value = JSON.parse(line)
+  } catch {
+    return E.left(`not a JSON answer: ${JSON.stringify(line.slice(0, 200))}`)
+  }
+  if (typeof value !== "object" || value === null) return E.left("a JSON answer must be an object")
+  const ok: unknown = (value as { readonly ok?: unknown }).ok
+  if (ok === false) {
+    const error: unknown = (value as { readonly error?: unknown }).error
+    return E.right(failure(typeof error === "string" ? error : "the daemon reported an error without a reason"))
+  }
+  if (ok !== true) return E.left(`answer without "ok": ${JSON.stringify(line.slice(0, 200))}`)
+  const decoded = answerCodec.decode(value)
+  if (E.isLeft(decoded)) return E.left(describeErrors("answer", decoded.left))
+  return E.right(success(decoded.right))
+}

@@ -1,0 +1,358 @@
+/**
+ * The daemon's UNIX socket: one request line per connection, one answer, then close.
+ *
+ * Bad input never hurts the daemon: every connection is bounded in size (`maxLineBytes`), in time
+ * until its request line is complete (`idleTimeoutMs`) and in number (`maxConnections`; the
+ * excess get `error: busy`). A peer that sends its line and closes without reading (the original
+ * IS::Init client does exactly that, even without a newline) is served anyway: end-of-stream ends
+ * the line, and a failed write of the answer is ignored. Handler failures become error answers.
+ *
+ * The socket file is created with mode 0600, so only its owner (normally root) may talk to the
+ * daemon; `options.mode` (isinitd's `--socket-mode`, e.g. 0660 with a shared group owning the
+ * directory) widens it. The mode is applied both through the umask at bind time (no window in
+ * which the socket is wider) and by a chmod right after.
+ */
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as nodePath from "node:path"
+import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import type * as Scope from "effect/Scope"
+import type { Framing, Request, Response } from "../codec/protocol.ts"
+import { decodeRequestLine, encodeResponseFor, failure, framingOf, maxLineBytes as protocolMaxLineBytes } from "../codec/protocol.ts"
+
+export interface ServeOptions {
+  /** Permission bits of the socket file; default 0o600 (owner only). */
+  readonly mode?: number
+  /** A connection must deliver its whole request line within this time; default 5000 ms. */
+  readonly idleTimeoutMs?: number
+  /** Connections served at once (including those waiting for a handler); default 256. */
+  readonly maxConnections?: number
+  /** Longest request line, newline excluded; default 4096 bytes. */
+  readonly maxLineBytes?: number
+  /** Pending connections the kernel queues before the daemon accepts them; default 1024. */
+  readonly backlog?: number
+  /** Told about every request refused before reaching the handler, and every handler failure. */
+  readonly onReject?: (reason: string) => void
+}
+
+export interface Server {
+  readonly path: string
+  /** Connections open or still being answered. */
+  readonly activeConnections: () => number
+}
+
+export type Handler = (request: Request) => Effect.Effect<Response>
+
+/** A daemon already answers on the socket: refuse to start a second one. */
+export class SocketInUse extends Data.TaggedError("SocketInUse")<{ readonly path: string }> {
+  override get message(): string {
+    return `a daemon already answers on ${this.path}: stop it first (isinit -s ${this.path} stopall), or use another socket with -s`
+  }
+}
+
+/** The socket path cannot be used (not a socket, no permission, bad directory...). */
+export class SocketUnusable extends Data.TaggedError("SocketUnusable")<{ readonly path: string; readonly reason: string }> {
+  override get message(): string {
+    return `cannot use socket ${this.path}: ${this.reason}`
+  }
+}
+
+export type ServeError = SocketInUse | SocketUnusable
+
+export type ProbeResult = "live" | "stale" | "absent" | "unreachable"
+
+const errnoOf = (error: unknown): string | undefined =>
+  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? error.code : undefined
+
+const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+/**
+ * What is at the socket path: a listening daemon (`live`), a socket nobody listens on (`stale`),
+ * nothing (`absent`), or something we may not connect to (`unreachable`, e.g. EACCES).
+ * The probe connects and closes without sending anything, which the server ignores.
+ */
+export const probeSocket = (path: string, timeoutMs = 2000): Effect.Effect<ProbeResult> =>
+  Effect.callback<ProbeResult>((resume) => {
+    const socket = net.createConnection({ path })
+    const finish = (result: ProbeResult): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      resume(Effect.succeed(result))
+    }
+    // Connecting that takes this long means a listener with a full backlog: someone is there.
+    const timer = setTimeout(() => finish("live"), timeoutMs)
+    socket.once("connect", () => finish("live"))
+    socket.once("error", (error) => {
+      const code = errnoOf(error)
+      finish(code === "ENOENT" ? "absent" : code === "ECONNREFUSED" ? "stale" : code === "EAGAIN" ? "live" : "unreachable")
+    })
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
+  })
+
+/** Whether a live daemon answers on `path`. */
+export const probe = (path: string): Effect.Effect<boolean> => Effect.map(probeSocket(path), (result) => result === "live")
+
+/**
+ * Makes `path` ready to bind: creates missing parent directories, removes a stale socket, and
+ * refuses when a daemon is alive there or the path is something other than a socket.
+ */
+export const claimSocketPath = (path: string): Effect.Effect<void, ServeError> =>
+  Effect.gen(function* () {
+    yield* Effect.try({
+      try: () => fs.mkdirSync(nodePath.dirname(path), { recursive: true }),
+      catch: (error) => new SocketUnusable({ path, reason: `cannot create its directory: ${reasonOf(error)}` }),
+    })
+    const stat = yield* Effect.try({
+      try: () => fs.lstatSync(path, { throwIfNoEntry: false }),
+      catch: (error) => new SocketUnusable({ path, reason: reasonOf(error) }),
+    })
+    if (stat === undefined) return
+    if (!stat.isSocket()) {
+      return yield* new SocketUnusable({ path, reason: "it exists and is not a socket; remove it or choose another path with -s" })
+    }
+    const state = yield* probeSocket(path)
+    if (state === "live") return yield* new SocketInUse({ path })
+    if (state === "unreachable") return yield* new SocketUnusable({ path, reason: "it exists and cannot be probed (permission?)" })
+    yield* Effect.try({
+      try: () => fs.rmSync(path, { force: true }),
+      catch: (error) => new SocketUnusable({ path, reason: `cannot remove the stale socket: ${reasonOf(error)}` }),
+    })
+  })
+
+interface Limits {
+  readonly idleTimeoutMs: number
+  readonly maxConnections: number
+  readonly maxLineBytes: number
+  readonly reject: (reason: string) => void
+}
+
+interface Running {
+  readonly server: net.Server
+  readonly sockets: Set<net.Socket>
+  readonly fibers: Set<Fiber.Fiber<Response>>
+  active: number
+}
+
+/** How long an answered connection may stay open for its peer to read the answer and close. */
+const lingerMs = 2000
+
+/**
+ * Sends the answer and closes; a peer that is gone makes this a no-op. Whatever the peer still
+ * sends is read and dropped until it closes (or `lingerMs` passes): closing a UNIX socket with
+ * unread input resets the peer, which could then lose the answer (e.g. `busy`) before reading it.
+ */
+const answer = (socket: net.Socket, framing: Framing, response: Response): void => {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  socket.removeAllListeners("data")
+  socket.resume()
+  const linger = setTimeout(() => socket.destroy(), lingerMs)
+  socket.once("close", () => clearTimeout(linger))
+  socket.end(encodeResponseFor(framing, response))
+}
+
+const textDecoder = new TextDecoder("utf-8", { fatal: true })
+
+const decodeBytes = (bytes: Buffer): string | undefined => {
+  try {
+    return textDecoder.decode(bytes)
+  } catch {
+    return undefined
+  }
+}
+
+const runHandler = (
+  running: Running,
+  handler: Handler,
+  request: Request,
+  limits: Limits,
+  onAnswer: (response: Response) => void,
+): void => {
+  let effect: Effect.Effect<Response>
+  try {
+    effect = handler(request)
+  } catch (error) {
+    limits.reject(`handler threw on ${request.op}: ${reasonOf(error)}`)
+    onAnswer(failure(`internal error: ${reasonOf(error)}`))
+    return
+  }
+  const fiber = Effect.runFork(effect)
+  running.fibers.add(fiber)
+  fiber.addObserver((exit) => {
+    running.fibers.delete(fiber)
+    if (Exit.isSuccess(exit)) return onAnswer(exit.value)
+    if (Cause.hasInterruptsOnly(exit.cause)) return onAnswer(failure("the daemon is shutting down"))
+    limits.reject(`handler failed on ${request.op}: ${Cause.pretty(exit.cause)}`)
+    onAnswer(failure(`internal error: ${reasonOf(Cause.squash(exit.cause))}`))
+  })
+}
+
+const serveConnection = (running: Running, handler: Handler, limits: Limits, socket: net.Socket): void => {
+  // EPIPE and ECONNRESET from peers that do not read their answer are expected and harmless.
+  socket.on("error", () => socket.destroy())
+  if (running.active >= limits.maxConnections) {
+    limits.reject("busy: connection refused")
+    answer(socket, "line", failure(`busy: ${limits.maxConnections} connections already open, try again`))
+    return
+  }
+  running.active += 1
+  running.sockets.add(socket)
+  let phase: "reading" | "handling" | "answered" = "reading"
+  let closed = false
+  let counted = true
+  const release = (): void => {
+    if (counted && closed && phase !== "handling") {
+      counted = false
+      running.active -= 1
+    }
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+
+  const refuse = (framing: Framing, reason: string): void => {
+    phase = "answered"
+    clearTimeout(timer)
+    limits.reject(reason)
+    answer(socket, framing, failure(reason))
+  }
+  const handleLine = (bytes: Buffer): void => {
+    clearTimeout(timer)
+    socket.removeListener("data", onData)
+    socket.pause()
+    const text = decodeBytes(bytes)
+    if (text === undefined) return refuse("line", "binary data in the request: expected one line of UTF-8 text")
+    const framing = framingOf(text)
+    const decoded = decodeRequestLine(text)
+    if (decoded._tag === "Left") return refuse(framing, decoded.left)
+    phase = "handling"
+    runHandler(running, handler, decoded.right, limits, (response) => {
+      phase = "answered"
+      answer(socket, framing, response)
+      release()
+    })
+  }
+  const onData = (chunk: Buffer): void => {
+    if (phase !== "reading") return
+    const newline = chunk.indexOf(10)
+    const end = newline < 0 ? chunk.length : newline
+    chunks.push(chunk.subarray(0, end))
+    size += end
+    if (size > limits.maxLineBytes) {
+      socket.removeListener("data", onData)
+      return refuse("line", `request longer than ${limits.maxLineBytes} bytes`)
+    }
+    if (newline >= 0) handleLine(Buffer.concat(chunks, size))
+  }
+  socket.on("data", onData)
+  // The original client writes "stopall" without a newline and closes: end-of-stream ends the line.
+  socket.once("end", () => {
+    if (phase !== "reading") return
+    if (size === 0) {
+      phase = "answered"
+      clearTimeout(timer)
+      socket.destroy()
+      return
+    }
+    handleLine(Buffer.concat(chunks, size))
+  })
+  socket.once("close", () => {
+    closed = true
+    clearTimeout(timer)
+    running.sockets.delete(socket)
+    release()
+  })
+  const timer = setTimeout(() => {
+    if (phase !== "reading") return
+    socket.removeListener("data", onData)
+    refuse("line", `no complete request line within ${limits.idleTimeoutMs} ms`)
+  }, limits.idleTimeoutMs)
+}
+
+/** Binds with the umask narrowed to `mode`, so the socket never exists with wider permissions. */
+const bindWithMode = (server: net.Server, path: string, mode: number, backlog: number): void => {
+  let previous: number | undefined
+  try {
+    previous = process.umask(0o777 & ~mode)
+  } catch {
+    // Worker threads cannot change the umask; the chmod after binding still applies the mode.
+  }
+  try {
+    server.listen({ path, backlog })
+  } finally {
+    if (previous !== undefined) process.umask(previous)
+  }
+}
+
+const listen = (path: string, handler: Handler, mode: number, backlog: number, limits: Limits): Effect.Effect<Running, ServeError> =>
+  Effect.callback<Running, ServeError>((resume) => {
+    const server = net.createServer({ allowHalfOpen: true })
+    const running: Running = { server, sockets: new Set(), fibers: new Set(), active: 0 }
+    server.on("connection", (socket) => serveConnection(running, handler, limits, socket))
+    server.once("error", (error) => resume(Effect.fail(new SocketUnusable({ path, reason: reasonOf(error) }))))
+    server.once("listening", () => {
+      server.removeAllListeners("error")
+      // Accept failures (EMFILE...) must not crash the daemon: they drop one connection.
+      server.on("error", (error) => limits.reject(`accept failed: ${reasonOf(error)}`))
+      try {
+        fs.chmodSync(path, mode)
+      } catch (error) {
+        server.close()
+        resume(Effect.fail(new SocketUnusable({ path, reason: `cannot set its mode: ${reasonOf(error)}` })))
+        return
+      }
+      resume(Effect.succeed(running))
+    })
+    bindWithMode(server, path, mode, backlog)
+  })
+
+const shutdown = (path: string, running: Running, inode: number | undefined): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    for (const fiber of running.fibers) fiber.interruptUnsafe()
+    for (const socket of running.sockets) socket.destroy()
+    running.server.close(() => {
+      // Remove the file only if it is still ours (never a successor's socket).
+      try {
+        if (inode !== undefined && fs.statSync(path, { throwIfNoEntry: false })?.ino === inode) fs.rmSync(path, { force: true })
+      } catch {
+        // Nothing more to do: the next daemon replaces a stale socket anyway.
+      }
+      resume(Effect.void)
+    })
+  })
+
+/**
+ * Serves `handler` on a UNIX stream socket at `path` for the lifetime of the scope. Claims the
+ * path first (see `claimSocketPath`): fails with `SocketInUse` when a daemon answers there.
+ * Closing the scope stops accepting, drops open connections, interrupts running handlers and
+ * removes the socket file.
+ */
+export const serve = (path: string, handler: Handler, options: ServeOptions = {}): Effect.Effect<Server, ServeError, Scope.Scope> => {
+  const limits: Limits = {
+    idleTimeoutMs: options.idleTimeoutMs ?? 5000,
+    maxConnections: options.maxConnections ?? 256,
+    maxLineBytes: options.maxLineBytes ?? protocolMaxLineBytes,
+    reject: options.onReject ?? (() => undefined),
+  }
+  const mode = options.mode ?? 0o600
+  return Effect.map(
+    Effect.acquireRelease(
+      Effect.flatMap(claimSocketPath(path), () =>
+        Effect.map(listen(path, handler, mode, options.backlog ?? 1024, limits), (running) => ({
+          running,
+          inode: fs.statSync(path, { throwIfNoEntry: false })?.ino,
+        })),
+      ),
+      ({ running, inode }) => shutdown(path, running, inode),
+    ),
+    ({ running }): Server => ({ path, activeConnections: () => running.active }),
+  )
+}
