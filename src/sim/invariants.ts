@@ -23,7 +23,7 @@ export interface WorldView {
   readonly now: number
   readonly processes: ReadonlyMap<string, SimProcess>
   readonly startsOf: (tag: string) => readonly StartRecord[]
-  readonly leftLevelAt: (tag: string) => number | undefined
+  readonly countResetAt: (tag: string) => number | undefined
 }
 
 export type Invariant = (world: WorldView, step: Step) => readonly Violation[]
@@ -124,14 +124,14 @@ export const outgoingMatchesStopping: Invariant = (_world, step) => {
 
 /**
  * Rule 6: a respawn entry starts at most `respawnMax` times in any `respawnWindowMs` while it
- * stays in its level (a tell that takes it out of its level starts a new count, as it ends a jail).
+ * stays in its level and outside jail: leaving the level, or a jail, starts a new count.
  */
 export const respawnRateLimited: Invariant = (world, step) => {
   const { respawnMax, respawnWindowMs } = step.after.config.limits
   const out: Violation[] = []
   for (const start of step.starts) {
     if (start.mode !== "respawn") continue
-    const left = world.leftLevelAt(start.tag) ?? -1
+    const left = world.countResetAt(start.tag) ?? -1
     const recent = world.startsOf(start.tag).filter((s) => s.mode === "respawn" && s.step > left && start.at - s.at < respawnWindowMs)
     if (recent.length > respawnMax)
       out.push(

@@ -159,7 +159,7 @@ export class World {
   readonly #violations: Violation[] = []
   readonly #starts: StartRecord[] = []
   readonly #startsByTag = new Map<string, StartRecord[]>()
-  readonly #leftAt = new Map<string, number>()
+  readonly #countReset = new Map<string, number>()
 
   constructor(options: WorldOptions = {}) {
     this.#parse = options.parse ?? parseInittab
@@ -219,11 +219,12 @@ export class World {
   }
 
   /**
-   * The last step at which an accepted tell or reload took `tag` out of its level (or out of the
-   * config): rule 3 and 4 end the entry's stay, and with it its respawn count and its jail.
+   * The last step that restarted the respawn count of `tag`: an accepted tell or reload that took
+   * it out of its level or out of the config (rules 3, 4), or its jailing (rule 6: the start after
+   * a jail begins a new count).
    */
-  leftLevelAt(tag: string): number | undefined {
-    return this.#leftAt.get(tag)
+  countResetAt(tag: string): number | undefined {
+    return this.#countReset.get(tag)
   }
 
   /** The live (spawned, not failed, not reaped) run of a tag, if any. */
@@ -502,6 +503,7 @@ export class World {
   #log(entry: LogEntry, after: State): void {
     switch (entry.what) {
       case "jailed": {
+        if (entry.tag !== undefined) this.#countReset.set(entry.tag, this.#stepCount - 1)
         const jail = entry.tag === undefined ? undefined : lookup(after.entries, entry.tag)?.jail
         const until = jail?._tag === "Jailed" ? `jailed until ${formatMs(jail.until)}` : "jailed"
         this.#note("jailed", entry.group, entry.tag, entry.run, `${until} (${entry.message})`)
@@ -524,11 +526,11 @@ export class World {
     const config = after.config
     const told = event._tag === "Tell" ? [[event.group, event.level] as const] : [...HashMap.values(after.groups)].flatMap((g) => (g.level === undefined ? [] : [[g.name, g.level] as const]))
     for (const [group, level] of told) {
-      for (const def of config.byGroup.get(group) ?? []) if (!def.levels.includes(level)) this.#leftAt.set(def.tag, record.index)
+      for (const def of config.byGroup.get(group) ?? []) if (!def.levels.includes(level)) this.#countReset.set(def.tag, record.index)
     }
     for (const tag of HashMap.keys(before.entries)) {
       const def = config.byTag.get(tag)
-      if (def === undefined || def.mode === "off") this.#leftAt.set(tag, record.index)
+      if (def === undefined || def.mode === "off") this.#countReset.set(tag, record.index)
     }
   }
 

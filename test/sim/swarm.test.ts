@@ -81,7 +81,7 @@ describe("invariants catch what they claim to", () => {
     now: 0,
     processes: new Map(procs.map((p) => [p.key, p])),
     startsOf: (tag) => starts.filter((s) => s.tag === tag),
-    leftLevelAt: () => undefined,
+    countResetAt: () => undefined,
   })
   const step = (effects: readonly Effect[], after: State = initialState, starts: readonly StartRecord[] = [], event: Step["record"]["event"] = { _tag: "Tick", now: 0 }): Step => ({
     record: { index: 0, at: event.now, event, effects },

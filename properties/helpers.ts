@@ -1,0 +1,63 @@
+/**
+ * Shared generators and helpers of the specification. Every property drives the real reducer
+ * through the simulator (`src/sim`), in virtual time, and asserts facts from the world's record.
+ */
+import { fc } from "@fast-check/vitest"
+import type { Mode } from "../src/core/config.ts"
+import type { Effect } from "../src/core/effects.ts"
+import type { Outcome } from "../src/core/events.ts"
+import { lookup } from "../src/core/state.ts"
+import type { Behaviour } from "../src/sim/behaviour.ts"
+import type { SwarmEntry } from "../src/sim/swarm.ts"
+import { configText } from "../src/sim/swarm.ts"
+import type { WorldOptions } from "../src/sim/world.ts"
+import { World } from "../src/sim/world.ts"
+
+export { configText }
+export type { SwarmEntry as EntrySpec }
+
+export const levelsUniverse = ["1", "2", "3"] as const
+
+/** A non-empty subset of the levels, in a stable order. */
+export const levelsArb = fc.subarray([...levelsUniverse], { minLength: 1 })
+
+export const modeArb = (modes: readonly Mode[]): fc.Arbitrary<Mode> => fc.constantFrom(...modes)
+
+/** Entries of the given groups, tagged t1..tn in file order. */
+export const entriesArb = (options: {
+  readonly modes: readonly Mode[]
+  readonly groups?: readonly string[]
+  readonly min?: number
+  readonly max?: number
+}): fc.Arbitrary<SwarmEntry[]> =>
+  fc
+    .array(fc.record({ group: fc.constantFrom(...(options.groups ?? ["g"])), levels: levelsArb, mode: modeArb(options.modes) }), {
+      minLength: options.min ?? 1,
+      maxLength: options.max ?? 6,
+    })
+    .map((specs) => specs.map((s, i) => ({ ...s, tag: `t${i + 1}`, command: `cmd-t${i + 1}` })))
+
+/** Durations biased to sit on an edge (edge-1, edge, edge+1) as often as anywhere else. */
+export const nearArb = (edges: readonly number[], max: number): fc.Arbitrary<number> =>
+  fc.oneof(fc.integer({ min: 0, max }), fc.constantFrom(...edges.flatMap((e) => [e - 1, e, e + 1]).filter((x) => x >= 0)))
+
+export const makeWorld = (entries: readonly SwarmEntry[], behaviours: readonly (readonly [string, Behaviour])[] = [], options: WorldOptions = {}, header = ""): World =>
+  new World({ ...options, config: header + configText(entries), behaviours })
+
+/** Effects of the whole run with their time and step index. */
+export const effects = (w: World): { readonly at: number; readonly step: number; readonly effect: Effect }[] =>
+  w.history.flatMap((s) => s.effects.map((effect) => ({ at: s.at, step: s.index, effect })))
+
+export const kills = (w: World, tag?: string) =>
+  effects(w).flatMap(({ at, step, effect }) => (effect._tag === "Kill" && (tag === undefined || effect.tag === tag) ? [{ at, step, signal: effect.signal, run: effect.run, tag: effect.tag }] : []))
+
+export const exits = (w: World, tag?: string): { readonly at: number; readonly step: number; readonly tag: string; readonly outcome: Outcome }[] =>
+  w.history.flatMap((s) => (s.event._tag === "ChildExit" && (tag === undefined || s.event.tag === tag) ? [{ at: s.at, step: s.index, tag: s.event.tag, outcome: s.event.outcome }] : []))
+
+export const phaseOf = (w: World, group: string): string | undefined => lookup(w.state.groups, group)?.phase
+
+export const isLive = (w: World, tag: string): boolean => w.liveRuns(tag).length > 0
+
+export const liveTags = (w: World): string[] => [...new Set([...w.processes.values()].filter((p) => p.pid !== undefined).map((p) => p.tag))].sort()
+
+export const rejectedLogs = (fx: readonly Effect[]): number => fx.filter((e) => e._tag === "Log" && e.entry.what === "rejected").length

@@ -1,0 +1,154 @@
+import { fc, test } from "@fast-check/vitest"
+import { describe, expect, it } from "vitest"
+import { lookup } from "../src/core/state.ts"
+import { ignoresSigterm } from "../src/sim/behaviour.ts"
+import { World } from "../src/sim/world.ts"
+import { kills, nearArb } from "./helpers.ts"
+
+interface Limits {
+  readonly max: number
+  readonly windowMs: number
+  readonly jailMs: number
+}
+
+/** The rule as plain arithmetic: when a single respawn entry that is crashed at `crashes` starts. */
+const expectedStarts = (limits: Limits, crashes: readonly number[], end: number): { starts: number[]; jailedUntil: number | undefined } => {
+  const starts = [0]
+  let window = [0]
+  let live = true
+  let jail: number | undefined
+  const release = (now: number): void => {
+    if (jail !== undefined && jail <= now) {
+      starts.push(jail)
+      window = [jail]
+      live = true
+      jail = undefined
+    }
+  }
+  for (const t of crashes) {
+    release(t)
+    if (!live) continue
+    const recent = window.filter((s) => t - s < limits.windowMs)
+    if (recent.length < limits.max) {
+      starts.push(t)
+      window = [...recent, t]
+    } else {
+      live = false
+      jail = t + limits.jailMs
+      window = []
+    }
+  }
+  release(end)
+  return { starts, jailedUntil: jail }
+}
+
+const header = (l: Limits): string => `:::respawn-limit:${l.max}/${l.windowMs}ms\n:::jail:${l.jailMs}ms\n`
+
+const runCrashes = (limits: Limits, gaps: readonly number[], tail: number) => {
+  const w = new World({ config: header(limits) + "g:r:1:respawn:server\n" })
+  w.tell("g", "1")
+  const crashes: number[] = []
+  for (const gap of gaps) {
+    w.advance(gap)
+    crashes.push(w.now)
+    w.crash("r", 1)
+  }
+  w.advance(tail)
+  return { w, crashes }
+}
+
+const limitsArb = fc.oneof(
+  fc.constant<Limits>({ max: 5, windowMs: 10_000, jailMs: 60_000 }),
+  fc.record({ max: fc.integer({ min: 1, max: 6 }), windowMs: fc.integer({ min: 1, max: 20_000 }), jailMs: fc.integer({ min: 1, max: 90_000 }) }),
+)
+
+test.prop(
+  [
+    limitsArb.chain((limits) =>
+      fc.tuple(
+        fc.constant(limits),
+        fc.array(nearArb([limits.windowMs, Math.floor(limits.windowMs / limits.max), limits.jailMs, 0], limits.jailMs + limits.windowMs), { maxLength: 30 }),
+        nearArb([limits.jailMs], limits.jailMs * 2),
+      ),
+    ),
+  ],
+  { numRuns: 300 },
+)("rule 6: a respawn entry is restarted at once, at most N times in any window; the start that would exceed it jails the entry, and a tick restarts it when the jail ends", ([limits, gaps, tail]) => {
+  const { w, crashes } = runCrashes(limits, gaps, tail)
+  const expected = expectedStarts(limits, crashes, w.now)
+  expect(w.startsOf("r").map((s) => s.at)).toEqual(expected.starts)
+  const entry = w.report().groups[0]?.entries.find((e) => e.tag === "r")
+  expect(entry?.jailedUntil ?? undefined).toBe(expected.jailedUntil)
+  if (expected.jailedUntil !== undefined) expect(entry?.state).toBe("jailed")
+  expect(w.violations).toEqual([])
+})
+
+test.prop([fc.shuffledSubarray(["g1", "g2", "g3"], { minLength: 3, maxLength: 3 }), fc.array(fc.tuple(fc.constantFrom("g1", "g2", "g3"), fc.integer({ min: 0, max: 5_000 })), { maxLength: 12 })])(
+  "rule 6: respawn entries are restarted in every group, not only in the group told last",
+  (order, crashes) => {
+    const w = new World({ config: "g1:r1:1:respawn:a\ng2:r2:1:respawn:b\ng3:r3:1:respawn:c\n" })
+    for (const g of order) w.tell(g, "1")
+    const perTag = new Map<string, number>()
+    for (const [g, gap] of crashes) {
+      const tag = `r${g.slice(1)}`
+      if ((perTag.get(tag) ?? 0) >= 4) continue // stay under the limit: this is about restarts, not jail
+      perTag.set(tag, (perTag.get(tag) ?? 0) + 1)
+      w.advance(gap)
+      w.crash(tag, 1)
+      expect(w.liveRuns(tag)).toHaveLength(1)
+      expect(w.startsOf(tag).at(-1)?.at).toBe(w.now)
+    }
+    for (const tag of ["r1", "r2", "r3"]) expect(w.startsOf(tag)).toHaveLength(1 + (perTag.get(tag) ?? 0))
+    expect(w.violations).toEqual([])
+  },
+)
+
+describe("rule 6 and 7 at the exact boundaries", () => {
+  const defaults: Limits = { max: 5, windowMs: 10_000, jailMs: 60_000 }
+  const fiveStarts = [1, 1, 1, 1] // starts at 0, 1, 2, 3, 4
+
+  it("rule 6: the 6th start at 9 999 ms after the 1st is refused and jails the entry until 69 999 ms", () => {
+    const { w } = runCrashes(defaults, [...fiveStarts, 9_995], 0)
+    expect(w.startsOf("r").map((s) => s.at)).toEqual([0, 1, 2, 3, 4])
+    expect(lookup(w.state.entries, "r")?.jail).toEqual({ _tag: "Jailed", until: 69_999 })
+    expect(w.timeline.filter((e) => e.kind === "jailed").map((e) => e.at)).toEqual([9_999])
+  })
+
+  it("rule 6: the 6th start at 10 000 ms after the 1st is allowed (the 1st has left the window)", () => {
+    const { w } = runCrashes(defaults, [...fiveStarts, 9_996], 0)
+    expect(w.startsOf("r").map((s) => s.at)).toEqual([0, 1, 2, 3, 4, 10_000])
+    expect(lookup(w.state.entries, "r")?.jail).toEqual({ _tag: "Free" })
+  })
+
+  it("rule 6: the 5th start at 10 000 ms is allowed, and the 6th right after it too", () => {
+    const { w } = runCrashes(defaults, [2_500, 2_500, 2_500, 2_500, 0], 0)
+    expect(w.startsOf("r").map((s) => s.at)).toEqual([0, 2_500, 5_000, 7_500, 10_000, 10_000])
+    const { w: w2 } = runCrashes(defaults, [2_500, 2_500, 2_500, 2_499, 1, 0], 0)
+    expect(w2.startsOf("r").map((s) => s.at)).toEqual([0, 2_500, 5_000, 7_500, 9_999, 10_000])
+    expect(lookup(w2.state.entries, "r")?.jail).toEqual({ _tag: "Jailed", until: 70_000 })
+  })
+
+  it("rule 6: the jail ends at exactly 60 000 ms: not restarted at 59 999, restarted by the tick at 60 000", () => {
+    const { w } = runCrashes(defaults, [...fiveStarts, 1], 0) // jailed at 5
+    expect(w.deadline).toBe(60_005)
+    w.advanceTo(60_004)
+    expect(w.startsOf("r")).toHaveLength(5)
+    expect(w.report().groups[0]?.entries[0]?.state).toBe("jailed")
+    w.advanceTo(60_005)
+    expect(w.startsOf("r").map((s) => s.at).at(-1)).toBe(60_005)
+    expect(w.history.at(-2)?.event._tag).toBe("Tick")
+    expect(w.timeline.some((e) => e.kind === "released" && e.at === 60_005)).toBe(true)
+  })
+
+  it("rule 7: SIGKILL at exactly the end of the 30 s grace, not a millisecond before", () => {
+    const w = new World({ config: "g:r:1:respawn:server\n", behaviours: [["r", ignoresSigterm()]] })
+    w.tell("g", "1")
+    w.advanceTo(1_000)
+    w.tell("g", "2")
+    w.advanceTo(30_999)
+    expect(kills(w, "r").map((k) => k.signal)).toEqual(["SIGTERM"])
+    w.advanceTo(31_000)
+    expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, "SIGTERM"], [31_000, "SIGKILL"]])
+    expect(w.processes.size).toBe(0)
+  })
+})

@@ -1,0 +1,116 @@
+import { fc, test } from "@fast-check/vitest"
+import { expect } from "vitest"
+import { exitsAfter, ignoresSigterm, runsForever, stopsAfter } from "../src/sim/behaviour.ts"
+import type { Behaviour } from "../src/sim/behaviour.ts"
+import { noSignalToReapedRun } from "../src/sim/invariants.ts"
+import type { EntrySpec } from "./helpers.ts"
+import { configText, entriesArb, exits, isLive, kills, levelsArb, makeWorld, nearArb } from "./helpers.ts"
+
+const plain = (entries: readonly EntrySpec[]): [string, Behaviour][] =>
+  entries.map((e) => [e.tag, e.mode === "respawn" || e.mode === "once" ? runsForever() : exitsAfter(50, 0)])
+
+test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 7 }), levelsArb, levelsArb])(
+  "rule 3: entries that do not list the new level are stopped, and their wait/test marks are cleared so they run again",
+  (entries, [a = "1"], [b = "2"]) => {
+    const w = makeWorld(entries, plain(entries))
+    w.tell("g", a)
+    w.runUntilIdle(60_000)
+    const stepB = w.steps
+    w.tell("g", b)
+    w.runUntilIdle(60_000)
+    for (const e of entries) {
+      if (!e.levels.includes(b)) {
+        expect(isLive(w, e.tag)).toBe(false)
+        const wasLive = w.startsOf(e.tag).length > 0 && (e.mode === "respawn" || e.mode === "once")
+        expect(kills(w, e.tag).filter((k) => k.step >= stepB).map((k) => k.signal)).toEqual(wasLive ? ["SIGTERM"] : [])
+      }
+    }
+    const stepA = w.steps
+    w.tell("g", a)
+    w.runUntilIdle(60_000)
+    for (const e of entries) {
+      if ((e.mode === "wait" || e.mode === "test") && e.levels.includes(a)) {
+        const again = w.startsOf(e.tag).filter((s) => s.step >= stepA).length
+        expect(again).toBe(e.levels.includes(b) ? 0 : 1)
+      }
+    }
+    expect(w.violations).toEqual([])
+  },
+)
+
+const editArb = fc.constantFrom<"remove" | "off" | "keep">("remove", "off", "keep", "keep")
+
+test.prop([entriesArb({ modes: ["respawn", "once"], groups: ["g1", "g2"], min: 1, max: 6 }), fc.array(editArb, { minLength: 6, maxLength: 6 }), fc.constantFrom("g1", "g2")])(
+  "rule 4: entries removed from the isinittab or set to off are stopped at the next tell, whatever group",
+  (entries, edits, toldGroup) => {
+    const w = makeWorld(entries, plain(entries), { sigtermDelayMs: 0 }, "g1:anchor1:123:once:a1\ng2:anchor2:123:once:a2\n")
+    for (const level of ["1", "2", "3"]) {
+      w.tell("g1", level)
+      w.tell("g2", level)
+    }
+    const before = new Map(entries.map((e) => [e.tag, w.liveRuns(e.tag).map((p) => p.run)]))
+    const edited = entries.flatMap((e, i) => (edits[i] === "remove" ? [] : edits[i] === "off" ? [{ ...e, mode: "off" as const }] : [e]))
+    w.editConfig("g1:anchor1:123:once:a1\ng2:anchor2:123:once:a2\n" + configText(edited))
+    const tellStep = w.steps
+    w.tell(toldGroup, "3")
+    for (const [i, e] of entries.entries()) {
+      const gone = edits[i] !== "keep"
+      if (gone) {
+        expect(isLive(w, e.tag)).toBe(false)
+        if ((before.get(e.tag) ?? []).length > 0) expect(kills(w, e.tag).filter((k) => k.step === tellStep).map((k) => k.signal)).toEqual(["SIGTERM"])
+      } else if (e.group !== toldGroup) {
+        // untouched: a tell for one group leaves the other group's kept entries alone
+        expect(w.liveRuns(e.tag).map((p) => p.run)).toEqual(before.get(e.tag))
+      }
+    }
+    expect(w.violations).toEqual([])
+  },
+)
+
+const stopperArb = fc.oneof(
+  fc.constant<"ignores" | number>("ignores"),
+  nearArb([30_000], 60_000), // how long it takes to honour SIGTERM
+)
+
+test.prop([fc.array(stopperArb, { minLength: 1, maxLength: 6 }), nearArb([0], 50_000)])(
+  "rule 7: a stop sends SIGTERM, then SIGKILL exactly when the 30 s grace ends if the process is still alive; all stops run concurrently",
+  (stoppers, startAt) => {
+    const entries: EntrySpec[] = stoppers.map((_, i) => ({ group: "g", tag: `t${i + 1}`, levels: ["1"], mode: "respawn", command: `c${i + 1}` }))
+    const behaviours = stoppers.map((s, i): [string, Behaviour] => [`t${i + 1}`, s === "ignores" ? ignoresSigterm() : stopsAfter(s)])
+    const w = makeWorld(entries, behaviours)
+    w.tell("g", "1")
+    w.advanceTo(startAt)
+    w.tell("g", "2")
+    w.runUntilIdle(120_000)
+    for (const [i, s] of stoppers.entries()) {
+      const tag = `t${i + 1}`
+      const signals = kills(w, tag).map((k) => [k.at, k.signal])
+      // A process that ends exactly at the grace is reaped before the tick: no SIGKILL.
+      const killed = s === "ignores" || s > 30_000
+      expect(signals).toEqual(killed ? [[startAt, "SIGTERM"], [startAt + 30_000, "SIGKILL"]] : [[startAt, "SIGTERM"]])
+      expect(exits(w, tag).map((x) => x.at)).toEqual([killed ? startAt + 30_000 : startAt + (s as number)])
+    }
+    expect(w.violations).toEqual([])
+  },
+)
+
+test.prop([
+  entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 6 }),
+  fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), nearArb([30_000, 10], 40_000), fc.constantFrom("1", "2", "3")), { maxLength: 12 }),
+  fc.array(fc.integer({ min: 0, max: 40_000 }), { minLength: 6, maxLength: 6 }),
+])(
+  "rule 7: no signal is ever aimed at a run that has already been reaped",
+  (entries, script, lifetimes) => {
+    const behaviours = entries.map((e, i): [string, Behaviour] => [e.tag, exitsAfter(lifetimes[i] ?? 10, i % 2)])
+    const w = makeWorld(entries, behaviours, { invariants: [noSignalToReapedRun] })
+    for (const [kind, ms, level] of script) {
+      w.advance(ms)
+      if (kind === 0) w.tell("g", level)
+      else if (kind === 1) w.crash(`t${(ms % entries.length) + 1}`, 1)
+      else if (kind === 2) w.advance(ms)
+      else w.stopAll()
+    }
+    w.runUntilIdle(200_000)
+    expect(w.violations).toEqual([])
+  },
+)
