@@ -1,0 +1,213 @@
+/**
+ * `isinit` run in-process (its `main` with captured output): usage, check, plan and status
+ * without a daemon, simulate. The end-to-end tests against a real daemon are in isinit.e2e.test.ts.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { main } from "../../src/cli/isinit.ts"
+import { renderStatusFile } from "../../src/core/status.ts"
+
+let dir: string
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "isinit-cli-"))
+})
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true })
+})
+
+interface Run {
+  readonly code: number
+  readonly out: string
+  readonly err: string
+}
+
+const run = async (argv: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Run> => {
+  let out = ""
+  let err = ""
+  const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t), env })
+  return { code, out, err }
+}
+
+const write = (name: string, text: string): string => {
+  const path = join(dir, name)
+  writeFileSync(path, text)
+  return path
+}
+
+const goodTab = (): string =>
+  write(
+    "isinittab",
+    [
+      "# a comment",
+      "web:prep:2:wait:true",
+      "web:db:23:respawn:sleep 1000",
+      "web:app:2:respawn:sleep 1001",
+      "mail:smtp:1:respawn:sleep 1002",
+      `:::socket:${join(dir, "run", "init.s")}`,
+      "",
+    ].join("\n"),
+  )
+
+describe("usage", () => {
+  it("--help prints the usage and exits 0", async () => {
+    const { code, out } = await run(["--help"])
+    expect(code).toBe(0)
+    expect(out).toMatch(/^Usage:\n {2}isinit \[-c FILE\] \[-s SOCKET\] GROUP LEVEL \[--wait \[--timeout S\]\]/)
+    for (const word of ["stopall", "status", "check", "plan", "simulate", "--json", "isinitd.log"]) expect(out).toContain(word)
+  })
+  it("--version prints the version", async () => {
+    const { code, out } = await run(["-V"])
+    expect(code).toBe(0)
+    expect(out).toMatch(/^isinit \d+\.\d+\.\d+\n$/)
+  })
+  it.each([
+    [[], /missing command/],
+    [["--bogus"], /Unknown option '--bogus'/],
+    [["web"], /unknown command "web": to tell a group, give GROUP LEVEL/],
+    [["a", "b", "c"], /unknown command "a" \(a tell is GROUP LEVEL: two words, not 3\)/],
+    [["tell", "web"], /tell takes GROUP LEVEL, got web/],
+    [["stopall", "now"], /stopall takes no arguments/],
+    [["-k", "web"], /-k \(stopall\) takes no arguments/],
+    [["status", "a", "b"], /status takes at most one GROUP/],
+    [["plan", "web"], /plan takes GROUP LEVEL/],
+    [["simulate"], /simulate takes one SCENARIO file, got nothing/],
+    [["check", "x"], /check takes no arguments/],
+    [["web", "2", "--timeout", "5"], /--timeout applies only with --wait/],
+    [["web", "2", "--wait", "--timeout", "soon"], /--timeout takes a number of seconds/],
+    [["web", "2", "--wait", "--timeout", "0"], /--timeout takes a number of seconds/],
+    [["web", "2", "--json"], /--json does not apply to a tell/],
+    [["check", "--json"], /--json does not apply to check/],
+    [["status", "--wait"], /--wait does not apply to status/],
+    [["plan", "web", "2", "--level", "2"], /--level does not apply to plan/],
+    [["-c"], /Option '-c, --config <value>' argument missing/],
+  ])("%j is a usage error: exit 2 with the reason and the synopsis", async (argv, reason) => {
+    const { code, out, err } = await run(argv)
+    expect(code).toBe(2)
+    expect(out).toBe("")
+    expect(err).toMatch(reason)
+    expect(err).toContain("Run isinit --help for more.")
+  })
+})
+
+describe("check", () => {
+  it("prints every problem with its line number and exits 1 on errors", async () => {
+    const tab = write(
+      "bad",
+      ["web:a:2:respawn:sleep 1", "web:a:2:respawn:sleep 2", "web:b:run:respawn:x", "web:c:2:sometimes:x", "too:few", ""].join("\n"),
+    )
+    const { code, out } = await run(["-c", tab, "check"])
+    expect(code).toBe(1)
+    const lines = out.trimEnd().split("\n")
+    expect(lines.filter((l) => l.startsWith(`${tab}:2: error: `))).toHaveLength(1)
+    expect(lines.filter((l) => l.startsWith(`${tab}:3: warning: `))).toHaveLength(1)
+    expect(lines.filter((l) => l.startsWith(`${tab}:4: error: `))).toHaveLength(1)
+    expect(lines.filter((l) => l.startsWith(`${tab}:5: error: `))).toHaveLength(1)
+    expect(lines.at(-1)).toMatch(/3 errors, 1 warning$/)
+    expect(out).not.toMatch(/^ok:/m)
+  })
+  it("says ok with counts and exits 0 when there are no errors (warnings allowed)", async () => {
+    expect(await run(["-c", goodTab(), "check"])).toEqual({ code: 0, out: "ok: 4 entries in 2 groups\n", err: "" })
+    const warned = write("warned", "g:a:run:respawn:sleep 1\n")
+    const { code, out } = await run(["check"], { ISINITTAB: warned })
+    expect(code).toBe(0)
+    expect(out).toMatch(new RegExp(`^${warned}:1: warning: .*\nok: 1 entry in 1 group\n$`))
+  })
+  it("exits 1 with a hint when the isinittab cannot be read", async () => {
+    const { code, err } = await run(["-c", join(dir, "missing"), "check"])
+    expect(code).toBe(1)
+    expect(err).toMatch(/cannot read the isinittab .*missing: no such file; give it with -c FILE or \$ISINITTAB/)
+  })
+})
+
+describe("without a daemon", () => {
+  it("plan plans against everything stopped, in file order, stopping at the barrier", async () => {
+    const { code, out, err } = await run(["-c", goodTab(), "plan", "web", "2"])
+    expect(err).toContain(`no daemon on ${join(dir, "run", "init.s")}: planning against an initial state (everything stopped)`)
+    expect(code).toBe(0)
+    expect(out).toMatch(/^tell web 2 would, in this order:\n {2}1\. +run and wait +web\/prep +true\n/)
+    expect(out).toContain("The entries after a wait or test start only when it exits")
+    const direct = await run(["-c", goodTab(), "plan", "mail", "1"])
+    expect(direct.out).toMatch(/1\. +start +mail\/smtp +sleep 1002/)
+  })
+  it("plan --json gives the effects; a plan for an unknown group is rejected with exit 1", async () => {
+    const json = await run(["-c", goodTab(), "plan", "mail", "1", "--json"])
+    expect(json.code).toBe(0)
+    const parsed = JSON.parse(json.out) as { accepted: boolean; effects: { _tag: string }[] }
+    expect(parsed.accepted).toBe(true)
+    expect(parsed.effects.some((e) => e._tag === "Spawn")).toBe(true)
+    const rejected = await run(["-c", goodTab(), "plan", "nope", "1"])
+    expect(rejected.code).toBe(1)
+    expect(rejected.err).toMatch(/plan: .*unknown group "nope"/)
+  })
+  it("status reads the status file, says the daemon is down, and filters", async () => {
+    goodTab()
+    const socketDir = join(dir, "run")
+    const { mkdirSync } = await import("node:fs")
+    mkdirSync(socketDir)
+    writeFileSync(
+      join(socketDir, "initstat"),
+      renderStatusFile([{ group: "web", state: "run", level: "2" }, { group: "mail", state: "stopped", level: "" }], "x1"),
+    )
+    const all = await run(["-c", join(dir, "isinittab"), "status"])
+    expect(all.code).toBe(0)
+    expect(all.err).toContain(`no daemon on ${join(socketDir, "init.s")}; the last status it wrote (${join(socketDir, "initstat")})`)
+    expect(all.out).toBe("GROUP  STATE    LEVEL\nmail   stopped  -\nweb    run      2\n")
+    const one = await run(["-c", join(dir, "isinittab"), "status", "web", "--json"])
+    expect(JSON.parse(one.out)).toEqual({
+      daemon: "down", socket: join(socketDir, "init.s"), statusFile: join(socketDir, "initstat"),
+      groups: [{ group: "web", state: "run", level: "2" }],
+    })
+    const level = await run(["-c", join(dir, "isinittab"), "status", "--level", "2"])
+    expect(level.out).toBe("GROUP  STATE  LEVEL\nweb    run    2\n")
+  })
+  it("status without daemon and without a status file exits 1 and says how to start one", async () => {
+    const { code, err } = await run(["-c", goodTab(), "status"])
+    expect(code).toBe(1)
+    expect(err).toMatch(/no daemon on .*init\.s, and no status file at .*initstat \(no such file\): nothing has run; start one with: isinitd -c /)
+  })
+  it("stopall without daemon has nothing to stop", async () => {
+    expect(await run(["-c", goodTab(), "stopall"])).toMatchObject({ code: 0, err: expect.stringMatching(/nothing to stop/) })
+  })
+  it("a tell with an unreadable isinittab does not try to start a daemon", async () => {
+    const { code, err } = await run(["-c", join(dir, "missing"), "-s", join(dir, "s"), "web", "2"])
+    expect(code).toBe(1)
+    expect(err).toMatch(/no daemon on .*, and cannot start one: cannot read the isinittab .*missing \(no such file\)/)
+  })
+})
+
+describe("simulate", () => {
+  const scenario = [
+    "config <<EOF",
+    "web:db:2:respawn:db-server",
+    "web:chk:2:test:check",
+    "EOF",
+    "behave db-server crashes-every 1s",
+    "behave check exits 1 after 200ms",
+    "at 0 tell web 2",
+    "run 20s",
+    "",
+  ].join("\n")
+  it("prints the timeline and the final status", async () => {
+    const { code, out } = await run(["simulate", write("s.scn", scenario)])
+    expect(code).toBe(0)
+    expect(out).toMatch(/jailed/)
+    expect(out).toMatch(/at the end \(20\.000s/)
+    expect(out).toMatch(/web +fail +2/)
+  })
+  it("--json gives the timeline and report as data", async () => {
+    const { code, out } = await run(["simulate", write("s.scn", scenario), "--json"])
+    expect(code).toBe(0)
+    const data = JSON.parse(out) as { timeline: { kind: string }[]; report: { groups: { state: string }[] }; endMs: number }
+    expect(data.endMs).toBe(20_000)
+    expect(data.timeline.some((e) => e.kind === "jailed")).toBe(true)
+    expect(data.report.groups[0]?.state).toBe("fail")
+  })
+  it("reports scenario errors with their line and exits 1", async () => {
+    const { code, err } = await run(["simulate", write("bad.scn", "at soon tell web 2\n")])
+    expect(code).toBe(1)
+    expect(err).toMatch(/bad\.scn:1: error: /)
+    expect((await run(["simulate", join(dir, "none.scn")])).err).toMatch(/cannot read the scenario .*none\.scn: no such file/)
+  })
+})
