@@ -138,6 +138,19 @@ interface Running {
   readonly sockets: Set<net.Socket>
   readonly fibers: Set<Fiber.Fiber<Response>>
   active: number
+  /** Busy refusals not yet reported, and when the last report went out (one per second at most). */
+  busyUnreported: number
+  busyReportedAt: number
+}
+
+/** A flood of connections must not become a flood of log lines: one summary per second. */
+const reportBusy = (running: Running, limits: Limits): void => {
+  running.busyUnreported += 1
+  const now = Date.now()
+  if (now - running.busyReportedAt < 1000) return
+  limits.reject(`busy: refused ${running.busyUnreported} connection(s) over the limit of ${limits.maxConnections}`)
+  running.busyUnreported = 0
+  running.busyReportedAt = now
 }
 
 /** How long an answered connection may stay open for its peer to read the answer and close. */
@@ -200,7 +213,7 @@ const serveConnection = (running: Running, handler: Handler, limits: Limits, soc
   // EPIPE and ECONNRESET from peers that do not read their answer are expected and harmless.
   socket.on("error", () => socket.destroy())
   if (running.active >= limits.maxConnections) {
-    limits.reject("busy: connection refused")
+    reportBusy(running, limits)
     answer(socket, "line", failure(`busy: ${limits.maxConnections} connections already open, try again`))
     return
   }
@@ -295,7 +308,7 @@ const bindWithMode = (server: net.Server, path: string, mode: number, backlog: n
 const listen = (path: string, handler: Handler, mode: number, backlog: number, limits: Limits): Effect.Effect<Running, ServeError> =>
   Effect.callback<Running, ServeError>((resume) => {
     const server = net.createServer({ allowHalfOpen: true })
-    const running: Running = { server, sockets: new Set(), fibers: new Set(), active: 0 }
+    const running: Running = { server, sockets: new Set(), fibers: new Set(), active: 0, busyUnreported: 0, busyReportedAt: 0 }
     server.on("connection", (socket) => serveConnection(running, handler, limits, socket))
     server.once("error", (error) => resume(Effect.fail(new SocketUnusable({ path, reason: reasonOf(error) }))))
     server.once("listening", () => {

@@ -222,6 +222,8 @@ describe("bad input", () => {
     const queuedOut = answers.filter((a) => a === "<backlog full>").length
     expect(busy + queuedOut).toBe(1000)
     expect(busy).toBeGreaterThan(500)
+    // One log line per second at most, not one per refused connection.
+    expect(rejects.filter((r) => r.startsWith("busy")).length).toBeLessThan(20)
     expect(seen).toEqual([])
     for (const socket of held) socket.destroy()
     // Once the held connections are gone the server serves again.
