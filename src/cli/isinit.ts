@@ -440,7 +440,7 @@ const printPlan = (ctx: Context, command: Extract<Command, { readonly _tag: "Pla
   }
   ctx.io.out(`tell ${command.group} ${command.level} would, in this order:\n${steps.map((s) => `  ${s}`).join("\n")}\n`)
   if (endsAtBarrier(effects)) {
-    ctx.io.out("The entries after a wait or test start only when it exits (isinit simulate shows the whole timeline).\n")
+    ctx.io.out("Assuming every wait and test exits 0; later entries start only when they do (isinit simulate shows timing).\n")
   }
   return 0
 }

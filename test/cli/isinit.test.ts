@@ -122,12 +122,13 @@ describe("check", () => {
 })
 
 describe("without a daemon", () => {
-  it("plan plans against everything stopped, in file order, stopping at the barrier", async () => {
+  it("plan plans against everything stopped, in file order, through the barrier", async () => {
     const { code, out, err } = await run(["-c", goodTab(), "plan", "web", "2"])
     expect(err).toContain(`no daemon on ${join(dir, "run", "init.s")}: planning against an initial state (everything stopped)`)
     expect(code).toBe(0)
     expect(out).toMatch(/^tell web 2 would, in this order:\n {2}1\. +run and wait +web\/prep +true\n/)
-    expect(out).toContain("The entries after a wait or test start only when it exits")
+    expect(out).toMatch(/2\. +start +web\/db +sleep 1000\n {2}3\. +start +web\/app +sleep 1001\n/)
+    expect(out).toContain("Assuming every wait and test exits 0")
     const direct = await run(["-c", goodTab(), "plan", "mail", "1"])
     expect(direct.out).toMatch(/1\. +start +mail\/smtp +sleep 1002/)
   })
