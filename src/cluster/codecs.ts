@@ -1,0 +1,167 @@
+/**
+ * The JSON values of cluster mode's etcd keys (see keys.ts), decoded with io-ts. Anything can be
+ * written to etcd by hand, so decoding is total: a bad value becomes a reason in words, never a
+ * throw, and the caller rejects the key with that reason.
+ *
+ * A stored config is accepted only if its text matches its sha256 and parses without errors with
+ * the same parser `isinit check` uses: a daemon never applies a config that `config push` would
+ * have refused, whoever wrote it.
+ */
+import { createHash } from "node:crypto"
+import * as E from "fp-ts/lib/Either.js"
+import * as t from "io-ts"
+import { statusReportCodec } from "../codec/protocol.ts"
+import type { Parsed } from "../core/config.ts"
+import { hasErrors } from "../core/config.ts"
+import { parseInittab } from "../core/inittab.ts"
+import type { StatusReport } from "../core/report.ts"
+import { nameProblem } from "./keys.ts"
+
+const nameCodec = (what: string): t.Type<string, string, unknown> =>
+  new t.Type<string, string, unknown>(
+    what,
+    (u): u is string => typeof u === "string" && nameProblem(what, u) === undefined,
+    (u, c) => {
+      if (typeof u !== "string") return t.failure(u, c, `${what} must be a string`)
+      const problem = nameProblem(what, u)
+      return problem === undefined ? t.success(u) : t.failure(u, c, problem)
+    },
+    t.identity,
+  )
+
+const positiveInt = (what: string): t.Type<number, number, unknown> =>
+  new t.Type<number, number, unknown>(
+    what,
+    (u): u is number => typeof u === "number" && Number.isSafeInteger(u) && u > 0,
+    (u, c) =>
+      typeof u === "number" && Number.isSafeInteger(u) && u > 0 ? t.success(u) : t.failure(u, c, `${what} must be a whole number above 0`),
+    t.identity,
+  )
+
+const isoTime = new t.Type<string, string, unknown>(
+  "time",
+  (u): u is string => typeof u === "string" && !Number.isNaN(Date.parse(u)),
+  (u, c) => (typeof u === "string" && !Number.isNaN(Date.parse(u)) ? t.success(u) : t.failure(u, c, "time must be an ISO 8601 date")),
+  t.identity,
+)
+
+const sha256Hex = new t.Type<string, string, unknown>(
+  "sha256",
+  (u): u is string => typeof u === "string" && /^[0-9a-f]{64}$/.test(u),
+  (u, c) => (typeof u === "string" && /^[0-9a-f]{64}$/.test(u) ? t.success(u) : t.failure(u, c, "sha256 must be 64 lowercase hex digits")),
+  t.identity,
+)
+
+// ---------------------------------------------------------------------------------------------
+// desired/<group> and desired-node/<node>/<group>
+
+export const desiredValueCodec = t.intersection([
+  t.type({ level: nameCodec("level") }),
+  t.partial({ by: t.string, at: isoTime }),
+])
+export type DesiredValue = t.TypeOf<typeof desiredValueCodec>
+
+// ---------------------------------------------------------------------------------------------
+// config and history/<seq>
+
+export const configValueCodec = t.intersection([
+  t.type({ text: t.string, sha256: sha256Hex, seq: positiveInt("seq"), pushedAt: isoTime }),
+  t.partial({ by: t.string }),
+])
+export type ConfigValue = t.TypeOf<typeof configValueCodec>
+
+/** A config as daemons use it: the stored value, and the parse that proved it sound. */
+export interface ValidConfig {
+  readonly value: ConfigValue
+  readonly parsed: Parsed
+}
+
+export const sha256Of = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex")
+
+// ---------------------------------------------------------------------------------------------
+// nodes/<node>
+
+const groupDesiredCodec = t.type({
+  level: t.string,
+  /** etcd revision of the desired key the node is converging to. */
+  revision: t.number,
+  source: t.keyof({ cluster: null, node: null }),
+})
+
+const nullable = <C extends t.Mixed>(codec: C): t.UnionC<[C, t.NullC]> => t.union([codec, t.null])
+
+export const nodeStatusCodec = t.type({
+  node: nameCodec("node"),
+  /** When the node published this (its own clock). */
+  at: isoTime,
+  /** The config the node runs: its hash and push number, null if it runs none from etcd. */
+  configSha256: nullable(sha256Hex),
+  configSeq: nullable(positiveInt("configSeq")),
+  /** Per group, the level the node is converging to and where that level came from. */
+  desired: t.record(t.string, groupDesiredCodec),
+  /** What runs: the same report `isinit status --json` shows for one host. */
+  report: statusReportCodec,
+})
+export type NodeStatus = t.TypeOf<typeof nodeStatusCodec>
+
+// The cluster status must carry the core's report unchanged: this stops compiling if they drift.
+const _reportFits = (r: NodeStatus["report"]): StatusReport => r
+export type _CodecChecks = typeof _reportFits
+
+// ---------------------------------------------------------------------------------------------
+// seen/<node>
+
+export const seenValueCodec = t.type({ node: nameCodec("node"), joinedAt: isoTime })
+export type SeenValue = t.TypeOf<typeof seenValueCodec>
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+const describeErrors = (errors: t.Errors): string => {
+  const messages = new Set<string>()
+  for (const error of errors) {
+    const path = error.context
+      .map((entry) => entry.key)
+      .filter((key) => key !== "")
+      .join(".")
+    if (error.message !== undefined) messages.add(path === "" ? error.message : `${path}: ${error.message}`)
+    else if (error.value === undefined) messages.add(`missing field "${path}"`)
+    else messages.add(`field "${path}" must be ${error.context[error.context.length - 1]?.type.name ?? "valid"}`)
+  }
+  return [...messages].join("; ")
+}
+
+/** Parses JSON text and decodes it with `codec`; the left side says what is wrong. */
+export const decodeJson = <A>(codec: t.Decoder<unknown, A>, text: string): E.Either<string, A> => {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    return E.left(`not JSON: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  const decoded = codec.decode(value)
+  return E.isLeft(decoded) ? E.left(describeErrors(decoded.left)) : E.right(decoded.right)
+}
+
+export const decodeDesired = (text: string): E.Either<string, DesiredValue> => decodeJson(desiredValueCodec, text)
+
+export const decodeNodeStatus = (text: string): E.Either<string, NodeStatus> => decodeJson(nodeStatusCodec, text)
+
+export const decodeSeen = (text: string): E.Either<string, SeenValue> => decodeJson(seenValueCodec, text)
+
+/** Errors of a parse, one line each, `line N: message` (the line-numbered form `check` prints). */
+export const describeProblems = (parsed: Parsed): readonly string[] =>
+  parsed.problems.filter((p) => p.severity === "error").map((p) => `line ${p.line}: ${p.message}`)
+
+/** A config value that is well-formed, matches its hash, and parses without errors. */
+export const decodeConfig = (text: string): E.Either<string, ValidConfig> => {
+  const decoded = decodeJson(configValueCodec, text)
+  if (E.isLeft(decoded)) return decoded
+  const value = decoded.right
+  if (sha256Of(value.text) !== value.sha256) return E.left("sha256 does not match the text")
+  const parsed = parseInittab(value.text)
+  if (hasErrors(parsed)) return E.left(`the isinittab has errors: ${describeProblems(parsed).join("; ")}`)
+  return E.right({ value, parsed })
+}
+
+export const encodeValue = (value: DesiredValue | ConfigValue | NodeStatus | SeenValue): string => JSON.stringify(value)

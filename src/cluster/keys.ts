@@ -1,0 +1,132 @@
+/**
+ * Where cluster mode keeps its data in etcd. Everything of one cluster lives under
+ * `/isinit/<cluster>/`:
+ *
+ * | key                              | value (JSON, see codecs.ts)                  | lease |
+ * |----------------------------------|----------------------------------------------|-------|
+ * | `config`                         | the isinittab text, its sha256, push number  | no    |
+ * | `history/<seq>`                  | every pushed config, seq zero-padded         | no    |
+ * | `desired/<group>`                | the level wanted on every node               | no    |
+ * | `desired-node/<node>/<group>`    | the level wanted on one node (an override)   | no    |
+ * | `nodes/<node>`                   | what the node runs: groups, entries, config  | yes   |
+ * | `seen/<node>`                    | when the node last joined                    | no    |
+ *
+ * Precedence: a node's override (`desired-node/<node>/<group>`) wins over the cluster-wide level
+ * (`desired/<group>`) for that node and group; deleting the override hands the group back to the
+ * cluster-wide level. A local `isinit GROUP LEVEL` on a host in cluster mode writes that host's
+ * override, so a restarted daemon converges to the same state; a cluster-wide `isinit tell`
+ * without `--node` writes `desired/<group>` and leaves existing overrides in force.
+ *
+ * `config`, `desired-node/` and `desired/` sort together (between `config` and `desired0`), so one
+ * range read gives a consistent snapshot of everything a daemon obeys, and one watch from that
+ * snapshot's revision gives every later change in revision order. The config history, node status
+ * and seen-marks sort after that range: they never wake the daemons' watch nor weigh on a resync.
+ */
+
+/** Group, level, node and cluster names: what may appear as one path segment of a key. */
+export const maxNameLength = 256
+
+const control = /\p{Cc}/u
+const blank = /\s/
+
+export const nameProblem = (what: string, name: string): string | undefined => {
+  if (name.length === 0) return `${what} is empty`
+  if (name.length > maxNameLength) return `${what} is longer than ${maxNameLength} characters`
+  if (control.test(name)) return `${what} contains a control character`
+  if (blank.test(name)) return `${what} contains whitespace`
+  if (name.includes("/")) return `${what} contains a slash`
+  if (name === "." || name === "..") return `${what} is "${name}"`
+  return undefined
+}
+
+export const defaultCluster = "default"
+
+export const prefixOf = (cluster: string): string => `/isinit/${cluster}/`
+
+export const configKey = (cluster: string): string => `${prefixOf(cluster)}config`
+
+/** Pushes are numbered from 1; the zero padding keeps etcd's byte order equal to push order. */
+export const configHistoryKey = (cluster: string, seq: number): string =>
+  `${prefixOf(cluster)}history/${String(seq).padStart(10, "0")}`
+
+export const configHistoryPrefix = (cluster: string): string => `${prefixOf(cluster)}history/`
+
+export const desiredKey = (cluster: string, group: string): string => `${prefixOf(cluster)}desired/${group}`
+
+export const nodeDesiredKey = (cluster: string, node: string, group: string): string =>
+  `${prefixOf(cluster)}desired-node/${node}/${group}`
+
+export const nodeStatusKey = (cluster: string, node: string): string => `${prefixOf(cluster)}nodes/${node}`
+
+export const nodeStatusPrefix = (cluster: string): string => `${prefixOf(cluster)}nodes/`
+
+export const seenKey = (cluster: string, node: string): string => `${prefixOf(cluster)}seen/${node}`
+
+export const seenPrefix = (cluster: string): string => `${prefixOf(cluster)}seen/`
+
+/** The key range `[start, end)` holding config and desired levels: what a daemon reads and watches. */
+export const obeyedRange = (cluster: string): { readonly start: string; readonly end: string } => ({
+  start: configKey(cluster),
+  end: `${prefixOf(cluster)}desired0`,
+})
+
+/** Whom a desired level addresses. */
+export type Scope = { readonly _tag: "Cluster" } | { readonly _tag: "Node"; readonly node: string }
+
+export const clusterScope: Scope = { _tag: "Cluster" }
+export const nodeScope = (node: string): Scope => ({ _tag: "Node", node })
+
+export const desiredKeyFor = (cluster: string, scope: Scope, group: string): string =>
+  scope._tag === "Cluster" ? desiredKey(cluster, group) : nodeDesiredKey(cluster, scope.node, group)
+
+/** What a key under the cluster prefix is. */
+export type ClusterKey =
+  | { readonly _tag: "Config" }
+  | { readonly _tag: "ConfigHistory"; readonly seq: number }
+  | { readonly _tag: "Desired"; readonly scope: Scope; readonly group: string }
+  | { readonly _tag: "NodeStatus"; readonly node: string }
+  | { readonly _tag: "Seen"; readonly node: string }
+  | { readonly _tag: "Unknown"; readonly reason: string }
+
+const unknown = (reason: string): ClusterKey => ({ _tag: "Unknown", reason })
+
+const named = (what: string, name: string, make: (name: string) => ClusterKey): ClusterKey => {
+  const problem = nameProblem(what, name)
+  return problem === undefined ? make(name) : unknown(problem)
+}
+
+/** Classifies a full etcd key; total: anything unexpected is `Unknown` with the reason. */
+export const parseKey = (cluster: string, key: string): ClusterKey => {
+  const prefix = prefixOf(cluster)
+  if (!key.startsWith(prefix)) return unknown(`not under ${prefix}`)
+  const rest = key.slice(prefix.length)
+  const slash = rest.indexOf("/")
+  const kind = slash < 0 ? rest : rest.slice(0, slash)
+  const tail = slash < 0 ? undefined : rest.slice(slash + 1)
+  switch (kind) {
+    case "config":
+      return tail === undefined ? { _tag: "Config" } : unknown("nothing may follow config/")
+    case "history":
+      return tail !== undefined && /^\d{1,15}$/.test(tail) && Number(tail) > 0
+        ? { _tag: "ConfigHistory", seq: Number(tail) }
+        : unknown("history/ must be followed by a push number")
+    case "desired":
+      return tail === undefined
+        ? unknown("desired/ must be followed by a group")
+        : named("group", tail, (group) => ({ _tag: "Desired", scope: clusterScope, group }))
+    case "desired-node": {
+      const parts = tail === undefined ? [] : tail.split("/")
+      const [node, group] = parts
+      if (parts.length !== 2 || node === undefined || group === undefined) {
+        return unknown("desired-node/ must be followed by node/group")
+      }
+      return named("node", node, () => named("group", group, () => ({ _tag: "Desired", scope: nodeScope(node), group })))
+    }
+    case "nodes":
+      return tail === undefined ? unknown("nodes/ must be followed by a node") : named("node", tail, (node) => ({ _tag: "NodeStatus", node }))
+    case "seen":
+      return tail === undefined ? unknown("seen/ must be followed by a node") : named("node", tail, (node) => ({ _tag: "Seen", node }))
+    default:
+      return unknown(`unknown key kind "${kind}"`)
+  }
+}

@@ -1,0 +1,133 @@
+import { describe, expect, it } from "vitest"
+import { decodeConfig, decodeDesired, decodeNodeStatus, encodeValue, sha256Of } from "../../src/cluster/codecs.ts"
+import type { Obeyed, WatchEvent } from "../../src/cluster/desired.ts"
+import { applyEvent, effectiveFor, emptyObeyed, pendingTells } from "../../src/cluster/desired.ts"
+import {
+  clusterScope,
+  configHistoryKey,
+  configKey,
+  desiredKey,
+  nodeDesiredKey,
+  nodeScope,
+  nodeStatusKey,
+  obeyedRange,
+  parseKey,
+  seenKey,
+} from "../../src/cluster/keys.ts"
+import type { Scope } from "../../src/cluster/keys.ts"
+import { goodConfig, statusInput } from "./helpers.ts"
+
+const inRange = (key: string): boolean => {
+  const { start, end } = obeyedRange("c")
+  const bytes = (s: string): Buffer => Buffer.from(s, "utf8")
+  return Buffer.compare(bytes(key), bytes(start)) >= 0 && Buffer.compare(bytes(key), bytes(end)) < 0
+}
+
+describe("key layout", () => {
+  it("round-trips every key kind through parseKey", () => {
+    expect(parseKey("c", configKey("c"))).toEqual({ _tag: "Config" })
+    expect(parseKey("c", configHistoryKey("c", 12))).toEqual({ _tag: "ConfigHistory", seq: 12 })
+    expect(parseKey("c", desiredKey("c", "web"))).toEqual({ _tag: "Desired", scope: clusterScope, group: "web" })
+    expect(parseKey("c", nodeDesiredKey("c", "n1", "web"))).toEqual({ _tag: "Desired", scope: nodeScope("n1"), group: "web" })
+    expect(parseKey("c", nodeStatusKey("c", "n1"))).toEqual({ _tag: "NodeStatus", node: "n1" })
+    expect(parseKey("c", seenKey("c", "n1"))).toEqual({ _tag: "Seen", node: "n1" })
+  })
+
+  it("classifies anything else as Unknown with a reason", () => {
+    for (const key of ["/isinit/c/desired/", "/isinit/c/desired/a/b", "/isinit/c/desired-node/n1", "/isinit/c/desired-node/n1/g/x",
+      "/isinit/c/config/x", "/isinit/c/history/abc", "/isinit/c/history/0", "/isinit/c/dump", "/isinit/other/config",
+      "/isinit/c/desired/a b", "/isinit/c/nodes/.."]) {
+      const parsed = parseKey("c", key)
+      expect(parsed._tag, key).toBe("Unknown")
+      if (parsed._tag === "Unknown") expect(parsed.reason.length).toBeGreaterThan(0)
+    }
+  })
+
+  it("puts config and desired levels, and nothing else of a cluster, in the watched range", () => {
+    expect(inRange(configKey("c"))).toBe(true)
+    expect(inRange(desiredKey("c", "web"))).toBe(true)
+    expect(inRange(nodeDesiredKey("c", "n1", "web"))).toBe(true)
+    expect(inRange(configHistoryKey("c", 1))).toBe(false)
+    expect(inRange(nodeStatusKey("c", "n1"))).toBe(false)
+    expect(inRange(seenKey("c", "n1"))).toBe(false)
+    expect(inRange(desiredKey("c2", "web"))).toBe(false)
+  })
+
+  it("orders history keys by push number", () => {
+    expect(configHistoryKey("c", 9) < configHistoryKey("c", 10)).toBe(true)
+  })
+})
+
+describe("value codecs", () => {
+  it("decodes a desired level and refuses bad ones with a reason", () => {
+    expect(decodeDesired('{"level":"3","by":"me"}')).toEqual({ _tag: "Right", right: { level: "3", by: "me" } })
+    const bad = ["nope", "{}", '{"level":""}', '{"level":"a b"}', '{"level":3}', '{"level":"3","at":"yesterday"}']
+    for (const text of bad) {
+      const decoded = decodeDesired(text)
+      expect(decoded._tag, text).toBe("Left")
+    }
+  })
+
+  it("accepts a config only if its hash matches and it parses without errors", () => {
+    const value = { text: goodConfig, sha256: sha256Of(goodConfig), seq: 1, pushedAt: new Date().toISOString() }
+    const ok = decodeConfig(encodeValue(value))
+    expect(ok._tag).toBe("Right")
+    if (ok._tag === "Right") expect([...ok.right.parsed.config.byGroup.keys()].sort()).toEqual(["db", "web"])
+    const tampered = decodeConfig(encodeValue({ ...value, text: `${goodConfig}x:y:1:once:true\n` }))
+    expect(tampered).toEqual({ _tag: "Left", left: "sha256 does not match the text" })
+    const broken = "web:a:1:bogus:true\n"
+    const invalid = decodeConfig(encodeValue({ ...value, text: broken, sha256: sha256Of(broken) }))
+    expect(invalid._tag).toBe("Left")
+    if (invalid._tag === "Left") expect(invalid.left).toMatch(/line 1: .*bogus/)
+  })
+
+  it("decodes a node status with the core's report", () => {
+    const status = { ...statusInput("3"), node: "n1", at: new Date().toISOString() }
+    expect(decodeNodeStatus(encodeValue(status))._tag).toBe("Right")
+    expect(decodeNodeStatus(JSON.stringify({ ...status, report: { lifecycle: "running", groups: [{ group: "web" }] } }))._tag).toBe("Left")
+    expect(decodeNodeStatus(JSON.stringify({ ...status, node: "a/b" }))._tag).toBe("Left")
+  })
+})
+
+describe("desired view and convergence", () => {
+  const set = (scope: Scope, group: string, level: string, revision: number): WatchEvent => ({
+    _tag: "DesiredSet", scope, group, desired: { level, revision },
+  })
+  const fold = (events: readonly WatchEvent[], from: Obeyed = emptyObeyed): Obeyed => events.reduce(applyEvent, from)
+
+  it("gives a node's override precedence over the cluster-wide level, for that node only", () => {
+    const view = fold([set(clusterScope, "web", "3", 5), set(nodeScope("n1"), "web", "maint", 6), set(clusterScope, "db", "2", 7)])
+    expect(effectiveFor(view, "n1").get("web")).toEqual({ level: "maint", revision: 6, source: "node" })
+    expect(effectiveFor(view, "n2").get("web")).toEqual({ level: "3", revision: 5, source: "cluster" })
+    expect(effectiveFor(view, "n1").get("db")).toEqual({ level: "2", revision: 7, source: "cluster" })
+    // A later cluster-wide write does not override the node's override...
+    const later = fold([set(clusterScope, "web", "4", 8)], view)
+    expect(effectiveFor(later, "n1").get("web")?.level).toBe("maint")
+    // ...and clearing the override hands the group back to the cluster-wide level.
+    const cleared = fold([{ _tag: "DesiredCleared", scope: nodeScope("n1"), group: "web", revision: 9 }], later)
+    expect(effectiveFor(cleared, "n1").get("web")).toEqual({ level: "4", revision: 8, source: "cluster" })
+  })
+
+  it("tells each revision once: nothing again after a resync that changed nothing", () => {
+    const view = fold([set(clusterScope, "web", "3", 5), set(clusterScope, "db", "2", 6)])
+    const first = pendingTells(effectiveFor(view, "n1"), new Map())
+    expect(first).toEqual([{ group: "db", level: "2", revision: 6 }, { group: "web", level: "3", revision: 5 }])
+    const applied = new Map(first.map((t) => [t.group, { level: t.level, revision: t.revision }]))
+    const resynced = applyEvent(view, { _tag: "Resynced", snapshot: { obeyed: { ...view, revision: 40 }, rejections: [] } })
+    expect(pendingTells(effectiveFor(resynced, "n1"), applied)).toEqual([])
+    // The same level written again is a new tell (e.g. to re-run a failed test entry).
+    expect(pendingTells(effectiveFor(fold([set(clusterScope, "web", "3", 41)], resynced), "n1"), applied)).toEqual([
+      { group: "web", level: "3", revision: 41 },
+    ])
+  })
+
+  it("leaves a group alone when its desired level is deleted or a write is rejected", () => {
+    const view = fold([set(clusterScope, "web", "3", 5)])
+    const applied = new Map([["web", { level: "3", revision: 5 }]])
+    const rejected = applyEvent(view, { _tag: "Rejected", rejection: { key: "k", revision: 6, reason: "bad" } })
+    expect(rejected.revision).toBe(6)
+    expect(pendingTells(effectiveFor(rejected, "n1"), applied)).toEqual([])
+    const deleted = applyEvent(view, { _tag: "DesiredCleared", scope: clusterScope, group: "web", revision: 7 })
+    expect(pendingTells(effectiveFor(deleted, "n1"), applied)).toEqual([])
+  })
+})
