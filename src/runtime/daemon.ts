@@ -141,6 +141,13 @@ export const makeHandler = ({ loop, configPath, log }: HandlerDeps): Handler => 
     Effect.gen(function* () {
       const { group, level } = request
       const parsed = yield* configOrFailure(`tell ${group} ${level}`)
+      // Refuse what the reducer would refuse without queueing it; the reducer checks again when
+      // the event is applied, in case the state changed in between.
+      const early = tellRejection(yield* Ref.get(loop.state), group, level, parsed)
+      if (early !== undefined) {
+        log.line({ what: "rejected", group, message: `tell ${group} ${level} rejected: ${early}` })
+        return failure(early)
+      }
       const applied = yield* loop.submit(tell(group, level, parsed, loop.now()))
       const rejected = rejectionMessage(applied.effects)
       if (rejected !== undefined) return failure(tellRejection(applied.before, group, level, parsed) ?? rejected)

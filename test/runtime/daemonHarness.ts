@@ -161,6 +161,7 @@ export interface EntryView {
   readonly pid: number | null
   readonly restarts: number
   readonly jailedUntil: number | null
+  readonly lastExit: string | null
 }
 export interface GroupView {
   readonly group: string
