@@ -1,0 +1,84 @@
+/**
+ * The cluster as `isinit status` and `isinit tell --wait` see it: the live nodes' published
+ * status set against what etcd says they should run. Pure; the data comes from the store.
+ */
+import type { NodeStatus } from "./codecs.ts"
+import type { Effective, Obeyed } from "./desired.ts"
+import { effectiveFor } from "./desired.ts"
+
+export interface Cell {
+  readonly state: string
+  readonly level: string
+  /** What etcd wants for this node and group, if anything. */
+  readonly wanted: Effective | undefined
+  /**
+   * The node has not caught up: it has not yet taken the wanted revision, or is still at another
+   * level, or still starting. A `fail` at the wanted level is failed, not lagging.
+   */
+  readonly lagging: boolean
+}
+
+export interface Row {
+  readonly node: string
+  readonly at: string
+  /** The node runs another config than the one in etcd (or none from etcd). */
+  readonly drift: boolean
+  readonly configSeq: number | null
+  readonly cells: ReadonlyMap<string, Cell>
+}
+
+const cellOf = (status: NodeStatus, group: string, wanted: Effective | undefined): Cell => {
+  const reported = status.report.groups.find((g) => g.group === group)
+  const state = reported?.state ?? "absent"
+  const level = reported?.level ?? ""
+  const taken = status.desired[group]?.revision
+  const lagging =
+    wanted !== undefined && (taken === undefined || taken < wanted.revision || level !== wanted.level || state === "start")
+  return { state, level, wanted, lagging }
+}
+
+/** One row per live node, with a cell for every group the node reports or etcd wants of it. */
+export const clusterRows = (obeyed: Obeyed, live: readonly NodeStatus[]): readonly Row[] =>
+  live.map((status) => {
+    const effective = effectiveFor(obeyed, status.node)
+    const groups = new Set<string>([...status.report.groups.map((g) => g.group), ...effective.keys()])
+    const cells = new Map([...groups].sort().map((group) => [group, cellOf(status, group, effective.get(group))] as const))
+    const drift = obeyed.config !== undefined && status.configSha256 !== obeyed.config.value.sha256
+    return { node: status.node, at: status.at, drift, configSeq: status.configSeq, cells }
+  })
+
+export interface TellProgress {
+  /** At the told level and `run`, having taken the tell's revision (or a later one). */
+  readonly done: readonly string[]
+  /** Took the tell and ended in `fail`. */
+  readonly failed: readonly string[]
+  /** Not there yet. */
+  readonly pending: readonly string[]
+  /** A node override wins over this cluster-wide tell: the node will not follow it. */
+  readonly overridden: readonly string[]
+}
+
+/**
+ * Where a cluster-wide tell of `group` to `level`, written at `revision`, stands on the live
+ * nodes that run the group (report it). `tell --wait` is over when `pending` is empty.
+ */
+export const tellProgress = (obeyed: Obeyed, live: readonly NodeStatus[], group: string, level: string, revision: number): TellProgress => {
+  const done: string[] = []
+  const failed: string[] = []
+  const pending: string[] = []
+  const overridden: string[] = []
+  for (const status of live) {
+    const reported = status.report.groups.find((g) => g.group === group)
+    if (reported === undefined) continue
+    const wanted = effectiveFor(obeyed, status.node).get(group)
+    if (wanted?.source === "node") {
+      overridden.push(status.node)
+      continue
+    }
+    const taken = (status.desired[group]?.revision ?? 0) >= revision
+    if (taken && reported.level === level && reported.state === "run") done.push(status.node)
+    else if (taken && reported.level === level && reported.state === "fail") failed.push(status.node)
+    else pending.push(status.node)
+  }
+  return { done, failed, pending, overridden }
+}

@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest"
+import type { NodeStatus } from "../../src/cluster/codecs.ts"
+import { sha256Of } from "../../src/cluster/codecs.ts"
+import type { Obeyed, StoredConfig } from "../../src/cluster/desired.ts"
+import { emptyObeyed } from "../../src/cluster/desired.ts"
+import { clusterRows, tellProgress } from "../../src/cluster/view.ts"
+import { parseInittab } from "../../src/core/inittab.ts"
+import { goodConfig, report } from "./helpers.ts"
+
+const config: StoredConfig = {
+  value: { text: goodConfig, sha256: sha256Of(goodConfig), seq: 3, pushedAt: "2026-01-01T00:00:00.000Z" },
+  parsed: parseInittab(goodConfig),
+  revision: 10,
+}
+
+const obeyed: Obeyed = {
+  ...emptyObeyed,
+  revision: 20,
+  config,
+  cluster: new Map([["web", { level: "3", revision: 15 }]]),
+  nodes: new Map([["n3", new Map([["web", { level: "maint", revision: 16 }]])]]),
+}
+
+const node = (name: string, level: string, state: "run" | "start" | "fail", taken: number, sha = config.value.sha256): NodeStatus => ({
+  node: name,
+  at: "2026-01-01T00:00:01.000Z",
+  configSha256: sha,
+  configSeq: 3,
+  desired: { web: { level, revision: taken, source: "cluster" } },
+  report: report([{ group: "web", level, state }]),
+})
+
+describe("cluster view", () => {
+  it("flags lagging cells and config drift", () => {
+    const rows = clusterRows(obeyed, [node("n1", "3", "run", 15), node("n2", "2", "run", 12, sha256Of("old")), node("n3", "maint", "start", 16)])
+    expect(rows.map((r) => [r.node, r.drift, r.cells.get("web")?.lagging])).toEqual([
+      ["n1", false, false],
+      ["n2", true, true],
+      ["n3", false, true],
+    ])
+    expect(rows[2]?.cells.get("web")?.wanted).toEqual({ level: "maint", revision: 16, source: "node" })
+  })
+
+  it("tracks a cluster-wide tell: done, failed, pending, and nodes whose override wins", () => {
+    const live = [node("n1", "3", "run", 15), node("n2", "3", "fail", 15), node("n4", "2", "run", 12), node("n3", "maint", "run", 16)]
+    expect(tellProgress(obeyed, live, "web", "3", 15)).toEqual({ done: ["n1"], failed: ["n2"], pending: ["n4"], overridden: ["n3"] })
+    // A node at the level from an older tell has not taken this one yet.
+    expect(tellProgress(obeyed, [node("n1", "3", "run", 14)], "web", "3", 15).pending).toEqual(["n1"])
+    // Nodes that do not run the group are not waited for.
+    expect(tellProgress(obeyed, live, "db", "2", 15)).toEqual({ done: [], failed: [], pending: [], overridden: [] })
+  })
+})
