@@ -71,6 +71,22 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     expect((await run(store.readDesired())).obeyed.cluster).toEqual(view.cluster)
   })
 
+  it("resyncs when the revision to watch from was compacted away (a daemon offline for long)", async () => {
+    const { store } = await fresh()
+    await run(store.setDesired("web", "2"))
+    const old = await run(store.readDesired())
+    await run(store.setDesired("web", "3"))
+    const latest = await run(store.setDesired("db", "1"))
+    await raw.kv.compact({ revision: String(latest.revision), physical: true })
+    const w = watching(watch(store, old.obeyed.revision))
+    await eventually("a resync", () => w.events.some((e) => e._tag === "Resynced"))
+    const view = w.events.reduce(applyEvent, old.obeyed)
+    expect(view.cluster.get("web")?.level).toBe("3")
+    expect(view.cluster.get("db")?.level).toBe("1")
+    await run(store.setDesired("web", "4"))
+    await eventually("the watch after the resync", () => w.events.reduce(applyEvent, old.obeyed).cluster.get("web")?.level === "4")
+  })
+
   it("gives a node override precedence over the cluster-wide level and hands back on delete", async () => {
     const { store } = await fresh()
     await run(store.setDesired("web", "3"))
