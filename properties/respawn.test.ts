@@ -83,11 +83,11 @@ test.prop(
   expect(w.violations).toEqual([])
 })
 
-test.prop([fc.shuffledSubarray(["g1", "g2", "g3"], { minLength: 3, maxLength: 3 }), fc.array(fc.tuple(fc.constantFrom("g1", "g2", "g3"), fc.integer({ min: 0, max: 5_000 })), { maxLength: 12 })])(
+test.prop([fc.array(fc.constantFrom("g1", "g2", "g3"), { minLength: 3, maxLength: 8 }), fc.array(fc.tuple(fc.constantFrom("g1", "g2", "g3"), fc.integer({ min: 0, max: 5_000 })), { maxLength: 12 })])(
   "rule 6: respawn entries are restarted in every group, not only in the group told last",
-  (order, crashes) => {
+  (tells, crashes) => {
     const w = new World({ config: "g1:r1:1:respawn:a\ng2:r2:1:respawn:b\ng3:r3:1:respawn:c\n" })
-    for (const g of order) w.tell(g, "1")
+    for (const g of ["g1", "g2", "g3", ...tells]) w.tell(g, "1") // groups told different numbers of times, in any order
     const perTag = new Map<string, number>()
     for (const [g, gap] of crashes) {
       const tag = `r${g.slice(1)}`

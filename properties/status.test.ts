@@ -43,6 +43,7 @@ test.prop([fc.integer({ min: 0, max: 2 ** 31 }), fc.integer({ min: 0, max: 30 })
     )
     const text = renderStatusFile(statusRows(w.state), id)
     expect(text).toBe(expected)
+    expect(renderStatusFile([...statusRows(w.state)].reverse(), id)).toBe(expected) // the writer sorts, whatever it is given
     const read = parseStatusFile(text)
     expect(read.complete).toBe(true)
     expect(read.rows.map((r) => [r.group, r.state, r.level])).toEqual(statusRows(w.state).map((r) => [r.group, r.state, r.level]))
