@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs"
 import { afterEach, describe, expect, it } from "vitest"
 import { groupAlive, procStat, sleep, until } from "../runtime/helpers.ts"
-import type { Lab } from "../runtime/daemonHarness.ts"
+import type { Daemon, Lab } from "../runtime/daemonHarness.ts"
 import { ask, askJson, entryOf, fireAndForget, lines, makeLab, markedPids, runningPid, statusOf } from "../runtime/daemonHarness.ts"
 
 let lab: Lab
@@ -18,6 +18,9 @@ const fresh = (): Lab => {
   lab = makeLab()
   return lab
 }
+
+/** The daemon's stderr arrives through a pipe, maybe after the socket answer: wait for the line. */
+const logged = (d: Daemon, pattern: RegExp): Promise<true> => until(`a log line matching ${pattern}`, () => pattern.test(d.log()))
 
 const statusFileRow = (initstat: string, group: string): string | undefined => {
   const text = existsSync(initstat) ? readFileSync(initstat, "utf8") : ""
@@ -45,8 +48,8 @@ describe("isinitd", () => {
     expect(oneAfter?.state).not.toBe("running")
     expect(lines(l.path("once.out"))).toEqual(["ran"])
     expect(statusFileRow(d.initstat, "web")).toMatch(/^web\s+run\s+2\s*$/)
-    expect(d.log()).toMatch(/ web srv started pid=\d+/)
-    expect(d.log()).toMatch(/ web srv exited pid=\d+ signal=SIGKILL/)
+    await logged(d, / web srv started pid=\d+/)
+    await logged(d, / web srv exited pid=\d+ signal=SIGKILL/)
   })
 
   it("runs wait and test entries as barriers in file order, answers --wait after the transition", async () => {
@@ -121,22 +124,25 @@ describe("isinitd", () => {
       return e?.state === "jailed" ? e : undefined
     })
     expect(jailed.jailedUntil).not.toBeNull()
-    expect(d.log()).toMatch(/ g crash jailed/)
+    await logged(d, / g crash jailed/)
     const restartsInJail = jailed.restarts
     await until("released and restarted", async () => ((await entryOf(d.socket, "crash"))?.restarts ?? 0) > restartsInJail)
-    expect(d.log()).toMatch(/ g crash released/)
+    await logged(d, / g crash released/)
   })
 
   it("SIGKILLs a SIGTERM-ignoring group after the grace while other stops do not wait for it", async () => {
     const l = fresh()
-    l.writeTab(`:::kill-grace:3s\ng:stubborn:1:respawn:trap '' TERM; while :; do sleep 0.1; done\ng:meek:1:respawn:sleep 300\ng:idle:2:respawn:sleep 301\n`)
+    l.writeTab(`:::kill-grace:3s\ng:stubborn:1:respawn:trap '' TERM; touch ${l.path("trapped")}; while :; do sleep 0.1; done\ng:meek:1:respawn:sleep 300\ng:idle:2:respawn:sleep 301\n`)
     const d = await l.start()
     expect(await ask(d.socket, "g 1\n")).toBe("ok\n")
     const stubborn = await runningPid(d.socket, "stubborn")
     const meek = await runningPid(d.socket, "meek")
+    // A SIGTERM that comes before the shell has run `trap` would still kill it.
+    await until("the trap is set", () => existsSync(l.path("trapped")))
     expect(await ask(d.socket, "g 2\n")).toBe("ok\n")
     await until("meek gone", () => !groupAlive(meek))
     await until("stubborn gone", () => !groupAlive(stubborn))
+    await until("the daemon logged stubborn's exit", () => / g stubborn exited /.test(d.log()))
     // The log is the daemon's own timeline (the test process may be starved on a busy machine):
     // meek exited on SIGTERM before the grace ended; stubborn needed the SIGKILL.
     const log = d.log().split("\n")
@@ -176,7 +182,7 @@ describe("isinitd", () => {
     expect(await d.exited()).toBe(0)
     expect(markedPids(d.marker)).toEqual([])
     expect(existsSync(d.socket)).toBe(false)
-    expect(d.log()).toMatch(/SIGTERM/)
+    await logged(d, /SIGTERM/)
   })
 
   it("SIGHUP re-reads the isinittab and re-applies the current levels", async () => {
@@ -209,7 +215,7 @@ describe("isinitd", () => {
     expect(String(missing["error"])).toMatch(/cannot read the isinittab .*ENOENT/)
     expect((await entryOf(d.socket, "srv"))?.pid).toBe(srv)
     expect(groupAlive(srv)).toBe(true)
-    expect(d.log()).toMatch(/rejected/)
+    await logged(d, /rejected/)
   })
 
   it("survives commands that cannot be spawned and a status file it cannot write", async () => {
@@ -224,8 +230,8 @@ describe("isinitd", () => {
     })
     expect(ghost).toMatchObject({ lastExit: "spawn failed: ENOENT" })
     await runningPid(d.socket, "srv")
-    expect(d.log()).toMatch(/ g ghost exited spawn failed: ENOENT/)
-    expect(d.log()).toMatch(/cannot write status file/)
+    await logged(d, / g ghost exited spawn failed: ENOENT/)
+    await logged(d, /cannot write status file/)
     expect(await askJson(d.socket, { op: "ping" })).toMatchObject({ ok: true })
   })
 
@@ -253,7 +259,7 @@ describe("isinitd", () => {
     const first = await l.start()
     const second = await l.start({ waitReady: false })
     expect(await second.exited()).toBe(1)
-    expect(second.log()).toMatch(/already answers/)
+    await logged(second, /already answers/)
     expect(await askJson(first.socket, { op: "ping" })).toMatchObject({ ok: true, pid: first.child.pid })
     // A daemon killed with SIGKILL leaves its socket file behind: the next one replaces it.
     first.child.kill("SIGKILL")
@@ -271,6 +277,6 @@ describe("isinitd", () => {
     expect(await bad.exited()).toBe(2)
     const noConfig = await l.start({ args: ["-c", l.path("absent"), "-s", l.path("s")], waitReady: false })
     expect(await noConfig.exited()).toBe(1)
-    expect(noConfig.log()).toMatch(/cannot read the isinittab/)
+    await logged(noConfig, /cannot read the isinittab/)
   })
 })
