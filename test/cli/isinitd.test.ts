@@ -116,7 +116,7 @@ describe("isinitd", () => {
 
   it("jails an entry that respawns too fast and starts it again when the jail ends", async () => {
     const l = fresh()
-    l.writeTab(`:::respawn-limit:3/5s\n:::jail:2s\ng:crash:1:respawn:false\n`)
+    l.writeTab(`:::respawn-limit:3/3s\n:::jail:2s\ng:crash:1:respawn:false\n`)
     const d = await l.start()
     expect(await ask(d.socket, "g 1\n")).toBe("ok\n")
     const jailed = await until("crash jailed", async () => {

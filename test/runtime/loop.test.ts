@@ -107,13 +107,13 @@ describe("event loop", () => {
   })
 
   it("arms one timer for the jail's end and restarts the entry when it fires", async () => {
-    const tab = ":::respawn-limit:1/10s\n:::jail:300ms\ng:a:1:respawn:a\n"
+    const tab = ":::respawn-limit:1/500ms\n:::jail:300ms\ng:a:1:respawn:a\n"
     await withLoop(tab, async (loop, fake) => {
       await Effect.runPromise(loop.submit(tell("g", "1", parsedOf(tab), loop.now())))
       fake.exit("a", { _tag: "Exited", code: 1 })
       const deadline = await until("a timer for the jail", () => loop.deadline())
       expect(fake.spawns).toHaveLength(1)
-      await until("released and restarted", () => fake.spawns.length === 2, 10_000)
+      await until("released and restarted", () => fake.spawns.length === 2, 20_000)
       expect(loop.now()).toBeGreaterThanOrEqual(deadline)
     })
   })
