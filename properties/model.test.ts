@@ -51,7 +51,7 @@ const startRespawn = (m: Model, tag: string, at: number): void => {
     m.window.set(tag, [...recent, at])
     m.live.add(tag)
   } else {
-    m.window.set(tag, [])
+    m.window.set(tag, recent) // the window outlives the jail
     m.jail.set(tag, at + LIMIT.jailMs)
   }
 }
@@ -62,12 +62,16 @@ const forget = (m: Model, tag: string): void => {
   m.jail.delete(tag)
 }
 
+const nextJailEnd = (m: Model, end: number): readonly [string, number] | undefined =>
+  [...m.jail].filter(([, until]) => until <= end).sort((a, b) => a[1] - b[1])[0]
+
 /** Time passes: jails end (in time order), and an admitted respawn entry starts again. */
 const passTime = (m: Model, ms: number): void => {
   const end = m.now + ms
   // A halted daemon is frozen: its last state (jails included) is what it reports.
-  const due = m.halted ? [] : [...m.jail].filter(([, until]) => until <= end).sort((a, b) => a[1] - b[1])
-  for (const [tag, until] of due) {
+  // A release is a start like any other, so it may jail the entry again.
+  for (let due = m.halted ? undefined : nextJailEnd(m, end); due !== undefined; due = nextJailEnd(m, end)) {
+    const [tag, until] = due
     m.jail.delete(tag)
     if (m.applied.get(tag)?.mode === "respawn" && admitted(m, tag) && !m.live.has(tag)) startRespawn(m, tag, until)
   }
@@ -85,6 +89,9 @@ const tell = (m: Model, group: string, level: Level): void => {
     if (now === undefined || now.mode === "off") {
       m.live.delete(tag)
       forget(m, tag)
+    } else if (now.mode !== "respawn" && m.jail.has(tag)) {
+      m.jail.delete(tag) // the jail is a respawn rule: a changed mode frees the entry
+      m.window.delete(tag)
     } else if (was !== undefined && m.live.has(tag) && !same(was, now)) {
       m.live.delete(tag)
       restart.push(tag) // stopped now, started with its new definition once gone

@@ -11,32 +11,38 @@ interface Limits {
   readonly jailMs: number
 }
 
-/** The rule as plain arithmetic: when a single respawn entry that is crashed at `crashes` starts. */
+/**
+ * The rule as plain arithmetic: when a single respawn entry that is crashed at `crashes` starts.
+ * Every start, the one at the end of a jail included, must find fewer than `max` starts in the
+ * window; the window outlives a jail, so a jail shorter than the window cannot let extra starts in.
+ */
 const expectedStarts = (limits: Limits, crashes: readonly number[], end: number): { starts: number[]; jailedUntil: number | undefined } => {
   const starts = [0]
   let window = [0]
   let live = true
   let jail: number | undefined
-  const release = (now: number): void => {
-    if (jail !== undefined && jail <= now) {
-      starts.push(jail)
-      window = [jail]
-      live = true
-      jail = undefined
-    }
-  }
-  for (const t of crashes) {
-    release(t)
-    if (!live) continue
+  const attempt = (t: number): void => {
     const recent = window.filter((s) => t - s < limits.windowMs)
     if (recent.length < limits.max) {
       starts.push(t)
       window = [...recent, t]
+      live = true
     } else {
       live = false
       jail = t + limits.jailMs
-      window = []
+      window = recent
     }
+  }
+  const release = (now: number): void => {
+    while (jail !== undefined && jail <= now) {
+      const at = jail
+      jail = undefined
+      attempt(at)
+    }
+  }
+  for (const t of crashes) {
+    release(t)
+    if (live) attempt(t)
   }
   release(end)
   return { starts, jailedUntil: jail }

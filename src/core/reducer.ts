@@ -200,6 +200,8 @@ const applyConfig = (step: Step, config: Config): void => {
     const gone = def === undefined || def.mode === "off"
     if (entry.proc._tag === "Idle") {
       if (gone) step.forget(tag)
+      // The jail is a respawn rule: an entry changed to another mode is free to run.
+      else if (entry.jail._tag === "Jailed" && def.mode !== "respawn") step.setEntry({ ...entry, jail: free, starts: [] })
     } else if (gone) {
       stop(step, tag, def === undefined ? "removed from the isinittab" : "set to off")
     } else if (!sameDefinition(def, entry.proc.def)) {
@@ -275,8 +277,9 @@ const startRespawn = (step: Step, def: Entry): void => {
     spawn(step, def)
     return
   }
+  // The window's starts are kept, so a jail shorter than the window cannot let extra starts in.
   const until = now + jailMs
-  step.setEntry({ ...entry, starts: [], jail: { _tag: "Jailed", until } })
+  step.setEntry({ ...entry, starts: recent, jail: { _tag: "Jailed", until } })
   step.addTimer({ at: until, reason: { _tag: "JailEnds", tag: def.tag } })
   step.log({
     what: "jailed",

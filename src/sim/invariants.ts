@@ -124,7 +124,7 @@ export const outgoingMatchesStopping: Invariant = (_world, step) => {
 
 /**
  * Rule 6: a respawn entry starts at most `respawnMax` times in any `respawnWindowMs` while it
- * stays in its level and outside jail: leaving the level, or a jail, starts a new count.
+ * stays in its level (jail included): leaving the level or the config starts a new count.
  */
 export const respawnRateLimited: Invariant = (world, step) => {
   const { respawnMax, respawnWindowMs } = step.after.config.limits

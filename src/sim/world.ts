@@ -503,7 +503,6 @@ export class World {
   #log(entry: LogEntry, after: State): void {
     switch (entry.what) {
       case "jailed": {
-        if (entry.tag !== undefined) this.#countReset.set(entry.tag, this.#stepCount - 1)
         const jail = entry.tag === undefined ? undefined : lookup(after.entries, entry.tag)?.jail
         const until = jail?._tag === "Jailed" ? `jailed until ${formatMs(jail.until)}` : "jailed"
         this.#note("jailed", entry.group, entry.tag, entry.run, `${until} (${entry.message})`)
