@@ -1,5 +1,5 @@
 import { readFileSync, readdirSync, readlinkSync } from "node:fs"
-import { afterEach, describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it, vi } from "vitest"
 import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
 import { argvOf, makeProcessTable } from "../../src/runtime/processes.ts"
 import { cmdline, groupAlive, killGroups, procStat, sleep, until } from "./helpers.ts"
@@ -131,19 +131,14 @@ describe("process adapter (real processes)", () => {
     const h = harness()
     h.table.spawn({ tag: "quick", run: 1, command: "true" })
     await h.exited("quick")
-    const spy: Array<[number, string | number | undefined]> = []
-    const original = process.kill
-    process.kill = ((pid: number, signal?: string | number) => {
-      spy.push([pid, signal])
-      return true
-    }) as typeof process.kill
+    const spy = vi.spyOn(process, "kill").mockImplementation(() => true)
     try {
       h.table.kill("quick", 1, "SIGKILL")
       h.table.kill("never-started", 9, "SIGKILL")
+      expect(spy).not.toHaveBeenCalled()
     } finally {
-      process.kill = original
+      spy.mockRestore()
     }
-    expect(spy).toEqual([])
   })
 })
 
