@@ -542,6 +542,11 @@ const invokedDirectly = (): boolean => {
 }
 
 if (invokedDirectly()) {
+  // `isinit status | head`: a reader that went away is not an error of ours.
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(process.exitCode ?? 0)
+    throw error
+  })
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code
