@@ -12,7 +12,7 @@ import { dirname, extname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
-import type { Request, Response } from "../codec/protocol.ts"
+import type { ClusterInfo, Request, Response } from "../codec/protocol.ts"
 import { maxTimeoutMs } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import { emptyConfig, hasErrors } from "../core/config.ts"
@@ -33,6 +33,8 @@ export const usage = `Usage:
   isinit [-c FILE] check
   isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json]
   isinit simulate SCENARIO [--json]
+  isinit --etcd URLS [--cluster NAME] tell|clear|status|config|forget ...   (cluster mode, see
+                                                  isinit --etcd URLS --help and docs/cluster.md)
   isinit --help | --version
 
 Commands:
@@ -333,6 +335,7 @@ const tell = async (ctx: Context, command: Extract<Command, { readonly _tag: "Te
     ctx.io.err(`isinit: tell ${command.group} ${command.level} rejected: ${answer.error}\n`)
     return 1
   }
+  if (answer.op === "tell" && !command.wait && answer.message !== undefined) ctx.io.err(`isinit: ${command.group} ${command.level}: ${answer.message}\n`)
   if (answer.op !== "tell" || !command.wait) return 0
   const what = `${command.group}: level ${command.level}`
   switch (answer.outcome) {
@@ -405,8 +408,22 @@ const status = async (ctx: Context, command: Extract<Command, { readonly _tag: "
     ctx.io.err(`isinit: no group "${command.group}" (groups: ${answer.report.groups.map((g) => g.group).join(", ") || "none"})\n`)
     return 1
   }
-  ctx.io.out(command.json ? `${JSON.stringify(shown, null, 2)}\n` : renderStatus(shown, answer.now))
+  const cluster = answer.cluster
+  if (command.json) {
+    ctx.io.out(`${JSON.stringify(cluster === undefined ? shown : { ...shown, cluster }, null, 2)}\n`)
+    return 0
+  }
+  if (cluster !== undefined) ctx.io.out(clusterLine(cluster))
+  ctx.io.out(renderStatus(shown, answer.now))
   return 0
+}
+
+/** The first line of a cluster-mode daemon's status: where it belongs and whether etcd answers. */
+const clusterLine = (c: ClusterInfo): string => {
+  const config = c.configSource === "etcd" ? `config #${c.configSeq ?? "?"} from etcd` : c.configSource === "file" ? "local config (etcd has none)" : "no config"
+  const etcd = c.connected ? `etcd connected since ${c.since}` : `etcd UNREACHABLE since ${c.since}: ${c.error ?? "?"} (everything keeps running; retrying)`
+  const pending = c.pendingOverrides.length === 0 ? "" : `; not yet recorded in etcd: ${c.pendingOverrides.join(", ")}`
+  return `cluster ${c.cluster}, node ${c.node}: ${config}; ${etcd}${pending}\n\n`
 }
 
 const check = (ctx: Context): number => {
@@ -498,6 +515,8 @@ const simulate = async (ctx: Pick<Context, "io">, command: Extract<Command, { re
 
 /** Runs `isinit` with these arguments; resolves to the exit code. */
 export const main = async (argv: readonly string[], io: Io = processIo): Promise<number> => {
+  // Cluster commands talk to etcd; loaded on demand so local commands do not pay for the client.
+  if (argv.some((a) => a === "--etcd" || a.startsWith("--etcd="))) return (await import("./cluster.ts")).clusterMain(argv, io)
   let invocation: Invocation
   try {
     invocation = parseInvocation(argv)

@@ -4,6 +4,7 @@
  * in the background). Exit codes: 0 after a stopall/SIGTERM/SIGINT once every process is gone,
  * 1 when it cannot start, 2 on a usage error.
  */
+import { hostname } from "node:os"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -11,6 +12,7 @@ import { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPa
 import { streamLog } from "../runtime/log.ts"
 
 const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--socket-mode MODE]
+       isinitd --etcd URLS [--cluster NAME] [--node NAME] [--lease-ttl S] [-c FILE] [-s SOCKET] [--initstat FILE]
        isinitd --help | --version
 
 Runs the isinit daemon in the foreground: starts and stops the processes of the isinittab's
@@ -26,6 +28,12 @@ Options:
                         none without the directive, isinitd always writes one)
       --socket-mode M   permission bits of the socket, octal (default 0600: only the owner may
                         talk to the daemon; e.g. 0660 lets the socket's group in as well)
+      --etcd URLS       cluster mode: etcd client URLs, comma-separated (e.g. http://10.0.0.1:2379);
+                        the config and desired levels come from etcd, and the node publishes its
+                        status there (see docs/cluster.md). -c is used only while etcd has no config
+      --cluster NAME    the cluster's name in etcd (default: default)
+      --node NAME       this node's name (default: the host name); children get it as $ISINIT_NODE
+      --lease-ttl S     seconds before a dead node drops out of the cluster's live nodes (default 10)
   -h, --help            this text
   -V, --version         print the version
 
@@ -49,6 +57,10 @@ const parse = () => {
         socket: { type: "string", short: "s" },
         initstat: { type: "string" },
         "socket-mode": { type: "string" },
+        etcd: { type: "string" },
+        cluster: { type: "string" },
+        node: { type: "string" },
+        "lease-ttl": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -75,6 +87,22 @@ if (socketModeText !== undefined) {
   socketMode = Number.parseInt(socketModeText, 8)
 }
 
+const etcd = values.etcd
+if (etcd === undefined) {
+  for (const flag of ["cluster", "node", "lease-ttl"] as const) if (values[flag] !== undefined) fail(`--${flag} applies only with --etcd`, 2)
+} else if (etcd.trim() === "") fail("--etcd takes etcd client URLs, e.g. http://127.0.0.1:2379", 2)
+const leaseText = values["lease-ttl"]
+const leaseTtlSeconds = leaseText === undefined ? undefined : Number(leaseText)
+if (leaseTtlSeconds !== undefined && !(Number.isInteger(leaseTtlSeconds) && leaseTtlSeconds >= 1 && leaseTtlSeconds <= 3600)) {
+  fail(`--lease-ttl takes a whole number of seconds from 1 to 3600, not "${leaseText ?? ""}"`, 2)
+}
+const node = values.node ?? hostname()
+if (etcd !== undefined) {
+  // Children may need to know where they run (per-node behaviour in one shared config).
+  process.env["ISINIT_NODE"] = node
+  process.env["ISINIT_CLUSTER"] = values.cluster ?? "default"
+}
+
 const exit = await Effect.runPromiseExit(
   runDaemon({
     configPath: configPathFrom(values.config, process.env),
@@ -82,6 +110,7 @@ const exit = await Effect.runPromiseExit(
     initstatPath: values.initstat,
     socketMode,
     log: streamLog(process.stderr),
+    cluster: etcd === undefined ? undefined : { hosts: etcd, cluster: values.cluster, node, leaseTtlSeconds },
   }),
 )
 if (Exit.isSuccess(exit)) process.exit(0)

@@ -94,7 +94,10 @@ export const nodeStatusCodec = t.type({
   node: nameCodec("node"),
   /** When the node published this (its own clock). */
   at: isoTime,
-  /** The config the node runs: its hash and push number, null if it runs none from etcd. */
+  /**
+   * The config the node runs: its hash (etcd's config, or its local file while etcd has none;
+   * null if it runs nothing) and its push number (null unless it comes from etcd).
+   */
   configSha256: nullable(sha256Hex),
   configSeq: nullable(positiveInt("configSeq")),
   /** Per group, the level the node is converging to and where that level came from. */

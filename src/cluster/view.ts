@@ -21,7 +21,10 @@ export interface Cell {
 export interface Row {
   readonly node: string
   readonly at: string
-  /** The node runs another config than the one in etcd (or none from etcd). */
+  /**
+   * The node runs another config than the one in etcd; while etcd has none, another config than
+   * most live nodes (every node, when no config is run by more nodes than any other).
+   */
   readonly drift: boolean
   readonly configSeq: number | null
   readonly cells: ReadonlyMap<string, Cell>
@@ -37,15 +40,27 @@ const cellOf = (status: NodeStatus, group: string, wanted: Effective | undefined
   return { state, level, wanted, lagging }
 }
 
+/** The config hash every live node should run: etcd's, else the one most nodes run (none on a tie). */
+const expectedConfig = (obeyed: Obeyed, live: readonly NodeStatus[]): string | null | undefined => {
+  if (obeyed.config !== undefined) return obeyed.config.value.sha256
+  const counts = new Map<string | null, number>()
+  for (const status of live) counts.set(status.configSha256, (counts.get(status.configSha256) ?? 0) + 1)
+  if (counts.size <= 1) return live[0]?.configSha256
+  const ranked = [...counts].sort((a, b) => b[1] - a[1])
+  return ranked[0] !== undefined && ranked[1] !== undefined && ranked[0][1] > ranked[1][1] ? ranked[0][0] : undefined
+}
+
 /** One row per live node, with a cell for every group the node reports or etcd wants of it. */
-export const clusterRows = (obeyed: Obeyed, live: readonly NodeStatus[]): readonly Row[] =>
-  live.map((status) => {
+export const clusterRows = (obeyed: Obeyed, live: readonly NodeStatus[]): readonly Row[] => {
+  const expected = expectedConfig(obeyed, live)
+  return live.map((status) => {
     const effective = effectiveFor(obeyed, status.node)
     const groups = new Set<string>([...status.report.groups.map((g) => g.group), ...effective.keys()])
     const cells = new Map([...groups].sort().map((group) => [group, cellOf(status, group, effective.get(group))] as const))
-    const drift = obeyed.config !== undefined && status.configSha256 !== obeyed.config.value.sha256
+    const drift = status.configSha256 !== expected
     return { node: status.node, at: status.at, drift, configSeq: status.configSeq, cells }
   })
+}
 
 export interface TellProgress {
   /** At the told level and `run`, having taken the tell's revision (or a later one). */
@@ -81,4 +96,29 @@ export const tellProgress = (obeyed: Obeyed, live: readonly NodeStatus[], group:
     else pending.push(status.node)
   }
   return { done, failed, pending, overridden }
+}
+
+/**
+ * Where a tell of `group` to `level` addressed to the named nodes (their overrides, written at
+ * `revision`) stands. A named node that is not live is pending: it has not answered.
+ */
+export const nodeTellProgress = (
+  live: readonly NodeStatus[],
+  nodes: readonly string[],
+  group: string,
+  level: string,
+  revision: number,
+): TellProgress => {
+  const done: string[] = []
+  const failed: string[] = []
+  const pending: string[] = []
+  for (const node of nodes) {
+    const status = live.find((s) => s.node === node)
+    const reported = status?.report.groups.find((g) => g.group === group)
+    const taken = (status?.desired[group]?.revision ?? 0) >= revision
+    if (taken && reported?.level === level && reported.state === "run") done.push(node)
+    else if (taken && reported?.level === level && reported.state === "fail") failed.push(node)
+    else pending.push(node)
+  }
+  return { done, failed, pending, overridden: [] }
 }

@@ -54,6 +54,26 @@ export type Framing = "json" | "line"
 export type WaitOutcome = "run" | "fail" | "superseded" | "stopped" | "timeout"
 export const waitOutcomes: readonly WaitOutcome[] = ["run", "fail", "superseded", "stopped", "timeout"]
 
+/** A daemon in cluster mode (`isinitd --etcd`) adds this to its status answer. */
+export interface ClusterInfo {
+  readonly cluster: string
+  readonly node: string
+  /** The etcd URLs it was given. */
+  readonly etcd: string
+  /** Whether etcd answers the watch and the status publishes. */
+  readonly connected: boolean
+  /** When `connected` last changed (ISO 8601). */
+  readonly since: string
+  /** Why etcd is considered unreachable. */
+  readonly error?: string
+  /** Where the config that runs comes from: etcd, the local file (etcd has none yet), or nowhere. */
+  readonly configSource: "etcd" | "file" | "none"
+  readonly configSeq: number | null
+  readonly configSha256: string | null
+  /** Local tells not yet recorded in etcd as overrides, `group=level`. */
+  readonly pendingOverrides: readonly string[]
+}
+
 /** The payload of a successful answer, by op. */
 export type Answer =
   | {
@@ -73,6 +93,8 @@ export type Answer =
       readonly report: StatusReport
       /** The daemon's clock (the reducer's `now`), so `jailedUntil` can be shown as a delay. */
       readonly now: number
+      /** Only from a daemon in cluster mode. */
+      readonly cluster?: ClusterInfo
     }
   | {
       readonly op: "plan"
@@ -291,6 +313,21 @@ export const statusReportCodec = t.type({
   ),
 })
 
+const clusterInfoCodec = t.intersection([
+  t.type({
+    cluster: t.string,
+    node: t.string,
+    etcd: t.string,
+    connected: t.boolean,
+    since: t.string,
+    configSource: literals("config source", ["etcd", "file", "none"] as const),
+    configSeq: nullable(t.number),
+    configSha256: nullable(t.string),
+    pendingOverrides: t.readonlyArray(t.string),
+  }),
+  t.partial({ error: t.string }),
+])
+
 const effectCodec = t.union([
   t.type({ _tag: t.literal("Spawn"), tag: t.string, run: t.number, group: t.string, command: t.string }),
   t.type({ _tag: t.literal("RunSync"), tag: t.string, run: t.number, group: t.string, command: t.string }),
@@ -311,7 +348,7 @@ const answerCodec = t.union([
     t.partial({ outcome: literals("outcome", waitOutcomes), message: t.string }),
   ]),
   t.type({ op: t.literal("stopall") }),
-  t.type({ op: t.literal("status"), report: statusReportCodec, now: t.number }),
+  t.intersection([t.type({ op: t.literal("status"), report: statusReportCodec, now: t.number }), t.partial({ cluster: clusterInfoCodec })]),
   t.type({
     op: t.literal("plan"),
     group: t.string,
@@ -327,7 +364,8 @@ const answerCodec = t.union([
 const _reportFits = (r: t.TypeOf<typeof statusReportCodec>): StatusReport => r
 const _effectFits = (e: t.TypeOf<typeof effectCodec>): CoreEffect => e
 const _answerFits = (a: t.TypeOf<typeof answerCodec>): Answer => a
-export type _CodecChecks = [typeof _reportFits, typeof _effectFits, typeof _answerFits]
+const _clusterInfoFits = (c: t.TypeOf<typeof clusterInfoCodec>): ClusterInfo => c
+export type _CodecChecks = [typeof _reportFits, typeof _effectFits, typeof _answerFits, typeof _clusterInfoFits]
 
 /**
  * Decodes one answer line: JSON, or the plain text of the line protocol (`ok`, `error: REASON`),

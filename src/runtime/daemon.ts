@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
+import type { AgentOptions, ClusterAgent } from "../cluster/agent.ts"
 import type { Request, Response, WaitOutcome } from "../codec/protocol.ts"
 import { failure, success } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
@@ -71,6 +72,8 @@ export interface DaemonOptions {
   readonly handleSignals?: boolean
   /** Told once the daemon serves, with the paths it settled on. */
   readonly onReady?: (paths: Paths) => void
+  /** Cluster mode (`--etcd`): config and desired levels from etcd; see src/cluster/agent.ts. */
+  readonly cluster?: Omit<AgentOptions, "localConfigPath" | "log"> | undefined
 }
 
 export interface Paths {
@@ -127,12 +130,14 @@ export interface HandlerDeps {
   readonly loop: LoopService
   readonly configPath: string
   readonly log: LogService
+  /** In cluster mode: the config comes from the agent, and local tells are recorded in etcd. */
+  readonly cluster?: Pick<ClusterAgent, "currentConfig" | "recordLocalTell" | "info"> | undefined
 }
 
 /** Answers socket requests; nothing here changes state except through the loop's events. */
-export const makeHandler = ({ loop, configPath, log }: HandlerDeps): Handler => {
+export const makeHandler = ({ loop, configPath, log, cluster }: HandlerDeps): Handler => {
   const configOrFailure = (what: string): Effect.Effect<Parsed, Response> =>
-    Effect.mapError(readConfig(configPath), (reason) => {
+    Effect.mapError(cluster === undefined ? readConfig(configPath) : cluster.currentConfig(), (reason) => {
       log.line({ what: "rejected", message: `${what}: ${reason}; nothing was changed` })
       return failure(`${reason}; nothing was changed`)
     })
@@ -152,7 +157,8 @@ export const makeHandler = ({ loop, configPath, log }: HandlerDeps): Handler => 
       const rejected = rejectionMessage(applied.effects)
       if (rejected !== undefined) return failure(tellRejection(applied.before, group, level, parsed) ?? rejected)
       const seq = groupOf(applied.after, group).seq
-      if (!request.wait) return success({ op: "tell", group, level, seq })
+      const note = cluster === undefined ? undefined : yield* cluster.recordLocalTell(group, level)
+      if (!request.wait) return success(note === undefined ? { op: "tell", group, level, seq } : { op: "tell", group, level, seq, message: note })
       const final = yield* loop.waitFor((s) => transitionOutcome(s, group, seq) !== undefined, request.timeoutMs)
       const outcome = final === undefined ? "timeout" : (transitionOutcome(final, group, seq) ?? "timeout")
       const message =
@@ -190,7 +196,9 @@ export const makeHandler = ({ loop, configPath, log }: HandlerDeps): Handler => 
       case "stopall":
         return Effect.as(loop.submit(stopAll(loop.now())), success({ op: "stopall" }))
       case "status":
-        return Effect.map(Ref.get(loop.state), (state) => success({ op: "status", report: report(state), now: loop.now() }))
+        return Effect.map(Ref.get(loop.state), (state) =>
+          success({ op: "status", report: report(state), now: loop.now(), ...(cluster === undefined ? {} : { cluster: cluster.info() }) }),
+        )
       case "plan":
         return onPlan(request.group, request.level)
       case "ping":
@@ -208,7 +216,7 @@ const ensureSocketDir = (socket: string): void => {
   mkdirSync(dirname(socket), { recursive: true, mode: 0o700 })
 }
 
-const installSignals = (loop: LoopService, configPath: string, log: LogService): Effect.Effect<void, never, Scope.Scope> =>
+const installSignals = (loop: LoopService, configOf: () => Effect.Effect<Parsed, string>, log: LogService): Effect.Effect<void, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const stop = (signal: NodeJS.Signals) => (): void => {
@@ -219,9 +227,10 @@ const installSignals = (loop: LoopService, configPath: string, log: LogService):
       const onInt = stop("SIGINT")
       const onHup = (): void => {
         log.line({ what: "signal", message: "SIGHUP: re-reading the isinittab" })
-        readFile(configPath, "utf8").then(
-          (text) => loop.offer(reload(parseInittab(text), loop.now())),
-          (e: unknown) => log.line({ what: "rejected", message: `reload: cannot read the isinittab ${configPath}: ${reasonOf(e)}; nothing was changed` }),
+        void Effect.runPromise(Effect.result(configOf())).then((read) =>
+          read._tag === "Success"
+            ? loop.offer(reload(read.success, loop.now()))
+            : log.line({ what: "rejected", message: `reload: ${read.failure}; nothing was changed` }),
         )
       }
       process.on("SIGTERM", onTerm)
@@ -245,6 +254,14 @@ export interface StartupFailure {
 
 const startupFailure = (message: string): StartupFailure => ({ _tag: "StartupFailure", message })
 
+/** Loaded only in cluster mode, so a single-host daemon never loads the etcd client. */
+const startAgent = (options: DaemonOptions, cluster: NonNullable<DaemonOptions["cluster"]>): Effect.Effect<ClusterAgent, StartupFailure, Scope.Scope> =>
+  Effect.flatMap(
+    Effect.promise(() => import("../cluster/agent.ts")),
+    ({ makeClusterAgent }) =>
+      Effect.mapError(makeClusterAgent({ ...cluster, localConfigPath: options.configPath, log: options.log }), (e) => startupFailure(e.message)),
+  )
+
 /**
  * Runs the daemon until every process is gone after a stopall (or SIGTERM/SIGINT). Fails with a
  * `StartupFailure` when it cannot start (unreadable config, socket in use or unusable).
@@ -253,7 +270,8 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFa
   Effect.scoped(
     Effect.gen(function* () {
       const log = options.log
-      const parsed = yield* Effect.mapError(readConfig(options.configPath), startupFailure)
+      const agent = options.cluster === undefined ? undefined : yield* startAgent(options, options.cluster)
+      const parsed = agent === undefined ? yield* Effect.mapError(readConfig(options.configPath), startupFailure) : agent.initialConfig
       for (const problem of parsed.problems) log.line({ what: "config", message: formatProblem(options.configPath, problem) })
       const paths = resolvePaths(options, parsed)
       yield* Effect.try({
@@ -281,19 +299,21 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFa
         Effect.provideService(Log, log),
       )
 
-      const handler = makeHandler({ loop, configPath: paths.config, log })
+      const handler = makeHandler({ loop, configPath: paths.config, log, cluster: agent })
       yield* serve(paths.socket, handler, {
         ...(options.socketMode === undefined ? {} : { mode: options.socketMode }),
         onReject: (reason) => log.line({ what: "rejected", message: reason }),
       }).pipe(Effect.mapError((e) => startupFailure(e.message)))
       // Only now that the socket is ours: a refused second daemon must not touch the status file.
       status.request()
-      if (options.handleSignals ?? true) yield* installSignals(loop, paths.config, log)
+      const configOf = (): Effect.Effect<Parsed, string> => agent?.currentConfig() ?? readConfig(paths.config)
+      if (options.handleSignals ?? true) yield* installSignals(loop, configOf, log)
       log.line({
         what: "ready",
         message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}`,
       })
       options.onReady?.(paths)
+      if (agent !== undefined) yield* agent.start(loop)
 
       yield* loop.waitFor((s) => s.lifecycle === "halted")
       yield* Effect.promise(() => status.flush())

@@ -1,0 +1,458 @@
+/**
+ * `isinit --etcd URLS ...`: the client side of cluster mode. It talks to etcd only, never to a
+ * daemon: it writes desired levels and configs, and reads what the nodes publish (see
+ * docs/cluster.md and src/cluster/keys.ts for the layout and the precedence of overrides).
+ *
+ * Exit codes: 0 ok, 1 rejected, failed, timed out or etcd unavailable, 2 usage.
+ */
+import { readFileSync } from "node:fs"
+import { hostname, userInfo } from "node:os"
+import { parseArgs } from "node:util"
+import * as Effect from "effect/Effect"
+import type { NodeStatus, SeenValue } from "../cluster/codecs.ts"
+import type { Obeyed } from "../cluster/desired.ts"
+import type { ClusterStore, Nodes } from "../cluster/store.ts"
+import { makeClusterStore } from "../cluster/store.ts"
+import type { Row, TellProgress } from "../cluster/view.ts"
+import { clusterRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
+import { maxTimeoutMs } from "../codec/protocol.ts"
+import { hasErrors } from "../core/config.ts"
+import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
+import { table } from "./format.ts"
+import type { Io } from "./isinit.ts"
+
+export const clusterUsage = `Usage (cluster mode, talking to etcd):
+  isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL [--node NAME ...] [--wait [--timeout S]]
+  isinit --etcd URLS [--cluster NAME] clear GROUP [--node NAME ...]
+  isinit --etcd URLS [--cluster NAME] status [GROUP] [--json]
+  isinit --etcd URLS [--cluster NAME] config push FILE | config show | config history [--json]
+  isinit --etcd URLS [--cluster NAME] forget NODE
+
+Commands:
+  tell      set GROUP's desired level on every node, or with --node only on those nodes (an
+            override that wins over the cluster-wide level). --wait returns when every live node
+            that runs the group reports LEVEL as run; exit 1 listing the nodes that failed or did
+            not answer within --timeout S (default 600 s).
+  clear     remove GROUP's cluster-wide level (nodes keep what they run), or with --node remove
+            those nodes' overrides (they go back to the cluster-wide level).
+  status    a node x group table of the live nodes (state and level; * marks a node lagging
+            behind its desired level), the config each runs (DRIFT when it is not the cluster's),
+            and the nodes seen before that are missing now.
+  config    push: check FILE (errors with line numbers, exit 1) and store it as the cluster's
+            config; every daemon switches to it. show: print the stored config. history: every
+            pushed config.
+  forget    stop listing a missing NODE (decommissioned).
+
+Options:
+  --etcd URLS       etcd client URLs, comma-separated, e.g. http://127.0.0.1:2379
+  --cluster NAME    the cluster's name in etcd (default: default)
+  --node NAME       (tell, clear) only this node; repeat for several
+  --wait            (tell) wait for the nodes to reach the level
+  --timeout S       (tell --wait) give up after S seconds
+  --json            (status, config history) machine-readable output
+`
+
+const options = {
+  etcd: { type: "string" },
+  cluster: { type: "string" },
+  node: { type: "string", multiple: true },
+  wait: { type: "boolean" },
+  timeout: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>["values"]
+
+class UsageError extends Error {}
+
+type Command =
+  | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly nodes: readonly string[]; readonly wait: boolean; readonly timeoutMs: number }
+  | { readonly _tag: "Clear"; readonly group: string; readonly nodes: readonly string[] }
+  | { readonly _tag: "Status"; readonly group: string | undefined; readonly json: boolean }
+  | { readonly _tag: "ConfigPush"; readonly file: string }
+  | { readonly _tag: "ConfigShow" }
+  | { readonly _tag: "ConfigHistory"; readonly json: boolean }
+  | { readonly _tag: "Forget"; readonly node: string }
+  | { readonly _tag: "Help" }
+
+const defaultWaitSeconds = 600
+
+const only = (values: Values, allowed: readonly ("node" | "wait" | "timeout" | "json")[], command: string): void => {
+  for (const flag of ["node", "wait", "timeout", "json"] as const) {
+    if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
+  }
+}
+
+const arity = (command: string, args: readonly string[], count: number, shape: string): readonly string[] => {
+  if (args.length !== count) throw new UsageError(`${command} takes ${shape}, got ${args.length === 0 ? "nothing" : args.join(" ")}`)
+  return args
+}
+
+const timeoutOf = (values: Values): number => {
+  if (values.timeout === undefined) return defaultWaitSeconds * 1000
+  if (values.wait !== true) throw new UsageError("--timeout applies only with --wait")
+  const seconds = Number(values.timeout)
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds * 1000 > maxTimeoutMs) {
+    throw new UsageError(`--timeout takes a number of seconds from 0.001 to ${maxTimeoutMs / 1000}, not "${values.timeout}"`)
+  }
+  return Math.max(1, Math.round(seconds * 1000))
+}
+
+const commandOf = (values: Values, positionals: readonly string[]): Command => {
+  if (values.help === true) return { _tag: "Help" }
+  const [first, ...rest] = positionals
+  switch (first) {
+    case undefined:
+      throw new UsageError("missing command: tell, clear, status, config or forget")
+    case "tell": {
+      const [group = "", level = ""] = arity("tell", rest, 2, "GROUP LEVEL")
+      only(values, ["node", "wait", "timeout"], "tell")
+      return { _tag: "Tell", group, level, nodes: values.node ?? [], wait: values.wait === true, timeoutMs: timeoutOf(values) }
+    }
+    case "clear": {
+      const [group = ""] = arity("clear", rest, 1, "GROUP")
+      only(values, ["node"], "clear")
+      return { _tag: "Clear", group, nodes: values.node ?? [] }
+    }
+    case "status":
+      if (rest.length > 1) throw new UsageError(`status takes at most one GROUP, got ${rest.join(" ")}`)
+      only(values, ["json"], "status")
+      return { _tag: "Status", group: rest[0], json: values.json === true }
+    case "config": {
+      const [verb, ...args] = rest
+      if (verb === "push") {
+        const [file = ""] = arity("config push", args, 1, "FILE")
+        only(values, [], "config push")
+        return { _tag: "ConfigPush", file }
+      }
+      if (verb === "show") {
+        arity("config show", args, 0, "no arguments")
+        only(values, [], "config show")
+        return { _tag: "ConfigShow" }
+      }
+      if (verb === "history") {
+        arity("config history", args, 0, "no arguments")
+        only(values, ["json"], "config history")
+        return { _tag: "ConfigHistory", json: values.json === true }
+      }
+      throw new UsageError(`config takes push FILE, show or history${verb === undefined ? "" : `, not "${verb}"`}`)
+    }
+    case "forget": {
+      const [node = ""] = arity("forget", rest, 1, "NODE")
+      only(values, [], "forget")
+      return { _tag: "Forget", node }
+    }
+    default:
+      throw new UsageError(
+        `"${first}" is not a cluster command (tell, clear, status, config, forget); a local daemon's commands take no --etcd`,
+      )
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+interface Env {
+  readonly io: Io
+  readonly store: ClusterStore
+  readonly hosts: string
+}
+
+const whoami = (): string => {
+  try {
+    return `${userInfo().username}@${hostname()}`
+  } catch {
+    return hostname()
+  }
+}
+
+const sleep = (ms: number): Effect.Effect<void> => Effect.sleep(ms)
+
+const listOr = (names: readonly string[], none: string): string => (names.length === 0 ? none : names.join(", "))
+
+type ProgressOf = (obeyed: Obeyed, nodes: Nodes) => TellProgress
+
+const waitForNodes = (env: Env, command: Extract<Command, { readonly _tag: "Tell" }>, progressOf: ProgressOf) =>
+  Effect.gen(function* () {
+    const { io, store } = env
+    const deadline = Date.now() + command.timeoutMs
+    const first = progressOf((yield* store.readDesired()).obeyed, yield* store.nodes())
+    const expected = new Set([...first.done, ...first.failed, ...first.pending])
+    let progress = first
+    for (;;) {
+      // A node that was expected and is no longer live has not answered.
+      const vanished = [...expected].filter((n) => ![...progress.done, ...progress.failed, ...progress.pending, ...progress.overridden].includes(n))
+      const pending = [...progress.pending, ...vanished.map((n) => `${n} (gone)`)]
+      if (pending.length === 0 || Date.now() >= deadline) {
+        const what = `${command.group}=${command.level}`
+        for (const n of progress.overridden) io.err(`isinit: ${n} keeps its own override for ${command.group} (isinit --etcd ... clear ${command.group} --node ${n} hands it back)\n`)
+        if (progress.done.length + progress.failed.length + pending.length === 0) {
+          io.err(`isinit: no live node runs group ${command.group}: nothing to wait for\n`)
+          return 0
+        }
+        if (pending.length === 0 && progress.failed.length === 0) {
+          io.out(`${what} reached (run) on ${listOr(progress.done, "no node")}\n`)
+          return 0
+        }
+        if (progress.failed.length > 0) io.err(`isinit: ${what} failed on: ${progress.failed.join(", ")} (see isinit --etcd ... status ${command.group})\n`)
+        if (pending.length > 0) io.err(`isinit: ${what} not reached within ${command.timeoutMs / 1000} s on: ${pending.join(", ")}\n`)
+        if (progress.done.length > 0) io.err(`isinit: ${what} reached on: ${progress.done.join(", ")}\n`)
+        return 1
+      }
+      // Failed nodes are final; keep waiting only while some are still on their way.
+      yield* sleep(Math.min(100, Math.max(1, deadline - Date.now())))
+      progress = progressOf((yield* store.readDesired()).obeyed, yield* store.nodes())
+      for (const n of [...progress.done, ...progress.failed, ...progress.pending]) expected.add(n)
+    }
+  })
+
+const tellCommand = (env: Env, command: Extract<Command, { readonly _tag: "Tell" }>) =>
+  Effect.gen(function* () {
+    const { io, store } = env
+    const by = whoami()
+    if (command.nodes.length === 0) {
+      const { revision } = yield* store.setDesired(command.group, command.level, { by })
+      io.err(`isinit: ${command.group}=${command.level} set cluster-wide (revision ${revision})\n`)
+      if (!command.wait) return 0
+      return yield* waitForNodes(env, command, (obeyed, nodes) => tellProgress(obeyed, nodes.live, command.group, command.level, revision))
+    }
+    const nodes = [...new Set(command.nodes)]
+    let first = Number.POSITIVE_INFINITY
+    for (const node of nodes) {
+      const { revision } = yield* store.setDesired(command.group, command.level, { node, by })
+      first = Math.min(first, revision)
+    }
+    io.err(`isinit: ${command.group}=${command.level} set on ${nodes.join(", ")} (override; from revision ${first})\n`)
+    if (!command.wait) return 0
+    return yield* waitForNodes(env, command, (_obeyed, live) => nodeTellProgress(live.live, nodes, command.group, command.level, first))
+  })
+
+const clearCommand = (env: Env, command: Extract<Command, { readonly _tag: "Clear" }>) =>
+  Effect.gen(function* () {
+    const targets: readonly (string | undefined)[] = command.nodes.length === 0 ? [undefined] : [...new Set(command.nodes)]
+    for (const node of targets) {
+      const { deleted } = yield* env.store.clearDesired(command.group, node === undefined ? {} : { node })
+      const scope = node === undefined ? "cluster-wide level" : `override on ${node}`
+      env.io.err(`isinit: ${command.group}: ${deleted ? `${scope} removed` : `no ${scope} to remove`}\n`)
+    }
+    return 0
+  })
+
+const cellText = (row: Row, group: string): string => {
+  const cell = row.cells.get(group)
+  if (cell === undefined) return "-"
+  return `${cell.state}${cell.level === "" ? "" : ` ${cell.level}`}${cell.lagging ? "*" : ""}`
+}
+
+const configText = (row: Row, status: NodeStatus | undefined): string => {
+  const base = row.configSeq !== null ? `#${row.configSeq}` : status?.configSha256 === null || status === undefined ? "none" : `file ${status.configSha256.slice(0, 12)}`
+  return row.drift ? `${base} DRIFT` : base
+}
+
+const statusJson = (obeyed: Obeyed, nodes: Nodes, rows: readonly Row[], groups: readonly string[], cluster: string) => ({
+  cluster,
+  revision: nodes.revision,
+  config: obeyed.config === undefined ? null : { seq: obeyed.config.value.seq, sha256: obeyed.config.value.sha256, pushedAt: obeyed.config.value.pushedAt },
+  desired: {
+    cluster: Object.fromEntries([...obeyed.cluster].map(([g, d]) => [g, d.level])),
+    nodes: Object.fromEntries([...obeyed.nodes].map(([n, m]) => [n, Object.fromEntries([...m].map(([g, d]) => [g, d.level]))])),
+  },
+  nodes: rows.map((row) => ({
+    node: row.node,
+    at: row.at,
+    configSeq: row.configSeq,
+    configSha256: nodes.live.find((s) => s.node === row.node)?.configSha256 ?? null,
+    drift: row.drift,
+    groups: Object.fromEntries(
+      groups.filter((g) => row.cells.has(g)).map((g) => {
+        const cell = row.cells.get(g)
+        return [g, cell === undefined ? null : { state: cell.state, level: cell.level, wanted: cell.wanted ?? null, lagging: cell.lagging }]
+      }),
+    ),
+  })),
+  missing: nodes.missing,
+  lagging: rows.flatMap((row) => groups.filter((g) => row.cells.get(g)?.lagging === true).map((group) => ({ node: row.node, group }))),
+  drift: rows.filter((row) => row.drift).map((row) => row.node),
+})
+
+const missingText = (missing: readonly SeenValue[]): string =>
+  `missing (seen before, no live status): ${missing.map((m) => `${m.node} (joined ${m.joinedAt})`).join(", ")}\n`
+
+const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Status" }>) =>
+  Effect.gen(function* () {
+    const { io, store } = env
+    const { obeyed } = yield* store.readDesired()
+    const nodes = yield* store.nodes()
+    const rows = clusterRows(obeyed, nodes.live)
+    const all = [...new Set(rows.flatMap((r) => [...r.cells.keys()]))].sort()
+    if (command.group !== undefined && !all.includes(command.group) && obeyed.config?.parsed.config.byGroup.has(command.group) !== true) {
+      io.err(`isinit: no group "${command.group}" on any live node or in the cluster's config (groups: ${listOr(all, "none")})\n`)
+      return 1
+    }
+    const groups = command.group === undefined ? all : [command.group]
+    if (command.json) {
+      io.out(`${JSON.stringify(statusJson(obeyed, nodes, rows, groups, store.cluster), null, 2)}\n`)
+      return 0
+    }
+    const config = obeyed.config === undefined ? "no config in etcd" : `config #${obeyed.config.value.seq} (sha256 ${obeyed.config.value.sha256.slice(0, 12)})`
+    io.out(`cluster ${store.cluster}: ${rows.length} live ${rows.length === 1 ? "node" : "nodes"}, ${config}\n`)
+    if (rows.length > 0) {
+      io.out(
+        table(
+          ["NODE", ...groups.map((g) => g.toUpperCase()), "CONFIG"],
+          rows.map((row) => [row.node, ...groups.map((g) => cellText(row, g)), configText(row, nodes.live.find((s) => s.node === row.node))]),
+        ),
+      )
+    }
+    const lagging = rows.flatMap((row) =>
+      groups.flatMap((g) => {
+        const cell = row.cells.get(g)
+        if (cell?.lagging !== true || cell.wanted === undefined) return []
+        return [`${row.node} ${g} (${cell.state} ${cell.level || "-"}, wants ${cell.wanted.level}${cell.wanted.source === "node" ? " by override" : ""})`]
+      }),
+    )
+    if (lagging.length > 0) io.out(`* lagging: ${lagging.join("; ")}\n`)
+    const drift = rows.filter((r) => r.drift).map((r) => r.node)
+    if (drift.length > 0) {
+      io.out(`drift: ${drift.join(", ")} ${drift.length === 1 ? "runs" : "run"} another config than ${obeyed.config === undefined ? "most nodes" : `#${obeyed.config.value.seq}`}\n`)
+    }
+    const desired = [
+      ...[...obeyed.cluster].filter(([g]) => groups.includes(g)).map(([g, d]) => `${g}=${d.level}`),
+      ...[...obeyed.nodes].flatMap(([n, m]) => [...m].filter(([g]) => groups.includes(g)).map(([g, d]) => `${g}=${d.level} on ${n}`)),
+    ]
+    if (desired.length > 0) io.out(`desired: ${desired.join(", ")}\n`)
+    if (nodes.missing.length > 0) io.out(missingText(nodes.missing))
+    return 0
+  })
+
+const readText = (io: Io, file: string): string | undefined => {
+  try {
+    return readFileSync(file, "utf8")
+  } catch (error) {
+    io.err(`isinit: cannot read ${file}: ${error instanceof Error ? error.message : String(error)}\n`)
+    return undefined
+  }
+}
+
+const pushCommand = (env: Env, command: Extract<Command, { readonly _tag: "ConfigPush" }>) =>
+  Effect.gen(function* () {
+    const { io, store } = env
+    const text = readText(io, command.file)
+    if (text === undefined) return 1
+    const parsed = parseInittab(text)
+    for (const problem of parsed.problems) io.err(`${formatProblem(command.file, problem)}\n`)
+    if (hasErrors(parsed)) {
+      io.err(`${checkSummary(command.file, parsed)}\nisinit: config not pushed; nothing was changed\n`)
+      return 1
+    }
+    const pushed = yield* store.pushConfig(text, { by: whoami() })
+    io.out(
+      pushed._tag === "Pushed"
+        ? `pushed config #${pushed.seq} (sha256 ${pushed.sha256.slice(0, 12)}, revision ${pushed.revision})\n`
+        : `unchanged: config #${pushed.seq} is already this text\n`,
+    )
+    return 0
+  })
+
+const showCommand = (env: Env) =>
+  Effect.gen(function* () {
+    const read = yield* env.store.currentConfig()
+    switch (read._tag) {
+      case "None":
+        env.io.err(`isinit: no config in etcd for cluster ${env.store.cluster}; push one with config push FILE\n`)
+        return 1
+      case "Invalid":
+        env.io.err(`isinit: the config in etcd is refused by every daemon: ${read.rejection.reason}\n`)
+        return 1
+      case "Valid": {
+        const v = read.config.value
+        env.io.err(`# config #${v.seq}, pushed ${v.pushedAt}${v.by === undefined ? "" : ` by ${v.by}`}, sha256 ${v.sha256}\n`)
+        env.io.out(v.text)
+        return 0
+      }
+    }
+  })
+
+const historyCommand = (env: Env, command: Extract<Command, { readonly _tag: "ConfigHistory" }>) =>
+  Effect.gen(function* () {
+    const { entries } = yield* env.store.configHistory()
+    if (command.json) {
+      env.io.out(`${JSON.stringify(entries, null, 2)}\n`)
+      return 0
+    }
+    if (entries.length === 0) {
+      env.io.err(`isinit: no config was ever pushed to cluster ${env.store.cluster}\n`)
+      return 0
+    }
+    env.io.out(
+      table(
+        ["SEQ", "PUSHED", "BY", "SHA256", "LINES"],
+        entries.map((e) => [`#${e.seq}`, e.pushedAt, e.by ?? "-", e.sha256.slice(0, 12), String(e.text.split("\n").filter((l) => l.trim() !== "").length)]),
+      ),
+    )
+    return 0
+  })
+
+const forgetCommand = (env: Env, command: Extract<Command, { readonly _tag: "Forget" }>) =>
+  Effect.gen(function* () {
+    yield* env.store.forgetNode(command.node)
+    env.io.err(`isinit: ${command.node} is no longer listed as missing\n`)
+    return 0
+  })
+
+const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" }>) => {
+  switch (command._tag) {
+    case "Tell":
+      return tellCommand(env, command)
+    case "Clear":
+      return clearCommand(env, command)
+    case "Status":
+      return statusCommand(env, command)
+    case "ConfigPush":
+      return pushCommand(env, command)
+    case "ConfigShow":
+      return showCommand(env)
+    case "ConfigHistory":
+      return historyCommand(env, command)
+    case "Forget":
+      return forgetCommand(env, command)
+  }
+}
+
+/** Runs `isinit --etcd ...` with these arguments; resolves to the exit code. */
+export const clusterMain = async (argv: readonly string[], io: Io): Promise<number> => {
+  let command: Command
+  let values: Values
+  try {
+    const parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true })
+    values = parsed.values
+    command = commandOf(values, parsed.positionals)
+  } catch (error) {
+    io.err(`isinit: ${error instanceof Error ? error.message : String(error)}\n${clusterUsage.slice(0, clusterUsage.indexOf("\nCommands:") + 1)}Run isinit --etcd URLS --help for more.\n`)
+    return 2
+  }
+  if (command._tag === "Help") {
+    io.out(clusterUsage)
+    return 0
+  }
+  const hosts = values.etcd ?? ""
+  if (hosts.trim() === "") {
+    io.err("isinit: --etcd takes etcd client URLs, e.g. http://127.0.0.1:2379\n")
+    return 2
+  }
+  const run = Effect.scoped(
+    Effect.gen(function* () {
+      const store = yield* makeClusterStore({ hosts, cluster: values.cluster, callTimeoutMs: 5_000 })
+      return yield* runCommand({ io, store, hosts }, command)
+    }),
+  ).pipe(
+    Effect.catch((error: { readonly message: string }) =>
+      Effect.sync(() => {
+        io.err(`isinit: ${error.message}\n`)
+        return 1
+      }),
+    ),
+  )
+  return Effect.runPromise(run)
+}
