@@ -3,7 +3,7 @@ import type { NodeStatus } from "../../src/cluster/codecs.ts"
 import { sha256Of } from "../../src/cluster/codecs.ts"
 import type { Obeyed, StoredConfig } from "../../src/cluster/desired.ts"
 import { emptyObeyed } from "../../src/cluster/desired.ts"
-import { clusterRows, tellProgress } from "../../src/cluster/view.ts"
+import { clusterRows, nodeTellProgress, tellProgress } from "../../src/cluster/view.ts"
 import { parseInittab } from "../../src/core/inittab.ts"
 import { goodConfig, report } from "./helpers.ts"
 
@@ -48,5 +48,25 @@ describe("cluster view", () => {
     expect(tellProgress(obeyed, [node("n1", "3", "run", 14)], "web", "3", 15).pending).toEqual(["n1"])
     // Nodes that do not run the group are not waited for.
     expect(tellProgress(obeyed, live, "db", "2", 15)).toEqual({ done: [], failed: [], pending: [], overridden: [] })
+  })
+
+  it("without a config in etcd, flags the nodes that run another config than most nodes (all of them on a tie)", () => {
+    const none: Obeyed = { ...obeyed, config: undefined }
+    const a = sha256Of("a")
+    const b = sha256Of("b")
+    const drift = (live: readonly NodeStatus[]): string[] => clusterRows(none, live).filter((r) => r.drift).map((r) => r.node)
+    expect(drift([node("n1", "3", "run", 15, a), node("n2", "3", "run", 15, a), node("n3", "3", "run", 15, b)])).toEqual(["n3"])
+    expect(drift([node("n1", "3", "run", 15, a), node("n2", "3", "run", 15, a)])).toEqual([])
+    expect(drift([node("n1", "3", "run", 15, a), node("n2", "3", "run", 15, b)])).toEqual(["n1", "n2"])
+  })
+
+  it("tracks a tell addressed to named nodes; a named node that is not live has not answered", () => {
+    const live = [node("n1", "maint", "run", 16), node("n2", "maint", "fail", 16), node("n3", "maint", "run", 15)]
+    expect(nodeTellProgress(live, ["n1", "n2", "n3", "gone"], "web", "maint", 16)).toEqual({
+      done: ["n1"],
+      failed: ["n2"],
+      pending: ["n3", "gone"],
+      overridden: [],
+    })
   })
 })
