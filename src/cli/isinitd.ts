@@ -11,7 +11,7 @@ import * as Exit from "effect/Exit"
 import { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, runDaemon, version } from "../runtime/daemon.ts"
 import { streamLog } from "../runtime/log.ts"
 
-const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--socket-mode MODE]
+const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state FILE] [--socket-mode MODE]
        isinitd --etcd URLS [--cluster NAME] [--node NAME] [--lease-ttl S] [-c FILE] [-s SOCKET] [--initstat FILE]
        isinitd --help | --version
 
@@ -26,6 +26,9 @@ Options:
       --initstat FILE   status file (default: the isinittab's :::initstat: directive, else
                         "${defaultInitstatName}" beside the socket; unlike IS::Init, which writes
                         none without the directive, isinitd always writes one)
+      --state FILE      the daemon's own record of its processes (default: "isinitd.state"
+                        beside the status file); a daemon restarted after a crash re-adopts the
+                        processes still alive from it instead of starting them twice
       --socket-mode M   permission bits of the socket, octal (default 0600: only the owner may
                         talk to the daemon; e.g. 0660 lets the socket's group in as well)
       --etcd URLS       cluster mode: etcd client URLs, comma-separated (e.g. http://10.0.0.1:2379);
@@ -40,6 +43,8 @@ Options:
 Signals: SIGTERM or SIGINT stop every process (as \`isinit stopall\`), then the daemon exits 0;
 SIGHUP re-reads the isinittab and re-applies every group's current level.
 A second daemon on the same socket is refused; a stale socket file is replaced.
+Run as root, isinitd refuses an isinittab (or its directory) that is not owned by root or is
+writable by group or others, at startup and at every re-read (fix: chown root, chmod go-w).
 `
 
 const fail = (message: string, code: number): never => {
@@ -56,6 +61,7 @@ const parse = () => {
         config: { type: "string", short: "c" },
         socket: { type: "string", short: "s" },
         initstat: { type: "string" },
+        state: { type: "string" },
         "socket-mode": { type: "string" },
         etcd: { type: "string" },
         cluster: { type: "string" },
@@ -108,6 +114,7 @@ const exit = await Effect.runPromiseExit(
     configPath: configPathFrom(values.config, process.env),
     socketPath: values.socket,
     initstatPath: values.initstat,
+    statePath: values.state,
     socketMode,
     log: streamLog(process.stderr),
     cluster: etcd === undefined ? undefined : { hosts: etcd, cluster: values.cluster, node, leaseTtlSeconds },

@@ -1,15 +1,17 @@
 /**
  * isinitd's wiring: paths, config loading, the runtime services, the socket handler, signals.
  *
- * Lifecycle: read the isinittab (unreadable: refuse to start), claim the socket (a live daemon
- * there: refuse to start), write the status file, then serve. Every tell re-reads the isinittab,
+ * Lifecycle: read the isinittab (unreadable, or as root writable by others: refuse to start),
+ * judge the state file a crashed predecessor left (persistence.ts), claim the socket (a live
+ * daemon there: refuse to start), re-adopt the predecessor's live processes (the Restore event
+ * comes first), write the status file, then serve. Every tell re-reads the isinittab,
  * as the original does, so edits apply at the next tell; SIGHUP re-reads it and re-applies every
  * group's level. `stopall`, SIGTERM and SIGINT stop every process; once the last one is gone
  * (lifecycle `halted`) the daemon flushes the status file, removes its socket and exits 0, as the
  * original's stopall does.
  *
- * The state is the reducer's alone; the initial state is a parameter so that a later version can
- * start from a saved state file and re-adopt its processes instead of starting from nothing.
+ * The state is the reducer's alone; it is written to the state file after every batch that
+ * changed it, and the file is removed after a clean exit.
  */
 import { mkdirSync, readFileSync } from "node:fs"
 import { readFile } from "node:fs/promises"
@@ -35,12 +37,15 @@ import { renderStatusFile, statusRows } from "../core/status.ts"
 import type { LogService } from "./log.ts"
 import { Log } from "./log.ts"
 import type { LoopService } from "./loop.ts"
-import { Inbox, makeLoop, monotonicNow } from "./loop.ts"
+import { Inbox, makeLoop } from "./loop.ts"
 import type { Output } from "./processes.ts"
 import { ProcessReports, Processes, makeProcesses } from "./processes.ts"
 import type { Handler } from "./server.ts"
 import { serve } from "./server.ts"
 import { StatusFile, makeStatusFile } from "./statusFile.ts"
+import { openPersistence } from "./persistence.ts"
+import { statePathFor } from "./stateFile.ts"
+import { insecureConfigReason } from "./strictModes.ts"
 
 export const defaultConfigPath = "/etc/isinittab"
 export const defaultSocketPath = "/var/run/is/init.s"
@@ -72,6 +77,8 @@ export interface DaemonOptions {
   readonly handleSignals?: boolean
   /** Told once the daemon serves, with the paths it settled on. */
   readonly onReady?: (paths: Paths) => void
+  /** `--state`; else `isinitd.state` beside the status file (see persistence.ts). */
+  readonly statePath?: string | undefined
   /** Cluster mode (`--etcd`): config and desired levels from etcd; see src/cluster/agent.ts. */
   readonly cluster?: Omit<AgentOptions, "localConfigPath" | "log"> | undefined
 }
@@ -96,12 +103,21 @@ const reasonOf = (e: unknown): string => {
   return err.code !== undefined ? `${err.code} (${err.message})` : String(e)
 }
 
-/** The isinittab, read now: every tell and SIGHUP sees the file as it is at that moment. */
+/**
+ * The isinittab, read now: every tell and SIGHUP sees the file as it is at that moment. As root,
+ * a file others may write is refused each time (see strictModes.ts).
+ */
 export const readConfig = (path: string): Effect.Effect<Parsed, string> =>
-  Effect.tryPromise({
-    try: async () => parseInittab(await readFile(path, "utf8")),
-    catch: (e) => `cannot read the isinittab ${path}: ${reasonOf(e)}`,
-  })
+  Effect.flatMap(
+    Effect.tryPromise({ try: () => insecureConfigReason(path), catch: (e) => `cannot check the isinittab ${path}: ${reasonOf(e)}` }),
+    (insecure) =>
+      insecure !== undefined
+        ? Effect.fail(insecure)
+        : Effect.tryPromise({
+            try: async () => parseInittab(await readFile(path, "utf8")),
+            catch: (e) => `cannot read the isinittab ${path}: ${reasonOf(e)}`,
+          }),
+  )
 
 /** The reason the reducer gave when it rejected the event, if it did. */
 const rejectionMessage = (effects: readonly CoreEffect[]): string | undefined => {
@@ -279,44 +295,64 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFa
         catch: (e) => startupFailure(`cannot create the socket directory ${dirname(paths.socket)}: ${reasonOf(e)}`),
       })
 
+      const persistence = openPersistence({ path: resolve(options.statePath ?? statePathFor(paths.initstat)), log })
+      if (persistence._tag === "Refused") return yield* Effect.fail(startupFailure(persistence.message))
+
       const stateRef = yield* Ref.make(initialStateWith(parsed.config))
       const queue = yield* Queue.unbounded<Event>()
-      const inbox = Inbox.of({ queue, now: monotonicNow, offer: (event) => void Queue.offerUnsafe(queue, event) })
+      const inbox = Inbox.of({ queue, now: persistence.clock, offer: (event) => void Queue.offerUnsafe(queue, event) })
       const reports = ProcessReports.of({ report: (r) => inbox.offer({ ...r, now: inbox.now() }) })
       const processes = yield* makeProcesses({
         ...(options.output === undefined ? {} : { output: options.output }),
         warn: (message) => log.line({ what: "warning", message }),
+        instance: persistence.path,
+        beforeSpawn: persistence.beforeSpawn,
       }).pipe(Effect.provideService(ProcessReports, reports))
       const status = yield* makeStatusFile({
         path: paths.initstat,
         render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()),
         warn: (message) => log.line({ what: "warning", message }),
       })
-      const loop = yield* makeLoop(stateRef).pipe(
+      const loop = yield* makeLoop(stateRef, { onBatch: persistence.onBatch }).pipe(
         Effect.provideService(Inbox, inbox),
         Effect.provideService(Processes, processes),
         Effect.provideService(StatusFile, status),
         Effect.provideService(Log, log),
       )
 
-      const handler = makeHandler({ loop, configPath: paths.config, log, cluster: agent })
+      // Requests wait until the predecessor's processes are taken over (the Restore event comes
+      // first); a change is answered once the state file holds it, so an acknowledged tell survives a crash.
+      let takenOver: () => void = () => undefined
+      const ready = new Promise<void>((resolveReady) => (takenOver = resolveReady))
+      const serveRequest = makeHandler({ loop, configPath: paths.config, log, cluster: agent })
+      const changes = new Set<Request["op"]>(["tell", "stopall", "reload"])
+      const handler: Handler = (request) =>
+        Effect.andThen(
+          Effect.promise(() => ready),
+          Effect.tap(serveRequest(request), () => (changes.has(request.op) ? Effect.promise(() => persistence.flush()) : Effect.void)),
+        )
       yield* serve(paths.socket, handler, {
         ...(options.socketMode === undefined ? {} : { mode: options.socketMode }),
         onReject: (reason) => log.line({ what: "rejected", message: reason }),
       }).pipe(Effect.mapError((e) => startupFailure(e.message)))
-      // Only now that the socket is ours: a refused second daemon must not touch the status file.
+      // Only now that the socket is ours: a refused second daemon must not touch the status or state file.
+      const takeOver = persistence.takeOver(parsed)
+      for (const adopted of takeOver.adopt) yield* processes.adopt?.(adopted) ?? Effect.void
+      if (takeOver.event !== undefined) inbox.offer(takeOver.event)
+      takenOver()
       status.request()
       const configOf = (): Effect.Effect<Parsed, string> => agent?.currentConfig() ?? readConfig(paths.config)
       if (options.handleSignals ?? true) yield* installSignals(loop, configOf, log)
       log.line({
         what: "ready",
-        message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}`,
+        message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}, state ${persistence.path}`,
       })
       options.onReady?.(paths)
       if (agent !== undefined) yield* agent.start(loop)
 
       yield* loop.waitFor((s) => s.lifecycle === "halted")
       yield* Effect.promise(() => status.flush())
-      log.line({ what: "exit", message: "every process is gone; removing the socket and exiting" })
+      yield* Effect.promise(() => persistence.finish())
+      log.line({ what: "exit", message: "every process is gone; removing the socket and the state file, exiting" })
     }),
   )

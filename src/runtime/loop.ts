@@ -8,9 +8,9 @@
  * request per batch. Then it arms a single timer for `nextDeadline(state)`, or none: an idle
  * daemon does no work at all.
  *
- * Time is a monotonic millisecond clock anchored at the wall time of the daemon's start, so its
- * values read like epoch milliseconds (jail ends in the status stay meaningful) but never jump
- * when the wall clock is set.
+ * Time is the kernel's monotonic clock anchored at the boot's wall time (see boot.ts), so its
+ * values read like epoch milliseconds (jail ends in the status stay meaningful), never jump when
+ * the wall clock is set, and are the same in a daemon restarted on the same boot.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -24,6 +24,7 @@ import { describeOutcome } from "../core/events.ts"
 import { nextDeadline, reduce } from "../core/reducer.ts"
 import type { State } from "../core/state.ts"
 import { entryOf } from "../core/state.ts"
+import { makeBootClock } from "./boot.ts"
 import { Log } from "./log.ts"
 import type { ProcessReport } from "./processes.ts"
 import { ProcessReports, Processes } from "./processes.ts"
@@ -31,7 +32,7 @@ import { StatusFile } from "./statusFile.ts"
 
 export type Clock = () => number
 
-export const monotonicNow: Clock = () => Math.floor(performance.timeOrigin + performance.now())
+export const monotonicNow: Clock = makeBootClock()
 
 /** The loop's queue of events; anything may offer to it, only the loop takes. */
 export class Inbox extends Context.Service<
@@ -96,9 +97,15 @@ const groupOf = (state: State, tag: string): string | undefined => {
   return proc._tag === "Idle" ? state.config.byTag.get(tag)?.group : proc.def.group
 }
 
+export interface LoopOptions {
+  /** Told the state after every batch, once it is visible (the state file writer listens here). */
+  readonly onBatch?: (state: State) => void
+}
+
 /** Start the loop in the current scope; closing the scope stops it (children are left alone). */
 export const makeLoop = (
   stateRef: Ref.Ref<State>,
+  options: LoopOptions = {},
 ): Effect.Effect<LoopService, never, Scope.Scope | Inbox | Processes | StatusFile | Log> =>
   Effect.gen(function* () {
     const inbox = yield* Inbox
@@ -193,6 +200,7 @@ export const makeLoop = (
       yield* Ref.set(stateRef, state)
       batches++
       if (writeStatus) status.request()
+      options.onBatch?.(state)
       armTimer(nextDeadline(state))
       const resumes = applied
       applied = []

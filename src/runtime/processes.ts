@@ -12,6 +12,13 @@
  *
  * Pgids are safe to signal while the run is not reported gone: the kernel never hands out a pid
  * that is still some group's id, and the leader's pid stays ours until Node reaps it.
+ *
+ * Adopted runs (a previous daemon's, after a crash) are not our children: no exit event comes.
+ * They are polled like lingering groups (backoff up to 500 ms, only while such runs exist): a
+ * leader that still shows its recorded start time is alive (one small /proc read); otherwise the
+ * run is over once its group has no live member, or at once if its pid now names another process.
+ * Their exit status cannot be known: they end as `Vanished`. Before a signal, a leader pid that
+ * shows another start time ends the run instead of being signalled.
  */
 import { spawn as spawnChild } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
@@ -49,6 +56,19 @@ export interface ProcessesService {
   readonly kill: (tag: string, run: number, signal: NodeJS.Signals) => Effect.Effect<void>
   /** Runs not yet reported gone (spawning, alive, or leader reaped with members left). */
   readonly liveRuns: Effect.Effect<number>
+  /**
+   * Supervise a process a previous daemon started (not our child): `ChildExit{Vanished}` when its
+   * group is gone. Optional so that test fakes that never restore need not provide it.
+   */
+  readonly adopt?: (adopted: AdoptedProcess) => Effect.Effect<void>
+}
+
+/** A run of a previous daemon, verified alive: its leader's pid (= its pgid) and start time. */
+export interface AdoptedProcess {
+  readonly tag: string
+  readonly run: number
+  readonly pid: number
+  readonly identity: string
 }
 
 export class Processes extends Context.Service<Processes, ProcessesService>()("isinit/runtime/Processes") {}
@@ -74,7 +94,7 @@ export const argvOf = (command: string): Argv => {
 }
 
 /** Fields of /proc/PID/stat after "pid (comm) ", or undefined if the process is gone. */
-const statFields = (pid: number | string): string[] | undefined => {
+export const statFields = (pid: number | string): string[] | undefined => {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "latin1")
     // comm may hold spaces and parentheses, so cut at the last ')'.
@@ -120,6 +140,8 @@ interface Run {
   /** Group poll backoff, used once the leader is gone but members remain. */
   pollDelayMs: number
   pollAt: number
+  /** Set for adopted runs: the leader's start time, checked before every signal and poll. */
+  readonly adoptedIdentity?: string
 }
 
 export interface ProcessesOptions {
@@ -128,12 +150,35 @@ export interface ProcessesOptions {
   readonly env?: NodeJS.ProcessEnv
   /** Told when something goes wrong that is not a run's outcome (an unexpected kill error). */
   readonly warn?: (message: string) => void
+  /**
+   * Names this daemon's lineage (isinitd passes its state file's path). When set, every child
+   * gets ISINIT_INSTANCE, ISINIT_TAG and ISINIT_RUN in its environment, so that a successor
+   * can find runs started after the last state-file write.
+   */
+  readonly instance?: string
+  /** Called synchronously right before each process is created (isinitd journals the spawn there). */
+  readonly beforeSpawn?: (spec: SpawnSpec) => void
 }
+
+/** Environment names of the run markers (see `ProcessesOptions.instance`). */
+export const runMarkers = { instance: "ISINIT_INSTANCE", tag: "ISINIT_TAG", run: "ISINIT_RUN" } as const
 
 const keyOf = (tag: string, run: number): string => `${run}\u0000${tag}`
 
 const outcomeOf = (code: number | null, signal: NodeJS.Signals | null): Outcome =>
   signal !== null ? { _tag: "Signaled", signal } : { _tag: "Exited", code: code ?? 0 }
+
+/** Whether `pid` is the process started at `identity` and is not a zombie. */
+const sameLiveProcess = (pid: number, identity: string): boolean => {
+  const fields = statFields(pid)
+  return fields !== undefined && fields[19] === identity && fields[0] !== "Z" && fields[0] !== "X"
+}
+
+/** Whether `pid` now names a process other than the one started at `identity` (the pid was reused). */
+const pidReused = (pid: number, identity: string): boolean => {
+  const found = statFields(pid)?.[19]
+  return found !== undefined && found !== identity
+}
 
 const groupExists = (pgid: number): boolean => {
   try {
@@ -173,10 +218,16 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
   const poll = (): void => {
     pollTimer = undefined
     pollTimerAt = Infinity
-    const live = livePgids()
+    // An adopted leader that is still itself answers cheaply; the /proc scan only when needed.
+    let scanned: ReadonlySet<number> | undefined
+    const live = (): ReadonlySet<number> => (scanned ??= livePgids())
     const now = performance.now()
     for (const run of lingering) {
-      if (run.pgid === undefined || !live.has(run.pgid)) finish(run, run.leaderOutcome ?? { _tag: "Exited", code: 0 })
+      const adopted = run.adoptedIdentity !== undefined && run.pgid !== undefined ? { pgid: run.pgid, identity: run.adoptedIdentity } : undefined
+      const leaderAlive = adopted !== undefined && sameLiveProcess(adopted.pgid, adopted.identity)
+      // A reused leader pid means the old group is gone (the kernel reuses no live group's id).
+      const gone = adopted !== undefined && !leaderAlive && pidReused(adopted.pgid, adopted.identity)
+      if (gone || (!leaderAlive && (run.pgid === undefined || !live().has(run.pgid)))) finish(run, run.leaderOutcome ?? { _tag: "Exited", code: 0 })
       else if (run.pollAt <= now) {
         run.pollDelayMs = Math.min(maxPollMs, run.pollDelayMs * 2)
         run.pollAt = now + run.pollDelayMs
@@ -210,11 +261,17 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       settled = true
       finish(run, { _tag: "SpawnFailed", reason })
     }
+    const baseEnv = options.env ?? process.env
+    const env =
+      options.instance === undefined
+        ? baseEnv
+        : { ...baseEnv, [runMarkers.instance]: options.instance, [runMarkers.tag]: spec.tag, [runMarkers.run]: String(spec.run) }
+    options.beforeSpawn?.(spec)
     try {
       const child =
         argv._tag === "Direct"
-          ? spawnChild(argv.file, argv.args, { detached: true, stdio: ["ignore", output, output], env: options.env ?? process.env })
-          : spawnChild("/bin/sh", ["-c", argv.script], { detached: true, stdio: ["ignore", output, output], env: options.env ?? process.env })
+          ? spawnChild(argv.file, argv.args, { detached: true, stdio: ["ignore", output, output], env })
+          : spawnChild("/bin/sh", ["-c", argv.script], { detached: true, stdio: ["ignore", output, output], env })
       child.once("error", (e: NodeJS.ErrnoException) => {
         // After a successful spawn, 'error' only means a failed kill or IPC; exits still come.
         if (child.pid === undefined) fail(e.code ?? e.message)
@@ -247,6 +304,8 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
   const kill = (tag: string, runNumber: number, signal: NodeJS.Signals): void => {
     const run = runs.get(keyOf(tag, runNumber))
     if (run === undefined || run.pgid === undefined) return
+    // Not our child: its pid may have been freed and reused since the last poll; never signal that.
+    if (run.adoptedIdentity !== undefined && pidReused(run.pgid, run.adoptedIdentity)) return finish(run, { _tag: "Vanished" })
     try {
       process.kill(-run.pgid, signal)
     } catch (e) {
@@ -260,13 +319,22 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
     }
   }
 
+  /** Watched by the group poll (at most every 500 ms while adopted runs exist), never reaped by us. */
+  const adopt = ({ tag, run: runNumber, pid, identity }: AdoptedProcess): void => {
+    const key = keyOf(tag, runNumber)
+    if (runs.has(key)) return
+    const run: Run = { tag, run: runNumber, pgid: pid, leaderOutcome: { _tag: "Vanished" }, pollDelayMs: firstPollMs, pollAt: 0, adoptedIdentity: identity }
+    runs.set(key, run)
+    linger(run)
+  }
+
   const stop = (): void => {
     if (pollTimer !== undefined) clearTimeout(pollTimer)
     pollTimer = undefined
     pollTimerAt = Infinity
   }
 
-  return { spawn, kill, liveRuns: (): number => runs.size, stop }
+  return { spawn, kill, adopt, liveRuns: (): number => runs.size, stop }
 }
 
 export type ProcessTable = ReturnType<typeof makeProcessTable>
@@ -283,6 +351,7 @@ export const makeProcesses = (options: ProcessesOptions = {}): Effect.Effect<Pro
       spawn: (spec) => Effect.sync(() => table.spawn(spec)),
       kill: (tag, run, signal) => Effect.sync(() => table.kill(tag, run, signal)),
       liveRuns: Effect.sync(() => table.liveRuns()),
+      adopt: (adopted) => Effect.sync(() => table.adopt(adopted)),
     })
   })
 

@@ -1,0 +1,173 @@
+/**
+ * isinitd's memory across its own crashes: the state file (stateFile.ts), the boot clock
+ * (boot.ts) and re-adoption (adopt.ts), put together for the daemon's wiring.
+ *
+ * 1. Before the daemon builds anything, `openPersistence` judges the state file left by a
+ *    predecessor (read only) and settles the clock: a predecessor's clock anchor is kept, so the
+ *    recorded jails, windows and graces go on in the same time base. A predecessor that is still
+ *    alive refuses the start.
+ * 2. Once the socket is ours, `takeOver` sets a bad file aside (logging why), or verifies the
+ *    recorded processes and returns the `Restore` event, which must be the loop's first event,
+ *    with the processes the adapter must watch.
+ * 3. After every batch, `onBatch` asks the coalesced writer for a write if anything a snapshot
+ *    holds changed; `beforeSpawn` journals each run before its process exists; `flush` lets the
+ *    socket answer a tell only once it is on disk. `finish` (after a stopall, everything gone)
+ *    removes the file and the journal, so the next daemon starts fresh.
+ */
+import type { Parsed } from "../core/config.ts"
+import type { Event } from "../core/events.ts"
+import { restore } from "../core/events.ts"
+import type { Snapshot } from "../core/snapshot.ts"
+import { recordedRuns, snapshot } from "../core/snapshot.ts"
+import type { State } from "../core/state.ts"
+import type { StateHeader } from "../codec/stateFile.ts"
+import { encodeStateFile, stateFormat } from "../codec/stateFile.ts"
+import { makeLivenessCheck, planAdoption, scanMarkedLeaders, stopStrays } from "./adopt.ts"
+import type { BootClock } from "./boot.ts"
+import { bootAnchorMs, bootId, makeBootClock } from "./boot.ts"
+import type { LogService } from "./log.ts"
+import type { AdoptedProcess } from "./processes.ts"
+import { processIdentity } from "./processes.ts"
+import type { LoadedState, SpawnJournal } from "./stateFile.ts"
+import { journalPathFor, makeSpawnJournal, makeStateWriter, readJournal, readStateFile, removeStateFile, setAside } from "./stateFile.ts"
+import type { StatusWriter } from "./statusFile.ts"
+
+export interface TakeOver {
+  /** The loop's first event, or `undefined` to start fresh. */
+  readonly event: Event | undefined
+  /** Runs of the predecessor to watch (not our children). */
+  readonly adopt: readonly AdoptedProcess[]
+}
+
+export interface Persistence {
+  readonly _tag: "Opened"
+  readonly path: string
+  readonly clock: BootClock
+  readonly onBatch: (state: State) => void
+  /** For the process adapter's `beforeSpawn`: journal the run before it exists. */
+  readonly beforeSpawn: (spec: { readonly tag: string; readonly run: number }) => void
+  readonly takeOver: (parsed: Parsed) => TakeOver
+  readonly finish: () => Promise<void>
+  /** Resolves once the latest state is on disk (or its write failed): an acknowledged tell survives a crash. */
+  readonly flush: () => Promise<void>
+  /** Writes so far (tests). */
+  readonly writer: StatusWriter | undefined
+}
+
+export interface PersistenceOptions {
+  readonly path: string
+  readonly log: LogService
+  /** Retry delays of the writer after a failed write (defaults: 1 s doubling to 30 s). */
+  readonly retryMs?: number
+  readonly maxRetryMs?: number
+}
+
+const emptySnapshot: Snapshot = { version: 1, nextRun: 1, lifecycle: "running", entries: [], groups: [] }
+
+/** Whether two states differ in anything a snapshot records (maps are persistent: compare references). */
+const snapshotChanged = (a: State, b: State): boolean =>
+  a.entries !== b.entries || a.groups !== b.groups || a.nextRun !== b.nextRun || a.lifecycle !== b.lifecycle
+
+export const openPersistence = (options: PersistenceOptions): Persistence | { readonly _tag: "Refused"; readonly message: string } => {
+  const { path, log } = options
+  const boot = bootId()
+  const loaded: LoadedState = readStateFile(path, boot)
+  if (loaded._tag === "OwnerAlive") {
+    return { _tag: "Refused", message: `the daemon that wrote ${path} (pid ${loaded.pid}) is still running: stop it first, or use another --state file` }
+  }
+  const clock = makeBootClock(loaded._tag === "Usable" ? loaded.header.clockAnchorMs : bootAnchorMs())
+  const warn = (message: string): void => log.line({ what: "warning", message })
+
+  const journalPath = journalPathFor(path)
+  const journaled = loaded._tag === "Usable" || loaded._tag === "Missing" ? readJournal(journalPath) : []
+  let latest: State | undefined
+  let exiting = false
+  /** What the last render covered, and the write count then: when the count moves, that render is on disk. */
+  let renderedNextRun: number | undefined
+  let writesAtRender = 0
+  const journal: SpawnJournal | undefined = boot === undefined ? undefined : makeSpawnJournal(journalPath, journaled, warn)
+  const header: StateHeader | undefined =
+    boot === undefined
+      ? undefined
+      : { format: stateFormat, version: 1, bootId: boot, clockAnchorMs: clock.anchorMs, daemon: { pid: process.pid, identity: processIdentity(process.pid) ?? null } }
+  const writer =
+    header === undefined
+      ? undefined
+      : makeStateWriter({
+          path,
+          render: () => {
+            const writes = writer?.stats().writes ?? 0
+            if (renderedNextRun !== undefined && writes > writesAtRender) journal?.covered(renderedNextRun)
+            writesAtRender = writes
+            renderedNextRun = latest?.nextRun
+            return latest === undefined ? "" : encodeStateFile(header, snapshot(latest))
+          },
+          warn,
+          ...(options.retryMs === undefined ? {} : { retryMs: options.retryMs }),
+          ...(options.maxRetryMs === undefined ? {} : { maxRetryMs: options.maxRetryMs }),
+        })
+  if (writer === undefined) warn(`no boot id in /proc/sys/kernel/random/boot_id: no state file, a restarted daemon will not re-adopt processes`)
+
+  const onBatch = (state: State): void => {
+    if (writer === undefined || exiting) return
+    if (latest !== undefined && !snapshotChanged(latest, state)) return
+    latest = state
+    writer.request()
+  }
+
+  const takeOver = (parsed: Parsed): TakeOver => {
+    // A journal without a usable state file belongs to an older lineage: its run numbers mean nothing now.
+    if (loaded._tag !== "Usable") removeStateFile(journalPath)
+    switch (loaded._tag) {
+      case "Missing": {
+        if (journaled.length === 0) return { event: undefined, adopt: [] }
+        // A daemon that died before its first write: no level was recorded, so whatever it
+        // started is stopped, never left orphaned (its tells were lost with it).
+        const runs = new Set(journaled.map((e) => e.run))
+        const marked = scanMarkedLeaders(path).filter((m) => runs.has(m.run))
+        const plan = planAdoption(emptySnapshot, parsed, journaled, marked, () => false, clock())
+        for (const note of plan.notes) log.line({ what: "restore", message: note })
+        stopStrays(plan.strays, parsed.config.limits.killGraceMs)
+        return { event: undefined, adopt: [] }
+      }
+      case "Finished": {
+        const failed = removeStateFile(path)
+        log.line({ what: "restore", message: `state file ${path} was left by a daemon that had stopped everything: ${failed === undefined ? "removed it" : `cannot remove it (${failed})`}; starting fresh` })
+        return { event: undefined, adopt: [] }
+      }
+      case "Unusable": {
+        const moved = setAside(path)
+        const where = moved._tag === "Moved" ? `set aside as ${moved.to}` : moved.reason
+        log.line({ what: "warning", message: `state file ${path} not used: ${loaded.reason}; ${where}; starting fresh` })
+        return { event: undefined, adopt: [] }
+      }
+      case "Usable": {
+        const now = clock()
+        const plan = planAdoption(loaded.snapshot, parsed, journaled, scanMarkedLeaders(path), makeLivenessCheck(), now)
+        for (const note of plan.notes) log.line({ what: "restore", message: note })
+        stopStrays(plan.strays, parsed.config.limits.killGraceMs)
+        const recorded = recordedRuns(plan.snapshot).length
+        log.line({
+          what: "restore",
+          message: `state file ${path}: ${plan.alive.length} of ${recorded} recorded process(es) still alive and adopted, ${recorded - plan.alive.length} gone`,
+        })
+        return { event: restore(plan.snapshot, plan.alive, parsed, now), adopt: plan.adopt }
+      }
+    }
+  }
+
+  const finish = async (): Promise<void> => {
+    exiting = true
+    if (writer === undefined) return
+    writer.close()
+    await writer.flush()
+    const failed = removeStateFile(path) ?? removeStateFile(journalPath)
+    if (failed !== undefined) warn(`cannot remove the state file ${path}: ${failed}; the next daemon will set it aside`)
+  }
+
+  const beforeSpawn = (spec: { readonly tag: string; readonly run: number }): void => journal?.append({ tag: spec.tag, run: spec.run })
+
+  const flush = (): Promise<void> => writer?.flush() ?? Promise.resolve()
+
+  return { _tag: "Opened", path, clock, onBatch, beforeSpawn, takeOver, finish, flush, writer }
+}

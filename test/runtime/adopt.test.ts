@@ -1,0 +1,281 @@
+/**
+ * Re-adoption pieces without a daemon: the adoption plan (pure), the state file and journal on
+ * disk, the boot clock across processes, and the process adapter supervising processes that are
+ * not its children.
+ */
+import { spawn, spawnSync } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+import { decodeJournal, decodeStateFile, encodeJournalLine, encodeStateFile, stateFormat } from "../../src/codec/stateFile.ts"
+import type { Entry, Mode, Parsed } from "../../src/core/config.ts"
+import { makeConfig } from "../../src/core/config.ts"
+import type { EntrySnapshot, Snapshot } from "../../src/core/snapshot.ts"
+import type { MarkedProcess } from "../../src/runtime/adopt.ts"
+import { makeLivenessCheck, planAdoption, scanMarkedLeaders } from "../../src/runtime/adopt.ts"
+import { bootId, makeBootClock } from "../../src/runtime/boot.ts"
+import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
+import { makeProcessTable, processIdentity } from "../../src/runtime/processes.ts"
+import { journalPathFor, makeSpawnJournal, readJournal, readStateFile, setAside } from "../../src/runtime/stateFile.ts"
+import { repoRoot } from "./daemonHarness.ts"
+import { groupAlive, killGroups, sleep, until } from "./helpers.ts"
+
+const def = (tag: string, mode: Mode, line: number, levels = ["1"], group = "g"): Entry => ({ group, tag, levels, mode, command: `cmd-${tag}`, line })
+const defs = [def("srv", "respawn", 1), def("one", "once", 2), def("w", "wait", 3), def("t", "test", 4), def("other", "respawn", 5, ["2"])]
+const parsed: Parsed = { config: makeConfig(defs), problems: [] }
+const byTag = new Map(defs.map((d) => [d.tag, d]))
+
+const saved = (tag: string, proc: { run: number; pid: number | null; identity: string | null } | null, extra: Partial<EntrySnapshot> = {}): EntrySnapshot => ({
+  tag,
+  proc: proc === null ? null : { ...proc, since: 100, stopping: false, def: byTag.get(tag) ?? def(tag, "respawn", 9) },
+  completion: { _tag: "NotRun" },
+  jail: { _tag: "Free" },
+  starts: [],
+  restarts: 0,
+  ...extra,
+})
+const snap = (entries: readonly EntrySnapshot[], nextRun: number, level: string | null = "1"): Snapshot => ({
+  version: 1,
+  nextRun,
+  lifecycle: "running",
+  entries,
+  groups: [{ name: "g", level, phase: "start", seq: 1 }],
+})
+const marked = (tag: string, run: number, pid: number, identity = `${pid}00`): MarkedProcess => ({ tag, run, pid, identity })
+const nobodyAlive = (): boolean => false
+
+describe("planAdoption", () => {
+  it("adopts recorded runs whose pid and start time still match, and only those", () => {
+    const s = snap([saved("srv", { run: 3, pid: 30, identity: "a" }), saved("one", { run: 4, pid: 40, identity: "b" })], 5)
+    const plan = planAdoption(s, parsed, [], [], (pid, identity) => pid === 30 && identity === "a", 1000)
+    expect(plan.alive).toEqual([3])
+    expect(plan.adopt).toEqual([{ tag: "srv", run: 3, pid: 30, identity: "a" }])
+    expect(plan.snapshot).toEqual(s)
+    expect(plan.strays).toEqual([])
+  })
+
+  it("finds the pid of a recorded run the file had no pid for, by its environment (earliest start wins)", () => {
+    const s = snap([saved("srv", { run: 3, pid: null, identity: null })], 4)
+    const plan = planAdoption(s, parsed, [], [marked("srv", 3, 77, "900"), marked("srv", 3, 70, "500")], nobodyAlive, 1000)
+    expect(plan.adopt).toEqual([{ tag: "srv", run: 3, pid: 70, identity: "500" }])
+    expect(plan.snapshot.entries[0]?.proc).toMatchObject({ run: 3, pid: 70, identity: "500" })
+  })
+
+  it("takes back a run started after the last write, and counts its start in the window", () => {
+    const s = snap([saved("srv", null, { starts: [10] })], 5)
+    const plan = planAdoption(s, parsed, [{ tag: "srv", run: 5 }], [marked("srv", 5, 55)], nobodyAlive, 1000)
+    expect(plan.alive).toEqual([5])
+    expect(plan.snapshot.nextRun).toBe(6)
+    expect(plan.snapshot.entries[0]).toMatchObject({ tag: "srv", starts: [10, 1000], proc: { run: 5, pid: 55, def: byTag.get("srv") } })
+  })
+
+  it("a once, wait or test started after the last write and already ended counts as run: never twice", () => {
+    const s = snap([], 5)
+    const journal = [{ tag: "one", run: 5 }, { tag: "w", run: 6 }, { tag: "t", run: 7 }]
+    const plan = planAdoption(s, parsed, journal, [], nobodyAlive, 1000)
+    expect(plan.alive).toEqual([])
+    expect(plan.snapshot.nextRun).toBe(8)
+    const completion = (tag: string) => plan.snapshot.entries.find((e) => e.tag === tag)?.completion
+    expect(completion("one")).toEqual({ _tag: "Ran", ok: true })
+    expect(completion("w")).toEqual({ _tag: "Ran", ok: true })
+    expect(completion("t")).toEqual({ _tag: "Ran", ok: false })
+  })
+
+  it("of several runs of one entry after the last write, only the latest can be alive; all count as starts", () => {
+    const s = snap([saved("srv", { run: 2, pid: 20, identity: "x" })], 5)
+    const plan = planAdoption(s, parsed, [{ tag: "srv", run: 5 }, { tag: "srv", run: 6 }, { tag: "srv", run: 7 }], [marked("srv", 5, 50), marked("srv", 7, 70)], () => true, 1000)
+    expect(plan.adopt).toEqual([{ tag: "srv", run: 7, pid: 70, identity: "7000" }])
+    expect(plan.snapshot.entries[0]).toMatchObject({ starts: [1000, 1000, 1000], proc: { run: 7 } })
+  })
+
+  it("stops a live run whose level was never recorded (its tell was lost), and ignores setsid descendants of old runs", () => {
+    const s = snap([saved("srv", { run: 2, pid: 20, identity: "x" })], 5)
+    // "other" is not in level 1; run 1 of srv is older than the file: a descendant that left the group.
+    const plan = planAdoption(s, parsed, [{ tag: "other", run: 5 }], [marked("other", 5, 50), marked("srv", 1, 10)], (pid) => pid === 20, 1000)
+    expect(plan.strays).toEqual([marked("other", 5, 50)])
+    expect(plan.adopt).toEqual([{ tag: "srv", run: 2, pid: 20, identity: "x" }])
+    expect(plan.snapshot.entries.map((e) => e.tag)).toEqual(["srv"])
+    expect(plan.snapshot.nextRun).toBe(6)
+    const untold = planAdoption(snap([], 1, null), parsed, [{ tag: "srv", run: 1 }], [marked("srv", 1, 11)], nobodyAlive, 1000)
+    expect(untold.strays).toEqual([marked("srv", 1, 11)])
+    expect(untold.alive).toEqual([])
+  })
+})
+
+describe("state file and journal", () => {
+  let dir: string | undefined
+  afterEach(() => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+    dir = undefined
+  })
+  const tmp = (): string => (dir = mkdtempSync(join(tmpdir(), "isinit-state-")))
+  const header = (boot: string, pid = 999_999, identity: string | null = null) => ({
+    format: stateFormat,
+    version: 1 as const,
+    bootId: boot,
+    clockAnchorMs: 123,
+    daemon: { pid, identity },
+  })
+  const body = snap([saved("srv", { run: 3, pid: 30, identity: "a" })], 4)
+
+  it("round-trips, and rejects a cut, foreign or wrong-version file", () => {
+    const text = encodeStateFile(header("b"), body)
+    expect(decodeStateFile(text)).toEqual({ _tag: "Decoded", header: header("b"), snapshot: body })
+    expect(decodeStateFile(text.slice(0, text.length - 20))._tag).toBe("Undecodable")
+    expect(decodeStateFile("")._tag).toBe("Undecodable")
+    expect(decodeStateFile(`{"format":"something-else"}\n{}`)._tag).toBe("Undecodable")
+    expect(decodeStateFile(text.replace('"version":1', '"version":2'))._tag).toBe("Undecodable")
+  })
+
+  it("judges a file: missing, corrupt, from another boot, left halted, written by a live daemon, usable", () => {
+    const d = tmp()
+    const path = join(d, "isinitd.state")
+    const boot = bootId() ?? "test-boot"
+    expect(readStateFile(path, boot)).toEqual({ _tag: "Missing" })
+    writeFileSync(path, "garbage\n")
+    expect(readStateFile(path, boot)).toMatchObject({ _tag: "Unusable", reason: expect.stringMatching(/corrupt or foreign/) })
+    writeFileSync(path, encodeStateFile(header("another-boot"), body))
+    expect(readStateFile(path, boot)).toMatchObject({ _tag: "Unusable", reason: expect.stringMatching(/before a reboot/) })
+    expect(readStateFile(path, undefined)._tag).toBe("Unusable")
+    writeFileSync(path, encodeStateFile(header(boot), { ...body, lifecycle: "halted" }))
+    expect(readStateFile(path, boot)).toEqual({ _tag: "Finished" })
+    // The test's parent process stands in for a live predecessor.
+    writeFileSync(path, encodeStateFile(header(boot, process.ppid, processIdentity(process.ppid) ?? null), body))
+    expect(readStateFile(path, boot)).toEqual({ _tag: "OwnerAlive", pid: process.ppid })
+    // Same pid, another start time: that daemon is gone, its pid reused.
+    writeFileSync(path, encodeStateFile(header(boot, process.ppid, "1"), body))
+    expect(readStateFile(path, boot)._tag).toBe("Usable")
+    const moved = setAside(path, new Date("2026-01-02T03:04:05.678Z"))
+    expect(moved).toEqual({ _tag: "Moved", to: `${path}.bad-2026-01-02T03-04-05.678Z` })
+    expect(readdirSync(d)).toEqual(["isinitd.state.bad-2026-01-02T03-04-05.678Z"])
+  })
+
+  it("journals spawns, skips a torn last line, and empties itself once a written state covers it", () => {
+    const d = tmp()
+    const path = journalPathFor(join(d, "isinitd.state"))
+    const warnings: string[] = []
+    const journal = makeSpawnJournal(path, [], (m) => warnings.push(m))
+    journal.append({ tag: "a", run: 1 })
+    journal.append({ tag: "b c", run: 2 })
+    writeFileSync(path, `${readFileSync(path, "utf8")}{"tag":"x","ru`)
+    expect(readJournal(path)).toEqual([{ tag: "a", run: 1 }, { tag: "b c", run: 2 }])
+    expect(decodeJournal(encodeJournalLine({ tag: "q", run: 9 }))).toEqual([{ tag: "q", run: 9 }])
+    journal.covered(2) // run 2 is not covered yet
+    expect(readJournal(path)).toHaveLength(2)
+    journal.covered(3)
+    expect(readFileSync(path, "utf8")).toBe("")
+    expect(warnings).toEqual([])
+    const broken = makeSpawnJournal(join(d, "missing-dir", "j"), [], (m) => warnings.push(m))
+    broken.append({ tag: "a", run: 1 })
+    broken.append({ tag: "a", run: 2 })
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatch(/cannot append to the spawn journal .*ENOENT/)
+  })
+})
+
+describe("boot clock", () => {
+  it("reads the same in another process: a successor continues its predecessor's timers", () => {
+    const clock = makeBootClock()
+    const before = clock()
+    const child = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "-e", `import("./src/runtime/boot.ts").then((m) => console.log(m.makeBootClock(${clock.anchorMs})()))`],
+      { cwd: repoRoot, encoding: "utf8" },
+    )
+    const after = clock()
+    const theirs = Number(child.stdout.trim())
+    expect(child.status).toBe(0)
+    expect(theirs).toBeGreaterThanOrEqual(before)
+    expect(theirs).toBeLessThanOrEqual(after)
+    // Anchored at the boot: epoch-like values, within a few seconds of the wall clock.
+    expect(Math.abs(clock() - Date.now())).toBeLessThan(5_000)
+  })
+})
+
+describe("supervising adopted processes (not reported by an exit event)", () => {
+  const pgids = new Set<number>()
+  let tables: ProcessTable[] = []
+  afterEach(() => {
+    killGroups(pgids)
+    pgids.clear()
+    for (const t of tables) t.stop()
+    tables = []
+  })
+  const table = () => {
+    const reports: ProcessReport[] = []
+    const t = makeProcessTable((r) => reports.push(r))
+    tables.push(t)
+    const exit = (tag: string) => until(`${tag} reported gone`, () => reports.find((r) => r._tag === "ChildExit" && r.tag === tag))
+    return { t, reports, exit }
+  }
+  /** A process that is not the table's child (spawned here, as a predecessor daemon would have). */
+  const outsider = (script: string): { pid: number; identity: string } => {
+    const child = spawn("/bin/sh", ["-c", script], { detached: true, stdio: "ignore" })
+    child.unref()
+    const pid = child.pid
+    if (pid === undefined) throw new Error("no pid")
+    pgids.add(pid)
+    const identity = processIdentity(pid)
+    if (identity === undefined) throw new Error("no identity")
+    return { pid, identity }
+  }
+
+  it("reports Vanished when an adopted process is killed from outside", async () => {
+    const { t, reports, exit } = table()
+    const p = outsider("exec sleep 300")
+    t.adopt({ tag: "a", run: 1, ...p })
+    await sleep(700)
+    expect(reports).toEqual([])
+    expect(t.liveRuns()).toBe(1)
+    process.kill(p.pid, "SIGKILL")
+    expect(await exit("a")).toEqual({ _tag: "ChildExit", tag: "a", run: 1, outcome: { _tag: "Vanished" } })
+    expect(t.liveRuns()).toBe(0)
+  })
+
+  it("waits for the whole group when the adopted leader exits first, and signals the group", async () => {
+    const { t, reports, exit } = table()
+    const p = outsider("sleep 300 & sleep 0.3")
+    t.adopt({ tag: "b", run: 2, ...p })
+    await until("the leader gone", () => processIdentity(p.pid) === undefined || readFileSync(`/proc/${p.pid}/stat`, "latin1").includes(") Z"))
+    await sleep(800)
+    expect(reports).toEqual([])
+    expect(groupAlive(p.pid)).toBe(true)
+    t.kill("b", 2, "SIGTERM")
+    expect(await exit("b")).toMatchObject({ outcome: { _tag: "Vanished" } })
+    expect(groupAlive(p.pid)).toBe(false)
+  })
+
+  it("never adopts or signals a reused pid: another start time ends the run without a signal", async () => {
+    const { t, exit } = table()
+    const p = outsider("exec sleep 300")
+    const live = makeLivenessCheck()
+    expect(live(p.pid, p.identity)).toBe(true)
+    expect(live(p.pid, "1")).toBe(false)
+    t.adopt({ tag: "c", run: 3, pid: p.pid, identity: "1" })
+    t.kill("c", 3, "SIGKILL")
+    expect(await exit("c")).toMatchObject({ outcome: { _tag: "Vanished" } })
+    expect(processIdentity(p.pid)).toBe(p.identity) // untouched
+  })
+
+  it("scans /proc for session leaders carrying this daemon's run markers", () => {
+    const instance = `/tmp/test-instance-${process.pid}-${Date.now()}`
+    const child = spawn("/bin/sh", ["-c", "sleep 300 & exec sleep 300"], {
+      detached: true,
+      stdio: "ignore",
+      env: { ...process.env, ISINIT_INSTANCE: instance, ISINIT_TAG: "m", ISINIT_RUN: "12" },
+    })
+    child.unref()
+    if (child.pid === undefined) throw new Error("no pid")
+    pgids.add(child.pid)
+    const found = until("the marked leader", () => {
+      const all = scanMarkedLeaders(instance)
+      return all.length > 0 ? all : undefined
+    })
+    return found.then((all) => {
+      // The background sleep is in the same session but not its leader: only the leader is listed.
+      expect(all).toEqual([{ pid: child.pid, identity: processIdentity(child.pid ?? 0), tag: "m", run: 12 }])
+      expect(scanMarkedLeaders(`${instance}-other`)).toEqual([])
+    })
+  })
+})
