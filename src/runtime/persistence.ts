@@ -29,7 +29,7 @@ import type { LogService } from "./log.ts"
 import type { AdoptedProcess } from "./processes.ts"
 import { processIdentity } from "./processes.ts"
 import type { LoadedState, SpawnJournal } from "./stateFile.ts"
-import { journalPathFor, makeSpawnJournal, makeStateWriter, readJournal, readStateFile, removeStateFile, setAside } from "./stateFile.ts"
+import { journalPathFor, makeSpawnJournal, makeStateWriter, readJournal, readStateFile, removeStaleTemporaries, removeStateFile, setAside } from "./stateFile.ts"
 import type { StatusWriter } from "./statusFile.ts"
 
 export interface TakeOver {
@@ -118,6 +118,7 @@ export const openPersistence = (options: PersistenceOptions): Persistence | { re
   const takeOver = (parsed: Parsed): TakeOver => {
     // A journal without a usable state file belongs to an older lineage: its run numbers mean nothing now.
     if (loaded._tag !== "Usable") removeStateFile(journalPath)
+    removeStaleTemporaries(path)
     switch (loaded._tag) {
       case "Missing": {
         if (journaled.length === 0) return { event: undefined, adopt: [] }

@@ -8,8 +8,8 @@
  * another boot (every recorded pid is meaningless after a reboot), or was left by a daemon that
  * had already halted is set aside and the daemon starts fresh, saying why.
  */
-import { appendFileSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
-import { dirname, join } from "node:path"
+import { appendFileSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { basename, dirname, join } from "node:path"
 import type { JournalEntry, StateHeader } from "../codec/stateFile.ts"
 import { decodeJournal, decodeStateFile, encodeJournalLine } from "../codec/stateFile.ts"
 import type { Snapshot } from "../core/snapshot.ts"
@@ -160,4 +160,30 @@ export const makeSpawnJournal = (path: string, existing: readonly JournalEntry[]
       rmSync(path, { force: true })
     },
   }
+}
+
+/**
+ * Removes the writer's temporary files (`.NAME.PID.tmp`) left by daemons killed in the middle of a
+ * write; a live process's file is left alone. Returns how many were removed.
+ */
+export const removeStaleTemporaries = (path: string): number => {
+  const pattern = new RegExp(`^\\.${basename(path).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.(\\d+)\\.tmp$`)
+  let removed = 0
+  let names: string[]
+  try {
+    names = readdirSync(dirname(path))
+  } catch {
+    return 0
+  }
+  for (const name of names) {
+    const pid = Number(pattern.exec(name)?.[1])
+    if (!Number.isInteger(pid) || pid === process.pid || statFields(pid) !== undefined) continue
+    try {
+      rmSync(join(dirname(path), name), { force: true })
+      removed++
+    } catch {
+      // not ours to remove: left alone
+    }
+  }
+  return removed
 }

@@ -17,7 +17,7 @@ import { makeLivenessCheck, planAdoption, scanMarkedLeaders } from "../../src/ru
 import { bootId, makeBootClock } from "../../src/runtime/boot.ts"
 import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
 import { makeProcessTable, processIdentity } from "../../src/runtime/processes.ts"
-import { journalPathFor, makeSpawnJournal, readJournal, readStateFile, setAside } from "../../src/runtime/stateFile.ts"
+import { journalPathFor, makeSpawnJournal, readJournal, readStateFile, removeStaleTemporaries, setAside } from "../../src/runtime/stateFile.ts"
 import { repoRoot } from "./daemonHarness.ts"
 import { groupAlive, killGroups, sleep, until } from "./helpers.ts"
 
@@ -149,6 +149,14 @@ describe("state file and journal", () => {
     const moved = setAside(path, new Date("2026-01-02T03:04:05.678Z"))
     expect(moved).toEqual({ _tag: "Moved", to: `${path}.bad-2026-01-02T03-04-05.678Z` })
     expect(readdirSync(d)).toEqual(["isinitd.state.bad-2026-01-02T03-04-05.678Z"])
+  })
+
+  it("removes temporary files of writers that died mid-write, not those of live processes", () => {
+    const d = tmp()
+    const path = join(d, "isinitd.state")
+    for (const name of [".isinitd.state.999999.tmp", `.isinitd.state.${process.ppid}.tmp`, ".initstat.999999.tmp", "isinitd.state.999999.tmp"]) writeFileSync(join(d, name), "x")
+    expect(removeStaleTemporaries(path)).toBe(1)
+    expect(readdirSync(d).sort()).toEqual([`.initstat.999999.tmp`, `.isinitd.state.${process.ppid}.tmp`, "isinitd.state.999999.tmp"].sort())
   })
 
   it("journals spawns, skips a torn last line, and empties itself once a written state covers it", () => {

@@ -45,11 +45,18 @@ export interface Daemon {
   readonly exitCode: () => number | null | undefined
 }
 
+export interface StartOptions {
+  readonly args?: readonly string[]
+  readonly waitReady?: boolean
+  /** A command that execs the daemon, e.g. ["setpriv", "--reuid=65534", ...] (it must exec, keeping the pid). */
+  readonly prefix?: readonly string[]
+}
+
 export interface Lab {
   readonly dir: string
   readonly path: (name: string) => string
   readonly writeTab: (text: string) => string
-  readonly start: (options?: { readonly args?: readonly string[]; readonly waitReady?: boolean }) => Promise<Daemon>
+  readonly start: (options?: StartOptions) => Promise<Daemon>
   readonly cleanup: () => Promise<void>
 }
 
@@ -64,12 +71,13 @@ export const makeLab = (): Lab => {
     return tab
   }
 
-  const start = async (options: { readonly args?: readonly string[]; readonly waitReady?: boolean } = {}): Promise<Daemon> => {
+  const start = async (options: StartOptions = {}): Promise<Daemon> => {
     const socket = path("run/init.s")
     const initstat = path("run/initstat")
     const args = options.args ?? ["-c", tab, "-s", socket, "--initstat", initstat]
     const [key, value] = marker.split("=") as [string, string]
-    const child = spawn(process.execPath, ["--import", "tsx", isinitdEntry, ...args], {
+    const [program, ...prefixArgs] = [...(options.prefix ?? []), process.execPath]
+    const child = spawn(program ?? process.execPath, [...prefixArgs, "--import", "tsx", isinitdEntry, ...args], {
       cwd: repoRoot,
       env: { ...process.env, [key]: value },
       stdio: ["ignore", "ignore", "pipe"],
