@@ -15,19 +15,10 @@ import type { Parsed } from "../core/config.ts"
 import { hasErrors } from "../core/config.ts"
 import { parseInittab } from "../core/inittab.ts"
 import type { StatusReport } from "../core/report.ts"
+import { checkedString } from "../codec/names.ts"
 import { nameProblem } from "./keys.ts"
 
-const nameCodec = (what: string): t.Type<string, string, unknown> =>
-  new t.Type<string, string, unknown>(
-    what,
-    (u): u is string => typeof u === "string" && nameProblem(what, u) === undefined,
-    (u, c) => {
-      if (typeof u !== "string") return t.failure(u, c, `${what} must be a string`)
-      const problem = nameProblem(what, u)
-      return problem === undefined ? t.success(u) : t.failure(u, c, problem)
-    },
-    t.identity,
-  )
+const nameCodec = (what: string): t.Type<string, string, unknown> => checkedString(what, nameProblem)
 
 const positiveInt = (what: string): t.Type<number, number, unknown> =>
   new t.Type<number, number, unknown>(

@@ -23,17 +23,14 @@
  * and seen-marks sort after that range: they never wake the daemons' watch nor weigh on a resync.
  */
 
-/** Group, level, node and cluster names: what may appear as one path segment of a key. */
-export const maxNameLength = 256
+import { maxNameLength, nameProblem as baseNameProblem } from "../codec/names.ts"
 
-const control = /\p{Cc}/u
-const blank = /\s/
+/** Group, level, node and cluster names: the socket's rule, plus what may not be one key segment. */
+export { maxNameLength }
 
 export const nameProblem = (what: string, name: string): string | undefined => {
-  if (name.length === 0) return `${what} is empty`
-  if (name.length > maxNameLength) return `${what} is longer than ${maxNameLength} characters`
-  if (control.test(name)) return `${what} contains a control character`
-  if (blank.test(name)) return `${what} contains whitespace`
+  const problem = baseNameProblem(what, name)
+  if (problem !== undefined) return problem
   if (name.includes("/")) return `${what} contains a slash`
   if (name === "." || name === "..") return `${what} is "${name}"`
   return undefined

@@ -17,6 +17,7 @@
  */
 import * as E from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
+import { checkedString, maxNameLength, nameProblem } from "./names.ts"
 import type { Mode } from "../core/config.ts"
 import type { Effect as CoreEffect, LogWhat } from "../core/effects.ts"
 import type { EntryProcState, StatusReport } from "../core/report.ts"
@@ -24,8 +25,7 @@ import type { GroupPhase } from "../core/state.ts"
 
 /** A request line longer than this (newline excluded) is refused. */
 export const maxLineBytes = 4096
-/** Longest group or level name accepted. */
-export const maxNameLength = 256
+export { maxNameLength, nameProblem }
 /** Longest `timeoutMs` a waiting tell may ask for: one day. */
 export const maxTimeoutMs = 86_400_000
 
@@ -115,32 +115,11 @@ export const success = (answer: Answer): Response => ({ ok: true, ...answer })
 // ---------------------------------------------------------------------------------------------
 // Names
 
-const controlChar = /\p{Cc}/u
-const whitespace = /\s/
 /** Control characters other than the blanks (tab, vertical tab, form feed, CR) a line may hold. */
 const binaryChar = /(?![\t\v\f\r])\p{Cc}/u
 const utf8 = new TextEncoder()
 
-/** Why a group or level name is unacceptable, or undefined if it is fine. */
-export const nameProblem = (what: string, name: string): string | undefined => {
-  if (name.length === 0) return `${what} is empty`
-  if (name.length > maxNameLength) return `${what} is longer than ${maxNameLength} characters`
-  if (controlChar.test(name)) return `${what} contains a control character`
-  if (whitespace.test(name)) return `${what} contains whitespace`
-  return undefined
-}
-
-const nameCodec = (what: string): t.Type<string, string, unknown> =>
-  new t.Type<string, string, unknown>(
-    what,
-    (u): u is string => typeof u === "string" && nameProblem(what, u) === undefined,
-    (u, c) => {
-      if (typeof u !== "string") return t.failure(u, c, `${what} must be a string`)
-      const problem = nameProblem(what, u)
-      return problem === undefined ? t.success(u) : t.failure(u, c, problem)
-    },
-    t.identity,
-  )
+const nameCodec = (what: string): t.Type<string, string, unknown> => checkedString(what, nameProblem)
 
 const timeoutCodec = new t.Type<number, number, unknown>(
   "timeoutMs",
