@@ -15,9 +15,9 @@ import type { ClusterStore, Nodes } from "../cluster/store.ts"
 import { makeClusterStore } from "../cluster/store.ts"
 import type { Row, TellProgress } from "../cluster/view.ts"
 import { clusterRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
-import { maxTimeoutMs } from "../codec/protocol.ts"
 import { hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
+import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
 import { table } from "./format.ts"
 import type { Io } from "./isinit.ts"
 
@@ -64,7 +64,6 @@ const options = {
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>["values"]
 
-class UsageError extends Error {}
 
 type Command =
   | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly nodes: readonly string[]; readonly wait: boolean; readonly timeoutMs: number }
@@ -76,27 +75,11 @@ type Command =
   | { readonly _tag: "Forget"; readonly node: string }
   | { readonly _tag: "Help" }
 
-const defaultWaitSeconds = 600
 
 const only = (values: Values, allowed: readonly ("node" | "wait" | "timeout" | "json")[], command: string): void => {
   for (const flag of ["node", "wait", "timeout", "json"] as const) {
     if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
   }
-}
-
-const arity = (command: string, args: readonly string[], count: number, shape: string): readonly string[] => {
-  if (args.length !== count) throw new UsageError(`${command} takes ${shape}, got ${args.length === 0 ? "nothing" : args.join(" ")}`)
-  return args
-}
-
-const timeoutOf = (values: Values): number => {
-  if (values.timeout === undefined) return defaultWaitSeconds * 1000
-  if (values.wait !== true) throw new UsageError("--timeout applies only with --wait")
-  const seconds = Number(values.timeout)
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds * 1000 > maxTimeoutMs) {
-    throw new UsageError(`--timeout takes a number of seconds from 0.001 to ${maxTimeoutMs / 1000}, not "${values.timeout}"`)
-  }
-  return Math.max(1, Math.round(seconds * 1000))
 }
 
 const commandOf = (values: Values, positionals: readonly string[]): Command => {
@@ -106,12 +89,12 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
     case undefined:
       throw new UsageError("missing command: tell, clear, status, config or forget")
     case "tell": {
-      const [group = "", level = ""] = arity("tell", rest, 2, "GROUP LEVEL")
+      const [group = "", level = ""] = expectCount("tell", rest, 2, "GROUP LEVEL")
       only(values, ["node", "wait", "timeout"], "tell")
-      return { _tag: "Tell", group, level, nodes: values.node ?? [], wait: values.wait === true, timeoutMs: timeoutOf(values) }
+      return { _tag: "Tell", group, level, nodes: values.node ?? [], wait: values.wait === true, timeoutMs: waitTimeoutMs(values) }
     }
     case "clear": {
-      const [group = ""] = arity("clear", rest, 1, "GROUP")
+      const [group = ""] = expectCount("clear", rest, 1, "GROUP")
       only(values, ["node"], "clear")
       return { _tag: "Clear", group, nodes: values.node ?? [] }
     }
@@ -122,24 +105,24 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
     case "config": {
       const [verb, ...args] = rest
       if (verb === "push") {
-        const [file = ""] = arity("config push", args, 1, "FILE")
+        const [file = ""] = expectCount("config push", args, 1, "FILE")
         only(values, [], "config push")
         return { _tag: "ConfigPush", file }
       }
       if (verb === "show") {
-        arity("config show", args, 0, "no arguments")
+        expectCount("config show", args, 0, "no arguments")
         only(values, [], "config show")
         return { _tag: "ConfigShow" }
       }
       if (verb === "history") {
-        arity("config history", args, 0, "no arguments")
+        expectCount("config history", args, 0, "no arguments")
         only(values, ["json"], "config history")
         return { _tag: "ConfigHistory", json: values.json === true }
       }
       throw new UsageError(`config takes push FILE, show or history${verb === undefined ? "" : `, not "${verb}"`}`)
     }
     case "forget": {
-      const [node = ""] = arity("forget", rest, 1, "NODE")
+      const [node = ""] = expectCount("forget", rest, 1, "NODE")
       only(values, [], "forget")
       return { _tag: "Forget", node }
     }

@@ -13,7 +13,6 @@ import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import type { ClusterInfo, Request, Response } from "../codec/protocol.ts"
-import { maxTimeoutMs } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import { emptyConfig, hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
@@ -24,6 +23,7 @@ import { parseStatusFile } from "../core/status.ts"
 import type { ClientError } from "../runtime/client.ts"
 import { request } from "../runtime/client.ts"
 import { configPathFrom, defaultSocketPath, resolvePaths, version } from "../runtime/daemon.ts"
+import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
 import { endsAtBarrier, groupsTable, planRejection, renderPlanSteps, renderStatus } from "./format.ts"
 
 export const usage = `Usage:
@@ -79,9 +79,7 @@ const processIo: Io = {
   env: process.env,
 }
 
-const defaultWaitSeconds = 600
 
-class UsageError extends Error {}
 
 type Command =
   | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly wait: boolean; readonly timeoutMs: number }
@@ -113,30 +111,15 @@ const options = {
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>["values"]
 
-const expectCount = (name: string, args: readonly string[], count: number, shape: string): readonly string[] => {
-  if (args.length !== count) throw new UsageError(`${name} takes ${shape}, got ${args.length === 0 ? "nothing" : args.join(" ")}`)
-  return args
-}
-
 const onlyFor = (values: Values, allowed: readonly (keyof Values)[], command: string): void => {
   for (const flag of ["wait", "timeout", "level", "json"] as const) {
     if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
   }
 }
 
-const timeoutMsOf = (values: Values): number => {
-  if (values.timeout === undefined) return defaultWaitSeconds * 1000
-  if (values.wait !== true) throw new UsageError("--timeout applies only with --wait")
-  const seconds = Number(values.timeout)
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds * 1000 > maxTimeoutMs) {
-    throw new UsageError(`--timeout takes a number of seconds from 0.001 to ${maxTimeoutMs / 1000}, not "${values.timeout}"`)
-  }
-  return Math.max(1, Math.round(seconds * 1000))
-}
-
 const tellCommand = (values: Values, group: string, level: string): Command => {
   onlyFor(values, ["wait", "timeout"], "a tell")
-  return { _tag: "Tell", group, level, wait: values.wait === true, timeoutMs: timeoutMsOf(values) }
+  return { _tag: "Tell", group, level, wait: values.wait === true, timeoutMs: waitTimeoutMs(values) }
 }
 
 const commandOf = (values: Values, positionals: readonly string[]): Command => {

@@ -1,0 +1,24 @@
+/** Command-line pieces shared by `isinit` and `isinit --etcd`. */
+import { maxTimeoutMs } from "../codec/protocol.ts"
+
+/** A mistake in the command line: printed with the synopsis, exit code 2. */
+export class UsageError extends Error {}
+
+/** How long `--wait` waits without `--timeout`. */
+export const defaultWaitSeconds = 600
+
+export const expectCount = (name: string, args: readonly string[], count: number, shape: string): readonly string[] => {
+  if (args.length !== count) throw new UsageError(`${name} takes ${shape}, got ${args.length === 0 ? "nothing" : args.join(" ")}`)
+  return args
+}
+
+/** `--timeout S` (only with `--wait`) in milliseconds, or the default. */
+export const waitTimeoutMs = (values: { readonly timeout?: string | undefined; readonly wait?: boolean | undefined }): number => {
+  if (values.timeout === undefined) return defaultWaitSeconds * 1000
+  if (values.wait !== true) throw new UsageError("--timeout applies only with --wait")
+  const seconds = Number(values.timeout)
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds * 1000 > maxTimeoutMs) {
+    throw new UsageError(`--timeout takes a number of seconds from 0.001 to ${maxTimeoutMs / 1000}, not "${values.timeout}"`)
+  }
+  return Math.max(1, Math.round(seconds * 1000))
+}
