@@ -68,6 +68,24 @@ test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 6 }), f
   },
 )
 
+test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 6 }), fc.integer({ min: 0, max: 9_999 }), fc.constantFrom("1", "2", "3")])(
+  "rule 8: a reload (SIGHUP) re-applies the level without counting as a tell: the told transition still ends, as run or fail, under its own number",
+  (entries, reloadAt, level) => {
+    const head = "g:slow:1,2,3:wait:slow-mount\n"
+    const w = new World({ config: head + configText(entries), behaviours: [["slow", exitsAfter(10_000, 0)]] })
+    w.tell("g", level)
+    const seq = lookup(w.state.groups, "g")?.seq
+    w.advanceTo(reloadAt)
+    w.reload()
+    expect(lookup(w.state.groups, "g")?.seq).toBe(seq)
+    w.runUntilIdle(600_000)
+    expect(lookup(w.state.groups, "g")?.seq).toBe(seq)
+    expect(["run", "fail"]).toContain(phaseOf(w, "g"))
+    expect(w.startsOf("slow")).toHaveLength(1) // the running barrier is waited for, not rerun
+    expect(w.violations).toEqual([])
+  },
+)
+
 test.prop([fc.integer({ min: 0, max: 2 ** 31 }), fc.integer({ min: 0, max: 39 })], { numRuns: 60 })(
   "rule 8: stopall makes every group `stopping`, stops every process, then every group is `stopped` and the daemon halts",
   (seed, cut) => {

@@ -103,14 +103,14 @@ type EventOf<K extends Event["_tag"]> = Extract<Event, { readonly _tag: K }>
 
 const onTell = (step: Step, { group, level, parsed }: EventOf<"Tell">): void => {
   applyConfig(step, parsed.config)
-  enterLevel(step, group, level)
+  enterLevel(step, group, level, "tell")
 }
 
 /** SIGHUP: the re-read config applies, and every told group re-enters its level. */
 const onReload = (step: Step, { parsed }: EventOf<"Reload">): void => {
   applyConfig(step, parsed.config)
   for (const group of step.groups()) {
-    if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level)
+    if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level, "reapply")
   }
 }
 
@@ -164,7 +164,7 @@ const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">):
   }
   applyConfig(step, parsed.config)
   for (const group of step.groups()) {
-    if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level)
+    if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level, "reapply")
   }
 }
 
@@ -210,13 +210,18 @@ const applyConfig = (step: Step, config: Config): void => {
   }
 }
 
-/** Rules 2, 3 and 8: a group moves to a level; a newer tell supersedes an unfinished one. */
-const enterLevel = (step: Step, name: string, level: string): void => {
+/**
+ * Rules 2, 3 and 8: a group moves to a level; a newer tell supersedes an unfinished one. A
+ * reload or restore re-applies the level without counting as a tell, so a client waiting for
+ * the last tell's transition is not told it was superseded.
+ */
+const enterLevel = (step: Step, name: string, level: string, why: "tell" | "reapply"): void => {
   const defs = step.config.byGroup.get(name) ?? []
   for (const def of defs) if (!listsLevel(def, level)) leaveLevel(step, def.tag)
   const order = defs.filter((def) => def.mode !== "off" && listsLevel(def, level))
   const group = step.group(name)
-  step.setGroup({ ...group, level, phase: "start", seq: group.seq + 1, transition: { level, order, next: 0, barrier: undefined } })
+  const seq = why === "tell" ? group.seq + 1 : group.seq
+  step.setGroup({ ...group, level, phase: "start", seq, transition: { level, order, next: 0, barrier: undefined } })
   step.log({ what: "group", group: name, message: `entering level ${level} (${order.length} entries)` })
   advance(step, name)
   settle(step, name)
@@ -318,7 +323,8 @@ const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Out
     const group = step.group(proc.def.group)
     step.setGroup({ ...group, outgoing: group.outgoing - 1 })
   }
-  if (step.lifecycle === "stopping") return haltIfDone(step)
+  // Halting needs every group drained: look only when this exit drained its own group.
+  if (step.lifecycle === "stopping") return step.group(proc.def.group).outgoing === 0 ? haltIfDone(step) : undefined
   const def = step.config.byTag.get(entry.tag)
   if (def === undefined || def.mode === "off") {
     step.forget(entry.tag)
@@ -349,11 +355,17 @@ const barrierExited = (step: Step, def: Entry, wasStopping: boolean, outcome: Ou
   advance(step, def.group)
 }
 
-/** Rule 12: a process stopped only to be replaced starts again with its new definition. */
+/**
+ * Rule 12: a process stopped only to be replaced starts again with its new definition. A wait
+ * or test that has not run in this level runs (outside a transition nothing waits for it).
+ */
 const resumeAfterStop = (step: Step, def: Entry): void => {
   const entry = step.entry(def.tag)
-  if (def.mode === "respawn" && entry.jail._tag === "Free") startRespawn(step, def)
-  if (def.mode === "once" && entry.completion._tag === "NotRun") spawn(step, def)
+  if (def.mode === "respawn") {
+    if (entry.jail._tag === "Free") startRespawn(step, def)
+  } else if (entry.completion._tag === "NotRun") {
+    spawn(step, def)
+  }
 }
 
 /** Rules 5 and 6: respawn entries restart while admitted; the others are marked as done. */

@@ -118,4 +118,18 @@ describe("reducer examples", () => {
     const [done] = run(after, [childExit("check", 4, { _tag: "Vanished" }, 6_000)])
     expect(groupOf(done, "web").phase).toBe("fail")
   })
+
+  it("rule 12 across groups: an entry changed from respawn to wait is rerun once when a tell elsewhere brings the change", () => {
+    const before = parsedOf([entry("a", "a1", "1", "respawn", 1), entry("b", "x", "1", "respawn", 2)])
+    const after = parsedOf([entry("a", "a1", "1", "respawn", 1), { ...entry("b", "x", "1", "wait", 2), command: "cmd-x2" }])
+    const [s1] = run(initialState, [tell("a", "1", before, 0), tell("b", "1", before, 0)])
+    const [s2, fx2] = run(s1, [tell("a", "1", after, 10)])
+    expect(actions(fx2)).toEqual([{ _tag: "Kill", tag: "x", run: 2, signal: "SIGTERM" }])
+    const [s3, fx3] = run(s2, [childExit("x", 2, { _tag: "Signaled", signal: "SIGTERM" }, 11)])
+    expect(actions(fx3)).toEqual([{ _tag: "RunSync", tag: "x", run: 3, group: "b", command: "cmd-x2" }])
+    const [s4, fx4] = run(s3, [childExit("x", 3, { _tag: "Exited", code: 0 }, 12)])
+    expect(actions(fx4)).toEqual([])
+    expect(entryOf(s4, "x").completion).toEqual({ _tag: "Ran", ok: true })
+    expect(groupOf(s4, "b").phase).toBe("run")
+  })
 })
