@@ -189,14 +189,14 @@ const runHandler = (
   request: Request,
   limits: Limits,
   onAnswer: (response: Response) => void,
-): void => {
+): Fiber.Fiber<Response> | undefined => {
   let effect: Effect.Effect<Response>
   try {
     effect = handler(request)
   } catch (error) {
     limits.reject(`handler threw on ${request.op}: ${reasonOf(error)}`)
     onAnswer(failure(`internal error: ${reasonOf(error)}`))
-    return
+    return undefined
   }
   const fiber = Effect.runFork(effect)
   running.fibers.add(fiber)
@@ -207,6 +207,7 @@ const runHandler = (
     limits.reject(`handler failed on ${request.op}: ${Cause.pretty(exit.cause)}`)
     onAnswer(failure(`internal error: ${reasonOf(Cause.squash(exit.cause))}`))
   })
+  return fiber
 }
 
 const serveConnection = (running: Running, handler: Handler, limits: Limits, socket: net.Socket): void => {
@@ -247,11 +248,20 @@ const serveConnection = (running: Running, handler: Handler, limits: Limits, soc
     const decoded = decodeRequestLine(text)
     if (decoded._tag === "Left") return refuse(framing, decoded.left)
     phase = "handling"
-    runHandler(running, handler, decoded.right, limits, (response) => {
+    const fiber = runHandler(running, handler, decoded.right, limits, (response) => {
       phase = "answered"
       answer(socket, framing, response)
       release()
     })
+    // A waiting client that hangs up must not keep its slot (and a waiter) until the transition
+    // ends: keep reading, so that its end of stream is seen, and give up the wait then.
+    if (fiber !== undefined && decoded.right.op === "tell" && decoded.right.wait) {
+      socket.on("data", () => undefined)
+      socket.resume()
+      socket.once("end", () => {
+        if (phase === "handling") fiber.interruptUnsafe()
+      })
+    }
   }
   const onData = (chunk: Buffer): void => {
     if (phase !== "reading") return

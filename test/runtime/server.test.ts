@@ -221,7 +221,8 @@ describe("bad input", () => {
     const busy = answers.filter((a) => a.startsWith("error: busy: 64 connections already open")).length
     const queuedOut = answers.filter((a) => a === "<backlog full>").length
     expect(busy + queuedOut).toBe(1000)
-    expect(busy).toBeGreaterThan(500)
+    // How many the kernel's listen queue refuses outright depends on the host (somaxconn, load).
+    expect(busy).toBeGreaterThan(0)
     // One log line per second at most, not one per refused connection.
     expect(rejects.filter((r) => r.startsWith("busy")).length).toBeLessThan(20)
     expect(seen).toEqual([])
@@ -234,6 +235,32 @@ describe("bad input", () => {
       if (!pong.ok) await new Promise((r) => setTimeout(r, 50))
     }
     expect(pong).toMatchObject({ ok: true, op: "ping" })
+  })
+  it("frees the slot of a waiting client that hangs up, so hung-up waits cannot lock the socket", async () => {
+    let waiting = 0
+    let abandoned = 0
+    // Waits never end on their own here: only the client hanging up ends them.
+    const waitsForever: Handler = (req) =>
+      req.op === "tell" && req.wait
+        ? Effect.onInterrupt(
+            Effect.andThen(Effect.sync(() => (waiting += 1)), Effect.never),
+            () => Effect.sync(() => (abandoned += 1)),
+          )
+        : fakeHandler(req)
+    await start(waitsForever, { maxConnections: 8 })
+    const wait = JSON.stringify({ op: "tell", group: "g", level: "1", wait: true }) + "\n"
+    // Four rounds through a limit of 8: without freeing, the second round would be refused.
+    for (let round = 1; round <= 4; round++) {
+      const clients = Array.from({ length: 8 }, () => {
+        const socket = net.createConnection(socketPath, () => socket.write(wait))
+        socket.on("error", () => undefined)
+        return socket
+      })
+      await until(() => waiting === round * 8, `round ${round}: 8 waits under way`)
+      for (const socket of clients) socket.destroy()
+      await until(() => abandoned === round * 8, `round ${round}: the hung-up waits given up`)
+    }
+    expect((await ping()).ok).toBe(true)
   })
   it("serves 1,000 concurrent well-formed requests within the limit's queue", async () => {
     await start()
