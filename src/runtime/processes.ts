@@ -310,6 +310,11 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
     if (run === undefined || run.pgid === undefined) return
     // Not our child: its pid may have been freed and reused since the last poll; never signal that.
     if (run.adoptedIdentity !== undefined && pidReused(run.pgid, run.adoptedIdentity)) return finish(run, { _tag: "Vanished" })
+    // A leaderless group may have emptied since the last poll; once its last member is reaped its
+    // id is free for reuse, so look again right before signalling (narrows the window to microseconds).
+    if (lingering.has(run) && run.adoptedIdentity === undefined && !livePgids().has(run.pgid)) {
+      return finish(run, run.leaderOutcome ?? { _tag: "Exited", code: 0 })
+    }
     try {
       process.kill(-run.pgid, signal)
     } catch (e) {
