@@ -126,9 +126,10 @@ const termIgnorers = (count: number): Program[] =>
 const sleepMs = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const progress = (text: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${text}\n`)
 
+type Scanner = ReturnType<typeof makeScanner>
+
 /** Every program alive (one identity per marker), polled every few ms; elapsed since `t0`. */
-const untilAlive = async (markers: readonly string[], t0: number, timeoutMs = 60_000): Promise<{ ms: number; ids: Identity[] }> => {
-  const scanner = makeScanner(markerPrefix)
+const untilAlive = async (scanner: Scanner, markers: readonly string[], t0: number, timeoutMs = 60_000): Promise<{ ms: number; ids: Identity[] }> => {
   for (;;) {
     const found = scanner.scan()
     const ids: Identity[] = []
@@ -206,10 +207,11 @@ const upAndDown = async (peer: Peer, fs: string, count: number, tag: string): Pr
   const programs = sleepers(count)
   const markers = programs.map((p) => p.marker)
   await withSession(peer, stateDir(fs, peer.name.replace(/\W+/g, "-")), { programs }, async (session) => {
+    const scanner = makeScanner(markerPrefix)
     const cpu0 = cpuOfPeer(session)
     const t0 = performance.now()
     await session.start()
-    const up = await untilAlive(markers, t0)
+    const up = await untilAlive(scanner, markers, t0)
     record(`up${tag}`, fs, peer.name, up.ms)
     record(`cpuUp${tag}`, fs, peer.name, cpuOfPeer(session) - cpu0)
     await sleepMs(500)
@@ -232,16 +234,16 @@ const respawns = async (peer: Peer, fs: string, kills: number): Promise<void> =>
   if (kills === 0) return
   const programs = sleepers(kills)
   await withSession(peer, stateDir(fs, peer.name.replace(/\W+/g, "-")), { programs }, async (session) => {
+    const scanner = makeScanner(markerPrefix)
     await session.start()
     const up = await untilAlive(
+      scanner,
       programs.map((p) => p.marker),
       performance.now(),
     )
     await session.settle()
     // runit waits a second before restarting a service that ran for less than a second.
     await sleepMs(1_200)
-    const scanner = makeScanner(markerPrefix)
-    scanner.scan()
     for (const [i, program] of programs.entries()) {
       const old = up.ids[i]
       if (old === undefined) continue
@@ -268,8 +270,10 @@ const respawns = async (peer: Peer, fs: string, kills: number): Promise<void> =>
 const termIgnoring = async (peer: Peer, fs: string): Promise<void> => {
   const programs = termIgnorers(cfg.termN)
   await withSession(peer, stateDir(fs, peer.name.replace(/\W+/g, "-")), { programs, graceSeconds: cfg.graceS }, async (session) => {
+    const scanner = makeScanner(markerPrefix)
     await session.start()
     const up = await untilAlive(
+      scanner,
       programs.map((p) => p.marker),
       performance.now(),
     )
@@ -291,8 +295,10 @@ const idle = async (peers: readonly Peer[], fs: string): Promise<void> => {
       const session = await peer.open(stateDir(fs, `idle-${peer.name.replace(/\W+/g, "-")}`), { programs })
       openSessions.add(session)
       sessions.push({ peer, session })
+      const scanner = makeScanner(markerPrefix)
       await session.start()
       await untilAlive(
+        scanner,
         programs.map((p) => p.marker),
         performance.now(),
       )
@@ -367,7 +373,7 @@ const machine = (): string[] => {
   const dpkgVersion = (pkg: string): string => version("dpkg-query", ["-W", "-f=${Version}", pkg])
   const fsType = (path: string): string => {
     try {
-      return execFileSync("stat", ["-f", "-c", "%T", path], { encoding: "utf8" }).trim()
+      return execFileSync("findmnt", ["-n", "-o", "FSTYPE", "--target", path], { encoding: "utf8" }).trim().split("\n")[0] ?? "?"
     } catch {
       return "?"
     }
@@ -388,7 +394,9 @@ const render = (peers: readonly Peer[], imports: ImportCost[] | undefined, start
   const grace = cfg.graceS * 1000
   const rows: Row[] = [
     { label: `bring-up of ${cfg.n} (tell until all alive)`, measure: "up", fmt: fmtMs, target: (x, fs) => targetVs(x, "up", fs, "runit", "faster than runit") },
+    { label: `bring-up of ${cfg.n}, best run`, measure: "upBest", fmt: fmtMs },
     { label: `bring-up of ${cfg.nBig}`, measure: `up${cfg.nBig}`, fmt: fmtMs, isinitdOnly: true, target: (x) => mark(x < 2000, "< 2 s") },
+    { label: `bring-up of ${cfg.nBig}, best run`, measure: `up${cfg.nBig}Best`, fmt: fmtMs, isinitdOnly: true },
     { label: `supervisor CPU for that bring-up`, measure: "cpuUp", fmt: fmtCpu },
     { label: `supervisor CPU for bring-up of ${cfg.nBig}`, measure: `cpuUp${cfg.nBig}`, fmt: fmtCpu, isinitdOnly: true },
     { label: `stop of ${cfg.n} (until all gone)`, measure: "stop", fmt: fmtMs, target: (x, fs) => targetVs(x, "stop", fs, "supervisord", "faster than supervisord") },
@@ -422,6 +430,11 @@ const render = (peers: readonly Peer[], imports: ImportCost[] | undefined, start
     for (const name of names) {
       const r = samples("respawn", fs, name)
       if (r.length > 0) record("respawnP90", fs, name, percentile(r, 0.9))
+      // Other work on the machine only ever slows a run down: the best run shows what the supervisor itself costs.
+      for (const measure of ["up", `up${cfg.nBig}`]) {
+        const xs = samples(measure, fs, name)
+        if (xs.length > 0) record(`${measure}Best`, fs, name, Math.min(...xs))
+      }
     }
   }
   const lines: string[] = []

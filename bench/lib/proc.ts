@@ -31,6 +31,11 @@ export const isAlive = (id: Identity): boolean => {
   return f !== undefined && f[19] === id.start && f[0] !== "Z" && f[0] !== "X"
 }
 
+/** Clock ticks per second of /proc times (USER_HZ, 100 on Linux). */
+const ticksPerSecond = 100
+
+const uptimeTicks = (): number => Number(readFileSync("/proc/uptime", "latin1").split(" ")[0]) * ticksPerSecond
+
 const cmdline = (pid: string): string | undefined => {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "latin1")
@@ -51,7 +56,7 @@ const numericNames = (): string[] => {
 /**
  * Finds live processes whose argv holds a marker: `prefix` and six digits. Processes that existed when
  * the scanner was made and were not marked are skipped (nothing we start reuses them), so a scan
- * mostly reads new pids: cheap enough to poll. A new pid is re-read until it is marked, because a
+ * mostly reads new pids: cheap enough to poll. Make it before the action that starts the processes. A new pid is re-read until it is marked, because a
  * fork shows its parent's argv until it execs. Every `revalidateMs` the skipped pids are checked
  * against their start time, in case one died and its pid was handed to a marked process (pids wrap
  * at 32768 here). A marked process, once found, is not read again while its pid is listed: a
@@ -69,9 +74,12 @@ export const makeScanner = (prefix: string, revalidateMs = 250) => {
     const line = cmdline(pid)
     return line === undefined ? undefined : pattern.exec(line)?.[0]
   }
+  // A process that started moments ago may be a fork that has not exec'd its marked program yet
+  // (exec keeps the pid and start time): only older ones are skipped.
+  const recent = uptimeTicks() - 2 * ticksPerSecond
   for (const pid of numericNames()) {
     const start = statFields(pid)?.[19]
-    if (start !== undefined && matchOf(pid) === undefined) ignored.set(pid, start)
+    if (start !== undefined && Number(start) < recent && matchOf(pid) === undefined) ignored.set(pid, start)
   }
 
   const revalidate = (): void => {
