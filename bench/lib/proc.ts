@@ -8,6 +8,7 @@
  * argv through unchanged, so the same marker works for isinitd, runit and supervisord.
  */
 import { readdirSync, readFileSync } from "node:fs"
+import { statFields } from "../../src/runtime/processes.ts"
 
 export interface Identity {
   readonly pid: number
@@ -15,15 +16,8 @@ export interface Identity {
   readonly start: string
 }
 
-/** Fields after "pid (comm) ", or undefined when the process is gone. */
-export const statFields = (pid: number | string): string[] | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1")
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  } catch {
-    return undefined
-  }
-}
+/** Fields after "pid (comm) ", or undefined when the process is gone: the daemon's own reader. */
+export { statFields }
 
 /** Alive and not a zombie waiting to be reaped (a zombie holds nothing). */
 export const isAlive = (id: Identity): boolean => {
