@@ -31,6 +31,12 @@ export interface ServeOptions {
   readonly idleTimeoutMs?: number
   /** Connections served at once (including those waiting for a handler); default 256. */
   readonly maxConnections?: number
+  /**
+   * Tells waiting for their transition (`"wait":true`), counted apart from `maxConnections` so
+   * that waiters, even abandoned ones behind a barrier that never ends, cannot lock out a
+   * `stopall`; default 256.
+   */
+  readonly maxWaiting?: number
   /** Longest request line, newline excluded; default 4096 bytes. */
   readonly maxLineBytes?: number
   /** Pending connections the kernel queues before the daemon accepts them; default 1024. */
@@ -129,6 +135,7 @@ export const claimSocketPath = (path: string): Effect.Effect<void, ServeError> =
 interface Limits {
   readonly idleTimeoutMs: number
   readonly maxConnections: number
+  readonly maxWaiting: number
   readonly maxLineBytes: number
   readonly reject: (reason: string) => void
 }
@@ -138,6 +145,7 @@ interface Running {
   readonly sockets: Set<net.Socket>
   readonly fibers: Set<Fiber.Fiber<Response>>
   active: number
+  waiting: number
   /** Busy refusals not yet reported, and when the last report went out (one per second at most). */
   busyUnreported: number
   busyReportedAt: number
@@ -189,14 +197,14 @@ const runHandler = (
   request: Request,
   limits: Limits,
   onAnswer: (response: Response) => void,
-): Fiber.Fiber<Response> | undefined => {
+): void => {
   let effect: Effect.Effect<Response>
   try {
     effect = handler(request)
   } catch (error) {
     limits.reject(`handler threw on ${request.op}: ${reasonOf(error)}`)
     onAnswer(failure(`internal error: ${reasonOf(error)}`))
-    return undefined
+    return
   }
   const fiber = Effect.runFork(effect)
   running.fibers.add(fiber)
@@ -207,7 +215,6 @@ const runHandler = (
     limits.reject(`handler failed on ${request.op}: ${Cause.pretty(exit.cause)}`)
     onAnswer(failure(`internal error: ${reasonOf(Cause.squash(exit.cause))}`))
   })
-  return fiber
 }
 
 const serveConnection = (running: Running, handler: Handler, limits: Limits, socket: net.Socket): void => {
@@ -247,21 +254,22 @@ const serveConnection = (running: Running, handler: Handler, limits: Limits, soc
     const framing = framingOf(text)
     const decoded = decodeRequestLine(text)
     if (decoded._tag === "Left") return refuse(framing, decoded.left)
+    // A waiting tell leaves the connection count for the waiters' own: however many wait, and
+    // for however long, the other requests (stopall among them) still get a slot.
+    const waits = decoded.right.op === "tell" && decoded.right.wait
+    if (waits) {
+      if (running.waiting >= limits.maxWaiting) return refuse(framing, `busy: ${limits.maxWaiting} clients already waiting for transitions, try again`)
+      running.waiting += 1
+      running.active -= 1
+      counted = false
+    }
     phase = "handling"
-    const fiber = runHandler(running, handler, decoded.right, limits, (response) => {
+    runHandler(running, handler, decoded.right, limits, (response) => {
+      if (waits) running.waiting -= 1
       phase = "answered"
       answer(socket, framing, response)
       release()
     })
-    // A waiting client that hangs up must not keep its slot (and a waiter) until the transition
-    // ends: keep reading, so that its end of stream is seen, and give up the wait then.
-    if (fiber !== undefined && decoded.right.op === "tell" && decoded.right.wait) {
-      socket.on("data", () => undefined)
-      socket.resume()
-      socket.once("end", () => {
-        if (phase === "handling") fiber.interruptUnsafe()
-      })
-    }
   }
   const onData = (chunk: Buffer): void => {
     if (phase !== "reading") return
@@ -318,7 +326,7 @@ const bindWithMode = (server: net.Server, path: string, mode: number, backlog: n
 const listen = (path: string, handler: Handler, mode: number, backlog: number, limits: Limits): Effect.Effect<Running, ServeError> =>
   Effect.callback<Running, ServeError>((resume) => {
     const server = net.createServer({ allowHalfOpen: true })
-    const running: Running = { server, sockets: new Set(), fibers: new Set(), active: 0, busyUnreported: 0, busyReportedAt: 0 }
+    const running: Running = { server, sockets: new Set(), fibers: new Set(), active: 0, waiting: 0, busyUnreported: 0, busyReportedAt: 0 }
     server.on("connection", (socket) => serveConnection(running, handler, limits, socket))
     server.once("error", (error) => resume(Effect.fail(new SocketUnusable({ path, reason: reasonOf(error) }))))
     server.once("listening", () => {
@@ -362,6 +370,7 @@ export const serve = (path: string, handler: Handler, options: ServeOptions = {}
   const limits: Limits = {
     idleTimeoutMs: options.idleTimeoutMs ?? 5000,
     maxConnections: options.maxConnections ?? 256,
+    maxWaiting: options.maxWaiting ?? 256,
     maxLineBytes: options.maxLineBytes ?? protocolMaxLineBytes,
     reject: options.onReject ?? (() => undefined),
   }
