@@ -5,9 +5,10 @@
  */
 import { execFileSync, spawn } from "node:child_process"
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import type { Lab } from "../runtime/daemonHarness.ts"
-import { askJson, entryOf, makeLab, runningPid, statusOf } from "../runtime/daemonHarness.ts"
+import { askJson, entryOf, makeLab, repoRoot, runningPid, statusOf } from "../runtime/daemonHarness.ts"
 import { until } from "../runtime/helpers.ts"
 import { logged } from "./faultHarness.ts"
 
@@ -73,6 +74,14 @@ describe("spawn failures", () => {
       execFileSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
     } catch {
       console.log("skipped: setpriv cannot switch to nobody here")
+      ctx.skip()
+      return
+    }
+    try {
+      // A checkout under a private directory (mktemp -d is 0700) is out of nobody's reach.
+      execFileSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "test", "-r", join(repoRoot, "node_modules", "tsx", "package.json")])
+    } catch {
+      console.log(`skipped: nobody cannot read the checkout at ${repoRoot} (a parent directory is private)`)
       ctx.skip()
       return
     }
