@@ -22,13 +22,13 @@
  * setsid(): not isinit's to manage (the original never managed those either). What stays
  * uncovered: a crash between the journal line and the spawn itself counts the run as started.
  */
-import { readdirSync, readFileSync } from "node:fs"
+import { readFileSync } from "node:fs"
 import type { Entry, Parsed } from "../core/config.ts"
 import type { EntrySnapshot, GroupSnapshot, Snapshot } from "../core/snapshot.ts"
 import { listsLevel } from "../core/config.ts"
 import type { JournalEntry } from "../codec/stateFile.ts"
 import type { AdoptedProcess } from "./processes.ts"
-import { livePgids, runMarkers, statFields } from "./processes.ts"
+import { forEachLiveProcess, livePgids, runMarkers, statFields } from "./processes.ts"
 
 /** A live session leader carrying this daemon's run markers. */
 export interface MarkedProcess {
@@ -47,31 +47,22 @@ const envValue = (environ: string, name: string): string | undefined => {
 /** Live session leaders whose environment names `instance` (cost: one /proc scan, at startup only). */
 export const scanMarkedLeaders = (instance: string): readonly MarkedProcess[] => {
   const found: MarkedProcess[] = []
-  let names: string[]
-  try {
-    names = readdirSync("/proc")
-  } catch {
-    return found
-  }
-  for (const name of names) {
-    if (!/^\d+$/.test(name)) continue
-    const fields = statFields(name)
-    const state = fields?.[0]
+  forEachLiveProcess((pid, fields) => {
     // fields[3] is the session id: our runs lead their own session.
-    if (fields === undefined || state === "Z" || state === "X" || fields[3] !== name) continue
+    if (fields[3] !== pid) return
     let environ: string
     try {
-      environ = readFileSync(`/proc/${name}/environ`, "latin1")
+      environ = readFileSync(`/proc/${pid}/environ`, "latin1")
     } catch {
-      continue // gone, or not ours to read
+      return // gone, or not ours to read
     }
-    if (envValue(environ, runMarkers.instance) !== instance) continue
+    if (envValue(environ, runMarkers.instance) !== instance) return
     const tag = envValue(environ, runMarkers.tag)
     const run = Number(envValue(environ, runMarkers.run))
     const identity = fields[19]
-    if (tag === undefined || !Number.isSafeInteger(run) || identity === undefined) continue
-    found.push({ pid: Number(name), identity, tag, run })
-  }
+    if (tag === undefined || !Number.isSafeInteger(run) || identity === undefined) return
+    found.push({ pid: Number(pid), identity, tag, run })
+  })
   return found
 }
 

@@ -107,24 +107,30 @@ export const statFields = (pid: number | string): string[] | undefined => {
 /** The start time of `pid` (clock ticks since boot), which tells it from a later process with the same pid. */
 export const processIdentity = (pid: number): string | undefined => statFields(pid)?.[19]
 
-/** Process groups that still have a member which is not a zombie. */
-export const livePgids = (): ReadonlySet<number> => {
-  const live = new Set<number>()
+/** Calls `visit` with the stat fields of every live (not zombie) process; skips those that exit meanwhile. */
+export const forEachLiveProcess = (visit: (pid: string, fields: readonly string[]) => void): void => {
   let names: string[]
   try {
     names = readdirSync("/proc")
   } catch {
-    return live
+    return
   }
   for (const name of names) {
     const first = name.charCodeAt(0)
     if (first < 48 || first > 57) continue
     const fields = statFields(name)
-    if (fields === undefined) continue // exited while we looked
-    const state = fields[0]
-    const pgrp = Number(fields[2])
-    if (state !== "Z" && state !== "X" && Number.isInteger(pgrp)) live.add(pgrp)
+    if (fields === undefined || fields[0] === "Z" || fields[0] === "X") continue
+    visit(name, fields)
   }
+}
+
+/** Process groups that still have a member which is not a zombie. */
+export const livePgids = (): ReadonlySet<number> => {
+  const live = new Set<number>()
+  forEachLiveProcess((_, fields) => {
+    const pgrp = Number(fields[2])
+    if (Number.isInteger(pgrp)) live.add(pgrp)
+  })
   return live
 }
 
