@@ -36,7 +36,7 @@ import {
 } from "./codecs.ts"
 import type { Obeyed, Rejection, Snapshot, StoredConfig, WatchEvent } from "./desired.ts"
 import { applyEvent, emptyObeyed } from "./desired.ts"
-import type { Scope as DesiredScope } from "./keys.ts"
+import type { ClusterKey, Scope as DesiredScope } from "./keys.ts"
 import {
   clusterScope,
   configHistoryKey,
@@ -209,6 +209,9 @@ const passThrough: HostPolicy = {
   execute: async (fn, signal) => fn({ signal: signal ?? new AbortController().signal }),
 }
 
+/** What the io-ts decoders of codecs.ts return, seen structurally (this module speaks effect, not fp-ts). */
+type Decoded<A> = { readonly _tag: "Left"; readonly left: string } | { readonly _tag: "Right"; readonly right: A }
+
 const revisionOf = (value: string | number | undefined | null): number => (value === undefined || value === null ? 0 : Number(value))
 
 const validName = (what: string, name: string): Effect.Effect<string, InvalidName> => {
@@ -261,6 +264,29 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
     const reject = (rejection: Rejection): Rejection => {
       log?.line({ what: "etcd-rejected", message: `${rejection.key} (revision ${rejection.revision}): ${rejection.reason}` })
       return rejection
+    }
+
+    /**
+     * One key-value pair of a prefix read: its parsed key if it is of `kind`, and its value if it
+     * decodes and `check` accepts it; otherwise nothing, with the refusal logged into `rejections`.
+     */
+    const accept = <K extends ClusterKey["_tag"], A>(
+      kv: IKeyValue,
+      kind: K,
+      decode: (text: string) => Decoded<A>,
+      rejections: Rejection[],
+      check: (key: Extract<ClusterKey, { readonly _tag: K }>, value: A) => string | undefined = () => undefined,
+    ): { readonly key: Extract<ClusterKey, { readonly _tag: K }>; readonly value: A; readonly revision: number } | undefined => {
+      const key = kv.key.toString("utf8")
+      const revision = revisionOf(kv.mod_revision)
+      const refuse = (reason: string): undefined => void rejections.push(reject({ key, revision, reason }))
+      const parsed = parseKey(cluster, key)
+      const isKind = (k: ClusterKey): k is Extract<ClusterKey, { readonly _tag: K }> => k._tag === kind
+      if (!isKind(parsed)) return refuse(`unknown key: ${parsed._tag === "Unknown" ? parsed.reason : parsed._tag}`)
+      const decoded = decode(kv.value.toString("utf8"))
+      if (decoded._tag === "Left") return refuse(decoded.left)
+      const problem = check(parsed, decoded.right)
+      return problem === undefined ? { key: parsed, value: decoded.right, revision } : refuse(problem)
     }
 
     // -------------------------------------------------------------------------------------------
@@ -463,15 +489,10 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
       Effect.map(call("read history", () => client.getAll().prefix(configHistoryPrefix(cluster)).sort("Key", "Ascend").exec()), (response) => {
         const entries: HistoryEntry[] = []
         const rejections: Rejection[] = []
+        const decode = (text: string) => decodeJson(configValueCodec, text)
         for (const kv of response.kvs) {
-          const key = kv.key.toString("utf8")
-          const revision = revisionOf(kv.mod_revision)
-          const parsed = parseKey(cluster, key)
-          const decoded = decodeJson(configValueCodec, kv.value.toString("utf8"))
-          if (parsed._tag !== "ConfigHistory") rejections.push(reject({ key, revision, reason: "not a history key" }))
-          else if (decoded._tag === "Left") rejections.push(reject({ key, revision, reason: decoded.left }))
-          else if (decoded.right.seq !== parsed.seq) rejections.push(reject({ key, revision, reason: `holds push #${decoded.right.seq}` }))
-          else entries.push({ ...decoded.right, revision })
+          const ok = accept(kv, "ConfigHistory", decode, rejections, (key, value) => (value.seq === key.seq ? undefined : `holds push #${value.seq}`))
+          if (ok !== undefined) entries.push({ ...ok.value, revision: ok.revision })
         }
         return { entries, rejections }
       })
@@ -565,25 +586,14 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
         const rejections: Rejection[] = []
         const live: NodeStatus[] = []
         for (const kv of liveResponse.kvs) {
-          const key = kv.key.toString("utf8")
-          const parsed = parseKey(cluster, key)
-          const decoded = decodeNodeStatus(kv.value.toString("utf8"))
-          const at = revisionOf(kv.mod_revision)
-          if (parsed._tag !== "NodeStatus") rejections.push(reject({ key, revision: at, reason: `unknown key: ${parsed._tag === "Unknown" ? parsed.reason : parsed._tag}` }))
-          else if (decoded._tag === "Left") rejections.push(reject({ key, revision: at, reason: decoded.left }))
-          else if (decoded.right.node !== parsed.node) rejections.push(reject({ key, revision: at, reason: `status of node "${decoded.right.node}"` }))
-          else live.push(decoded.right)
+          const ok = accept(kv, "NodeStatus", decodeNodeStatus, rejections, (key, value) => (value.node === key.node ? undefined : `status of node "${value.node}"`))
+          if (ok !== undefined) live.push(ok.value)
         }
         const liveNames = new Set(live.map((n) => n.node))
         const missing: SeenValue[] = []
         for (const kv of seenResponse.kvs) {
-          const key = kv.key.toString("utf8")
-          const parsed = parseKey(cluster, key)
-          const decoded = decodeSeen(kv.value.toString("utf8"))
-          const at = revisionOf(kv.mod_revision)
-          if (parsed._tag !== "Seen") rejections.push(reject({ key, revision: at, reason: `unknown key: ${parsed._tag === "Unknown" ? parsed.reason : parsed._tag}` }))
-          else if (decoded._tag === "Left") rejections.push(reject({ key, revision: at, reason: decoded.left }))
-          else if (!liveNames.has(parsed.node)) missing.push({ ...decoded.right, node: parsed.node })
+          const ok = accept(kv, "Seen", decodeSeen, rejections)
+          if (ok !== undefined && !liveNames.has(ok.key.node)) missing.push({ ...ok.value, node: ok.key.node })
         }
         const byName = <T extends { readonly node: string }>(a: T, b: T): number => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0)
         return { revision, live: live.sort(byName), missing: missing.sort(byName), rejections }
