@@ -15,11 +15,10 @@ import type { EntrySnapshot, Snapshot } from "../../src/core/snapshot.ts"
 import type { MarkedProcess } from "../../src/runtime/adopt.ts"
 import { makeLivenessCheck, planAdoption, scanMarkedLeaders } from "../../src/runtime/adopt.ts"
 import { bootId, makeBootClock } from "../../src/runtime/boot.ts"
-import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
-import { makeProcessTable, processIdentity } from "../../src/runtime/processes.ts"
+import { processIdentity } from "../../src/runtime/processes.ts"
 import { journalPathFor, makeSpawnJournal, readJournal, readStateFile, removeStaleTemporaries, setAside } from "../../src/runtime/stateFile.ts"
 import { repoRoot } from "./daemonHarness.ts"
-import { groupAlive, killGroups, sleep, until } from "./helpers.ts"
+import { groupAlive, processTableLab, sleep, until } from "./helpers.ts"
 
 const def = (tag: string, mode: Mode, line: number, levels = ["1"], group = "g"): Entry => ({ group, tag, levels, mode, command: `cmd-${tag}`, line })
 const defs = [def("srv", "respawn", 1), def("one", "once", 2), def("w", "wait", 3), def("t", "test", 4), def("other", "respawn", 5, ["2"])]
@@ -202,19 +201,11 @@ describe("boot clock", () => {
 })
 
 describe("supervising adopted processes (not reported by an exit event)", () => {
-  const pgids = new Set<number>()
-  let tables: ProcessTable[] = []
-  afterEach(() => {
-    killGroups(pgids)
-    pgids.clear()
-    for (const t of tables) t.stop()
-    tables = []
-  })
+  const lab = processTableLab()
+  const { pgids } = lab
+  afterEach(lab.cleanup)
   const table = () => {
-    const reports: ProcessReport[] = []
-    const t = makeProcessTable((r) => reports.push(r))
-    tables.push(t)
-    const exit = (tag: string) => until(`${tag} reported gone`, () => reports.find((r) => r._tag === "ChildExit" && r.tag === tag))
+    const { table: t, reports, exited: exit } = lab.make()
     return { t, reports, exit }
   }
   /** A process that is not the table's child (spawned here, as a predecessor daemon would have). */

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs"
-import { livePgids } from "../../src/runtime/processes.ts"
+import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
+import { livePgids, makeProcessTable } from "../../src/runtime/processes.ts"
 
 /** Poll until `check` returns a value other than undefined/false, or fail after `timeoutMs`. */
 export const until = async <A>(what: string, check: () => A | undefined | false | Promise<A | undefined | false>, timeoutMs = 20_000): Promise<A> => {
@@ -62,4 +63,36 @@ export const killGroups = (pgids: Iterable<number>): void => {
       // gone already
     }
   }
+}
+
+/**
+ * Process tables for one test file. Each records its reports; `cleanup` (for afterEach) stops
+ * every table and SIGKILLs every process group they started or the test registered in `pgids`.
+ */
+export const processTableLab = () => {
+  const pgids = new Set<number>()
+  let tables: ProcessTable[] = []
+  const cleanup = (): void => {
+    killGroups(pgids)
+    pgids.clear()
+    for (const table of tables) table.stop()
+    tables = []
+  }
+  const make = () => {
+    const reports: ProcessReport[] = []
+    const table = makeProcessTable((r) => {
+      reports.push(r)
+      if (r._tag === "Started") pgids.add(r.pid)
+    })
+    tables.push(table)
+    const started = (tag: string) =>
+      until(`${tag} started`, () => {
+        const r = reports.find((x) => x._tag === "Started" && x.tag === tag)
+        return r?._tag === "Started" ? r.pid : undefined
+      })
+    const exited = (tag: string, timeoutMs?: number) =>
+      until(`${tag} reported gone`, () => reports.find((x) => x._tag === "ChildExit" && x.tag === tag), timeoutMs)
+    return { reports, table, started, exited }
+  }
+  return { pgids, cleanup, make }
 }

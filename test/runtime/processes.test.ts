@@ -1,35 +1,11 @@
 import { readFileSync, readdirSync, readlinkSync } from "node:fs"
 import { afterEach, describe, expect, it, vi } from "vitest"
-import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
-import { argvOf, makeProcessTable } from "../../src/runtime/processes.ts"
-import { cmdline, groupAlive, killGroups, procStat, sleep, until } from "./helpers.ts"
+import { argvOf } from "../../src/runtime/processes.ts"
+import { cmdline, groupAlive, procStat, processTableLab, sleep, until } from "./helpers.ts"
 
-const pgids = new Set<number>()
-let tables: ProcessTable[] = []
-
-afterEach(() => {
-  killGroups(pgids)
-  pgids.clear()
-  for (const t of tables) t.stop()
-  tables = []
-})
-
-const harness = () => {
-  const reports: ProcessReport[] = []
-  const table = makeProcessTable((r) => {
-    reports.push(r)
-    if (r._tag === "Started") pgids.add(r.pid)
-  })
-  tables.push(table)
-  const started = (tag: string) =>
-    until(`${tag} started`, () => {
-      const r = reports.find((x) => x._tag === "Started" && x.tag === tag)
-      return r?._tag === "Started" ? r.pid : undefined
-    })
-  const exited = (tag: string, timeoutMs?: number) =>
-    until(`${tag} exit`, () => reports.find((x) => x._tag === "ChildExit" && x.tag === tag), timeoutMs)
-  return { reports, table, started, exited }
-}
+const lab = processTableLab()
+afterEach(lab.cleanup)
+const harness = lab.make
 
 describe("argvOf: Perl exec's choice between direct exec and /bin/sh -c", () => {
   it("splits plain commands on whitespace", () => {
