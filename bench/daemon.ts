@@ -229,19 +229,25 @@ const upAndDown = async (peer: Peer, fs: string, count: number, tag: string): Pr
   })
 }
 
+/** Starts the session and waits until every program is alive and the supervisor has settled. */
+const startAll = async (session: Session, programs: readonly { readonly marker: string }[]): Promise<{ scanner: Scanner; up: { ms: number; ids: Identity[] } }> => {
+  const scanner = makeScanner(markerPrefix)
+  await session.start()
+  const up = await untilAlive(
+    scanner,
+    programs.map((p) => p.marker),
+    performance.now(),
+  )
+  await session.settle()
+  return { scanner, up }
+}
+
 /** SIGKILL one program at a time (each once, so no restart limit applies) until its replacement is alive. */
 const respawns = async (peer: Peer, fs: string, kills: number): Promise<void> => {
   if (kills === 0) return
   const programs = sleepers(kills)
   await withSession(peer, stateDir(fs, peer.name.replace(/\W+/g, "-")), { programs }, async (session) => {
-    const scanner = makeScanner(markerPrefix)
-    await session.start()
-    const up = await untilAlive(
-      scanner,
-      programs.map((p) => p.marker),
-      performance.now(),
-    )
-    await session.settle()
+    const { scanner, up } = await startAll(session, programs)
     // runit waits a second before restarting a service that ran for less than a second.
     await sleepMs(1_200)
     for (const [i, program] of programs.entries()) {
@@ -270,14 +276,7 @@ const respawns = async (peer: Peer, fs: string, kills: number): Promise<void> =>
 const termIgnoring = async (peer: Peer, fs: string): Promise<void> => {
   const programs = termIgnorers(cfg.termN)
   await withSession(peer, stateDir(fs, peer.name.replace(/\W+/g, "-")), { programs, graceSeconds: cfg.graceS }, async (session) => {
-    const scanner = makeScanner(markerPrefix)
-    await session.start()
-    const up = await untilAlive(
-      scanner,
-      programs.map((p) => p.marker),
-      performance.now(),
-    )
-    await session.settle()
+    const { up } = await startAll(session, programs)
     await sleepMs(500) // every shell has run its `trap` by now
     const t0 = performance.now()
     await session.stop()
@@ -295,14 +294,7 @@ const idle = async (peers: readonly Peer[], fs: string): Promise<void> => {
       const session = await peer.open(stateDir(fs, `idle-${peer.name.replace(/\W+/g, "-")}`), { programs })
       openSessions.add(session)
       sessions.push({ peer, session })
-      const scanner = makeScanner(markerPrefix)
-      await session.start()
-      await untilAlive(
-        scanner,
-        programs.map((p) => p.marker),
-        performance.now(),
-      )
-      await session.settle()
+      await startAll(session, programs)
     }
     await sleepMs(3_000) // supervisord's startsecs, runit's first status writes
     // Three equal windows: V8 may still collect garbage in the first seconds after a burst of work.
