@@ -10,6 +10,7 @@
 import { createHash } from "node:crypto"
 import * as E from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
+import { decodeJson } from "../codec/json.ts"
 import { statusReportCodec } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import { hasErrors } from "../core/config.ts"
@@ -111,35 +112,12 @@ export type SeenValue = t.TypeOf<typeof seenValueCodec>
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-const describeErrors = (errors: t.Errors): string => {
-  const messages = new Set<string>()
-  for (const error of errors) {
-    const path = error.context
-      .map((entry) => entry.key)
-      .filter((key) => key !== "")
-      .join(".")
-    if (error.message !== undefined) messages.add(path === "" ? error.message : `${path}: ${error.message}`)
-    else if (error.value === undefined) messages.add(`missing field "${path}"`)
-    else messages.add(`field "${path}" must be ${error.context[error.context.length - 1]?.type.name ?? "valid"}`)
-  }
-  return [...messages].join("; ")
-}
-
-/** Parses JSON text and decodes it with `codec`; the left side says what is wrong. */
-export const decodeJson = <A>(codec: t.Decoder<unknown, A>, text: string): E.Either<string, A> => {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch (error) {
-    return E.left(`not JSON: ${error instanceof Error ? error.message : String(error)}`)
-  }
-  const decoded = codec.decode(value)
-  return E.isLeft(decoded) ? E.left(describeErrors(decoded.left)) : E.right(decoded.right)
-}
-
 export const decodeDesired = (text: string): E.Either<string, DesiredValue> => decodeJson(desiredValueCodec, text)
 
 export const decodeNodeStatus = (text: string): E.Either<string, NodeStatus> => decodeJson(nodeStatusCodec, text)
+
+/** A stored config value as written (history entries): no hash or parse check. */
+export const decodeConfigValue = (text: string): E.Either<string, ConfigValue> => decodeJson(configValueCodec, text)
 
 export const decodeSeen = (text: string): E.Either<string, SeenValue> => decodeJson(seenValueCodec, text)
 

@@ -24,10 +24,9 @@ import { parseInittab } from "../core/inittab.ts"
 import type { LogService } from "../runtime/log.ts"
 import type { ConfigValue, NodeStatus, SeenValue } from "./codecs.ts"
 import {
-  configValueCodec,
   decodeConfig,
+  decodeConfigValue,
   decodeDesired,
-  decodeJson,
   decodeNodeStatus,
   decodeSeen,
   describeProblems,
@@ -489,9 +488,8 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
       Effect.map(call("read history", () => client.getAll().prefix(configHistoryPrefix(cluster)).sort("Key", "Ascend").exec()), (response) => {
         const entries: HistoryEntry[] = []
         const rejections: Rejection[] = []
-        const decode = (text: string) => decodeJson(configValueCodec, text)
         for (const kv of response.kvs) {
-          const ok = accept(kv, "ConfigHistory", decode, rejections, (key, value) => (value.seq === key.seq ? undefined : `holds push #${value.seq}`))
+          const ok = accept(kv, "ConfigHistory", decodeConfigValue, rejections, (key, value) => (value.seq === key.seq ? undefined : `holds push #${value.seq}`))
           if (ok !== undefined) entries.push({ ...ok.value, revision: ok.revision })
         }
         return { entries, rejections }
