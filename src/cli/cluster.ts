@@ -216,8 +216,8 @@ const clearCommand = (env: Env, command: Extract<Command, { readonly _tag: "Clea
     const targets: readonly (string | undefined)[] = command.nodes.length === 0 ? [undefined] : [...new Set(command.nodes)]
     for (const node of targets) {
       const { deleted } = yield* env.store.clearDesired(command.group, node === undefined ? {} : { node })
-      const scope = node === undefined ? "cluster-wide level" : `override on ${node}`
-      env.io.err(`isinit: ${command.group}: ${deleted ? `${scope} removed` : `no ${scope} to remove`}\n`)
+      const what = node === undefined ? "cluster-wide level" : `override on ${node}`
+      env.io.err(`isinit: ${command.group}: ${deleted ? `${what} removed` : `no ${what} to remove`}\n`)
     }
     return 0
   })

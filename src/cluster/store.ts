@@ -33,18 +33,18 @@ import {
   encodeValue,
   sha256Of,
 } from "./codecs.ts"
-import type { Obeyed, Rejection, Snapshot, StoredConfig, WatchEvent } from "./desired.ts"
+import type { EtcdView, Obeyed, Rejection, StoredConfig, WatchEvent } from "./desired.ts"
 import { applyEvent, emptyObeyed } from "./desired.ts"
-import type { ClusterKey, Scope as DesiredScope } from "./keys.ts"
+import type { ClusterKey, Target } from "./keys.ts"
 import {
-  clusterScope,
+  clusterTarget,
   configHistoryKey,
   configHistoryPrefix,
   configKey,
   defaultCluster,
   desiredKeyFor,
   nameProblem,
-  nodeScope,
+  nodeTarget,
   nodeStatusKey,
   nodeStatusPrefix,
   obeyedRange,
@@ -144,7 +144,7 @@ export interface Nodes {
 export interface ClusterStore {
   readonly cluster: string
   /** Config and desired levels at one revision; the watch continues from `obeyed.revision`. */
-  readonly readDesired: () => Effect.Effect<Snapshot, EtcdUnavailable>
+  readonly readDesired: () => Effect.Effect<EtcdView, EtcdUnavailable>
   /**
    * Reports every change after `fromRevision`, in order, to `onChange` (one at a time), until
    * interrupted. Outages are reported, retried with backoff and followed by a `Resynced` view.
@@ -299,11 +299,11 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
       const parsed = parseKey(cluster, key)
       switch (parsed._tag) {
         case "Desired": {
-          if (deleted) return { _tag: "DesiredCleared", scope: parsed.scope, group: parsed.group, revision }
+          if (deleted) return { _tag: "DesiredCleared", target: parsed.target, group: parsed.group, revision }
           const decoded = decodeDesired(kv.value.toString("utf8"))
           if (decoded._tag === "Left") return rejected(decoded.left)
           const { level, by, at } = decoded.right
-          return { _tag: "DesiredSet", scope: parsed.scope, group: parsed.group, desired: { level, revision, by, at } }
+          return { _tag: "DesiredSet", target: parsed.target, group: parsed.group, desired: { level, revision, by, at } }
         }
         case "Config": {
           if (deleted) return { _tag: "ConfigCleared", revision }
@@ -319,7 +319,7 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
       }
     }
 
-    const readDesired = (): Effect.Effect<Snapshot, EtcdUnavailable> =>
+    const readDesired = (): Effect.Effect<EtcdView, EtcdUnavailable> =>
       Effect.map(
         call("read desired", () => client.getAll().inRange(obeyedRange(cluster)).exec()),
         (response) => {
@@ -386,12 +386,12 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
             yield* close
             log?.line({ what: "etcd-outage", message: `watch lost: ${reason}; retrying` })
             yield* onChange({ _tag: "Outage", reason })
-            const snapshot = yield* Effect.retry(readDesired(), retrySchedule).pipe(
+            const view = yield* Effect.retry(readDesired(), retrySchedule).pipe(
               Effect.catch(() => Effect.never), // unreachable: the schedule never gives up
             )
-            revision = snapshot.obeyed.revision
+            revision = view.obeyed.revision
             log?.line({ what: "etcd-resync", message: `resynchronised at revision ${revision}` })
-            yield* onChange({ _tag: "Resynced", snapshot })
+            yield* onChange({ _tag: "Resynced", view })
             open(revision)
           })
 
@@ -423,21 +423,21 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
       Effect.gen(function* () {
         yield* validName("group", group)
         yield* validName("level", level)
-        const scope: DesiredScope = opts.node === undefined ? clusterScope : nodeScope(yield* validName("node", opts.node))
+        const target: Target = opts.node === undefined ? clusterTarget : nodeTarget(yield* validName("node", opts.node))
         const config = yield* currentConfig()
         if (config._tag === "Valid" && !config.config.parsed.config.byGroup.has(group)) {
           return yield* Effect.fail(new UnknownGroup({ group, configSeq: config.config.value.seq }))
         }
         const value = encodeValue({ level, at: new Date().toISOString(), ...(opts.by === undefined ? {} : { by: opts.by }) })
-        const response = yield* call("set desired", () => client.put(desiredKeyFor(cluster, scope, group)).value(value).exec())
+        const response = yield* call("set desired", () => client.put(desiredKeyFor(cluster, target, group)).value(value).exec())
         return { revision: revisionOf(response.header.revision) }
       })
 
     const clearDesired: ClusterStore["clearDesired"] = (group, opts = {}) =>
       Effect.gen(function* () {
         yield* validName("group", group)
-        const scope: DesiredScope = opts.node === undefined ? clusterScope : nodeScope(yield* validName("node", opts.node))
-        const response = yield* call("clear desired", () => client.delete().key(desiredKeyFor(cluster, scope, group)).exec())
+        const target: Target = opts.node === undefined ? clusterTarget : nodeTarget(yield* validName("node", opts.node))
+        const response = yield* call("clear desired", () => client.delete().key(desiredKeyFor(cluster, target, group)).exec())
         return { revision: revisionOf(response.header.revision), deleted: revisionOf(response.deleted) > 0 }
       })
 
