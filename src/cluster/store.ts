@@ -21,7 +21,7 @@ import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import { hasErrors } from "../core/config.ts"
 import { parseInittab } from "../core/inittab.ts"
-import type { LogService } from "../runtime/log.ts"
+import type { LogService } from "../log.ts"
 import type { ConfigValue, NodeStatus, SeenValue } from "./codecs.ts"
 import {
   decodeConfig,
