@@ -47,7 +47,7 @@ const sha256Hex = new t.Type<string, string, unknown>(
 // ---------------------------------------------------------------------------------------------
 // desired/<group> and desired-node/<node>/<group>
 
-export const desiredValueCodec = t.intersection([
+const desiredValueCodec = t.intersection([
   t.type({ level: nameCodec("level") }),
   t.partial({ by: t.string, at: isoTime }),
 ])
@@ -56,7 +56,7 @@ export type DesiredValue = t.TypeOf<typeof desiredValueCodec>
 // ---------------------------------------------------------------------------------------------
 // config and history/<seq>
 
-export const configValueCodec = t.intersection([
+const configValueCodec = t.intersection([
   t.type({ text: t.string, sha256: sha256Hex, seq: positiveInt("seq"), pushedAt: isoTime }),
   t.partial({ by: t.string }),
 ])
@@ -82,7 +82,7 @@ const groupDesiredCodec = t.type({
 
 const nullable = <C extends t.Mixed>(codec: C): t.UnionC<[C, t.NullC]> => t.union([codec, t.null])
 
-export const nodeStatusCodec = t.type({
+const nodeStatusCodec = t.type({
   node: nameCodec("node"),
   /** When the node published this (its own clock). */
   at: isoTime,
@@ -106,7 +106,7 @@ export type _CodecChecks = typeof _reportFits
 // ---------------------------------------------------------------------------------------------
 // seen/<node>
 
-export const seenValueCodec = t.type({ node: nameCodec("node"), joinedAt: isoTime })
+const seenValueCodec = t.type({ node: nameCodec("node"), joinedAt: isoTime })
 export type SeenValue = t.TypeOf<typeof seenValueCodec>
 
 // ---------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ export const nameProblem = (what: string, name: string): string | undefined => {
 
 export const defaultCluster = "default"
 
-export const prefixOf = (cluster: string): string => `/isinit/${cluster}/`
+const prefixOf = (cluster: string): string => `/isinit/${cluster}/`
 
 export const configKey = (cluster: string): string => `${prefixOf(cluster)}config`
 
