@@ -41,7 +41,8 @@ Commands:
   config    push: check FILE (errors with line numbers, exit 1) and store it as the cluster's
             config; every daemon switches to it. show: print the stored config. history: every
             pushed config.
-  forget    stop listing a missing NODE (decommissioned).
+  forget    stop listing a missing NODE (decommissioned); refused for a live node and for a
+            node that was never seen.
 
 Options:
   --etcd URLS       etcd client URLs, comma-separated, e.g. http://127.0.0.1:2379

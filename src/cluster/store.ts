@@ -33,7 +33,7 @@ import type { Watching } from "./store/watch.ts"
 import { makeWatching } from "./store/watch.ts"
 
 export type { ConfigRead, HistoryEntry, PushedConfig } from "./store/config.ts"
-export type { ConfigRejected, Contended, EtcdUnavailable, InvalidName, UnknownGroup } from "./store/errors.ts"
+export type { ConfigRejected, Contended, EtcdUnavailable, InvalidName, NodeLive, UnknownGroup, UnknownNode } from "./store/errors.ts"
 export type { Nodes } from "./store/nodes.ts"
 export type { StatusInput } from "./store/presence.ts"
 

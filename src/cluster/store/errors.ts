@@ -43,6 +43,20 @@ export class Contended extends Data.TaggedError("Contended")<{ readonly operatio
   }
 }
 
+/** `forget` of a node that is live: it would vanish from both lists when it stops. */
+export class NodeLive extends Data.TaggedError("NodeLive")<{ readonly node: string }> {
+  override get message(): string {
+    return `${this.node} is live: stop it first (its daemon, on its host), then forget it`
+  }
+}
+
+/** `forget` of a node name that never joined this cluster (a typo, or another cluster). */
+export class UnknownNode extends Data.TaggedError("UnknownNode")<{ readonly node: string; readonly cluster: string }> {
+  override get message(): string {
+    return `no node ${this.node} was ever seen in cluster ${this.cluster}`
+  }
+}
+
 /** `name`, or InvalidName saying why it cannot be a group, level, node or cluster name. */
 export const validName = (what: string, name: string): Effect.Effect<string, InvalidName> => {
   const problem = nameProblem(what, name)

@@ -6,11 +6,11 @@ import * as Effect from "effect/Effect"
 import type { NodeStatus, SeenValue } from "../codecs.ts"
 import { decodeNodeStatus, decodeSeen } from "../codecs.ts"
 import type { Rejection } from "../desired.ts"
-import { nodeStatusPrefix, seenKey, seenPrefix } from "../keys.ts"
+import { nodeStatusKey, nodeStatusPrefix, seenKey, seenPrefix } from "../keys.ts"
 import type { EtcdClient } from "./client.ts"
 import { revisionOf } from "./client.ts"
 import type { EtcdUnavailable, InvalidName } from "./errors.ts"
-import { validName } from "./errors.ts"
+import { NodeLive, UnknownNode, validName } from "./errors.ts"
 import type { KeyValues } from "./kv.ts"
 
 export interface Nodes {
@@ -26,8 +26,8 @@ export interface Membership {
   readonly nodes: () => Effect.Effect<Nodes, EtcdUnavailable>
   readonly liveNodes: () => Effect.Effect<readonly NodeStatus[], EtcdUnavailable>
   readonly missingNodes: () => Effect.Effect<readonly SeenValue[], EtcdUnavailable>
-  /** Stops listing a missing node (decommissioned). */
-  readonly forgetNode: (node: string) => Effect.Effect<void, EtcdUnavailable | InvalidName>
+  /** Stops listing a missing node (decommissioned); refuses a live node and one never seen. */
+  readonly forgetNode: (node: string) => Effect.Effect<void, EtcdUnavailable | InvalidName | NodeLive | UnknownNode>
 }
 
 const byName = <T extends { readonly node: string }>(a: T, b: T): number => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0)
@@ -59,7 +59,18 @@ export const makeMembership = (client: EtcdClient, kv: KeyValues, cluster: strin
   const forgetNode: Membership["forgetNode"] = (node) =>
     Effect.gen(function* () {
       yield* validName("node", node)
-      yield* call("forget node", () => etcd.delete().key(seenKey(cluster, node)).exec())
+      // One transaction, so a node that comes back meanwhile is never forgotten while live.
+      const result = yield* call("forget node", () =>
+        etcd
+          .if(nodeStatusKey(cluster, node), "Create", "==", 0)
+          .and(seenKey(cluster, node), "Create", ">", 0)
+          .then(etcd.delete().key(seenKey(cluster, node)))
+          .else(etcd.get(nodeStatusKey(cluster, node)))
+          .commit(),
+      )
+      if (result.succeeded) return
+      const live = (result.responses[0]?.response_range.kvs.length ?? 0) > 0
+      return yield* Effect.fail(live ? new NodeLive({ node }) : new UnknownNode({ node, cluster }))
     })
 
   return {
