@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import type { EtcdServer } from "./etcd-harness.ts"
-import { skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
+import { eventually, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
 import type { OpenStore } from "./helpers.ts"
 import { openStore, run, statusInput } from "./helpers.ts"
 import { isinit } from "./nodes.ts"
@@ -52,5 +52,41 @@ describe.skipIf(skipWithoutEtcd())("isinit --etcd on one etcd", () => {
     const gone = await isinit([...args, "forget", "n1"])
     expect(gone.code, gone.err).toBe(0)
     expect(await run(open.store.missingNodes())).toEqual([])
+  })
+
+  /** Nodes that report web at `level` and run no daemon: a tell to another level keeps them pending. */
+  const publishAt = async (open: OpenStore, level: string, nodes: readonly string[]): Promise<void> => {
+    for (const n of nodes) await run(open.store.publishStatus(n, statusInput(level)))
+  }
+  const desiredWeb = async (open: OpenStore, node?: string): Promise<string | undefined> => {
+    const { obeyed } = await run(open.store.readDesired())
+    return (node === undefined ? obeyed.cluster.get("web") : obeyed.nodes.get(node)?.get("web"))?.level
+  }
+
+  it("tell --wait ends at once, superseded, when a later tell replaces it, and names the later tell", async () => {
+    const { open, args } = await fresh()
+    await publishAt(open, "1", ["n1", "n2"])
+    const started = Date.now()
+    // On one host the same case ends at once; the cluster used to wait for the whole --timeout.
+    const waiting = isinit([...args, "tell", "web", "2", "--wait", "--timeout", "30"])
+    await eventually("the first tell in etcd", async () => (await desiredWeb(open)) === "2")
+    const later = await isinit([...args, "tell", "web", "3"])
+    expect(later.code, later.err).toBe(0)
+    const first = await waiting
+    expect(first.code).toBe(1)
+    expect(first.err).toMatch(/web=2 superseded on n1, n2 by a later tell: web=3 \(revision \d+, by \S+, at /)
+    expect(first.err).not.toMatch(/not reached/)
+    expect(Date.now() - started).toBeLessThan(20_000)
+  })
+
+  it("a node tell's --wait ends superseded when the node's override is replaced or cleared", async () => {
+    const { open, args } = await fresh()
+    await publishAt(open, "1", ["n1"])
+    const waiting = isinit([...args, "tell", "web", "2", "--node", "n1", "--wait", "--timeout", "30"])
+    await eventually("n1's override in etcd", async () => (await desiredWeb(open, "n1")) === "2")
+    expect((await isinit([...args, "clear", "web", "--node", "n1"])).code).toBe(0)
+    const cleared = await waiting
+    expect(cleared.code).toBe(1)
+    expect(cleared.err).toMatch(/web=2 superseded on n1 by web's desired level was cleared/)
   })
 })
