@@ -11,8 +11,19 @@ import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import type { NodeStatus, SeenValue } from "../cluster/codecs.ts"
 import type { Obeyed } from "../cluster/desired.ts"
-import type { ClusterStore, Nodes } from "../cluster/store.ts"
+import type {
+  ClusterStore,
+  ConfigRejected,
+  Contended,
+  EtcdUnavailable,
+  InvalidName,
+  NodeLive,
+  Nodes,
+  UnknownGroup,
+  UnknownNode,
+} from "../cluster/store.ts"
 import { makeClusterStore } from "../cluster/store.ts"
+import { Deadline } from "../cluster/store/client.ts"
 import type { Row, Superseding, TellProgress } from "../cluster/view.ts"
 import { clusterRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
 import { hasErrors } from "../core/config.ts"
@@ -154,6 +165,13 @@ const whoami = (): string => {
 
 const sleep = (ms: number): Effect.Effect<void> => Effect.sleep(ms)
 
+/** How long a command's etcd calls may take, together (with --wait: each poll's calls). */
+const deadlineMs = 5_000
+
+/** Runs `effect` with one deadline, `deadlineMs` from now, shared by all its etcd calls. */
+const withinDeadline = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => Effect.provideService(effect, Deadline, Date.now() + deadlineMs))
+
 const listOr = (names: readonly string[], none: string): string => (names.length === 0 ? none : names.join(", "))
 
 type ProgressOf = (obeyed: Obeyed, nodes: Nodes) => TellProgress
@@ -202,7 +220,8 @@ const waitForNodes = (env: Env, command: TellCommand, progressOf: ProgressOf) =>
     const deadline = Date.now() + command.timeoutMs
     const expected = new Set<string>()
     for (;;) {
-      const progress = progressOf((yield* store.readDesired()).obeyed, yield* store.nodes())
+      const [view, nodes] = yield* withinDeadline(Effect.all([store.readDesired(), store.nodes()]))
+      const progress = progressOf(view.obeyed, nodes)
       const listed = [...progress.done, ...progress.failed, ...progress.pending, ...progress.superseded.map((s) => s.node)]
       for (const n of listed) expected.add(n)
       const absent = [...expected].filter((n) => !listed.includes(n) && !progress.overridden.includes(n))
@@ -402,7 +421,10 @@ const forgetCommand = (env: Env, command: Extract<Command, { readonly _tag: "For
     return 0
   })
 
-const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" }>) => {
+/** Every way a command can fail; each has a message for the operator. */
+type CommandError = ConfigRejected | Contended | EtcdUnavailable | InvalidName | NodeLive | UnknownGroup | UnknownNode
+
+const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" }>): Effect.Effect<number, CommandError> => {
   switch (command._tag) {
     case "Tell":
       return tellCommand(env, command)
@@ -444,8 +466,8 @@ export const clusterMain = async (argv: readonly string[], io: Io): Promise<numb
   }
   const run = Effect.scoped(
     Effect.gen(function* () {
-      const store = yield* makeClusterStore({ hosts, cluster: values.cluster, callTimeoutMs: 5_000 })
-      return yield* runCommand({ io, store, hosts }, command)
+      const store = yield* makeClusterStore({ hosts, cluster: values.cluster, callTimeoutMs: deadlineMs })
+      return yield* withinDeadline(runCommand({ io, store, hosts }, command))
     }),
   ).pipe(
     Effect.catch((error: { readonly message: string }) =>

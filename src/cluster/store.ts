@@ -6,7 +6,8 @@
  * precedence: keys.ts. Values: codecs.ts. The pure view and convergence rules: desired.ts.
  *
  * Failure model: every one-shot operation fails with a typed `EtcdUnavailable` (bounded by a call
- * deadline) and is never retried behind the caller's back except for lost transaction races.
+ * deadline, or the caller's `Deadline`) and is retried behind the caller's back only while etcd
+ * has no leader (client.ts) and for lost transaction races.
  * The watch and the node presence are long-lived: they survive outages on their own, retrying with
  * capped exponential backoff; the watch reports the outage, then resynchronises (reads everything
  * at the current revision and watches from there). Bad keys and values never fail an operation:

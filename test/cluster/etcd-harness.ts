@@ -258,11 +258,14 @@ export interface EtcdCluster {
   readonly urls: string
   /** The member that is the raft leader now (asked over HTTP), if any answers. */
   readonly leader: () => Promise<EtcdServer | undefined>
+  /** Whether `member` answers and knows of no leader (quorum lost, or an election under way). */
+  readonly leaderless: (member: EtcdServer) => Promise<boolean>
   readonly destroy: () => Promise<void>
 }
 
 interface MemberStatus {
   readonly header?: { readonly member_id?: string }
+  /** Absent while the member knows of no leader. */
   readonly leader?: string
 }
 
@@ -301,11 +304,15 @@ export const startEtcdCluster = async (size = 3): Promise<EtcdCluster> => {
     }
     return undefined
   }
+  const leaderless = async (member: EtcdServer): Promise<boolean> => {
+    const status = await statusOf(member.url)
+    return status !== undefined && (status.leader === undefined || status.leader === "0")
+  }
   try {
     await Promise.all(members.map((m) => m.start()))
   } catch (error) {
     await destroy()
     throw error
   }
-  return { members, urls: members.map((m) => m.url).join(","), leader, destroy }
+  return { members, urls: members.map((m) => m.url).join(","), leader, leaderless, destroy }
 }
