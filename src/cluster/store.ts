@@ -67,7 +67,7 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
     const kv = keyValues(cluster, log)
     const configs = makeConfigs(client, kv, cluster)
     const desired = makeDesiredLevels(client, kv, configs, cluster)
-    const watching = makeWatching(client, kv, desired.readDesired, { cluster, retrySchedule, log })
+    const watching = makeWatching(client, kv, desired.readDesired, { cluster, backoff, retrySchedule, log })
     const presence = yield* makePresence(client, {
       cluster,
       leaseTtlSeconds: options.leaseTtlSeconds ?? 10,

@@ -2,7 +2,8 @@
  * The watch of everything daemons obey (config and desired levels): every change after a
  * revision, in order, none twice. It survives outages by itself: a lost watch is reported as an
  * `Outage`, then everything is read afresh at the current revision (a `Resynced` view, retried
- * with backoff until etcd answers) and watched from there.
+ * with backoff until etcd answers) and watched from there. Losses in a row (a stream landing on a
+ * member that is down, again and again) are paced and count as one outage, logged once: link.ts.
  */
 import type { IWatchResponse, Watcher } from "etcd3"
 import * as Effect from "effect/Effect"
@@ -15,6 +16,8 @@ import type { EtcdClient } from "./client.ts"
 import { describe, revisionOf } from "./client.ts"
 import type { EtcdUnavailable } from "./errors.ts"
 import type { KeyValues } from "./kv.ts"
+import type { Backoff, Link, Resync } from "./link.ts"
+import { initialLink, nextLink } from "./link.ts"
 
 export interface Watching {
   /**
@@ -26,6 +29,9 @@ export interface Watching {
 
 export interface WatchOptions {
   readonly cluster: string
+  /** Pacing of resyncs after losses in a row (link.ts). */
+  readonly backoff: Backoff
+  /** Retries of the read that resyncs. */
   readonly retrySchedule: Schedule.Schedule<unknown>
   readonly log: LogService | undefined
 }
@@ -33,14 +39,16 @@ export interface WatchOptions {
 /** What the etcd3 watcher of one session said; signals of an older session are stale. */
 type Signal =
   | { readonly _tag: "Response"; readonly session: number; readonly response: IWatchResponse }
-  | { readonly _tag: "Lost"; readonly session: number; readonly reason: string }
+  | { readonly _tag: "Confirmed"; readonly session: number; readonly now: number }
+  | { readonly _tag: "Lost"; readonly session: number; readonly now: number; readonly reason: string }
 
-/** One `watchDesired`: its current etcd3 watcher and session, and how far it has delivered. */
+/** One `watchDesired`: its current etcd3 watcher and session, its link, and how far it has delivered. */
 interface Run {
   readonly signals: Queue.Queue<Signal>
   readonly onChange: (event: WatchEvent) => Effect.Effect<void>
   session: number
   watcher: Watcher | undefined
+  link: Link
   revision: number
 }
 
@@ -56,12 +64,14 @@ const open = (deps: Deps, run: Run): void => {
   run.session += 1
   const session = run.session
   const w = deps.client.etcd.watch().inRange(obeyedRange(deps.options.cluster)).startRevision(String(run.revision + 1)).watcher()
-  const lose = (error: unknown): void => void Queue.offerUnsafe(run.signals, { _tag: "Lost", session, reason: describe(error) })
+  const lose = (error: unknown): void => void Queue.offerUnsafe(run.signals, { _tag: "Lost", session, now: Date.now(), reason: describe(error) })
+  w.on("connected", () => void Queue.offerUnsafe(run.signals, { _tag: "Confirmed", session, now: Date.now() }))
   w.on("data", (response) => void Queue.offerUnsafe(run.signals, { _tag: "Response", session, response }))
   w.on("disconnected", lose)
   // Also a compacted start revision: the resync that follows covers it.
   w.on("error", lose)
   run.watcher = w
+  run.link = nextLink(run.link, { _tag: "Opened" }, deps.options.backoff)[0]
 }
 
 const close = (deps: Deps, run: Run): Effect.Effect<void> =>
@@ -85,20 +95,40 @@ const deliver = (deps: Deps, run: Run, response: IWatchResponse): Effect.Effect<
     }
   })
 
-const resync = (deps: Deps, run: Run, reason: string): Effect.Effect<void> =>
+/** After a lost session: report a new outage, wait as the link says, read everything afresh, watch on. */
+const resync = (deps: Deps, run: Run, reason: string, plan: Resync): Effect.Effect<void> =>
   Effect.gen(function* () {
     const { log, retrySchedule } = deps.options
     yield* close(deps, run)
-    log?.line({ what: "etcd-outage", message: `watch lost: ${reason}; retrying` })
-    yield* run.onChange({ _tag: "Outage", reason })
+    if (plan.outage === "New") {
+      log?.line({ what: "etcd-outage", message: `watch lost: ${reason}; retrying` })
+      yield* run.onChange({ _tag: "Outage", reason })
+    }
+    yield* Effect.sleep(plan.delayMs)
     const view = yield* Effect.retry(deps.readDesired(), retrySchedule).pipe(
       Effect.catch(() => Effect.never), // unreachable: the schedule never gives up
     )
     run.revision = view.obeyed.revision
-    log?.line({ what: "etcd-resync", message: `resynchronised at revision ${run.revision}` })
+    if (plan.outage === "New") log?.line({ what: "etcd-resync", message: `resynchronised at revision ${run.revision}` })
     yield* run.onChange({ _tag: "Resynced", view })
     open(deps, run)
   })
+
+const onSignal = (deps: Deps, run: Run, signal: Signal): Effect.Effect<void> => {
+  if (signal.session !== run.session) return Effect.void
+  switch (signal._tag) {
+    case "Response":
+      return deliver(deps, run, signal.response)
+    case "Confirmed":
+      run.link = nextLink(run.link, signal, deps.options.backoff)[0]
+      return Effect.void
+    case "Lost": {
+      const [link, plan] = nextLink(run.link, signal, deps.options.backoff)
+      run.link = link
+      return plan === undefined ? Effect.void : resync(deps, run, signal.reason, plan)
+    }
+  }
+}
 
 export const makeWatching = (
   client: EtcdClient,
@@ -109,16 +139,12 @@ export const makeWatching = (
   const deps: Deps = { client, kv, readDesired, options }
   const watchDesired: Watching["watchDesired"] = (fromRevision, onChange) =>
     Effect.gen(function* () {
-      const run: Run = { signals: yield* Queue.unbounded<Signal>(), onChange, session: 0, watcher: undefined, revision: fromRevision }
+      const signals = yield* Queue.unbounded<Signal>()
+      const run: Run = { signals, onChange, session: 0, watcher: undefined, link: initialLink, revision: fromRevision }
       open(deps, run)
-      return yield* Effect.forever(
-        Effect.gen(function* () {
-          const signal = yield* Queue.take(run.signals)
-          if (signal.session !== run.session) return
-          if (signal._tag === "Response") yield* deliver(deps, run, signal.response)
-          else yield* resync(deps, run, signal.reason)
-        }),
-      ).pipe(Effect.ensuring(close(deps, run)))
+      return yield* Effect.forever(Effect.flatMap(Queue.take(signals), (signal) => onSignal(deps, run, signal))).pipe(
+        Effect.ensuring(close(deps, run)),
+      )
     })
   return { watchDesired }
 }
