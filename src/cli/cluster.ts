@@ -32,7 +32,7 @@ import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
 import { table } from "./format.ts"
 import type { Io } from "./isinit.ts"
 
-export const clusterUsage = `Usage (cluster mode, talking to etcd):
+const clusterUsage = `Usage (cluster mode, talking to etcd):
   isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL [--node NAME ...] [--wait [--timeout S]]
   isinit --etcd URLS [--cluster NAME] clear GROUP [--node NAME ...]
   isinit --etcd URLS [--cluster NAME] status [GROUP] [--json]

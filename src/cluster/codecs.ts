@@ -51,7 +51,7 @@ const desiredValueCodec = t.intersection([
   t.type({ level: nameCodec("level") }),
   t.partial({ by: t.string, at: isoTime }),
 ])
-export type DesiredValue = t.TypeOf<typeof desiredValueCodec>
+type DesiredValue = t.TypeOf<typeof desiredValueCodec>
 
 // ---------------------------------------------------------------------------------------------
 // config and history/<seq>

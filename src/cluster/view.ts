@@ -6,7 +6,7 @@ import type { NodeStatus } from "./codecs.ts"
 import type { DesiredLevel, Effective, Obeyed } from "./desired.ts"
 import { effectiveFor } from "./desired.ts"
 
-export interface Cell {
+interface Cell {
   readonly state: string
   readonly level: string
   /** What etcd wants for this node and group, if anything. */
@@ -67,7 +67,7 @@ export const clusterRows = (obeyed: Obeyed, live: readonly NodeStatus[]): readon
  * replaced by a later tell, or removed by `clear`. Either way the tell is superseded: the nodes
  * that have not reached it yet never will.
  */
-export type TellFate =
+type TellFate =
   | { readonly _tag: "InForce" }
   | { readonly _tag: "Replaced"; readonly by: DesiredLevel }
   | { readonly _tag: "Cleared" }
@@ -75,7 +75,7 @@ export type TellFate =
 export type Superseding = Exclude<TellFate, { readonly _tag: "InForce" }>
 
 /** The fate of a tell written at `revision`, given the desired key as it stands now. */
-export const fateOf = (current: DesiredLevel | undefined, revision: number): TellFate => {
+const fateOf = (current: DesiredLevel | undefined, revision: number): TellFate => {
   if (current === undefined) return { _tag: "Cleared" }
   return current.revision > revision ? { _tag: "Replaced", by: current } : { _tag: "InForce" }
 }

@@ -27,7 +27,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { EtcdUnavailable } from "./errors.ts"
 
-export interface ClientOptions {
+interface ClientOptions {
   /** etcd client URLs, e.g. `http://127.0.0.1:2379` (a comma-separated string is split). */
   readonly hosts: string | readonly string[]
   /** Deadline of every one-shot call, from its start. */

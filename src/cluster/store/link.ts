@@ -37,7 +37,7 @@ export interface Resync {
 }
 
 /** The pause before the resync that follows the `losses`-th loss in a row (the first: none). */
-export const resyncDelayMs = (losses: number, backoff: Backoff): number =>
+const resyncDelayMs = (losses: number, backoff: Backoff): number =>
   losses <= 1 ? 0 : Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(losses - 2, 30))
 
 const stable = (link: Link, now: number, backoff: Backoff): boolean => link._tag === "Up" && now - link.since >= backoff.maxMs

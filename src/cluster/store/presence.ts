@@ -32,7 +32,7 @@ export interface Presence {
   readonly withdraw: (node: string) => Effect.Effect<void, EtcdUnavailable>
 }
 
-export interface PresenceOptions {
+interface PresenceOptions {
   readonly cluster: string
   readonly leaseTtlSeconds: number
   readonly retrySchedule: Schedule.Schedule<unknown>

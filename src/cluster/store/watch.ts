@@ -27,7 +27,7 @@ export interface Watching {
   readonly watchDesired: (fromRevision: number, onChange: (event: WatchEvent) => Effect.Effect<void>) => Effect.Effect<never>
 }
 
-export interface WatchOptions {
+interface WatchOptions {
   readonly cluster: string
   /** Pacing of resyncs after losses in a row (link.ts). */
   readonly backoff: Backoff
