@@ -11,9 +11,20 @@ import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import type { NodeStatus, SeenValue } from "../cluster/codecs.ts"
 import type { Obeyed } from "../cluster/desired.ts"
-import type { ClusterStore, Nodes } from "../cluster/store.ts"
+import type {
+  ClusterStore,
+  ConfigRejected,
+  Contended,
+  EtcdUnavailable,
+  InvalidName,
+  NodeLive,
+  Nodes,
+  UnknownGroup,
+  UnknownNode,
+} from "../cluster/store.ts"
 import { makeClusterStore } from "../cluster/store.ts"
-import type { Row, TellProgress } from "../cluster/view.ts"
+import { Deadline } from "../cluster/store/client.ts"
+import type { Row, Superseding, TellProgress } from "../cluster/view.ts"
 import { clusterRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
 import { hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
@@ -21,7 +32,7 @@ import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
 import { table } from "./format.ts"
 import type { Io } from "./isinit.ts"
 
-export const clusterUsage = `Usage (cluster mode, talking to etcd):
+const clusterUsage = `Usage (cluster mode, talking to etcd):
   isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL [--node NAME ...] [--wait [--timeout S]]
   isinit --etcd URLS [--cluster NAME] clear GROUP [--node NAME ...]
   isinit --etcd URLS [--cluster NAME] status [GROUP] [--json]
@@ -32,7 +43,8 @@ Commands:
   tell      set GROUP's desired level on every node, or with --node only on those nodes (an
             override that wins over the cluster-wide level). --wait returns when every live node
             that runs the group reports LEVEL as run; exit 1 listing the nodes that failed or did
-            not answer within --timeout S (default 600 s).
+            not answer within --timeout S (default 600 s), or at once when a later tell of the
+            group supersedes this one.
   clear     remove GROUP's cluster-wide level (nodes keep what they run), or with --node remove
             those nodes' overrides (they go back to the cluster-wide level).
   status    a node x group table of the live nodes (state and level; * marks a node lagging
@@ -41,7 +53,8 @@ Commands:
   config    push: check FILE (errors with line numbers, exit 1) and store it as the cluster's
             config; every daemon switches to it. show: print the stored config. history: every
             pushed config.
-  forget    stop listing a missing NODE (decommissioned).
+  forget    stop listing a missing NODE (decommissioned); refused for a live node and for a
+            node that was never seen.
 
 Options:
   --etcd URLS       etcd client URLs, comma-separated, e.g. http://127.0.0.1:2379
@@ -152,45 +165,73 @@ const whoami = (): string => {
 
 const sleep = (ms: number): Effect.Effect<void> => Effect.sleep(ms)
 
+/** How long a command's etcd calls may take, together (with --wait: each poll's calls). */
+const deadlineMs = 5_000
+
+/** Runs `effect` with one deadline, `deadlineMs` from now, shared by all its etcd calls. */
+const withinDeadline = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => Effect.provideService(effect, Deadline, Date.now() + deadlineMs))
+
 const listOr = (names: readonly string[], none: string): string => (names.length === 0 ? none : names.join(", "))
 
 type ProgressOf = (obeyed: Obeyed, nodes: Nodes) => TellProgress
+type TellCommand = Extract<Command, { readonly _tag: "Tell" }>
 
-const waitForNodes = (env: Env, command: Extract<Command, { readonly _tag: "Tell" }>, progressOf: ProgressOf) =>
+/** The later tell (or clear) that replaced this one, in words. */
+const supersedingText = (group: string, by: Superseding): string => {
+  if (by._tag === "Cleared") return `${group}'s desired level was cleared`
+  const { level, revision, by: who, at } = by.by
+  return `a later tell: ${group}=${level} (revision ${revision}${who === undefined ? "" : `, by ${who}`}${at === undefined ? "" : `, at ${at}`})`
+}
+
+/** Prints how a `tell --wait` ended; resolves to the exit code. */
+const reportWait = (io: Io, command: TellCommand, progress: TellProgress, vanished: readonly string[]): number => {
+  const what = `${command.group}=${command.level}`
+  const pending = [...progress.pending, ...vanished.map((n) => `${n} (gone)`)]
+  for (const n of progress.overridden) io.err(`isinit: ${n} keeps its own override for ${command.group} (isinit --etcd ... clear ${command.group} --node ${n} hands it back)\n`)
+  if (progress.done.length + progress.failed.length + pending.length + progress.superseded.length === 0) {
+    io.err(`isinit: no live node runs group ${command.group}: nothing to wait for\n`)
+    return 0
+  }
+  if (pending.length + progress.failed.length + progress.superseded.length === 0) {
+    io.out(`${what} reached (run) on ${listOr(progress.done, "no node")}\n`)
+    return 0
+  }
+  if (progress.failed.length > 0) io.err(`isinit: ${what} failed on: ${progress.failed.join(", ")} (see isinit --etcd ... status ${command.group})\n`)
+  const byReason = new Map<string, string[]>()
+  for (const s of progress.superseded) {
+    const reason = supersedingText(command.group, s.by)
+    byReason.set(reason, [...(byReason.get(reason) ?? []), s.node])
+  }
+  for (const [reason, nodes] of byReason) io.err(`isinit: ${what} superseded on ${nodes.join(", ")} by ${reason}\n`)
+  if (pending.length > 0) io.err(`isinit: ${what} not reached within ${command.timeoutMs / 1000} s on: ${pending.join(", ")}\n`)
+  if (progress.done.length > 0) io.err(`isinit: ${what} reached on: ${progress.done.join(", ")}\n`)
+  return 1
+}
+
+/**
+ * Polls until no node is on its way to the level any more (reached, failed, superseded) or the
+ * timeout passes. A node that was expected and is no longer live has not answered, unless the
+ * tell was superseded meanwhile: then it never will.
+ */
+const waitForNodes = (env: Env, command: TellCommand, progressOf: ProgressOf) =>
   Effect.gen(function* () {
-    const { io, store } = env
+    const { store } = env
     const deadline = Date.now() + command.timeoutMs
-    const first = progressOf((yield* store.readDesired()).obeyed, yield* store.nodes())
-    const expected = new Set([...first.done, ...first.failed, ...first.pending])
-    let progress = first
+    const expected = new Set<string>()
     for (;;) {
-      // A node that was expected and is no longer live has not answered.
-      const vanished = [...expected].filter((n) => ![...progress.done, ...progress.failed, ...progress.pending, ...progress.overridden].includes(n))
-      const pending = [...progress.pending, ...vanished.map((n) => `${n} (gone)`)]
-      if (pending.length === 0 || Date.now() >= deadline) {
-        const what = `${command.group}=${command.level}`
-        for (const n of progress.overridden) io.err(`isinit: ${n} keeps its own override for ${command.group} (isinit --etcd ... clear ${command.group} --node ${n} hands it back)\n`)
-        if (progress.done.length + progress.failed.length + pending.length === 0) {
-          io.err(`isinit: no live node runs group ${command.group}: nothing to wait for\n`)
-          return 0
-        }
-        if (pending.length === 0 && progress.failed.length === 0) {
-          io.out(`${what} reached (run) on ${listOr(progress.done, "no node")}\n`)
-          return 0
-        }
-        if (progress.failed.length > 0) io.err(`isinit: ${what} failed on: ${progress.failed.join(", ")} (see isinit --etcd ... status ${command.group})\n`)
-        if (pending.length > 0) io.err(`isinit: ${what} not reached within ${command.timeoutMs / 1000} s on: ${pending.join(", ")}\n`)
-        if (progress.done.length > 0) io.err(`isinit: ${what} reached on: ${progress.done.join(", ")}\n`)
-        return 1
-      }
-      // Failed nodes are final; keep waiting only while some are still on their way.
+      const [view, nodes] = yield* withinDeadline(Effect.all([store.readDesired(), store.nodes()]))
+      const progress = progressOf(view.obeyed, nodes)
+      const listed = [...progress.done, ...progress.failed, ...progress.pending, ...progress.superseded.map((s) => s.node)]
+      for (const n of listed) expected.add(n)
+      const absent = [...expected].filter((n) => !listed.includes(n) && !progress.overridden.includes(n))
+      const vanished = progress.superseded.length > 0 ? [] : absent
+      if (progress.pending.length + vanished.length === 0 || Date.now() >= deadline) return reportWait(env.io, command, progress, vanished)
       yield* sleep(Math.min(100, Math.max(1, deadline - Date.now())))
-      progress = progressOf((yield* store.readDesired()).obeyed, yield* store.nodes())
-      for (const n of [...progress.done, ...progress.failed, ...progress.pending]) expected.add(n)
     }
   })
 
-const tellCommand = (env: Env, command: Extract<Command, { readonly _tag: "Tell" }>) =>
+const tellCommand = (env: Env, command: TellCommand) =>
   Effect.gen(function* () {
     const { io, store } = env
     const by = whoami()
@@ -200,15 +241,11 @@ const tellCommand = (env: Env, command: Extract<Command, { readonly _tag: "Tell"
       if (!command.wait) return 0
       return yield* waitForNodes(env, command, (obeyed, nodes) => tellProgress(obeyed, nodes.live, command.group, command.level, revision))
     }
-    const nodes = [...new Set(command.nodes)]
-    let first = Number.POSITIVE_INFINITY
-    for (const node of nodes) {
-      const { revision } = yield* store.setDesired(command.group, command.level, { node, by })
-      first = Math.min(first, revision)
-    }
-    io.err(`isinit: ${command.group}=${command.level} set on ${nodes.join(", ")} (override; from revision ${first})\n`)
+    const written = new Map<string, number>()
+    for (const node of new Set(command.nodes)) written.set(node, (yield* store.setDesired(command.group, command.level, { node, by })).revision)
+    io.err(`isinit: ${command.group}=${command.level} set on ${[...written.keys()].join(", ")} (override; from revision ${Math.min(...written.values())})\n`)
     if (!command.wait) return 0
-    return yield* waitForNodes(env, command, (_obeyed, live) => nodeTellProgress(live.live, nodes, command.group, command.level, first))
+    return yield* waitForNodes(env, command, (obeyed, nodes) => nodeTellProgress(obeyed, nodes.live, written, command.group, command.level))
   })
 
 const clearCommand = (env: Env, command: Extract<Command, { readonly _tag: "Clear" }>) =>
@@ -216,8 +253,8 @@ const clearCommand = (env: Env, command: Extract<Command, { readonly _tag: "Clea
     const targets: readonly (string | undefined)[] = command.nodes.length === 0 ? [undefined] : [...new Set(command.nodes)]
     for (const node of targets) {
       const { deleted } = yield* env.store.clearDesired(command.group, node === undefined ? {} : { node })
-      const scope = node === undefined ? "cluster-wide level" : `override on ${node}`
-      env.io.err(`isinit: ${command.group}: ${deleted ? `${scope} removed` : `no ${scope} to remove`}\n`)
+      const what = node === undefined ? "cluster-wide level" : `override on ${node}`
+      env.io.err(`isinit: ${command.group}: ${deleted ? `${what} removed` : `no ${what} to remove`}\n`)
     }
     return 0
   })
@@ -384,7 +421,10 @@ const forgetCommand = (env: Env, command: Extract<Command, { readonly _tag: "For
     return 0
   })
 
-const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" }>) => {
+/** Every way a command can fail; each has a message for the operator. */
+type CommandError = ConfigRejected | Contended | EtcdUnavailable | InvalidName | NodeLive | UnknownGroup | UnknownNode
+
+const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" }>): Effect.Effect<number, CommandError> => {
   switch (command._tag) {
     case "Tell":
       return tellCommand(env, command)
@@ -426,8 +466,8 @@ export const clusterMain = async (argv: readonly string[], io: Io): Promise<numb
   }
   const run = Effect.scoped(
     Effect.gen(function* () {
-      const store = yield* makeClusterStore({ hosts, cluster: values.cluster, callTimeoutMs: 5_000 })
-      return yield* runCommand({ io, store, hosts }, command)
+      const store = yield* makeClusterStore({ hosts, cluster: values.cluster, callTimeoutMs: deadlineMs })
+      return yield* withinDeadline(runCommand({ io, store, hosts }, command))
     }),
   ).pipe(
     Effect.catch((error: { readonly message: string }) =>

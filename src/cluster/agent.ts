@@ -39,7 +39,7 @@ import type { LogService } from "../runtime/log.ts"
 import type { LoopService } from "../runtime/loop.ts"
 import type { NodeStatus } from "./codecs.ts"
 import { sha256Of } from "./codecs.ts"
-import type { Applied, Effective, Obeyed, Snapshot, StoredConfig, WatchEvent } from "./desired.ts"
+import type { Applied, EtcdView, Effective, Obeyed, StoredConfig, WatchEvent } from "./desired.ts"
 import { applyEvent, effectiveFor, emptyObeyed, pendingTells } from "./desired.ts"
 import { nameProblem } from "./keys.ts"
 import type { StatusInput } from "./store.ts"
@@ -159,7 +159,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
       onFailure: (e) => ({ _tag: "Down", reason: e.message }) as const,
       onSuccess: (snapshot) => ({ _tag: "Read", snapshot }) as const,
     })
-    let initialSnapshot: Snapshot | undefined
+    let initialSnapshot: EtcdView | undefined
     let running: Running
     if (first._tag === "Read" && first.snapshot.obeyed.config !== undefined) {
       initialSnapshot = first.snapshot
@@ -300,7 +300,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
               case "Resynced":
                 watchError = undefined
                 noteConnection()
-                obeyed = event.snapshot.obeyed
+                obeyed = event.view.obeyed
                 wakeWriter()
                 return converge
               case "ConfigCleared":
@@ -329,7 +329,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
               onSuccess: (s) => s,
             })
           }
-          yield* onChange({ _tag: "Resynced", snapshot })
+          yield* onChange({ _tag: "Resynced", view: snapshot })
           return yield* store.watchDesired(snapshot.obeyed.revision, onChange)
         })
 

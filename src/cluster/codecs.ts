@@ -10,6 +10,7 @@
 import { createHash } from "node:crypto"
 import * as E from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
+import { decodeJson } from "../codec/json.ts"
 import { statusReportCodec } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import { hasErrors } from "../core/config.ts"
@@ -46,16 +47,16 @@ const sha256Hex = new t.Type<string, string, unknown>(
 // ---------------------------------------------------------------------------------------------
 // desired/<group> and desired-node/<node>/<group>
 
-export const desiredValueCodec = t.intersection([
+const desiredValueCodec = t.intersection([
   t.type({ level: nameCodec("level") }),
   t.partial({ by: t.string, at: isoTime }),
 ])
-export type DesiredValue = t.TypeOf<typeof desiredValueCodec>
+type DesiredValue = t.TypeOf<typeof desiredValueCodec>
 
 // ---------------------------------------------------------------------------------------------
 // config and history/<seq>
 
-export const configValueCodec = t.intersection([
+const configValueCodec = t.intersection([
   t.type({ text: t.string, sha256: sha256Hex, seq: positiveInt("seq"), pushedAt: isoTime }),
   t.partial({ by: t.string }),
 ])
@@ -81,7 +82,7 @@ const groupDesiredCodec = t.type({
 
 const nullable = <C extends t.Mixed>(codec: C): t.UnionC<[C, t.NullC]> => t.union([codec, t.null])
 
-export const nodeStatusCodec = t.type({
+const nodeStatusCodec = t.type({
   node: nameCodec("node"),
   /** When the node published this (its own clock). */
   at: isoTime,
@@ -105,41 +106,18 @@ export type _CodecChecks = typeof _reportFits
 // ---------------------------------------------------------------------------------------------
 // seen/<node>
 
-export const seenValueCodec = t.type({ node: nameCodec("node"), joinedAt: isoTime })
+const seenValueCodec = t.type({ node: nameCodec("node"), joinedAt: isoTime })
 export type SeenValue = t.TypeOf<typeof seenValueCodec>
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-const describeErrors = (errors: t.Errors): string => {
-  const messages = new Set<string>()
-  for (const error of errors) {
-    const path = error.context
-      .map((entry) => entry.key)
-      .filter((key) => key !== "")
-      .join(".")
-    if (error.message !== undefined) messages.add(path === "" ? error.message : `${path}: ${error.message}`)
-    else if (error.value === undefined) messages.add(`missing field "${path}"`)
-    else messages.add(`field "${path}" must be ${error.context[error.context.length - 1]?.type.name ?? "valid"}`)
-  }
-  return [...messages].join("; ")
-}
-
-/** Parses JSON text and decodes it with `codec`; the left side says what is wrong. */
-export const decodeJson = <A>(codec: t.Decoder<unknown, A>, text: string): E.Either<string, A> => {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch (error) {
-    return E.left(`not JSON: ${error instanceof Error ? error.message : String(error)}`)
-  }
-  const decoded = codec.decode(value)
-  return E.isLeft(decoded) ? E.left(describeErrors(decoded.left)) : E.right(decoded.right)
-}
-
 export const decodeDesired = (text: string): E.Either<string, DesiredValue> => decodeJson(desiredValueCodec, text)
 
 export const decodeNodeStatus = (text: string): E.Either<string, NodeStatus> => decodeJson(nodeStatusCodec, text)
+
+/** A stored config value as written (history entries): no hash or parse check. */
+export const decodeConfigValue = (text: string): E.Either<string, ConfigValue> => decodeJson(configValueCodec, text)
 
 export const decodeSeen = (text: string): E.Either<string, SeenValue> => decodeJson(seenValueCodec, text)
 

@@ -9,7 +9,7 @@
  * applied twice, and anything written during the outage has a new revision and is applied once.
  */
 import type { ValidConfig } from "./codecs.ts"
-import type { Scope } from "./keys.ts"
+import type { Target } from "./keys.ts"
 
 /** One desired level as stored, with the etcd revision that wrote it. */
 export interface DesiredLevel {
@@ -44,16 +44,16 @@ export interface Rejection {
   readonly reason: string
 }
 
-/** A read of everything obeyed at one revision. */
-export interface Snapshot {
+/** A read of everything obeyed at one revision, with the keys refused on the way. */
+export interface EtcdView {
   readonly obeyed: Obeyed
   readonly rejections: readonly Rejection[]
 }
 
 /** What the watch reports, in etcd revision order. */
 export type WatchEvent =
-  | { readonly _tag: "DesiredSet"; readonly scope: Scope; readonly group: string; readonly desired: DesiredLevel }
-  | { readonly _tag: "DesiredCleared"; readonly scope: Scope; readonly group: string; readonly revision: number }
+  | { readonly _tag: "DesiredSet"; readonly target: Target; readonly group: string; readonly desired: DesiredLevel }
+  | { readonly _tag: "DesiredCleared"; readonly target: Target; readonly group: string; readonly revision: number }
   | { readonly _tag: "ConfigSet"; readonly config: StoredConfig }
   /** The config key was deleted: daemons keep running the config they have. */
   | { readonly _tag: "ConfigCleared"; readonly revision: number }
@@ -61,7 +61,7 @@ export type WatchEvent =
   /** etcd is unreachable; the watch retries with backoff. Nothing should be stopped for it. */
   | { readonly _tag: "Outage"; readonly reason: string }
   /** etcd is back: the whole view, read afresh; the watch continues after its revision. */
-  | { readonly _tag: "Resynced"; readonly snapshot: Snapshot }
+  | { readonly _tag: "Resynced"; readonly view: EtcdView }
 
 const withGroup = (
   map: ReadonlyMap<string, DesiredLevel>,
@@ -74,12 +74,12 @@ const withGroup = (
   return next
 }
 
-const setDesired = (obeyed: Obeyed, scope: Scope, group: string, desired: DesiredLevel | undefined): Obeyed => {
-  if (scope._tag === "Cluster") return { ...obeyed, cluster: withGroup(obeyed.cluster, group, desired) }
+const setDesired = (obeyed: Obeyed, target: Target, group: string, desired: DesiredLevel | undefined): Obeyed => {
+  if (target._tag === "Cluster") return { ...obeyed, cluster: withGroup(obeyed.cluster, group, desired) }
   const nodes = new Map(obeyed.nodes)
-  const groups = withGroup(obeyed.nodes.get(scope.node) ?? new Map(), group, desired)
-  if (groups.size === 0) nodes.delete(scope.node)
-  else nodes.set(scope.node, groups)
+  const groups = withGroup(obeyed.nodes.get(target.node) ?? new Map(), group, desired)
+  if (groups.size === 0) nodes.delete(target.node)
+  else nodes.set(target.node, groups)
   return { ...obeyed, nodes }
 }
 
@@ -90,9 +90,9 @@ const atLeast = (obeyed: Obeyed, revision: number): Obeyed =>
 export const applyEvent = (obeyed: Obeyed, event: WatchEvent): Obeyed => {
   switch (event._tag) {
     case "DesiredSet":
-      return atLeast(setDesired(obeyed, event.scope, event.group, event.desired), event.desired.revision)
+      return atLeast(setDesired(obeyed, event.target, event.group, event.desired), event.desired.revision)
     case "DesiredCleared":
-      return atLeast(setDesired(obeyed, event.scope, event.group, undefined), event.revision)
+      return atLeast(setDesired(obeyed, event.target, event.group, undefined), event.revision)
     case "ConfigSet":
       return atLeast({ ...obeyed, config: event.config }, event.config.revision)
     case "ConfigCleared":
@@ -102,7 +102,7 @@ export const applyEvent = (obeyed: Obeyed, event: WatchEvent): Obeyed => {
     case "Outage":
       return obeyed
     case "Resynced":
-      return event.snapshot.obeyed
+      return event.view.obeyed
   }
 }
 

@@ -38,7 +38,7 @@ export const nameProblem = (what: string, name: string): string | undefined => {
 
 export const defaultCluster = "default"
 
-export const prefixOf = (cluster: string): string => `/isinit/${cluster}/`
+const prefixOf = (cluster: string): string => `/isinit/${cluster}/`
 
 export const configKey = (cluster: string): string => `${prefixOf(cluster)}config`
 
@@ -67,20 +67,20 @@ export const obeyedRange = (cluster: string): { readonly start: string; readonly
   end: `${prefixOf(cluster)}desired0`,
 })
 
-/** Whom a desired level addresses. */
-export type Scope = { readonly _tag: "Cluster" } | { readonly _tag: "Node"; readonly node: string }
+/** Whom a desired level addresses: every node (cluster-wide) or one node (its override). */
+export type Target = { readonly _tag: "Cluster" } | { readonly _tag: "Node"; readonly node: string }
 
-export const clusterScope: Scope = { _tag: "Cluster" }
-export const nodeScope = (node: string): Scope => ({ _tag: "Node", node })
+export const clusterTarget: Target = { _tag: "Cluster" }
+export const nodeTarget = (node: string): Target => ({ _tag: "Node", node })
 
-export const desiredKeyFor = (cluster: string, scope: Scope, group: string): string =>
-  scope._tag === "Cluster" ? desiredKey(cluster, group) : nodeDesiredKey(cluster, scope.node, group)
+export const desiredKeyFor = (cluster: string, target: Target, group: string): string =>
+  target._tag === "Cluster" ? desiredKey(cluster, group) : nodeDesiredKey(cluster, target.node, group)
 
 /** What a key under the cluster prefix is. */
 export type ClusterKey =
   | { readonly _tag: "Config" }
   | { readonly _tag: "ConfigHistory"; readonly seq: number }
-  | { readonly _tag: "Desired"; readonly scope: Scope; readonly group: string }
+  | { readonly _tag: "Desired"; readonly target: Target; readonly group: string }
   | { readonly _tag: "NodeStatus"; readonly node: string }
   | { readonly _tag: "Seen"; readonly node: string }
   | { readonly _tag: "Unknown"; readonly reason: string }
@@ -110,14 +110,14 @@ export const parseKey = (cluster: string, key: string): ClusterKey => {
     case "desired":
       return tail === undefined
         ? unknown("desired/ must be followed by a group")
-        : named("group", tail, (group) => ({ _tag: "Desired", scope: clusterScope, group }))
+        : named("group", tail, (group) => ({ _tag: "Desired", target: clusterTarget, group }))
     case "desired-node": {
       const parts = tail === undefined ? [] : tail.split("/")
       const [node, group] = parts
       if (parts.length !== 2 || node === undefined || group === undefined) {
         return unknown("desired-node/ must be followed by node/group")
       }
-      return named("node", node, () => named("group", group, () => ({ _tag: "Desired", scope: nodeScope(node), group })))
+      return named("node", node, () => named("group", group, () => ({ _tag: "Desired", target: nodeTarget(node), group })))
     }
     case "nodes":
       return tail === undefined ? unknown("nodes/ must be followed by a node") : named("node", tail, (node) => ({ _tag: "NodeStatus", node }))

@@ -3,10 +3,10 @@
  * status set against what etcd says they should run. Pure; the data comes from the store.
  */
 import type { NodeStatus } from "./codecs.ts"
-import type { Effective, Obeyed } from "./desired.ts"
+import type { DesiredLevel, Effective, Obeyed } from "./desired.ts"
 import { effectiveFor } from "./desired.ts"
 
-export interface Cell {
+interface Cell {
   readonly state: string
   readonly level: string
   /** What etcd wants for this node and group, if anything. */
@@ -62,6 +62,24 @@ export const clusterRows = (obeyed: Obeyed, live: readonly NodeStatus[]): readon
   })
 }
 
+/**
+ * What became of a tell's desired key since the tell wrote it at `revision`: still in force, or
+ * replaced by a later tell, or removed by `clear`. Either way the tell is superseded: the nodes
+ * that have not reached it yet never will.
+ */
+type TellFate =
+  | { readonly _tag: "InForce" }
+  | { readonly _tag: "Replaced"; readonly by: DesiredLevel }
+  | { readonly _tag: "Cleared" }
+
+export type Superseding = Exclude<TellFate, { readonly _tag: "InForce" }>
+
+/** The fate of a tell written at `revision`, given the desired key as it stands now. */
+const fateOf = (current: DesiredLevel | undefined, revision: number): TellFate => {
+  if (current === undefined) return { _tag: "Cleared" }
+  return current.revision > revision ? { _tag: "Replaced", by: current } : { _tag: "InForce" }
+}
+
 export interface TellProgress {
   /** At the told level and `run`, having taken the tell's revision (or a later one). */
   readonly done: readonly string[]
@@ -71,54 +89,60 @@ export interface TellProgress {
   readonly pending: readonly string[]
   /** A node override wins over this cluster-wide tell: the node will not follow it. */
   readonly overridden: readonly string[]
+  /** Not there, and never will be: a later tell replaced this one, or a clear removed it. */
+  readonly superseded: readonly { readonly node: string; readonly by: Superseding }[]
 }
+
+type Standing = { readonly _tag: "Done" } | { readonly _tag: "Failed" } | { readonly _tag: "Pending" } | { readonly _tag: "Superseded"; readonly by: Superseding }
+
+/** Where one node stands with a tell of `group` to `level` written at `revision`. */
+const standingOf = (status: NodeStatus | undefined, group: string, level: string, revision: number, fate: TellFate): Standing => {
+  const reported = status?.report.groups.find((g) => g.group === group)
+  const taken = (status?.desired[group]?.revision ?? 0) >= revision
+  if (taken && reported?.level === level && reported.state === "run") return { _tag: "Done" }
+  if (taken && reported?.level === level && reported.state === "fail") return { _tag: "Failed" }
+  return fate._tag === "InForce" ? { _tag: "Pending" } : { _tag: "Superseded", by: fate }
+}
+
+const progressOf = (standings: readonly (readonly [string, Standing])[], overridden: readonly string[]): TellProgress => ({
+  done: standings.flatMap(([node, s]) => (s._tag === "Done" ? [node] : [])),
+  failed: standings.flatMap(([node, s]) => (s._tag === "Failed" ? [node] : [])),
+  pending: standings.flatMap(([node, s]) => (s._tag === "Pending" ? [node] : [])),
+  overridden,
+  superseded: standings.flatMap(([node, s]) => (s._tag === "Superseded" ? [{ node, by: s.by }] : [])),
+})
 
 /**
  * Where a cluster-wide tell of `group` to `level`, written at `revision`, stands on the live
  * nodes that run the group (report it). `tell --wait` is over when `pending` is empty.
  */
 export const tellProgress = (obeyed: Obeyed, live: readonly NodeStatus[], group: string, level: string, revision: number): TellProgress => {
-  const done: string[] = []
-  const failed: string[] = []
-  const pending: string[] = []
+  const fate = fateOf(obeyed.cluster.get(group), revision)
+  const standings: (readonly [string, Standing])[] = []
   const overridden: string[] = []
   for (const status of live) {
-    const reported = status.report.groups.find((g) => g.group === group)
-    if (reported === undefined) continue
-    const wanted = effectiveFor(obeyed, status.node).get(group)
-    if (wanted?.source === "node") {
-      overridden.push(status.node)
-      continue
-    }
-    const taken = (status.desired[group]?.revision ?? 0) >= revision
-    if (taken && reported.level === level && reported.state === "run") done.push(status.node)
-    else if (taken && reported.level === level && reported.state === "fail") failed.push(status.node)
-    else pending.push(status.node)
+    if (!status.report.groups.some((g) => g.group === group)) continue
+    if (effectiveFor(obeyed, status.node).get(group)?.source === "node") overridden.push(status.node)
+    else standings.push([status.node, standingOf(status, group, level, revision, fate)])
   }
-  return { done, failed, pending, overridden }
+  return progressOf(standings, overridden)
 }
 
 /**
- * Where a tell of `group` to `level` addressed to the named nodes (their overrides, written at
- * `revision`) stands. A named node that is not live is pending: it has not answered.
+ * Where a tell of `group` to `level` addressed to the named nodes stands; `written` holds the
+ * revision that wrote each node's override. A named node that is not live has not answered.
  */
 export const nodeTellProgress = (
+  obeyed: Obeyed,
   live: readonly NodeStatus[],
-  nodes: readonly string[],
+  written: ReadonlyMap<string, number>,
   group: string,
   level: string,
-  revision: number,
-): TellProgress => {
-  const done: string[] = []
-  const failed: string[] = []
-  const pending: string[] = []
-  for (const node of nodes) {
-    const status = live.find((s) => s.node === node)
-    const reported = status?.report.groups.find((g) => g.group === group)
-    const taken = (status?.desired[group]?.revision ?? 0) >= revision
-    if (taken && reported?.level === level && reported.state === "run") done.push(node)
-    else if (taken && reported?.level === level && reported.state === "fail") failed.push(node)
-    else pending.push(node)
-  }
-  return { done, failed, pending, overridden: [] }
-}
+): TellProgress =>
+  progressOf(
+    [...written].map(([node, revision]) => {
+      const fate = fateOf(obeyed.nodes.get(node)?.get(group), revision)
+      return [node, standingOf(live.find((s) => s.node === node), group, level, revision, fate)] as const
+    }),
+    [],
+  )

@@ -17,6 +17,7 @@
  */
 import * as E from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
+import { describeErrors, parseJson } from "./json.ts"
 import { checkedString, maxNameLength, nameProblem } from "./names.ts"
 import type { Mode } from "../core/config.ts"
 import type { Effect as CoreEffect, LogWhat } from "../core/effects.ts"
@@ -140,30 +141,12 @@ const tellCodec = t.intersection([
 ])
 const planCodec = t.type({ group: nameCodec("group"), level: nameCodec("level") })
 
-/** Turns io-ts errors into one sentence per problem: missing field, wrong type, bad value. */
-const describeErrors = (op: string, errors: t.Errors): string => {
-  const messages = new Set<string>()
-  for (const error of errors) {
-    const path = error.context
-      .map((entry) => entry.key)
-      .filter((key) => key !== "" && !/^\d+$/.test(key))
-      .join(".")
-    if (error.value === undefined) messages.add(`missing field "${path}"`)
-    else if (error.message !== undefined) messages.add(error.message)
-    else messages.add(`field "${path}" must be ${error.context[error.context.length - 1]?.type.name ?? "valid"}`)
-  }
-  return `${op}: ${[...messages].join("; ")}`
-}
-
 const isOp = (value: unknown): value is Op => typeof value === "string" && (ops as readonly string[]).includes(value)
 
 const decodeJsonRequest = (line: string): E.Either<string, Request> => {
-  let value: unknown
-  try {
-    value = JSON.parse(line)
-  } catch (error) {
-    return E.left(`bad JSON: ${error instanceof Error ? error.message : String(error)}`)
-  }
+  const parsed = parseJson(line)
+  if (E.isLeft(parsed)) return parsed
+  const value = parsed.right
   if (typeof value !== "object" || value === null || Array.isArray(value)) return E.left("a JSON request must be an object")
   const op: unknown = (value as { readonly op?: unknown }).op
   if (op === undefined) return E.left(`missing field "op": expected one of ${ops.join(", ")}`)
@@ -171,14 +154,14 @@ const decodeJsonRequest = (line: string): E.Either<string, Request> => {
   switch (op) {
     case "tell": {
       const decoded = tellCodec.decode(value)
-      if (E.isLeft(decoded)) return E.left(describeErrors(op, decoded.left))
+      if (E.isLeft(decoded)) return E.left(`${op}: ${describeErrors(decoded.left)}`)
       const { group, level, wait, timeoutMs } = decoded.right
       const base = { op, group, level, wait: wait ?? false } as const
       return E.right(timeoutMs === undefined ? base : { ...base, timeoutMs })
     }
     case "plan": {
       const decoded = planCodec.decode(value)
-      if (E.isLeft(decoded)) return E.left(describeErrors(op, decoded.left))
+      if (E.isLeft(decoded)) return E.left(`${op}: ${describeErrors(decoded.left)}`)
       return E.right({ op, group: decoded.right.group, level: decoded.right.level })
     }
     case "stopall":
@@ -368,6 +351,6 @@ export const decodeResponseLine = (raw: string): E.Either<string, Response> => {
   }
   if (ok !== true) return E.left(`answer without "ok": ${JSON.stringify(line.slice(0, 200))}`)
   const decoded = answerCodec.decode(value)
-  if (E.isLeft(decoded)) return E.left(describeErrors("answer", decoded.left))
+  if (E.isLeft(decoded)) return E.left(`answer: ${describeErrors(decoded.left)}`)
   return E.right(success(decoded.right))
 }

@@ -3,11 +3,10 @@
  * not decode is never trusted in part: the daemon reports it, sets it aside and starts fresh.
  */
 import * as E from "fp-ts/lib/Either.js"
-import { pipe } from "fp-ts/lib/function.js"
 import * as t from "io-ts"
-import { PathReporter } from "io-ts/lib/PathReporter.js"
 import type { Mode } from "../core/config.ts"
 import { modes } from "../core/config.ts"
+import { decodeJson } from "./json.ts"
 import type { Snapshot } from "../core/snapshot.ts"
 
 const modeCodec = t.keyof(Object.fromEntries(modes.map((mode) => [mode, null])) as Record<Mode, null>)
@@ -60,15 +59,4 @@ const snapshotCodec = t.type({
 export const encodeSnapshot = (snapshot: Snapshot): string => `${JSON.stringify(snapshot)}\n`
 
 /** Why the text is not a usable state file, or the snapshot it holds. */
-export const decodeSnapshot = (text: string): E.Either<string, Snapshot> => {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch (error) {
-    return E.left(`not JSON: ${error instanceof Error ? error.message : String(error)}`)
-  }
-  return pipe(
-    snapshotCodec.decode(value),
-    E.mapLeft((errors) => PathReporter.report(E.left(errors)).slice(0, 3).join("; ")),
-  )
-}
+export const decodeSnapshot = (text: string): E.Either<string, Snapshot> => decodeJson(snapshotCodec, text)

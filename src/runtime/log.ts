@@ -5,16 +5,9 @@
  */
 import * as Context from "effect/Context"
 import * as Layer from "effect/Layer"
+import type { LogLine, LogService } from "../log.ts"
 
-export interface LogLine {
-  readonly what: string
-  readonly group?: string | undefined
-  readonly tag?: string | undefined
-  readonly pid?: number | undefined
-  /** `exit 3`, `signal SIGKILL`, `spawn failed: ENOENT` (see describeOutcome). */
-  readonly outcome?: string | undefined
-  readonly message?: string | undefined
-}
+export type { LogLine, LogService }
 
 const field = (value: string | undefined): string => (value === undefined || value === "" ? "-" : value.replace(/\s/g, "_"))
 
@@ -24,10 +17,6 @@ export const formatLine = (at: Date, line: LogLine): string => {
   if (line.outcome !== undefined) parts.push(line.outcome.replace(/^exit /, "exit=").replace(/^signal /, "signal="))
   if (line.message !== undefined && line.message !== "") parts.push(line.message.replace(/\n/g, " "))
   return parts.join(" ")
-}
-
-export interface LogService {
-  readonly line: (line: LogLine) => void
 }
 
 export class Log extends Context.Service<Log, LogService>()("isinit/runtime/Log") {}

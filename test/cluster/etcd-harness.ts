@@ -1,8 +1,10 @@
 /**
- * A throwaway etcd for tests: 127.0.0.1, free client and peer ports, a temporary data directory,
- * its own process group. `start` waits (bounded) until /health answers; `stop` ends it and may
- * be followed by `start` again on the same ports and data (the outage tests); `destroy` stops it
- * and removes the directory, and runs from afterAll even when a test failed.
+ * A throwaway etcd for tests: one member (`startEtcd`) or a cluster of three (`startEtcdCluster`,
+ * for quorum loss, a member down, leader changes), on 127.0.0.1, free client and peer ports, a
+ * temporary data directory, each member in its own process group. `start` waits (bounded) until
+ * /health answers; `stop` ends a member and may be followed by `start` again on the same ports and
+ * data (the outage tests); `destroy` stops and removes everything, and runs from afterAll even when
+ * a test failed.
  *
  * Without an etcd binary the suites skip with the reason, unless ISINIT_REQUIRE_ETCD is set (CI),
  * in which case they fail loudly.
@@ -117,35 +119,75 @@ process.once("exit", () => {
   for (const child of live) killGroup(child, "SIGKILL")
 })
 
-export const startEtcd = async (options: { readonly name?: string } = {}): Promise<EtcdServer> => {
-  const binary = findEtcd()
-  if (binary._tag === "Missing") throw new Error(binary.reason)
-  const name = options.name ?? "isinit-test"
-  const root = mkdtempSync(join(tmpdir(), "isinit-etcd-"))
-  const dataDir = join(root, "data")
-  const clientPort = await freePort()
-  let peerPort = await freePort()
-  while (peerPort === clientPort) peerPort = await freePort()
-  const url = `http://127.0.0.1:${clientPort}`
-  const peerUrl = `http://127.0.0.1:${peerPort}`
+interface Ports {
+  readonly client: number
+  readonly peer: number
+}
+
+/** `count` pairs of distinct free loopback ports (client, peer). */
+const freePorts = async (count: number): Promise<readonly Ports[]> => {
+  const taken = new Set<number>()
+  const next = async (): Promise<number> => {
+    for (;;) {
+      const port = await freePort()
+      if (!taken.has(port)) {
+        taken.add(port)
+        return port
+      }
+    }
+  }
+  const ports: Ports[] = []
+  for (let i = 0; i < count; i++) ports.push({ client: await next(), peer: await next() })
+  return ports
+}
+
+const urlOf = (port: number): string => `http://127.0.0.1:${port}`
+
+interface MemberSpec {
+  readonly binary: string
+  readonly name: string
+  readonly dataDir: string
+  readonly ports: Ports
+  /** `name=peerUrl,...` of every member. */
+  readonly initialCluster: string
+  readonly token: string
+}
+
+/**
+ * One etcd process that can be stopped and started again on the same ports and data. `start`
+ * waits (30 s at most) until the member reports itself healthy, which needs a leader: start the
+ * members of a multi-member cluster together.
+ */
+const makeMember = (spec: MemberSpec): EtcdServer => {
+  const url = urlOf(spec.ports.client)
+  const peerUrl = urlOf(spec.ports.peer)
   const args = [
-    "--name", name,
-    "--data-dir", dataDir,
+    "--name", spec.name,
+    "--data-dir", spec.dataDir,
     "--listen-client-urls", url,
     "--advertise-client-urls", url,
     "--listen-peer-urls", peerUrl,
     "--initial-advertise-peer-urls", peerUrl,
-    "--initial-cluster", `${name}=${peerUrl}`,
+    "--initial-cluster", spec.initialCluster,
     "--initial-cluster-state", "new",
-    "--initial-cluster-token", `isinit-${clientPort}`,
+    "--initial-cluster-token", spec.token,
   ]
   let output = ""
   // Held in an array (at most one element): the running etcd, if any.
   const current: ChildProcess[] = []
 
+  const stop = async (): Promise<void> => {
+    const running = current.pop()
+    if (running === undefined) return
+    killGroup(running, "SIGTERM")
+    const grace = setTimeout(() => killGroup(running, "SIGKILL"), 10_000)
+    await exited(running)
+    clearTimeout(grace)
+  }
+
   const start = async (): Promise<void> => {
-    if (current.length > 0) throw new Error("etcd is already running")
-    const spawned = spawn(binary.path, args, { detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    if (current.length > 0) throw new Error(`etcd ${spec.name} is already running`)
+    const spawned = spawn(spec.binary, args, { detached: true, stdio: ["ignore", "pipe", "pipe"] })
     current.push(spawned)
     live.add(spawned)
     const collect = (chunk: Buffer): void => {
@@ -158,35 +200,119 @@ export const startEtcd = async (options: { readonly name?: string } = {}): Promi
     while (!(await healthy(url))) {
       if (spawned.exitCode !== null || spawned.signalCode !== null) {
         current.length = 0
-        throw new Error(`etcd exited during start (${spawned.exitCode ?? spawned.signalCode}):\n${output}`)
+        throw new Error(`etcd ${spec.name} exited during start (${spawned.exitCode ?? spawned.signalCode}):\n${output}`)
       }
       if (Date.now() > deadline) {
         await stop()
-        throw new Error(`etcd not healthy after 30 s:\n${output}`)
+        throw new Error(`etcd ${spec.name} not healthy after 30 s:\n${output}`)
       }
       await sleep(100)
     }
   }
 
-  const stop = async (): Promise<void> => {
-    const running = current.pop()
-    if (running === undefined) return
-    killGroup(running, "SIGTERM")
-    const grace = setTimeout(() => killGroup(running, "SIGKILL"), 10_000)
-    await exited(running)
-    clearTimeout(grace)
-  }
-
   const destroy = async (): Promise<void> => {
     await stop()
-    rmSync(root, { recursive: true, force: true })
+    rmSync(spec.dataDir, { recursive: true, force: true })
   }
 
+  return { url, dataDir: spec.dataDir, log: () => output, start, stop, destroy, running: () => current.length > 0 }
+}
+
+const foundEtcd = (): string => {
+  const binary = findEtcd()
+  if (binary._tag === "Missing") throw new Error(binary.reason)
+  return binary.path
+}
+
+/** A one-member etcd on free loopback ports. */
+export const startEtcd = async (options: { readonly name?: string } = {}): Promise<EtcdServer> => {
+  const binary = foundEtcd()
+  const name = options.name ?? "isinit-test"
+  const root = mkdtempSync(join(tmpdir(), "isinit-etcd-"))
+  const [ports] = await freePorts(1)
+  if (ports === undefined) throw new Error("no free ports")
+  const member = makeMember({
+    binary,
+    name,
+    dataDir: join(root, "data"),
+    ports,
+    initialCluster: `${name}=${urlOf(ports.peer)}`,
+    token: `isinit-${ports.client}`,
+  })
+  const destroy = async (): Promise<void> => {
+    await member.destroy()
+    rmSync(root, { recursive: true, force: true })
+  }
   try {
-    await start()
+    await member.start()
   } catch (error) {
     await destroy()
     throw error
   }
-  return { url, dataDir, log: () => output, start, stop, destroy, running: () => current.length > 0 }
+  return { ...member, destroy }
+}
+
+export interface EtcdCluster {
+  readonly members: readonly EtcdServer[]
+  /** Every member's client URL, comma-separated: what `--etcd` takes. */
+  readonly urls: string
+  /** The member that is the raft leader now (asked over HTTP), if any answers. */
+  readonly leader: () => Promise<EtcdServer | undefined>
+  /** Whether `member` answers and knows of no leader (quorum lost, or an election under way). */
+  readonly leaderless: (member: EtcdServer) => Promise<boolean>
+  readonly destroy: () => Promise<void>
+}
+
+interface MemberStatus {
+  readonly header?: { readonly member_id?: string }
+  /** Absent while the member knows of no leader. */
+  readonly leader?: string
+}
+
+const statusOf = async (url: string): Promise<MemberStatus | undefined> => {
+  try {
+    const response = await fetch(`${url}/v3/maintenance/status`, { method: "POST", body: "{}", signal: AbortSignal.timeout(2_000) })
+    return (await response.json()) as MemberStatus
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A `size`-member etcd cluster on loopback ports (3 by default), for quorum loss, a member down
+ * and leader changes. Members start together; each can be stopped and started on its own.
+ */
+export const startEtcdCluster = async (size = 3): Promise<EtcdCluster> => {
+  const binary = foundEtcd()
+  const root = mkdtempSync(join(tmpdir(), "isinit-etcd-cluster-"))
+  const ports = await freePorts(size)
+  const names = ports.map((_, i) => `m${i + 1}`)
+  const initialCluster = ports.map((p, i) => `${names[i]}=${urlOf(p.peer)}`).join(",")
+  // One token for every member: etcd derives the cluster's id from it.
+  const token = `isinit-${ports[0]?.client ?? 0}`
+  const members = ports.map((p, i) =>
+    makeMember({ binary, name: names[i] ?? `m${i + 1}`, dataDir: join(root, `m${i + 1}`), ports: p, initialCluster, token }),
+  )
+  const destroy = async (): Promise<void> => {
+    await Promise.all(members.map((m) => m.stop()))
+    rmSync(root, { recursive: true, force: true })
+  }
+  const leader = async (): Promise<EtcdServer | undefined> => {
+    for (const member of members.filter((m) => m.running())) {
+      const status = await statusOf(member.url)
+      if (status?.leader !== undefined && status.leader === status.header?.member_id) return member
+    }
+    return undefined
+  }
+  const leaderless = async (member: EtcdServer): Promise<boolean> => {
+    const status = await statusOf(member.url)
+    return status !== undefined && (status.leader === undefined || status.leader === "0")
+  }
+  try {
+    await Promise.all(members.map((m) => m.start()))
+  } catch (error) {
+    await destroy()
+    throw error
+  }
+  return { members, urls: members.map((m) => m.url).join(","), leader, leaderless, destroy }
 }

@@ -3,18 +3,18 @@ import { decodeConfig, decodeDesired, decodeNodeStatus, encodeValue, sha256Of } 
 import type { Obeyed, WatchEvent } from "../../src/cluster/desired.ts"
 import { applyEvent, effectiveFor, emptyObeyed, pendingTells } from "../../src/cluster/desired.ts"
 import {
-  clusterScope,
+  clusterTarget,
   configHistoryKey,
   configKey,
   desiredKey,
   nodeDesiredKey,
-  nodeScope,
+  nodeTarget,
   nodeStatusKey,
   obeyedRange,
   parseKey,
   seenKey,
 } from "../../src/cluster/keys.ts"
-import type { Scope } from "../../src/cluster/keys.ts"
+import type { Target } from "../../src/cluster/keys.ts"
 import { goodConfig, statusInput } from "./helpers.ts"
 
 const inRange = (key: string): boolean => {
@@ -27,8 +27,8 @@ describe("key layout", () => {
   it("round-trips every key kind through parseKey", () => {
     expect(parseKey("c", configKey("c"))).toEqual({ _tag: "Config" })
     expect(parseKey("c", configHistoryKey("c", 12))).toEqual({ _tag: "ConfigHistory", seq: 12 })
-    expect(parseKey("c", desiredKey("c", "web"))).toEqual({ _tag: "Desired", scope: clusterScope, group: "web" })
-    expect(parseKey("c", nodeDesiredKey("c", "n1", "web"))).toEqual({ _tag: "Desired", scope: nodeScope("n1"), group: "web" })
+    expect(parseKey("c", desiredKey("c", "web"))).toEqual({ _tag: "Desired", target: clusterTarget, group: "web" })
+    expect(parseKey("c", nodeDesiredKey("c", "n1", "web"))).toEqual({ _tag: "Desired", target: nodeTarget("n1"), group: "web" })
     expect(parseKey("c", nodeStatusKey("c", "n1"))).toEqual({ _tag: "NodeStatus", node: "n1" })
     expect(parseKey("c", seenKey("c", "n1"))).toEqual({ _tag: "Seen", node: "n1" })
   })
@@ -90,44 +90,44 @@ describe("value codecs", () => {
 })
 
 describe("desired view and convergence", () => {
-  const set = (scope: Scope, group: string, level: string, revision: number): WatchEvent => ({
-    _tag: "DesiredSet", scope, group, desired: { level, revision },
+  const set = (target: Target, group: string, level: string, revision: number): WatchEvent => ({
+    _tag: "DesiredSet", target, group, desired: { level, revision },
   })
   const fold = (events: readonly WatchEvent[], from: Obeyed = emptyObeyed): Obeyed => events.reduce(applyEvent, from)
 
   it("gives a node's override precedence over the cluster-wide level, for that node only", () => {
-    const view = fold([set(clusterScope, "web", "3", 5), set(nodeScope("n1"), "web", "maint", 6), set(clusterScope, "db", "2", 7)])
+    const view = fold([set(clusterTarget, "web", "3", 5), set(nodeTarget("n1"), "web", "maint", 6), set(clusterTarget, "db", "2", 7)])
     expect(effectiveFor(view, "n1").get("web")).toEqual({ level: "maint", revision: 6, source: "node" })
     expect(effectiveFor(view, "n2").get("web")).toEqual({ level: "3", revision: 5, source: "cluster" })
     expect(effectiveFor(view, "n1").get("db")).toEqual({ level: "2", revision: 7, source: "cluster" })
     // A later cluster-wide write does not override the node's override...
-    const later = fold([set(clusterScope, "web", "4", 8)], view)
+    const later = fold([set(clusterTarget, "web", "4", 8)], view)
     expect(effectiveFor(later, "n1").get("web")?.level).toBe("maint")
     // ...and clearing the override hands the group back to the cluster-wide level.
-    const cleared = fold([{ _tag: "DesiredCleared", scope: nodeScope("n1"), group: "web", revision: 9 }], later)
+    const cleared = fold([{ _tag: "DesiredCleared", target: nodeTarget("n1"), group: "web", revision: 9 }], later)
     expect(effectiveFor(cleared, "n1").get("web")).toEqual({ level: "4", revision: 8, source: "cluster" })
   })
 
   it("tells each revision once: nothing again after a resync that changed nothing", () => {
-    const view = fold([set(clusterScope, "web", "3", 5), set(clusterScope, "db", "2", 6)])
+    const view = fold([set(clusterTarget, "web", "3", 5), set(clusterTarget, "db", "2", 6)])
     const first = pendingTells(effectiveFor(view, "n1"), new Map())
     expect(first).toEqual([{ group: "db", level: "2", revision: 6 }, { group: "web", level: "3", revision: 5 }])
     const applied = new Map(first.map((t) => [t.group, { level: t.level, revision: t.revision }]))
-    const resynced = applyEvent(view, { _tag: "Resynced", snapshot: { obeyed: { ...view, revision: 40 }, rejections: [] } })
+    const resynced = applyEvent(view, { _tag: "Resynced", view: { obeyed: { ...view, revision: 40 }, rejections: [] } })
     expect(pendingTells(effectiveFor(resynced, "n1"), applied)).toEqual([])
     // The same level written again is a new tell (e.g. to re-run a failed test entry).
-    expect(pendingTells(effectiveFor(fold([set(clusterScope, "web", "3", 41)], resynced), "n1"), applied)).toEqual([
+    expect(pendingTells(effectiveFor(fold([set(clusterTarget, "web", "3", 41)], resynced), "n1"), applied)).toEqual([
       { group: "web", level: "3", revision: 41 },
     ])
   })
 
   it("leaves a group alone when its desired level is deleted or a write is rejected", () => {
-    const view = fold([set(clusterScope, "web", "3", 5)])
+    const view = fold([set(clusterTarget, "web", "3", 5)])
     const applied = new Map([["web", { level: "3", revision: 5 }]])
     const rejected = applyEvent(view, { _tag: "Rejected", rejection: { key: "k", revision: 6, reason: "bad" } })
     expect(rejected.revision).toBe(6)
     expect(pendingTells(effectiveFor(rejected, "n1"), applied)).toEqual([])
-    const deleted = applyEvent(view, { _tag: "DesiredCleared", scope: clusterScope, group: "web", revision: 7 })
+    const deleted = applyEvent(view, { _tag: "DesiredCleared", target: clusterTarget, group: "web", revision: 7 })
     expect(pendingTells(effectiveFor(deleted, "n1"), applied)).toEqual([])
   })
 })

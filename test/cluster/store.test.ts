@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { encodeValue, sha256Of } from "../../src/cluster/codecs.ts"
 import type { Obeyed, WatchEvent } from "../../src/cluster/desired.ts"
 import { applyEvent, effectiveFor, pendingTells } from "../../src/cluster/desired.ts"
-import { nodeScope } from "../../src/cluster/keys.ts"
+import { nodeTarget } from "../../src/cluster/keys.ts"
 import type { EtcdServer } from "./etcd-harness.ts"
 import { eventually, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
 import type { OpenStore, Watching } from "./helpers.ts"
@@ -46,7 +46,7 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
   })
 
   const levels = (events: readonly WatchEvent[]): string[] =>
-    events.flatMap((e) => (e._tag === "DesiredSet" ? [`${e.scope._tag === "Node" ? `${e.scope.node}:` : ""}${e.group}=${e.desired.level}`] : []))
+    events.flatMap((e) => (e._tag === "DesiredSet" ? [`${e.target._tag === "Node" ? `${e.target.node}:` : ""}${e.group}=${e.desired.level}`] : []))
 
   it("reads then watches from the read's revision: a write in between arrives once, older ones never", async () => {
     const { store } = await fresh()
@@ -111,7 +111,7 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     expect(cleared.deleted).toBe(true)
     await eventually("the override's deletion", () => w.events.some((e) => e._tag === "DesiredCleared"))
     const deletion = w.events.find((e) => e._tag === "DesiredCleared")
-    expect(deletion).toMatchObject({ scope: nodeScope("n1"), group: "web", revision: cleared.revision })
+    expect(deletion).toMatchObject({ target: nodeTarget("n1"), group: "web", revision: cleared.revision })
     view = w.events.reduce(applyEvent, snapshot.obeyed)
     expect(pendingTells(effectiveFor(view, "n1"), appliedN1)).toMatchObject([{ group: "web", level: "4" }])
     expect((await run(store.clearDesired("web", { node: "n1" }))).deleted).toBe(false)

@@ -68,7 +68,7 @@ describe("the JSON protocol", () => {
     expect(ok(' {"op":"reload"}')).toEqual({ op: "reload" })
   })
   it("says what is wrong: bad JSON, not an object, missing op, unknown op", () => {
-    expect(error('{"op":"tell"')).toMatch(/^bad JSON: /)
+    expect(error('{"op":"tell"')).toMatch(/^not JSON: /)
     expect(error("{}")).toMatch(/missing field "op": expected one of tell, stopall, status, plan, ping, reload/)
     expect(error('{"op":"dance"}')).toMatch(/unknown op "dance"/)
     expect(error('{"op":7}')).toMatch(/unknown op 7/)

@@ -1,0 +1,64 @@
+/**
+ * Why a cluster store operation failed, as tagged errors: callers switch on `_tag`, and every
+ * error's `message` is a sentence for the operator.
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import { nameProblem } from "../keys.ts"
+
+/** etcd did not answer (down, unreachable, deadline passed) or refused the call. */
+export class EtcdUnavailable extends Data.TaggedError("EtcdUnavailable")<{
+  readonly operation: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `etcd unavailable (${this.operation}): ${this.reason}`
+  }
+}
+
+/** `config push` of an isinittab with errors: one `line N: message` per error. */
+export class ConfigRejected extends Data.TaggedError("ConfigRejected")<{ readonly problems: readonly string[] }> {
+  override get message(): string {
+    return `config rejected:\n${this.problems.join("\n")}`
+  }
+}
+
+export class InvalidName extends Data.TaggedError("InvalidName")<{ readonly reason: string }> {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+/** A desired level for a group that the stored config does not define. */
+export class UnknownGroup extends Data.TaggedError("UnknownGroup")<{ readonly group: string; readonly configSeq: number }> {
+  override get message(): string {
+    return `unknown group "${this.group}": config #${this.configSeq} in etcd does not define it`
+  }
+}
+
+/** A transaction kept losing races with other writers. */
+export class Contended extends Data.TaggedError("Contended")<{ readonly operation: string }> {
+  override get message(): string {
+    return `${this.operation}: too many concurrent writers, try again`
+  }
+}
+
+/** `forget` of a node that is live: it would vanish from both lists when it stops. */
+export class NodeLive extends Data.TaggedError("NodeLive")<{ readonly node: string }> {
+  override get message(): string {
+    return `${this.node} is live: stop it first (its daemon, on its host), then forget it`
+  }
+}
+
+/** `forget` of a node name that never joined this cluster (a typo, or another cluster). */
+export class UnknownNode extends Data.TaggedError("UnknownNode")<{ readonly node: string; readonly cluster: string }> {
+  override get message(): string {
+    return `no node ${this.node} was ever seen in cluster ${this.cluster}`
+  }
+}
+
+/** `name`, or InvalidName saying why it cannot be a group, level, node or cluster name. */
+export const validName = (what: string, name: string): Effect.Effect<string, InvalidName> => {
+  const problem = nameProblem(what, name)
+  return problem === undefined ? Effect.succeed(name) : Effect.fail(new InvalidName({ reason: problem }))
+}

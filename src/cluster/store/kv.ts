@@ -1,0 +1,87 @@
+/**
+ * What one etcd key-value pair means to the store: a watch event for the keys daemons obey, or an
+ * accepted value of the kind a prefix read expects. Bad keys and values never fail an operation:
+ * they become rejections with a reason, and are logged.
+ */
+import type { IKeyValue } from "etcd3"
+import type * as E from "fp-ts/lib/Either.js"
+import type { LogService } from "../../log.ts"
+import { decodeConfig, decodeDesired } from "../codecs.ts"
+import type { Rejection, WatchEvent } from "../desired.ts"
+import type { ClusterKey } from "../keys.ts"
+import { parseKey } from "../keys.ts"
+import { revisionOf } from "./client.ts"
+
+type KeyOf<K extends ClusterKey["_tag"]> = Extract<ClusterKey, { readonly _tag: K }>
+
+/** A value read under a prefix that decoded and passed its check. */
+interface Accepted<K extends ClusterKey["_tag"], A> {
+  readonly key: KeyOf<K>
+  readonly value: A
+  readonly revision: number
+}
+
+export interface KeyValues {
+  /** The watch event a put or delete of `kv` means; undefined for keys outside the obeyed set. */
+  readonly classify: (kv: IKeyValue, change: "Put" | "Delete") => WatchEvent | undefined
+  /**
+   * One pair of a prefix read: its parsed key if it is of `kind`, and its value if it decodes and
+   * `check` accepts it (undefined, or why not); otherwise nothing, the refusal logged into `rejections`.
+   */
+  readonly accept: <K extends ClusterKey["_tag"], A>(
+    kv: IKeyValue,
+    kind: K,
+    decode: (text: string) => E.Either<string, A>,
+    rejections: Rejection[],
+    check?: (key: KeyOf<K>, value: A) => string | undefined,
+  ) => Accepted<K, A> | undefined
+}
+
+export const keyValues = (cluster: string, log: LogService | undefined): KeyValues => {
+  const reject = (rejection: Rejection): Rejection => {
+    log?.line({ what: "etcd-rejected", message: `${rejection.key} (revision ${rejection.revision}): ${rejection.reason}` })
+    return rejection
+  }
+
+  const classify: KeyValues["classify"] = (kv, change) => {
+    const key = kv.key.toString("utf8")
+    const revision = revisionOf(kv.mod_revision)
+    const rejected = (reason: string): WatchEvent => ({ _tag: "Rejected", rejection: reject({ key, revision, reason }) })
+    const parsed = parseKey(cluster, key)
+    switch (parsed._tag) {
+      case "Desired": {
+        if (change === "Delete") return { _tag: "DesiredCleared", target: parsed.target, group: parsed.group, revision }
+        const decoded = decodeDesired(kv.value.toString("utf8"))
+        if (decoded._tag === "Left") return rejected(decoded.left)
+        const { level, by, at } = decoded.right
+        return { _tag: "DesiredSet", target: parsed.target, group: parsed.group, desired: { level, revision, by, at } }
+      }
+      case "Config": {
+        if (change === "Delete") return { _tag: "ConfigCleared", revision }
+        const decoded = decodeConfig(kv.value.toString("utf8"))
+        return decoded._tag === "Left" ? rejected(decoded.left) : { _tag: "ConfigSet", config: { ...decoded.right, revision } }
+      }
+      case "Unknown":
+        return change === "Delete" ? undefined : rejected(`unknown key: ${parsed.reason}`)
+      case "ConfigHistory":
+      case "NodeStatus":
+      case "Seen":
+        return undefined
+    }
+  }
+
+  const accept: KeyValues["accept"] = (kv, kind, decode, rejections, check = () => undefined) => {
+    const key = kv.key.toString("utf8")
+    const revision = revisionOf(kv.mod_revision)
+    const refuse = (reason: string): undefined => void rejections.push(reject({ key, revision, reason }))
+    const parsed = parseKey(cluster, key)
+    const isKind = (k: ClusterKey): k is KeyOf<typeof kind> => k._tag === kind
+    if (!isKind(parsed)) return refuse(`unknown key: ${parsed._tag === "Unknown" ? parsed.reason : parsed._tag}`)
+    const decoded = decode(kv.value.toString("utf8"))
+    if (decoded._tag === "Left") return refuse(decoded.left)
+    const problem = check(parsed, decoded.right)
+    return problem === undefined ? { key: parsed, value: decoded.right, revision } : refuse(problem)
+  }
+
+  return { classify, accept }
+}

@@ -1,0 +1,82 @@
+/**
+ * The cluster's members as etcd lists them: live nodes (a status on a live lease) and missing ones
+ * (seen before, no status now), read at one revision; and forgetting a decommissioned node.
+ */
+import * as Effect from "effect/Effect"
+import type { NodeStatus, SeenValue } from "../codecs.ts"
+import { decodeNodeStatus, decodeSeen } from "../codecs.ts"
+import type { Rejection } from "../desired.ts"
+import { nodeStatusKey, nodeStatusPrefix, seenKey, seenPrefix } from "../keys.ts"
+import type { EtcdClient } from "./client.ts"
+import { revisionOf } from "./client.ts"
+import type { EtcdUnavailable, InvalidName } from "./errors.ts"
+import { NodeLive, UnknownNode, validName } from "./errors.ts"
+import type { KeyValues } from "./kv.ts"
+
+export interface Nodes {
+  readonly revision: number
+  /** Nodes whose status is on a live lease, by name. */
+  readonly live: readonly NodeStatus[]
+  /** Nodes seen before whose status is gone (lease expired or revoked), by name. */
+  readonly missing: readonly SeenValue[]
+  readonly rejections: readonly Rejection[]
+}
+
+export interface Membership {
+  readonly nodes: () => Effect.Effect<Nodes, EtcdUnavailable>
+  readonly liveNodes: () => Effect.Effect<readonly NodeStatus[], EtcdUnavailable>
+  readonly missingNodes: () => Effect.Effect<readonly SeenValue[], EtcdUnavailable>
+  /** Stops listing a missing node (decommissioned); refuses a live node and one never seen. */
+  readonly forgetNode: (node: string) => Effect.Effect<void, EtcdUnavailable | InvalidName | NodeLive | UnknownNode>
+}
+
+const byName = <T extends { readonly node: string }>(a: T, b: T): number => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0)
+
+export const makeMembership = (client: EtcdClient, kv: KeyValues, cluster: string): Membership => {
+  const { etcd, call } = client
+
+  const nodes: Membership["nodes"] = () =>
+    Effect.gen(function* () {
+      const seenResponse = yield* call("read seen", () => etcd.getAll().prefix(seenPrefix(cluster)).exec())
+      const revision = revisionOf(seenResponse.header.revision)
+      // Read at the same revision, so a node cannot be both missing and live, or neither.
+      const liveResponse = yield* call("read nodes", () => etcd.getAll().prefix(nodeStatusPrefix(cluster)).revision(revision).exec())
+      const rejections: Rejection[] = []
+      const live: NodeStatus[] = []
+      for (const pair of liveResponse.kvs) {
+        const ok = kv.accept(pair, "NodeStatus", decodeNodeStatus, rejections, (key, value) => (value.node === key.node ? undefined : `status of node "${value.node}"`))
+        if (ok !== undefined) live.push(ok.value)
+      }
+      const liveNames = new Set(live.map((n) => n.node))
+      const missing: SeenValue[] = []
+      for (const pair of seenResponse.kvs) {
+        const ok = kv.accept(pair, "Seen", decodeSeen, rejections)
+        if (ok !== undefined && !liveNames.has(ok.key.node)) missing.push({ ...ok.value, node: ok.key.node })
+      }
+      return { revision, live: live.sort(byName), missing: missing.sort(byName), rejections }
+    })
+
+  const forgetNode: Membership["forgetNode"] = (node) =>
+    Effect.gen(function* () {
+      yield* validName("node", node)
+      // One transaction, so a node that comes back meanwhile is never forgotten while live.
+      const result = yield* call("forget node", () =>
+        etcd
+          .if(nodeStatusKey(cluster, node), "Create", "==", 0)
+          .and(seenKey(cluster, node), "Create", ">", 0)
+          .then(etcd.delete().key(seenKey(cluster, node)))
+          .else(etcd.get(nodeStatusKey(cluster, node)))
+          .commit(),
+      )
+      if (result.succeeded) return
+      const live = (result.responses[0]?.response_range.kvs.length ?? 0) > 0
+      return yield* Effect.fail(live ? new NodeLive({ node }) : new UnknownNode({ node, cluster }))
+    })
+
+  return {
+    nodes,
+    liveNodes: () => Effect.map(nodes(), (n) => n.live),
+    missingNodes: () => Effect.map(nodes(), (n) => n.missing),
+    forgetNode,
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * Cluster mode on a three-member etcd that loses members: the client keeps its one deadline per
+ * command and says that etcd has no quorum (not which dead member refused a connection); the watch
+ * on a member left without a leader reports the outage instead of sitting silent, and resyncs once
+ * quorum is back; with one member down, a watch lost again and again resyncs with backoff and logs
+ * the outage once.
+ */
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import { ConnectionPool } from "etcd3/lib/connection-pool.js"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import type { WatchEvent } from "../../src/cluster/desired.ts"
+import { applyEvent, emptyObeyed } from "../../src/cluster/desired.ts"
+import { Deadline } from "../../src/cluster/store/client.ts"
+import type { EtcdCluster, EtcdServer } from "./etcd-harness.ts"
+import { eventually, skipWithoutEtcd, startEtcdCluster } from "./etcd-harness.ts"
+import type { OpenStore, Watching } from "./helpers.ts"
+import { failure, openStore, run, watch } from "./helpers.ts"
+import { isinit } from "./nodes.ts"
+
+describe.skipIf(skipWithoutEtcd())("three etcd members, some of them down", () => {
+  let etcd: EtcdCluster
+  const opened: OpenStore[] = []
+  const watches: Watching[] = []
+
+  beforeAll(async () => {
+    etcd = await startEtcdCluster()
+  })
+  afterEach(async () => {
+    for (const w of watches.splice(0)) await w.stop()
+    for (const o of opened.splice(0)) await o.close()
+    await Promise.all(etcd.members.filter((m) => !m.running()).map((m) => m.start()))
+  })
+  afterAll(async () => {
+    await etcd?.destroy()
+  })
+
+  /** Stops two members, the leader among them; resolves to the survivor once it knows it has no leader. */
+  const loseQuorum = async (): Promise<EtcdServer> => {
+    const leader = (await etcd.leader()) ?? etcd.members[0]
+    const [other, survivor] = etcd.members.filter((m) => m !== leader)
+    if (leader === undefined || other === undefined || survivor === undefined) throw new Error("three members expected")
+    await Promise.all([leader.stop(), other.stop()])
+    await eventually("the survivor without a leader", () => etcd.leaderless(survivor))
+    return survivor
+  }
+
+  it("ends each client command within its 5 s deadline, saying etcd has no quorum", async () => {
+    const args = ["--etcd", etcd.urls, "--cluster", "q"]
+    expect((await isinit([...args, "tell", "web", "1"])).code).toBe(0)
+    const survivor = await loseQuorum()
+    // tell reads the config, then writes; status reads twice: one deadline for all of them.
+    const runs = [[etcd.urls, "tell", "web", "2"], [survivor.url, "status"], [etcd.urls, "forget", "n1"]]
+    for (const [urls = "", ...command] of runs) {
+      const started = Date.now()
+      const result = await isinit(["--etcd", urls, "--cluster", "q", ...command])
+      const took = Date.now() - started
+      expect(result.code, command.join(" ")).toBe(1)
+      expect(result.err, `${command.join(" ")} on ${urls}`).toMatch(/etcd has no quorum \/ no leader/)
+      expect(result.err).not.toMatch(/ECONNREFUSED/)
+      // 5 s, plus slack for a loaded machine; etcd3's own retries used to stretch it.
+      expect(took, `${command.join(" ")} took ${took} ms`).toBeLessThan(7_500)
+      expect(took).toBeGreaterThan(1_000) // an election could have ended meanwhile: it keeps trying
+    }
+  })
+
+  it("shares one deadline among the calls made under it", async () => {
+    const open = await openStore(etcd.urls, { cluster: "q", callTimeoutMs: 3_000 })
+    opened.push(open)
+    await loseQuorum()
+    const started = Date.now()
+    const three = Effect.all([open.store.readDesired(), open.store.nodes(), open.store.readDesired()])
+    const failed = await failure(Effect.provideService(three, Deadline, Date.now() + 2_000))
+    expect(failed).toMatchObject({ _tag: "EtcdUnavailable", reason: expect.stringMatching(/no quorum/) as string })
+    expect(Date.now() - started).toBeLessThan(4_000)
+  })
+
+  it("the watch on a member left without a leader reports the outage, and resyncs once quorum is back", async () => {
+    // Everything on the member that survives, as a daemon whose connection sits there would be.
+    const leader = (await etcd.leader()) ?? etcd.members[0]
+    const survivor = etcd.members.find((m) => m !== leader)
+    if (survivor === undefined) throw new Error("no survivor")
+    const open = await openStore(survivor.url, { cluster: "w", backoff: { initialMs: 100, maxMs: 1_000 } })
+    opened.push(open)
+    await run(open.store.setDesired("web", "1"))
+    const w = watch(open.store, (await run(open.store.readDesired())).obeyed.revision)
+    watches.push(w)
+    const stopped = etcd.members.filter((m) => m !== survivor)
+    await Promise.all(stopped.map((m) => m.stop()))
+    await eventually("the outage reported", () => w.events.some((e) => e._tag === "Outage"), 30_000)
+    await Promise.all(stopped.map((m) => m.start()))
+    await eventually("a resync", () => w.events.some((e) => e._tag === "Resynced"), 30_000)
+    await run(open.store.setDesired("web", "2"))
+    await eventually("web=2 watched", () => w.events.some((e) => e._tag === "DesiredSet" && e.desired.level === "2"))
+    expect(open.log.lines.filter((l) => l.includes("etcd-outage"))).toHaveLength(1)
+  })
+
+  it("with one member down, a watch lost again and again resyncs with backoff and logs the outage once", async () => {
+    const [down, ...up] = etcd.members
+    if (down === undefined) throw new Error("three members expected")
+    await down.stop()
+    // etcd3 draws a member at random for each new watch stream, and a stream on the member that
+    // is down is lost at once. Pinning the order (etcd3 then starts from the last host listed)
+    // with that member first makes every draw the worst.
+    ConnectionPool.deterministicOrder = true
+    try {
+      const urls = [...up, down].map((m) => m.url).join(",")
+      const open = await openStore(urls, { cluster: "burst", backoff: { initialMs: 100, maxMs: 1_000 } })
+      opened.push(open)
+      await run(open.store.setDesired("web", "1"))
+      const events: WatchEvent[] = []
+      const resyncedAt: number[] = []
+      const record = (event: WatchEvent): Effect.Effect<void> =>
+        Effect.sync(() => {
+          events.push(event)
+          if (event._tag === "Resynced") resyncedAt.push(Date.now())
+        })
+      const fiber = Effect.runFork(open.store.watchDesired((await run(open.store.readDesired())).obeyed.revision, record))
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 4_000))
+        // Resyncs at 0, +100, +200, +400, +800, +1000 ms...: a handful in 4 s, not hundreds.
+        expect(resyncedAt.length).toBeGreaterThanOrEqual(3)
+        expect(resyncedAt.length).toBeLessThanOrEqual(10)
+        const gaps = resyncedAt.slice(1).map((at, i) => at - (resyncedAt[i] ?? at))
+        expect(gaps.slice(1).every((gap) => gap >= 90), `gaps ${gaps.join(", ")} ms`).toBe(true)
+        expect(events.filter((e) => e._tag === "Outage")).toHaveLength(1)
+        expect(open.log.lines.filter((l) => l.includes("etcd-outage"))).toHaveLength(1)
+        expect(open.log.lines.filter((l) => l.includes("etcd-resync"))).toHaveLength(1)
+
+        // The member back: a stream lands, and changes arrive again.
+        await down.start()
+        await run(open.store.setDesired("web", "2"))
+        await eventually("web=2 watched", () => events.reduce(applyEvent, emptyObeyed).cluster.get("web")?.level === "2")
+      } finally {
+        await Effect.runPromise(Fiber.interrupt(fiber))
+      }
+    } finally {
+      ConnectionPool.deterministicOrder = false
+    }
+  })
+})
