@@ -32,7 +32,7 @@
  * (except for `off`: an `off` entry never runs, so its levels do not matter), a bad directive value.
  * Warnings: a comma-less multi-character runlevel field that is not all digits, a level or group
  * with whitespace (it can never be requested: the protocol splits on whitespace), unknown or
- * repeated directives.
+ * repeated directives, a UTF-8 byte-order mark at the start of the file (dropped).
  */
 import { isRight } from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
@@ -267,6 +267,17 @@ const parseLine = (b: Builder, line: number, raw: string): void => {
   entryLine(b, line, fields)
 }
 
+/**
+ * Editors on other systems may start a UTF-8 file with a byte-order mark (EF BB BF). Kept, it
+ * would become part of the first group's name (a group nobody can type). It is dropped, and named
+ * in a warning: the original IS::Init keeps it, so it reads that first line differently.
+ */
+const withoutBom = (b: Builder, text: string): string => {
+  if (!text.startsWith("\uFEFF")) return text
+  warning(b, 1, "a UTF-8 byte-order mark (EF BB BF) starts the file: ignored, but IS::Init would read it as part of the first line; save the file without it")
+  return text.slice(1)
+}
+
 export const parseInittab = (text: string): Parsed => {
   const b: Builder = {
     entries: [],
@@ -277,7 +288,7 @@ export const parseInittab = (text: string): Parsed => {
     socket: undefined,
     initstat: undefined,
   }
-  const lines = text.split("\n")
+  const lines = withoutBom(b, text).split("\n")
   // A final newline does not start another line.
   const count = lines.length > 0 && lines[lines.length - 1] === "" ? lines.length - 1 : lines.length
   for (let i = 0; i < count; i++) parseLine(b, i + 1, lines[i] ?? "")

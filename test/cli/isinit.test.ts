@@ -114,6 +114,14 @@ describe("check", () => {
     expect(code).toBe(0)
     expect(out).toMatch(new RegExp(`^${warned}:1: warning: .*\nok: 1 entry in 1 group\n$`))
   })
+  it("names a byte-order mark instead of folding it into the first group", async () => {
+    const tab = join(dir, "bom")
+    writeFileSync(tab, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from("web:w:1:respawn:sleep 1\n")]))
+    const { code, out } = await run(["-c", tab, "check"])
+    expect(code).toBe(0)
+    expect(out).toMatch(new RegExp(`^${tab}:1: warning: a UTF-8 byte-order mark \\(EF BB BF\\) starts the file: ignored`))
+    expect(out).toMatch(/^ok: 1 entry in 1 group$/m)
+  })
   it("exits 1 with a hint when the isinittab cannot be read", async () => {
     const { code, err } = await run(["-c", join(dir, "missing"), "check"])
     expect(code).toBe(1)

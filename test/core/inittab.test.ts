@@ -67,6 +67,20 @@ describe("entries", () => {
   })
 })
 
+describe("a UTF-8 byte-order mark", () => {
+  it("is dropped, named in a warning, never folded into the first group's name", () => {
+    const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from("web:w:1:respawn:sleep 1\n")])
+    const parsed = parseInittab(bytes.toString("utf8"))
+    expect(parsed.config.entries.map((e) => e.group)).toEqual(["web"])
+    expect(parsed.problems).toEqual([{ severity: "warning", line: 1, message: expect.stringMatching(/byte-order mark \(EF BB BF\).*ignored/) }])
+  })
+
+  it("before a comment or a directive, they still read as such", () => {
+    expect(parseInittab("\uFEFF# comment\ng:t:1:once:x\n").config.entries.map((e) => e.line)).toEqual([2])
+    expect(parseInittab("\uFEFF:::jail:5s\ng:t:1:once:x\n").config.limits.jailMs).toBe(5000)
+  })
+})
+
 describe("errors", () => {
   const cases: ReadonlyArray<readonly [string, string, number, RegExp]> = [
     ["too few fields", "# x\ng:t:1:once\n", 2, /too few fields.*found 4 fields/],
