@@ -29,7 +29,8 @@
  *
  * Errors (the config must not be used): too few fields, empty group, empty tag, repeated tag (the
  * first definition is kept), unknown mode, empty command (except for `off`), empty runlevels
- * (except for `off`: an `off` entry never runs, so its levels do not matter), a bad directive value.
+ * (except for `off`: an `off` entry never runs, so its levels do not matter), a bad directive value,
+ * no entry at all (an empty or truncated file; line 0, the whole file).
  * Warnings: a comma-less multi-character runlevel field that is not all digits, a level or group
  * with whitespace (it can never be requested: the protocol splits on whitespace), unknown or
  * repeated directives, a UTF-8 byte-order mark at the start of the file (dropped).
@@ -268,6 +269,17 @@ const parseLine = (b: Builder, line: number, raw: string): void => {
 }
 
 /**
+ * A file without a single entry is what a rewrite with `>` leaves when it is read half-way (or a
+ * config tool that failed): taken at its word it would stop every process on the host. Whoever
+ * wants everything stopped says so with `isinit stopall`, or keeps the entries with mode `off`.
+ * Not added when the file already has errors: those explain it, and it is refused anyway.
+ */
+const requireEntries = (b: Builder): void => {
+  if (b.entries.length > 0 || b.problems.some((p) => p.severity === "error")) return
+  error(b, 0, "no entries: the file is empty or holds only comments and directives (truncated by a rewrite?); it is refused so that nothing stops. Replace the file atomically (write a new file, then rename it over the old one); to stop everything use isinit stopall, or keep the entries with mode off")
+}
+
+/**
  * Editors on other systems may start a UTF-8 file with a byte-order mark (EF BB BF). Kept, it
  * would become part of the first group's name (a group nobody can type). It is dropped, and named
  * in a warning: the original IS::Init keeps it, so it reads that first line differently.
@@ -292,6 +304,7 @@ export const parseInittab = (text: string): Parsed => {
   // A final newline does not start another line.
   const count = lines.length > 0 && lines[lines.length - 1] === "" ? lines.length - 1 : lines.length
   for (let i = 0; i < count; i++) parseLine(b, i + 1, lines[i] ?? "")
+  requireEntries(b)
   return {
     config: makeConfig(b.entries, { limits: b.limits, socket: b.socket, initstat: b.initstat }),
     problems: b.problems,

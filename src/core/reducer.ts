@@ -78,7 +78,8 @@ const configRejection = (state: State, parsed: Parsed): string | undefined => {
   if (!hasErrors(parsed)) return undefined
   const errors = parsed.problems.filter((p) => p.severity === "error")
   const first = errors[0]
-  return `the isinittab has ${errors.length} error(s), first at line ${first?.line ?? 0}: ${first?.message ?? ""}; nothing was changed`
+  const where = first === undefined || first.line === 0 ? "first" : `first at line ${first.line}`
+  return `the isinittab has ${errors.length} error(s), ${where}: ${first?.message ?? ""}; nothing was changed`
 }
 
 const groupRejection = (config: Config, group: string, level: string): string | undefined => {

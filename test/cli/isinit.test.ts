@@ -114,6 +114,15 @@ describe("check", () => {
     expect(code).toBe(0)
     expect(out).toMatch(new RegExp(`^${warned}:1: warning: .*\nok: 1 entry in 1 group\n$`))
   })
+  it("an isinittab without entries (empty or truncated) is an error, not ok: 0 entries", async () => {
+    for (const text of ["", ":::jail:5s\n# the rest was never written\n"]) {
+      const tab = write("empty", text)
+      const { code, out } = await run(["-c", tab, "check"])
+      expect(code).toBe(1)
+      expect(out).toMatch(new RegExp(`^${tab}: error: no entries: `))
+      expect(out).not.toMatch(/^ok:/m)
+    }
+  })
   it("names a byte-order mark instead of folding it into the first group", async () => {
     const tab = join(dir, "bom")
     writeFileSync(tab, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from("web:w:1:respawn:sleep 1\n")]))

@@ -60,10 +60,25 @@ describe("entries", () => {
     expect(parsed.config.entries.map((e) => e.group)).toEqual(["  # indented"])
   })
 
-  it("handles a file without a final newline, and an empty file", () => {
+  it("handles a file without a final newline", () => {
     expect(parseInittab("g:t:1:once:x").config.entries).toHaveLength(1)
-    expect(parseInittab("")).toEqual({ config: parseInittab("\n").config, problems: [] })
-    expect(parseInittab("").config.entries).toEqual([])
+  })
+
+  it("a file without entries is an error of the whole file: empty, blank, comments and directives only", () => {
+    for (const text of ["", "\n", "# nothing\n\n", ":::jail:5s\n", "x:y:z:socket:/tmp/s\n", "\uFEFF"]) {
+      const parsed = parseInittab(text)
+      expect(parsed.config.entries, JSON.stringify(text)).toEqual([])
+      const errors = parsed.problems.filter((p) => p.severity === "error")
+      expect(errors, JSON.stringify(text)).toEqual([{ severity: "error", line: 0, message: expect.stringMatching(/^no entries: .*truncated.*refused so that nothing stops.*rename/) }])
+    }
+  })
+
+  it("entries set to off count: a file of off entries stops everything on purpose", () => {
+    expect(parseInittab("g:t:1:off:x\n").problems).toEqual([])
+  })
+
+  it("a file whose every line is broken reports those lines, not a missing entry", () => {
+    expect(parseInittab("g:t:1:sometimes:x\n").problems.map((p) => p.line)).toEqual([1])
   })
 })
 
@@ -173,7 +188,7 @@ describe("warnings", () => {
   })
 
   it("a repeated directive warns and the later line wins", () => {
-    const parsed = parseInittab(":::jail:10s\n:::jail:20s\n")
+    const parsed = parseInittab(":::jail:10s\n:::jail:20s\ng:t:1:once:x\n")
     const problem = only(parsed)
     expect(problem).toMatchObject({ severity: "warning", line: 2 })
     expect(problem.message).toMatch(/directive "jail" repeated: this line replaces line 1/)
@@ -192,21 +207,21 @@ describe("directives", () => {
 
   it("reads socket, initstat and tuning directives", () => {
     const parsed = parseInittab(
-      [":::socket:/tmp/is/init.s", ":::initstat:/tmp/is/a:b", ":::respawn-limit:3/2m", ":::jail: 500ms ", ":::kill-grace:7"].join("\r\n"),
+      [":::socket:/tmp/is/init.s", ":::initstat:/tmp/is/a:b", ":::respawn-limit:3/2m", ":::jail: 500ms ", ":::kill-grace:7", "g:t:1:once:x"].join("\r\n"),
     )
     expect(parsed.problems).toEqual([])
     expect(parsed.config.socket).toBe("/tmp/is/init.s")
     expect(parsed.config.initstat).toBe("/tmp/is/a:b")
     expect(parsed.config.limits).toEqual({ respawnMax: 3, respawnWindowMs: 120_000, jailMs: 500, killGraceMs: 7000 })
-    expect(parsed.config.entries).toEqual([])
+    expect(parsed.config.entries.map((e) => e.tag)).toEqual(["t"])
   })
 
   it("like the original, any line with mode socket or initstat is a directive", () => {
-    const parsed = parseInittab("x:y:z:socket:/tmp/s\ng:t:1:initstat:/tmp/st\n")
+    const parsed = parseInittab("x:y:z:socket:/tmp/s\ng:t:1:initstat:/tmp/st\ng:u:1:once:x\n")
     expect(parsed.problems).toEqual([])
     expect(parsed.config.socket).toBe("/tmp/s")
     expect(parsed.config.initstat).toBe("/tmp/st")
-    expect(parsed.config.entries).toEqual([])
+    expect(parsed.config.entries.map((e) => e.tag)).toEqual(["u"])
   })
 
   it("durations: ms, s, m and bare seconds", () => {
@@ -263,7 +278,8 @@ describe("properties", () => {
     const parsed = parseInittab(text)
     const lineCount = text.split("\n").length
     for (const problem of parsed.problems) {
-      expect(problem.line).toBeGreaterThanOrEqual(1)
+      // Line 0 is the whole file: only for a file without entries.
+      expect(problem.line).toBeGreaterThanOrEqual(parsed.config.entries.length === 0 ? 0 : 1)
       expect(problem.line).toBeLessThanOrEqual(lineCount)
       expect(problem.message.length).toBeGreaterThan(0)
     }
@@ -274,7 +290,7 @@ describe("properties", () => {
     }
   })
 
-  fcTest.prop([fc.array(fc.tuple(fc.stringMatching(/^[a-z]{1,6}$/), fc.stringMatching(/^[^:\n\r]{0,20}$/)), { maxLength: 20 })])(
+  fcTest.prop([fc.array(fc.tuple(fc.stringMatching(/^[a-z]{1,6}$/), fc.stringMatching(/^[^:\n\r]{0,20}$/)), { minLength: 1, maxLength: 20 })])(
     "a well-formed file parses to its entries, commands verbatim",
     (rows) => {
       const unique = [...new Map(rows).entries()]

@@ -5,9 +5,10 @@
  */
 import { writeFileSync } from "node:fs"
 import { afterEach, describe, expect, it } from "vitest"
-import type { Lab } from "../runtime/daemonHarness.ts"
-import { askJson, makeLab } from "../runtime/daemonHarness.ts"
-import { logged } from "./faultHarness.ts"
+import type { Daemon, Lab } from "../runtime/daemonHarness.ts"
+import { ask, askJson, makeLab, runningPid, statusOf } from "../runtime/daemonHarness.ts"
+import { sleep } from "../runtime/helpers.ts"
+import { crash, groupsOfTag, logged } from "./faultHarness.ts"
 
 let lab: Lab | undefined
 afterEach(async () => {
@@ -22,5 +23,52 @@ describe("a UTF-8 byte-order mark", () => {
     const d = await l.start()
     expect(await askJson(d.socket, { op: "tell", group: "web", level: "1", wait: true })).toMatchObject({ ok: true, outcome: "run" })
     await logged(d, /isinittab:1: warning: a UTF-8 byte-order mark/)
+  }, 60_000)
+})
+
+const fourServices = ["g:a:1:respawn:sleep 301", "g:b:1:respawn:sleep 302", "h:c:1:respawn:sleep 303", "h:d:1:respawn:sleep 304"]
+
+/** Starts a daemon on `lines` and brings g and h to level 1; the pids of a, b, c and d. */
+const running = async (l: Lab, lines: readonly string[] = fourServices): Promise<{ readonly d: Daemon; readonly pids: readonly number[] }> => {
+  l.writeTab(lines.map((line) => `${line}\n`).join(""))
+  const d = await l.start()
+  for (const group of ["g", "h"]) expect(await askJson(d.socket, { op: "tell", group, level: "1", wait: true })).toMatchObject({ ok: true, outcome: "run" })
+  const pids = await Promise.all(["a", "b", "c", "d"].map((tag) => runningPid(d.socket, tag)))
+  return { d, pids }
+}
+
+/** Every service still runs with the pid it had, and every group is still at run 1. */
+const untouched = async (d: Daemon, pids: readonly number[]): Promise<void> => {
+  await sleep(300) // a stop, had one been sent, shows well within this
+  expect(await Promise.all(["a", "b", "c", "d"].map((tag) => runningPid(d.socket, tag)))).toEqual(pids)
+  for (const g of (await statusOf(d.socket)).groups) expect([g.group, g.state, g.level]).toEqual([g.group, "run", "1"])
+}
+
+describe("an isinittab truncated to nothing", () => {
+  it("is refused by SIGHUP, a tell, a reload and the original protocol, with the reason; nothing stops", async () => {
+    const l = (lab = makeLab())
+    const { d, pids } = await running(l)
+    writeFileSync(d.tab, "")
+    process.kill(d.child.pid ?? 0, "SIGHUP")
+    await logged(d, /reload rejected: the isinittab has 1 error\(s\), first: no entries: .*truncated/)
+    const told = await askJson(d.socket, { op: "tell", group: "g", level: "1" })
+    expect(told).toMatchObject({ ok: false })
+    expect(String(told["error"])).toMatch(/no entries: .*refused so that nothing stops.*isinit stopall/)
+    expect(await askJson(d.socket, { op: "reload" })).toMatchObject({ ok: false, error: expect.stringMatching(/no entries/) })
+    expect(await ask(d.socket, "h 1\n")).toMatch(/^error: .*no entries/)
+    await untouched(d, pids)
+  }, 60_000)
+
+  it("a successor that finds it after a crash adopts every process and stops none", async () => {
+    const l = (lab = makeLab())
+    const { d, pids } = await running(l)
+    await crash(d)
+    writeFileSync(d.tab, "# the config tool was killed here\n")
+    const second = await l.start()
+    await logged(second, /no entries/)
+    await logged(second, /adopted processes keep running/)
+    expect(await Promise.all(["a", "b", "c", "d"].map((tag) => runningPid(second.socket, tag)))).toEqual(pids)
+    await sleep(300)
+    for (const tag of ["a", "b", "c", "d"]) expect(groupsOfTag(second, tag)).toHaveLength(1)
   }, 60_000)
 })
