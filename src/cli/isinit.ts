@@ -27,8 +27,9 @@ import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
 import { endsAtBarrier, groupsTable, planRejection, renderPlanSteps, renderStatus } from "./format.ts"
 
 export const usage = `Usage:
-  isinit [-c FILE] [-s SOCKET] GROUP LEVEL [--wait [--timeout S]]   (also: isinit tell GROUP LEVEL)
+  isinit [-c FILE] [-s SOCKET] GROUP LEVEL [--wait [--timeout S]] [--force]   (also: isinit tell ...)
   isinit [-c FILE] [-s SOCKET] stopall                              (also: isinit -k)
+  isinit [-c FILE] [-s SOCKET] reload [--force]
   isinit [-c FILE] [-s SOCKET] status [GROUP] [--level L] [--json]
   isinit [-c FILE] check
   isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json]
@@ -43,7 +44,12 @@ Commands:
                 socket. --wait blocks until the transition is over: exit 0 when the group runs,
                 1 when a test entry failed, a later tell replaced it, or --timeout S passed
                 (default 600 s). A group named like a command needs the tell form.
+                A tell re-reads the isinittab; one that would stop more than half of the
+                running entries (their lines gone, as in a file cut by a rewrite) is refused:
+                --force applies it anyway (the share: :::removal-guard:).
   stopall       stop every process of every group; the daemon then exits.
+  reload        re-read the isinittab and re-apply every group's level (as SIGHUP does);
+                --force as for a tell.
   status        groups (state, level) and their entries (mode, state, pid, restarts, jail);
                 --json prints the daemon's status report. With the daemon down, the groups
                 from the status file.
@@ -58,6 +64,7 @@ Options:
   -k                  same as stopall
       --wait          (tell) wait for the transition to end
       --timeout S     (tell --wait) give up after S seconds
+      --force         (tell, reload) apply the isinittab even if it stops most of what runs
       --level L       (status) only groups at level L
       --json          (status, plan, simulate) machine-readable output
   -h, --help          this text
@@ -82,8 +89,9 @@ const processIo: Io = {
 
 
 type Command =
-  | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly wait: boolean; readonly timeoutMs: number }
+  | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly wait: boolean; readonly timeoutMs: number; readonly force: boolean }
   | { readonly _tag: "StopAll" }
+  | { readonly _tag: "Reload"; readonly force: boolean }
   | { readonly _tag: "Status"; readonly group: string | undefined; readonly level: string | undefined; readonly json: boolean }
   | { readonly _tag: "Check" }
   | { readonly _tag: "Plan"; readonly group: string; readonly level: string; readonly json: boolean }
@@ -105,6 +113,7 @@ const options = {
   timeout: { type: "string" },
   level: { type: "string" },
   json: { type: "boolean" },
+  force: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const
@@ -112,14 +121,14 @@ const options = {
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>["values"]
 
 const onlyFor = (values: Values, allowed: readonly (keyof Values)[], command: string): void => {
-  for (const flag of ["wait", "timeout", "level", "json"] as const) {
+  for (const flag of ["wait", "timeout", "level", "json", "force"] as const) {
     if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
   }
 }
 
 const tellCommand = (values: Values, group: string, level: string): Command => {
-  onlyFor(values, ["wait", "timeout"], "a tell")
-  return { _tag: "Tell", group, level, wait: values.wait === true, timeoutMs: waitTimeoutMs(values) }
+  onlyFor(values, ["wait", "timeout", "force"], "a tell")
+  return { _tag: "Tell", group, level, wait: values.wait === true, timeoutMs: waitTimeoutMs(values), force: values.force === true }
 }
 
 const commandOf = (values: Values, positionals: readonly string[]): Command => {
@@ -131,7 +140,7 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
     return { _tag: "StopAll" }
   }
   const [first, ...rest] = positionals
-  if (first === undefined) throw new UsageError("missing command: give GROUP LEVEL, or one of stopall, status, check, plan, simulate")
+  if (first === undefined) throw new UsageError("missing command: give GROUP LEVEL, or one of stopall, reload, status, check, plan, simulate")
   switch (first) {
     case "help":
       return { _tag: "Help" }
@@ -143,6 +152,10 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
       expectCount("stopall", rest, 0, "no arguments")
       onlyFor(values, [], "stopall")
       return { _tag: "StopAll" }
+    case "reload":
+      expectCount("reload", rest, 0, "no arguments (a group named reload needs the tell form)")
+      onlyFor(values, ["force"], "reload")
+      return { _tag: "Reload", force: values.force === true }
     case "status":
       if (rest.length > 1) throw new UsageError(`status takes at most one GROUP, got ${rest.join(" ")}`)
       onlyFor(values, ["level", "json"], "status")
@@ -302,7 +315,14 @@ const startDaemon = async (ctx: Context): Promise<boolean> => {
 // Commands
 
 const tell = async (ctx: Context, command: Extract<Command, { readonly _tag: "Tell" }>): Promise<number> => {
-  const req: Request = { op: "tell", group: command.group, level: command.level, wait: command.wait, ...(command.wait ? { timeoutMs: command.timeoutMs } : {}) }
+  const req: Request = {
+    op: "tell",
+    group: command.group,
+    level: command.level,
+    wait: command.wait,
+    ...(command.wait ? { timeoutMs: command.timeoutMs } : {}),
+    ...(command.force ? { force: true } : {}),
+  }
   const send = () => ask(ctx, req, command.wait ? command.timeoutMs + 10_000 : undefined)
   let answer = await send()
   if (isClientError(answer) && answer._tag === "NoDaemon") {
@@ -346,6 +366,22 @@ const stopAll = async (ctx: Context): Promise<number> => {
   }
   if (!answer.ok) {
     ctx.io.err(`isinit: stopall rejected: ${answer.error}\n`)
+    return 1
+  }
+  return 0
+}
+
+const reload = async (ctx: Context, command: Extract<Command, { readonly _tag: "Reload" }>): Promise<number> => {
+  const answer = await ask(ctx, command.force ? { op: "reload", force: true } : { op: "reload" })
+  if (isClientError(answer)) {
+    if (answer._tag === "NoDaemon") {
+      ctx.io.err(`isinit: no daemon on ${ctx.socket}: nothing to reload (a daemon reads the isinittab when it starts)\n`)
+      return 0
+    }
+    return talkFailure(ctx, answer)
+  }
+  if (!answer.ok) {
+    ctx.io.err(`isinit: ${answer.error}\n`)
     return 1
   }
   return 0
@@ -524,6 +560,8 @@ export const main = async (argv: readonly string[], io: Io = processIo): Promise
       return tell(ctx, command)
     case "StopAll":
       return stopAll(ctx)
+    case "Reload":
+      return reload(ctx, command)
     case "Status":
       return status(ctx, command)
     case "Check":

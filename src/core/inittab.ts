@@ -21,6 +21,7 @@
  *   :::respawn-limit:N/DURATION    a respawn entry starts at most N times in DURATION (5/10s)
  *   :::jail:DURATION               how long an entry that respawns too fast waits (60s)
  *   :::kill-grace:DURATION         SIGTERM-to-SIGKILL grace when stopping (30s)
+ *   :::removal-guard:PERCENT%|off  a re-read may stop at most this share of what runs (50%; reread.ts)
  *
  * DURATION is an integer with unit `ms`, `s` or `m` (`500ms`, `10s`, `2m`); a bare integer means
  * seconds. Durations must be positive and at most 2147483647 ms (about 24.8 days: the longest
@@ -37,8 +38,8 @@
  */
 import { isRight } from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
-import type { Entry, Limits, Mode, Parsed, Problem } from "./config.ts"
-import { defaultLimits, makeConfig, modes } from "./config.ts"
+import type { Entry, Limits, Mode, Parsed, Problem, RemovalGuard } from "./config.ts"
+import { defaultLimits, defaultRemovalGuard, makeConfig, modes } from "./config.ts"
 
 export interface DirectiveDoc {
   readonly syntax: string
@@ -57,6 +58,11 @@ export const directives: readonly DirectiveDoc[] = [
   },
   { syntax: ":::jail:DURATION", default: "60s", meaning: "how long an entry that respawns too fast is held back" },
   { syntax: ":::kill-grace:DURATION", default: "30s", meaning: "time between SIGTERM and SIGKILL when stopping" },
+  {
+    syntax: ":::removal-guard:PERCENT%|off",
+    default: "50%",
+    meaning: "a re-read that would stop more than this share of the running entries (their lines gone) needs --force",
+  },
 ]
 
 // Codecs for the field values. The mode codec is built from config.ts's list, so the two agree.
@@ -111,6 +117,14 @@ export const RespawnLimitFromString = new t.Type<RespawnLimit, string, unknown>(
   (l) => `${l.max}/${l.windowMs}ms`,
 )
 
+/** `50%` (a whole percentage, 0 to 100) or `off`. */
+const removalGuardOf = (text: string): RemovalGuard | undefined => {
+  if (text === "off") return { _tag: "Off" }
+  const match = /^(\d{1,3})%$/.exec(text)
+  const percent = Number(match?.[1] ?? Number.NaN)
+  return percent >= 0 && percent <= 100 ? { _tag: "Share", percent } : undefined
+}
+
 const durationHelp = "an integer with unit ms, s or m (e.g. 500ms, 10s, 2m; bare means seconds), positive, at most 2147483647ms"
 
 // Lines
@@ -138,7 +152,7 @@ const parseLevels = (field: string): string[] =>
   // oxlint-disable-next-line typescript/no-misused-spread -- code points are the intent here
   field.includes(",") ? field.split(",").filter((level) => level !== "") : [...field]
 
-type Tuning = "respawn-limit" | "jail" | "kill-grace"
+type Tuning = "respawn-limit" | "jail" | "kill-grace" | "removal-guard"
 type DirectiveName = "socket" | "initstat" | Tuning
 
 interface Builder {
@@ -147,6 +161,7 @@ interface Builder {
   readonly tagLines: Map<string, number>
   readonly directiveLines: Map<DirectiveName, number>
   limits: Limits
+  removalGuard: RemovalGuard
   socket: string | undefined
   initstat: string | undefined
 }
@@ -193,8 +208,15 @@ const tuningDirective = (b: Builder, line: number, name: string, value: string |
       else b.limits = { ...b.limits, killGraceMs: decoded.right }
       return
     }
+    case "removal-guard": {
+      noteDirective(b, line, name)
+      const guard = removalGuardOf(raw.trim())
+      if (guard === undefined) error(b, line, `directive "removal-guard": bad value "${raw}": expected a share such as 50% (0% to 100%), or off`)
+      else b.removalGuard = guard
+      return
+    }
     default:
-      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace)`)
+      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace, removal-guard)`)
   }
 }
 
@@ -297,6 +319,7 @@ export const parseInittab = (text: string): Parsed => {
     tagLines: new Map(),
     directiveLines: new Map(),
     limits: defaultLimits,
+    removalGuard: defaultRemovalGuard,
     socket: undefined,
     initstat: undefined,
   }
@@ -306,7 +329,7 @@ export const parseInittab = (text: string): Parsed => {
   for (let i = 0; i < count; i++) parseLine(b, i + 1, lines[i] ?? "")
   requireEntries(b)
   return {
-    config: makeConfig(b.entries, { limits: b.limits, socket: b.socket, initstat: b.initstat }),
+    config: makeConfig(b.entries, { limits: b.limits, removalGuard: b.removalGuard, socket: b.socket, initstat: b.initstat }),
     problems: b.problems,
   }
 }

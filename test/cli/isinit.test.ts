@@ -79,6 +79,10 @@ describe("usage", () => {
     [["web", "2", "--wait", "--timeout", "0"], /--timeout takes a number of seconds/],
     [["web", "2", "--json"], /--json does not apply to a tell/],
     [["check", "--json"], /--json does not apply to check/],
+    [["reload", "now"], /reload takes no arguments/],
+    [["reload", "--json"], /--json does not apply to reload/],
+    [["status", "--force"], /--force does not apply to status/],
+    [["stopall", "--force"], /--force does not apply to stopall/],
     [["status", "--wait"], /--wait does not apply to status/],
     [["plan", "web", "2", "--level", "2"], /--level does not apply to plan/],
     [["-c"], /Option '-c, --config <value>' argument missing/],
@@ -187,6 +191,9 @@ describe("without a daemon", () => {
   })
   it("stopall without daemon has nothing to stop", async () => {
     expect(await run(["-c", goodTab(), "stopall"])).toMatchObject({ code: 0, err: expect.stringMatching(/nothing to stop/) })
+  })
+  it("reload without daemon has nothing to reload", async () => {
+    expect(await run(["-c", goodTab(), "reload", "--force"])).toMatchObject({ code: 0, err: expect.stringMatching(/nothing to reload/) })
   })
   it("a tell with an unreadable isinittab does not try to start a daemon", async () => {
     const { code, err } = await run(["-c", join(dir, "missing"), "-s", join(dir, "s"), "web", "2"])

@@ -236,7 +236,20 @@ describe("directives", () => {
   })
 
   it("lists every directive for the README", () => {
-    expect(directives.map((d) => d.syntax.split(":")[3])).toEqual(["socket", "initstat", "respawn-limit", "jail", "kill-grace"])
+    expect(directives.map((d) => d.syntax.split(":")[3])).toEqual(["socket", "initstat", "respawn-limit", "jail", "kill-grace", "removal-guard"])
+  })
+
+  it("removal-guard: a whole percentage from 0% to 100%, or off; 50% by default", () => {
+    const guard = (value: string) => parseInittab(`:::removal-guard:${value}\ng:t:1:once:x\n`)
+    expect(parseInittab("g:t:1:once:x\n").config.removalGuard).toEqual({ _tag: "Share", percent: 50 })
+    expect(guard("0%").config.removalGuard).toEqual({ _tag: "Share", percent: 0 })
+    expect(guard(" 100% ").config.removalGuard).toEqual({ _tag: "Share", percent: 100 })
+    expect(guard("off").config.removalGuard).toEqual({ _tag: "Off" })
+    for (const bad of ["50", "101%", "-1%", "1.5%", "half", ""]) {
+      const problem = only(guard(bad))
+      expect(problem, bad).toMatchObject({ severity: "error", line: 1 })
+      expect(problem.message, bad).toMatch(/directive "removal-guard": bad value .*0% to 100%.*off/)
+    }
   })
 })
 
