@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import type { ClusterInfo, Request, Response } from "../codec/protocol.ts"
-import type { Parsed } from "../core/config.ts"
+import type { Parsed, Problem } from "../core/config.ts"
 import { emptyConfig, hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
 import { plan } from "../core/plan.ts"
@@ -23,6 +23,7 @@ import { parseStatusFile } from "../core/status.ts"
 import type { ClientError } from "../runtime/client.ts"
 import { request } from "../runtime/client.ts"
 import { configPathFrom, defaultSocketPath, resolvePaths, version } from "../runtime/daemon.ts"
+import { insecureConfigReason } from "../runtime/strictModes.ts"
 import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
 import { endsAtBarrier, groupsTable, planRejection, renderPlanSteps, renderStatus } from "./format.ts"
 
@@ -31,7 +32,7 @@ export const usage = `Usage:
   isinit [-c FILE] [-s SOCKET] stopall                              (also: isinit -k)
   isinit [-c FILE] [-s SOCKET] reload [--force]
   isinit [-c FILE] [-s SOCKET] status [GROUP] [--level L] [--json]
-  isinit [-c FILE] check
+  isinit [-c FILE] check [--strict]
   isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json]
   isinit simulate SCENARIO [--json]
   isinit --etcd URLS [--cluster NAME] tell|clear|status|config|forget ...   (cluster mode, see
@@ -54,6 +55,10 @@ Commands:
                 --json prints the daemon's status report. With the daemon down, the groups
                 from the status file.
   check         print every error and warning of the isinittab with its line; exit 1 on errors.
+                Warns of what the daemon or old clients trip over (group names the original
+                protocol cannot carry, commands in daemon mode or too long to execute). As
+                root, or with --strict, also the StrictModes refusal a root daemon would make
+                (the file or its directory writable by others, or not owned by root).
   plan          what GROUP LEVEL would do now, in order, without doing it (against the running
                 daemon's state, or everything stopped when no daemon runs).
   simulate      run a scenario file in the simulator (virtual time) and print its timeline.
@@ -67,6 +72,7 @@ Options:
       --force         (tell, reload) apply the isinittab even if it stops most of what runs
       --level L       (status) only groups at level L
       --json          (status, plan, simulate) machine-readable output
+      --strict        (check) check ownership and modes as a root daemon would
   -h, --help          this text
   -V, --version       print the version
 `
@@ -93,7 +99,7 @@ type Command =
   | { readonly _tag: "StopAll" }
   | { readonly _tag: "Reload"; readonly force: boolean }
   | { readonly _tag: "Status"; readonly group: string | undefined; readonly level: string | undefined; readonly json: boolean }
-  | { readonly _tag: "Check" }
+  | { readonly _tag: "Check"; readonly strict: boolean }
   | { readonly _tag: "Plan"; readonly group: string; readonly level: string; readonly json: boolean }
   | { readonly _tag: "Simulate"; readonly file: string; readonly json: boolean }
   | { readonly _tag: "Help" }
@@ -114,6 +120,7 @@ const options = {
   level: { type: "string" },
   json: { type: "boolean" },
   force: { type: "boolean" },
+  strict: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const
@@ -121,7 +128,7 @@ const options = {
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>["values"]
 
 const onlyFor = (values: Values, allowed: readonly (keyof Values)[], command: string): void => {
-  for (const flag of ["wait", "timeout", "level", "json", "force"] as const) {
+  for (const flag of ["wait", "timeout", "level", "json", "force", "strict"] as const) {
     if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
   }
 }
@@ -162,8 +169,8 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
       return { _tag: "Status", group: rest[0], level: values.level, json: values.json === true }
     case "check":
       expectCount("check", rest, 0, "no arguments (the isinittab comes from -c or $ISINITTAB)")
-      onlyFor(values, [], "check")
-      return { _tag: "Check" }
+      onlyFor(values, ["strict"], "check")
+      return { _tag: "Check", strict: values.strict === true }
     case "plan": {
       const [group = "", level = ""] = expectCount("plan", rest, 2, "GROUP LEVEL")
       onlyFor(values, ["json"], "plan")
@@ -445,17 +452,29 @@ const clusterLine = (c: ClusterInfo): string => {
   return `cluster ${c.cluster}, node ${c.node}: ${config}; ${etcd}${pending}\n\n`
 }
 
-const check = (ctx: Context): number => {
+/** StrictModes, as a root daemon applies it at every read (runtime/strictModes.ts): a problem of the whole file. */
+const strictProblems = async (path: string): Promise<Problem[]> => {
+  try {
+    const reason = await insecureConfigReason(path, 0)
+    return reason === undefined ? [] : [{ severity: "error", line: 0, message: `${reason} (a root isinitd refuses it)` }]
+  } catch (error) {
+    return [{ severity: "error", line: 0, message: `cannot check its ownership and modes: ${readError(error)}` }]
+  }
+}
+
+const check = async (ctx: Context, command: Extract<Command, { readonly _tag: "Check" }>): Promise<number> => {
   if (ctx.parsed === undefined) {
     ctx.io.err(`isinit: cannot read the isinittab ${ctx.configPath}: ${ctx.readError ?? "?"}; give it with -c FILE or $ISINITTAB\n`)
     return 1
   }
-  for (const problem of ctx.parsed.problems) ctx.io.out(`${formatProblem(ctx.configPath, problem)}\n`)
-  if (hasErrors(ctx.parsed)) {
-    ctx.io.out(`${checkSummary(ctx.configPath, ctx.parsed)}\n`)
+  const strict = command.strict || process.getuid?.() === 0 ? await strictProblems(ctx.configPath) : []
+  const parsed: Parsed = { ...ctx.parsed, problems: [...ctx.parsed.problems, ...strict] }
+  for (const problem of parsed.problems) ctx.io.out(`${formatProblem(ctx.configPath, problem)}\n`)
+  if (hasErrors(parsed)) {
+    ctx.io.out(`${checkSummary(ctx.configPath, parsed)}\n`)
     return 1
   }
-  const { entries, byGroup } = ctx.parsed.config
+  const { entries, byGroup } = parsed.config
   ctx.io.out(`ok: ${entries.length} ${entries.length === 1 ? "entry" : "entries"} in ${byGroup.size} ${byGroup.size === 1 ? "group" : "groups"}\n`)
   return 0
 }
@@ -565,7 +584,7 @@ export const main = async (argv: readonly string[], io: Io = processIo): Promise
     case "Status":
       return status(ctx, command)
     case "Check":
-      return check(ctx)
+      return check(ctx, command)
     case "Plan":
       return planCommand(ctx, command)
   }

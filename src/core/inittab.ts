@@ -34,12 +34,15 @@
  * no entry at all (an empty or truncated file; line 0, the whole file).
  * Warnings: a comma-less multi-character runlevel field that is not all digits, a level or group
  * with whitespace (it can never be requested: the protocol splits on whitespace), unknown or
- * repeated directives, a UTF-8 byte-order mark at the start of the file (dropped).
+ * repeated directives, a UTF-8 byte-order mark at the start of the file (dropped), and what the
+ * daemon or old clients trip over (hazards.ts): group names the line protocol cannot carry,
+ * commands that escape supervision (daemon mode) or are too long to execute.
  */
 import { isRight } from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
 import type { Entry, Limits, Mode, Parsed, Problem, RemovalGuard } from "./config.ts"
 import { defaultLimits, defaultRemovalGuard, makeConfig, modes } from "./config.ts"
+import { commandHazards, groupHazards, levelHazards } from "./hazards.ts"
 
 export interface DirectiveDoc {
   readonly syntax: string
@@ -160,6 +163,8 @@ interface Builder {
   readonly problems: Problem[]
   readonly tagLines: Map<string, number>
   readonly directiveLines: Map<DirectiveName, number>
+  /** Hazards of each group and level name, worked out once per file: names repeat on many lines. */
+  readonly nameHazards: Map<string, readonly string[]>
   limits: Limits
   removalGuard: RemovalGuard
   socket: string | undefined
@@ -171,6 +176,18 @@ const error = (b: Builder, line: number, message: string): void => {
 }
 const warning = (b: Builder, line: number, message: string): void => {
   b.problems.push({ severity: "warning", line, message })
+}
+
+const warnAll = (b: Builder, line: number, messages: readonly string[]): void => {
+  for (const message of messages) warning(b, line, message)
+}
+
+const cached = (b: Builder, key: string, compute: () => readonly string[]): readonly string[] => {
+  const known = b.nameHazards.get(key)
+  if (known !== undefined) return known
+  const found = compute()
+  b.nameHazards.set(key, found)
+  return found
 }
 
 const noteDirective = (b: Builder, line: number, name: DirectiveName): void => {
@@ -231,6 +248,7 @@ const checkLevels = (b: Builder, line: number, field: string, levels: readonly s
   }
   for (const level of levels) {
     if (whitespace.test(level)) warning(b, line, `runlevel "${level}" contains whitespace and can never be requested`)
+    else warnAll(b, line, cached(b, `l${level}`, () => levelHazards(level)))
   }
 }
 
@@ -242,6 +260,8 @@ const entryLine = (b: Builder, line: number, fields: readonly string[]): void =>
     ok = false
   } else if (whitespace.test(group)) {
     warning(b, line, `group "${group}" contains whitespace: it can never be requested and breaks the status file`)
+  } else {
+    warnAll(b, line, cached(b, `g${group}`, () => groupHazards(group)))
   }
   if (tag === "") {
     error(b, line, `field "tag" is empty`)
@@ -267,6 +287,7 @@ const entryLine = (b: Builder, line: number, fields: readonly string[]): void =>
   const levels = parseLevels(levelField)
   checkLevels(b, line, levelField, levels, mode)
   if (levels.length === 0 && mode !== "off") ok = false
+  if (mode !== undefined && mode !== "off") warnAll(b, line, commandHazards(command))
   if (ok && mode !== undefined) b.entries.push({ group, tag, levels, mode, command, line })
 }
 
@@ -318,6 +339,7 @@ export const parseInittab = (text: string): Parsed => {
     problems: [],
     tagLines: new Map(),
     directiveLines: new Map(),
+    nameHazards: new Map(),
     limits: defaultLimits,
     removalGuard: defaultRemovalGuard,
     socket: undefined,

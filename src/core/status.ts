@@ -27,7 +27,7 @@ export interface StatusLine {
 }
 
 /** Bytes in UTF-8: Perl's printf pads byte strings, so the width counts bytes, not characters. */
-const utf8Length = (s: string): number => {
+export const utf8Length = (s: string): number => {
   let bytes = 0
   for (let i = 0; i < s.length; i++) {
     const unit = s.charCodeAt(i)

@@ -2,11 +2,13 @@
  * `isinit` run in-process (its `main` with captured output): usage, check, plan and status
  * without a daemon, simulate. The end-to-end tests against a real daemon are in isinit.e2e.test.ts.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { main } from "../../src/cli/isinit.ts"
+import { maxArgumentBytes } from "../../src/core/hazards.ts"
 import { renderStatusFile } from "../../src/core/status.ts"
 
 let dir: string
@@ -79,6 +81,7 @@ describe("usage", () => {
     [["web", "2", "--wait", "--timeout", "0"], /--timeout takes a number of seconds/],
     [["web", "2", "--json"], /--json does not apply to a tell/],
     [["check", "--json"], /--json does not apply to check/],
+    [["status", "--strict"], /--strict does not apply to status/],
     [["reload", "now"], /reload takes no arguments/],
     [["reload", "--json"], /--json does not apply to reload/],
     [["status", "--force"], /--force does not apply to status/],
@@ -126,6 +129,30 @@ describe("check", () => {
       expect(out).toMatch(new RegExp(`^${tab}: error: no entries: `))
       expect(out).not.toMatch(/^ok:/m)
     }
+  })
+  it("warns, with the line, of what the daemon or old clients trip over", async () => {
+    const tab = write("hazards", ["web:a:1:respawn:sleep 1", "stopall-db:b:1:respawn:sleep 2", "web:c:1:respawn:my-server &", ""].join("\n"))
+    const { code, out } = await run(["-c", tab, "check"])
+    expect(code).toBe(0)
+    expect(out).toMatch(new RegExp(`^${tab}:2: warning: group "stopall-db" starts with "stopall"`, "m"))
+    expect(out).toMatch(new RegExp(`^${tab}:3: warning: command ends with "&"`, "m"))
+    expect(out).toMatch(/^ok: 3 entries in 2 groups$/m)
+  })
+  it("the length it warns about is the kernel's: a 131071-byte /bin/sh -c script runs, one byte more fails with E2BIG", () => {
+    expect(spawnSync("/bin/sh", ["-c", `:${" ".repeat(maxArgumentBytes - 2)}`]).status).toBe(0)
+    expect(spawnSync("/bin/sh", ["-c", `:${" ".repeat(maxArgumentBytes - 1)}`]).error).toMatchObject({ code: "E2BIG" })
+  })
+  it("--strict (implied as root) reports the StrictModes refusal a root daemon would make", async () => {
+    const tab = write("loose", "web:a:1:respawn:sleep 1\n")
+    chmodSync(tab, 0o666)
+    const { code, out } = await run(["-c", tab, "check", "--strict"])
+    expect(code).toBe(1)
+    expect(out).toMatch(new RegExp(`^${tab}: error: refusing the isinittab .*writable by group and others \\(mode 0666\\).*chmod go-w .*\\(a root isinitd refuses it\\)$`, "m"))
+    expect(out).toMatch(/1 error, 0 warnings$/m)
+    const plain = await run(["-c", tab, "check"])
+    expect(plain.code).toBe(process.getuid?.() === 0 ? 1 : 0)
+    chmodSync(tab, 0o644)
+    if (process.getuid?.() === 0) expect(await run(["-c", tab, "check", "--strict"])).toMatchObject({ code: 0, out: "ok: 1 entry in 1 group\n" })
   })
   it("names a byte-order mark instead of folding it into the first group", async () => {
     const tab = join(dir, "bom")

@@ -196,6 +196,63 @@ describe("warnings", () => {
   })
 })
 
+describe("what the daemon or old clients trip over (warnings)", () => {
+  const warnings = (text: string): string[] => {
+    const parsed = parseInittab(text)
+    expect(hasErrors(parsed)).toBe(false)
+    return parsed.problems.map((p) => `${p.line}: ${p.message}`)
+  }
+  const cases: ReadonlyArray<readonly [string, string, RegExp]> = [
+    ["a group starting with stopall", "stopall-web:t:1:once:x\n", /^1: group "stopall-web" starts with "stopall": an original IS::Init client's tell of it .* is read as stopall/],
+    ["a group named stopall", "stopall:t:1:once:x\n", /group "stopall" starts with "stopall"/],
+    ["a group starting with {", "{web}:t:1:once:x\n", /^1: group "\{web\}" starts with "\{": isinitd reads a line starting with "\{" as JSON/],
+    ["a group with a control character", "we\u0001b:t:1:once:x\n", /^1: group "we.b" can never be requested: the group contains a control character/],
+    ["a group with Unicode whitespace", "web\u00a0a:t:1:once:x\n", /can never be requested: the group contains whitespace/],
+    ["a group over 256 characters", `${"g".repeat(257)}:t:1:once:x\n`, /can never be requested: the group is longer than 256 characters/],
+    ["a level over 256 characters", `g:t:${"l".repeat(257)},:once:x\n`, /runlevel "l+" can never be requested: the runlevel is longer than 256/],
+    ["a command ending in &", "g:t:1:respawn:my-server --port 80 &\n", /^1: command ends with "&": the shell exits at once .*cannot stop it/],
+    ["nohup ... &", "g:t:1:once:nohup sleep 100 > /dev/null 2>&1 &\n", /command ends with "&"/],
+    ["setsid", "g:t:1:respawn:setsid sleep 100\n", /^1: command runs setsid: the program moves to a new session, out of the entry's process group/],
+    ["setsid behind wrappers and a path", "g:t:1:respawn:A=1 exec nice -n 5 /usr/bin/setsid -f sleep 100\n", /command runs setsid/],
+    ["setsid after a separator", "g:t:1:respawn:cd /srv && setsid ./app\n", /command runs setsid/],
+    ["a daemonizer", "g:t:1:respawn:start-stop-daemon --start --exec /usr/sbin/app\n", /command runs start-stop-daemon, which detaches the program \(daemon mode\)/],
+    ["daemonize", "g:t:1:respawn:daemonize /usr/sbin/app\n", /command runs daemonize/],
+    ["a daemon-mode flag", "g:t:1:respawn:/usr/sbin/app --daemon -c /etc/app.conf\n", /^1: command passes --daemon, which usually makes a program detach/],
+    ["docker run --detach", "g:t:1:respawn:docker run --detach nginx\n", /command passes --detach/],
+  ]
+  for (const [name, text, expected] of cases) {
+    it(name, () => {
+      const found = warnings(text)
+      expect(found, JSON.stringify(found)).toHaveLength(1)
+      expect(found[0]).toMatch(expected)
+    })
+  }
+
+  it("leaves alone what only looks alike", () => {
+    for (const text of [
+      "web:t:1:once:echo setsid daemon &&\n", // words, not commands; && is not &
+      "web:t:1:once:a && b\n",
+      "web:t:1:respawn:sleep 1 & wait\n", // backgrounded, then waited for: supervised
+      "web:t:1:respawn:git daemon --base-path=/srv\n",
+      "web:t:1:off:setsid app &\n", // never runs
+      "stop-all:t:1:once:x\nweb{:u:1:once:x\n",
+    ]) {
+      expect(warnings(text), text).toEqual([])
+    }
+  })
+
+  it("a command too long to exec: one /bin/sh -c argument, or one word, over 131071 bytes", () => {
+    const atLimit = "x".repeat(131_071)
+    expect(warnings(`g:t:1:once:echo '${"x".repeat(131_071 - 7)}'\n`)).toEqual([])
+    expect(warnings(`g:t:1:once:echo ${atLimit}\n`)).toEqual([])
+    const [shell] = warnings(`g:t:1:once:echo '${"x".repeat(131_072 - 7)}'\n`)
+    expect(shell).toMatch(/^1: command is too long to run: the command runs as one \/bin\/sh -c argument of 131072 bytes, over the kernel's limit of 131071 bytes per argument \(MAX_ARG_STRLEN\)/)
+    const [word] = warnings(`g:t:1:once:echo ${"é".repeat(65_536)}\n`)
+    expect(word).toMatch(/a word of the command is 131072 bytes/)
+    expect(warnings(`g:t:1:once:echo ${"x ".repeat(100_000)}\n`)).toEqual([]) // many short words are fine
+  })
+})
+
 describe("directives", () => {
   it("defaults follow the original", () => {
     const parsed = parseInittab("g:t:1:once:x\n")
