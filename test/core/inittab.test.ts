@@ -323,13 +323,25 @@ describe("reporting", () => {
 })
 
 describe("the example isinittab", () => {
+  const path = fileURLToPath(new URL("../../examples/isinittab", import.meta.url))
+  const text = readFileSync(path, "utf8")
+
+  it("never wraps a shell in a shell: a command with metacharacters already runs under /bin/sh -c", () => {
+    for (const e of parseInittab(text).config.entries) expect(e.command, e.tag).not.toMatch(/^\s*(\S*\/)?(ba|da)?sh\s+-c\b/)
+  })
+
+  it("says how commands run as the README does: directly, or by /bin/sh -c with metacharacters", () => {
+    const comment = text.split("\n").filter((l) => l.startsWith("#")).join("\n")
+    expect(comment).not.toMatch(/a \/bin\/sh command line/)
+    expect(comment).toMatch(/split into words\s+#\s+and executed directly; any other runs as \/bin\/sh -c/)
+  })
+
   it("parses cleanly and uses only the allowed commands", () => {
-    const path = fileURLToPath(new URL("../../examples/isinittab", import.meta.url))
-    const parsed = parseInittab(readFileSync(path, "utf8"))
+    const parsed = parseInittab(text)
     expect(parsed.problems).toEqual([])
     expect(parsed.config.byGroup.size).toBeGreaterThanOrEqual(2)
     expect(new Set(parsed.config.entries.map((e) => e.mode))).toEqual(new Set(["respawn", "once", "wait", "test", "off"]))
-    const allowed = new Set(["/bin/sh", "sleep", "echo", "true", "false", "while", "do", "done"])
+    const allowed = new Set(["sleep", "echo", "true", "false", "while", "do", "done"])
     for (const e of parsed.config.entries) {
       for (const part of e.command.split(/;|&&|\|\||'|-c/)) {
         const word = part.trim().split(/\s+/)[0] ?? ""
