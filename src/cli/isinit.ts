@@ -34,7 +34,7 @@ export const usage = `Usage:
   isinit [-c FILE] [-s SOCKET] status [GROUP] [--level L] [--json]
   isinit [-c FILE] check [--strict]
   isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json]
-  isinit simulate SCENARIO [--json]
+  isinit simulate SCENARIO [--json] [--max-events N]
   isinit --etcd URLS [--cluster NAME] tell|clear|status|config|forget ...   (cluster mode, see
                                                   isinit --etcd URLS --help and docs/cluster.md)
   isinit --help | --version
@@ -62,6 +62,8 @@ Commands:
   plan          what GROUP LEVEL would do now, in order, without doing it (against the running
                 daemon's state, or everything stopped when no daemon runs).
   simulate      run a scenario file in the simulator (virtual time) and print its timeline.
+                A scenario that runs away (a respawn loop without end, a long run) is
+                stopped after --max-events N events (default 100000): exit 1, saying so.
 
 Options:
   -c, --config FILE   the isinittab (default: $ISINITTAB, else /etc/isinittab)
@@ -73,6 +75,7 @@ Options:
       --level L       (status) only groups at level L
       --json          (status, plan, simulate) machine-readable output
       --strict        (check) check ownership and modes as a root daemon would
+      --max-events N  (simulate) stop the simulation after N events
   -h, --help          this text
   -V, --version       print the version
 `
@@ -101,7 +104,7 @@ type Command =
   | { readonly _tag: "Status"; readonly group: string | undefined; readonly level: string | undefined; readonly json: boolean }
   | { readonly _tag: "Check"; readonly strict: boolean }
   | { readonly _tag: "Plan"; readonly group: string; readonly level: string; readonly json: boolean }
-  | { readonly _tag: "Simulate"; readonly file: string; readonly json: boolean }
+  | { readonly _tag: "Simulate"; readonly file: string; readonly json: boolean; readonly maxEvents: number | undefined }
   | { readonly _tag: "Help" }
   | { readonly _tag: "Version" }
 
@@ -121,6 +124,7 @@ const options = {
   json: { type: "boolean" },
   force: { type: "boolean" },
   strict: { type: "boolean" },
+  "max-events": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const
@@ -128,7 +132,7 @@ const options = {
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>["values"]
 
 const onlyFor = (values: Values, allowed: readonly (keyof Values)[], command: string): void => {
-  for (const flag of ["wait", "timeout", "level", "json", "force", "strict"] as const) {
+  for (const flag of ["wait", "timeout", "level", "json", "force", "strict", "max-events"] as const) {
     if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
   }
 }
@@ -136,6 +140,13 @@ const onlyFor = (values: Values, allowed: readonly (keyof Values)[], command: st
 const tellCommand = (values: Values, group: string, level: string): Command => {
   onlyFor(values, ["wait", "timeout", "force"], "a tell")
   return { _tag: "Tell", group, level, wait: values.wait === true, timeoutMs: waitTimeoutMs(values), force: values.force === true }
+}
+
+const maxEventsOf = (text: string | undefined): number | undefined => {
+  if (text === undefined) return undefined
+  const n = Number(text)
+  if (!/^\d+$/.test(text) || n < 1 || !Number.isSafeInteger(n)) throw new UsageError(`--max-events takes a whole number of events, at least 1, not "${text}"`)
+  return n
 }
 
 const commandOf = (values: Values, positionals: readonly string[]): Command => {
@@ -178,8 +189,8 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
     }
     case "simulate": {
       const [file = ""] = expectCount("simulate", rest, 1, "one SCENARIO file")
-      onlyFor(values, ["json"], "simulate")
-      return { _tag: "Simulate", file, json: values.json === true }
+      onlyFor(values, ["json", "max-events"], "simulate")
+      return { _tag: "Simulate", file, json: values.json === true, maxEvents: maxEventsOf(values["max-events"]) }
     }
     default:
       if (positionals.length === 2) {
@@ -538,17 +549,23 @@ const simulate = async (ctx: Pick<Context, "io">, command: Extract<Command, { re
     for (const e of parsed.errors) ctx.io.err(`${command.file}:${e.line}: error: ${e.message}\n`)
     return 1
   }
-  const result = runScenario(parsed.scenario)
+  const result = runScenario(parsed.scenario, command.maxEvents === undefined ? {} : { maxEvents: command.maxEvents })
+  const { timeline, violations, report, endMs, idle, outOfEvents } = result
   if (command.json) {
-    const { timeline, violations, report, endMs, idle } = result
-    ctx.io.out(`${JSON.stringify({ timeline, violations, report, endMs, idle }, null, 2)}\n`)
+    ctx.io.out(`${JSON.stringify({ timeline, violations, report, endMs, idle, outOfEvents: outOfEvents ?? null }, null, 2)}\n`)
   } else {
-    ctx.io.out(renderTimeline(result.timeline))
-    ctx.io.out(`\nat the end (${(result.endMs / 1000).toFixed(3)}s${result.idle ? ", idle" : ""}):\n`)
-    ctx.io.out(renderStatus(result.report, result.endMs))
-    for (const v of result.violations) ctx.io.err(`isinit: invariant ${v.invariant} broken at ${v.at} ms: ${v.message}\n`)
+    ctx.io.out(renderTimeline(timeline))
+    ctx.io.out(`\n${outOfEvents === undefined ? "at the end" : "where it stopped"} (${(endMs / 1000).toFixed(3)}s${idle ? ", idle" : ""}):\n`)
+    ctx.io.out(renderStatus(report, endMs))
+    for (const v of violations) ctx.io.err(`isinit: invariant ${v.invariant} broken at ${v.at} ms: ${v.message}\n`)
   }
-  return result.violations.length > 0 ? 1 : 0
+  if (outOfEvents !== undefined) {
+    ctx.io.err(
+      `isinit: simulate stopped after ${outOfEvents.maxEvents} events, at ${(outOfEvents.at / 1000).toFixed(3)}s of virtual time, before the scenario's end: ` +
+        `a respawn loop without end, or a long run? What happened until then is shown; --max-events N raises the bound\n`,
+    )
+  }
+  return violations.length > 0 || outOfEvents !== undefined ? 1 : 0
 }
 
 /** Runs `isinit` with these arguments; resolves to the exit code. */

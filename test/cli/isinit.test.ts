@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { main } from "../../src/cli/isinit.ts"
 import { maxArgumentBytes } from "../../src/core/hazards.ts"
 import { renderStatusFile } from "../../src/core/status.ts"
+import { defaultMaxEvents } from "../../src/sim/scenario.ts"
 
 let dir: string
 beforeEach(() => {
@@ -82,6 +83,9 @@ describe("usage", () => {
     [["web", "2", "--json"], /--json does not apply to a tell/],
     [["check", "--json"], /--json does not apply to check/],
     [["status", "--strict"], /--strict does not apply to status/],
+    [["simulate", "x.scn", "--max-events", "0"], /--max-events takes a whole number of events, at least 1, not "0"/],
+    [["simulate", "x.scn", "--max-events", "1e5"], /--max-events takes a whole number/],
+    [["status", "--max-events", "5"], /--max-events does not apply to status/],
     [["reload", "now"], /reload takes no arguments/],
     [["reload", "--json"], /--json does not apply to reload/],
     [["status", "--force"], /--force does not apply to status/],
@@ -255,6 +259,21 @@ describe("simulate", () => {
     expect(data.endMs).toBe(20_000)
     expect(data.timeline.some((e) => e.kind === "jailed")).toBe(true)
     expect(data.report.groups[0]?.state).toBe("fail")
+  })
+  it("stops a scenario that runs away after --max-events, says so and exits 1", async () => {
+    const runaway = ["config <<EOF", ":::respawn-limit:1000/1ms", ":::jail:1ms", "g:loop:1:respawn:spin", "EOF", "behave spin crashes-every 1ms", "at 0 tell g 1", "run 1000h", ""].join("\n")
+    const file = write("runaway.scn", runaway)
+    const { code, out, err } = await run(["simulate", file, "--max-events", "2000"])
+    expect(code).toBe(1)
+    expect(out).toMatch(/^where it stopped \(\d+\.\d{3}s\):$/m)
+    expect(err).toMatch(/^isinit: simulate stopped after 2000 events, at \d+\.\d{3}s of virtual time, before the scenario's end: a respawn loop without end, or a long run\? .*--max-events N raises the bound$/m)
+    const json = await run(["simulate", file, "--max-events", "2000", "--json"])
+    expect(json.code).toBe(1)
+    expect((JSON.parse(json.out) as { outOfEvents: { maxEvents: number } }).outOfEvents.maxEvents).toBe(2000)
+    expect((JSON.parse((await run(["simulate", write("s.scn", scenario), "--json"])).out) as { outOfEvents: unknown }).outOfEvents).toBeNull()
+  })
+  it("the help states the default bound of simulate", async () => {
+    expect((await run(["--help"])).out).toContain(`--max-events N events (default ${defaultMaxEvents})`)
   })
   it("reports scenario errors with their line and exits 1", async () => {
     const { code, err } = await run(["simulate", write("bad.scn", "at soon tell web 2\n")])
