@@ -13,6 +13,7 @@ import type { NodeStatus, SeenValue } from "../cluster/codecs.ts"
 import type { Obeyed } from "../cluster/desired.ts"
 import type {
   ClusterStore,
+  ConfigRead,
   ConfigRejected,
   Contended,
   EtcdUnavailable,
@@ -26,8 +27,10 @@ import { makeClusterStore } from "../cluster/store.ts"
 import { Deadline } from "../cluster/store/client.ts"
 import type { Row, Superseding, TellProgress } from "../cluster/view.ts"
 import { clusterRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
+import type { Parsed } from "../core/config.ts"
 import { hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
+import { describeRemoval, exceedsGuard, guardShare, removalOf, runnableTags } from "../core/reread.ts"
 import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
 import { table } from "./format.ts"
 import type { Io } from "./isinit.ts"
@@ -36,7 +39,7 @@ const clusterUsage = `Usage (cluster mode, talking to etcd):
   isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL [--node NAME ...] [--wait [--timeout S]]
   isinit --etcd URLS [--cluster NAME] clear GROUP [--node NAME ...]
   isinit --etcd URLS [--cluster NAME] status [GROUP] [--json]
-  isinit --etcd URLS [--cluster NAME] config push FILE | config show | config history [--json]
+  isinit --etcd URLS [--cluster NAME] config push FILE [--force] | config show | config history [--json]
   isinit --etcd URLS [--cluster NAME] forget NODE
 
 Commands:
@@ -51,8 +54,9 @@ Commands:
             behind its desired level), the config each runs (DRIFT when it is not the cluster's),
             and the nodes seen before that are missing now.
   config    push: check FILE (errors with line numbers, exit 1) and store it as the cluster's
-            config; every daemon switches to it. show: print the stored config. history: every
-            pushed config.
+            config; every daemon switches to it. A FILE that drops more than half of the stored
+            config's entries (as a file cut by a rewrite does; the share: :::removal-guard:) is
+            refused unless --force. show: print the stored config. history: every pushed config.
   forget    stop listing a missing NODE (decommissioned); refused for a live node and for a
             node that was never seen.
 
@@ -63,6 +67,7 @@ Options:
   --wait            (tell) wait for the nodes to reach the level
   --timeout S       (tell --wait) give up after S seconds
   --json            (status, config history) machine-readable output
+  --force           (config push) store FILE even if it drops most of the stored config's entries
 `
 
 const options = {
@@ -72,6 +77,7 @@ const options = {
   wait: { type: "boolean" },
   timeout: { type: "string" },
   json: { type: "boolean" },
+  force: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const
 
@@ -82,15 +88,15 @@ type Command =
   | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly nodes: readonly string[]; readonly wait: boolean; readonly timeoutMs: number }
   | { readonly _tag: "Clear"; readonly group: string; readonly nodes: readonly string[] }
   | { readonly _tag: "Status"; readonly group: string | undefined; readonly json: boolean }
-  | { readonly _tag: "ConfigPush"; readonly file: string }
+  | { readonly _tag: "ConfigPush"; readonly file: string; readonly force: boolean }
   | { readonly _tag: "ConfigShow" }
   | { readonly _tag: "ConfigHistory"; readonly json: boolean }
   | { readonly _tag: "Forget"; readonly node: string }
   | { readonly _tag: "Help" }
 
 
-const only = (values: Values, allowed: readonly ("node" | "wait" | "timeout" | "json")[], command: string): void => {
-  for (const flag of ["node", "wait", "timeout", "json"] as const) {
+const only = (values: Values, allowed: readonly ("node" | "wait" | "timeout" | "json" | "force")[], command: string): void => {
+  for (const flag of ["node", "wait", "timeout", "json", "force"] as const) {
     if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
   }
 }
@@ -119,8 +125,8 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
       const [verb, ...args] = rest
       if (verb === "push") {
         const [file = ""] = expectCount("config push", args, 1, "FILE")
-        only(values, [], "config push")
-        return { _tag: "ConfigPush", file }
+        only(values, ["force"], "config push")
+        return { _tag: "ConfigPush", file, force: values.force === true }
       }
       if (verb === "show") {
         expectCount("config show", args, 0, "no arguments")
@@ -355,6 +361,21 @@ const readText = (io: Io, file: string): string | undefined => {
   }
 }
 
+/**
+ * The re-read guard of a single host (core/reread.ts), at the push: a file cut by a rewrite drops
+ * the entries past the cut. Measured against the stored config's entries that can run (not `off`),
+ * since what runs differs from node to node; the daemons apply an accepted push without asking.
+ */
+const pushRefusal = (stored: ConfigRead, parsed: Parsed): string | undefined => {
+  if (stored._tag !== "Valid") return undefined
+  const removal = removalOf(runnableTags(stored.config.parsed.config), parsed.config)
+  if (!exceedsGuard(removal, parsed.config)) return undefined
+  return (
+    `it drops ${describeRemoval(removal, `entries of config #${stored.config.value.seq}`)}, more than the ` +
+    `${guardShare(parsed.config)} a push may drop unconfirmed, as a file cut by a rewrite would; if you meant it, push it with --force`
+  )
+}
+
 const pushCommand = (env: Env, command: Extract<Command, { readonly _tag: "ConfigPush" }>) =>
   Effect.gen(function* () {
     const { io, store } = env
@@ -364,6 +385,11 @@ const pushCommand = (env: Env, command: Extract<Command, { readonly _tag: "Confi
     for (const problem of parsed.problems) io.err(`${formatProblem(command.file, problem)}\n`)
     if (hasErrors(parsed)) {
       io.err(`${checkSummary(command.file, parsed)}\nisinit: config not pushed; nothing was changed\n`)
+      return 1
+    }
+    const cut = command.force ? undefined : pushRefusal(yield* store.currentConfig(), parsed)
+    if (cut !== undefined) {
+      io.err(`isinit: config not pushed; nothing was changed: ${cut}\n`)
       return 1
     }
     const pushed = yield* store.pushConfig(text, { by: whoami() })

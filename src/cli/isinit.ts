@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import type { ClusterInfo, Request, Response } from "../codec/protocol.ts"
-import type { Parsed } from "../core/config.ts"
+import type { Parsed, Problem } from "../core/config.ts"
 import { emptyConfig, hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
 import { plan } from "../core/plan.ts"
@@ -23,16 +23,18 @@ import { parseStatusFile } from "../core/status.ts"
 import type { ClientError } from "../runtime/client.ts"
 import { request } from "../runtime/client.ts"
 import { configPathFrom, defaultSocketPath, resolvePaths, version } from "../runtime/daemon.ts"
+import { insecureConfigReason } from "../runtime/strictModes.ts"
 import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
 import { endsAtBarrier, groupsTable, planRejection, renderPlanSteps, renderStatus } from "./format.ts"
 
 export const usage = `Usage:
-  isinit [-c FILE] [-s SOCKET] GROUP LEVEL [--wait [--timeout S]]   (also: isinit tell GROUP LEVEL)
+  isinit [-c FILE] [-s SOCKET] GROUP LEVEL [--wait [--timeout S]] [--force]   (also: isinit tell ...)
   isinit [-c FILE] [-s SOCKET] stopall                              (also: isinit -k)
+  isinit [-c FILE] [-s SOCKET] reload [--force]
   isinit [-c FILE] [-s SOCKET] status [GROUP] [--level L] [--json]
-  isinit [-c FILE] check
+  isinit [-c FILE] check [--strict]
   isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json]
-  isinit simulate SCENARIO [--json]
+  isinit simulate SCENARIO [--json] [--max-events N]
   isinit --etcd URLS [--cluster NAME] tell|clear|status|config|forget ...   (cluster mode, see
                                                   isinit --etcd URLS --help and docs/cluster.md)
   isinit --help | --version
@@ -43,14 +45,25 @@ Commands:
                 socket. --wait blocks until the transition is over: exit 0 when the group runs,
                 1 when a test entry failed, a later tell replaced it, or --timeout S passed
                 (default 600 s). A group named like a command needs the tell form.
+                A tell re-reads the isinittab; one that would stop more than half of the
+                running entries (their lines gone, as in a file cut by a rewrite) is refused:
+                --force applies it anyway (the share: :::removal-guard:).
   stopall       stop every process of every group; the daemon then exits.
+  reload        re-read the isinittab and re-apply every group's level (as SIGHUP does);
+                --force as for a tell.
   status        groups (state, level) and their entries (mode, state, pid, restarts, jail);
                 --json prints the daemon's status report. With the daemon down, the groups
                 from the status file.
   check         print every error and warning of the isinittab with its line; exit 1 on errors.
+                Warns of what the daemon or old clients trip over (group names the original
+                protocol cannot carry, commands in daemon mode or too long to execute). As
+                root, or with --strict, also the StrictModes refusal a root daemon would make
+                (the file or its directory writable by others, or not owned by root).
   plan          what GROUP LEVEL would do now, in order, without doing it (against the running
                 daemon's state, or everything stopped when no daemon runs).
   simulate      run a scenario file in the simulator (virtual time) and print its timeline.
+                A scenario that runs away (a respawn loop without end, a long run) is
+                stopped after --max-events N events (default 100000): exit 1, saying so.
 
 Options:
   -c, --config FILE   the isinittab (default: $ISINITTAB, else /etc/isinittab)
@@ -58,8 +71,11 @@ Options:
   -k                  same as stopall
       --wait          (tell) wait for the transition to end
       --timeout S     (tell --wait) give up after S seconds
+      --force         (tell, reload) apply the isinittab even if it stops most of what runs
       --level L       (status) only groups at level L
       --json          (status, plan, simulate) machine-readable output
+      --strict        (check) check ownership and modes as a root daemon would
+      --max-events N  (simulate) stop the simulation after N events
   -h, --help          this text
   -V, --version       print the version
 `
@@ -82,12 +98,13 @@ const processIo: Io = {
 
 
 type Command =
-  | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly wait: boolean; readonly timeoutMs: number }
+  | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly wait: boolean; readonly timeoutMs: number; readonly force: boolean }
   | { readonly _tag: "StopAll" }
+  | { readonly _tag: "Reload"; readonly force: boolean }
   | { readonly _tag: "Status"; readonly group: string | undefined; readonly level: string | undefined; readonly json: boolean }
-  | { readonly _tag: "Check" }
+  | { readonly _tag: "Check"; readonly strict: boolean }
   | { readonly _tag: "Plan"; readonly group: string; readonly level: string; readonly json: boolean }
-  | { readonly _tag: "Simulate"; readonly file: string; readonly json: boolean }
+  | { readonly _tag: "Simulate"; readonly file: string; readonly json: boolean; readonly maxEvents: number | undefined }
   | { readonly _tag: "Help" }
   | { readonly _tag: "Version" }
 
@@ -105,6 +122,9 @@ const options = {
   timeout: { type: "string" },
   level: { type: "string" },
   json: { type: "boolean" },
+  force: { type: "boolean" },
+  strict: { type: "boolean" },
+  "max-events": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const
@@ -112,14 +132,21 @@ const options = {
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>["values"]
 
 const onlyFor = (values: Values, allowed: readonly (keyof Values)[], command: string): void => {
-  for (const flag of ["wait", "timeout", "level", "json"] as const) {
+  for (const flag of ["wait", "timeout", "level", "json", "force", "strict", "max-events"] as const) {
     if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
   }
 }
 
 const tellCommand = (values: Values, group: string, level: string): Command => {
-  onlyFor(values, ["wait", "timeout"], "a tell")
-  return { _tag: "Tell", group, level, wait: values.wait === true, timeoutMs: waitTimeoutMs(values) }
+  onlyFor(values, ["wait", "timeout", "force"], "a tell")
+  return { _tag: "Tell", group, level, wait: values.wait === true, timeoutMs: waitTimeoutMs(values), force: values.force === true }
+}
+
+const maxEventsOf = (text: string | undefined): number | undefined => {
+  if (text === undefined) return undefined
+  const n = Number(text)
+  if (!/^\d+$/.test(text) || n < 1 || !Number.isSafeInteger(n)) throw new UsageError(`--max-events takes a whole number of events, at least 1, not "${text}"`)
+  return n
 }
 
 const commandOf = (values: Values, positionals: readonly string[]): Command => {
@@ -131,7 +158,7 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
     return { _tag: "StopAll" }
   }
   const [first, ...rest] = positionals
-  if (first === undefined) throw new UsageError("missing command: give GROUP LEVEL, or one of stopall, status, check, plan, simulate")
+  if (first === undefined) throw new UsageError("missing command: give GROUP LEVEL, or one of stopall, reload, status, check, plan, simulate")
   switch (first) {
     case "help":
       return { _tag: "Help" }
@@ -143,14 +170,18 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
       expectCount("stopall", rest, 0, "no arguments")
       onlyFor(values, [], "stopall")
       return { _tag: "StopAll" }
+    case "reload":
+      expectCount("reload", rest, 0, "no arguments (a group named reload needs the tell form)")
+      onlyFor(values, ["force"], "reload")
+      return { _tag: "Reload", force: values.force === true }
     case "status":
       if (rest.length > 1) throw new UsageError(`status takes at most one GROUP, got ${rest.join(" ")}`)
       onlyFor(values, ["level", "json"], "status")
       return { _tag: "Status", group: rest[0], level: values.level, json: values.json === true }
     case "check":
       expectCount("check", rest, 0, "no arguments (the isinittab comes from -c or $ISINITTAB)")
-      onlyFor(values, [], "check")
-      return { _tag: "Check" }
+      onlyFor(values, ["strict"], "check")
+      return { _tag: "Check", strict: values.strict === true }
     case "plan": {
       const [group = "", level = ""] = expectCount("plan", rest, 2, "GROUP LEVEL")
       onlyFor(values, ["json"], "plan")
@@ -158,8 +189,8 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
     }
     case "simulate": {
       const [file = ""] = expectCount("simulate", rest, 1, "one SCENARIO file")
-      onlyFor(values, ["json"], "simulate")
-      return { _tag: "Simulate", file, json: values.json === true }
+      onlyFor(values, ["json", "max-events"], "simulate")
+      return { _tag: "Simulate", file, json: values.json === true, maxEvents: maxEventsOf(values["max-events"]) }
     }
     default:
       if (positionals.length === 2) {
@@ -302,7 +333,14 @@ const startDaemon = async (ctx: Context): Promise<boolean> => {
 // Commands
 
 const tell = async (ctx: Context, command: Extract<Command, { readonly _tag: "Tell" }>): Promise<number> => {
-  const req: Request = { op: "tell", group: command.group, level: command.level, wait: command.wait, ...(command.wait ? { timeoutMs: command.timeoutMs } : {}) }
+  const req: Request = {
+    op: "tell",
+    group: command.group,
+    level: command.level,
+    wait: command.wait,
+    ...(command.wait ? { timeoutMs: command.timeoutMs } : {}),
+    ...(command.force ? { force: true } : {}),
+  }
   const send = () => ask(ctx, req, command.wait ? command.timeoutMs + 10_000 : undefined)
   let answer = await send()
   if (isClientError(answer) && answer._tag === "NoDaemon") {
@@ -346,6 +384,22 @@ const stopAll = async (ctx: Context): Promise<number> => {
   }
   if (!answer.ok) {
     ctx.io.err(`isinit: stopall rejected: ${answer.error}\n`)
+    return 1
+  }
+  return 0
+}
+
+const reload = async (ctx: Context, command: Extract<Command, { readonly _tag: "Reload" }>): Promise<number> => {
+  const answer = await ask(ctx, command.force ? { op: "reload", force: true } : { op: "reload" })
+  if (isClientError(answer)) {
+    if (answer._tag === "NoDaemon") {
+      ctx.io.err(`isinit: no daemon on ${ctx.socket}: nothing to reload (a daemon reads the isinittab when it starts)\n`)
+      return 0
+    }
+    return talkFailure(ctx, answer)
+  }
+  if (!answer.ok) {
+    ctx.io.err(`isinit: ${answer.error}\n`)
     return 1
   }
   return 0
@@ -409,17 +463,29 @@ const clusterLine = (c: ClusterInfo): string => {
   return `cluster ${c.cluster}, node ${c.node}: ${config}; ${etcd}${pending}\n\n`
 }
 
-const check = (ctx: Context): number => {
+/** StrictModes, as a root daemon applies it at every read (runtime/strictModes.ts): a problem of the whole file. */
+const strictProblems = async (path: string): Promise<Problem[]> => {
+  try {
+    const reason = await insecureConfigReason(path, 0)
+    return reason === undefined ? [] : [{ severity: "error", line: 0, message: `${reason} (a root isinitd refuses it)` }]
+  } catch (error) {
+    return [{ severity: "error", line: 0, message: `cannot check its ownership and modes: ${readError(error)}` }]
+  }
+}
+
+const check = async (ctx: Context, command: Extract<Command, { readonly _tag: "Check" }>): Promise<number> => {
   if (ctx.parsed === undefined) {
     ctx.io.err(`isinit: cannot read the isinittab ${ctx.configPath}: ${ctx.readError ?? "?"}; give it with -c FILE or $ISINITTAB\n`)
     return 1
   }
-  for (const problem of ctx.parsed.problems) ctx.io.out(`${formatProblem(ctx.configPath, problem)}\n`)
-  if (hasErrors(ctx.parsed)) {
-    ctx.io.out(`${checkSummary(ctx.configPath, ctx.parsed)}\n`)
+  const strict = command.strict || process.getuid?.() === 0 ? await strictProblems(ctx.configPath) : []
+  const parsed: Parsed = { ...ctx.parsed, problems: [...ctx.parsed.problems, ...strict] }
+  for (const problem of parsed.problems) ctx.io.out(`${formatProblem(ctx.configPath, problem)}\n`)
+  if (hasErrors(parsed)) {
+    ctx.io.out(`${checkSummary(ctx.configPath, parsed)}\n`)
     return 1
   }
-  const { entries, byGroup } = ctx.parsed.config
+  const { entries, byGroup } = parsed.config
   ctx.io.out(`ok: ${entries.length} ${entries.length === 1 ? "entry" : "entries"} in ${byGroup.size} ${byGroup.size === 1 ? "group" : "groups"}\n`)
   return 0
 }
@@ -483,17 +549,23 @@ const simulate = async (ctx: Pick<Context, "io">, command: Extract<Command, { re
     for (const e of parsed.errors) ctx.io.err(`${command.file}:${e.line}: error: ${e.message}\n`)
     return 1
   }
-  const result = runScenario(parsed.scenario)
+  const result = runScenario(parsed.scenario, command.maxEvents === undefined ? {} : { maxEvents: command.maxEvents })
+  const { timeline, violations, report, endMs, idle, outOfEvents } = result
   if (command.json) {
-    const { timeline, violations, report, endMs, idle } = result
-    ctx.io.out(`${JSON.stringify({ timeline, violations, report, endMs, idle }, null, 2)}\n`)
+    ctx.io.out(`${JSON.stringify({ timeline, violations, report, endMs, idle, outOfEvents: outOfEvents ?? null }, null, 2)}\n`)
   } else {
-    ctx.io.out(renderTimeline(result.timeline))
-    ctx.io.out(`\nat the end (${(result.endMs / 1000).toFixed(3)}s${result.idle ? ", idle" : ""}):\n`)
-    ctx.io.out(renderStatus(result.report, result.endMs))
-    for (const v of result.violations) ctx.io.err(`isinit: invariant ${v.invariant} broken at ${v.at} ms: ${v.message}\n`)
+    ctx.io.out(renderTimeline(timeline))
+    ctx.io.out(`\n${outOfEvents === undefined ? "at the end" : "where it stopped"} (${(endMs / 1000).toFixed(3)}s${idle ? ", idle" : ""}):\n`)
+    ctx.io.out(renderStatus(report, endMs))
+    for (const v of violations) ctx.io.err(`isinit: invariant ${v.invariant} broken at ${v.at} ms: ${v.message}\n`)
   }
-  return result.violations.length > 0 ? 1 : 0
+  if (outOfEvents !== undefined) {
+    ctx.io.err(
+      `isinit: simulate stopped after ${outOfEvents.maxEvents} events, at ${(outOfEvents.at / 1000).toFixed(3)}s of virtual time, before the scenario's end: ` +
+        `a respawn loop without end, or a long run? What happened until then is shown; --max-events N raises the bound\n`,
+    )
+  }
+  return violations.length > 0 || outOfEvents !== undefined ? 1 : 0
 }
 
 /** Runs `isinit` with these arguments; resolves to the exit code. */
@@ -524,10 +596,12 @@ export const main = async (argv: readonly string[], io: Io = processIo): Promise
       return tell(ctx, command)
     case "StopAll":
       return stopAll(ctx)
+    case "Reload":
+      return reload(ctx, command)
     case "Status":
       return status(ctx, command)
     case "Check":
-      return check(ctx)
+      return check(ctx, command)
     case "Plan":
       return planCommand(ctx, command)
   }

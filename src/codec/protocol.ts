@@ -41,12 +41,14 @@ export type Request =
       /** Answer only when the transition has ended (or `timeoutMs` passed), with its outcome. */
       readonly wait: boolean
       readonly timeoutMs?: number
+      /** Apply the re-read isinittab even if it stops a large share of what runs (core/reread.ts). */
+      readonly force?: boolean
     }
   | { readonly op: "stopall" }
   | { readonly op: "status" }
   | { readonly op: "plan"; readonly group: string; readonly level: string }
   | { readonly op: "ping" }
-  | { readonly op: "reload" }
+  | { readonly op: "reload"; readonly force?: boolean }
 
 /** How a line was framed; the answer goes back in the same framing. */
 export type Framing = "json" | "line"
@@ -137,8 +139,9 @@ const timeoutCodec = new t.Type<number, number, unknown>(
 
 const tellCodec = t.intersection([
   t.type({ group: nameCodec("group"), level: nameCodec("level") }),
-  t.partial({ wait: t.boolean, timeoutMs: timeoutCodec }),
+  t.partial({ wait: t.boolean, timeoutMs: timeoutCodec, force: t.boolean }),
 ])
+const reloadCodec = t.partial({ force: t.boolean })
 const planCodec = t.type({ group: nameCodec("group"), level: nameCodec("level") })
 
 const isOp = (value: unknown): value is Op => typeof value === "string" && (ops as readonly string[]).includes(value)
@@ -155,8 +158,8 @@ const decodeJsonRequest = (line: string): E.Either<string, Request> => {
     case "tell": {
       const decoded = tellCodec.decode(value)
       if (E.isLeft(decoded)) return E.left(`${op}: ${describeErrors(decoded.left)}`)
-      const { group, level, wait, timeoutMs } = decoded.right
-      const base = { op, group, level, wait: wait ?? false } as const
+      const { group, level, wait, timeoutMs, force } = decoded.right
+      const base = { op, group, level, wait: wait ?? false, ...(force === true ? { force } : {}) } as const
       return E.right(timeoutMs === undefined ? base : { ...base, timeoutMs })
     }
     case "plan": {
@@ -164,10 +167,14 @@ const decodeJsonRequest = (line: string): E.Either<string, Request> => {
       if (E.isLeft(decoded)) return E.left(`${op}: ${describeErrors(decoded.left)}`)
       return E.right({ op, group: decoded.right.group, level: decoded.right.level })
     }
+    case "reload": {
+      const decoded = reloadCodec.decode(value)
+      if (E.isLeft(decoded)) return E.left(`${op}: ${describeErrors(decoded.left)}`)
+      return E.right(decoded.right.force === true ? { op, force: true } : { op })
+    }
     case "stopall":
     case "status":
     case "ping":
-    case "reload":
       return E.right({ op })
   }
 }

@@ -25,7 +25,7 @@ import type { Request, Response, WaitOutcome } from "../codec/protocol.ts"
 import { failure, success } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import type { Effect as CoreEffect } from "../core/effects.ts"
-import type { Event } from "../core/events.ts"
+import type { Event, Guard } from "../core/events.ts"
 import { reload, stopAll, tell } from "../core/events.ts"
 import { formatProblem, parseInittab } from "../core/inittab.ts"
 import { plan } from "../core/plan.ts"
@@ -150,6 +150,13 @@ export interface HandlerDeps {
   readonly cluster?: Pick<ClusterAgent, "currentConfig" | "recordLocalTell" | "info"> | undefined
 }
 
+/**
+ * A re-read file may be half-written: the guard holds back a change that would stop a large share
+ * of what runs (core/reread.ts), unless the request confirms it (`force`). (In cluster mode a
+ * tell's config may be etcd's: checked when it was pushed, and already applied by the agent.)
+ */
+const guardOf = (force: boolean | undefined): Guard | undefined => (force === true ? undefined : "removals")
+
 /** Answers socket requests; nothing here changes state except through the loop's events. */
 export const makeHandler = ({ loop, configPath, log, cluster }: HandlerDeps): Handler => {
   const configOrFailure = (what: string): Effect.Effect<Parsed, Response> =>
@@ -162,16 +169,17 @@ export const makeHandler = ({ loop, configPath, log, cluster }: HandlerDeps): Ha
     Effect.gen(function* () {
       const { group, level } = request
       const parsed = yield* configOrFailure(`tell ${group} ${level}`)
+      const guard = guardOf(request.force)
       // Refuse what the reducer would refuse without queueing it; the reducer checks again when
       // the event is applied, in case the state changed in between.
-      const early = tellRejection(yield* Ref.get(loop.state), group, level, parsed)
+      const early = tellRejection(yield* Ref.get(loop.state), group, level, parsed, guard)
       if (early !== undefined) {
         log.line({ what: "rejected", group, message: `tell ${group} ${level} rejected: ${early}` })
         return failure(early)
       }
-      const applied = yield* loop.submit(tell(group, level, parsed, loop.now()))
+      const applied = yield* loop.submit(tell(group, level, parsed, loop.now(), guard))
       const rejected = rejectionMessage(applied.effects)
-      if (rejected !== undefined) return failure(tellRejection(applied.before, group, level, parsed) ?? rejected)
+      if (rejected !== undefined) return failure(tellRejection(applied.before, group, level, parsed, guard) ?? rejected)
       const seq = groupOf(applied.after, group).seq
       const note = cluster === undefined ? undefined : yield* cluster.recordLocalTell(group, level)
       if (!request.wait) return success(note === undefined ? { op: "tell", group, level, seq } : { op: "tell", group, level, seq, message: note })
@@ -198,12 +206,13 @@ export const makeHandler = ({ loop, configPath, log, cluster }: HandlerDeps): Ha
       return success({ op: "plan", group, level, accepted: result.accepted, effects: result.effects })
     }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
 
-  const onReload = Effect.gen(function* () {
-    const parsed = yield* configOrFailure("reload")
-    const applied = yield* loop.submit(reload(parsed, loop.now()))
-    const rejected = rejectionMessage(applied.effects)
-    return rejected === undefined ? success({ op: "reload" }) : failure(rejected)
-  }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
+  const onReload = (force: boolean | undefined): Effect.Effect<Response> =>
+    Effect.gen(function* () {
+      const parsed = yield* configOrFailure("reload")
+      const applied = yield* loop.submit(reload(parsed, loop.now(), guardOf(force)))
+      const rejected = rejectionMessage(applied.effects)
+      return rejected === undefined ? success({ op: "reload" }) : failure(rejected)
+    }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
 
   return (request) => {
     switch (request.op) {
@@ -220,7 +229,7 @@ export const makeHandler = ({ loop, configPath, log, cluster }: HandlerDeps): Ha
       case "ping":
         return Effect.succeed(success({ op: "ping", pid: process.pid, version }))
       case "reload":
-        return onReload
+        return onReload(request.force)
     }
   }
 }
@@ -245,7 +254,7 @@ const installSignals = (loop: LoopService, configOf: () => Effect.Effect<Parsed,
         log.line({ what: "signal", message: "SIGHUP: re-reading the isinittab" })
         void Effect.runPromise(Effect.result(configOf())).then((read) =>
           read._tag === "Success"
-            ? loop.offer(reload(read.success, loop.now()))
+            ? loop.offer(reload(read.success, loop.now(), "removals"))
             : log.line({ what: "rejected", message: `reload: ${read.failure}; nothing was changed` }),
         )
       }

@@ -27,6 +27,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { Outcome } from "../core/events.ts"
+import { argvOf } from "../core/command.ts"
 
 /** What the adapter tells the loop; the loop stamps the time and turns it into an event. */
 export type ProcessReport =
@@ -78,20 +79,8 @@ export class ProcessReports extends Context.Service<ProcessReports, { readonly r
   "isinit/runtime/ProcessReports",
 ) {}
 
-/** Perl's exec hands a command to the shell when it contains one of these (see perl's doio.c). */
-const shellMetacharacters = /[;&|<>()$`\\"'*?[\]{}#~=%\n]/
-
-export type Argv = { readonly _tag: "Direct"; readonly file: string; readonly args: readonly string[] } | { readonly _tag: "Shell"; readonly script: string }
-
-/** How a command is executed, as Perl's `exec STRING` decides it. */
-export const argvOf = (command: string): Argv => {
-  const words = command.trim().split(/\s+/).filter((w) => w !== "")
-  const [file, ...args] = words
-  if (shellMetacharacters.test(command) || file === undefined || file === "exec" || file === ".") {
-    return { _tag: "Shell", script: command }
-  }
-  return { _tag: "Direct", file, args }
-}
+export type { Argv } from "../core/command.ts"
+export { argvOf }
 
 /** Fields of /proc/PID/stat after "pid (comm) ", or undefined if the process is gone. */
 export const statFields = (pid: number | string): string[] | undefined => {
