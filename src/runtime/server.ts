@@ -149,16 +149,31 @@ interface Running {
   /** Busy refusals not yet reported, and when the last report went out (one per second at most). */
   busyUnreported: number
   busyReportedAt: number
+  /** Reports the refusals of a window when it ends; armed only while some are unreported. */
+  busyTimer: NodeJS.Timeout | undefined
 }
 
-/** A flood of connections must not become a flood of log lines: one summary per second. */
-const reportBusy = (running: Running, limits: Limits): void => {
-  running.busyUnreported += 1
-  const now = Date.now()
-  if (now - running.busyReportedAt < 1000) return
+const busyWindowMs = 1000
+
+const flushBusy = (running: Running, limits: Limits): void => {
+  if (running.busyTimer !== undefined) clearTimeout(running.busyTimer)
+  running.busyTimer = undefined
+  if (running.busyUnreported === 0) return
   limits.reject(`busy: refused ${running.busyUnreported} connection(s) over the limit of ${limits.maxConnections}`)
   running.busyUnreported = 0
-  running.busyReportedAt = now
+  running.busyReportedAt = Date.now()
+}
+
+/**
+ * A flood of connections must not become a flood of log lines: one summary per second. The
+ * refusals that come within a second of the last summary are reported when that second ends, so
+ * the summaries add up to every refusal, also when the flood stops.
+ */
+const reportBusy = (running: Running, limits: Limits): void => {
+  running.busyUnreported += 1
+  const sinceLastMs = Date.now() - running.busyReportedAt
+  if (sinceLastMs >= busyWindowMs) return flushBusy(running, limits)
+  running.busyTimer ??= setTimeout(() => flushBusy(running, limits), busyWindowMs - sinceLastMs)
 }
 
 /** How long an answered connection may stay open for its peer to read the answer and close. */
@@ -326,7 +341,7 @@ const bindWithMode = (server: net.Server, path: string, mode: number, backlog: n
 const listen = (path: string, handler: Handler, mode: number, backlog: number, limits: Limits): Effect.Effect<Running, ServeError> =>
   Effect.callback<Running, ServeError>((resume) => {
     const server = net.createServer({ allowHalfOpen: true })
-    const running: Running = { server, sockets: new Set(), fibers: new Set(), active: 0, waiting: 0, busyUnreported: 0, busyReportedAt: 0 }
+    const running: Running = { server, sockets: new Set(), fibers: new Set(), active: 0, waiting: 0, busyUnreported: 0, busyReportedAt: 0, busyTimer: undefined }
     server.on("connection", (socket) => serveConnection(running, handler, limits, socket))
     server.once("error", (error) => resume(Effect.fail(new SocketUnusable({ path, reason: reasonOf(error) }))))
     server.once("listening", () => {
@@ -347,6 +362,7 @@ const listen = (path: string, handler: Handler, mode: number, backlog: number, l
 
 const shutdown = (path: string, running: Running, inode: number | undefined): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
+    if (running.busyTimer !== undefined) clearTimeout(running.busyTimer)
     for (const fiber of running.fibers) fiber.interruptUnsafe()
     for (const socket of running.sockets) socket.destroy()
     running.server.close(() => {
