@@ -21,17 +21,18 @@ import type { StatusReport } from "../core/report.ts"
 import { initialStateWith } from "../core/state.ts"
 import { parseStatusFile } from "../core/status.ts"
 import type { ClientError } from "../runtime/client.ts"
-import { request } from "../runtime/client.ts"
+import { awaitDaemonGone, formatSeconds, request } from "../runtime/client.ts"
 import { configPathFrom, defaultSocketPath, resolvePaths, version } from "../runtime/daemon.ts"
-import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
+import { UsageError, expectCount, timeoutOptionMs, waitTimeoutMs } from "./args.ts"
 import { endsAtBarrier, groupsTable, planRejection, renderPlanSteps, renderStatus } from "./format.ts"
 
 export const usage = `Usage:
-  isinit [-c FILE] [-s SOCKET] GROUP LEVEL [--wait [--timeout S]]   (also: isinit tell GROUP LEVEL)
-  isinit [-c FILE] [-s SOCKET] stopall                              (also: isinit -k)
-  isinit [-c FILE] [-s SOCKET] status [GROUP] [--level L] [--json]
+  isinit [-c FILE] [-s SOCKET] GROUP LEVEL [--wait] [--timeout S]   (also: isinit tell GROUP LEVEL)
+  isinit [-c FILE] [-s SOCKET] stopall [--timeout S]                (also: isinit -k)
+  isinit [-c FILE] [-s SOCKET] handover [--timeout S]
+  isinit [-c FILE] [-s SOCKET] status [GROUP] [--level L] [--json] [--timeout S]
   isinit [-c FILE] check
-  isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json]
+  isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json] [--timeout S]
   isinit simulate SCENARIO [--json]
   isinit --etcd URLS [--cluster NAME] tell|clear|status|config|forget ...   (cluster mode, see
                                                   isinit --etcd URLS --help and docs/cluster.md)
@@ -39,14 +40,20 @@ export const usage = `Usage:
 
 Commands:
   GROUP LEVEL   switch GROUP to runlevel LEVEL. If no daemon listens, isinitd is started first
-                in the background with the same -c and -s, logging to isinitd.log beside the
-                socket. --wait blocks until the transition is over: exit 0 when the group runs,
-                1 when a test entry failed, a later tell replaced it, or --timeout S passed
-                (default 600 s). A group named like a command needs the tell form.
-  stopall       stop every process of every group; the daemon then exits.
+                in the background with the same -c and -s, in /, with a clean environment
+                (PATH, HOME, USER, LOGNAME, locale and TZ; see README), logging to isinitd.log
+                beside the socket. --wait blocks until the transition is over: exit 0 when the
+                group runs, 1 when a test entry failed, a later tell replaced it, or --timeout S
+                passed (default 600 s). A group named like a command needs the tell form.
+  stopall       stop every process of every group; returns once every process is gone and the
+                daemon has exited (so "isinit stopall && isinit GROUP LEVEL" starts afresh).
+  handover      the daemon writes its state file and exits, leaving every process running;
+                the next isinitd (started by hand, by systemd, or by the next tell) adopts them
+                all. Returns once the daemon has exited. For upgrades and restarts of isinitd.
   status        groups (state, level) and their entries (mode, state, pid, restarts, jail);
-                --json prints the daemon's status report. With the daemon down, the groups
-                from the status file.
+                --json prints the daemon's status report. When the daemon cannot be asked (none
+                runs, it does not answer, permission denied), the groups from the status file,
+                saying why.
   check         print every error and warning of the isinittab with its line; exit 1 on errors.
   plan          what GROUP LEVEL would do now, in order, without doing it (against the running
                 daemon's state, or everything stopped when no daemon runs).
@@ -57,7 +64,10 @@ Options:
   -s, --socket PATH   the daemon's socket (default: the isinittab's :::socket:, else ${defaultSocketPath})
   -k                  same as stopall
       --wait          (tell) wait for the transition to end
-      --timeout S     (tell --wait) give up after S seconds
+      --timeout S     give up after S seconds: waiting for the daemon's answer (default 10), for
+                      a --wait transition (default 600), for the daemon to exit after stopall
+                      (default: the kill grace + 30) or handover (default 30). A tell that timed
+                      out may still be applied: the daemon got it and may be stuck or stopped
       --level L       (status) only groups at level L
       --json          (status, plan, simulate) machine-readable output
   -h, --help          this text
@@ -81,12 +91,18 @@ const processIo: Io = {
 
 
 
+/** How long to wait for the daemon's answer without --timeout. */
+const defaultAnswerMs = 10_000
+
 type Command =
+  /** `timeoutMs` bounds the transition with `wait`, else the answer. */
   | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly wait: boolean; readonly timeoutMs: number }
-  | { readonly _tag: "StopAll" }
-  | { readonly _tag: "Status"; readonly group: string | undefined; readonly level: string | undefined; readonly json: boolean }
+  /** `timeoutMs` bounds the wait for the daemon's exit; `undefined`: the default (see `exitTimeoutMs`). */
+  | { readonly _tag: "StopAll"; readonly timeoutMs: number | undefined }
+  | { readonly _tag: "Handover"; readonly timeoutMs: number | undefined }
+  | { readonly _tag: "Status"; readonly group: string | undefined; readonly level: string | undefined; readonly json: boolean; readonly timeoutMs: number }
   | { readonly _tag: "Check" }
-  | { readonly _tag: "Plan"; readonly group: string; readonly level: string; readonly json: boolean }
+  | { readonly _tag: "Plan"; readonly group: string; readonly level: string; readonly json: boolean; readonly timeoutMs: number }
   | { readonly _tag: "Simulate"; readonly file: string; readonly json: boolean }
   | { readonly _tag: "Help" }
   | { readonly _tag: "Version" }
@@ -117,9 +133,17 @@ const onlyFor = (values: Values, allowed: readonly (keyof Values)[], command: st
   }
 }
 
+const answerTimeoutMs = (values: Values): number => (values.timeout === undefined ? defaultAnswerMs : timeoutOptionMs(values.timeout))
+
 const tellCommand = (values: Values, group: string, level: string): Command => {
   onlyFor(values, ["wait", "timeout"], "a tell")
-  return { _tag: "Tell", group, level, wait: values.wait === true, timeoutMs: waitTimeoutMs(values) }
+  const wait = values.wait === true
+  return { _tag: "Tell", group, level, wait, timeoutMs: wait ? waitTimeoutMs(values) : answerTimeoutMs(values) }
+}
+
+const stopAllCommand = (values: Values): Command => {
+  onlyFor(values, ["timeout"], "stopall")
+  return { _tag: "StopAll", timeoutMs: values.timeout === undefined ? undefined : timeoutOptionMs(values.timeout) }
 }
 
 const commandOf = (values: Values, positionals: readonly string[]): Command => {
@@ -127,11 +151,10 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
   if (values.version === true) return { _tag: "Version" }
   if (values.k === true) {
     if (positionals.length > 0) throw new UsageError(`-k (stopall) takes no arguments, got ${positionals.join(" ")}`)
-    onlyFor(values, [], "stopall")
-    return { _tag: "StopAll" }
+    return stopAllCommand(values)
   }
   const [first, ...rest] = positionals
-  if (first === undefined) throw new UsageError("missing command: give GROUP LEVEL, or one of stopall, status, check, plan, simulate")
+  if (first === undefined) throw new UsageError("missing command: give GROUP LEVEL, or one of stopall, handover, status, check, plan, simulate")
   switch (first) {
     case "help":
       return { _tag: "Help" }
@@ -141,20 +164,23 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
     }
     case "stopall":
       expectCount("stopall", rest, 0, "no arguments")
-      onlyFor(values, [], "stopall")
-      return { _tag: "StopAll" }
+      return stopAllCommand(values)
+    case "handover":
+      expectCount("handover", rest, 0, "no arguments")
+      onlyFor(values, ["timeout"], "handover")
+      return { _tag: "Handover", timeoutMs: values.timeout === undefined ? undefined : timeoutOptionMs(values.timeout) }
     case "status":
       if (rest.length > 1) throw new UsageError(`status takes at most one GROUP, got ${rest.join(" ")}`)
-      onlyFor(values, ["level", "json"], "status")
-      return { _tag: "Status", group: rest[0], level: values.level, json: values.json === true }
+      onlyFor(values, ["level", "json", "timeout"], "status")
+      return { _tag: "Status", group: rest[0], level: values.level, json: values.json === true, timeoutMs: answerTimeoutMs(values) }
     case "check":
       expectCount("check", rest, 0, "no arguments (the isinittab comes from -c or $ISINITTAB)")
       onlyFor(values, [], "check")
       return { _tag: "Check" }
     case "plan": {
       const [group = "", level = ""] = expectCount("plan", rest, 2, "GROUP LEVEL")
-      onlyFor(values, ["json"], "plan")
-      return { _tag: "Plan", group, level, json: values.json === true }
+      onlyFor(values, ["json", "timeout"], "plan")
+      return { _tag: "Plan", group, level, json: values.json === true, timeoutMs: answerTimeoutMs(values) }
     }
     case "simulate": {
       const [file = ""] = expectCount("simulate", rest, 1, "one SCENARIO file")
@@ -226,19 +252,46 @@ const isClientError = (value: Response | ClientError): value is ClientError => "
 const noDaemonHint = (ctx: Context): string =>
   `start one with: isinitd -c ${ctx.configPath} -s ${ctx.socket} (or run isinit GROUP LEVEL, which starts it)`
 
-/** Prints a client failure that is not "no daemon" and returns the exit code. */
-const talkFailure = (ctx: Context, error: ClientError): number => {
+/** Requests that change something: one that timed out after reaching the daemon may still be applied. */
+const changes: ReadonlySet<Request["op"]> = new Set(["tell", "stopall", "reload", "handover"])
+
+/** What a timeout means for the request: a stopped or stuck daemon still holds it. */
+const timeoutConsequence = (error: Extract<ClientError, { readonly _tag: "ClientTimeout" }>, op: Request["op"]): string =>
+  error.stage === "connecting"
+    ? "the request was not delivered"
+    : changes.has(op)
+      ? "the daemon got the request and may still apply it when it resumes (see isinit status)"
+      : "the daemon got the request but did not answer"
+
+/** Prints a failure to talk to the daemon and returns the exit code. */
+const talkFailure = (ctx: Context, error: ClientError, op: Request["op"]): number => {
   switch (error._tag) {
     case "NoDaemon":
       ctx.io.err(`isinit: no daemon on ${ctx.socket}: ${noDaemonHint(ctx)}\n`)
       return 1
     case "ClientTimeout":
-      ctx.io.err(`isinit: ${error.message}; is the daemon stuck? see its log (${logPathOf(ctx)} when isinit started it)\n`)
+      ctx.io.err(`isinit: ${error.message}: ${timeoutConsequence(error, op)}; is the daemon stopped or stuck? see its log (${logPathOf(ctx)} when isinit started it)\n`)
       return 1
     case "BadAnswer":
     case "ConnectionFailed":
+    case "SocketPathTooLong":
       ctx.io.err(`isinit: ${error.message}\n`)
       return 1
+  }
+}
+
+/** Why the daemon could not be asked, in a few words (for the status fallback). */
+const unaskable = (ctx: Context, error: ClientError): string => {
+  switch (error._tag) {
+    case "NoDaemon":
+      return `no daemon on ${ctx.socket}`
+    case "ClientTimeout":
+      return `the daemon on ${ctx.socket} did not answer within ${formatSeconds(error.timeoutMs)} (stopped or stuck?)`
+    case "ConnectionFailed":
+    case "BadAnswer":
+      return `cannot ask the daemon on ${ctx.socket}: ${error.reason}`
+    case "SocketPathTooLong":
+      return `cannot ask the daemon: ${error.message}`
   }
 }
 
@@ -303,7 +356,7 @@ const startDaemon = async (ctx: Context): Promise<boolean> => {
 
 const tell = async (ctx: Context, command: Extract<Command, { readonly _tag: "Tell" }>): Promise<number> => {
   const req: Request = { op: "tell", group: command.group, level: command.level, wait: command.wait, ...(command.wait ? { timeoutMs: command.timeoutMs } : {}) }
-  const send = () => ask(ctx, req, command.wait ? command.timeoutMs + 10_000 : undefined)
+  const send = () => ask(ctx, req, command.wait ? command.timeoutMs + defaultAnswerMs : command.timeoutMs)
   let answer = await send()
   if (isClientError(answer) && answer._tag === "NoDaemon") {
     if (ctx.parsed === undefined) {
@@ -313,7 +366,7 @@ const tell = async (ctx: Context, command: Extract<Command, { readonly _tag: "Te
     if (!(await startDaemon(ctx))) return 1
     answer = await send()
   }
-  if (isClientError(answer)) return talkFailure(ctx, answer)
+  if (isClientError(answer)) return talkFailure(ctx, answer, "tell")
   if (!answer.ok) {
     ctx.io.err(`isinit: tell ${command.group} ${command.level} rejected: ${answer.error}\n`)
     return 1
@@ -335,20 +388,63 @@ const tell = async (ctx: Context, command: Extract<Command, { readonly _tag: "Te
   }
 }
 
-const stopAll = async (ctx: Context): Promise<number> => {
+/**
+ * How long stopall and handover wait for the daemon to exit: stopping ends at the latest one kill
+ * grace after the stopall (then SIGKILL), so the grace of the isinittab plus a margin.
+ */
+const exitTimeoutMs = (ctx: Context, command: Extract<Command, { readonly _tag: "StopAll" | "Handover" }>): number =>
+  command.timeoutMs ?? (command._tag === "Handover" ? 30_000 : (ctx.parsed?.config.limits.killGraceMs ?? 30_000) + 30_000)
+
+/**
+ * Waits until the daemon that answered has exited, so that the next command (a tell that starts a
+ * new daemon, a successor's start) never finds it still there; says so when it takes too long.
+ */
+const awaitExit = async (ctx: Context, command: Extract<Command, { readonly _tag: "StopAll" | "Handover" }>, answer: Response): Promise<number> => {
+  const daemon = answer.ok && (answer.op === "stopall" || answer.op === "handover") ? answer.daemon : undefined
+  const timeoutMs = exitTimeoutMs(ctx, command)
+  if ((await awaitDaemonGone(ctx.socket, daemon, timeoutMs)) === "gone") return 0
+  const what = command._tag === "StopAll" ? "stopall" : "handover"
+  ctx.io.err(
+    `isinit: ${what}: the daemon on ${ctx.socket} still runs ${formatSeconds(timeoutMs)} after it was asked${command._tag === "StopAll" ? " (a process still stopping? see isinit status)" : ""}; it goes on; see its log (${logPathOf(ctx)} when isinit started it)\n`,
+  )
+  return 1
+}
+
+const stopAll = async (ctx: Context, command: Extract<Command, { readonly _tag: "StopAll" }>): Promise<number> => {
   const answer = await ask(ctx, { op: "stopall" })
   if (isClientError(answer)) {
     if (answer._tag === "NoDaemon") {
       ctx.io.err(`isinit: no daemon on ${ctx.socket}: nothing to stop\n`)
       return 0
     }
-    return talkFailure(ctx, answer)
+    return talkFailure(ctx, answer, "stopall")
   }
   if (!answer.ok) {
     ctx.io.err(`isinit: stopall rejected: ${answer.error}\n`)
     return 1
   }
-  return 0
+  return awaitExit(ctx, command, answer)
+}
+
+const handover = async (ctx: Context, command: Extract<Command, { readonly _tag: "Handover" }>): Promise<number> => {
+  const answer = await ask(ctx, { op: "handover" })
+  if (isClientError(answer)) {
+    if (answer._tag === "NoDaemon") {
+      ctx.io.err(`isinit: no daemon on ${ctx.socket}: nothing to hand over\n`)
+      return 0
+    }
+    return talkFailure(ctx, answer, "handover")
+  }
+  if (!answer.ok || answer.op !== "handover") {
+    ctx.io.err(`isinit: handover refused: ${answer.ok ? `unexpected answer ${answer.op}` : answer.error}\n`)
+    return 1
+  }
+  const code = await awaitExit(ctx, command, answer)
+  if (code === 0) {
+    const pid = answer.daemon === undefined ? "" : ` (pid ${answer.daemon.pid})`
+    ctx.io.out(`isinitd${pid} handed over ${answer.processes} process(es) and exited; the next isinitd on ${ctx.socket} adopts them\n`)
+  }
+  return code
 }
 
 const filterReport = (report: StatusReport, group: string | undefined, level: string | undefined): StatusReport => ({
@@ -356,12 +452,15 @@ const filterReport = (report: StatusReport, group: string | undefined, level: st
   groups: report.groups.filter((g) => (group === undefined || g.group === group) && (level === undefined || g.level === level)),
 })
 
-const statusFromFile = (ctx: Context, command: Extract<Command, { readonly _tag: "Status" }>): number => {
+/** The status file's groups, when the daemon cannot be asked (`why`): none runs, it is stuck, or it refuses us. */
+const statusFromFile = (ctx: Context, command: Extract<Command, { readonly _tag: "Status" }>, why: ClientError): number => {
+  const reason = unaskable(ctx, why)
   let text: string
   try {
     text = readFileSync(ctx.initstat, "utf8")
   } catch (error) {
-    ctx.io.err(`isinit: no daemon on ${ctx.socket}, and no status file at ${ctx.initstat} (${readError(error)}): nothing has run; ${noDaemonHint(ctx)}\n`)
+    const hint = why._tag === "NoDaemon" ? `nothing has run; ${noDaemonHint(ctx)}` : "nothing to show"
+    ctx.io.err(`isinit: ${reason}, and no status file at ${ctx.initstat} (${readError(error)}): ${hint}\n`)
     return 1
   }
   const read = parseStatusFile(text)
@@ -371,17 +470,18 @@ const statusFromFile = (ctx: Context, command: Extract<Command, { readonly _tag:
   }
   const rows = read.rows.filter((r) => (command.group === undefined || r.group === command.group) && (command.level === undefined || r.level === command.level))
   if (command.json) {
-    ctx.io.out(`${JSON.stringify({ daemon: "down", socket: ctx.socket, statusFile: ctx.initstat, groups: rows }, null, 2)}\n`)
+    const daemon = why._tag === "NoDaemon" ? { daemon: "down" } : { daemon: "unreachable", reason }
+    ctx.io.out(`${JSON.stringify({ ...daemon, socket: ctx.socket, statusFile: ctx.initstat, groups: rows }, null, 2)}\n`)
     return 0
   }
-  ctx.io.err(`isinit: no daemon on ${ctx.socket}; the last status it wrote (${ctx.initstat}):\n`)
+  ctx.io.err(`isinit: ${reason}; the last status it wrote (${ctx.initstat}):\n`)
   ctx.io.out(groupsTable(rows))
   return 0
 }
 
 const status = async (ctx: Context, command: Extract<Command, { readonly _tag: "Status" }>): Promise<number> => {
-  const answer = await ask(ctx, { op: "status" })
-  if (isClientError(answer)) return answer._tag === "NoDaemon" ? statusFromFile(ctx, command) : talkFailure(ctx, answer)
+  const answer = await ask(ctx, { op: "status" }, command.timeoutMs)
+  if (isClientError(answer)) return statusFromFile(ctx, command, answer)
   if (!answer.ok || answer.op !== "status") {
     ctx.io.err(`isinit: status failed: ${answer.ok ? `unexpected answer ${answer.op}` : answer.error}\n`)
     return 1
@@ -446,7 +546,7 @@ const printPlan = (ctx: Context, command: Extract<Command, { readonly _tag: "Pla
 }
 
 const planCommand = async (ctx: Context, command: Extract<Command, { readonly _tag: "Plan" }>): Promise<number> => {
-  const answer = await ask(ctx, { op: "plan", group: command.group, level: command.level })
+  const answer = await ask(ctx, { op: "plan", group: command.group, level: command.level }, command.timeoutMs)
   if (!isClientError(answer)) {
     if (!answer.ok) {
       ctx.io.err(`isinit: plan ${command.group} ${command.level} rejected: ${answer.error}\n`)
@@ -458,7 +558,7 @@ const planCommand = async (ctx: Context, command: Extract<Command, { readonly _t
     }
     return printPlan(ctx, command, answer.accepted, answer.effects)
   }
-  if (answer._tag !== "NoDaemon") return talkFailure(ctx, answer)
+  if (answer._tag !== "NoDaemon") return talkFailure(ctx, answer, "plan")
   if (ctx.parsed === undefined) {
     ctx.io.err(`isinit: no daemon on ${ctx.socket}, and cannot read the isinittab ${ctx.configPath} (${ctx.readError ?? "?"}) to plan against\n`)
     return 1
@@ -523,7 +623,9 @@ export const main = async (argv: readonly string[], io: Io = processIo): Promise
     case "Tell":
       return tell(ctx, command)
     case "StopAll":
-      return stopAll(ctx)
+      return stopAll(ctx, command)
+    case "Handover":
+      return handover(ctx, command)
     case "Status":
       return status(ctx, command)
     case "Check":

@@ -2,7 +2,8 @@
 /**
  * isinitd: the isinit daemon, in the foreground (for systemd, containers, or `isinit` starting it
  * in the background). Exit codes: 0 after a stopall/SIGTERM/SIGINT once every process is gone,
- * 1 when it cannot start, 2 on a usage error.
+ * 1 when it cannot start, 2 on a usage error, 3 after a hand-over (every process left running
+ * for the next isinitd; examples/isinitd.service restarts on it).
  */
 import { hostname } from "node:os"
 import { parseArgs } from "node:util"
@@ -50,7 +51,11 @@ Options:
   -V, --version         print the version
 
 Signals: SIGTERM or SIGINT stop every process (as \`isinit stopall\`), then the daemon exits 0;
-SIGHUP re-reads the isinittab and re-applies every group's current level.
+SIGHUP re-reads the isinittab and re-applies every group's current level; SIGUSR2 hands over
+(as \`isinit handover\`): the state file is written, the daemon exits 3 and leaves every process
+running, and the next isinitd on the same state file adopts them all (restarts and upgrades
+without bouncing services; see examples/isinitd.service).
+Exit codes: 0 after a stopall, 1 when it cannot start, 2 on a usage error, 3 after a hand-over.
 A second daemon on the same socket is refused; a stale socket file is replaced.
 Run as root, isinitd refuses an isinittab (or its directory) that is not owned by root or is
 writable by group or others, at startup and at every re-read (fix: chown root, chmod go-w).
@@ -129,6 +134,8 @@ const exit = await Effect.runPromiseExit(
     cluster: etcd === undefined ? undefined : { hosts: etcd, cluster: values.cluster, node, leaseTtlSeconds },
   }),
 )
-if (Exit.isSuccess(exit)) process.exit(0)
+/** A hand-over is no failure, yet its own code: a systemd unit restarts on it (RestartForceExitStatus=3). */
+const exitCodes = { halted: 0, handedOver: 3 } as const
+if (Exit.isSuccess(exit)) process.exit(exitCodes[exit.value])
 const failureMessage = Exit.findErrorOption(exit)
 fail(failureMessage._tag === "Some" ? failureMessage.value.message : `unexpected failure: ${String(exit.cause)}`, 1)

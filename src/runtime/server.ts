@@ -23,6 +23,8 @@ import type * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 import type { Framing, Request, Response } from "../codec/protocol.ts"
 import { decodeRequestLine, encodeResponseFor, failure, framingOf, maxLineBytes as protocolMaxLineBytes } from "../codec/protocol.ts"
+import type { SocketPathTooLong } from "./socketPath.ts"
+import { socketPathProblem } from "./socketPath.ts"
 
 export interface ServeOptions {
   /** Permission bits of the socket file; default 0o600 (owner only). */
@@ -43,6 +45,8 @@ export interface ServeOptions {
   readonly backlog?: number
   /** Told about every request refused before reaching the handler, and every handler failure. */
   readonly onReject?: (reason: string) => void
+  /** Told once a handled request's answer is out (written to the peer, or the peer was gone). */
+  readonly onAnswered?: (request: Request, response: Response) => void
 }
 
 export interface Server {
@@ -67,7 +71,7 @@ export class SocketUnusable extends Data.TaggedError("SocketUnusable")<{ readonl
   }
 }
 
-export type ServeError = SocketInUse | SocketUnusable
+export type ServeError = SocketInUse | SocketUnusable | SocketPathTooLong
 
 export type ProbeResult = "live" | "stale" | "absent" | "unreachable"
 
@@ -107,10 +111,13 @@ export const probe = (path: string): Effect.Effect<boolean> => Effect.map(probeS
 
 /**
  * Makes `path` ready to bind: creates missing parent directories, removes a stale socket, and
- * refuses when a daemon is alive there or the path is something other than a socket.
+ * refuses when a daemon is alive there, the path is something other than a socket, or it is too
+ * long to bind (checked first, before anything is created).
  */
 export const claimSocketPath = (path: string): Effect.Effect<void, ServeError> =>
   Effect.gen(function* () {
+    const tooLong = socketPathProblem(path)
+    if (tooLong !== undefined) return yield* tooLong
     yield* Effect.try({
       try: () => fs.mkdirSync(nodePath.dirname(path), { recursive: true }),
       catch: (error) => new SocketUnusable({ path, reason: `cannot create its directory: ${reasonOf(error)}` }),
@@ -138,6 +145,7 @@ interface Limits {
   readonly maxWaiting: number
   readonly maxLineBytes: number
   readonly reject: (reason: string) => void
+  readonly answered: (request: Request, response: Response) => void
 }
 
 interface Running {
@@ -284,6 +292,7 @@ const serveConnection = (running: Running, handler: Handler, limits: Limits, soc
       phase = "answered"
       answer(socket, framing, response)
       release()
+      limits.answered(decoded.right, response)
     })
   }
   const onData = (chunk: Buffer): void => {
@@ -389,6 +398,7 @@ export const serve = (path: string, handler: Handler, options: ServeOptions = {}
     maxWaiting: options.maxWaiting ?? 256,
     maxLineBytes: options.maxLineBytes ?? protocolMaxLineBytes,
     reject: options.onReject ?? (() => undefined),
+    answered: options.onAnswered ?? (() => undefined),
   }
   const mode = options.mode ?? 0o600
   return Effect.map(

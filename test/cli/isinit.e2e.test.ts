@@ -1,19 +1,18 @@
 /**
  * `isinit` as a program against the real `isinitd`, which the first tell starts in the
- * background. Every process started here (CLI, daemon, children) carries a marker in its
- * environment; cleanup kills whatever still has it, even when a test failed.
+ * background. Every process started here carries a marker: the CLI in its environment, the
+ * daemon (which gets a clean environment) in its command line, its children in ISINIT_INSTANCE
+ * (the state file in the test's directory); cleanup kills whatever still has one, even when a
+ * test failed.
  */
-import { spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { markedPids } from "../runtime/daemonHarness.ts"
+import type { CliRun } from "../runtime/daemonHarness.ts"
+import { markedPids, runIsinit } from "../runtime/daemonHarness.ts"
 import { until } from "../runtime/helpers.ts"
-
-const repoRoot = resolve(import.meta.dirname, "../..")
-const isinitEntry = join(repoRoot, "src/cli/isinit.ts")
 
 let dir: string
 let marker: string
@@ -28,7 +27,7 @@ beforeEach(() => {
 })
 
 afterEach(async () => {
-  for (const pid of markedPids(marker)) {
+  for (const pid of markedPids(marker, dir)) {
     for (const target of [-pid, pid]) {
       try {
         process.kill(target, "SIGKILL")
@@ -37,39 +36,14 @@ afterEach(async () => {
       }
     }
   }
-  await until("every marked process to be gone", () => markedPids(marker).length === 0, 20_000)
+  await until("every marked process to be gone", () => markedPids(marker, dir).length === 0, 20_000)
   rmSync(dir, { recursive: true, force: true })
 })
 
-interface Run {
-  readonly code: number | null
-  readonly out: string
-  readonly err: string
+const isinit = (args: readonly string[], timeoutMs = 60_000): Promise<CliRun> => {
+  const [key, value] = marker.split("=") as [string, string]
+  return runIsinit(["-c", tab, "-s", socket, ...args], { env: { ...process.env, [key]: value }, timeoutMs })
 }
-
-const isinit = (args: readonly string[], timeoutMs = 60_000): Promise<Run> =>
-  new Promise((resolveRun, reject) => {
-    const [key, value] = marker.split("=") as [string, string]
-    const child = spawn(process.execPath, ["--import", "tsx", isinitEntry, "-c", tab, "-s", socket, ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, [key]: value },
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    let out = ""
-    let err = ""
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c))
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (err += c))
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL")
-      reject(new Error(`isinit ${args.join(" ")} did not finish within ${timeoutMs} ms; so far:\n${out}\n${err}`))
-    }, timeoutMs)
-    child.once("exit", (code) => {
-      clearTimeout(timer)
-      // Output may still be in the pipes when exit fires: wait for them to close.
-      child.once("close", () => resolveRun({ code, out, err }))
-      if (child.stdout.closed && child.stderr.closed) resolveRun({ code, out, err })
-    })
-  })
 
 interface Report {
   readonly lifecycle: string
@@ -121,7 +95,7 @@ describe("isinit against a real isinitd", () => {
     const stopped = await isinit(["stopall"])
     expect(stopped.code).toBe(0)
     await until("the daemon to exit and remove its socket", () => !existsSync(socket))
-    await until("no process left", () => markedPids(marker).length === 0)
+    await until("no process left", () => markedPids(marker, dir).length === 0)
     const down = await isinit(["status"])
     expect(down.code).toBe(0)
     expect(down.err).toContain(`no daemon on ${socket}; the last status it wrote`)

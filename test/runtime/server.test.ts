@@ -154,7 +154,7 @@ describe("the JSON protocol", () => {
       ok: true, op: "tell", group: "web", level: "2", seq: 1,
     })
     expect(JSON.parse(await raw('{"op":"dance"}\n'))).toEqual({
-      ok: false, error: 'unknown op "dance": expected one of tell, stopall, status, plan, ping, reload',
+      ok: false, error: 'unknown op "dance": expected one of tell, stopall, status, plan, ping, reload, handover',
     })
     expect(await Effect.runPromise(request(socketPath, { op: "tell", group: "nope", level: "1", wait: false }))).toEqual({
       ok: false, error: "unknown group nope",
