@@ -8,6 +8,7 @@
  */
 import { spawn } from "node:child_process"
 import { closeSync, mkdirSync, openSync, readFileSync, realpathSync } from "node:fs"
+import { userInfo } from "node:os"
 import { dirname, extname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
@@ -316,17 +317,47 @@ const tail = (path: string, lines: number): string => {
   }
 }
 
-/** Starts isinitd detached, as IS::Init's first tell does, and waits (bounded) until it answers. */
+/** systemd's PATH for system services: the one services of an auto-started isinitd see. */
+export const servicePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/** The client's locale and time zone: how the operator reads dates and messages, no secret. */
+const passedOn = (name: string): boolean => name === "LANG" || name === "LANGUAGE" || name === "TZ" || name.startsWith("LC_")
+
+/**
+ * The environment of an auto-started isinitd, and so of every service it starts. The daemon is
+ * started by whoever ran the first tell, so the client's environment (tokens, a developer's PATH,
+ * NODE_OPTIONS) would reach every service by accident. Instead, what systemd gives a system
+ * service run as a user: its PATH, HOME, USER and LOGNAME; plus the client's locale and TZ.
+ */
+export const daemonEnvironment = (client: NodeJS.ProcessEnv): NodeJS.ProcessEnv => {
+  let user: { readonly username: string; readonly homedir: string }
+  try {
+    user = userInfo()
+  } catch {
+    // No passwd entry for this uid (a container's random user): the client's word for it.
+    user = { username: client["USER"] ?? client["LOGNAME"] ?? "", homedir: client["HOME"] ?? "/" }
+  }
+  const env: NodeJS.ProcessEnv = { PATH: servicePath, HOME: user.homedir, USER: user.username, LOGNAME: user.username }
+  for (const [name, value] of Object.entries(client)) if (value !== undefined && passedOn(name)) env[name] = value
+  return env
+}
+
+/**
+ * Starts isinitd detached, as IS::Init's first tell does, and waits (bounded) until it answers.
+ * The daemon moves to / (`--chdir`, once its Node flags have been read where the client runs) and
+ * gets a clean environment: it must not hold the client's directory nor pass on its environment.
+ */
 const startDaemon = async (ctx: Context): Promise<boolean> => {
   const log = logPathOf(ctx)
   mkdirSync(dirname(ctx.socket), { recursive: true, mode: 0o700 })
   const fd = openSync(log, "a", 0o600)
   let exited: string | undefined
   try {
-    const child = spawn(process.execPath, [...process.execArgv, daemonEntry(), "-c", ctx.configPath, "-s", ctx.socket], {
+    const args = [daemonEntry(), "-c", ctx.configPath, "-s", ctx.socket, "--initstat", ctx.initstat, "--chdir", "/"]
+    const child = spawn(process.execPath, [...process.execArgv, ...args], {
       detached: true,
       stdio: ["ignore", fd, fd],
-      env: ctx.io.env,
+      env: daemonEnvironment(ctx.io.env),
     })
     child.once("exit", (code, signal) => (exited = signal === null ? `exit ${code}` : `signal ${signal}`))
     child.once("error", (error) => (exited = error.message))

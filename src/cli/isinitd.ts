@@ -6,6 +6,7 @@
  * for the next isinitd; examples/isinitd.service restarts on it).
  */
 import { hostname } from "node:os"
+import { resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { setFlagsFromString } from "node:v8"
 
@@ -21,7 +22,7 @@ const Exit = await import("effect/Exit")
 const { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, runDaemon, version } = await import("../runtime/daemon.ts")
 const { streamLog } = await import("../runtime/log.ts")
 
-const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state FILE] [--socket-mode MODE]
+const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state FILE] [--socket-mode MODE] [--chdir DIR]
        isinitd --etcd URLS [--cluster NAME] [--node NAME] [--lease-ttl S] [-c FILE] [-s SOCKET] [--initstat FILE]
        isinitd --help | --version
 
@@ -41,6 +42,9 @@ Options:
                         processes still alive from it instead of starting them twice
       --socket-mode M   permission bits of the socket, octal (default 0600: only the owner may
                         talk to the daemon; e.g. 0660 lets the socket's group in as well)
+      --chdir DIR       change to DIR once started (paths given on the command line are taken
+                        from where isinitd was started); the processes start in it. isinit's
+                        auto-start passes / (and a clean environment, see README)
       --etcd URLS       cluster mode: etcd client URLs, comma-separated (e.g. http://10.0.0.1:2379);
                         the config and desired levels come from etcd, and the node publishes its
                         status there (see docs/cluster.md). -c is used only while etcd has no config
@@ -77,6 +81,7 @@ const parse = () => {
         initstat: { type: "string" },
         state: { type: "string" },
         "socket-mode": { type: "string" },
+        chdir: { type: "string" },
         etcd: { type: "string" },
         cluster: { type: "string" },
         node: { type: "string" },
@@ -123,12 +128,23 @@ if (etcd !== undefined) {
   process.env["ISINIT_CLUSTER"] = values.cluster ?? "default"
 }
 
+// Paths from the command line mean what they meant where isinitd was started, before a --chdir.
+const absolute = (path: string | undefined): string | undefined => (path === undefined ? undefined : resolve(path))
+const configPath = resolve(configPathFrom(values.config, process.env))
+if (values.chdir !== undefined) {
+  try {
+    process.chdir(values.chdir)
+  } catch (e) {
+    fail(`--chdir ${values.chdir}: ${(e as Error).message}`, 1)
+  }
+}
+
 const exit = await Effect.runPromiseExit(
   runDaemon({
-    configPath: configPathFrom(values.config, process.env),
-    socketPath: values.socket,
-    initstatPath: values.initstat,
-    statePath: values.state,
+    configPath,
+    socketPath: absolute(values.socket),
+    initstatPath: absolute(values.initstat),
+    statePath: absolute(values.state),
     socketMode,
     log: streamLog(process.stderr),
     cluster: etcd === undefined ? undefined : { hosts: etcd, cluster: values.cluster, node, leaseTtlSeconds },

@@ -6,12 +6,13 @@
  * test failed.
  */
 import { randomUUID } from "node:crypto"
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir, userInfo } from "node:os"
 import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import type { CliRun } from "../runtime/daemonHarness.ts"
-import { markedPids, runIsinit } from "../runtime/daemonHarness.ts"
+import { servicePath } from "../../src/cli/isinit.ts"
+import { askJson, markedPids, runIsinit, runningPid } from "../runtime/daemonHarness.ts"
 import { until } from "../runtime/helpers.ts"
 
 let dir: string
@@ -40,10 +41,18 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-const isinit = (args: readonly string[], timeoutMs = 60_000): Promise<CliRun> => {
+const isinit = (args: readonly string[], timeoutMs = 60_000, options: { readonly env?: NodeJS.ProcessEnv; readonly cwd?: string } = {}): Promise<CliRun> => {
   const [key, value] = marker.split("=") as [string, string]
-  return runIsinit(["-c", tab, "-s", socket, ...args], { env: { ...process.env, [key]: value }, timeoutMs })
+  return runIsinit(["-c", tab, "-s", socket, ...args], { env: { ...(options.env ?? process.env), [key]: value }, timeoutMs, ...(options.cwd === undefined ? {} : { cwd: options.cwd }) })
 }
+
+const environOf = (pid: number): ReadonlyMap<string, string> =>
+  new Map(
+    readFileSync(`/proc/${pid}/environ`, "latin1")
+      .split("\0")
+      .filter((item) => item.includes("="))
+      .map((item) => [item.slice(0, item.indexOf("=")), item.slice(item.indexOf("=") + 1)] as const),
+  )
 
 interface Report {
   readonly lifecycle: string
@@ -62,6 +71,29 @@ const statusJson = async (): Promise<Report> => {
 }
 
 describe("isinit against a real isinitd", () => {
+  it("an auto-started daemon runs in / with a clean environment, and so do its services", async () => {
+    writeFileSync(tab, "g:env:1:respawn:sleep 1000\n")
+    const env = { ...process.env, SECRET_FROM_CLIENT: "hunter2", PATH: `/opt/client/bin:${process.env["PATH"] ?? ""}`, LANG: "C.UTF-8", TZ: "Europe/Paris" }
+    const told = await isinit(["g", "1"], 60_000, { env, cwd: dir })
+    expect(told.code).toBe(0)
+    const daemonPid = Number((await askJson(socket, { op: "ping" }))["pid"])
+    const child = await runningPid(socket, "env")
+    for (const pid of [daemonPid, child]) {
+      expect(readlinkSync(`/proc/${pid}/cwd`)).toBe("/")
+      const environ = environOf(pid)
+      expect(environ.has("SECRET_FROM_CLIENT")).toBe(false)
+      expect(environ.get("PATH")).toBe(servicePath)
+      expect(environ.get("LANG")).toBe("C.UTF-8")
+      expect(environ.get("TZ")).toBe("Europe/Paris")
+      expect(environ.get("HOME")).toBe(userInfo().homedir)
+      expect(environ.get("USER")).toBe(userInfo().username)
+    }
+    // The service's own markers, and nothing else of the client's.
+    expect(environOf(child).get("ISINIT_TAG")).toBe("env")
+    expect([...environOf(child).keys()].sort()).toEqual(["HOME", "ISINIT_INSTANCE", "ISINIT_RUN", "ISINIT_TAG", "LANG", "LOGNAME", "PATH", "TZ", "USER"])
+    expect((await isinit(["stopall"])).code).toBe(0)
+  })
+
   it("a tell starts the daemon in the background, then status --json and the table show the group", async () => {
     writeFileSync(tab, ["web:db:2:respawn:sleep 1000", "web:app:23:respawn:sleep 1001", "web:extra:3:respawn:sleep 1002", ""].join("\n"))
     const told = await isinit(["web", "2"])

@@ -15,6 +15,8 @@ import { until } from "./helpers.ts"
 export const repoRoot = resolve(import.meta.dirname, "../..")
 export const isinitdEntry = join(repoRoot, "src/cli/isinitd.ts")
 export const isinitEntry = join(repoRoot, "src/cli/isinit.ts")
+/** The TypeScript loader by its full URL: the client may run in any directory (`--import tsx` resolves from the working directory). */
+const tsxLoader = import.meta.resolve("tsx")
 
 /**
  * Pids of live (non-zombie) processes whose environment holds `marker`, or (with `orCommandLine`)
@@ -89,7 +91,7 @@ export interface Lab {
 export const runIsinit = (args: readonly string[], options: CliOptions = {}): Promise<CliRun> =>
   new Promise((resolveRun, reject) => {
     const [program, ...prefixArgs] = [...(options.prefix ?? []), process.execPath]
-    const child = spawn(program ?? process.execPath, [...prefixArgs, "--import", "tsx", isinitEntry, ...args], {
+    const child = spawn(program ?? process.execPath, [...prefixArgs, "--import", tsxLoader, isinitEntry, ...args], {
       cwd: options.cwd ?? repoRoot,
       env: options.env ?? process.env,
       stdio: ["ignore", "pipe", "pipe"],
