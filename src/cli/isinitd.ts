@@ -6,7 +6,7 @@
  * for the next isinitd; examples/isinitd.service restarts on it).
  */
 import { hostname } from "node:os"
-import { resolve } from "node:path"
+import { dirname, join, resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { setFlagsFromString } from "node:v8"
 
@@ -20,7 +20,7 @@ setFlagsFromString("--semi-space-growth-factor=1")
 const Effect = await import("effect/Effect")
 const Exit = await import("effect/Exit")
 const { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, runDaemon, version } = await import("../runtime/daemon.ts")
-const { streamLog } = await import("../runtime/log.ts")
+const { resilientLog } = await import("../runtime/log.ts")
 
 const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state FILE] [--socket-mode MODE] [--chdir DIR]
        isinitd --etcd URLS [--cluster NAME] [--node NAME] [--lease-ttl S] [-c FILE] [-s SOCKET] [--initstat FILE]
@@ -28,7 +28,8 @@ const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state F
 
 Runs the isinit daemon in the foreground: starts and stops the processes of the isinittab's
 resource groups as \`isinit GROUP LEVEL\` tells it, respawns and jails them, and logs one line
-per event to stderr.
+per event to stderr. Should stderr go away (its reader exits, the terminal closes), it logs to
+isinitd.log beside the status file instead, saying so there, and keeps supervising.
 
 Options:
   -c, --config FILE     the isinittab (default: $ISINITTAB, else ${defaultConfigPath})
@@ -139,6 +140,11 @@ if (values.chdir !== undefined) {
   }
 }
 
+// The log survives losing stderr (see resilientLog); nothing else may die of a dead stream either:
+// isinitd writes nothing to stdout after startup, but an unhandled 'error' there would kill it.
+process.stdout.on("error", () => undefined)
+const log = resilientLog(process.stderr)
+
 const exit = await Effect.runPromiseExit(
   runDaemon({
     configPath,
@@ -146,7 +152,9 @@ const exit = await Effect.runPromiseExit(
     initstatPath: absolute(values.initstat),
     statePath: absolute(values.state),
     socketMode,
-    log: streamLog(process.stderr),
+    log,
+    output: log.childOutput,
+    onReady: (paths) => log.fallbackTo(join(dirname(paths.initstat), "isinitd.log")),
     cluster: etcd === undefined ? undefined : { hosts: etcd, cluster: values.cluster, node, leaseTtlSeconds },
   }),
 )

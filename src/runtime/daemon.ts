@@ -74,8 +74,8 @@ export interface DaemonOptions {
   readonly initstatPath?: string | undefined
   /** Permission bits of the socket file (default 0600). */
   readonly socketMode?: number | undefined
-  /** Where children write (the daemon's stdout/stderr by default). */
-  readonly output?: Output
+  /** Where children write (the daemon's stdout/stderr by default), asked at each spawn when a function. */
+  readonly output?: Output | (() => Output)
   readonly log: LogService
   /** Install SIGTERM/SIGINT/SIGHUP handlers (the CLI does; in-process tests may not). */
   readonly handleSignals?: boolean

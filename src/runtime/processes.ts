@@ -46,8 +46,8 @@ export interface SpawnSpec {
   readonly command: string
 }
 
-/** Where the children's stdout and stderr go: the daemon's own, or an open file descriptor. */
-export type Output = "inherit" | number
+/** Where the children's stdout and stderr go: the daemon's own, nowhere, or an open file descriptor. */
+export type Output = "inherit" | "ignore" | number
 
 export interface ProcessesService {
   /** Start a run; `Started` or `ChildExit{SpawnFailed}` follows through the report callback. */
@@ -151,7 +151,8 @@ interface Run {
 }
 
 export interface ProcessesOptions {
-  readonly output?: Output
+  /** Asked at each spawn when a function (isinitd's log moves children's output to a file once its stderr is gone). */
+  readonly output?: Output | (() => Output)
   /** Environment of the children; the daemon's own by default. */
   readonly env?: NodeJS.ProcessEnv
   /** Told when something goes wrong that is not a run's outcome (an unexpected kill error). */
@@ -202,7 +203,7 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
   const lingering = new Set<Run>()
   let pollTimer: NodeJS.Timeout | undefined
   let pollTimerAt = Infinity
-  const output = options.output ?? "inherit"
+  const outputOf = (): Output => (typeof options.output === "function" ? options.output() : (options.output ?? "inherit"))
   const markedEnv: NodeJS.ProcessEnv | undefined =
     options.instance === undefined ? undefined : { ...(options.env ?? process.env), [runMarkers.instance]: options.instance }
 
@@ -277,6 +278,7 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       markedEnv[runMarkers.run] = String(spec.run)
     }
     options.beforeSpawn?.(spec)
+    const output = outputOf()
     try {
       const child =
         argv._tag === "Direct"
