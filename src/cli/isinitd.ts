@@ -30,6 +30,9 @@ Runs the isinit daemon in the foreground: starts and stops the processes of the 
 resource groups as \`isinit GROUP LEVEL\` tells it, respawns and jails them, and logs one line
 per event to stderr. Should stderr go away (its reader exits, the terminal closes), it logs to
 isinitd.log beside the status file instead, saying so there, and keeps supervising.
+Orphans (a service's processes that outlive their parent) are reaped: as PID 1 all of them, on a
+host those of its services, as it makes itself a child subreaper (through koffi; without it,
+the ready line says orphans are not reaped).
 
 Options:
   -c, --config FILE     the isinittab (default: $ISINITTAB, else ${defaultConfigPath})

@@ -39,7 +39,7 @@ import type { LogService } from "./log.ts"
 import { Log } from "./log.ts"
 import type { LoopService } from "./loop.ts"
 import { Inbox, makeLoop } from "./loop.ts"
-import type { Output } from "./processes.ts"
+import type { Output, ProcessesService } from "./processes.ts"
 import { ProcessReports, Processes, makeProcesses, processIdentity } from "./processes.ts"
 import type { Handler } from "./server.ts"
 import { serve } from "./server.ts"
@@ -47,6 +47,8 @@ import type { StatusWriter } from "./statusFile.ts"
 import { StatusFile, makeStatusFile } from "./statusFile.ts"
 import type { Persistence } from "./persistence.ts"
 import { openPersistence } from "./persistence.ts"
+import type { Reaper } from "./reaper.ts"
+import { startReaper } from "./reaper.ts"
 import { socketPathProblem } from "./socketPath.ts"
 import { statePathFor } from "./stateFile.ts"
 import { insecureConfigReason } from "./strictModes.ts"
@@ -85,6 +87,11 @@ export interface DaemonOptions {
   readonly statePath?: string | undefined
   /** Cluster mode (`--etcd`): config and desired levels from etcd; see src/cluster/agent.ts. */
   readonly cluster?: Omit<AgentOptions, "localConfigPath" | "log"> | undefined
+  /**
+   * `reap` (the default): become a child subreaper and reap orphans (reaper.ts); `leave`: not, for
+   * a daemon run inside a process that has children of its own (tests).
+   */
+  readonly orphans?: "reap" | "leave"
 }
 
 export interface Paths {
@@ -310,7 +317,23 @@ const makeHandOver = (loop: LoopService, log: LogService, liveRuns: Effect.Effec
     log.line({ what: "handover", message: "asked by a client: handing over" })
     ask("a client")
   }
-  return { asked, signal, answer, answered }
+  return { asked, signal, answer, answered, self }
+}
+
+/**
+ * Started before anything is spawned, so that every orphan of every run comes to us; a process
+ * table without `ownsChild` (a test fake) gets a reaper that reaps nothing.
+ */
+const orphanReaper = (options: DaemonOptions, processes: ProcessesService): Effect.Effect<Reaper | undefined, never, Scope.Scope> =>
+  options.orphans === "leave"
+    ? Effect.succeed(undefined)
+    : startReaper({ ownsChild: processes.ownsChild ?? (() => true), onReaped: processes.recheck, log: (what, message) => options.log.line({ what, message }) })
+
+/** For the ready line: what becomes of a service's orphaned processes. */
+const orphansNote = (reaper: Reaper | undefined): string => {
+  if (reaper === undefined) return "left alone"
+  if (reaper._tag === "Off") return "not reaped (no koffi)"
+  return { "pid 1": "reaped (isinitd is pid 1)", subreaper: "reaped (child subreaper)", parent: "go to the host's init (no subreaper)" }[reaper.as]
 }
 
 /** This daemon process, as answers name it (see `DaemonProcess`); unknown without /proc. */
@@ -402,6 +425,7 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, Star
         instance: persistence.path,
         beforeSpawn: persistence.beforeSpawn,
       }).pipe(Effect.provideService(ProcessReports, reports))
+      const reaper = yield* orphanReaper(options, processes)
       const status = yield* makeStatusFile({
         path: paths.initstat,
         render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()),
@@ -418,9 +442,8 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, Star
       // first); a change is answered once the state file holds it, so an acknowledged tell survives a crash.
       let takenOver: () => void = () => undefined
       const ready = new Promise<void>((resolveReady) => (takenOver = resolveReady))
-      const self = selfProcess()
-      const handOver = makeHandOver(loop, log, processes.liveRuns, self)
-      const serveRequest = makeHandler({ loop, configPath: paths.config, log, cluster: agent, self, handOver: handOver.answer })
+      const handOver = makeHandOver(loop, log, processes.liveRuns, selfProcess())
+      const serveRequest = makeHandler({ loop, configPath: paths.config, log, cluster: agent, self: handOver.self, handOver: handOver.answer })
       const changes = new Set<Request["op"]>(["tell", "stopall", "reload", "handover"])
       const handler: Handler = (request) =>
         Effect.andThen(
@@ -442,7 +465,7 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, Star
       if (options.handleSignals ?? true) yield* installSignals(loop, configOf, log, handOver.signal)
       log.line({
         what: "ready",
-        message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}, state ${persistence.path}`,
+        message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}, state ${persistence.path}, orphans ${orphansNote(reaper)}`,
       })
       options.onReady?.(paths)
       if (agent !== undefined) yield* agent.start(loop)
