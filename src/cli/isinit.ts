@@ -682,6 +682,8 @@ if (invokedDirectly()) {
     if (error.code === "EPIPE") process.exit(process.exitCode ?? 0)
     throw error
   })
+  // Nobody reads our messages any more (`isinit ... 2>&1 | head`): nothing left to tell them.
+  process.stderr.on("error", () => undefined)
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code
