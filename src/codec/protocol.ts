@@ -30,7 +30,7 @@ export { maxNameLength, nameProblem }
 /** Longest `timeoutMs` a waiting tell may ask for: one day. */
 export const maxTimeoutMs = 86_400_000
 
-export const ops = ["tell", "stopall", "status", "plan", "ping", "reload"] as const
+export const ops = ["tell", "stopall", "status", "plan", "ping", "reload", "handover"] as const
 export type Op = (typeof ops)[number]
 
 export type Request =
@@ -49,6 +49,8 @@ export type Request =
   | { readonly op: "plan"; readonly group: string; readonly level: string }
   | { readonly op: "ping" }
   | { readonly op: "reload"; readonly force?: boolean }
+  /** Write the state file and exit, leaving every process running for the next isinitd to adopt. */
+  | { readonly op: "handover" }
 
 /** How a line was framed; the answer goes back in the same framing. */
 export type Framing = "json" | "line"
@@ -77,6 +79,15 @@ export interface ClusterInfo {
   readonly pendingOverrides: readonly string[]
 }
 
+/**
+ * The daemon process that answers a stopall or a hand-over: pid and start time (clock ticks since
+ * boot), so that a client can wait until this very process has exited, never a later one with its pid.
+ */
+export interface DaemonProcess {
+  readonly pid: number
+  readonly identity: string
+}
+
 /** The payload of a successful answer, by op. */
 export type Answer =
   | {
@@ -90,7 +101,7 @@ export type Answer =
       /** Why, for outcomes other than `run` (e.g. which test failed). */
       readonly message?: string
     }
-  | { readonly op: "stopall" }
+  | { readonly op: "stopall"; readonly daemon?: DaemonProcess }
   | {
       readonly op: "status"
       readonly report: StatusReport
@@ -108,6 +119,7 @@ export type Answer =
     }
   | { readonly op: "ping"; readonly pid: number; readonly version: string }
   | { readonly op: "reload" }
+  | { readonly op: "handover"; readonly daemon?: DaemonProcess; readonly processes: number }
 
 export type Failure = { readonly ok: false; readonly error: string }
 export type Response = ({ readonly ok: true } & Answer) | Failure
@@ -175,6 +187,7 @@ const decodeJsonRequest = (line: string): E.Either<string, Request> => {
     case "stopall":
     case "status":
     case "ping":
+    case "handover":
       return E.right({ op })
   }
 }
@@ -297,6 +310,8 @@ const clusterInfoCodec = t.intersection([
   t.partial({ error: t.string }),
 ])
 
+const daemonProcessCodec = t.type({ pid: t.number, identity: t.string })
+
 const effectCodec = t.union([
   t.type({ _tag: t.literal("Spawn"), tag: t.string, run: t.number, group: t.string, command: t.string }),
   t.type({ _tag: t.literal("RunSync"), tag: t.string, run: t.number, group: t.string, command: t.string }),
@@ -316,7 +331,7 @@ const answerCodec = t.union([
     t.type({ op: t.literal("tell"), group: t.string, level: t.string, seq: t.number }),
     t.partial({ outcome: literals("outcome", waitOutcomes), message: t.string }),
   ]),
-  t.type({ op: t.literal("stopall") }),
+  t.intersection([t.type({ op: t.literal("stopall") }), t.partial({ daemon: daemonProcessCodec })]),
   t.intersection([t.type({ op: t.literal("status"), report: statusReportCodec, now: t.number }), t.partial({ cluster: clusterInfoCodec })]),
   t.type({
     op: t.literal("plan"),
@@ -327,6 +342,7 @@ const answerCodec = t.union([
   }),
   t.type({ op: t.literal("ping"), pid: t.number, version: t.string }),
   t.type({ op: t.literal("reload") }),
+  t.intersection([t.type({ op: t.literal("handover"), processes: t.number }), t.partial({ daemon: daemonProcessCodec })]),
 ])
 
 // The codecs must describe exactly the core's types: these lines stop compiling if they drift.

@@ -47,8 +47,8 @@ export interface SpawnSpec {
   readonly command: string
 }
 
-/** Where the children's stdout and stderr go: the daemon's own, or an open file descriptor. */
-export type Output = "inherit" | number
+/** Where the children's stdout and stderr go: the daemon's own, nowhere, or an open file descriptor. */
+export type Output = "inherit" | "ignore" | number
 
 export interface ProcessesService {
   /** Start a run; `Started` or `ChildExit{SpawnFailed}` follows through the report callback. */
@@ -62,6 +62,10 @@ export interface ProcessesService {
    * group is gone. Optional so that test fakes that never restore need not provide it.
    */
   readonly adopt?: (adopted: AdoptedProcess) => Effect.Effect<void>
+  /** Whether `pid` is a leader we spawned and libuv has not reaped yet (the orphan reaper must leave it alone). */
+  readonly ownsChild?: (pid: number) => boolean
+  /** Look at the lingering groups now (orphans were just reaped: some may be gone). */
+  readonly recheck?: () => void
 }
 
 /** A run of a previous daemon, verified alive: its leader's pid (= its pgid) and start time. */
@@ -140,7 +144,8 @@ interface Run {
 }
 
 export interface ProcessesOptions {
-  readonly output?: Output
+  /** Asked at each spawn when a function (isinitd's log moves children's output to a file once its stderr is gone). */
+  readonly output?: Output | (() => Output)
   /** Environment of the children; the daemon's own by default. */
   readonly env?: NodeJS.ProcessEnv
   /** Told when something goes wrong that is not a run's outcome (an unexpected kill error). */
@@ -187,11 +192,13 @@ const groupExists = (pgid: number): boolean => {
 /** The adapter without Effect, for the loop's callbacks; `makeProcesses` wraps it. */
 export const makeProcessTable = (report: (report: ProcessReport) => void, options: ProcessesOptions = {}) => {
   const runs = new Map<string, Run>()
+  /** Pids of the leaders we spawned that libuv has not reaped yet: its to reap, nobody else's. */
+  const leaders = new Set<number>()
   /** Runs whose leader is gone but whose group was not empty at the last look. */
   const lingering = new Set<Run>()
   let pollTimer: NodeJS.Timeout | undefined
   let pollTimerAt = Infinity
-  const output = options.output ?? "inherit"
+  const outputOf = (): Output => (typeof options.output === "function" ? options.output() : (options.output ?? "inherit"))
   const markedEnv: NodeJS.ProcessEnv | undefined =
     options.instance === undefined ? undefined : { ...(options.env ?? process.env), [runMarkers.instance]: options.instance }
 
@@ -266,6 +273,7 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       markedEnv[runMarkers.run] = String(spec.run)
     }
     options.beforeSpawn?.(spec)
+    const output = outputOf()
     try {
       const child =
         argv._tag === "Direct"
@@ -278,6 +286,7 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       // The pid is known as soon as spawn returns (libuv waits for the exec), so a kill that
       // comes before the 'spawn' event still reaches the group.
       run.pgid = child.pid
+      if (child.pid !== undefined) leaders.add(child.pid)
       child.once("spawn", () => {
         if (child.pid === undefined) return
         const identity = processIdentity(child.pid)
@@ -288,6 +297,7 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
         )
       })
       child.once("exit", (code, signal) => {
+        if (child.pid !== undefined) leaders.delete(child.pid)
         if (settled) return
         settled = true
         leaderExited(run, outcomeOf(code, signal))
@@ -338,7 +348,11 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
     pollTimerAt = Infinity
   }
 
-  return { spawn, kill, adopt, liveRuns: (): number => runs.size, stop }
+  const recheck = (): void => {
+    if (lingering.size > 0) poll()
+  }
+
+  return { spawn, kill, adopt, liveRuns: (): number => runs.size, stop, ownsChild: (pid: number): boolean => leaders.has(pid), recheck }
 }
 
 export type ProcessTable = ReturnType<typeof makeProcessTable>
@@ -356,6 +370,8 @@ export const makeProcesses = (options: ProcessesOptions = {}): Effect.Effect<Pro
       kill: (tag, run, signal) => Effect.sync(() => table.kill(tag, run, signal)),
       liveRuns: Effect.sync(() => table.liveRuns()),
       adopt: (adopted) => Effect.sync(() => table.adopt(adopted)),
+      ownsChild: table.ownsChild,
+      recheck: table.recheck,
     })
   })
 

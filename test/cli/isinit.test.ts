@@ -57,8 +57,8 @@ describe("usage", () => {
   it("--help prints the usage and exits 0", async () => {
     const { code, out } = await run(["--help"])
     expect(code).toBe(0)
-    expect(out).toMatch(/^Usage:\n {2}isinit \[-c FILE\] \[-s SOCKET\] GROUP LEVEL \[--wait \[--timeout S\]\]/)
-    for (const word of ["stopall", "status", "check", "plan", "simulate", "--json", "isinitd.log"]) expect(out).toContain(word)
+    expect(out).toMatch(/^Usage:\n {2}isinit \[-c FILE\] \[-s SOCKET\] GROUP LEVEL \[--wait\] \[--timeout S\]/)
+    for (const word of ["stopall", "handover", "status", "check", "plan", "simulate", "--json", "isinitd.log"]) expect(out).toContain(word)
   })
   it("--version prints the version", async () => {
     const { code, out } = await run(["-V"])
@@ -77,7 +77,7 @@ describe("usage", () => {
     [["plan", "web"], /plan takes GROUP LEVEL/],
     [["simulate"], /simulate takes one SCENARIO file, got nothing/],
     [["check", "x"], /check takes no arguments/],
-    [["web", "2", "--timeout", "5"], /--timeout applies only with --wait/],
+    [["check", "--timeout", "5"], /--timeout does not apply to check/],
     [["web", "2", "--wait", "--timeout", "soon"], /--timeout takes a number of seconds/],
     [["web", "2", "--wait", "--timeout", "0"], /--timeout takes a number of seconds/],
     [["web", "2", "--json"], /--json does not apply to a tell/],

@@ -281,5 +281,8 @@ describe("isinitd", () => {
     const noConfig = await l.start({ args: ["-c", l.path("absent"), "-s", l.path("s")], waitReady: false })
     expect(await noConfig.exited()).toBe(1)
     await logged(noConfig, /cannot read the isinittab/)
+    const noDir = await l.start({ args: ["-c", l.path("absent"), "--chdir", l.path("nowhere")], waitReady: false })
+    expect(await noDir.exited()).toBe(1)
+    await logged(noDir, /--chdir .*nowhere: ENOENT/)
   })
 })

@@ -76,7 +76,7 @@ describe("the JSON protocol", () => {
   })
   it("says what is wrong: bad JSON, not an object, missing op, unknown op", () => {
     expect(error('{"op":"tell"')).toMatch(/^not JSON: /)
-    expect(error("{}")).toMatch(/missing field "op": expected one of tell, stopall, status, plan, ping, reload/)
+    expect(error("{}")).toMatch(/missing field "op": expected one of tell, stopall, status, plan, ping, reload, handover/)
     expect(error('{"op":"dance"}')).toMatch(/unknown op "dance"/)
     expect(error('{"op":7}')).toMatch(/unknown op 7/)
     expect(framingOf("[1]")).toBe("line")
@@ -109,6 +109,7 @@ describe("encoding", () => {
     { op: "reload" },
     { op: "reload", force: true },
     { op: "tell", group: "g", level: "2", wait: true, force: true },
+    { op: "handover" },
   ]
   it("round-trips every request through one JSON line", () => {
     for (const request of requests) {
@@ -131,6 +132,8 @@ describe("encoding", () => {
     { ok: true, op: "tell", group: "g", level: "2", seq: 3 },
     { ok: true, op: "tell", group: "g", level: "2", seq: 3, outcome: "fail", message: "test t exited 1" },
     { ok: true, op: "stopall" },
+    { ok: true, op: "stopall", daemon: { pid: 7, identity: "123456" } },
+    { ok: true, op: "handover", processes: 3, daemon: { pid: 7, identity: "123456" } },
     {
       ok: true,
       op: "status",
