@@ -51,8 +51,8 @@ const startRespawn = (m: Model, tag: string, at: number): void => {
     m.window.set(tag, [...recent, at])
     m.live.add(tag)
   } else {
-    m.window.set(tag, recent) // the window outlives the jail
-    m.jail.set(tag, at + LIMIT.jailMs)
+    m.window.set(tag, recent) // the window outlives the jail, which lasts until the window admits a start
+    m.jail.set(tag, Math.max(at + LIMIT.jailMs, (recent[recent.length - LIMIT.max] ?? at) + LIMIT.windowMs))
   }
 }
 

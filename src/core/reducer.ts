@@ -271,7 +271,10 @@ const take = (step: Step, def: Entry): boolean => {
   }
 }
 
-/** Rule 6: a respawn start counts toward the window; the start that would exceed it jails. */
+/**
+ * Rule 6: a respawn start counts toward the window; the start that would exceed it jails the entry
+ * until the jail is over and the window admits a start again.
+ */
 const startRespawn = (step: Step, def: Entry): void => {
   const { respawnMax, respawnWindowMs, jailMs } = step.config.limits
   const now = step.now
@@ -282,16 +285,14 @@ const startRespawn = (step: Step, def: Entry): void => {
     spawn(step, def)
     return
   }
-  // The window's starts are kept, so a jail shorter than the window cannot let extra starts in.
-  const until = now + jailMs
+  // The jail lasts until the window admits a start again if that is later: one jailing, with its
+  // real end, instead of a release that would only jail the entry again (the window outlives a short jail).
+  const admitsAt = (recent[recent.length - respawnMax] ?? now) + respawnWindowMs
+  const until = Math.max(now + jailMs, admitsAt)
   step.setEntry({ ...entry, starts: recent, jail: { _tag: "Jailed", until } })
   step.addTimer({ at: until, reason: { _tag: "JailEnds", tag: def.tag } })
-  step.log({
-    what: "jailed",
-    group: def.group,
-    tag: def.tag,
-    message: `respawning too rapidly (${respawnMax} starts within ${respawnWindowMs} ms): jailed for ${jailMs} ms`,
-  })
+  const why = `${respawnMax} starts within ${respawnWindowMs} ms`
+  step.log({ what: "jailed", group: def.group, tag: def.tag, message: `for ${until - now} ms: respawning too rapidly (${why})` })
 }
 
 const spawn = (step: Step, def: Entry): void => {
