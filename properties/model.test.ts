@@ -28,6 +28,8 @@ interface Model {
   onceDone: Set<string>
   window: Map<string, number[]>
   jail: Map<string, number>
+  /** When each group's last transition took its entries (after its outgoing processes were gone). */
+  ready: Map<string, number>
 }
 
 const SETTLE_MS = 20
@@ -73,7 +75,9 @@ const passTime = (m: Model, ms: number): void => {
   for (let due = m.halted ? undefined : nextJailEnd(m, end); due !== undefined; due = nextJailEnd(m, end)) {
     const [tag, until] = due
     m.jail.delete(tag)
-    if (m.applied.get(tag)?.mode === "respawn" && admitted(m, tag) && !m.live.has(tag)) startRespawn(m, tag, until)
+    // A jail that ends while its group waits for outgoing processes starts the entry once they are gone.
+    const ready = m.ready.get(m.applied.get(tag)?.group ?? "") ?? until
+    if (m.applied.get(tag)?.mode === "respawn" && admitted(m, tag) && !m.live.has(tag)) startRespawn(m, tag, Math.max(until, ready))
   }
   m.now = end
 }
@@ -83,32 +87,40 @@ const tell = (m: Model, group: string, level: Level): void => {
   const old = m.applied
   m.applied = new Map(m.text)
   const restart: string[] = []
+  /** Groups with a process this tell stops (its group as it was started). */
+  const outgoing = new Set<string>()
+  const stop = (tag: string): void => {
+    if (m.live.delete(tag)) outgoing.add(old.get(tag)?.group ?? "")
+  }
   for (const tag of tags) {
     const was = old.get(tag)
     const now = m.applied.get(tag)
     if (now === undefined || now.mode === "off") {
-      m.live.delete(tag)
+      stop(tag)
       forget(m, tag)
     } else if (now.mode !== "respawn" && m.jail.has(tag)) {
       m.jail.delete(tag) // the jail is a respawn rule: a changed mode frees the entry
       m.window.delete(tag)
     } else if (was !== undefined && m.live.has(tag) && !same(was, now)) {
-      m.live.delete(tag)
+      stop(tag)
       restart.push(tag) // stopped now, started with its new definition once gone
     }
   }
   m.levels.set(group, level)
-  for (const [tag, d] of m.applied) {
-    if (d.group !== group || d.mode === "off") continue
-    if (!d.levels.includes(level)) {
-      m.live.delete(tag)
-      forget(m, tag)
-      const i = restart.indexOf(tag)
-      if (i >= 0) restart.splice(i, 1)
-    } else if (!m.live.has(tag) && !restart.includes(tag)) {
-      if (d.mode === "respawn" && !m.jail.has(tag)) startRespawn(m, tag, m.now)
-      if (d.mode === "once" && !m.onceDone.has(tag)) m.live.add(tag)
-    }
+  const inGroup = [...m.applied].filter(([, d]) => d.group === group && d.mode !== "off")
+  for (const [tag, d] of inGroup) {
+    if (d.levels.includes(level)) continue
+    stop(tag)
+    forget(m, tag)
+    if (restart.includes(tag)) restart.splice(restart.indexOf(tag), 1)
+  }
+  // Rule 15: the group's entries start once its outgoing processes are gone (they take STOP_MS).
+  const ready = outgoing.has(group) ? m.now + STOP_MS : m.now
+  m.ready.set(group, ready)
+  for (const [tag, d] of inGroup) {
+    if (!d.levels.includes(level) || m.live.has(tag) || restart.includes(tag)) continue
+    if (d.mode === "respawn" && !m.jail.has(tag)) startRespawn(m, tag, ready)
+    if (d.mode === "once" && !m.onceDone.has(tag)) m.live.add(tag)
   }
   for (const tag of restart) {
     const d = m.applied.get(tag)
@@ -245,6 +257,7 @@ test.prop([fc.array(fc.option(defArb, { nil: undefined }), { minLength: 4, maxLe
       onceDone: new Set(),
       window: new Map(),
       jail: new Map(),
+      ready: new Map(),
     }
     fc.modelRun(() => ({ model, real: new World({ config: text(model), sigtermDelayMs: STOP_MS }) }), cmds)
   },

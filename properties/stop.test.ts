@@ -1,10 +1,13 @@
 import { fc, test } from "@fast-check/vitest"
-import { expect } from "vitest"
+import { expect, it } from "vitest"
+import type { Effect } from "../src/core/effects.ts"
+import { plan } from "../src/core/plan.ts"
+import { World } from "../src/sim/world.ts"
 import { exitsAfter, ignoresSigterm, runsForever, stopsAfter } from "../src/sim/behaviour.ts"
 import type { Behaviour } from "../src/sim/behaviour.ts"
 import { noSignalToReapedRun } from "../src/sim/invariants.ts"
 import type { EntrySpec } from "./helpers.ts"
-import { configText, entriesArb, exits, isLive, kills, levelsArb, makeWorld, nearArb } from "./helpers.ts"
+import { configText, effects, entriesArb, exits, isLive, kills, levelsArb, makeWorld, nearArb, phaseOf } from "./helpers.ts"
 
 const plain = (entries: readonly EntrySpec[]): [string, Behaviour][] =>
   entries.map((e) => [e.tag, e.mode === "respawn" || e.mode === "once" ? runsForever() : exitsAfter(50, 0)])
@@ -114,3 +117,86 @@ test.prop([
     expect(w.violations).toEqual([])
   },
 )
+
+/** How an outgoing process takes its SIGTERM: it ignores it, or ends after a while (edges on the grace). */
+const sigtermTakerArb = fc.oneof(fc.constant(ignoresSigterm()), nearArb([30_000, 0], 40_000).map((ms) => stopsAfter(ms)))
+/** Entries of group g with how each takes SIGTERM, and two levels to move between. */
+const groupMoveArb = fc.record({
+  entries: entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 6 }),
+  takers: fc.array(sigtermTakerArb, { minLength: 6, maxLength: 6 }),
+  from: fc.constantFrom("1", "2", "3"),
+  to: fc.constantFrom("1", "2", "3"),
+  crashAt: fc.integer({ min: 0, max: 40_000 }),
+})
+
+/** The exit of one run, as the world delivered it. */
+const exitOf = (w: World, tag: string, run: number) =>
+  w.history.find((s) => s.event._tag === "ChildExit" && s.event.tag === tag && s.event.run === run)
+
+test.prop([groupMoveArb])(
+  "rule 15: a group's outgoing processes are gone before its incoming entries start (K before S); " +
+    "other groups go on meanwhile",
+  ({ entries, takers, from, to, crashAt }) => {
+    const behaviours = entries.map((e, i): [string, Behaviour] =>
+      [e.tag, e.mode === "wait" || e.mode === "test" ? exitsAfter(50, 0) : (takers[i] ?? runsForever())])
+    const other = "h:crashy:123:respawn:crashy\n"
+    const w = makeWorld(entries, behaviours, {}, other)
+    w.tell("h", "1")
+    w.tell("g", from)
+    w.runUntilIdle(600_000)
+    const tellStep = w.steps
+    w.tell("g", to)
+    const outgoing = kills(w).filter((k) => k.step === tellStep && k.signal === "SIGTERM")
+    w.advanceTo(w.now + crashAt)
+    w.crash("crashy", 1) // another group's restart never waits for g
+    expect(w.startsOf("crashy").at(-1)?.at).toBe(w.now)
+    w.runUntilIdle(600_000)
+    const gone = outgoing.map((k) => exitOf(w, k.tag, k.run))
+    const lastGone = Math.max(-1, ...gone.map((s) => s?.index ?? Infinity))
+    const incoming = w.starts.filter((s) => s.step >= tellStep && s.group === "g")
+    for (const start of incoming) expect(start.step).toBeGreaterThanOrEqual(lastGone)
+    // ...and not later than needed: the first one starts as the last outgoing process goes.
+    const first = incoming[0]
+    if (first !== undefined && outgoing.length > 0) expect(first.step).toBe(lastGone)
+    expect(w.violations).toEqual([])
+  },
+)
+
+test.prop([groupMoveArb])(
+  "rule 15: `plan` tells the truth: its stops and starts come in the order the daemon takes them",
+  ({ entries, from, to }) => {
+    const w = makeWorld(entries, plain(entries))
+    w.tell("g", from)
+    w.runUntilIdle(600_000)
+    const planned = plan(w.state, "g", to, w.parsed, w.now).effects
+    const stepOfTell = w.steps
+    w.tell("g", to)
+    w.runUntilIdle(600_000)
+    const order = (fx: readonly Effect[]) =>
+      fx.flatMap((e) => (e._tag === "Kill" || e._tag === "Spawn" || e._tag === "RunSync" ? [`${e._tag} ${e.tag}`] : []))
+    const done = effects(w).filter((e) => e.step >= stepOfTell).map((e) => e.effect)
+    expect(order(planned)).toEqual(order(done))
+    expect(w.violations).toEqual([])
+  },
+)
+
+it("rule 15: a server and the maintenance page on its port: the page starts when the server is gone", () => {
+  const w = new World({
+    config: "web:server:run,:respawn:httpd\nweb:page:maint,:respawn:maint-page\n",
+    behaviours: [["server", stopsAfter(2_000)]],
+  })
+  w.tell("web", "run")
+  w.advanceTo(1_000)
+  w.tell("web", "maint")
+  w.advanceTo(2_999)
+  expect(w.startsOf("page")).toEqual([])
+  expect(phaseOf(w, "web")).toBe("start")
+  w.advanceTo(3_000)
+  expect(w.startsOf("page").map((s) => s.at)).toEqual([3_000])
+  expect(phaseOf(w, "web")).toBe("run")
+  const steps = plan(w.state, "web", "run", w.parsed, w.now).effects
+  expect(steps.flatMap((e) => (e._tag === "Kill" || e._tag === "Spawn" ? [`${e._tag} ${e.tag}`] : []))).toEqual([
+    "Kill page",
+    "Spawn server",
+  ])
+})

@@ -48,8 +48,8 @@ Commands:
                 --json prints the daemon's status report. With the daemon down, the groups
                 from the status file.
   check         print every error and warning of the isinittab with its line; exit 1 on errors.
-  plan          what GROUP LEVEL would do now, in order, without doing it (against the running
-                daemon's state, or everything stopped when no daemon runs).
+  plan          what GROUP LEVEL would do now, in order (stops before starts), without doing it
+                (against the running daemon's state, or everything stopped when no daemon runs).
   simulate      run a scenario file in the simulator (virtual time) and print its timeline.
 
 Options:
@@ -439,6 +439,9 @@ const printPlan = (ctx: Context, command: Extract<Command, { readonly _tag: "Pla
     return 0
   }
   ctx.io.out(`tell ${command.group} ${command.level} would, in this order:\n${steps.map((s) => `  ${s}`).join("\n")}\n`)
+  if (effects.some((effect) => effect._tag === "Kill")) {
+    ctx.io.out("A group's entries start only once its stopped processes are gone (at most the kill grace).\n")
+  }
   if (endsAtBarrier(effects)) {
     ctx.io.out("Assuming every wait and test exits 0; later entries start only when they do (isinit simulate shows timing).\n")
   }

@@ -3,11 +3,12 @@
  *
  * Theory of operation. Each group has a level and, while it is moving into that level, a
  * *transition*: the group's entries that list the level, in file order, taken one at a time.
- * Taking an entry starts it (`respawn`, `once`) or runs it while the transition waits for its
- * exit (`wait`, `test`: a *barrier*). Nothing else waits: other groups' tells, exits and ticks are
- * handled while a barrier runs. A transition is over when every entry has been taken, no barrier
- * runs and the group's outgoing processes are gone; the group is then `run`, or `fail` if one of
- * its tests exited non-zero.
+ * The group's *outgoing* processes (those being stopped) go first: nothing is taken while one is
+ * still going, as sysvinit runs K scripts before S scripts. Taking an entry starts it (`respawn`,
+ * `once`) or runs it while the transition waits for its exit (`wait`, `test`: a *barrier*).
+ * Nothing else waits: other groups' tells, exits and ticks are handled while a barrier runs. A
+ * transition is over when every entry has been taken, no barrier runs and no outgoing process is
+ * left; the group is then `run`, or `fail` if one of its tests exited non-zero.
  *
  * An entry is *admitted* when its group's level lists it and the transition (if any) has taken
  * it. Only admitted entries are started, restarted or released from jail, so file order and
@@ -234,12 +235,15 @@ const leaveLevel = (step: Step, tag: string): void => {
   if (entry !== undefined) step.setEntry({ ...entry, completion: notRun, jail: free, starts: [] })
 }
 
-/** Rule 1: take entries in file order until a barrier is running or the order is exhausted. */
+/**
+ * Rule 1: take entries in file order until a barrier is running or the order is exhausted.
+ * Rule 15: nothing is taken while the group's outgoing processes are still going (K before S).
+ */
 const advance = (step: Step, name: string): void => {
   for (;;) {
     const group = step.group(name)
     const transition = group.transition
-    if (transition === undefined || transition.barrier !== undefined) return
+    if (transition === undefined || transition.barrier !== undefined || group.outgoing > 0) return
     const def = transition.order[transition.next]
     if (def === undefined) return
     step.setGroup({ ...group, transition: { ...transition, next: transition.next + 1 } })
@@ -336,6 +340,8 @@ const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Out
   } else {
     exitedOnItsOwn(step, def, outcome)
   }
+  // Rule 15: the last outgoing process gone, the group's transition takes its entries.
+  if (wasStopping) advance(step, proc.def.group)
   settle(step, proc.def.group)
   if (def !== undefined && def.group !== proc.def.group) settle(step, def.group)
 }
