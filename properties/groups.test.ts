@@ -186,3 +186,30 @@ test.prop([
     expect(w.violations).toEqual([])
   },
 )
+
+/** Entries of g behind a 10 s barrier, and the times (inside the barrier) at which level 1 is told again. */
+const headingArb = fc.record({
+  entries: entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 6 }),
+  retells: fc.array(fc.integer({ min: 0, max: 9_999 }), { minLength: 1, maxLength: 4 }).map((ts) => [...ts].sort((a, b) => a - b)),
+})
+
+test.prop([headingArb])(
+  "rule 16: re-telling the level a group is heading to joins its transition: one number for every " +
+    "waiter, nothing runs twice, and the level is reached",
+  ({ entries, retells }) => {
+    const head = "g:slow:1:wait:slow-mount\n"
+    const w = new World({ config: head + configText(entries), behaviours: [["slow", exitsAfter(10_000, 0)]] })
+    w.tell("g", "1")
+    const seq = lookup(w.state.groups, "g")?.seq
+    for (const at of retells) {
+      w.advanceTo(at)
+      w.tell("g", "1")
+      expect(lookup(w.state.groups, "g")?.seq).toBe(seq) // every waiter of level 1 waits for this transition
+    }
+    w.runUntilIdle(600_000)
+    expect(lookup(w.state.groups, "g")?.seq).toBe(seq)
+    expect(["run", "fail"]).toContain(phaseOf(w, "g"))
+    for (const e of [{ tag: "slow", levels: ["1"] }, ...entries]) expect(w.startsOf(e.tag)).toHaveLength(e.levels.includes("1") ? 1 : 0)
+    expect(w.violations).toEqual([])
+  },
+)

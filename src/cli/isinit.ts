@@ -41,8 +41,9 @@ Commands:
   GROUP LEVEL   switch GROUP to runlevel LEVEL. If no daemon listens, isinitd is started first
                 in the background with the same -c and -s, logging to isinitd.log beside the
                 socket. --wait blocks until the transition is over: exit 0 when the group runs,
-                1 when a test entry failed, a later tell replaced it, or --timeout S passed
-                (default 600 s). A group named like a command needs the tell form.
+                1 when a test entry failed, a later tell of another level replaced it, or
+                --timeout S passed (default 600 s). Telling the level a group is at in fail
+                reruns its failed tests. A group named like a command needs the tell form.
   stopall       stop every process of every group; the daemon then exits.
   status        groups (state, level) and their entries (mode, state, pid, restarts, jail);
                 --json prints the daemon's status report. With the daemon down, the groups

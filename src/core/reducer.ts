@@ -212,20 +212,60 @@ const applyConfig = (step: Step, config: Config): void => {
 }
 
 /**
- * Rules 2, 3 and 8: a group moves to a level; a newer tell supersedes an unfinished one. A
- * reload or restore re-applies the level without counting as a tell, so a client waiting for
- * the last tell's transition is not told it was superseded.
+ * Rules 2, 3 and 8: a group moves to a level; a tell of another level supersedes an unfinished
+ * transition (rules 16 and 17 for the same level). A reload or restore re-applies the level
+ * without counting as a tell, so a client waiting for the last tell's transition is not told it
+ * was superseded.
  */
 const enterLevel = (step: Step, name: string, level: string, why: "tell" | "reapply"): void => {
+  const course = courseOf(step.group(name), level, why)
   const defs = step.config.byGroup.get(name) ?? []
   for (const def of defs) if (!listsLevel(def, level)) leaveLevel(step, def.tag)
   const order = defs.filter((def) => def.mode !== "off" && listsLevel(def, level))
+  const retried = course === "retry" ? retryFailedTests(step, order) : 0
   const group = step.group(name)
-  const seq = why === "tell" ? group.seq + 1 : group.seq
+  const seq = course === "new" || course === "retry" ? group.seq + 1 : group.seq
   step.setGroup({ ...group, level, phase: "start", seq, transition: { level, order, next: 0, barrier: undefined } })
-  step.log({ what: "group", group: name, message: `entering level ${level} (${order.length} entries)` })
+  step.log({ what: "group", group: name, message: enteringMessage(course, level, order.length, retried) })
   advance(step, name)
   settle(step, name)
+}
+
+/**
+ * How a tell meets its group. Rule 16: the level it is heading to joins the running transition
+ * (same number, so every waiter of that level is answered when it is reached). Rule 17: the
+ * level it is at starts a new transition that reruns its failed tests.
+ */
+type Course = "new" | "join" | "retry" | "reapply"
+
+const courseOf = (group: GroupState, level: string, why: "tell" | "reapply"): Course => {
+  if (why === "reapply") return "reapply"
+  if (group.level !== level) return "new"
+  return group.phase === "start" ? "join" : "retry"
+}
+
+const enteringMessage = (course: Course, level: string, entries: number, retried: number): string => {
+  switch (course) {
+    case "join":
+      return `level ${level} told again while entering it: joining its transition`
+    case "retry":
+      return `level ${level} told again: rerunning ${retried} failed test(s)`
+    case "new":
+    case "reapply":
+      return `entering level ${level} (${entries} entries)`
+  }
+}
+
+/** Rule 17: the level's failed tests (a test whose result is unknown counts) run again; nothing else does. */
+const retryFailedTests = (step: Step, order: readonly Entry[]): number => {
+  let retried = 0
+  for (const def of order) {
+    const entry = step.findEntry(def.tag)
+    if (def.mode !== "test" || entry === undefined || entry.completion._tag !== "Ran" || entry.completion.ok) continue
+    step.setEntry({ ...entry, completion: notRun })
+    retried++
+  }
+  return retried
 }
 
 /** Rule 3: an entry outside the new level stops and forgets its runs, marks and jail. */

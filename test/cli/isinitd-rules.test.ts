@@ -2,10 +2,11 @@
  * isinitd on real processes, for the rules operators trip over (issue 8): each test shows one
  * rule through the socket, the log and /proc. Outcomes only, with generous bounded waits.
  */
+import { writeFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { logged } from "../faults/faultHarness.ts"
 import { until } from "../runtime/helpers.ts"
-import { ask, labPerTest, lines, runningPid } from "../runtime/daemonHarness.ts"
+import { ask, askJson, labPerTest, lines, runningPid } from "../runtime/daemonHarness.ts"
 
 const fresh = labPerTest()
 
@@ -29,5 +30,34 @@ describe("isinitd rules (issue 8)", () => {
     const log = d.log()
     expect(log.indexOf(" web server exited")).toBeGreaterThan(-1)
     expect(log.indexOf(" web server exited")).toBeLessThan(log.indexOf(" web page started"))
+  })
+  it("rule 16: re-telling the level a group is heading to joins its transition: both waiters get run", async () => {
+    const l = fresh()
+    l.writeTab(`g:slow:1:wait:sleep 2\ng:srv:1:respawn:sleep 300\n`)
+    const d = await l.start()
+    const first = askJson(d.socket, { op: "tell", group: "g", level: "1", wait: true, timeoutMs: 60_000 })
+    await logged(d, / g slow started/)
+    const second = await askJson(d.socket, { op: "tell", group: "g", level: "1", wait: true, timeoutMs: 60_000 })
+    expect(second).toMatchObject({ ok: true, seq: 1, outcome: "run" })
+    expect(await first).toMatchObject({ ok: true, seq: 1, outcome: "run" })
+    expect(d.log().match(/ g slow started/g)).toHaveLength(1)
+  })
+
+  it("rule 17: a tell of the level a group is at in fail reruns its failed test only, and the group runs", async () => {
+    const l = fresh()
+    const ready = l.path("ready")
+    const ran = l.path("ran")
+    l.writeTab(
+      `g:check:1:test:sh -c "echo check >> ${ran}; test -e ${ready}"\ng:srv:1:respawn:sleep 300\n` +
+        `g:banner:1:once:sh -c "echo banner >> ${ran}"\n`,
+    )
+    const d = await l.start()
+    expect(await askJson(d.socket, { op: "tell", group: "g", level: "1", wait: true })).toMatchObject({ ok: true, outcome: "fail" })
+    const srv = await runningPid(d.socket, "srv")
+    await until("the banner ran", () => lines(ran).includes("banner"))
+    writeFileSync(ready, "")
+    expect(await askJson(d.socket, { op: "tell", group: "g", level: "1", wait: true })).toMatchObject({ ok: true, outcome: "run" })
+    expect(lines(ran).sort()).toEqual(["banner", "check", "check"])
+    expect(await runningPid(d.socket, "srv")).toBe(srv)
   })
 })
