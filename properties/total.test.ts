@@ -36,7 +36,7 @@ const genArb: fc.Arbitrary<Gen> = fc.oneof(
   nowArb.map((now): Gen => ({ event: { _tag: "StopAll", now } })),
   fc.record({ tag: tagArb, run: fc.integer({ min: -1, max: 15 }), pid: fc.integer({ min: 1, max: 5 }), now: nowArb }).map((e): Gen => ({ event: { _tag: "Started", ...e } })),
   fc.record({ tag: tagArb, run: fc.integer({ min: -1, max: 15 }), outcome: outcomeArb, now: nowArb }).map((e): Gen => ({ event: { _tag: "ChildExit", ...e } })),
-  fc.record({ tag: tagArb, run: fc.integer({ min: -1, max: 15 }), outcome: outcomeArb, now: nowArb }).map((e): Gen => ({ event: { _tag: "ChildExit", ...e } })),
+  fc.record({ tag: tagArb, run: fc.integer({ min: -1, max: 15 }), outcome: outcomeArb, now: nowArb }).map((e): Gen => ({ event: { _tag: "LeaderExited", ...e } })),
   nowArb.map((now): Gen => ({ event: { _tag: "Tick", now } })),
   fc.record({ alive: fc.array(fc.integer({ min: 1, max: 5 }), { maxLength: 3 }), parsed: fc.constantFrom(...configs), now: nowArb }).map((restore): Gen => ({ restore })),
 )
@@ -59,7 +59,7 @@ const play = (script: readonly Gen[]): { effects: Effect[][]; reports: unknown[]
 }
 
 test.prop([fc.array(genArb, { maxLength: 60 })], { numRuns: 300 })(
-  "rule 13: the reducer is total: any sequence of events (unknown runs, past ticks, duplicate exits, bad configs, restores) never throws",
+  "rule 13: the reducer is total: any sequence of events (unknown runs, past ticks, duplicate exits, leader exits, bad configs, restores) never throws",
   (script) => {
     const { state } = play(script)
     expect(() => statusRows(state)).not.toThrow()

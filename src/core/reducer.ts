@@ -29,8 +29,8 @@ import type { Event, Outcome } from "./events.ts"
 import { describeOutcome, succeeded } from "./events.ts"
 import * as HashMap from "effect/HashMap"
 import type { EntrySnapshot } from "./snapshot.ts"
-import type { Completion, EntryState, GroupState, Lifecycle, LiveProc, State, Transition } from "./state.ts"
-import { free, freshEntry, freshGroup, groupOf, idle, lookup, notRun } from "./state.ts"
+import type { Completion, EntryState, GroupState, Lifecycle, LiveProc, State, StopCause, Transition } from "./state.ts"
+import { free, freshEntry, freshGroup, groupOf, idle, lookup, notRun, ordered } from "./state.ts"
 import type { Timer, TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
@@ -56,6 +56,9 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
       break
     case "ChildExit":
       onChildExit(step, event)
+      break
+    case "LeaderExited":
+      onLeaderExited(step, event)
       break
     case "Tick":
       onTick(step)
@@ -139,6 +142,19 @@ const onChildExit = (step: Step, { tag, run, outcome }: EventOf<"ChildExit">): v
 }
 
 /**
+ * Rule 14: the leader's exit ends the run (systemd's main-pid rule): it is recorded at once, and
+ * the rest of its process group is stopped; once that is gone the entry is handled as exited with
+ * the leader's outcome. A run already being stopped goes on being stopped for its own reason.
+ */
+const onLeaderExited = (step: Step, { tag, run, outcome }: EventOf<"LeaderExited">): void => {
+  const entry = step.findEntry(tag)
+  if (entry === undefined || entry.proc._tag !== "Running" || entry.proc.run !== run) return
+  step.setEntry({ ...entry, lastExit: { outcome, at: step.now } })
+  const why = `its leader exited (${describeOutcome(outcome)}), the rest of its process group lives on`
+  beginStop(step, tag, { _tag: "LeaderExited", outcome }, why)
+}
+
+/**
  * A daemon that starts after a crash takes over its predecessor's record: runs the runtime
  * verified as still alive are adopted, the others count as ended while nobody watched (once,
  * wait and test as done, so they do not run twice; a test whose result is unknown as failed),
@@ -156,7 +172,9 @@ const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">):
     step.setGroup({ ...freshGroup(group.name), level: group.level ?? undefined, phase: group.level === null ? "stopped" : group.phase, seq: group.seq })
   }
   for (const saved of snapshot.entries) {
-    if (saved.proc?.stopping === true) stop(step, saved.tag, "it was being stopped when the previous daemon ended")
+    if (saved.proc?.stopping !== true) continue
+    const cause: StopCause = saved.proc.leaderExit === undefined ? ordered : { _tag: "LeaderExited", outcome: saved.proc.leaderExit }
+    beginStop(step, saved.tag, cause, "it was being stopped when the previous daemon ended")
   }
   if (snapshot.lifecycle !== "running") return onStopAll(step)
   if (hasErrors(parsed)) {
@@ -350,10 +368,18 @@ const spawn = (step: Step, def: Entry): void => {
 /** Rule 7: SIGTERM to the process group now, SIGKILL when the grace is over. */
 const stop = (step: Step, tag: string, reason: string): void => {
   const entry = step.findEntry(tag)
+  if (entry === undefined || entry.proc._tag === "Idle") return
+  if (entry.proc._tag === "Running") return beginStop(step, tag, ordered, reason)
+  // Rule 14: the leftovers of an exited leader now go for this reason, as any stopped run does.
+  if (entry.proc.cause._tag === "LeaderExited") step.setEntry({ ...entry, proc: { ...entry.proc, cause: ordered } })
+}
+
+const beginStop = (step: Step, tag: string, cause: StopCause, reason: string): void => {
+  const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag !== "Running") return
   const proc = entry.proc
   const killAt = step.now + step.config.limits.killGraceMs
-  step.setEntry({ ...entry, proc: { ...proc, _tag: "Stopping", killAt, signal: "SIGTERM" } })
+  step.setEntry({ ...entry, proc: { ...proc, _tag: "Stopping", killAt, signal: "SIGTERM", cause } })
   const group = step.group(proc.def.group)
   step.setGroup({ ...group, outgoing: group.outgoing + 1 })
   step.addTimer({ at: killAt, reason: { _tag: "KillDue", tag, run: proc.run } })
@@ -361,10 +387,20 @@ const stop = (step: Step, tag: string, reason: string): void => {
   step.log({ what: "stopping", group: proc.def.group, tag, run: proc.run, message: `stopping: ${reason}` })
 }
 
+/** How a run's end is handled: as an exit on its own (with this outcome), or as the end of a stop. */
+type Ending = { readonly _tag: "OnItsOwn"; readonly outcome: Outcome } | { readonly _tag: "Stopped" }
+
+const endingOf = (proc: LiveProc, outcome: Outcome): Ending => {
+  if (proc._tag === "Running") return { _tag: "OnItsOwn", outcome }
+  // Rule 14: the leader's exit ended the run; its leftovers are gone now.
+  return proc.cause._tag === "LeaderExited" ? { _tag: "OnItsOwn", outcome: proc.cause.outcome } : { _tag: "Stopped" }
+}
+
 const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Outcome): void => {
-  step.setEntry({ ...entry, proc: idle, lastExit: { outcome, at: step.now } })
-  const wasStopping = proc._tag === "Stopping"
-  if (wasStopping) {
+  const ending = endingOf(proc, outcome)
+  const leaderExitedEarlier = proc._tag === "Stopping" && proc.cause._tag === "LeaderExited"
+  step.setEntry({ ...entry, proc: idle, lastExit: leaderExitedEarlier ? entry.lastExit : { outcome, at: step.now } })
+  if (proc._tag === "Stopping") {
     const group = step.group(proc.def.group)
     step.setGroup({ ...group, outgoing: group.outgoing - 1 })
   }
@@ -374,24 +410,25 @@ const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Out
   if (def === undefined || def.mode === "off") {
     step.forget(entry.tag)
   } else if (step.group(def.group).transition?.barrier === def.tag) {
-    barrierExited(step, def, wasStopping, outcome)
-  } else if (wasStopping) {
+    barrierExited(step, def, ending)
+  } else if (ending._tag === "Stopped") {
     if (admitted(step, def)) resumeAfterStop(step, def)
   } else {
-    exitedOnItsOwn(step, def, outcome)
+    exitedOnItsOwn(step, def, ending.outcome)
   }
   // Rule 15: the last outgoing process gone, the group's transition takes its entries.
-  if (wasStopping) advance(step, proc.def.group)
+  if (proc._tag === "Stopping") advance(step, proc.def.group)
   settle(step, proc.def.group)
   if (def !== undefined && def.group !== proc.def.group) settle(step, def.group)
 }
 
 /** Rules 1 and 5: a barrier that ran to completion lets the transition go on. */
-const barrierExited = (step: Step, def: Entry, wasStopping: boolean, outcome: Outcome): void => {
-  if (wasStopping) {
+const barrierExited = (step: Step, def: Entry, ending: Ending): void => {
+  if (ending._tag === "Stopped") {
     spawn(step, def) // it was stopped to run again with its current definition
     return
   }
+  const outcome = ending.outcome
   const ok = succeeded(outcome)
   step.setEntry({ ...step.entry(def.tag), completion: { _tag: "Ran", ok } })
   if (def.mode === "test" && !ok) {

@@ -1,5 +1,6 @@
 import * as HashMap from "effect/HashMap"
 import type { Entry } from "./config.ts"
+import type { Outcome } from "./events.ts"
 import type { Completion, GroupPhase, Jail, Lifecycle, State } from "./state.ts"
 
 /**
@@ -32,6 +33,8 @@ export interface ProcSnapshot {
   readonly since: number
   readonly stopping: boolean
   readonly def: Entry
+  /** Set while the rest of the group of a leader that exited is being stopped (rule 14). */
+  readonly leaderExit?: Outcome
 }
 
 export interface GroupSnapshot {
@@ -58,6 +61,7 @@ export const snapshot = (state: State): Snapshot => ({
             since: entry.proc.since,
             stopping: entry.proc._tag === "Stopping",
             def: entry.proc.def,
+            ...(entry.proc._tag === "Stopping" && entry.proc.cause._tag === "LeaderExited" ? { leaderExit: entry.proc.cause.outcome } : {}),
           },
     completion: entry.completion,
     jail: entry.jail,

@@ -47,7 +47,15 @@ export type Proc =
       /** When SIGKILL follows the SIGTERM that began the stop. */
       readonly killAt: number
       readonly signal: "SIGTERM" | "SIGKILL"
+      readonly cause: StopCause
     }
+
+/**
+ * Why a run is being stopped: the reducer stopped it (it left its level, was removed or changed,
+ * stopall), or its leader exited and the rest of its process group must go before the entry is
+ * handled as exited with the leader's outcome (rule 14).
+ */
+export type StopCause = { readonly _tag: "Ordered" } | { readonly _tag: "LeaderExited"; readonly outcome: Outcome }
 
 export type LiveProc = Exclude<Proc, { readonly _tag: "Idle" }>
 
@@ -94,6 +102,7 @@ export interface Transition {
 export const idle: Proc = { _tag: "Idle" }
 export const notRun: Completion = { _tag: "NotRun" }
 export const free: Jail = { _tag: "Free" }
+export const ordered: StopCause = { _tag: "Ordered" }
 
 export const freshEntry = (tag: string): EntryState => ({
   tag,

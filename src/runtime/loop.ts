@@ -92,6 +92,11 @@ const pidOf = (state: State, tag: string | undefined): number | undefined => {
   return proc._tag === "Idle" ? undefined : proc.pid
 }
 
+const isRunning = (state: State, tag: string, run: number): boolean => {
+  const proc = entryOf(state, tag).proc
+  return proc._tag === "Running" && proc.run === run
+}
+
 const groupOf = (state: State, tag: string): string | undefined => {
   const proc = entryOf(state, tag).proc
   return proc._tag === "Idle" ? state.config.byTag.get(tag)?.group : proc.def.group
@@ -142,6 +147,10 @@ export const makeLoop = (
         log.line({ what: "started", group: groupOf(state, event.tag), tag: event.tag, pid: event.pid })
       } else if (event._tag === "ChildExit") {
         log.line({ what: "exited", group: groupOf(state, event.tag), tag: event.tag, pid: pidOf(state, event.tag), outcome: describeOutcome(event.outcome) })
+      } else if (event._tag === "LeaderExited" && isRunning(state, event.tag, event.run)) {
+        // A stopped run's leader often goes first: news only while the run was running (rule 14).
+        const where = { group: groupOf(state, event.tag), tag: event.tag, pid: pidOf(state, event.tag) }
+        log.line({ what: "leader-exited", ...where, outcome: describeOutcome(event.outcome), message: "the rest of its process group lives on" })
       }
     }
 

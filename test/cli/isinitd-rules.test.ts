@@ -5,8 +5,8 @@
 import { writeFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { logged } from "../faults/faultHarness.ts"
-import { until } from "../runtime/helpers.ts"
-import { ask, askJson, labPerTest, lines, runningPid } from "../runtime/daemonHarness.ts"
+import { groupAlive, until } from "../runtime/helpers.ts"
+import { ask, askJson, entryOf, labPerTest, lines, runningPid } from "../runtime/daemonHarness.ts"
 
 const fresh = labPerTest()
 
@@ -59,5 +59,25 @@ describe("isinitd rules (issue 8)", () => {
     expect(await askJson(d.socket, { op: "tell", group: "g", level: "1", wait: true })).toMatchObject({ ok: true, outcome: "run" })
     expect(lines(ran).sort()).toEqual(["banner", "check", "check"])
     expect(await runningPid(d.socket, "srv")).toBe(srv)
+  })
+
+  it("rule 14: the leader exits, the group lives on: logged at once, shown, the rest stopped, then restarted", async () => {
+    const l = fresh()
+    // The shell (the leader) leaves a SIGTERM-ignoring child behind and exits after a second.
+    l.writeTab(`:::kill-grace:2s\ng:web:1:respawn:(trap '' TERM; exec sleep 300) & sleep 1; exit 0\n`)
+    const d = await l.start()
+    expect(await ask(d.socket, "g 1\n")).toBe("ok\n")
+    const first = await runningPid(d.socket, "web")
+    await logged(d, new RegExp(` g web leader-exited pid=${first} exit=0 `))
+    const between = await until("the state in between", async () => {
+      const e = await entryOf(d.socket, "web")
+      return e?.state === "leader-exited" ? e : undefined
+    })
+    expect(between).toMatchObject({ pid: first, lastExit: "exit 0" })
+    expect(groupAlive(first)).toBe(true)
+    const second = await runningPid(d.socket, "web", first)
+    expect(groupAlive(first)).toBe(false) // the leftover got SIGKILL after the grace
+    expect(second).not.toBe(first)
+    await logged(d, / g web killed /)
   })
 })
