@@ -107,6 +107,8 @@ const tell = (m: Model, group: string, level: Level): void => {
     }
   }
   m.levels.set(group, level)
+  // Rule 18: a group the config no longer defines loses its level (and is forgotten once its processes are gone).
+  for (const g of [...m.levels.keys()]) if (![...m.applied.values()].some((d) => d.group === g)) m.levels.delete(g)
   const inGroup = [...m.applied].filter(([, d]) => d.group === group && d.mode !== "off")
   for (const [tag, d] of inGroup) {
     if (d.levels.includes(level)) continue
@@ -156,6 +158,7 @@ const verify = (m: Model, w: World): void => {
     expect(row?.level).toBe(level)
     expect(row?.state).toBe(m.halted ? "stopped" : "run")
   }
+  if (!m.halted) expect(report.groups.map((g) => g.group)).toEqual([...new Set([...m.applied.values()].map((d) => d.group))].sort())
   const jailed = report.groups.flatMap((g) => g.entries.flatMap((e) => (e.jailedUntil === null ? [] : [[e.tag, e.jailedUntil] as const])))
   expect(new Map(jailed)).toEqual(m.jail)
   expect(w.violations).toEqual([])
@@ -241,7 +244,7 @@ const commandsArb = fc.commands(
 )
 
 test.prop([fc.array(fc.option(defArb, { nil: undefined }), { minLength: 4, maxLength: 4 }), commandsArb], { numRuns: 300 })(
-  "model: random tells, crashes, config edits, time steps and stopall agree with a plain model of rules 2-8",
+  "model: random tells, crashes, config edits, time steps and stopall agree with a plain model of rules 2-8, 15 and 18",
   (initial, cmds) => {
     const textMap = new Map<string, Def>()
     initial.forEach((d, i) => {

@@ -227,6 +227,24 @@ const applyConfig = (step: Step, config: Config): void => {
       stop(step, tag, "its definition changed: restarting it")
     }
   }
+  for (const group of step.groups()) if (!config.byGroup.has(group.name)) dropGroup(step, group)
+}
+
+/**
+ * Rule 18: a group the config no longer defines has no level: it shows `stopped` while its
+ * processes go (its waiters are told it was replaced), and is forgotten once they are gone.
+ */
+const dropGroup = (step: Step, group: GroupState): void => {
+  if (group.outgoing === 0) return step.forgetGroup(group.name)
+  if (group.level === undefined) return
+  step.setGroup({ ...group, level: undefined, phase: "stopped", transition: undefined, seq: group.seq + 1 })
+  step.log({ what: "group", group: group.name, message: "removed from the isinittab: stopped while its processes go" })
+}
+
+/** Rule 18: the last process of a group the config no longer defines is gone: so is the group. */
+const forgetIfDropped = (step: Step, name: string): void => {
+  const group = step.group(name)
+  if (group.outgoing === 0 && group.level === undefined && !step.config.byGroup.has(name)) step.forgetGroup(name)
 }
 
 /**
@@ -420,6 +438,7 @@ const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Out
   if (proc._tag === "Stopping") advance(step, proc.def.group)
   settle(step, proc.def.group)
   if (def !== undefined && def.group !== proc.def.group) settle(step, def.group)
+  if (proc._tag === "Stopping") forgetIfDropped(step, proc.def.group)
 }
 
 /** Rules 1 and 5: a barrier that ran to completion lets the transition go on. */
@@ -533,7 +552,8 @@ class Step {
   private timers: TimerQueue
   private readonly base: State
   private readonly entryChanges = new Map<string, EntryState | undefined>()
-  private readonly groupChanges = new Map<string, GroupState>()
+  /** Changed groups; `undefined` for a group forgotten (rule 18). */
+  private readonly groupChanges = new Map<string, GroupState | undefined>()
   /** Groups read but not changed: a child exit looks at its group several times. */
   private readonly groupReads = new Map<string, GroupState>()
   private readonly effects: Effect[] = []
@@ -571,20 +591,26 @@ class Step {
   }
 
   group(name: string): GroupState {
-    const known = this.groupChanges.get(name) ?? this.groupReads.get(name)
-    if (known !== undefined) return known
+    if (this.groupChanges.has(name)) return this.groupChanges.get(name) ?? freshGroup(name)
+    const read = this.groupReads.get(name)
+    if (read !== undefined) return read
     const group = groupOf(this.base, name)
     this.groupReads.set(name, group)
     return group
   }
   setGroup(group: GroupState): void {
-    const before = this.groupChanges.get(group.name) ?? lookup(this.base.groups, group.name)
+    const before = this.groupChanges.has(group.name) ? this.groupChanges.get(group.name) : lookup(this.base.groups, group.name)
     if (before?.phase !== group.phase || before.level !== group.level) this.statusChanged = true
     this.groupChanges.set(group.name, group)
   }
+  forgetGroup(name: string): void {
+    this.groupChanges.set(name, undefined)
+    this.statusChanged = true
+  }
+  /** Every remembered group; for whole-config events (tell, reload, stopall), never per exit. */
   groups(): readonly GroupState[] {
     const names = new Set([...HashMap.keys(this.base.groups), ...this.groupChanges.keys()])
-    return [...names].map((name) => this.group(name))
+    return [...names].flatMap((name) => (this.groupChanges.has(name) && this.groupChanges.get(name) === undefined ? [] : [this.group(name)]))
   }
 
   addTimer(timer: Timer): void {

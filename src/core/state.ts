@@ -143,7 +143,7 @@ export const lookup = <V>(map: HashMap.HashMap<string, V>, key: string): V | und
 export const entryOf = (state: State, tag: string): EntryState => lookup(state.entries, tag) ?? freshEntry(tag)
 export const groupOf = (state: State, name: string): GroupState => lookup(state.groups, name) ?? freshGroup(name)
 
-/** Every group to report: those of the config, and those told earlier that the config lost. */
+/** Every group to report: those of the config, and those the config lost while their processes go (rule 18). */
 export const knownGroups = (state: State): readonly string[] => {
   const names = new Set<string>(state.config.byGroup.keys())
   for (const name of HashMap.keys(state.groups)) names.add(name)

@@ -6,7 +6,7 @@ import { writeFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { logged } from "../faults/faultHarness.ts"
 import { groupAlive, until } from "../runtime/helpers.ts"
-import { ask, askJson, entryOf, labPerTest, lines, runningPid } from "../runtime/daemonHarness.ts"
+import { ask, askJson, entryOf, labPerTest, lines, runningPid, statusOf } from "../runtime/daemonHarness.ts"
 
 const fresh = labPerTest()
 
@@ -79,5 +79,23 @@ describe("isinitd rules (issue 8)", () => {
     expect(groupAlive(first)).toBe(false) // the leftover got SIGKILL after the grace
     expect(second).not.toBe(first)
     await logged(d, / g web killed /)
+  })
+
+  it("rule 18: a group removed from the isinittab is stopped while its processes go, then gone from the status", async () => {
+    const l = fresh()
+    const slow = "trap 'sleep 3; exit 0' TERM; while :; do sleep 0.1; done"
+    l.writeTab(`web:a:1:respawn:sleep 300\ndb:b:1:respawn:${slow}\n`)
+    const d = await l.start()
+    expect(await ask(d.socket, "web 1\n")).toBe("ok\n")
+    expect(await ask(d.socket, "db 1\n")).toBe("ok\n")
+    const b = await runningPid(d.socket, "b")
+    await until("db run in the status file", () => /^db\s+run\s+1\s*$/m.test(lines(d.initstat).join("\n")))
+    l.writeTab("web:a:1:respawn:sleep 300\n")
+    expect(await ask(d.socket, "web 1\n")).toBe("ok\n")
+    const row = (await statusOf(d.socket)).groups.find((g) => g.group === "db")
+    expect(row).toMatchObject({ state: "stopped", level: "" })
+    await until("db gone from the status", async () => !(await statusOf(d.socket)).groups.some((g) => g.group === "db"))
+    expect(groupAlive(b)).toBe(false)
+    await until("db gone from the status file", () => !lines(d.initstat).some((line) => line.startsWith("db ")))
   })
 })
