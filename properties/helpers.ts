@@ -8,8 +8,9 @@ import type { Effect } from "../src/core/effects.ts"
 import type { Outcome } from "../src/core/events.ts"
 import { lookup } from "../src/core/state.ts"
 import type { Behaviour } from "../src/sim/behaviour.ts"
+import { perform } from "../src/sim/scenario.ts"
 import type { SwarmEntry } from "../src/sim/swarm.ts"
-import { configText } from "../src/sim/swarm.ts"
+import { configText, swarm } from "../src/sim/swarm.ts"
 import type { WorldOptions } from "../src/sim/world.ts"
 import { World } from "../src/sim/world.ts"
 
@@ -61,3 +62,17 @@ export const isLive = (w: World, tag: string): boolean => w.liveRuns(tag).length
 export const liveTags = (w: World): string[] => [...new Set([...w.processes.values()].filter((p) => p.pid !== undefined).map((p) => p.tag))].sort()
 
 export const rejectedLogs = (fx: readonly Effect[]): number => fx.filter((e) => e._tag === "Log" && e.entry.what === "rejected").length
+
+/** A swarm's seed and how many of its actions to play: any state a daemon can reach. */
+export const swarmStateArb = fc.record({ seed: fc.integer({ min: 0, max: 2 ** 31 }), cut: fc.integer({ min: 0, max: 30 }) })
+
+/** The world after the first `cut` actions of the swarm of `seed`. */
+export const worldAt = (seed: number, cut: number): World => {
+  const s = swarm(seed, { actions: 30 }).scenario
+  const w = new World({ ...(s.config === undefined ? {} : { config: s.config }), behaviours: s.behaviours })
+  for (const a of s.actions.slice(0, cut)) {
+    w.advanceTo(a.at)
+    perform(w, a.action)
+  }
+  return w
+}

@@ -1,9 +1,8 @@
 import { fc, test } from "@fast-check/vitest"
 import { expect, it } from "vitest"
 import { parseStatusFile, renderStatusFile, statusRows } from "../src/core/status.ts"
-import { perform } from "../src/sim/scenario.ts"
-import { swarm } from "../src/sim/swarm.ts"
 import { World } from "../src/sim/world.ts"
+import { swarmStateArb, worldAt } from "./helpers.ts"
 
 /** The original writer, transcribed: `printf("%-15s %-15s %-15s\n", ...)` per sorted group (ASCII names). */
 const perlStatus = (id: string, groups: readonly (readonly [string, string, string])[]): string =>
@@ -14,18 +13,7 @@ const perlStatus = (id: string, groups: readonly (readonly [string, string, stri
     .join("") +
   `!endid ${id}\n`
 
-const worldAt = (seed: number, cut: number): World => {
-  const s = swarm(seed, { actions: 30 }).scenario
-  const w = new World({ ...(s.config === undefined ? {} : { config: s.config }), behaviours: s.behaviours })
-  for (const a of s.actions.slice(0, cut)) {
-    w.advanceTo(a.at)
-    perform(w, a.action)
-  }
-  return w
-}
 
-/** A swarm's seed and how many of its actions to play: any state a daemon can reach. */
-const swarmStateArb = fc.record({ seed: fc.integer({ min: 0, max: 2 ** 31 }), cut: fc.integer({ min: 0, max: 30 }) })
 /** The status file's id: anything without a newline (here, what a pid and a random number give). */
 const statusIdArb = fc.stringMatching(/^[0-9.]{1,20}$/)
 

@@ -49,14 +49,17 @@ const snapshotCodec = t.type({
   nextRun: t.number,
   lifecycle: t.keyof({ running: null, stopping: null, halted: null }),
   entries: t.readonlyArray(
-    t.type({
-      tag: t.string,
-      proc: t.union([proc, t.null]),
-      completion,
-      jail,
-      starts: t.readonlyArray(t.number),
-      restarts: t.number,
-    }),
+    t.intersection([
+      t.type({
+        tag: t.string,
+        proc: t.union([proc, t.null]),
+        completion,
+        jail,
+        starts: t.readonlyArray(t.number),
+        restarts: t.number,
+      }),
+      t.partial({ lastExit: t.type({ outcome, at: t.number }) }),
+    ]),
   ),
   groups: t.readonlyArray(
     t.type({

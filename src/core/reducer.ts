@@ -22,7 +22,7 @@
  * Within one call a `Step` accumulates the new state and the effects; nothing outside the call
  * can see it, so the function stays pure.
  */
-import type { Config, Entry, Parsed } from "./config.ts"
+import type { Config, Entry, Mode, Parsed } from "./config.ts"
 import { hasErrors, listsLevel, sameDefinition } from "./config.ts"
 import type { Effect, LogEntry } from "./effects.ts"
 import type { Event, Outcome } from "./events.ts"
@@ -96,8 +96,8 @@ const rejected = (event: Event & { readonly _tag: "Tell" | "Reload" }, reason: s
   _tag: "Log",
   entry:
     event._tag === "Tell"
-      ? { what: "rejected", group: event.group, message: `tell ${event.group} ${event.level} rejected: ${reason}` }
-      : { what: "rejected", message: `reload rejected: ${reason}` },
+      ? { what: "rejected", group: event.group, message: `tell ${event.group} ${event.level}: ${reason}` }
+      : { what: "rejected", message: `reload: ${reason}` },
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ const onLeaderExited = (step: Step, { tag, run, outcome }: EventOf<"LeaderExited
  */
 const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">): void => {
   if (step.entryTags().length > 0 || step.groups().length > 0) {
-    step.log({ what: "rejected", message: "restore rejected: the daemon already manages processes" })
+    step.log({ what: "rejected", message: "restore: the daemon already manages processes" })
     return
   }
   const live = new Set(alive)
@@ -188,17 +188,24 @@ const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">):
 }
 
 const adoptEntry = (step: Step, saved: EntrySnapshot, isAlive: boolean): void => {
-  const base: EntryState = { ...freshEntry(saved.tag), completion: saved.completion, jail: saved.jail, starts: saved.starts, restarts: saved.restarts }
+  const base: EntryState = {
+    ...freshEntry(saved.tag),
+    completion: saved.completion,
+    jail: saved.jail,
+    starts: saved.starts,
+    restarts: saved.restarts,
+    lastExit: saved.lastExit,
+  }
   const proc = saved.proc
   if (saved.jail._tag === "Jailed") step.addTimer({ at: saved.jail.until, reason: { _tag: "JailEnds", tag: saved.tag } })
   if (proc === null) return step.setEntry(base)
   const where = { group: proc.def.group, tag: saved.tag, run: proc.run }
   if (isAlive) {
     step.setEntry({ ...base, proc: { _tag: "Running", run: proc.run, pid: proc.pid ?? undefined, identity: proc.identity ?? undefined, since: proc.since, def: proc.def } })
-    step.log({ what: "adopted", ...where, message: `adopted pid ${proc.pid ?? "?"} from the previous daemon` })
+    step.log({ what: "adopted", ...where, message: "from the previous daemon" })
     return
   }
-  const finished: Completion = proc.def.mode === "respawn" ? base.completion : { _tag: "Ran", ok: proc.def.mode !== "test" }
+  const finished = proc.def.mode === "respawn" ? base.completion : completionAfter(proc.def.mode, { _tag: "Vanished" })
   step.setEntry({ ...base, completion: finished, lastExit: { outcome: { _tag: "Vanished" }, at: step.now } })
   step.log({ what: "exited", ...where, message: "ended while no daemon was watching (exit status unknown)" })
 }
@@ -402,7 +409,7 @@ const beginStop = (step: Step, tag: string, cause: StopCause, reason: string): v
   step.setGroup({ ...group, outgoing: group.outgoing + 1 })
   step.addTimer({ at: killAt, reason: { _tag: "KillDue", tag, run: proc.run } })
   step.emit({ _tag: "Kill", tag, run: proc.run, signal: "SIGTERM" })
-  step.log({ what: "stopping", group: proc.def.group, tag, run: proc.run, message: `stopping: ${reason}` })
+  step.log({ what: "stopping", group: proc.def.group, tag, run: proc.run, message: reason })
 }
 
 /** How a run's end is handled: as an exit on its own (with this outcome), or as the end of a stop. */
@@ -448,9 +455,9 @@ const barrierExited = (step: Step, def: Entry, ending: Ending): void => {
     return
   }
   const outcome = ending.outcome
-  const ok = succeeded(outcome)
-  step.setEntry({ ...step.entry(def.tag), completion: { _tag: "Ran", ok } })
-  if (def.mode === "test" && !ok) {
+  const completion = completionAfter(def.mode, outcome)
+  step.setEntry({ ...step.entry(def.tag), completion })
+  if (def.mode === "test" && !completion.ok) {
     step.log({ what: "exited", group: def.group, tag: def.tag, message: `test failed (${describeOutcome(outcome)}): the group will be fail` })
   }
   const group = step.group(def.group)
@@ -475,14 +482,24 @@ const resumeAfterStop = (step: Step, def: Entry): void => {
 const exitedOnItsOwn = (step: Step, def: Entry, outcome: Outcome): void => {
   const entry = step.entry(def.tag)
   if (def.mode !== "respawn") {
-    step.setEntry({ ...entry, completion: { _tag: "Ran", ok: succeeded(outcome) } })
+    step.setEntry({ ...entry, completion: completionAfter(def.mode, outcome) })
     return
   }
   if (!admitted(step, def)) return
   step.setEntry({ ...entry, restarts: entry.restarts + 1 })
-  step.log({ what: "restarting", group: def.group, tag: def.tag, message: `restarting after ${describeOutcome(outcome)}` })
+  step.log({ what: "restarting", group: def.group, tag: def.tag, message: `after ${describeOutcome(outcome)}` })
   startRespawn(step, def)
 }
+
+/**
+ * Rules 5 and 19: how a finished once, wait or test run marks its entry. An end nobody saw (an
+ * adopted process that vanished) is no failure for once and wait; for a test it is, since its
+ * result is unknown (rule 17 reruns it).
+ */
+const completionAfter = (mode: Mode, outcome: Outcome): Extract<Completion, { _tag: "Ran" }> => ({
+  _tag: "Ran",
+  ok: outcome._tag === "Vanished" ? mode !== "test" : succeeded(outcome),
+})
 
 /** Whether the entry belongs to its group's level and the transition has already reached it. */
 const admitted = (step: Step, def: Entry): boolean => {

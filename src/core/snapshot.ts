@@ -24,6 +24,8 @@ export interface EntrySnapshot {
   readonly jail: Jail
   readonly starts: readonly number[]
   readonly restarts: number
+  /** The last run's end, so `status` still shows it after any number of daemon restarts. */
+  readonly lastExit?: { readonly outcome: Outcome; readonly at: number }
 }
 
 export interface ProcSnapshot {
@@ -67,6 +69,7 @@ export const snapshot = (state: State): Snapshot => ({
     jail: entry.jail,
     starts: entry.starts,
     restarts: entry.restarts,
+    ...(entry.lastExit === undefined ? {} : { lastExit: entry.lastExit }),
   })),
   groups: [...HashMap.values(state.groups)].map((group) => ({
     name: group.name,

@@ -55,8 +55,11 @@ export interface SpawnSpec {
 export type Output = "inherit" | number
 
 export interface ProcessesService {
-  /** Start a run; `Started` or `ChildExit{SpawnFailed}` follows through the report callback. */
-  readonly spawn: (spec: SpawnSpec) => Effect.Effect<void>
+  /**
+   * Start a run; `Started` or `ChildExit{SpawnFailed}` follows through the report callback. Gives
+   * the leader's pid at once (the fork is done when spawn returns), or `undefined` if it failed.
+   */
+  readonly spawn: (spec: SpawnSpec) => Effect.Effect<number | undefined>
   /** Signal the run's whole process group, unless the run has already been reported gone. */
   readonly kill: (tag: string, run: number, signal: NodeJS.Signals) => Effect.Effect<void>
   /** Runs not yet reported gone (spawning, alive, or leader reaped with members left). */
@@ -276,9 +279,9 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
     linger(run)
   }
 
-  const spawn = (spec: SpawnSpec): void => {
+  const spawn = (spec: SpawnSpec): number | undefined => {
     const key = keyOf(spec.tag, spec.run)
-    if (runs.has(key)) return
+    if (runs.has(key)) return undefined
     const run: Run = { tag: spec.tag, run: spec.run, pgid: undefined, leaderOutcome: undefined, pollDelayMs: firstPollMs, pollAt: 0 }
     runs.set(key, run)
     const argv = argvOf(spec.command)
@@ -324,9 +327,11 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       })
       // The daemon must not wait for its children to exit itself.
       child.unref()
+      return child.pid
     } catch (e) {
       const err = e as NodeJS.ErrnoException
       queueMicrotask(() => fail(err.code ?? err.message))
+      return undefined
     }
   }
 

@@ -536,13 +536,14 @@ export class World {
         this.#note("jailed", entry.group, entry.tag, entry.run, `${until} (${entry.message})`)
         return
       }
+      // A log line is the verb, then its message (as the daemon's log prints it).
       case "released":
       case "rejected":
       case "halted":
-        this.#note(entry.what, entry.group, entry.tag, entry.run, entry.message)
+        this.#note(entry.what, entry.group, entry.tag, entry.run, `${entry.what} ${entry.message}`)
         return
       default:
-        this.#timeline.push({ at: this.#now, kind: "log", group: entry.group, tag: entry.tag, run: entry.run, what: entry.what, detail: entry.message })
+        this.#timeline.push({ at: this.#now, kind: "log", group: entry.group, tag: entry.tag, run: entry.run, what: entry.what, detail: `${entry.what} ${entry.message}` })
     }
   }
 

@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
-import { logged } from "../faults/faultHarness.ts"
+import { crash, logged, restart } from "../faults/faultHarness.ts"
 import { groupAlive, until } from "../runtime/helpers.ts"
 import { ask, askJson, entryOf, labPerTest, lines, runningPid, statusOf } from "../runtime/daemonHarness.ts"
 
@@ -97,5 +97,53 @@ describe("isinitd rules (issue 8)", () => {
     await until("db gone from the status", async () => !(await statusOf(d.socket)).groups.some((g) => g.group === "db"))
     expect(groupAlive(b)).toBe(false)
     await until("db gone from the status file", () => !lines(d.initstat).some((line) => line.startsWith("db ")))
+  })
+
+  it("log lines say their verb once, and a level is reached after its started lines", async () => {
+    const l = fresh()
+    l.writeTab(`g:a:1:respawn:sleep 300\ng:b:1:respawn:sleep 301\ng:c:2:respawn:sleep 302\n`)
+    const d = await l.start()
+    expect(await ask(d.socket, "g 1\n")).toBe("ok\n")
+    await logged(d, / g - group level 1 reached: run/)
+    const log = d.log()
+    expect(log.indexOf(" g a started pid=")).toBeGreaterThan(-1)
+    expect(log.indexOf(" g b started pid=")).toBeLessThan(log.indexOf(" level 1 reached"))
+    process.kill(await runningPid(d.socket, "a"), "SIGKILL")
+    await logged(d, / g a restarting after signal SIGKILL/)
+    expect(await ask(d.socket, "g 2\n")).toBe("ok\n")
+    await logged(d, / g b stopping pid=\d+ not in the new level/)
+    expect(await ask(d.socket, "nosuch 1\n")).toMatch(/^error: /)
+    await logged(d, / nosuch - rejected tell nosuch 1: unknown group/)
+    for (const line of d.log().split("\n").filter((l) => l !== "")) {
+      const [, , , what, ...rest] = line.split(" ")
+      expect(rest.find((word) => !word.startsWith("pid=")), line).not.toBe(what)
+    }
+  })
+
+  it("a once entry that ended normally while adopted is done, not failed; a test's unknown result counts as failed", async () => {
+    const l = fresh()
+    l.writeTab(`g:job:1:once:sleep 2\ng:check:1:test:sleep 2\ng:srv:1:respawn:sleep 300\n`)
+    const d = await l.start()
+    expect(await ask(d.socket, "g 1\n")).toBe("ok\n")
+    await runningPid(d.socket, "job")
+    await runningPid(d.socket, "check")
+    await crash(d)
+    const second = await restart(l)
+    await until("job and check ended", async () => (await entryOf(second.socket, "check"))?.state === "failed")
+    expect(await entryOf(second.socket, "job")).toMatchObject({ state: "done", lastExit: "ended while adopted (exit status unknown)" })
+  })
+
+  it("the last exit survives any number of daemon restarts", async () => {
+    const l = fresh()
+    l.writeTab(`g:quick:1:once:sh -c "exit 3"\ng:srv:1:respawn:sleep 300\n`)
+    let d = await l.start()
+    expect(await ask(d.socket, "g 1\n")).toBe("ok\n")
+    await until("quick exited 3", async () => (await entryOf(d.socket, "quick"))?.lastExit === "exit 3")
+    for (let i = 0; i < 2; i++) {
+      await until("the exit on disk", () => lines(l.path("run/isinitd.state")).join("\n").includes('"lastExit"'))
+      await crash(d)
+      d = await restart(l)
+      expect(await entryOf(d.socket, "quick")).toMatchObject({ state: "failed", lastExit: "exit 3" })
+    }
   })
 })
