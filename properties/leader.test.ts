@@ -4,7 +4,6 @@ import type { Outcome } from "../src/core/events.ts"
 import type { Behaviour } from "../src/sim/behaviour.ts"
 import { ignoresSigterm, leaderExitsAfter, runsForever, stopsAfter } from "../src/sim/behaviour.ts"
 import { World } from "../src/sim/world.ts"
-import type { EntrySpec } from "./helpers.ts"
 import { configText, entriesArb, kills, nearArb, phaseOf } from "./helpers.ts"
 
 const graceMs = 30_000
@@ -25,7 +24,8 @@ const behaviourOf = (life: LeaderLife): Behaviour => {
 }
 
 /** When the leftovers of a group whose leader exited at `at` are gone: at SIGTERM's end, or at SIGKILL. */
-const goneAt = (life: LeaderLife, at: number): number => at + (life.stopMs === "ignores" ? graceMs : Math.min(life.stopMs, graceMs))
+const goneAt = (life: LeaderLife, at: number): number =>
+  at + (life.stopMs === "ignores" ? graceMs : Math.min(life.stopMs, graceMs))
 
 const entriesWithLivesArb = fc.record({
   entries: entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 6 }),
@@ -33,7 +33,10 @@ const entriesWithLivesArb = fc.record({
 })
 
 const leaderExits = (w: World) =>
-  w.history.flatMap((s) => (s.event._tag === "LeaderExited" ? [{ step: s.index, at: s.at, tag: s.event.tag, run: s.event.run, outcome: s.event.outcome }] : []))
+  w.history.flatMap((s) => {
+    const e = s.event
+    return e._tag === "LeaderExited" ? [{ step: s.index, at: s.at, tag: e.tag, run: e.run, outcome: e.outcome }] : []
+  })
 
 const runEnd = (w: World, tag: string, run: number) =>
   w.history.find((s) => s.event._tag === "ChildExit" && s.event.tag === tag && s.event.run === run)
@@ -45,13 +48,15 @@ test.prop([entriesWithLivesArb])(
     "SIGKILL after the grace), then the entry is handled as exited with the leader's outcome",
   ({ entries, lives }) => {
     const lifeOf = (tag: string): LeaderLife => lives[Number(tag.slice(1)) - 1] ?? { leaderMs: 0, code: 0, stopMs: 0 }
-    const w = new World({ config: header + configText(entries), behaviours: entries.map((e) => [e.tag, behaviourOf(lifeOf(e.tag))]) })
+    const behaviours = entries.map((e): [string, Behaviour] => [e.tag, behaviourOf(lifeOf(e.tag))])
+    const w = new World({ config: header + configText(entries), behaviours })
     w.tell("g", "1")
     w.advance(100_000)
     for (const exit of leaderExits(w)) {
       const mode = entries.find((e) => e.tag === exit.tag)?.mode
       // Logged and stopped at once: SIGTERM to the group in the same step.
-      expect(kills(w, exit.tag).filter((k) => k.run === exit.run).map((k) => [k.step, k.signal])[0]).toEqual([exit.step, "SIGTERM"])
+      const first = kills(w, exit.tag).find((k) => k.run === exit.run)
+      expect([first?.step, first?.signal]).toEqual([exit.step, "SIGTERM"])
       const end = runEnd(w, exit.tag, exit.run)
       const gone = goneAt(lifeOf(exit.tag), exit.at)
       expect(end?.at).toBe(gone <= w.now ? gone : undefined)
@@ -71,15 +76,18 @@ test.prop([entriesWithLivesArb])(
         if (start !== undefined) expect(end !== undefined && start.step >= end.index).toBe(true)
       }
     }
-    const testFailed = leaderExits(w).some((x) => entries.find((e) => e.tag === x.tag)?.mode === "test" && failedOutcome(x.outcome))
+    const modeOf = (tag: string) => entries.find((e) => e.tag === tag)?.mode
+    const testFailed = leaderExits(w).some((x) => modeOf(x.tag) === "test" && failedOutcome(x.outcome))
     if (phaseOf(w, "g") !== "start") expect(phaseOf(w, "g")).toBe(testFailed ? "fail" : "run")
     expect(w.violations).toEqual([])
   },
 )
 
 describe("rule 14 by example", () => {
-  it("a shell whose child ignores SIGTERM: logged at once, leader-exited in the status, SIGKILL after the grace, then restarted", () => {
-    const w = new World({ config: "g:web:1:respawn:sh -c 'httpd &'\n", behaviours: [["web", ignoresSigterm(leaderExitsAfter(1_000, 0))]] })
+  it("a shell whose child ignores SIGTERM: logged at once, leader-exited in the status, SIGKILL after the " +
+    "grace, then restarted", () => {
+    const behaviours: [string, Behaviour][] = [["web", ignoresSigterm(leaderExitsAfter(1_000, 0))]]
+    const w = new World({ config: "g:web:1:respawn:sh -c 'httpd &'\n", behaviours })
     w.tell("g", "1")
     w.advanceTo(1_000)
     expect(w.timeline.filter((e) => e.kind === "leader-exited").map((e) => e.at)).toEqual([1_000])
@@ -98,7 +106,11 @@ describe("rule 14 by example", () => {
     const config = "g:setup:1:wait:sh -c 'mount &'\ng:banner:1:once:sh -c 'banner &'\ng:srv:1:respawn:srv\n"
     const w = new World({
       config,
-      behaviours: [["setup", stopsAfter(500, leaderExitsAfter(100, 0))], ["banner", leaderExitsAfter(200, 3)], ["srv", runsForever()]],
+      behaviours: [
+        ["setup", stopsAfter(500, leaderExitsAfter(100, 0))],
+        ["banner", leaderExitsAfter(200, 3)],
+        ["srv", runsForever()],
+      ],
     })
     w.tell("g", "1")
     w.advanceTo(599)
@@ -114,7 +126,8 @@ describe("rule 14 by example", () => {
   })
 
   it("leftovers of an entry that leaves its level are only stopped: not restarted, not marked done", () => {
-    const w = new World({ config: "g:one:1:once:sh -c 'job &'\n", behaviours: [["one", stopsAfter(1_000, leaderExitsAfter(100, 0))]] })
+    const behaviours: [string, Behaviour][] = [["one", stopsAfter(1_000, leaderExitsAfter(100, 0))]]
+    const w = new World({ config: "g:one:1:once:sh -c 'job &'\n", behaviours })
     w.tell("g", "1")
     w.advanceTo(500)
     w.tell("g", "2")
@@ -136,5 +149,3 @@ describe("rule 14 by example", () => {
     expect(w.report().groups[0]?.entries[0]).toMatchObject({ state: "running", lastExit: "signal SIGKILL" })
   })
 })
-
-export type { EntrySpec }

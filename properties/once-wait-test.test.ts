@@ -4,7 +4,7 @@ import { exitsAfter, runsForever } from "../src/sim/behaviour.ts"
 import type { Behaviour } from "../src/sim/behaviour.ts"
 import type { World } from "../src/sim/world.ts"
 import type { EntrySpec } from "./helpers.ts"
-import { entriesArb, exits, isLive, kills, makeWorld, phaseOf } from "./helpers.ts"
+import { entriesArb, entrySpec, exits, isJob, isLive, kills, makeWorld, phaseOf } from "./helpers.ts"
 
 /** Once, wait and test entries of group g, tagged t1..tn in file order. */
 const runToCompletionArb = entriesArb({ modes: ["once", "wait", "test"], max: 6 })
@@ -12,7 +12,10 @@ const runToCompletionArb = entriesArb({ modes: ["once", "wait", "test"], max: 6 
 const lifetimesArb = fc.array(fc.integer({ min: 0, max: 5_000 }), { minLength: 6, maxLength: 6 })
 /** What happens while the group stays in level 1: re-tells of that level, crashes, time. */
 const staysInLevelArb = fc.array(
-  fc.record({ what: fc.constantFrom<"retell" | "crash" | "wait">("retell", "crash", "wait"), ms: fc.integer({ min: 0, max: 20_000 }) }),
+  fc.record({
+    what: fc.constantFrom<"retell" | "crash" | "wait">("retell", "crash", "wait"),
+    ms: fc.integer({ min: 0, max: 20_000 }),
+  }),
   { maxLength: 10 },
 )
 
@@ -35,14 +38,17 @@ test.prop([runToCompletionArb, lifetimesArb, staysInLevelArb])(
       if (what === "retell") {
         const atFail = phaseOf(w, "g") === "fail"
         for (const e of entries) {
-          if (atFail && e.mode === "test" && e.levels.includes("1") && lastRunFailed(w, e.tag)) reruns.set(e.tag, (reruns.get(e.tag) ?? 0) + 1)
+          const rerun = atFail && e.mode === "test" && e.levels.includes("1") && lastRunFailed(w, e.tag)
+          if (rerun) reruns.set(e.tag, (reruns.get(e.tag) ?? 0) + 1)
         }
         w.tell("g", "1")
       }
       if (what === "crash") w.crash(`t${(ms % entries.length) + 1}`, "SIGKILL")
     }
     w.runUntilIdle(600_000)
-    for (const e of entries) expect(w.startsOf(e.tag).length).toBe(e.levels.includes("1") ? 1 + (reruns.get(e.tag) ?? 0) : 0)
+    for (const e of entries) {
+      expect(w.startsOf(e.tag).length).toBe(e.levels.includes("1") ? 1 + (reruns.get(e.tag) ?? 0) : 0)
+    }
     // Leaving the level and coming back is a new entry into it: each runs once more.
     const leave = entries.every((e) => e.levels.includes("2")) ? "3" : "2"
     w.tell("g", leave)
@@ -64,12 +70,18 @@ const entryLifeArb = fc.record({
   code: fc.constantFrom(0, 0, 1, 2),
   ms: fc.integer({ min: 0, max: 3_000 }),
 })
+interface EntryLife {
+  readonly mode: EntrySpec["mode"]
+  readonly code: number
+  readonly ms: number
+}
 const groupLifeArb = fc.array(entryLifeArb, { minLength: 1, maxLength: 7 })
 
 /** A group g at level 1 from a list of entry lives; respawn and once entries run until stopped. */
-const groupWorld = (specs: readonly { mode: EntrySpec["mode"]; code: number; ms: number }[]) => {
-  const entries: EntrySpec[] = specs.map((s, i) => ({ group: "g", tag: `t${i + 1}`, levels: ["1"], mode: s.mode, command: `c${i + 1}` }))
-  const behaviours = specs.map((s, i): [string, Behaviour] => [`t${i + 1}`, s.mode === "test" || s.mode === "wait" ? exitsAfter(s.ms, s.code) : runsForever()])
+const groupWorld = (specs: readonly EntryLife[]) => {
+  const entries = specs.map((s, i) => entrySpec(i, s.mode))
+  const behaviourOf = (s: EntryLife): Behaviour => (isJob(s.mode) ? exitsAfter(s.ms, s.code) : runsForever())
+  const behaviours = specs.map((s, i): [string, Behaviour] => [`t${i + 1}`, behaviourOf(s)])
   return { entries, w: makeWorld(entries, behaviours) }
 }
 

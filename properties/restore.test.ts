@@ -1,5 +1,6 @@
 import { fc, test } from "@fast-check/vitest"
 import { expect } from "vitest"
+import type { Config } from "../src/core/config.ts"
 import { decodeSnapshot, encodeSnapshot } from "../src/codec/snapshot.ts"
 import type { Completion, State } from "../src/core/state.ts"
 import { entryOf, initialState } from "../src/core/state.ts"
@@ -7,7 +8,7 @@ import { childExit, restore } from "../src/core/events.ts"
 import { reduce } from "../src/core/reducer.ts"
 import type { Snapshot } from "../src/core/snapshot.ts"
 import { recordedRuns, snapshot } from "../src/core/snapshot.ts"
-import type { World } from "../src/sim/world.ts"
+
 import { swarmStateArb, worldAt } from "./helpers.ts"
 
 /** A daemon in any state, about to crash. */
@@ -26,7 +27,7 @@ const onDisk = (state: State): Snapshot => {
 const ranOk = (ok: boolean): Completion => ({ _tag: "Ran", ok })
 
 /** What a restore from `saved` at `at` must leave: adopted runs as they were, unseen ends recorded. */
-const expectTakenOver = (saved: Snapshot, after: State, alive: readonly number[], at: number, config: World["parsed"]["config"]): void => {
+const expectTakenOver = (saved: Snapshot, after: State, alive: readonly number[], at: number, config: Config): void => {
   for (const entry of saved.entries) {
     const def = config.byTag.get(entry.tag)
     if (def === undefined || def.mode === "off") continue // forgotten with the config (rule 4)
@@ -35,8 +36,10 @@ const expectTakenOver = (saved: Snapshot, after: State, alive: readonly number[]
     const vanished = proc !== null && !alive.includes(proc.run)
     expect(now.lastExit).toEqual(vanished ? { outcome: { _tag: "Vanished" }, at } : entry.lastExit)
     if (proc === null) continue
-    if (!vanished && now.proc._tag !== "Idle" && now.proc.run === proc.run) expect(now.proc.pid).toBe(proc.pid ?? undefined)
-    if (vanished && proc.def.mode !== "respawn" && now.completion._tag === "Ran") expect(now.completion).toEqual(ranOk(proc.def.mode !== "test"))
+    const pidNow = now.proc._tag !== "Idle" && now.proc.run === proc.run ? now.proc.pid : undefined
+    if (!vanished && pidNow !== undefined) expect(pidNow).toBe(proc.pid ?? undefined)
+    const done = vanished && proc.def.mode !== "respawn" && now.completion._tag === "Ran"
+    if (done) expect(now.completion).toEqual(ranOk(proc.def.mode !== "test"))
   }
 }
 

@@ -28,7 +28,7 @@ const toldLevels = (w: World): Map<string, string> => {
     if (e._tag !== "Tell" && e._tag !== "Reload") continue
     // A rejected one says so; a halted daemon takes nothing (and says nothing).
     if (step.effects.length === 0 || step.effects.some((x) => x._tag === "Log" && x.entry.what === "rejected")) continue
-    for (const g of [...levels.keys()]) if (!e.parsed.config.byGroup.has(g)) levels.delete(g)
+    for (const g of levels.keys()) if (!e.parsed.config.byGroup.has(g)) levels.delete(g)
     if (e._tag === "Tell") levels.set(e.group, e.level)
   }
   return levels
@@ -41,15 +41,18 @@ test.prop([swarmStateArb, statusIdArb], { numRuns: 150 })(
     const w = worldAt(seed, cut)
     const levels = toldLevels(w)
     const phases = new Map(w.report().groups.map((g) => [g.group, g.state]))
-    const rows = [...w.state.config.byGroup.keys()].map((g) => [g, levels.has(g) ? (phases.get(g) ?? "?") : "stopped", levels.get(g) ?? ""] as const)
+    const stateOf = (g: string): string => (levels.has(g) ? (phases.get(g) ?? "?") : "stopped")
+    const rows = [...w.state.config.byGroup.keys()].map((g) => [g, stateOf(g), levels.get(g) ?? ""] as const)
     const going = new Set([...w.processes.values()].map((p) => p.group).filter((g) => !w.state.config.byGroup.has(g)))
     const expected = perlStatus(id, [...rows, ...[...going].map((g) => [g, "stopped", ""] as const)])
     const text = renderStatusFile(statusRows(w.state), id)
     expect(text).toBe(expected)
-    expect(renderStatusFile([...statusRows(w.state)].reverse(), id)).toBe(expected) // the writer sorts, whatever it is given
+    // The writer sorts, whatever it is given.
+    expect(renderStatusFile([...statusRows(w.state)].reverse(), id)).toBe(expected)
     const read = parseStatusFile(text)
     expect(read.complete).toBe(true)
-    expect(read.rows.map((r) => [r.group, r.state, r.level])).toEqual(statusRows(w.state).map((r) => [r.group, r.state, r.level]))
+    const cells = (r: { group: string; state: string; level: string }) => [r.group, r.state, r.level]
+    expect(read.rows.map(cells)).toEqual(statusRows(w.state).map(cells))
   },
 )
 
@@ -76,7 +79,10 @@ it("rule 10 and 11: a level 0 is shown in the status file (the original's `|| \"
   const w = new World({ config: "web:a:0:respawn:a\ndb:b:1:respawn:b\n" })
   w.tell("web", "0")
   expect(renderStatusFile(statusRows(w.state), "1")).toBe(
-    "!startid 1\n" + "db              stopped                        \n" + "web             run             0              \n" + "!endid 1\n",
+    "!startid 1\n" +
+      "db              stopped                        \n" +
+      "web             run             0              \n" +
+      "!endid 1\n",
   )
 })
 
@@ -89,7 +95,8 @@ it("rule 18: a group removed from the isinittab shows `stopped` while its proces
   w.tell("web", "1")
   const rows = () => statusRows(w.state).map((r) => [r.group, r.state, r.level])
   expect(rows()).toEqual([["db", "stopped", ""], ["web", "run", "1"]])
-  expect(w.report().groups.find((g) => g.group === "db")?.entries.map((e) => [e.tag, e.state])).toEqual([["b", "stopping"]])
+  const db = w.report().groups.find((g) => g.group === "db")
+  expect(db?.entries.map((e) => [e.tag, e.state])).toEqual([["b", "stopping"]])
   w.advanceTo(1_009)
   expect(rows()).toEqual([["db", "stopped", ""], ["web", "run", "1"]])
   w.advanceTo(1_010)

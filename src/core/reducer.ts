@@ -20,7 +20,10 @@
  * asks `nextDeadline` when to send the next tick.
  *
  * Within one call a `Step` accumulates the new state and the effects; nothing outside the call
- * can see it, so the function stays pure.
+ * can see it, so the function stays pure, total and deterministic (rule 13).
+ *
+ * The rules are numbered once, in properties/README.md, each with its property and the functions
+ * below that implement it; `Rule N` in a comment cites that list.
  */
 import type { Config, Entry, Mode, Parsed } from "./config.ts"
 import { hasErrors, listsLevel, sameDefinition } from "./config.ts"
@@ -36,6 +39,7 @@ import * as Timers from "./timers.ts"
 
 export const reduce = (state: State, event: Event): readonly [State, readonly Effect[]] => {
   if (state.lifecycle === "halted") return [state, []]
+  // Rule 9: a refused tell or reload changes nothing.
   if (event._tag === "Tell" || event._tag === "Reload") {
     const reason = configRejection(state, event.parsed) ?? (event._tag === "Tell" ? groupRejection(event.parsed.config, event.group, event.level) : undefined)
     if (reason !== undefined) return [state, [rejected(event, reason)]]
@@ -110,14 +114,13 @@ const onTell = (step: Step, { group, level, parsed }: EventOf<"Tell">): void => 
   enterLevel(step, group, level, "tell")
 }
 
-/** SIGHUP: the re-read config applies, and every told group re-enters its level. */
+/** Rule 8: SIGHUP: the re-read config applies, and every told group re-enters its level (not a tell). */
 const onReload = (step: Step, { parsed }: EventOf<"Reload">): void => {
   applyConfig(step, parsed.config)
-  for (const group of step.groups()) {
-    if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level, "reapply")
-  }
+  reapplyLevels(step, parsed.config)
 }
 
+/** Rule 8: stopall: every group `stopping`, every process stopped; the daemon halts when they are gone. */
 const onStopAll = (step: Step): void => {
   if (step.lifecycle !== "running") return
   step.lifecycle = "stopping"
@@ -155,7 +158,7 @@ const onLeaderExited = (step: Step, { tag, run, outcome }: EventOf<"LeaderExited
 }
 
 /**
- * A daemon that starts after a crash takes over its predecessor's record: runs the runtime
+ * Rule 19: a daemon that starts after a crash takes over its predecessor's record: runs the runtime
  * verified as still alive are adopted, the others count as ended while nobody watched (once,
  * wait and test as done, so they do not run twice; a test whose result is unknown as failed),
  * jails and windows continue, and every told group converges to its level as after a tell.
@@ -169,21 +172,30 @@ const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">):
   step.nextRun = Math.max(step.nextRun, snapshot.nextRun)
   for (const saved of snapshot.entries) adoptEntry(step, saved, saved.proc !== null && live.has(saved.proc.run))
   for (const group of snapshot.groups) {
-    step.setGroup({ ...freshGroup(group.name), level: group.level ?? undefined, phase: group.level === null ? "stopped" : group.phase, seq: group.seq })
+    const phase = group.level === null ? "stopped" : group.phase
+    step.setGroup({ ...freshGroup(group.name), level: group.level ?? undefined, phase, seq: group.seq })
   }
   for (const saved of snapshot.entries) {
     if (saved.proc?.stopping !== true) continue
-    const cause: StopCause = saved.proc.leaderExit === undefined ? ordered : { _tag: "LeaderExited", outcome: saved.proc.leaderExit }
+    const leader = saved.proc.leaderExit
+    const cause: StopCause = leader === undefined ? ordered : { _tag: "LeaderExited", outcome: leader }
     beginStop(step, saved.tag, cause, "it was being stopped when the previous daemon ended")
   }
   if (snapshot.lifecycle !== "running") return onStopAll(step)
   if (hasErrors(parsed)) {
-    step.log({ what: "rejected", message: "the isinittab has errors: adopted processes keep running, no group converges until a valid tell" })
+    const message = "the isinittab has errors: adopted processes keep running, no group converges until a valid tell"
+    step.log({ what: "rejected", message })
     return
   }
   applyConfig(step, parsed.config)
+  reapplyLevels(step, parsed.config)
+}
+
+/** Every told group the config still defines re-enters its level (a reload, a restore: not a tell). */
+const reapplyLevels = (step: Step, config: Config): void => {
   for (const group of step.groups()) {
-    if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level, "reapply")
+    const level = group.level
+    if (level !== undefined && config.byGroup.has(group.name)) enterLevel(step, group.name, level, "reapply")
   }
 }
 
@@ -197,11 +209,13 @@ const adoptEntry = (step: Step, saved: EntrySnapshot, isAlive: boolean): void =>
     lastExit: saved.lastExit,
   }
   const proc = saved.proc
-  if (saved.jail._tag === "Jailed") step.addTimer({ at: saved.jail.until, reason: { _tag: "JailEnds", tag: saved.tag } })
+  const jail = saved.jail
+  if (jail._tag === "Jailed") step.addTimer({ at: jail.until, reason: { _tag: "JailEnds", tag: saved.tag } })
   if (proc === null) return step.setEntry(base)
   const where = { group: proc.def.group, tag: saved.tag, run: proc.run }
   if (isAlive) {
-    step.setEntry({ ...base, proc: { _tag: "Running", run: proc.run, pid: proc.pid ?? undefined, identity: proc.identity ?? undefined, since: proc.since, def: proc.def } })
+    const adopted = { run: proc.run, pid: proc.pid ?? undefined, identity: proc.identity ?? undefined, since: proc.since }
+    step.setEntry({ ...base, proc: { _tag: "Running", ...adopted, def: proc.def } })
     step.log({ what: "adopted", ...where, message: "from the previous daemon" })
     return
   }
@@ -337,7 +351,7 @@ const advance = (step: Step, name: string): void => {
   }
 }
 
-/** Starts an entry the transition has reached; true if the transition must wait for it. */
+/** Rules 1, 2, 5 and 6: starts an entry the transition has reached; true if it must wait for it. */
 const take = (step: Step, def: Entry): boolean => {
   const entry = step.entry(def.tag)
   switch (def.mode) {
@@ -379,7 +393,8 @@ const startRespawn = (step: Step, def: Entry): void => {
   step.setEntry({ ...entry, starts: recent, jail: { _tag: "Jailed", until } })
   step.addTimer({ at: until, reason: { _tag: "JailEnds", tag: def.tag } })
   const why = `${respawnMax} starts within ${respawnWindowMs} ms`
-  step.log({ what: "jailed", group: def.group, tag: def.tag, message: `for ${until - now} ms: respawning too rapidly (${why})` })
+  const message = `for ${until - now} ms: respawning too rapidly (${why})`
+  step.log({ what: "jailed", group: def.group, tag: def.tag, message })
 }
 
 const spawn = (step: Step, def: Entry): void => {
@@ -399,6 +414,7 @@ const stop = (step: Step, tag: string, reason: string): void => {
   if (entry.proc.cause._tag === "LeaderExited") step.setEntry({ ...entry, proc: { ...entry.proc, cause: ordered } })
 }
 
+/** Rules 7 and 14: the stop itself, for a reason the reducer gave or because the leader exited. */
 const beginStop = (step: Step, tag: string, cause: StopCause, reason: string): void => {
   const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag !== "Running") return
@@ -421,6 +437,7 @@ const endingOf = (proc: LiveProc, outcome: Outcome): Ending => {
   return proc.cause._tag === "LeaderExited" ? { _tag: "OnItsOwn", outcome: proc.cause.outcome } : { _tag: "Stopped" }
 }
 
+/** What a run's end means (rules 5, 6, 7, 12, 14, 15 and 18); O(1) in the size of the config. */
 const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Outcome): void => {
   const ending = endingOf(proc, outcome)
   const leaderExitedEarlier = proc._tag === "Stopping" && proc.cause._tag === "LeaderExited"
@@ -501,7 +518,7 @@ const completionAfter = (mode: Mode, outcome: Outcome): Extract<Completion, { _t
   ok: outcome._tag === "Vanished" ? mode !== "test" : succeeded(outcome),
 })
 
-/** Whether the entry belongs to its group's level and the transition has already reached it. */
+/** Rules 1 and 6: whether the entry belongs to its group's level and the transition has reached it. */
 const admitted = (step: Step, def: Entry): boolean => {
   const group = step.group(def.group)
   if (step.lifecycle !== "running" || group.level === undefined || !listsLevel(def, group.level)) return false
@@ -616,7 +633,8 @@ class Step {
     return group
   }
   setGroup(group: GroupState): void {
-    const before = this.groupChanges.has(group.name) ? this.groupChanges.get(group.name) : lookup(this.base.groups, group.name)
+    const name = group.name
+    const before = this.groupChanges.has(name) ? this.groupChanges.get(name) : lookup(this.base.groups, name)
     if (before?.phase !== group.phase || before.level !== group.level) this.statusChanged = true
     this.groupChanges.set(group.name, group)
   }
@@ -627,7 +645,9 @@ class Step {
   /** Every remembered group; for whole-config events (tell, reload, stopall), never per exit. */
   groups(): readonly GroupState[] {
     const names = new Set([...HashMap.keys(this.base.groups), ...this.groupChanges.keys()])
-    return [...names].flatMap((name) => (this.groupChanges.has(name) && this.groupChanges.get(name) === undefined ? [] : [this.group(name)]))
+    const forgotten = (name: string): boolean =>
+      this.groupChanges.has(name) && this.groupChanges.get(name) === undefined
+    return [...names].flatMap((name) => (forgotten(name) ? [] : [this.group(name)]))
   }
 
   addTimer(timer: Timer): void {
