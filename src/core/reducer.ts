@@ -16,7 +16,9 @@
  *
  * Processes are named by tag and run number. A stop sends SIGTERM to the process group and arms a
  * timer for SIGKILL; signals go only to runs whose exit has not been reported, so a reaped pid is
- * never signalled. Time comes only from events; timers live in a persistent heap and the runtime
+ * never signalled. A run is over when its whole process group is gone; a leader that exits before
+ * the rest of its group ends the run all the same: the rest is stopped, then the entry is handled
+ * as exited with the leader's outcome. Time comes only from events; timers live in a persistent heap and the runtime
  * asks `nextDeadline` when to send the next tick.
  *
  * Within one call a `Step` accumulates the new state and the effects; nothing outside the call
