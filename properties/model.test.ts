@@ -28,6 +28,8 @@ interface Model {
   onceDone: Set<string>
   window: Map<string, number[]>
   jail: Map<string, number>
+  /** When each group's last transition took its entries (after its outgoing processes were gone). */
+  ready: Map<string, number>
 }
 
 const SETTLE_MS = 20
@@ -35,7 +37,8 @@ const STOP_MS = 10
 const LIMIT = { max: 5, windowMs: 10_000, jailMs: 60_000 }
 const tags = ["t1", "t2", "t3", "t4"] as const
 
-const line = (tag: string, d: Def): string => `${d.group}:${tag}:${d.levels.join("")}:${d.mode}:cmd-${tag} --v${d.version}\n`
+const line = (tag: string, d: Def): string =>
+  `${d.group}:${tag}:${d.levels.join("")}:${d.mode}:cmd-${tag} --v${d.version}\n`
 const text = (m: Model): string => [...m.text].map(([tag, d]) => line(tag, d)).join("")
 const same = (a: Def, b: Def): boolean => a.group === b.group && a.mode === b.mode && a.version === b.version
 
@@ -51,8 +54,8 @@ const startRespawn = (m: Model, tag: string, at: number): void => {
     m.window.set(tag, [...recent, at])
     m.live.add(tag)
   } else {
-    m.window.set(tag, recent) // the window outlives the jail
-    m.jail.set(tag, at + LIMIT.jailMs)
+    m.window.set(tag, recent) // the window outlives the jail, which lasts until the window admits a start
+    m.jail.set(tag, Math.max(at + LIMIT.jailMs, (recent[recent.length - LIMIT.max] ?? at) + LIMIT.windowMs))
   }
 }
 
@@ -73,7 +76,10 @@ const passTime = (m: Model, ms: number): void => {
   for (let due = m.halted ? undefined : nextJailEnd(m, end); due !== undefined; due = nextJailEnd(m, end)) {
     const [tag, until] = due
     m.jail.delete(tag)
-    if (m.applied.get(tag)?.mode === "respawn" && admitted(m, tag) && !m.live.has(tag)) startRespawn(m, tag, until)
+    // A jail that ends while its group waits for outgoing processes starts the entry once they are gone.
+    const ready = m.ready.get(m.applied.get(tag)?.group ?? "") ?? until
+    const restarts = m.applied.get(tag)?.mode === "respawn" && admitted(m, tag) && !m.live.has(tag)
+    if (restarts) startRespawn(m, tag, Math.max(until, ready))
   }
   m.now = end
 }
@@ -83,32 +89,42 @@ const tell = (m: Model, group: string, level: Level): void => {
   const old = m.applied
   m.applied = new Map(m.text)
   const restart: string[] = []
+  /** Groups with a process this tell stops (its group as it was started). */
+  const outgoing = new Set<string>()
+  const stop = (tag: string): void => {
+    if (m.live.delete(tag)) outgoing.add(old.get(tag)?.group ?? "")
+  }
   for (const tag of tags) {
     const was = old.get(tag)
     const now = m.applied.get(tag)
     if (now === undefined || now.mode === "off") {
-      m.live.delete(tag)
+      stop(tag)
       forget(m, tag)
     } else if (now.mode !== "respawn" && m.jail.has(tag)) {
       m.jail.delete(tag) // the jail is a respawn rule: a changed mode frees the entry
       m.window.delete(tag)
     } else if (was !== undefined && m.live.has(tag) && !same(was, now)) {
-      m.live.delete(tag)
+      stop(tag)
       restart.push(tag) // stopped now, started with its new definition once gone
     }
   }
   m.levels.set(group, level)
-  for (const [tag, d] of m.applied) {
-    if (d.group !== group || d.mode === "off") continue
-    if (!d.levels.includes(level)) {
-      m.live.delete(tag)
-      forget(m, tag)
-      const i = restart.indexOf(tag)
-      if (i >= 0) restart.splice(i, 1)
-    } else if (!m.live.has(tag) && !restart.includes(tag)) {
-      if (d.mode === "respawn" && !m.jail.has(tag)) startRespawn(m, tag, m.now)
-      if (d.mode === "once" && !m.onceDone.has(tag)) m.live.add(tag)
-    }
+  // Rule 18: a group the config no longer defines loses its level (and is forgotten once its processes are gone).
+  for (const g of m.levels.keys()) if (![...m.applied.values()].some((d) => d.group === g)) m.levels.delete(g)
+  const inGroup = [...m.applied].filter(([, d]) => d.group === group && d.mode !== "off")
+  for (const [tag, d] of inGroup) {
+    if (d.levels.includes(level)) continue
+    stop(tag)
+    forget(m, tag)
+    if (restart.includes(tag)) restart.splice(restart.indexOf(tag), 1)
+  }
+  // Rule 15: the group's entries start once its outgoing processes are gone (they take STOP_MS).
+  const ready = outgoing.has(group) ? m.now + STOP_MS : m.now
+  m.ready.set(group, ready)
+  for (const [tag, d] of inGroup) {
+    if (!d.levels.includes(level) || m.live.has(tag) || restart.includes(tag)) continue
+    if (d.mode === "respawn" && !m.jail.has(tag)) startRespawn(m, tag, ready)
+    if (d.mode === "once" && !m.onceDone.has(tag)) m.live.add(tag)
   }
   for (const tag of restart) {
     const d = m.applied.get(tag)
@@ -144,7 +160,10 @@ const verify = (m: Model, w: World): void => {
     expect(row?.level).toBe(level)
     expect(row?.state).toBe(m.halted ? "stopped" : "run")
   }
-  const jailed = report.groups.flatMap((g) => g.entries.flatMap((e) => (e.jailedUntil === null ? [] : [[e.tag, e.jailedUntil] as const])))
+  const groups = [...new Set([...m.applied.values()].map((d) => d.group))].sort()
+  if (!m.halted) expect(report.groups.map((g) => g.group)).toEqual(groups)
+  const entries = report.groups.flatMap((g) => g.entries)
+  const jailed = entries.flatMap((e) => (e.jailedUntil === null ? [] : [[e.tag, e.jailedUntil] as const]))
   expect(new Map(jailed)).toEqual(m.jail)
   expect(w.violations).toEqual([])
 }
@@ -190,15 +209,19 @@ const editModel = (m: Model, tag: string, edit: Edit, fresh: Def): void => {
   m.text.set(tag, next)
 }
 
+const editArb = fc.constantFrom<Edit>("version", "mode", "levels", "group", "toggle")
+
 const advanceArb = fc.oneof(
   fc.integer({ min: 0, max: 3_000 }),
   fc.integer({ min: 0, max: 70_000 }),
-  fc.constantFrom(...[LIMIT.windowMs, LIMIT.jailMs].flatMap((edge) => [edge - SETTLE_MS - 1, edge - SETTLE_MS, edge - SETTLE_MS + 1])),
+  fc.constantFrom(...[LIMIT.windowMs, LIMIT.jailMs].flatMap((edge) => [-1, 0, 1].map((d) => edge - SETTLE_MS + d))),
 )
 
 const commandsArb = fc.commands(
   [
-    fc.tuple(fc.constantFrom("g1", "g2"), levelArb).map(([g, l]) => command(`tell ${g} ${l}`, (m) => tell(m, g, l), (w) => w.tell(g, l))),
+    fc.tuple(fc.constantFrom("g1", "g2"), levelArb).map(([g, l]) =>
+      command(`tell ${g} ${l}`, (m) => tell(m, g, l), (w) => w.tell(g, l)),
+    ),
     tagArb.map((tag) => command(`crash ${tag}`, (m) => crash(m, tag), (w) => w.crash(tag, "SIGKILL"))),
     fc.tuple(tagArb, fc.integer({ min: 2, max: 7 })).map(([tag, n]) =>
       command(
@@ -212,7 +235,7 @@ const commandsArb = fc.commands(
       ),
     ),
     advanceArb.map((ms) => command(`advance ${ms}`, (m) => passTime(m, ms), (w) => w.advance(ms))),
-    fc.tuple(tagArb, fc.constantFrom<Edit>("version", "mode", "levels", "group", "toggle"), defArb).map(([tag, edit, fresh]) => {
+    fc.tuple(tagArb, editArb, defArb).map(([tag, edit, fresh]) => {
       let edited = ""
       return command(
         `edit ${tag} ${edit}`,
@@ -228,8 +251,11 @@ const commandsArb = fc.commands(
   { maxCommands: 60, size: "+1" },
 )
 
-test.prop([fc.array(fc.option(defArb, { nil: undefined }), { minLength: 4, maxLength: 4 }), commandsArb], { numRuns: 300 })(
-  "model: random tells, crashes, config edits, time steps and stopall agree with a plain model of rules 2-8",
+/** The first config: each of the four tags defined or not. */
+const initialArb = fc.array(fc.option(defArb, { nil: undefined }), { minLength: 4, maxLength: 4 })
+
+test.prop([initialArb, commandsArb], { numRuns: 300 })(
+  "model: random tells, crashes, config edits, time steps and stopall agree with a plain model of rules 2-8, 15 and 18",
   (initial, cmds) => {
     const textMap = new Map<string, Def>()
     initial.forEach((d, i) => {
@@ -245,6 +271,7 @@ test.prop([fc.array(fc.option(defArb, { nil: undefined }), { minLength: 4, maxLe
       onceDone: new Set(),
       window: new Map(),
       jail: new Map(),
+      ready: new Map(),
     }
     fc.modelRun(() => ({ model, real: new World({ config: text(model), sigtermDelayMs: STOP_MS }) }), cmds)
   },

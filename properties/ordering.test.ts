@@ -1,13 +1,22 @@
 import { fc, test } from "@fast-check/vitest"
 import { expect } from "vitest"
+import type { Mode } from "../src/core/config.ts"
 import { exitsAfter, runsForever } from "../src/sim/behaviour.ts"
 import type { Behaviour } from "../src/sim/behaviour.ts"
 import type { EntrySpec } from "./helpers.ts"
-import { entriesArb, exits, isLive, kills, levelsArb, makeWorld } from "./helpers.ts"
+import { entriesArb, exits, isJob, isLive, kills, levelsArb, makeWorld, plainBehaviours } from "./helpers.ts"
 
-const lifeArb = fc.record({ ms: fc.integer({ min: 0, max: 5_000 }), code: fc.constantFrom(0, 0, 1), forever: fc.boolean() })
+/** How an entry lives: jobs exit after `ms` with `code`; a once entry runs forever or exits 0 after `ms`. */
+const lifeArb = fc.record({
+  ms: fc.integer({ min: 0, max: 5_000 }),
+  code: fc.constantFrom(0, 0, 1),
+  forever: fc.boolean(),
+})
+type Life = typeof lifeArb extends fc.Arbitrary<infer A> ? A : never
+const livesArb = fc.array(lifeArb, { minLength: 1, maxLength: 8 })
+const allModes: Mode[] = ["respawn", "once", "wait", "test"]
 
-const behavioursFor = (entries: readonly EntrySpec[], lives: readonly { ms: number; code: number; forever: boolean }[]): [string, Behaviour][] =>
+const behavioursFor = (entries: readonly EntrySpec[], lives: readonly Life[]): [string, Behaviour][] =>
   entries.map((e, i) => {
     const life = lives[i % Math.max(1, lives.length)] ?? { ms: 100, code: 0, forever: false }
     if (e.mode === "respawn") return [e.tag, runsForever()]
@@ -15,8 +24,9 @@ const behavioursFor = (entries: readonly EntrySpec[], lives: readonly { ms: numb
     return [e.tag, exitsAfter(life.ms, life.code)]
   })
 
-test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 8 }), fc.array(lifeArb, { minLength: 1, maxLength: 8 })])(
-  "rule 1: a transition takes its entries in file order, and a wait/test barrier holds every later entry until it exits",
+test.prop([entriesArb({ modes: allModes, max: 8 }), livesArb])(
+  "rule 1: a transition takes its entries in file order, and a wait/test barrier holds every later entry until " +
+    "it exits",
   (entries, lives) => {
     const w = makeWorld(entries, behavioursFor(entries, lives))
     w.tell("g", "1")
@@ -25,7 +35,7 @@ test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 8 }), f
     // Nothing here exits on its own except once/wait/test, which are never restarted: one start each.
     expect(w.starts.map((s) => s.tag)).toEqual(inLevel.map((e) => e.tag))
     for (const [i, barrier] of inLevel.entries()) {
-      if (barrier.mode !== "wait" && barrier.mode !== "test") continue
+      if (!isJob(barrier.mode)) continue
       const exit = exits(w, barrier.tag)[0]
       expect(exit).toBeDefined()
       for (const later of inLevel.slice(i + 1)) {
@@ -37,12 +47,15 @@ test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 8 }), f
   },
 )
 
-test.prop([
-  fc.integer({ min: 1_000, max: 100_000 }),
-  entriesArb({ modes: ["respawn", "once"], groups: ["other"], max: 5 }),
-  fc.double({ min: 0, max: 0.99, noNaN: true }),
-  fc.constantFrom<"tell" | "crash" | "stopall">("tell", "crash", "stopall"),
-])(
+/** How long the barrier runs. */
+const barrierMsArb = fc.integer({ min: 1_000, max: 100_000 })
+/** Entries of another group. */
+const otherGroupArb = entriesArb({ modes: ["respawn", "once"], groups: ["other"], max: 5 })
+/** When, as a share of the barrier's run, something happens elsewhere. */
+const meanwhileArb = fc.double({ min: 0, max: 0.99, noNaN: true })
+const happeningArb = fc.constantFrom<"tell" | "crash" | "stopall">("tell", "crash", "stopall")
+
+test.prop([barrierMsArb, otherGroupArb, meanwhileArb, happeningArb])(
   "rule 1: while a barrier runs, nothing blocks: other groups' tells, exits and stopall are handled at once",
   (barrierMs, others, fraction, what) => {
     const head = `g:mount:1:wait:mount\ng:after:1:respawn:after\nother:crashy:1:respawn:crashy\n`
@@ -73,10 +86,11 @@ test.prop([
   },
 )
 
-test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 7 }), levelsArb, levelsArb])(
-  "rule 2: entering a level starts every entry that lists it and is not running; a respawn entry listing both levels runs on untouched",
+test.prop([entriesArb({ modes: allModes, max: 7 }), levelsArb, levelsArb])(
+  "rule 2: entering a level starts every entry that lists it and is not running; a respawn entry listing both " +
+    "levels runs on untouched",
   (entries, [from = "1"], [to = "2"]) => {
-    const w = makeWorld(entries, entries.map((e) => [e.tag, e.mode === "respawn" || e.mode === "once" ? runsForever() : exitsAfter(50, 0)] as const))
+    const w = makeWorld(entries, plainBehaviours(entries))
     w.tell("g", from)
     w.runUntilIdle(60_000)
     const runsBefore = new Map(entries.map((e) => [e.tag, w.liveRuns(e.tag).map((p) => p.run)]))

@@ -16,8 +16,9 @@ interface Limits {
  * Every start, the one at the end of a jail included, must find fewer than `max` starts in the
  * window; the window outlives a jail, so a jail shorter than the window cannot let extra starts in.
  */
-const expectedStarts = (limits: Limits, crashes: readonly number[], end: number): { starts: number[]; jailedUntil: number | undefined } => {
+const expectedStarts = (limits: Limits, crashes: readonly number[], end: number) => {
   const starts = [0]
+  let jailings = 0
   let window = [0]
   let live = true
   let jail: number | undefined
@@ -29,7 +30,9 @@ const expectedStarts = (limits: Limits, crashes: readonly number[], end: number)
       live = true
     } else {
       live = false
-      jail = t + limits.jailMs
+      // The jail ends when it is over and the window admits a start again, whichever is later.
+      jail = Math.max(t + limits.jailMs, (recent[recent.length - limits.max] ?? t) + limits.windowMs)
+      jailings++
       window = recent
     }
   }
@@ -45,7 +48,7 @@ const expectedStarts = (limits: Limits, crashes: readonly number[], end: number)
     if (live) attempt(t)
   }
   release(end)
-  return { starts, jailedUntil: jail }
+  return { starts, jailedUntil: jail, jailings }
 }
 
 const header = (l: Limits): string => `:::respawn-limit:${l.max}/${l.windowMs}ms\n:::jail:${l.jailMs}ms\n`
@@ -63,40 +66,57 @@ const runCrashes = (limits: Limits, gaps: readonly number[], tail: number) => {
   return { w, crashes }
 }
 
+/** The original's limits, or any others. */
 const limitsArb = fc.oneof(
   fc.constant<Limits>({ max: 5, windowMs: 10_000, jailMs: 60_000 }),
-  fc.record({ max: fc.integer({ min: 1, max: 6 }), windowMs: fc.integer({ min: 1, max: 20_000 }), jailMs: fc.integer({ min: 1, max: 90_000 }) }),
+  fc.record({
+    max: fc.integer({ min: 1, max: 6 }),
+    windowMs: fc.integer({ min: 1, max: 20_000 }),
+    jailMs: fc.integer({ min: 1, max: 90_000 }),
+  }),
 )
 
-test.prop(
-  [
-    limitsArb.chain((limits) =>
-      fc.tuple(
-        fc.constant(limits),
-        fc.array(nearArb([limits.windowMs, Math.floor(limits.windowMs / limits.max), limits.jailMs, 0], limits.jailMs + limits.windowMs), { maxLength: 30 }),
-        nearArb([limits.jailMs], limits.jailMs * 2),
-      ),
-    ),
-  ],
-  { numRuns: 300 },
-)("rule 6: a respawn entry is restarted at once, at most N times in any window; the start that would exceed it jails the entry, and a tick restarts it when the jail ends", ([limits, gaps, tail]) => {
-  const { w, crashes } = runCrashes(limits, gaps, tail)
-  const expected = expectedStarts(limits, crashes, w.now)
-  expect(w.startsOf("r").map((s) => s.at)).toEqual(expected.starts)
-  const entry = w.report().groups[0]?.entries.find((e) => e.tag === "r")
-  expect(entry?.jailedUntil ?? undefined).toBe(expected.jailedUntil)
-  if (expected.jailedUntil !== undefined) expect(entry?.state).toBe("jailed")
-  expect(w.violations).toEqual([])
+/** Limits, the gaps between crashes (on the window's and the jail's edges), then quiet time. */
+const crashLoopArb = limitsArb.chain((limits) => {
+  const edges = [limits.windowMs, Math.floor(limits.windowMs / limits.max), limits.jailMs, 0]
+  return fc.record({
+    limits: fc.constant(limits),
+    gaps: fc.array(nearArb(edges, limits.jailMs + limits.windowMs), { maxLength: 30 }),
+    tail: nearArb([limits.jailMs], limits.jailMs * 2),
+  })
 })
 
-test.prop([fc.array(fc.constantFrom("g1", "g2", "g3"), { minLength: 3, maxLength: 8 }), fc.array(fc.tuple(fc.constantFrom("g1", "g2", "g3"), fc.integer({ min: 0, max: 5_000 })), { maxLength: 12 })])(
+test.prop([crashLoopArb], { numRuns: 300 })(
+  "rule 6: a respawn entry is restarted at once, at most N times in any window; the start that would " +
+    "exceed it jails the entry until the jail is over and the window admits a start, and a tick restarts it then",
+  ({ limits, gaps, tail }) => {
+    const { w, crashes } = runCrashes(limits, gaps, tail)
+    const expected = expectedStarts(limits, crashes, w.now)
+    expect(w.startsOf("r").map((s) => s.at)).toEqual(expected.starts)
+    const entry = w.report().groups[0]?.entries.find((e) => e.tag === "r")
+    expect(entry?.jailedUntil ?? undefined).toBe(expected.jailedUntil)
+    if (expected.jailedUntil !== undefined) expect(entry?.state).toBe("jailed")
+    // One jailed line per jailing, and a release always starts the entry (never jails it again).
+    expect(w.timeline.filter((e) => e.kind === "jailed")).toHaveLength(expected.jailings)
+    const released = w.timeline.filter((e) => e.kind === "released").map((e) => e.at)
+    for (const at of released) expect(w.startsOf("r").some((s) => s.at === at)).toBe(true)
+    expect(w.violations).toEqual([])
+  },
+)
+
+const groupArb = fc.constantFrom("g1", "g2", "g3")
+/** Tells of the three groups in any order, then crashes of their entries at any time. */
+const tellsArb = fc.array(groupArb, { minLength: 3, maxLength: 8 })
+const crashesArb = fc.array(fc.record({ group: groupArb, gap: fc.integer({ min: 0, max: 5_000 }) }), { maxLength: 12 })
+
+test.prop([tellsArb, crashesArb])(
   "rule 6: respawn entries are restarted in every group, not only in the group told last",
   (tells, crashes) => {
     const w = new World({ config: "g1:r1:1:respawn:a\ng2:r2:1:respawn:b\ng3:r3:1:respawn:c\n" })
-    for (const g of ["g1", "g2", "g3", ...tells]) w.tell(g, "1") // groups told different numbers of times, in any order
+    for (const g of ["g1", "g2", "g3", ...tells]) w.tell(g, "1") // groups told different numbers of times
     const perTag = new Map<string, number>()
-    for (const [g, gap] of crashes) {
-      const tag = `r${g.slice(1)}`
+    for (const { group, gap } of crashes) {
+      const tag = `r${group.slice(1)}`
       if ((perTag.get(tag) ?? 0) >= 4) continue // stay under the limit: this is about restarts, not jail
       perTag.set(tag, (perTag.get(tag) ?? 0) + 1)
       w.advance(gap)
@@ -144,6 +164,30 @@ describe("rule 6 and 7 at the exact boundaries", () => {
     expect(w.startsOf("r").map((s) => s.at).at(-1)).toBe(60_005)
     expect(w.history.at(-2)?.event._tag).toBe("Tick")
     expect(w.timeline.some((e) => e.kind === "released" && e.at === 60_005)).toBe(true)
+  })
+
+  it("rule 6: a jail shorter than the window lasts until the window admits a start: one jailing, its real end", () => {
+    const short: Limits = { max: 5, windowMs: 10_000, jailMs: 2_000 }
+    const { w } = runCrashes(short, [...fiveStarts, 1], 0) // the 6th start at 5 would exceed the window
+    expect(lookup(w.state.entries, "r")?.jail).toEqual({ _tag: "Jailed", until: 10_000 })
+    expect(w.report().groups[0]?.entries[0]?.jailedUntil).toBe(10_000)
+    w.advanceTo(9_999)
+    expect(w.startsOf("r")).toHaveLength(5)
+    w.advanceTo(10_000)
+    expect(w.startsOf("r").map((s) => s.at)).toEqual([0, 1, 2, 3, 4, 10_000])
+    w.advanceTo(20_000)
+    expect(w.timeline.filter((e) => e.kind === "jailed").map((e) => [e.at, e.detail])).toEqual([
+      [5, "jailed until 10.000s (for 9995 ms: respawning too rapidly (5 starts within 10000 ms))"],
+    ])
+    expect(w.timeline.filter((e) => e.kind === "released").map((e) => e.at)).toEqual([10_000])
+  })
+
+  it("rule 6: a jail that ends exactly when the window admits a start, and one a millisecond later", () => {
+    const even: Limits = { max: 5, windowMs: 10_000, jailMs: 9_995 }
+    const { w } = runCrashes(even, [...fiveStarts, 1], 0)
+    expect(lookup(w.state.entries, "r")?.jail).toEqual({ _tag: "Jailed", until: 10_000 })
+    const { w: later } = runCrashes({ ...even, jailMs: 9_996 }, [...fiveStarts, 1], 0)
+    expect(lookup(later.state.entries, "r")?.jail).toEqual({ _tag: "Jailed", until: 10_001 })
   })
 
   it("rule 7: SIGKILL at exactly the end of the 30 s grace, not a millisecond before", () => {

@@ -1,9 +1,8 @@
 import { fc, test } from "@fast-check/vitest"
 import { expect, it } from "vitest"
 import { parseStatusFile, renderStatusFile, statusRows } from "../src/core/status.ts"
-import { perform } from "../src/sim/scenario.ts"
-import { swarm } from "../src/sim/swarm.ts"
 import { World } from "../src/sim/world.ts"
+import { swarmStateArb, worldAt } from "./helpers.ts"
 
 /** The original writer, transcribed: `printf("%-15s %-15s %-15s\n", ...)` per sorted group (ASCII names). */
 const perlStatus = (id: string, groups: readonly (readonly [string, string, string])[]): string =>
@@ -14,45 +13,52 @@ const perlStatus = (id: string, groups: readonly (readonly [string, string, stri
     .join("") +
   `!endid ${id}\n`
 
-const worldAt = (seed: number, cut: number): World => {
-  const s = swarm(seed, { actions: 30 }).scenario
-  const w = new World({ ...(s.config === undefined ? {} : { config: s.config }), behaviours: s.behaviours })
-  for (const a of s.actions.slice(0, cut)) {
-    w.advanceTo(a.at)
-    perform(w, a.action)
+
+/** The status file's id: anything without a newline (here, what a pid and a random number give). */
+const statusIdArb = fc.stringMatching(/^[0-9.]{1,20}$/)
+
+/**
+ * The level each group was last told, from the world's record: an accepted tell logs its entry
+ * into the level; a config that no longer defines a group forgets its level (rule 18).
+ */
+const toldLevels = (w: World): Map<string, string> => {
+  const levels = new Map<string, string>()
+  for (const step of w.history) {
+    const e = step.event
+    if (e._tag !== "Tell" && e._tag !== "Reload") continue
+    // A rejected one says so; a halted daemon takes nothing (and says nothing).
+    if (step.effects.length === 0 || step.effects.some((x) => x._tag === "Log" && x.entry.what === "rejected")) continue
+    for (const g of levels.keys()) if (!e.parsed.config.byGroup.has(g)) levels.delete(g)
+    if (e._tag === "Tell") levels.set(e.group, e.level)
   }
-  return w
+  return levels
 }
 
-test.prop([fc.integer({ min: 0, max: 2 ** 31 }), fc.integer({ min: 0, max: 30 }), fc.stringMatching(/^[0-9.]{1,20}$/)], { numRuns: 150 })(
-  "rule 10: the status file is byte-compatible with the original: every group of the isinittab, sorted, never-told ones `stopped` with an empty level",
-  (seed, cut, id) => {
+test.prop([swarmStateArb, statusIdArb], { numRuns: 150 })(
+  "rule 10: the status file is byte-compatible with the original: every group of the isinittab, sorted, " +
+    "never-told ones `stopped` with an empty level (rule 18: a removed group only while its processes go)",
+  ({ seed, cut }, id) => {
     const w = worldAt(seed, cut)
-    const groups = new Set<string>(w.state.config.byGroup.keys())
-    // Told groups and their levels from the world's record: an accepted tell logs its entry into the level.
-    const levels = new Map<string, string>()
-    for (const step of w.history) {
-      const e = step.event
-      if (e._tag === "Tell" && step.effects.some((x) => x._tag === "Log" && x.entry.what === "group")) levels.set(e.group, e.level)
-    }
-    for (const g of levels.keys()) groups.add(g)
+    const levels = toldLevels(w)
     const phases = new Map(w.report().groups.map((g) => [g.group, g.state]))
-    const expected = perlStatus(
-      id,
-      [...groups].map((g) => [g, levels.has(g) ? (phases.get(g) ?? "?") : "stopped", levels.get(g) ?? ""] as const),
-    )
+    const stateOf = (g: string): string => (levels.has(g) ? (phases.get(g) ?? "?") : "stopped")
+    const rows = [...w.state.config.byGroup.keys()].map((g) => [g, stateOf(g), levels.get(g) ?? ""] as const)
+    const going = new Set([...w.processes.values()].map((p) => p.group).filter((g) => !w.state.config.byGroup.has(g)))
+    const expected = perlStatus(id, [...rows, ...[...going].map((g) => [g, "stopped", ""] as const)])
     const text = renderStatusFile(statusRows(w.state), id)
     expect(text).toBe(expected)
-    expect(renderStatusFile([...statusRows(w.state)].reverse(), id)).toBe(expected) // the writer sorts, whatever it is given
+    // The writer sorts, whatever it is given.
+    expect(renderStatusFile([...statusRows(w.state)].reverse(), id)).toBe(expected)
     const read = parseStatusFile(text)
     expect(read.complete).toBe(true)
-    expect(read.rows.map((r) => [r.group, r.state, r.level])).toEqual(statusRows(w.state).map((r) => [r.group, r.state, r.level]))
+    const cells = (r: { group: string; state: string; level: string }) => [r.group, r.state, r.level]
+    expect(read.rows.map(cells)).toEqual(statusRows(w.state).map(cells))
   },
 )
 
-test.prop([fc.integer({ min: 0, max: 2 ** 31 }), fc.integer({ min: 0, max: 30 })], { numRuns: 100 })(
+test.prop([swarmStateArb], { numRuns: 100 })(
   "rule 10: the status reader's group and level filters give what the original's `status` gives",
-  (seed, cut) => {
+  ({ seed, cut }) => {
     const w = worldAt(seed, cut)
     const rows = statusRows(w.state)
     const text = renderStatusFile(rows, "7")
@@ -73,6 +79,28 @@ it("rule 10 and 11: a level 0 is shown in the status file (the original's `|| \"
   const w = new World({ config: "web:a:0:respawn:a\ndb:b:1:respawn:b\n" })
   w.tell("web", "0")
   expect(renderStatusFile(statusRows(w.state), "1")).toBe(
-    "!startid 1\n" + "db              stopped                        \n" + "web             run             0              \n" + "!endid 1\n",
+    "!startid 1\n" +
+      "db              stopped                        \n" +
+      "web             run             0              \n" +
+      "!endid 1\n",
   )
+})
+
+it("rule 18: a group removed from the isinittab shows `stopped` while its processes go, then is gone", () => {
+  const w = new World({ config: "web:a:1:respawn:a\ndb:b:1:respawn:b\n", sigtermDelayMs: 1_000 })
+  w.tell("web", "1")
+  w.tell("db", "1")
+  w.editConfig("web:a:1:respawn:a\n")
+  w.advanceTo(10)
+  w.tell("web", "1")
+  const rows = () => statusRows(w.state).map((r) => [r.group, r.state, r.level])
+  expect(rows()).toEqual([["db", "stopped", ""], ["web", "run", "1"]])
+  const db = w.report().groups.find((g) => g.group === "db")
+  expect(db?.entries.map((e) => [e.tag, e.state])).toEqual([["b", "stopping"]])
+  w.advanceTo(1_009)
+  expect(rows()).toEqual([["db", "stopped", ""], ["web", "run", "1"]])
+  w.advanceTo(1_010)
+  expect(rows()).toEqual([["web", "run", "1"]])
+  expect(w.report().groups.map((g) => g.group)).toEqual(["web"])
+  expect(w.violations).toEqual([])
 })

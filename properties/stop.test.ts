@@ -1,16 +1,21 @@
 import { fc, test } from "@fast-check/vitest"
-import { expect } from "vitest"
+import { expect, it } from "vitest"
+import type { Mode } from "../src/core/config.ts"
+import type { Effect } from "../src/core/effects.ts"
+import { plan } from "../src/core/plan.ts"
+import { World } from "../src/sim/world.ts"
 import { exitsAfter, ignoresSigterm, runsForever, stopsAfter } from "../src/sim/behaviour.ts"
 import type { Behaviour } from "../src/sim/behaviour.ts"
 import { noSignalToReapedRun } from "../src/sim/invariants.ts"
 import type { EntrySpec } from "./helpers.ts"
-import { configText, entriesArb, exits, isLive, kills, levelsArb, makeWorld, nearArb } from "./helpers.ts"
+import { configText, effects, entriesArb, entrySpec, exits, isJob, isLive, kills, levelsArb } from "./helpers.ts"
+import { makeWorld, nearArb, phaseOf, plainBehaviours as plain } from "./helpers.ts"
 
-const plain = (entries: readonly EntrySpec[]): [string, Behaviour][] =>
-  entries.map((e) => [e.tag, e.mode === "respawn" || e.mode === "once" ? runsForever() : exitsAfter(50, 0)])
+const allModes: Mode[] = ["respawn", "once", "wait", "test"]
 
-test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 7 }), levelsArb, levelsArb])(
-  "rule 3: entries that do not list the new level are stopped, and their wait/test marks are cleared so they run again",
+test.prop([entriesArb({ modes: allModes, max: 7 }), levelsArb, levelsArb])(
+  "rule 3: entries that do not list the new level are stopped, and their wait/test marks are cleared so they " +
+    "run again",
   (entries, [a = "1"], [b = "2"]) => {
     const w = makeWorld(entries, plain(entries))
     w.tell("g", a)
@@ -21,7 +26,7 @@ test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 7 }), l
     for (const e of entries) {
       if (!e.levels.includes(b)) {
         expect(isLive(w, e.tag)).toBe(false)
-        const wasLive = w.startsOf(e.tag).length > 0 && (e.mode === "respawn" || e.mode === "once")
+        const wasLive = w.startsOf(e.tag).length > 0 && !isJob(e.mode)
         expect(kills(w, e.tag).filter((k) => k.step >= stepB).map((k) => k.signal)).toEqual(wasLive ? ["SIGTERM"] : [])
       }
     }
@@ -29,7 +34,7 @@ test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 7 }), l
     w.tell("g", a)
     w.runUntilIdle(60_000)
     for (const e of entries) {
-      if ((e.mode === "wait" || e.mode === "test") && e.levels.includes(a)) {
+      if (isJob(e.mode) && e.levels.includes(a)) {
         const again = w.startsOf(e.tag).filter((s) => s.step >= stepA).length
         expect(again).toBe(e.levels.includes(b) ? 0 : 1)
       }
@@ -38,26 +43,36 @@ test.prop([entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 7 }), l
   },
 )
 
-const editArb = fc.constantFrom<"remove" | "off" | "keep">("remove", "off", "keep", "keep")
+type Edit = "remove" | "off" | "keep"
+/** What an edit does to each entry. */
+const editsArb = fc.array(fc.constantFrom<Edit>("remove", "off", "keep", "keep"), { minLength: 6, maxLength: 6 })
+const twoGroupsArb = entriesArb({ modes: ["respawn", "once"], groups: ["g1", "g2"], min: 1, max: 6 })
+/** Both groups stay defined whatever the edit removes. */
+const anchors = "g1:anchor1:123:once:a1\ng2:anchor2:123:once:a2\n"
 
-test.prop([entriesArb({ modes: ["respawn", "once"], groups: ["g1", "g2"], min: 1, max: 6 }), fc.array(editArb, { minLength: 6, maxLength: 6 }), fc.constantFrom("g1", "g2")])(
+const edited = (e: EntrySpec, edit: Edit | undefined): EntrySpec[] => {
+  if (edit === "remove") return []
+  return edit === "off" ? [{ ...e, mode: "off" }] : [e]
+}
+
+test.prop([twoGroupsArb, editsArb, fc.constantFrom("g1", "g2")])(
   "rule 4: entries removed from the isinittab or set to off are stopped at the next tell, whatever group",
   (entries, edits, toldGroup) => {
-    const w = makeWorld(entries, plain(entries), { sigtermDelayMs: 0 }, "g1:anchor1:123:once:a1\ng2:anchor2:123:once:a2\n")
+    const w = makeWorld(entries, plain(entries), { sigtermDelayMs: 0 }, anchors)
     for (const level of ["1", "2", "3"]) {
       w.tell("g1", level)
       w.tell("g2", level)
     }
     const before = new Map(entries.map((e) => [e.tag, w.liveRuns(e.tag).map((p) => p.run)]))
-    const edited = entries.flatMap((e, i) => (edits[i] === "remove" ? [] : edits[i] === "off" ? [{ ...e, mode: "off" as const }] : [e]))
-    w.editConfig("g1:anchor1:123:once:a1\ng2:anchor2:123:once:a2\n" + configText(edited))
+    w.editConfig(anchors + configText(entries.flatMap((e, i) => edited(e, edits[i]))))
     const tellStep = w.steps
     w.tell(toldGroup, "3")
     for (const [i, e] of entries.entries()) {
       const gone = edits[i] !== "keep"
       if (gone) {
         expect(isLive(w, e.tag)).toBe(false)
-        if ((before.get(e.tag) ?? []).length > 0) expect(kills(w, e.tag).filter((k) => k.step === tellStep).map((k) => k.signal)).toEqual(["SIGTERM"])
+        const signals = kills(w, e.tag).filter((k) => k.step === tellStep).map((k) => k.signal)
+        if ((before.get(e.tag) ?? []).length > 0) expect(signals).toEqual(["SIGTERM"])
       } else if (e.group !== toldGroup) {
         // untouched: a tell for one group leaves the other group's kept entries alone
         expect(w.liveRuns(e.tag).map((p) => p.run)).toEqual(before.get(e.tag))
@@ -67,16 +82,17 @@ test.prop([entriesArb({ modes: ["respawn", "once"], groups: ["g1", "g2"], min: 1
   },
 )
 
-const stopperArb = fc.oneof(
-  fc.constant<"ignores" | number>("ignores"),
-  nearArb([30_000], 60_000), // how long it takes to honour SIGTERM
-)
+/** A process that ignores SIGTERM, or the time it takes to honour it (on the grace's edge). */
+const stopperArb = fc.oneof(fc.constant<"ignores" | number>("ignores"), nearArb([30_000], 60_000))
+const stoppersArb = fc.array(stopperArb, { minLength: 1, maxLength: 6 })
 
-test.prop([fc.array(stopperArb, { minLength: 1, maxLength: 6 }), nearArb([0], 50_000)])(
-  "rule 7: a stop sends SIGTERM, then SIGKILL exactly when the 30 s grace ends if the process is still alive; all stops run concurrently",
+test.prop([stoppersArb, nearArb([0], 50_000)])(
+  "rule 7: a stop sends SIGTERM, then SIGKILL exactly when the 30 s grace ends if the process is still alive; " +
+    "all stops run concurrently",
   (stoppers, startAt) => {
-    const entries: EntrySpec[] = stoppers.map((_, i) => ({ group: "g", tag: `t${i + 1}`, levels: ["1"], mode: "respawn", command: `c${i + 1}` }))
-    const behaviours = stoppers.map((s, i): [string, Behaviour] => [`t${i + 1}`, s === "ignores" ? ignoresSigterm() : stopsAfter(s)])
+    const entries = stoppers.map((_, i) => entrySpec(i, "respawn"))
+    const taking = (s: "ignores" | number): Behaviour => (s === "ignores" ? ignoresSigterm() : stopsAfter(s))
+    const behaviours = stoppers.map((s, i): [string, Behaviour] => [`t${i + 1}`, taking(s)])
     const w = makeWorld(entries, behaviours)
     w.tell("g", "1")
     w.advanceTo(startAt)
@@ -87,18 +103,23 @@ test.prop([fc.array(stopperArb, { minLength: 1, maxLength: 6 }), nearArb([0], 50
       const signals = kills(w, tag).map((k) => [k.at, k.signal])
       // A process that ends exactly at the grace is reaped before the tick: no SIGKILL.
       const killed = s === "ignores" || s > 30_000
-      expect(signals).toEqual(killed ? [[startAt, "SIGTERM"], [startAt + 30_000, "SIGKILL"]] : [[startAt, "SIGTERM"]])
+      const term = [startAt, "SIGTERM"]
+      expect(signals).toEqual(killed ? [term, [startAt + 30_000, "SIGKILL"]] : [term])
       expect(exits(w, tag).map((x) => x.at)).toEqual([killed ? startAt + 30_000 : startAt + (s as number)])
     }
     expect(w.violations).toEqual([])
   },
 )
 
-test.prop([
-  entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 6 }),
-  fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), nearArb([30_000, 10], 40_000), fc.constantFrom("1", "2", "3")), { maxLength: 12 }),
-  fc.array(fc.integer({ min: 0, max: 40_000 }), { minLength: 6, maxLength: 6 }),
-])(
+/** Tells, crashes, time and stopall, with times on the grace's edge. */
+const scriptArb = fc.array(
+  fc.tuple(fc.integer({ min: 0, max: 3 }), nearArb([30_000, 10], 40_000), fc.constantFrom("1", "2", "3")),
+  { maxLength: 12 },
+)
+/** How long each entry runs before it exits by itself. */
+const lifetimesArb = fc.array(fc.integer({ min: 0, max: 40_000 }), { minLength: 6, maxLength: 6 })
+
+test.prop([entriesArb({ modes: allModes, max: 6 }), scriptArb, lifetimesArb])(
   "rule 7: no signal is ever aimed at a run that has already been reaped",
   (entries, script, lifetimes) => {
     const behaviours = entries.map((e, i): [string, Behaviour] => [e.tag, exitsAfter(lifetimes[i] ?? 10, i % 2)])
@@ -114,3 +135,89 @@ test.prop([
     expect(w.violations).toEqual([])
   },
 )
+
+/** How an outgoing process takes its SIGTERM: it ignores it, or ends after a while (edges on the grace). */
+const sigtermTakerArb = fc.oneof(
+  fc.constant(ignoresSigterm()),
+  nearArb([30_000, 0], 40_000).map((ms) => stopsAfter(ms)),
+)
+/** Entries of group g with how each takes SIGTERM, and two levels to move between. */
+const groupMoveArb = fc.record({
+  entries: entriesArb({ modes: ["respawn", "once", "wait", "test"], max: 6 }),
+  takers: fc.array(sigtermTakerArb, { minLength: 6, maxLength: 6 }),
+  from: fc.constantFrom("1", "2", "3"),
+  to: fc.constantFrom("1", "2", "3"),
+  crashAt: fc.integer({ min: 0, max: 40_000 }),
+})
+
+/** The exit of one run, as the world delivered it. */
+const exitOf = (w: World, tag: string, run: number) =>
+  w.history.find((s) => s.event._tag === "ChildExit" && s.event.tag === tag && s.event.run === run)
+
+test.prop([groupMoveArb])(
+  "rule 15: a group's outgoing processes are gone before its incoming entries start (K before S); " +
+    "other groups go on meanwhile",
+  ({ entries, takers, from, to, crashAt }) => {
+    const behaviours = entries.map((e, i): [string, Behaviour] =>
+      [e.tag, e.mode === "wait" || e.mode === "test" ? exitsAfter(50, 0) : (takers[i] ?? runsForever())])
+    const other = "h:crashy:123:respawn:crashy\n"
+    const w = makeWorld(entries, behaviours, {}, other)
+    w.tell("h", "1")
+    w.tell("g", from)
+    w.runUntilIdle(600_000)
+    const tellStep = w.steps
+    w.tell("g", to)
+    const outgoing = kills(w).filter((k) => k.step === tellStep && k.signal === "SIGTERM")
+    w.advanceTo(w.now + crashAt)
+    w.crash("crashy", 1) // another group's restart never waits for g
+    expect(w.startsOf("crashy").at(-1)?.at).toBe(w.now)
+    w.runUntilIdle(600_000)
+    const gone = outgoing.map((k) => exitOf(w, k.tag, k.run))
+    const lastGone = Math.max(-1, ...gone.map((s) => s?.index ?? Infinity))
+    const incoming = w.starts.filter((s) => s.step >= tellStep && s.group === "g")
+    for (const start of incoming) expect(start.step).toBeGreaterThanOrEqual(lastGone)
+    // ...and not later than needed: the first one starts as the last outgoing process goes.
+    const first = incoming[0]
+    if (first !== undefined && outgoing.length > 0) expect(first.step).toBe(lastGone)
+    expect(w.violations).toEqual([])
+  },
+)
+
+test.prop([groupMoveArb])(
+  "rule 15: `plan` tells the truth: its stops and starts come in the order the daemon takes them",
+  ({ entries, from, to }) => {
+    const w = makeWorld(entries, plain(entries))
+    w.tell("g", from)
+    w.runUntilIdle(600_000)
+    const planned = plan(w.state, "g", to, w.parsed, w.now).effects
+    const stepOfTell = w.steps
+    w.tell("g", to)
+    w.runUntilIdle(600_000)
+    const order = (fx: readonly Effect[]) =>
+      fx.flatMap((e) => (e._tag === "Kill" || e._tag === "Spawn" || e._tag === "RunSync" ? [`${e._tag} ${e.tag}`] : []))
+    const done = effects(w).filter((e) => e.step >= stepOfTell).map((e) => e.effect)
+    expect(order(planned)).toEqual(order(done))
+    expect(w.violations).toEqual([])
+  },
+)
+
+it("rule 15: a server and the maintenance page on its port: the page starts when the server is gone", () => {
+  const w = new World({
+    config: "web:server:run,:respawn:httpd\nweb:page:maint,:respawn:maint-page\n",
+    behaviours: [["server", stopsAfter(2_000)]],
+  })
+  w.tell("web", "run")
+  w.advanceTo(1_000)
+  w.tell("web", "maint")
+  w.advanceTo(2_999)
+  expect(w.startsOf("page")).toEqual([])
+  expect(phaseOf(w, "web")).toBe("start")
+  w.advanceTo(3_000)
+  expect(w.startsOf("page").map((s) => s.at)).toEqual([3_000])
+  expect(phaseOf(w, "web")).toBe("run")
+  const steps = plan(w.state, "web", "run", w.parsed, w.now).effects
+  expect(steps.flatMap((e) => (e._tag === "Kill" || e._tag === "Spawn" ? [`${e._tag} ${e.tag}`] : []))).toEqual([
+    "Kill page",
+    "Spawn server",
+  ])
+})

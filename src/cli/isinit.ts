@@ -46,8 +46,9 @@ Commands:
                 in the background with the same -c and -s, in /, with a clean environment
                 (PATH, HOME, USER, LOGNAME, locale and TZ; see README), logging to isinitd.log
                 beside the socket. --wait blocks until the transition is over: exit 0 when the
-                group runs, 1 when a test entry failed, a later tell replaced it, or --timeout S
-                passed (default 600 s). A group named like a command needs the tell form.
+                group runs, 1 when a test entry failed, a later tell of another level replaced
+                it, or --timeout S passed (default 600 s). Telling the level a group is at in
+                fail reruns its failed tests. A group named like a command needs the tell form.
                 A tell re-reads the isinittab; one that would stop more than half of the
                 running entries (their lines gone, as in a file cut by a rewrite) is refused:
                 --force applies it anyway (the share: :::removal-guard:).
@@ -67,8 +68,8 @@ Commands:
                 protocol cannot carry, commands in daemon mode or too long to execute). As
                 root, or with --strict, also the StrictModes refusal a root daemon would make
                 (the file or its directory writable by others, or not owned by root).
-  plan          what GROUP LEVEL would do now, in order, without doing it (against the running
-                daemon's state, or everything stopped when no daemon runs).
+  plan          what GROUP LEVEL would do now, in order (stops before starts), without doing it
+                (against the running daemon's state, or everything stopped when no daemon runs).
   simulate      run a scenario file in the simulator (virtual time) and print its timeline.
                 A scenario that runs away (a respawn loop without end, a long run) is
                 stopped after --max-events N events (default 100000): exit 1, saying so.
@@ -636,6 +637,9 @@ const printPlan = (ctx: Context, command: Extract<Command, { readonly _tag: "Pla
     return 0
   }
   ctx.io.out(`tell ${command.group} ${command.level} would, in this order:\n${steps.map((s) => `  ${s}`).join("\n")}\n`)
+  if (effects.some((effect) => effect._tag === "Kill")) {
+    ctx.io.out("A group's entries start only once its stopped processes are gone (at most the kill grace).\n")
+  }
   if (endsAtBarrier(effects)) {
     ctx.io.out("Assuming every wait and test exits 0; later entries start only when they do (isinit simulate shows timing).\n")
   }

@@ -269,7 +269,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
             take(group, wanted)
             if (rejected !== undefined) {
               refused.add(group)
-              log.line({ what: "rejected", group, message: `${what} rejected: ${rejected}; nothing was changed` })
+              log.line({ what: "rejected", group, message: `${what}: ${rejected}; nothing was changed` })
             } else {
               refused.delete(group)
               log.line({ what: "cluster", group, message: `${what}: told` })

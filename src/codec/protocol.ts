@@ -263,7 +263,7 @@ const literals = <A extends string>(name: string, values: readonly A[]): t.Type<
 const nullable = <C extends t.Mixed>(codec: C) => t.union([codec, t.null])
 
 const modeValues: readonly (Mode | "removed")[] = ["respawn", "once", "wait", "test", "off", "removed"]
-const procStates: readonly EntryProcState[] = ["idle", "running", "stopping", "jailed", "done", "failed"]
+const procStates: readonly EntryProcState[] = ["idle", "running", "stopping", "leader-exited", "jailed", "done", "failed"]
 const phases: readonly GroupPhase[] = ["stopped", "start", "run", "fail", "stopping"]
 const lifecycles: readonly StatusReport["lifecycle"][] = ["running", "stopping", "halted"]
 const logWhats: readonly LogWhat[] = [

@@ -23,28 +23,42 @@ const entryDef = t.type({
 const completion = t.union([t.type({ _tag: t.literal("NotRun") }), t.type({ _tag: t.literal("Ran"), ok: t.boolean })])
 const jail = t.union([t.type({ _tag: t.literal("Free") }), t.type({ _tag: t.literal("Jailed"), until: t.number })])
 
-const proc = t.type({
-  run: t.number,
-  pid: t.union([t.number, t.null]),
-  identity: t.union([t.string, t.null]),
-  since: t.number,
-  stopping: t.boolean,
-  def: entryDef,
-})
+const outcome = t.union([
+  t.type({ _tag: t.literal("Exited"), code: t.number }),
+  t.type({ _tag: t.literal("Signaled"), signal: t.string }),
+  t.type({ _tag: t.literal("SpawnFailed"), reason: t.string }),
+  t.type({ _tag: t.literal("Vanished") }),
+])
+
+/** Fields added later are optional, so a state file an older daemon wrote still decodes. */
+const proc = t.intersection([
+  t.type({
+    run: t.number,
+    pid: t.union([t.number, t.null]),
+    identity: t.union([t.string, t.null]),
+    since: t.number,
+    stopping: t.boolean,
+    def: entryDef,
+  }),
+  t.partial({ leaderExit: outcome }),
+])
 
 const snapshotCodec = t.type({
   version: t.literal(1),
   nextRun: t.number,
   lifecycle: t.keyof({ running: null, stopping: null, halted: null }),
   entries: t.readonlyArray(
-    t.type({
-      tag: t.string,
-      proc: t.union([proc, t.null]),
-      completion,
-      jail,
-      starts: t.readonlyArray(t.number),
-      restarts: t.number,
-    }),
+    t.intersection([
+      t.type({
+        tag: t.string,
+        proc: t.union([proc, t.null]),
+        completion,
+        jail,
+        starts: t.readonlyArray(t.number),
+        restarts: t.number,
+      }),
+      t.partial({ lastExit: t.type({ outcome, at: t.number }) }),
+    ]),
   ),
   groups: t.readonlyArray(
     t.type({

@@ -15,6 +15,8 @@ export type Event =
   /** `identity` tells this process from a later one with the same pid (e.g. its start time). */
   | { readonly _tag: "Started"; readonly tag: string; readonly run: number; readonly pid: number; readonly identity?: string; readonly now: number }
   | { readonly _tag: "ChildExit"; readonly tag: string; readonly run: number; readonly outcome: Outcome; readonly now: number }
+  /** The run's leader exited while other members of its process group live on (`ChildExit` follows when they are gone). */
+  | { readonly _tag: "LeaderExited"; readonly tag: string; readonly run: number; readonly outcome: Outcome; readonly now: number }
   | { readonly _tag: "Tick"; readonly now: number }
   /** A restarted daemon takes over what its predecessor recorded; `alive` lists the runs it verified. */
   | { readonly _tag: "Restore"; readonly snapshot: Snapshot; readonly alive: readonly number[]; readonly parsed: Parsed; readonly now: number }
@@ -58,6 +60,9 @@ export const started = (tag: string, run: number, pid: number, now: number, iden
   identity === undefined ? { _tag: "Started", tag, run, pid, now } : { _tag: "Started", tag, run, pid, identity, now }
 export const childExit = (tag: string, run: number, outcome: Outcome, now: number): Event => ({
   _tag: "ChildExit", tag, run, outcome, now,
+})
+export const leaderExited = (tag: string, run: number, outcome: Outcome, now: number): Event => ({
+  _tag: "LeaderExited", tag, run, outcome, now,
 })
 export const tick = (now: number): Event => ({ _tag: "Tick", now })
 export const restore = (snapshot: Snapshot, alive: readonly number[], parsed: Parsed, now: number): Event => ({

@@ -1,13 +1,16 @@
 import type { Parsed } from "./config.ts"
 import type { Effect } from "./effects.ts"
+import type { Event, Outcome } from "./events.ts"
 import { childExit, tell } from "./events.ts"
 import { reduce } from "./reducer.ts"
 import type { State } from "./state.ts"
 
 /**
- * A dry run: what a tell would do, computed by the same reducer the daemon runs. Barriers are
- * assumed to succeed at once (each wait/test exits 0), so the plan lists the whole order of the
- * transition; what time adds (SIGKILL after the grace, jails) is what `isinit simulate` shows.
+ * A dry run: what a tell would do, computed by the same reducer the daemon runs. Stopped processes
+ * are assumed to end at their SIGTERM and barriers to succeed at once (each wait/test exits 0), so
+ * the plan lists the whole transition in the order the daemon takes it: a group's stops before its
+ * starts (rule 15), then its entries in file order. What time adds (SIGKILL after the grace,
+ * jails) is what `isinit simulate` shows.
  */
 export interface Plan {
   readonly accepted: boolean
@@ -17,19 +20,34 @@ export interface Plan {
 export const plan = (state: State, group: string, level: string, parsed: Parsed, now: number): Plan => {
   const [told, first] = reduce(state, tell(group, level, parsed, now))
   const effects = [...first]
+  const ended = new Set<string>()
   let current = told
-  // Each barrier releases at most the rest of the group, so this ends within the group's size.
-  for (let barriers = first.filter(isBarrier); barriers.length > 0; ) {
+  // Each round ends what the last one waits for; every run ends once, and a barrier releases at
+  // most the rest of its group, so this ends within the size of the config.
+  for (let awaited = endsOf(first, ended, now); awaited.length > 0; ) {
     const next: Effect[] = []
-    for (const barrier of barriers) {
-      const [after, more] = reduce(current, childExit(barrier.tag, barrier.run, { _tag: "Exited", code: 0 }, now))
+    for (const exit of awaited) {
+      const [after, more] = reduce(current, exit)
       current = after
       next.push(...more)
     }
     effects.push(...next)
-    barriers = next.filter(isBarrier)
+    awaited = endsOf(next, ended, now)
   }
   return { accepted: !first.some((e) => e._tag === "Log" && e.entry.what === "rejected"), effects }
 }
 
-const isBarrier = (effect: Effect): effect is Extract<Effect, { readonly _tag: "RunSync" }> => effect._tag === "RunSync"
+/** The exits the plan assumes for these effects: a stop ends at its SIGTERM, a barrier exits 0. */
+const endsOf = (effects: readonly Effect[], ended: Set<string>, now: number): Event[] =>
+  effects.flatMap((effect) => {
+    const assumed = assumedEnd(effect)
+    if (assumed === undefined || ended.has(assumed.key)) return []
+    ended.add(assumed.key)
+    return [childExit(assumed.tag, assumed.run, assumed.outcome, now)]
+  })
+
+const assumedEnd = (effect: Effect): { key: string; tag: string; run: number; outcome: Outcome } | undefined => {
+  if (effect._tag !== "RunSync" && !(effect._tag === "Kill" && effect.signal === "SIGTERM")) return undefined
+  const outcome: Outcome = effect._tag === "RunSync" ? { _tag: "Exited", code: 0 } : { _tag: "Signaled", signal: "SIGTERM" }
+  return { key: `${effect.tag}#${effect.run}`, tag: effect.tag, run: effect.run, outcome }
+}

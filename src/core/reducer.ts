@@ -3,11 +3,12 @@
  *
  * Theory of operation. Each group has a level and, while it is moving into that level, a
  * *transition*: the group's entries that list the level, in file order, taken one at a time.
- * Taking an entry starts it (`respawn`, `once`) or runs it while the transition waits for its
- * exit (`wait`, `test`: a *barrier*). Nothing else waits: other groups' tells, exits and ticks are
- * handled while a barrier runs. A transition is over when every entry has been taken, no barrier
- * runs and the group's outgoing processes are gone; the group is then `run`, or `fail` if one of
- * its tests exited non-zero.
+ * The group's *outgoing* processes (those being stopped) go first: nothing is taken while one is
+ * still going, as sysvinit runs K scripts before S scripts. Taking an entry starts it (`respawn`,
+ * `once`) or runs it while the transition waits for its exit (`wait`, `test`: a *barrier*).
+ * Nothing else waits: other groups' tells, exits and ticks are handled while a barrier runs. A
+ * transition is over when every entry has been taken, no barrier runs and no outgoing process is
+ * left; the group is then `run`, or `fail` if one of its tests exited non-zero.
  *
  * An entry is *admitted* when its group's level lists it and the transition (if any) has taken
  * it. Only admitted entries are started, restarted or released from jail, so file order and
@@ -15,13 +16,18 @@
  *
  * Processes are named by tag and run number. A stop sends SIGTERM to the process group and arms a
  * timer for SIGKILL; signals go only to runs whose exit has not been reported, so a reaped pid is
- * never signalled. Time comes only from events; timers live in a persistent heap and the runtime
+ * never signalled. A run is over when its whole process group is gone; a leader that exits before
+ * the rest of its group ends the run all the same: the rest is stopped, then the entry is handled
+ * as exited with the leader's outcome. Time comes only from events; timers live in a persistent heap and the runtime
  * asks `nextDeadline` when to send the next tick.
  *
  * Within one call a `Step` accumulates the new state and the effects; nothing outside the call
- * can see it, so the function stays pure.
+ * can see it, so the function stays pure, total and deterministic (rule 13).
+ *
+ * The rules are numbered once, in properties/README.md, each with its property and the functions
+ * below that implement it; `Rule N` in a comment cites that list.
  */
-import type { Config, Entry, Parsed } from "./config.ts"
+import type { Config, Entry, Mode, Parsed } from "./config.ts"
 import { hasErrors, listsLevel, sameDefinition } from "./config.ts"
 import type { Effect, LogEntry } from "./effects.ts"
 import type { Event, Guard, Outcome } from "./events.ts"
@@ -29,13 +35,14 @@ import { describeOutcome, succeeded } from "./events.ts"
 import * as HashMap from "effect/HashMap"
 import { removalRefusal } from "./reread.ts"
 import type { EntrySnapshot } from "./snapshot.ts"
-import type { Completion, EntryState, GroupState, Lifecycle, LiveProc, State, Transition } from "./state.ts"
-import { free, freshEntry, freshGroup, groupOf, idle, lookup, notRun } from "./state.ts"
+import type { Completion, EntryState, GroupState, Lifecycle, LiveProc, State, StopCause, Transition } from "./state.ts"
+import { free, freshEntry, freshGroup, groupOf, idle, lookup, notRun, ordered } from "./state.ts"
 import type { Timer, TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
 export const reduce = (state: State, event: Event): readonly [State, readonly Effect[]] => {
   if (state.lifecycle === "halted") return [state, []]
+  // Rule 9: a refused tell or reload changes nothing.
   if (event._tag === "Tell" || event._tag === "Reload") {
     const reason = configRejection(state, event.parsed, event.guard) ?? (event._tag === "Tell" ? groupRejection(event.parsed.config, event.group, event.level) : undefined)
     if (reason !== undefined) return [state, [rejected(event, reason)]]
@@ -56,6 +63,9 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
       break
     case "ChildExit":
       onChildExit(step, event)
+      break
+    case "LeaderExited":
+      onLeaderExited(step, event)
       break
     case "Tick":
       onTick(step)
@@ -94,8 +104,8 @@ const rejected = (event: Event & { readonly _tag: "Tell" | "Reload" }, reason: s
   _tag: "Log",
   entry:
     event._tag === "Tell"
-      ? { what: "rejected", group: event.group, message: `tell ${event.group} ${event.level} rejected: ${reason}` }
-      : { what: "rejected", message: `reload rejected: ${reason}` },
+      ? { what: "rejected", group: event.group, message: `tell ${event.group} ${event.level}: ${reason}` }
+      : { what: "rejected", message: `reload: ${reason}` },
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -108,14 +118,13 @@ const onTell = (step: Step, { group, level, parsed }: EventOf<"Tell">): void => 
   enterLevel(step, group, level, "tell")
 }
 
-/** SIGHUP: the re-read config applies, and every told group re-enters its level. */
+/** Rule 8: SIGHUP: the re-read config applies, and every told group re-enters its level (not a tell). */
 const onReload = (step: Step, { parsed }: EventOf<"Reload">): void => {
   applyConfig(step, parsed.config)
-  for (const group of step.groups()) {
-    if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level, "reapply")
-  }
+  reapplyLevels(step, parsed.config)
 }
 
+/** Rule 8: stopall: every group `stopping`, every process stopped; the daemon halts when they are gone. */
 const onStopAll = (step: Step): void => {
   if (step.lifecycle !== "running") return
   step.lifecycle = "stopping"
@@ -140,48 +149,81 @@ const onChildExit = (step: Step, { tag, run, outcome }: EventOf<"ChildExit">): v
 }
 
 /**
- * A daemon that starts after a crash takes over its predecessor's record: runs the runtime
+ * Rule 14: the leader's exit ends the run (systemd's main-pid rule): it is recorded at once, and
+ * the rest of its process group is stopped; once that is gone the entry is handled as exited with
+ * the leader's outcome. A run already being stopped goes on being stopped for its own reason.
+ */
+const onLeaderExited = (step: Step, { tag, run, outcome }: EventOf<"LeaderExited">): void => {
+  const entry = step.findEntry(tag)
+  if (entry === undefined || entry.proc._tag !== "Running" || entry.proc.run !== run) return
+  step.setEntry({ ...entry, lastExit: { outcome, at: step.now } })
+  const why = `its leader exited (${describeOutcome(outcome)}), the rest of its process group lives on`
+  beginStop(step, tag, { _tag: "LeaderExited", outcome }, why)
+}
+
+/**
+ * Rule 19: a daemon that starts after a crash takes over its predecessor's record: runs the runtime
  * verified as still alive are adopted, the others count as ended while nobody watched (once,
  * wait and test as done, so they do not run twice; a test whose result is unknown as failed),
  * jails and windows continue, and every told group converges to its level as after a tell.
  */
 const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">): void => {
   if (step.entryTags().length > 0 || step.groups().length > 0) {
-    step.log({ what: "rejected", message: "restore rejected: the daemon already manages processes" })
+    step.log({ what: "rejected", message: "restore: the daemon already manages processes" })
     return
   }
   const live = new Set(alive)
   step.nextRun = Math.max(step.nextRun, snapshot.nextRun)
   for (const saved of snapshot.entries) adoptEntry(step, saved, saved.proc !== null && live.has(saved.proc.run))
   for (const group of snapshot.groups) {
-    step.setGroup({ ...freshGroup(group.name), level: group.level ?? undefined, phase: group.level === null ? "stopped" : group.phase, seq: group.seq })
+    const phase = group.level === null ? "stopped" : group.phase
+    step.setGroup({ ...freshGroup(group.name), level: group.level ?? undefined, phase, seq: group.seq })
   }
   for (const saved of snapshot.entries) {
-    if (saved.proc?.stopping === true) stop(step, saved.tag, "it was being stopped when the previous daemon ended")
+    if (saved.proc?.stopping !== true) continue
+    const leader = saved.proc.leaderExit
+    const cause: StopCause = leader === undefined ? ordered : { _tag: "LeaderExited", outcome: leader }
+    beginStop(step, saved.tag, cause, "it was being stopped when the previous daemon ended")
   }
   if (snapshot.lifecycle !== "running") return onStopAll(step)
   if (hasErrors(parsed)) {
-    step.log({ what: "rejected", message: "the isinittab has errors: adopted processes keep running, no group converges until a valid tell" })
+    const message = "the isinittab has errors: adopted processes keep running, no group converges until a valid tell"
+    step.log({ what: "rejected", message })
     return
   }
   applyConfig(step, parsed.config)
+  reapplyLevels(step, parsed.config)
+}
+
+/** Every told group the config still defines re-enters its level (a reload, a restore: not a tell). */
+const reapplyLevels = (step: Step, config: Config): void => {
   for (const group of step.groups()) {
-    if (group.level !== undefined && parsed.config.byGroup.has(group.name)) enterLevel(step, group.name, group.level, "reapply")
+    const level = group.level
+    if (level !== undefined && config.byGroup.has(group.name)) enterLevel(step, group.name, level, "reapply")
   }
 }
 
 const adoptEntry = (step: Step, saved: EntrySnapshot, isAlive: boolean): void => {
-  const base: EntryState = { ...freshEntry(saved.tag), completion: saved.completion, jail: saved.jail, starts: saved.starts, restarts: saved.restarts }
+  const base: EntryState = {
+    ...freshEntry(saved.tag),
+    completion: saved.completion,
+    jail: saved.jail,
+    starts: saved.starts,
+    restarts: saved.restarts,
+    lastExit: saved.lastExit,
+  }
   const proc = saved.proc
-  if (saved.jail._tag === "Jailed") step.addTimer({ at: saved.jail.until, reason: { _tag: "JailEnds", tag: saved.tag } })
+  const jail = saved.jail
+  if (jail._tag === "Jailed") step.addTimer({ at: jail.until, reason: { _tag: "JailEnds", tag: saved.tag } })
   if (proc === null) return step.setEntry(base)
   const where = { group: proc.def.group, tag: saved.tag, run: proc.run }
   if (isAlive) {
-    step.setEntry({ ...base, proc: { _tag: "Running", run: proc.run, pid: proc.pid ?? undefined, identity: proc.identity ?? undefined, since: proc.since, def: proc.def } })
-    step.log({ what: "adopted", ...where, message: `adopted pid ${proc.pid ?? "?"} from the previous daemon` })
+    const adopted = { run: proc.run, pid: proc.pid ?? undefined, identity: proc.identity ?? undefined, since: proc.since }
+    step.setEntry({ ...base, proc: { _tag: "Running", ...adopted, def: proc.def } })
+    step.log({ what: "adopted", ...where, message: "from the previous daemon" })
     return
   }
-  const finished: Completion = proc.def.mode === "respawn" ? base.completion : { _tag: "Ran", ok: proc.def.mode !== "test" }
+  const finished = proc.def.mode === "respawn" ? base.completion : completionAfter(proc.def.mode, { _tag: "Vanished" })
   step.setEntry({ ...base, completion: finished, lastExit: { outcome: { _tag: "Vanished" }, at: step.now } })
   step.log({ what: "exited", ...where, message: "ended while no daemon was watching (exit status unknown)" })
 }
@@ -210,23 +252,81 @@ const applyConfig = (step: Step, config: Config): void => {
       stop(step, tag, "its definition changed: restarting it")
     }
   }
+  for (const group of step.groups()) if (!config.byGroup.has(group.name)) dropGroup(step, group)
 }
 
 /**
- * Rules 2, 3 and 8: a group moves to a level; a newer tell supersedes an unfinished one. A
- * reload or restore re-applies the level without counting as a tell, so a client waiting for
- * the last tell's transition is not told it was superseded.
+ * Rule 18: a group the config no longer defines has no level: it shows `stopped` while its
+ * processes go (its waiters are told it was replaced), and is forgotten once they are gone.
+ */
+const dropGroup = (step: Step, group: GroupState): void => {
+  if (group.outgoing === 0) return step.forgetGroup(group.name)
+  if (group.level === undefined) return
+  step.setGroup({ ...group, level: undefined, phase: "stopped", transition: undefined, seq: group.seq + 1 })
+  step.log({ what: "group", group: group.name, message: "removed from the isinittab: stopped while its processes go" })
+}
+
+/** Rule 18: the last process of a group the config no longer defines is gone: so is the group. */
+const forgetIfDropped = (step: Step, name: string): void => {
+  const group = step.group(name)
+  if (group.outgoing === 0 && group.level === undefined && !step.config.byGroup.has(name)) step.forgetGroup(name)
+}
+
+/**
+ * Rules 2, 3 and 8: a group moves to a level; a tell of another level supersedes an unfinished
+ * transition (rules 16 and 17 for the same level). A reload or restore re-applies the level
+ * without counting as a tell, so a client waiting for the last tell's transition is not told it
+ * was superseded.
  */
 const enterLevel = (step: Step, name: string, level: string, why: "tell" | "reapply"): void => {
+  const course = courseOf(step.group(name), level, why)
   const defs = step.config.byGroup.get(name) ?? []
   for (const def of defs) if (!listsLevel(def, level)) leaveLevel(step, def.tag)
   const order = defs.filter((def) => def.mode !== "off" && listsLevel(def, level))
+  const retried = course === "retry" ? retryFailedTests(step, order) : 0
   const group = step.group(name)
-  const seq = why === "tell" ? group.seq + 1 : group.seq
+  const seq = course === "new" || course === "retry" ? group.seq + 1 : group.seq
   step.setGroup({ ...group, level, phase: "start", seq, transition: { level, order, next: 0, barrier: undefined } })
-  step.log({ what: "group", group: name, message: `entering level ${level} (${order.length} entries)` })
+  step.log({ what: "group", group: name, message: enteringMessage(course, level, order.length, retried) })
   advance(step, name)
   settle(step, name)
+}
+
+/**
+ * How a tell meets its group. Rule 16: the level it is heading to joins the running transition
+ * (same number, so every waiter of that level is answered when it is reached). Rule 17: the
+ * level it is at starts a new transition that reruns its failed tests.
+ */
+type Course = "new" | "join" | "retry" | "reapply"
+
+const courseOf = (group: GroupState, level: string, why: "tell" | "reapply"): Course => {
+  if (why === "reapply") return "reapply"
+  if (group.level !== level) return "new"
+  return group.phase === "start" ? "join" : "retry"
+}
+
+const enteringMessage = (course: Course, level: string, entries: number, retried: number): string => {
+  switch (course) {
+    case "join":
+      return `level ${level} told again while entering it: joining its transition`
+    case "retry":
+      return `level ${level} told again: rerunning ${retried} failed test(s)`
+    case "new":
+    case "reapply":
+      return `entering level ${level} (${entries} entries)`
+  }
+}
+
+/** Rule 17: the level's failed tests (a test whose result is unknown counts) run again; nothing else does. */
+const retryFailedTests = (step: Step, order: readonly Entry[]): number => {
+  let retried = 0
+  for (const def of order) {
+    const entry = step.findEntry(def.tag)
+    if (def.mode !== "test" || entry === undefined || entry.completion._tag !== "Ran" || entry.completion.ok) continue
+    step.setEntry({ ...entry, completion: notRun })
+    retried++
+  }
+  return retried
 }
 
 /** Rule 3: an entry outside the new level stops and forgets its runs, marks and jail. */
@@ -236,12 +336,15 @@ const leaveLevel = (step: Step, tag: string): void => {
   if (entry !== undefined) step.setEntry({ ...entry, completion: notRun, jail: free, starts: [] })
 }
 
-/** Rule 1: take entries in file order until a barrier is running or the order is exhausted. */
+/**
+ * Rule 1: take entries in file order until a barrier is running or the order is exhausted.
+ * Rule 15: nothing is taken while the group's outgoing processes are still going (K before S).
+ */
 const advance = (step: Step, name: string): void => {
   for (;;) {
     const group = step.group(name)
     const transition = group.transition
-    if (transition === undefined || transition.barrier !== undefined) return
+    if (transition === undefined || transition.barrier !== undefined || group.outgoing > 0) return
     const def = transition.order[transition.next]
     if (def === undefined) return
     step.setGroup({ ...group, transition: { ...transition, next: transition.next + 1 } })
@@ -252,7 +355,7 @@ const advance = (step: Step, name: string): void => {
   }
 }
 
-/** Starts an entry the transition has reached; true if the transition must wait for it. */
+/** Rules 1, 2, 5 and 6: starts an entry the transition has reached; true if it must wait for it. */
 const take = (step: Step, def: Entry): boolean => {
   const entry = step.entry(def.tag)
   switch (def.mode) {
@@ -273,7 +376,10 @@ const take = (step: Step, def: Entry): boolean => {
   }
 }
 
-/** Rule 6: a respawn start counts toward the window; the start that would exceed it jails. */
+/**
+ * Rule 6: a respawn start counts toward the window; the start that would exceed it jails the entry
+ * until the jail is over and the window admits a start again.
+ */
 const startRespawn = (step: Step, def: Entry): void => {
   const { respawnMax, respawnWindowMs, jailMs } = step.config.limits
   const now = step.now
@@ -284,16 +390,15 @@ const startRespawn = (step: Step, def: Entry): void => {
     spawn(step, def)
     return
   }
-  // The window's starts are kept, so a jail shorter than the window cannot let extra starts in.
-  const until = now + jailMs
+  // The jail lasts until the window admits a start again if that is later: one jailing, with its
+  // real end, instead of a release that would only jail the entry again (the window outlives a short jail).
+  const admitsAt = (recent[recent.length - respawnMax] ?? now) + respawnWindowMs
+  const until = Math.max(now + jailMs, admitsAt)
   step.setEntry({ ...entry, starts: recent, jail: { _tag: "Jailed", until } })
   step.addTimer({ at: until, reason: { _tag: "JailEnds", tag: def.tag } })
-  step.log({
-    what: "jailed",
-    group: def.group,
-    tag: def.tag,
-    message: `respawning too rapidly (${respawnMax} starts within ${respawnWindowMs} ms): jailed for ${jailMs} ms`,
-  })
+  const why = `${respawnMax} starts within ${respawnWindowMs} ms`
+  const message = `for ${until - now} ms: respawning too rapidly (${why})`
+  step.log({ what: "jailed", group: def.group, tag: def.tag, message })
 }
 
 const spawn = (step: Step, def: Entry): void => {
@@ -307,21 +412,41 @@ const spawn = (step: Step, def: Entry): void => {
 /** Rule 7: SIGTERM to the process group now, SIGKILL when the grace is over. */
 const stop = (step: Step, tag: string, reason: string): void => {
   const entry = step.findEntry(tag)
+  if (entry === undefined || entry.proc._tag === "Idle") return
+  if (entry.proc._tag === "Running") return beginStop(step, tag, ordered, reason)
+  // Rule 14: the leftovers of an exited leader now go for this reason, as any stopped run does.
+  if (entry.proc.cause._tag === "LeaderExited") step.setEntry({ ...entry, proc: { ...entry.proc, cause: ordered } })
+}
+
+/** Rules 7 and 14: the stop itself, for a reason the reducer gave or because the leader exited. */
+const beginStop = (step: Step, tag: string, cause: StopCause, reason: string): void => {
+  const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag !== "Running") return
   const proc = entry.proc
   const killAt = step.now + step.config.limits.killGraceMs
-  step.setEntry({ ...entry, proc: { ...proc, _tag: "Stopping", killAt, signal: "SIGTERM" } })
+  step.setEntry({ ...entry, proc: { ...proc, _tag: "Stopping", killAt, signal: "SIGTERM", cause } })
   const group = step.group(proc.def.group)
   step.setGroup({ ...group, outgoing: group.outgoing + 1 })
   step.addTimer({ at: killAt, reason: { _tag: "KillDue", tag, run: proc.run } })
   step.emit({ _tag: "Kill", tag, run: proc.run, signal: "SIGTERM" })
-  step.log({ what: "stopping", group: proc.def.group, tag, run: proc.run, message: `stopping: ${reason}` })
+  step.log({ what: "stopping", group: proc.def.group, tag, run: proc.run, message: reason })
 }
 
+/** How a run's end is handled: as an exit on its own (with this outcome), or as the end of a stop. */
+type Ending = { readonly _tag: "OnItsOwn"; readonly outcome: Outcome } | { readonly _tag: "Stopped" }
+
+const endingOf = (proc: LiveProc, outcome: Outcome): Ending => {
+  if (proc._tag === "Running") return { _tag: "OnItsOwn", outcome }
+  // Rule 14: the leader's exit ended the run; its leftovers are gone now.
+  return proc.cause._tag === "LeaderExited" ? { _tag: "OnItsOwn", outcome: proc.cause.outcome } : { _tag: "Stopped" }
+}
+
+/** What a run's end means (rules 5, 6, 7, 12, 14, 15 and 18); O(1) in the size of the config. */
 const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Outcome): void => {
-  step.setEntry({ ...entry, proc: idle, lastExit: { outcome, at: step.now } })
-  const wasStopping = proc._tag === "Stopping"
-  if (wasStopping) {
+  const ending = endingOf(proc, outcome)
+  const leaderExitedEarlier = proc._tag === "Stopping" && proc.cause._tag === "LeaderExited"
+  step.setEntry({ ...entry, proc: idle, lastExit: leaderExitedEarlier ? entry.lastExit : { outcome, at: step.now } })
+  if (proc._tag === "Stopping") {
     const group = step.group(proc.def.group)
     step.setGroup({ ...group, outgoing: group.outgoing - 1 })
   }
@@ -331,25 +456,29 @@ const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Out
   if (def === undefined || def.mode === "off") {
     step.forget(entry.tag)
   } else if (step.group(def.group).transition?.barrier === def.tag) {
-    barrierExited(step, def, wasStopping, outcome)
-  } else if (wasStopping) {
+    barrierExited(step, def, ending)
+  } else if (ending._tag === "Stopped") {
     if (admitted(step, def)) resumeAfterStop(step, def)
   } else {
-    exitedOnItsOwn(step, def, outcome)
+    exitedOnItsOwn(step, def, ending.outcome)
   }
+  // Rule 15: the last outgoing process gone, the group's transition takes its entries.
+  if (proc._tag === "Stopping") advance(step, proc.def.group)
   settle(step, proc.def.group)
   if (def !== undefined && def.group !== proc.def.group) settle(step, def.group)
+  if (proc._tag === "Stopping") forgetIfDropped(step, proc.def.group)
 }
 
 /** Rules 1 and 5: a barrier that ran to completion lets the transition go on. */
-const barrierExited = (step: Step, def: Entry, wasStopping: boolean, outcome: Outcome): void => {
-  if (wasStopping) {
+const barrierExited = (step: Step, def: Entry, ending: Ending): void => {
+  if (ending._tag === "Stopped") {
     spawn(step, def) // it was stopped to run again with its current definition
     return
   }
-  const ok = succeeded(outcome)
-  step.setEntry({ ...step.entry(def.tag), completion: { _tag: "Ran", ok } })
-  if (def.mode === "test" && !ok) {
+  const outcome = ending.outcome
+  const completion = completionAfter(def.mode, outcome)
+  step.setEntry({ ...step.entry(def.tag), completion })
+  if (def.mode === "test" && !completion.ok) {
     step.log({ what: "exited", group: def.group, tag: def.tag, message: `test failed (${describeOutcome(outcome)}): the group will be fail` })
   }
   const group = step.group(def.group)
@@ -374,16 +503,26 @@ const resumeAfterStop = (step: Step, def: Entry): void => {
 const exitedOnItsOwn = (step: Step, def: Entry, outcome: Outcome): void => {
   const entry = step.entry(def.tag)
   if (def.mode !== "respawn") {
-    step.setEntry({ ...entry, completion: { _tag: "Ran", ok: succeeded(outcome) } })
+    step.setEntry({ ...entry, completion: completionAfter(def.mode, outcome) })
     return
   }
   if (!admitted(step, def)) return
   step.setEntry({ ...entry, restarts: entry.restarts + 1 })
-  step.log({ what: "restarting", group: def.group, tag: def.tag, message: `restarting after ${describeOutcome(outcome)}` })
+  step.log({ what: "restarting", group: def.group, tag: def.tag, message: `after ${describeOutcome(outcome)}` })
   startRespawn(step, def)
 }
 
-/** Whether the entry belongs to its group's level and the transition has already reached it. */
+/**
+ * Rules 5 and 19: how a finished once, wait or test run marks its entry. An end nobody saw (an
+ * adopted process that vanished) is no failure for once and wait; for a test it is, since its
+ * result is unknown (rule 17 reruns it).
+ */
+const completionAfter = (mode: Mode, outcome: Outcome): Extract<Completion, { _tag: "Ran" }> => ({
+  _tag: "Ran",
+  ok: outcome._tag === "Vanished" ? mode !== "test" : succeeded(outcome),
+})
+
+/** Rules 1 and 6: whether the entry belongs to its group's level and the transition has reached it. */
 const admitted = (step: Step, def: Entry): boolean => {
   const group = step.group(def.group)
   if (step.lifecycle !== "running" || group.level === undefined || !listsLevel(def, group.level)) return false
@@ -451,7 +590,8 @@ class Step {
   private timers: TimerQueue
   private readonly base: State
   private readonly entryChanges = new Map<string, EntryState | undefined>()
-  private readonly groupChanges = new Map<string, GroupState>()
+  /** Changed groups; `undefined` for a group forgotten (rule 18). */
+  private readonly groupChanges = new Map<string, GroupState | undefined>()
   /** Groups read but not changed: a child exit looks at its group several times. */
   private readonly groupReads = new Map<string, GroupState>()
   private readonly effects: Effect[] = []
@@ -489,20 +629,29 @@ class Step {
   }
 
   group(name: string): GroupState {
-    const known = this.groupChanges.get(name) ?? this.groupReads.get(name)
-    if (known !== undefined) return known
+    if (this.groupChanges.has(name)) return this.groupChanges.get(name) ?? freshGroup(name)
+    const read = this.groupReads.get(name)
+    if (read !== undefined) return read
     const group = groupOf(this.base, name)
     this.groupReads.set(name, group)
     return group
   }
   setGroup(group: GroupState): void {
-    const before = this.groupChanges.get(group.name) ?? lookup(this.base.groups, group.name)
+    const name = group.name
+    const before = this.groupChanges.has(name) ? this.groupChanges.get(name) : lookup(this.base.groups, name)
     if (before?.phase !== group.phase || before.level !== group.level) this.statusChanged = true
     this.groupChanges.set(group.name, group)
   }
+  forgetGroup(name: string): void {
+    this.groupChanges.set(name, undefined)
+    this.statusChanged = true
+  }
+  /** Every remembered group; for whole-config events (tell, reload, stopall), never per exit. */
   groups(): readonly GroupState[] {
     const names = new Set([...HashMap.keys(this.base.groups), ...this.groupChanges.keys()])
-    return [...names].map((name) => this.group(name))
+    const forgotten = (name: string): boolean =>
+      this.groupChanges.has(name) && this.groupChanges.get(name) === undefined
+    return [...names].flatMap((name) => (forgotten(name) ? [] : [this.group(name)]))
   }
 
   addTimer(timer: Timer): void {

@@ -22,7 +22,8 @@ export interface GroupReport {
   readonly entries: readonly EntryReport[]
 }
 
-export type EntryProcState = "idle" | "running" | "stopping" | "jailed" | "done" | "failed"
+/** `leader-exited`: the run's leader exited and the rest of its process group is being stopped (rule 14). */
+export type EntryProcState = "idle" | "running" | "stopping" | "leader-exited" | "jailed" | "done" | "failed"
 
 export interface EntryReport {
   readonly tag: string
@@ -44,7 +45,9 @@ const entryReport = (state: State, tag: string): EntryReport => {
     proc._tag === "Running"
       ? "running"
       : proc._tag === "Stopping"
-        ? "stopping"
+        ? proc.cause._tag === "LeaderExited"
+          ? "leader-exited"
+          : "stopping"
         : entry.jail._tag === "Jailed"
           ? "jailed"
           : entry.completion._tag === "Ran"

@@ -1,5 +1,6 @@
 import * as HashMap from "effect/HashMap"
 import type { Entry } from "./config.ts"
+import type { Outcome } from "./events.ts"
 import type { Completion, GroupPhase, Jail, Lifecycle, State } from "./state.ts"
 
 /**
@@ -23,6 +24,8 @@ export interface EntrySnapshot {
   readonly jail: Jail
   readonly starts: readonly number[]
   readonly restarts: number
+  /** The last run's end, so `status` still shows it after any number of daemon restarts. */
+  readonly lastExit?: { readonly outcome: Outcome; readonly at: number }
 }
 
 export interface ProcSnapshot {
@@ -32,6 +35,8 @@ export interface ProcSnapshot {
   readonly since: number
   readonly stopping: boolean
   readonly def: Entry
+  /** Set while the rest of the group of a leader that exited is being stopped (rule 14). */
+  readonly leaderExit?: Outcome
 }
 
 export interface GroupSnapshot {
@@ -58,11 +63,13 @@ export const snapshot = (state: State): Snapshot => ({
             since: entry.proc.since,
             stopping: entry.proc._tag === "Stopping",
             def: entry.proc.def,
+            ...(entry.proc._tag === "Stopping" && entry.proc.cause._tag === "LeaderExited" ? { leaderExit: entry.proc.cause.outcome } : {}),
           },
     completion: entry.completion,
     jail: entry.jail,
     starts: entry.starts,
     restarts: entry.restarts,
+    ...(entry.lastExit === undefined ? {} : { lastExit: entry.lastExit }),
   })),
   groups: [...HashMap.values(state.groups)].map((group) => ({
     name: group.name,

@@ -47,7 +47,15 @@ export type Proc =
       /** When SIGKILL follows the SIGTERM that began the stop. */
       readonly killAt: number
       readonly signal: "SIGTERM" | "SIGKILL"
+      readonly cause: StopCause
     }
+
+/**
+ * Why a run is being stopped: the reducer stopped it (it left its level, was removed or changed,
+ * stopall), or its leader exited and the rest of its process group must go before the entry is
+ * handled as exited with the leader's outcome (rule 14).
+ */
+export type StopCause = { readonly _tag: "Ordered" } | { readonly _tag: "LeaderExited"; readonly outcome: Outcome }
 
 export type LiveProc = Exclude<Proc, { readonly _tag: "Idle" }>
 
@@ -94,6 +102,7 @@ export interface Transition {
 export const idle: Proc = { _tag: "Idle" }
 export const notRun: Completion = { _tag: "NotRun" }
 export const free: Jail = { _tag: "Free" }
+export const ordered: StopCause = { _tag: "Ordered" }
 
 export const freshEntry = (tag: string): EntryState => ({
   tag,
@@ -134,7 +143,7 @@ export const lookup = <V>(map: HashMap.HashMap<string, V>, key: string): V | und
 export const entryOf = (state: State, tag: string): EntryState => lookup(state.entries, tag) ?? freshEntry(tag)
 export const groupOf = (state: State, name: string): GroupState => lookup(state.groups, name) ?? freshGroup(name)
 
-/** Every group to report: those of the config, and those told earlier that the config lost. */
+/** Every group to report: those of the config, and those the config lost while their processes go (rule 18). */
 export const knownGroups = (state: State): readonly string[] => {
   const names = new Set<string>(state.config.byGroup.keys())
   for (const name of HashMap.keys(state.groups)) names.add(name)

@@ -190,7 +190,7 @@ export const makeHandler = ({ loop, configPath, log, cluster, self, handOver }: 
       // the event is applied, in case the state changed in between.
       const early = tellRejection(yield* Ref.get(loop.state), group, level, parsed, guard)
       if (early !== undefined) {
-        log.line({ what: "rejected", group, message: `tell ${group} ${level} rejected: ${early}` })
+        log.line({ what: "rejected", group, message: `tell ${group} ${level}: ${early}` })
         return failure(early)
       }
       const applied = yield* loop.submit(tell(group, level, parsed, loop.now(), guard))

@@ -92,6 +92,11 @@ const pidOf = (state: State, tag: string | undefined): number | undefined => {
   return proc._tag === "Idle" ? undefined : proc.pid
 }
 
+const isRunning = (state: State, tag: string, run: number): boolean => {
+  const proc = entryOf(state, tag).proc
+  return proc._tag === "Running" && proc.run === run
+}
+
 const groupOf = (state: State, tag: string): string | undefined => {
   const proc = entryOf(state, tag).proc
   return proc._tag === "Idle" ? state.config.byTag.get(tag)?.group : proc.def.group
@@ -136,12 +141,14 @@ export const makeLoop = (
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => armTimer(undefined)))
 
-    /** What only the runtime saw: pids and outcomes, logged before the reducer forgets them. */
+    /** What only the runtime saw: outcomes, logged before the reducer forgets them. */
     const logEvent = (state: State, event: Event): void => {
-      if (event._tag === "Started") {
-        log.line({ what: "started", group: groupOf(state, event.tag), tag: event.tag, pid: event.pid })
-      } else if (event._tag === "ChildExit") {
+      if (event._tag === "ChildExit") {
         log.line({ what: "exited", group: groupOf(state, event.tag), tag: event.tag, pid: pidOf(state, event.tag), outcome: describeOutcome(event.outcome) })
+      } else if (event._tag === "LeaderExited" && isRunning(state, event.tag, event.run)) {
+        // A stopped run's leader often goes first: news only while the run was running (rule 14).
+        const where = { group: groupOf(state, event.tag), tag: event.tag, pid: pidOf(state, event.tag) }
+        log.line({ what: "leader-exited", ...where, outcome: describeOutcome(event.outcome), message: "the rest of its process group lives on" })
       }
     }
 
@@ -149,7 +156,11 @@ export const makeLoop = (
       switch (effect._tag) {
         case "Spawn":
         case "RunSync":
-          return Effect.as(processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command }), false)
+          // Logged as the spawn is performed, so the log's order is the order things happened in.
+          return Effect.map(processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command }), (pid) => {
+            if (pid !== undefined) log.line({ what: "started", group: effect.group, tag: effect.tag, pid })
+            return false
+          })
         case "Kill":
           return Effect.as(processes.kill(effect.tag, effect.run, effect.signal), false)
         case "WriteStatus":

@@ -8,7 +8,9 @@
  * group has no member left that is not a zombie. Grandchildren orphaned by a shell that exited
  * are re-parented to init, which may take its time reaping them; a zombie cannot hold anything,
  * so it counts as gone. The group is checked once on the leader's exit (a cheap `kill(-pgid, 0)`
- * usually answers ESRCH), then by polling /proc with a backoff, only while such runs exist.
+ * usually answers ESRCH), then by polling /proc with a backoff, only while such runs exist. A
+ * leader that exits while members live on is reported at once (`LeaderExited`): the reducer
+ * decides what happens to the rest of the group (rule 14); the run's end follows as today.
  *
  * Pgids are safe to signal while the run is not reported gone: the kernel never hands out a pid
  * that is still some group's id, and the leader's pid stays ours until Node reaps it.
@@ -17,8 +19,9 @@
  * They are polled like lingering groups (backoff up to 500 ms, only while such runs exist): a
  * leader that still shows its recorded start time is alive (one small /proc read); otherwise the
  * run is over once its group has no live member, or at once if its pid now names another process.
- * Their exit status cannot be known: they end as `Vanished`. Before a signal, a leader pid that
- * shows another start time ends the run instead of being signalled.
+ * Their exit status cannot be known: they end as `Vanished`, and a leader seen gone while its
+ * group lives on is reported as a `LeaderExited` with that outcome. Before a signal, a leader pid
+ * that shows another start time ends the run instead of being signalled.
  */
 import { spawn as spawnChild } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
@@ -40,6 +43,8 @@ export type ProcessReport =
       readonly identity?: string
     }
   | { readonly _tag: "ChildExit"; readonly tag: string; readonly run: number; readonly outcome: Outcome }
+  /** The leader exited (or an adopted leader vanished) while members of its group live on. */
+  | { readonly _tag: "LeaderExited"; readonly tag: string; readonly run: number; readonly outcome: Outcome }
 
 export interface SpawnSpec {
   readonly tag: string
@@ -51,8 +56,11 @@ export interface SpawnSpec {
 export type Output = "inherit" | "ignore" | number
 
 export interface ProcessesService {
-  /** Start a run; `Started` or `ChildExit{SpawnFailed}` follows through the report callback. */
-  readonly spawn: (spec: SpawnSpec) => Effect.Effect<void>
+  /**
+   * Start a run; `Started` or `ChildExit{SpawnFailed}` follows through the report callback. Gives
+   * the leader's pid at once (the fork is done when spawn returns), or `undefined` if it failed.
+   */
+  readonly spawn: (spec: SpawnSpec) => Effect.Effect<number | undefined>
   /** Signal the run's whole process group, unless the run has already been reported gone. */
   readonly kill: (tag: string, run: number, signal: NodeJS.Signals) => Effect.Effect<void>
   /** Runs not yet reported gone (spawning, alive, or leader reaped with members left). */
@@ -134,7 +142,7 @@ interface Run {
   readonly tag: string
   readonly run: number
   pgid: number | undefined
-  /** The leader's status, once Node has reaped it. */
+  /** The leader's status, once Node has reaped it (or once an adopted leader was seen gone). */
   leaderOutcome: Outcome | undefined
   /** Group poll backoff, used once the leader is gone but members remain. */
   pollDelayMs: number
@@ -208,6 +216,15 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
     report({ _tag: "ChildExit", tag: run.tag, run: run.run, outcome })
   }
 
+  /** The outcome a run ends with: its leader's; an adopted run's cannot be known. */
+  const endOf = (run: Run): Outcome =>
+    run.adoptedIdentity !== undefined ? { _tag: "Vanished" } : (run.leaderOutcome ?? { _tag: "Exited", code: 0 })
+
+  const reportLeaderExit = (run: Run, outcome: Outcome): void => {
+    run.leaderOutcome = outcome
+    report({ _tag: "LeaderExited", tag: run.tag, run: run.run, outcome })
+  }
+
   const armPoll = (): void => {
     let earliest = Infinity
     for (const run of lingering) earliest = Math.min(earliest, run.pollAt)
@@ -231,8 +248,12 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       const leaderAlive = adopted !== undefined && sameLiveProcess(adopted.pgid, adopted.identity)
       // A reused leader pid means the old group is gone (the kernel reuses no live group's id).
       const gone = adopted !== undefined && !leaderAlive && pidReused(adopted.pgid, adopted.identity)
-      if (gone || (!leaderAlive && (run.pgid === undefined || !live().has(run.pgid)))) finish(run, run.leaderOutcome ?? { _tag: "Exited", code: 0 })
-      else if (run.pollAt <= now) {
+      if (gone || (!leaderAlive && (run.pgid === undefined || !live().has(run.pgid)))) {
+        finish(run, endOf(run))
+        continue
+      }
+      if (adopted !== undefined && !leaderAlive && run.leaderOutcome === undefined) reportLeaderExit(run, { _tag: "Vanished" })
+      if (run.pollAt <= now) {
         run.pollDelayMs = Math.min(maxPollMs, run.pollDelayMs * 2)
         run.pollAt = now + run.pollDelayMs
       }
@@ -248,14 +269,15 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
   }
 
   const leaderExited = (run: Run, outcome: Outcome): void => {
-    run.leaderOutcome = outcome
-    if (run.pgid === undefined || !groupExists(run.pgid)) finish(run, outcome)
-    else linger(run)
+    // Zombies count as gone: only a member that still runs outlives its leader (the scan runs only then).
+    if (run.pgid === undefined || !groupExists(run.pgid) || !livePgids().has(run.pgid)) return finish(run, outcome)
+    reportLeaderExit(run, outcome)
+    linger(run)
   }
 
-  const spawn = (spec: SpawnSpec): void => {
+  const spawn = (spec: SpawnSpec): number | undefined => {
     const key = keyOf(spec.tag, spec.run)
-    if (runs.has(key)) return
+    if (runs.has(key)) return undefined
     const run: Run = { tag: spec.tag, run: spec.run, pgid: undefined, leaderOutcome: undefined, pollDelayMs: firstPollMs, pollAt: 0 }
     runs.set(key, run)
     const argv = argvOf(spec.command)
@@ -304,9 +326,11 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       })
       // The daemon must not wait for its children to exit itself.
       child.unref()
+      return child.pid
     } catch (e) {
       const err = e as NodeJS.ErrnoException
       queueMicrotask(() => fail(err.code ?? err.message))
+      return undefined
     }
   }
 
@@ -314,12 +338,10 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
     const run = runs.get(keyOf(tag, runNumber))
     if (run === undefined || run.pgid === undefined) return
     // Not our child: its pid may have been freed and reused since the last poll; never signal that.
-    if (run.adoptedIdentity !== undefined && pidReused(run.pgid, run.adoptedIdentity)) return finish(run, { _tag: "Vanished" })
+    if (run.adoptedIdentity !== undefined && pidReused(run.pgid, run.adoptedIdentity)) return finish(run, endOf(run))
     // A leaderless group may have emptied since the last poll; once its last member is reaped its
     // id is free for reuse, so look again right before signalling (narrows the window to microseconds).
-    if (lingering.has(run) && run.adoptedIdentity === undefined && !livePgids().has(run.pgid)) {
-      return finish(run, run.leaderOutcome ?? { _tag: "Exited", code: 0 })
-    }
+    if (lingering.has(run) && run.adoptedIdentity === undefined && !livePgids().has(run.pgid)) return finish(run, endOf(run))
     try {
       process.kill(-run.pgid, signal)
     } catch (e) {
@@ -337,7 +359,7 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
   const adopt = ({ tag, run: runNumber, pid, identity }: AdoptedProcess): void => {
     const key = keyOf(tag, runNumber)
     if (runs.has(key)) return
-    const run: Run = { tag, run: runNumber, pgid: pid, leaderOutcome: { _tag: "Vanished" }, pollDelayMs: firstPollMs, pollAt: 0, adoptedIdentity: identity }
+    const run: Run = { tag, run: runNumber, pgid: pid, leaderOutcome: undefined, pollDelayMs: firstPollMs, pollAt: 0, adoptedIdentity: identity }
     runs.set(key, run)
     linger(run)
   }

@@ -7,6 +7,8 @@ export type Life =
   | { readonly _tag: "RunsForever" }
   | { readonly _tag: "ExitsAfter"; readonly ms: number; readonly code: number }
   | { readonly _tag: "FailsToSpawn"; readonly reason: string }
+  /** A shell-wrapped service: the leader exits after `ms`, the rest of its process group lives on until stopped. */
+  | { readonly _tag: "LeaderExitsAfter"; readonly ms: number; readonly code: number }
 
 export interface Behaviour {
   readonly life: Life
@@ -22,6 +24,7 @@ export const runsForever = (): Behaviour => make({ _tag: "RunsForever" })
 export const exitsAfter = (ms: number, code: number): Behaviour => make({ _tag: "ExitsAfter", ms, code })
 export const crashesEvery = (ms: number): Behaviour => exitsAfter(ms, 1)
 export const failsToSpawn = (reason: string): Behaviour => make({ _tag: "FailsToSpawn", reason })
+export const leaderExitsAfter = (ms: number, code: number): Behaviour => make({ _tag: "LeaderExitsAfter", ms, code })
 export const ignoresSigterm = (base: Behaviour = runsForever()): Behaviour => ({ ...base, ignoresSigterm: true })
 export const stopsAfter = (ms: number, base: Behaviour = runsForever()): Behaviour => ({ ...base, sigtermDelayMs: ms })
 
@@ -29,13 +32,21 @@ export const stopsAfter = (ms: number, base: Behaviour = runsForever()): Behavio
 export const defaultForSpawn: Behaviour = runsForever()
 export const defaultForRunSync: Behaviour = exitsAfter(100, 0)
 
+const describeLife = (life: Life): string => {
+  switch (life._tag) {
+    case "RunsForever":
+      return "runs forever"
+    case "ExitsAfter":
+      return `exits ${life.code} after ${life.ms}ms`
+    case "FailsToSpawn":
+      return `fails to spawn (${life.reason})`
+    case "LeaderExitsAfter":
+      return `its leader exits ${life.code} after ${life.ms}ms, the rest of its group lives on`
+  }
+}
+
 export const describeBehaviour = (b: Behaviour): string => {
-  const life =
-    b.life._tag === "RunsForever"
-      ? "runs forever"
-      : b.life._tag === "ExitsAfter"
-        ? `exits ${b.life.code} after ${b.life.ms}ms`
-        : `fails to spawn (${b.life.reason})`
+  const life = describeLife(b.life)
   const term = b.ignoresSigterm ? ", ignores SIGTERM" : b.sigtermDelayMs === undefined ? "" : `, takes ${b.sigtermDelayMs}ms to stop`
   return life + term
 }

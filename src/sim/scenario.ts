@@ -1,7 +1,7 @@
 import type { Parsed } from "../core/config.ts"
 import type { StatusReport } from "../core/report.ts"
 import type { Behaviour } from "./behaviour.ts"
-import { exitsAfter, failsToSpawn, runsForever } from "./behaviour.ts"
+import { exitsAfter, failsToSpawn, leaderExitsAfter, runsForever } from "./behaviour.ts"
 import type { Invariant, Violation } from "./invariants.ts"
 import type { TimelineEntry } from "./world.ts"
 import { formatMs, World } from "./world.ts"
@@ -15,7 +15,8 @@ import { formatMs, World } from "./world.ts"
  *   EOF
  *   behave NAME CLAUSE...   how processes of a tag (or of a command, or its first word) behave:
  *                             runs-forever | exits CODE after TIME | crashes-every TIME |
- *                             fails-to-spawn [REASON] | ignores-sigterm | stops-after TIME
+ *                             fails-to-spawn [REASON] | ignores-sigterm | stops-after TIME |
+ *                             leader-exits CODE after TIME (the rest of its group lives on)
  *   sigterm-delay TIME      how long a process that honours SIGTERM takes to exit (default 10ms)
  *   at TIME tell GROUP LEVEL
  *   at TIME stopall
@@ -94,15 +95,21 @@ const clause = (words: readonly string[], base: Behaviour): Clause => {
       const ms = duration(rest[0], "stops-after")
       return typeof ms === "string" ? { ok: false, message: ms } : { ok: true, behaviour: { ...base, sigtermDelayMs: ms }, rest: rest.slice(1) }
     }
-    case "exits": {
+    case "exits":
+    case "leader-exits": {
       const [code, after, time] = rest
       if (code === undefined || !/^\d+$/.test(code) || after !== "after")
-        return { ok: false, message: "expected 'exits CODE after TIME'" }
-      const ms = duration(time, "exits CODE after")
-      return typeof ms === "string" ? { ok: false, message: ms } : { ok: true, behaviour: { ...base, life: exitsAfter(ms, Number(code)).life }, rest: rest.slice(3) }
+        return { ok: false, message: `expected '${word} CODE after TIME'` }
+      const ms = duration(time, `${word} CODE after`)
+      if (typeof ms === "string") return { ok: false, message: ms }
+      const life = word === "exits" ? exitsAfter(ms, Number(code)).life : leaderExitsAfter(ms, Number(code)).life
+      return { ok: true, behaviour: { ...base, life }, rest: rest.slice(3) }
     }
     default:
-      return { ok: false, message: `unknown behaviour '${word ?? ""}' (runs-forever, exits CODE after TIME, crashes-every TIME, fails-to-spawn, ignores-sigterm, stops-after TIME)` }
+      return {
+        ok: false,
+        message: `unknown behaviour '${word ?? ""}' (runs-forever, exits CODE after TIME, crashes-every TIME, fails-to-spawn, ignores-sigterm, stops-after TIME, leader-exits CODE after TIME)`,
+      }
   }
 }
 
@@ -335,7 +342,13 @@ export const renderTimeline = (all: readonly TimelineEntry[], format: TimelineFo
 const behaviourClauses = (b: Behaviour): string => {
   const term = [b.ignoresSigterm ? "ignores-sigterm" : "", b.sigtermDelayMs === undefined ? "" : `stops-after ${b.sigtermDelayMs}ms`]
   const life =
-    b.life._tag === "RunsForever" ? "runs-forever" : b.life._tag === "ExitsAfter" ? `exits ${b.life.code} after ${b.life.ms}ms` : `fails-to-spawn ${b.life.reason}`
+    b.life._tag === "RunsForever"
+      ? "runs-forever"
+      : b.life._tag === "ExitsAfter"
+        ? `exits ${b.life.code} after ${b.life.ms}ms`
+        : b.life._tag === "LeaderExitsAfter"
+          ? `leader-exits ${b.life.code} after ${b.life.ms}ms`
+          : `fails-to-spawn ${b.life.reason}`
   return [...term, life].filter((w) => w !== "").join(" ")
 }
 

@@ -1,6 +1,6 @@
 import type { Mode } from "../core/config.ts"
 import type { Behaviour } from "./behaviour.ts"
-import { crashesEvery, exitsAfter, failsToSpawn, ignoresSigterm, runsForever, stopsAfter } from "./behaviour.ts"
+import { crashesEvery, exitsAfter, failsToSpawn, ignoresSigterm, leaderExitsAfter, runsForever, stopsAfter } from "./behaviour.ts"
 import type { Rng } from "./random.ts"
 import { makeRng } from "./random.ts"
 import type { RunOptions, Scenario, ScenarioAction, ScenarioResult, TimedAction } from "./scenario.ts"
@@ -62,15 +62,16 @@ const lifeMs = (rng: Rng): number => rng.pick([0, 50, 500, 1_000, 1_999, 2_000, 
 const behaviourFor = (rng: Rng, mode: Mode, params: SwarmParams): Behaviour => {
   if (mode === "wait" || mode === "test") {
     const code = rng.chance(0.3) ? 1 : 0
+    if (rng.chance(0.05)) return leaderExitsAfter(lifeMs(rng), code) // a job that left a child behind
     return rng.chance(0.05) ? failsToSpawn("ENOENT") : exitsAfter(lifeMs(rng), code)
   }
-  const base = rng.chance(params.crashyChance)
-    ? crashesEvery(Math.max(1, lifeMs(rng)))
-    : rng.chance(0.1)
-      ? exitsAfter(lifeMs(rng), 0)
-      : rng.chance(0.03)
-        ? failsToSpawn("EACCES")
-        : runsForever()
+  const base = rng.weighted<() => Behaviour>([
+    [params.crashyChance * 10, () => crashesEvery(Math.max(1, lifeMs(rng)))],
+    [1, () => exitsAfter(lifeMs(rng), 0)],
+    [0.5, () => leaderExitsAfter(lifeMs(rng), rng.chance(0.5) ? 0 : 1)], // a shell whose child outlives it
+    [0.3, () => failsToSpawn("EACCES")],
+    [10, () => runsForever()],
+  ])()
   return rng.weighted<Behaviour>([
     [8, base],
     [1, ignoresSigterm(base)],

@@ -3,7 +3,7 @@ import type { Mode, Parsed } from "../core/config.ts"
 import { emptyConfig, hasErrors } from "../core/config.ts"
 import type { Effect, LogEntry, Signal } from "../core/effects.ts"
 import type { Event, Outcome } from "../core/events.ts"
-import { childExit, describeOutcome, reload, started, stopAll, tell, tick } from "../core/events.ts"
+import { childExit, describeOutcome, leaderExited, reload, started, stopAll, tell, tick } from "../core/events.ts"
 import { parseInittab } from "../core/inittab.ts"
 import { nextDeadline, reduce } from "../core/reducer.ts"
 import type { StatusReport } from "../core/report.ts"
@@ -38,6 +38,8 @@ export interface SimProcess {
   readonly startedAt: number
   readonly behaviour: Behaviour
   exit: ExitPlan | undefined
+  /** Set once the leader exited while the rest of the group lives on: the run's outcome (rule 14). */
+  leader: Outcome | undefined
 }
 
 interface ExitPlan {
@@ -66,6 +68,7 @@ export type TimelineKind =
   | "started"
   | "spawn-failed"
   | "exited"
+  | "leader-exited"
   | "killed"
   | "ignored"
   | "jailed"
@@ -126,7 +129,10 @@ export interface WorldOptions {
   readonly keepHistory?: boolean
 }
 
-type Action = { readonly _tag: "Started"; readonly key: string } | { readonly _tag: "Exit"; readonly key: string; readonly id: number }
+type Action =
+  | { readonly _tag: "Started"; readonly key: string }
+  | { readonly _tag: "Exit"; readonly key: string; readonly id: number }
+  | { readonly _tag: "LeaderExit"; readonly key: string; readonly outcome: Outcome }
 
 interface AgendaItem {
   readonly at: number
@@ -294,6 +300,18 @@ export class World {
     this.#runDue(this.#now)
   }
 
+  /** The leader of `tag`'s live run alone exits (say an operator kills the shell); the rest of its group lives on. */
+  crashLeader(tag: string, how: number | string = "SIGKILL"): void {
+    const victim = this.liveRuns(tag)[0]
+    const outcome: Outcome = typeof how === "number" ? { _tag: "Exited", code: how } : { _tag: "Signaled", signal: how }
+    if (victim === undefined) {
+      this.#note("crash", undefined, tag, undefined, `crash of ${tag}'s leader: no live run`)
+      return
+    }
+    this.#schedule(this.#now, { _tag: "LeaderExit", key: victim.key, outcome })
+    this.#runDue(this.#now)
+  }
+
   /** Deliver the handful of raw events a property wants to throw at the reducer directly. */
   inject(event: Event): void {
     this.#dispatch(event)
@@ -373,8 +391,16 @@ export class World {
       if (proc.pid !== undefined) this.#dispatch(started(proc.tag, proc.run, proc.pid, this.#now))
       return
     }
+    if (action._tag === "LeaderExit") {
+      if (proc.leader !== undefined || proc.pid === undefined) return
+      proc.leader = action.outcome
+      this.#note("leader-exited", proc.group, proc.tag, proc.run, `its leader exited (${describeOutcome(action.outcome)})`)
+      this.#dispatch(leaderExited(proc.tag, proc.run, action.outcome, this.#now))
+      return
+    }
     if (proc.exit?.id !== action.id) return
-    const outcome = proc.exit.outcome
+    // A run whose leader exited earlier ends with the leader's outcome, as the runtime reports it.
+    const outcome = proc.leader ?? proc.exit.outcome
     this.#processes.delete(action.key)
     if (outcome._tag === "SpawnFailed") this.#note("spawn-failed", proc.group, proc.tag, proc.run, describeOutcome(outcome))
     else this.#note("exited", proc.group, proc.tag, proc.run, `exited (${describeOutcome(outcome)})`)
@@ -491,6 +517,7 @@ export class World {
       startedAt: this.#now,
       behaviour,
       exit: undefined,
+      leader: undefined,
     }
     this.#processes.set(key, proc)
     if (life._tag === "FailsToSpawn") {
@@ -500,6 +527,7 @@ export class World {
     this.#note("started", effect.group, effect.tag, effect.run, `started pid ${pid}: ${effect.command}`)
     this.#schedule(this.#now, { _tag: "Started", key })
     if (life._tag === "ExitsAfter") this.#planExit(proc, this.#now + life.ms, { _tag: "Exited", code: life.code })
+    if (life._tag === "LeaderExitsAfter") this.#schedule(this.#now + life.ms, { _tag: "LeaderExit", key, outcome: { _tag: "Exited", code: life.code } })
   }
 
   #signal(tag: string, run: number, signal: Signal): void {
@@ -527,13 +555,14 @@ export class World {
         this.#note("jailed", entry.group, entry.tag, entry.run, `${until} (${entry.message})`)
         return
       }
+      // A log line is the verb, then its message (as the daemon's log prints it).
       case "released":
       case "rejected":
       case "halted":
-        this.#note(entry.what, entry.group, entry.tag, entry.run, entry.message)
+        this.#note(entry.what, entry.group, entry.tag, entry.run, `${entry.what} ${entry.message}`)
         return
       default:
-        this.#timeline.push({ at: this.#now, kind: "log", group: entry.group, tag: entry.tag, run: entry.run, what: entry.what, detail: entry.message })
+        this.#timeline.push({ at: this.#now, kind: "log", group: entry.group, tag: entry.tag, run: entry.run, what: entry.what, detail: `${entry.what} ${entry.message}` })
     }
   }
 

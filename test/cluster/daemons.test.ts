@@ -258,7 +258,7 @@ describe.skipIf(skipWithoutEtcd())("three isinitd nodes on one etcd", () => {
       raw.close()
     }
     await eventually("every node logs both rejections", () =>
-      nodes.every((n) => /desired nosuch=1 from etcd .* rejected: unknown group/.test(n.log()) && /desired\/db .*not JSON/.test(n.log())),
+      nodes.every((n) => / rejected desired nosuch=1 from etcd .*: unknown group/.test(n.log()) && /desired\/db .*not JSON/.test(n.log())),
     )
     expect(await groupOn(node("n1"), "db")).toMatchObject({ state: "run", level: "1" })
     expect(await groupOn(node("n3"), "web")).toMatchObject({ state: "run", level: "2" })

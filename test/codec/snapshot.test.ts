@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { decodeSnapshot, encodeSnapshot } from "../../src/codec/snapshot.ts"
 import { makeConfig } from "../../src/core/config.ts"
-import { started, tell } from "../../src/core/events.ts"
+import { leaderExited, started, tell } from "../../src/core/events.ts"
 import { reduce } from "../../src/core/reducer.ts"
 import { snapshot } from "../../src/core/snapshot.ts"
 import { initialState } from "../../src/core/state.ts"
@@ -18,6 +18,15 @@ describe("state file codec", () => {
     const snap = snapshot(state)
     const decoded = decodeSnapshot(encodeSnapshot(snap))
     expect(decoded).toEqual({ _tag: "Right", right: snap })
+  })
+
+  it("round-trips a run whose leader exited (rule 14), and still reads a file written without that field", () => {
+    const [leaderGone] = reduce(state, leaderExited("a", 1, { _tag: "Exited", code: 3 }, 12))
+    const snap = snapshot(leaderGone)
+    expect(snap.entries[0]?.proc).toMatchObject({ stopping: true, leaderExit: { _tag: "Exited", code: 3 } })
+    expect(decodeSnapshot(encodeSnapshot(snap))).toEqual({ _tag: "Right", right: snap })
+    const older = snapshot(state)
+    expect(decodeSnapshot(JSON.stringify(older))).toEqual({ _tag: "Right", right: older })
   })
 
   it("rejects a corrupt or foreign file with a reason", () => {

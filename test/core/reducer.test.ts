@@ -5,7 +5,7 @@ import type { Entry, Limits, Mode } from "../../src/core/config.ts"
 import { defaultLimits } from "../../src/core/config.ts"
 import type { Effect } from "../../src/core/effects.ts"
 import type { Event } from "../../src/core/events.ts"
-import { childExit, restore, started, stopAll, tell, tick } from "../../src/core/events.ts"
+import { childExit, leaderExited, restore, started, stopAll, tell, tick } from "../../src/core/events.ts"
 import { snapshot } from "../../src/core/snapshot.ts"
 import { nextDeadline, reduce } from "../../src/core/reducer.ts"
 import type { State } from "../../src/core/state.ts"
@@ -131,5 +131,18 @@ describe("reducer examples", () => {
     expect(actions(fx4)).toEqual([])
     expect(entryOf(s4, "x").completion).toEqual({ _tag: "Ran", ok: true })
     expect(groupOf(s4, "b").phase).toBe("run")
+  })
+
+  it("rule 14 across a restart: leftovers of an exited leader are stopped, then the once entry counts as run", () => {
+    const cfg = parsedOf([entry("g", "job", "1", "once", 1)])
+    const [before] = run(initialState, [tell("g", "1", cfg, 0), started("job", 1, 101, 0, "t1"), leaderExited("job", 1, { _tag: "Exited", code: 0 }, 5)])
+    const saved = JSON.parse(JSON.stringify(snapshot(before))) as ReturnType<typeof snapshot>
+    const [after, fx] = reduce(initialState, restore(saved, [1], cfg, 1_000))
+    expect(entryOf(after, "job").proc).toMatchObject({ _tag: "Stopping", cause: { _tag: "LeaderExited", outcome: { _tag: "Exited", code: 0 } } })
+    expect(actions(fx)).toEqual([{ _tag: "Kill", tag: "job", run: 1, signal: "SIGTERM" }])
+    const [done, fx2] = run(after, [childExit("job", 1, { _tag: "Vanished" }, 1_100)])
+    expect(actions(fx2)).toEqual([])
+    expect(entryOf(done, "job").completion).toEqual({ _tag: "Ran", ok: true })
+    expect(groupOf(done, "g").phase).toBe("run")
   })
 })

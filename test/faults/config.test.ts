@@ -71,7 +71,7 @@ describe("the isinittab disappears between tells", () => {
     expect(groupsOfTag(first, "srv")).toEqual([pid])
     renameSync(`${path}.moved`, path)
     const second = await l.start()
-    await logged(second, /adopted pid \d+ from the previous daemon/)
+    await logged(second, /adopted pid=\d+ from the previous daemon/)
     await until("g back at run", async () => (await statusOf(second.socket)).groups.find((x) => x.group === "g")?.state === "run")
     await unchanged(second, pid)
   }, 60_000)

@@ -69,7 +69,7 @@ describe("kill -9 of isinitd", () => {
     await until("dies gone", () => pidsOfTag(first, "dies").length === 0)
 
     const second = await restart(l)
-    await logged(second, /adopted pid \d+ from the previous daemon/)
+    await logged(second, /adopted pid=\d+ from the previous daemon/)
     await until("g reaches its level", async () => (await groupState(second, "g")) === "run", 30_000)
     await until("after running", async () => (await entryOf(second.socket, "after"))?.state === "running")
     await until("dies running again", async () => (await entryOf(second.socket, "dies"))?.state === "running")

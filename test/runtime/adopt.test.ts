@@ -232,13 +232,13 @@ describe("supervising adopted processes (not reported by an exit event)", () => 
     expect(t.liveRuns()).toBe(0)
   })
 
-  it("waits for the whole group when the adopted leader exits first, and signals the group", async () => {
+  it("reports the adopted leader's exit (rule 14), waits for the whole group, and signals the group", async () => {
     const { t, reports, exit } = table()
     const p = outsider("sleep 300 & sleep 0.3")
     t.adopt({ tag: "b", run: 2, ...p })
     await until("the leader gone", () => processIdentity(p.pid) === undefined || readFileSync(`/proc/${p.pid}/stat`, "latin1").includes(") Z"))
     await sleep(800)
-    expect(reports).toEqual([])
+    expect(reports).toEqual([{ _tag: "LeaderExited", tag: "b", run: 2, outcome: { _tag: "Vanished" } }])
     expect(groupAlive(p.pid)).toBe(true)
     t.kill("b", 2, "SIGTERM")
     expect(await exit("b")).toMatchObject({ outcome: { _tag: "Vanished" } })

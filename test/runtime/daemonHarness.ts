@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto"
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
+import { afterEach } from "vitest"
 import { join, resolve } from "node:path"
 import { until } from "./helpers.ts"
 
@@ -181,6 +182,16 @@ export const makeLab = (): Lab => {
   }
 
   return { dir, path, writeTab, start, isinit, socket, cleanup }
+}
+
+/** A fresh lab per test (call at the top of a test file): each `fresh()` is cleaned up after its test. */
+export const labPerTest = (): (() => Lab) => {
+  let lab: Lab | undefined
+  afterEach(async () => {
+    await lab?.cleanup()
+    lab = undefined
+  })
+  return () => (lab = makeLab())
 }
 
 /** Sends one request line, half-closes, and reads the whole answer (the server closes after it). */

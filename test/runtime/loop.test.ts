@@ -53,6 +53,7 @@ const withLoop = (tab: string, body: (loop: LoopService, fake: Fake) => Promise<
               fake.spawns.push({ tag: spec.tag, run: spec.run })
               fake.live.set(spec.tag, spec.run)
               inbox.offer({ _tag: "Started", tag: spec.tag, run: spec.run, pid: 10_000 + spec.run, now: inbox.now() })
+              return 10_000 + spec.run
             }),
           kill: (tag, run, signal) =>
             Effect.sync(() => {

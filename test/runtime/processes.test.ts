@@ -86,6 +86,7 @@ describe("process adapter (real processes)", () => {
     await until("the shell exits, the grandchild stays", () => procStat(pid) === undefined && groupAlive(pid))
     await sleep(300)
     expect(h.reports.some((r) => r._tag === "ChildExit")).toBe(false)
+    expect(h.reports.filter((r) => r._tag === "LeaderExited")).toEqual([{ _tag: "LeaderExited", tag: "orphan", run: 7, outcome: { _tag: "Exited", code: 0 } }])
     h.table.kill("orphan", 7, "SIGTERM")
     await sleep(500)
     expect(groupAlive(pid)).toBe(true)
@@ -94,6 +95,26 @@ describe("process adapter (real processes)", () => {
     expect(await h.exited("orphan")).toEqual({ _tag: "ChildExit", tag: "orphan", run: 7, outcome: { _tag: "Exited", code: 0 } })
     expect(groupAlive(pid)).toBe(false)
     expect(h.table.liveRuns()).toBe(0)
+  })
+
+  it("rule 14: reports the leader's exit at once while its group lives on, then the run's end with the leader's outcome", async () => {
+    const h = harness()
+    h.table.spawn({ tag: "sh", run: 4, command: "sleep 300 & exit 4" })
+    const pid = await h.started("sh")
+    const leader = await until("the leader's exit", () => h.reports.find((r) => r._tag === "LeaderExited"))
+    expect(leader).toEqual({ _tag: "LeaderExited", tag: "sh", run: 4, outcome: { _tag: "Exited", code: 4 } })
+    expect(groupAlive(pid)).toBe(true)
+    expect(h.reports.some((r) => r._tag === "ChildExit")).toBe(false)
+    h.table.kill("sh", 4, "SIGTERM")
+    expect(await h.exited("sh")).toEqual({ _tag: "ChildExit", tag: "sh", run: 4, outcome: { _tag: "Exited", code: 4 } })
+    expect(groupAlive(pid)).toBe(false)
+  })
+
+  it("a leader that exits with its group reports only the run's end", async () => {
+    const h = harness()
+    h.table.spawn({ tag: "plain", run: 5, command: "sleep 0.2; exit 2" })
+    expect(await h.exited("plain")).toEqual({ _tag: "ChildExit", tag: "plain", run: 5, outcome: { _tag: "Exited", code: 2 } })
+    expect(h.reports.some((r) => r._tag === "LeaderExited")).toBe(false)
   })
 
   it("a kill right after spawn, before the 'spawn' event, still reaches the group", async () => {

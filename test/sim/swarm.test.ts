@@ -76,6 +76,7 @@ describe("invariants catch what they claim to", () => {
     startedAt: 0,
     behaviour: runsForever(),
     exit: undefined,
+    leader: undefined,
   })
   const view = (procs: readonly SimProcess[], starts: readonly StartRecord[] = []): WorldView => ({
     now: 0,
