@@ -5,6 +5,9 @@
  * original keys every table by tag alone), so a tag names one entry everywhere in the system.
  */
 
+import type { Failover } from "./failover.ts"
+import { noFailover } from "./failover.ts"
+
 export type Mode = "respawn" | "once" | "wait" | "test" | "off"
 
 export const modes: readonly Mode[] = ["respawn", "once", "wait", "test", "off"]
@@ -39,6 +42,8 @@ export const defaultLimits: Limits = {
 }
 
 export interface Config {
+  /** Failover groups and their timing (`:::failover` directives; failover.ts). */
+  readonly failover: Failover
   /** Every entry, in file order (`off` entries included). */
   readonly entries: readonly Entry[]
   readonly byTag: ReadonlyMap<string, Entry>
@@ -68,7 +73,12 @@ export const hasErrors = (parsed: Parsed): boolean => parsed.problems.some((p) =
 
 export const makeConfig = (
   entries: readonly Entry[],
-  options: { readonly limits?: Limits; readonly socket?: string | undefined; readonly initstat?: string | undefined } = {},
+  options: {
+    readonly limits?: Limits
+    readonly socket?: string | undefined
+    readonly initstat?: string | undefined
+    readonly failover?: Failover
+  } = {},
 ): Config => {
   const byTag = new Map<string, Entry>()
   const byGroup = new Map<string, Entry[]>()
@@ -79,6 +89,7 @@ export const makeConfig = (
     else members.push(entry)
   }
   return {
+    failover: options.failover ?? noFailover,
     entries,
     byTag,
     byGroup,

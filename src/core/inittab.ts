@@ -38,6 +38,8 @@ import { isRight } from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
 import type { Entry, Limits, Mode, Parsed, Problem } from "./config.ts"
 import { defaultLimits, makeConfig, modes } from "./config.ts"
+import type { FailoverDraft } from "./failoverDirectives.ts"
+import { failoverDirective, failoverDirectiveDocs, finishFailover, newFailoverDraft } from "./failoverDirectives.ts"
 
 export interface DirectiveDoc {
   readonly syntax: string
@@ -56,6 +58,7 @@ export const directives: readonly DirectiveDoc[] = [
   },
   { syntax: ":::jail:DURATION", default: "60s", meaning: "how long an entry that respawns too fast is held back" },
   { syntax: ":::kill-grace:DURATION", default: "30s", meaning: "time between SIGTERM and SIGKILL when stopping" },
+  ...failoverDirectiveDocs,
 ]
 
 // Codecs for the field values. The mode codec is built from config.ts's list, so the two agree.
@@ -145,6 +148,7 @@ interface Builder {
   readonly problems: Problem[]
   readonly tagLines: Map<string, number>
   readonly directiveLines: Map<DirectiveName, number>
+  readonly failover: FailoverDraft
   limits: Limits
   socket: string | undefined
   initstat: string | undefined
@@ -175,6 +179,7 @@ const pathDirective = (b: Builder, line: number, name: "socket" | "initstat", pa
 
 const tuningDirective = (b: Builder, line: number, name: string, value: string | undefined): void => {
   const raw = value ?? ""
+  if (failoverDirective(b.failover, b.problems, line, name, raw)) return
   switch (name) {
     case "respawn-limit": {
       noteDirective(b, line, name)
@@ -273,6 +278,7 @@ export const parseInittab = (text: string): Parsed => {
     problems: [],
     tagLines: new Map(),
     directiveLines: new Map(),
+    failover: newFailoverDraft(),
     limits: defaultLimits,
     socket: undefined,
     initstat: undefined,
@@ -281,8 +287,9 @@ export const parseInittab = (text: string): Parsed => {
   // A final newline does not start another line.
   const count = lines.length > 0 && lines[lines.length - 1] === "" ? lines.length - 1 : lines.length
   for (let i = 0; i < count; i++) parseLine(b, i + 1, lines[i] ?? "")
+  const failover = finishFailover(b.failover, b.entries, b.problems)
   return {
-    config: makeConfig(b.entries, { limits: b.limits, socket: b.socket, initstat: b.initstat }),
+    config: makeConfig(b.entries, { limits: b.limits, socket: b.socket, initstat: b.initstat, failover }),
     problems: b.problems,
   }
 }

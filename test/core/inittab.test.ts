@@ -207,7 +207,10 @@ describe("directives", () => {
   })
 
   it("lists every directive for the README", () => {
-    expect(directives.map((d) => d.syntax.split(":")[3])).toEqual(["socket", "initstat", "respawn-limit", "jail", "kill-grace"])
+    expect(directives.map((d) => d.syntax.split(":")[3])).toEqual([
+      "socket", "initstat", "respawn-limit", "jail", "kill-grace",
+      "failover", "failover-ttl", "failover-renew-deadline", "failover-kill-grace", "failover-takeover-delay", "failover-ban",
+    ])
   })
 })
 
