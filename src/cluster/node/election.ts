@@ -131,17 +131,28 @@ const withdraw = (step: Step, group: string, mine: Candidate, epoch: number): vo
   set(step, group, { _tag: "Withdrawing", key: mine.key, epoch })
 }
 
-/** We lead: wait the takeover delay, unless nobody held before or the last holder handed over cleanly. */
+/**
+ * How long a node placing the group for the first time (nobody ever held it) waits per rank of
+ * preference, so that nodes starting together place it on the most preferred one.
+ */
+export const placementStepMs = 1_000
+
+/**
+ * We lead: wait the takeover delay after a holder whose lease vanished; nothing after a clean
+ * hand-over; at the first placement, a pause by our rank of preference.
+ */
 const startTakeover = (step: Step, group: string, key: string, epoch: number): Extract<Election, { readonly _tag: "TakeoverWait" }> => {
   const s = step.s
   const active = s.view?.failover.active.get(group)
   const own = configOf(s).failover.timing
-  const delay = active === undefined || active.state === "released" ? 0 : takeoverDelayAfter(active, own)
+  const failover = failoverGroup(s, group)
+  const placement = failover === undefined ? 0 : Math.min(preferenceOf(failover, s.node), failover.nodes.length) * placementStepMs
+  const delay = active === undefined ? placement : active.state === "released" ? 0 : takeoverDelayAfter(active, own)
   const reason =
     active === undefined ? "first holder" : active.state === "released" ? `handed over by ${active.node} (${active.reason})` : `took over from ${active.node} (its lease expired)`
   const wait = { _tag: "TakeoverWait", key, epoch, until: s.now + delay, reason } as const
   if (delay > 0) wake(step, wait.until)
-  log(step, "failover", `${group}: leading the election (epoch ${epoch}); ${delay > 0 ? `takeover delay ${delay} ms` : "no takeover delay"}: ${reason}`, group)
+  log(step, "failover", `${group}: leading the election (epoch ${epoch}); ${delay > 0 ? `starting in ${delay} ms` : "starting now"}: ${reason}`, group)
   set(step, group, wait)
   return wait
 }
@@ -152,7 +163,9 @@ const queued = (step: Step, group: string, e: Extract<Election, { readonly _tag:
   const mine = view === undefined ? "unseen" : ours(view, group, s.instance, e.epoch)
   if (mine === "unseen") return
   if (mine === "gone") return set(step, group, idle)
-  if (notWanted(s, group) !== undefined || (e._tag === "Queued" && preferredBehind(s, group, e.epoch))) return withdraw(step, group, mine, e.epoch)
+  // A leader yields to a preferred node only before the group ever ran (a takeover is not delayed for it).
+  const yields = e._tag === "Queued" || view?.failover.active.has(group) === false
+  if (notWanted(s, group) !== undefined || (yields && preferredBehind(s, group, e.epoch))) return withdraw(step, group, mine, e.epoch)
   if (view?.failover.candidates.get(group)?.[0]?.key !== mine.key) return
   const wait = e._tag === "TakeoverWait" ? e : startTakeover(step, group, mine.key, e.epoch)
   if (s.now < wait.until || !writable(s)) return
