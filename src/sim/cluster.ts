@@ -70,6 +70,8 @@ export interface ClusterOptions {
   readonly sigtermDelayMs?: number
   /** "off" only to prove, in a test, that the fencer is needed. */
   readonly fencer?: "on" | "off"
+  /** The parser (a test may bend what `isinit check` would refuse, to show why it refuses it). */
+  readonly parse?: (text: string) => Parsed
 }
 
 export interface Interval {
@@ -167,7 +169,7 @@ export class ClusterWorld {
     this.options = options
     this.rng = makeRng(options.seed)
     this.etcd = new EtcdModel(options.etcdRate ?? 1)
-    this.parsed = parseInittab(options.config)
+    this.parsed = (options.parse ?? parseInittab)(options.config)
     this.failoverGroups = new Set(this.parsed.config.failover.groups.keys())
     this.pushConfig(options.config)
     for (const spec of options.hosts) this.#boot(spec)
@@ -546,7 +548,8 @@ export class ClusterWorld {
   /** One pending check, at the earliest lease expiry; keep-alives only make it early, never late. */
   #scheduleExpiry(): void {
     const next = this.etcd.nextExpiry()
-    if (next === undefined || (this.#expiryAt !== undefined && this.#expiryAt <= next)) return
+    // Without a leader nothing counts down: the election that ends the outage schedules again.
+    if (this.#etcdState === "down" || next === undefined || (this.#expiryAt !== undefined && this.#expiryAt <= next)) return
     const at = Math.max(next, this.#now)
     this.#expiryAt = at
     this.#at(at, () => {
@@ -565,7 +568,7 @@ export class ClusterWorld {
   // Operators (an etcd client elsewhere: no delay) and faults
 
   pushConfig(text: string): void {
-    const parsed = parseInittab(text)
+    const parsed = (this.options.parse ?? parseInittab)(text)
     const value = { text, sha256: fakeSha(text), seq: ++this.#configSeq, pushedAt: "1970-01-01T00:00:00.000Z" }
     this.#operator(`config push #${value.seq}`, () => this.etcd.put("config", { kind: "config", config: { value, parsed } }))
   }

@@ -64,7 +64,6 @@ export const granted = (step: Step, name: LeaseName, lease: Lease, id: string, t
   const confirmed = lease.sentAt
   const live: Lease = { _tag: "Live", id, ttlMs, renewDeadlineMs, confirmed, nextKeepAlive: step.s.now + interval({ renewDeadlineMs }), nextSeq: 1, sent: new Map() }
   wake(step, live.nextKeepAlive)
-  wake(step, confirmed + renewDeadlineMs)
   return live
 }
 
@@ -76,13 +75,12 @@ export const grantFailed = (step: Step, lease: Lease): Lease => {
 }
 
 /** An acknowledged keep-alive: the lease is confirmed from its send time; TTL 0: the lease is gone. */
-export const keptAlive = (step: Step, lease: Lease, id: string, seq: number, ttlMs: number): Lease | "lost" => {
+export const keptAlive = (lease: Lease, id: string, seq: number, ttlMs: number): Lease | "lost" => {
   if (lease._tag !== "Live" || lease.id !== id) return lease
   if (ttlMs <= 0) return "lost"
   const sentAt = lease.sent.get(seq)
   const sent = new Map([...lease.sent].filter(([s]) => s > seq))
   if (sentAt === undefined || sentAt <= lease.confirmed) return { ...lease, sent }
-  wake(step, sentAt + lease.renewDeadlineMs)
   return { ...lease, sent, confirmed: sentAt }
 }
 

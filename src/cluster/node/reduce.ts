@@ -132,7 +132,11 @@ const setLease = (step: Step, name: LeaseName, lease: Lease): void => {
 }
 
 const onGranted = (step: Step, { lease: name, id, ttlMs }: EventOf<"Granted">): void => {
-  if (name === "presence") return setLease(step, name, granted(step, name, step.s.presence.lease, id, ttlMs, presenceDeadline(ttlMs)))
+  if (name === "presence") {
+    const lease = granted(step, name, step.s.presence.lease, id, ttlMs, presenceDeadline(ttlMs))
+    if (lease._tag === "Live") wake(step, lease.confirmed + lease.renewDeadlineMs)
+    return setLease(step, name, lease)
+  }
   const timing = configOf(step.s).failover.timing
   if (timing.ttlMs !== ttlMs) {
     // The timing changed while the grant was under way: its D and G would not match this TTL.
@@ -145,10 +149,14 @@ const onGranted = (step: Step, { lease: name, id, ttlMs }: EventOf<"Granted">): 
 
 const onKeptAlive = (step: Step, { lease: name, id, seq, ttlMs }: EventOf<"KeptAlive">): void => {
   const before = leaseOf(step.s, name)
-  const after = keptAlive(step, before, id, seq, ttlMs)
+  const after = keptAlive(before, id, seq, ttlMs)
   if (after !== "lost") {
     setLease(step, name, after)
-    if (name === "failover" && after !== before) renewHolds(step)
+    // A later confirmation: holds run longer; the connection is re-checked at the new deadline.
+    if (after._tag === "Live" && before._tag === "Live" && after.confirmed > before.confirmed) {
+      if (name === "failover") renewHolds(step)
+      else wake(step, after.confirmed + after.renewDeadlineMs)
+    }
     return
   }
   if (name === "failover") return failoverLeaseLost(step)
