@@ -56,7 +56,8 @@ export const timingArb: fc.Arbitrary<FailoverTiming> = fc
 export const hostsArb = (min: number, max: number): fc.Arbitrary<HostSpec[]> =>
   fc.array(fc.record({ rate: rateArb, offset: fc.integer({ min: 0, max: 1_000_000 }) }), { minLength: min, maxLength: max }).map((specs) => specs.map((s, i) => ({ name: `n${i + 1}`, ...s })))
 
-const delayArb = fc.constantFrom(5, 50, 300).map((max) => ({ min: 1, max }))
+// One-way delays up to just under half the shell's 1 s deadline, so that slow answers still count.
+const delayArb = fc.constantFrom(5, 50, 300, 490).map((max) => ({ min: 1, max }))
 
 /** Durations on the edges that matter to a holder: its renew deadline, its stop, the TTL, the takeover. */
 const faultMsArb = (t: FailoverTiming): fc.Arbitrary<number> =>

@@ -12,7 +12,7 @@ import { configFor, explain, runScenario, scenarioArb } from "./cluster.ts"
 const describeInterval = (i: { readonly host: string; readonly tag: string; readonly run: number; readonly epoch: number | undefined; readonly start: number; readonly end: number | undefined }): string =>
   `${i.host} ${i.tag}#${i.run} epoch ${i.epoch ?? "none"} from ${i.start.toFixed(1)} to ${i.end?.toFixed(1) ?? "now"}`
 
-test.prop([scenarioArb()], { numRuns: 40 })("safety: two hosts never run a failover group at the same time", (scenario) => {
+test.prop([scenarioArb()], { numRuns: 250 })("safety: two hosts never run a failover group at the same time", (scenario) => {
   expect(parseInittab(configFor(scenario)).problems.filter((p) => p.severity === "error")).toEqual([])
   const world = runScenario(scenario)
   const overlaps = world.overlaps()
@@ -22,7 +22,7 @@ test.prop([scenarioArb()], { numRuns: 40 })("safety: two hosts never run a failo
   }
 })
 
-test.prop([scenarioArb()], { numRuns: 30 })("epochs: a host starts the group only with the epoch etcd says it leads with, and epochs only grow", (scenario) => {
+test.prop([scenarioArb()], { numRuns: 120 })("epochs: a host starts the group only with the epoch etcd says it leads with, and epochs only grow", (scenario) => {
   const world = runScenario(scenario)
   const wrong = world.startChecks.find((c) => c.problem !== undefined)
   if (wrong !== undefined) throw new Error(explain(world, `${wrong.host} started ${wrong.group} at ${wrong.at}: ${wrong.problem ?? ""}`))

@@ -30,7 +30,8 @@ import type { State as CoreState } from "../core/state.ts"
 import { initialStateWith } from "../core/state.ts"
 import { initialRunning } from "../cluster/node/info.ts"
 import { nextWakeup, reduceNode, startNode } from "../cluster/node/reduce.ts"
-import type { CoreCommand, NodeCommand, NodeEvent, NodeState } from "../cluster/node/types.ts"
+import { parsedOf } from "../cluster/node/step.ts"
+import type { CoreCommand, CoreOutcome, NodeCommand, NodeEvent, NodeState } from "../cluster/node/types.ts"
 import { Agenda } from "./agenda.ts"
 import type { Behaviour } from "./behaviour.ts"
 import { defaultForRunSync, defaultForSpawn } from "./behaviour.ts"
@@ -318,19 +319,8 @@ export class ClusterWorld {
 
   #toCore(host: Host, command: CoreCommand): NodeEvent {
     const now = this.localNow(host)
-    const event: CoreEvent =
-      command._tag === "TellCore"
-        ? tell(command.group, command.level, host.node.running._tag === "Etcd" ? host.node.running.config.parsed : this.parsed, now)
-        : command._tag === "ReloadCore"
-          ? reload(command.config.parsed, now)
-          : command._tag === "HoldCore"
-            ? hold(command.group, command.epoch, command.until, now)
-            : release(command.group, now)
-    const effects = this.#applyCore(host, event)
-    // One place reads the core's refusal: its "rejected" log (until a typed Rejected effect exists).
-    const rejected = effects.find((e) => e._tag === "Log" && e.entry.what === "rejected")
-    const outcome = rejected?._tag === "Log" ? ({ _tag: "Rejected", reason: rejected.entry.message } as const) : ({ _tag: "Applied" } as const)
-    return { _tag: "CoreAnswered", now, command, outcome, core: host.core }
+    const effects = this.#applyCore(host, coreEventOf(command, host.node, now))
+    return { _tag: "CoreAnswered", now, command, outcome: coreOutcomeOf(effects), core: host.core }
   }
 
   #scheduleTick(host: Host): void {
@@ -679,6 +669,26 @@ export class ClusterWorld {
       .map((l) => `${(l.at / 1000).toFixed(3)}s ${l.host ?? "--"} ${l.text}`)
       .join("\n")
   }
+}
+
+/** The core event a node command stands for, as the shell submits it (a tell uses the config that runs). */
+export const coreEventOf = (command: CoreCommand, node: NodeState, now: number): CoreEvent => {
+  switch (command._tag) {
+    case "TellCore":
+      return tell(command.group, command.level, parsedOf(node.running), now)
+    case "ReloadCore":
+      return reload(command.config.parsed, now)
+    case "HoldCore":
+      return hold(command.group, command.epoch, command.until, now)
+    case "ReleaseCore":
+      return release(command.group, now)
+  }
+}
+
+/** One place reads the core's refusal: its "rejected" log (until a typed Rejected effect exists). */
+export const coreOutcomeOf = (effects: readonly CoreEffect[]): CoreOutcome => {
+  const rejected = effects.find((e) => e._tag === "Log" && e.entry.what === "rejected")
+  return rejected?._tag === "Log" ? { _tag: "Rejected", reason: rejected.entry.message } : { _tag: "Applied" }
 }
 
 const failureOf = (command: NodeCommand, now: number, reason: string): NodeEvent => {
