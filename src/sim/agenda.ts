@@ -9,21 +9,25 @@ interface Item {
   readonly action: () => void
 }
 
+/** Inserts `item` after every item due before it or at the same time and scheduled earlier. */
+export const insertByTime = <T extends { readonly at: number; readonly seq: number }>(items: T[], item: T): void => {
+  let lo = 0
+  let hi = items.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    const other = items[mid]
+    if (other !== undefined && (other.at < item.at || (other.at === item.at && other.seq < item.seq))) lo = mid + 1
+    else hi = mid
+  }
+  items.splice(lo, 0, item)
+}
+
 export class Agenda {
   #items: Item[] = []
   #seq = 0
 
   schedule(at: number, action: () => void): void {
-    const item: Item = { at, seq: this.#seq++, action }
-    let lo = 0
-    let hi = this.#items.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      const other = this.#items[mid]
-      if (other !== undefined && (other.at < at || (other.at === at && other.seq < item.seq))) lo = mid + 1
-      else hi = mid
-    }
-    this.#items.splice(lo, 0, item)
+    insertByTime(this.#items, { at, seq: this.#seq++, action })
   }
 
   get nextAt(): number | undefined {
