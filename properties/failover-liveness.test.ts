@@ -175,3 +175,33 @@ test("a holder that resumes after its deadline restarts nothing: the exits the f
   expect(world.overlaps()).toEqual([])
   expect(world.runningOn("web")).toEqual(["n2"])
 })
+
+test.prop([fc.integer(), fc.integer({ min: 0, max: 3_000 })], { numRuns: 20 })(
+  "identity: of two daemons running as one node name, the second does not campaign until the first is gone",
+  (seed, lateMs) => {
+    const timing = timingFor(3_000)
+    const scenario: Scenario = {
+      seed,
+      hosts: [{ name: "a", node: "n1", rate: 1, offset: 0 }, { name: "b", node: "n1", rate: 1, offset: 0 }, { name: "c", node: "n2", rate: 1, offset: 0 }],
+      etcdRate: 1,
+      timing: { ...timing, banMs: 60_000 },
+      listed: "any",
+      delayMs: { min: 1, max: 20 },
+      watchDelayMs: { min: 1, max: 20 },
+      onSigterm: 10,
+      faults: [],
+      horizonMs: 30_000,
+    }
+    const world = worldFor(scenario)
+    world.run(10_000 + lateMs)
+    const campaigners = new Set(world.trace.filter((l) => /etcd: Campaign web done/.test(l.text)).map((l) => l.host))
+    expect(campaigners.has("a") && campaigners.has("b"), explain(world, "both daemons named n1 campaigned")).toBe(false)
+    const refused = campaigners.has("a") ? "b" : "a"
+    expect(world.trace.some((l) => l.host === refused && /another isinitd .* runs as node n1/.test(l.text)), explain(world, "no conflict logged")).toBe(true)
+    world.kill(refused === "a" ? "b" : "a")
+    world.kill("c")
+    world.run(world.now + 10_000)
+    expect(world.runningOn("web"), explain(world, "the second daemon did not take over once the first was gone")).toEqual([refused])
+    expect(world.overlaps()).toEqual([])
+  },
+)

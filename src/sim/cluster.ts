@@ -42,6 +42,8 @@ import { makeRng } from "./random.ts"
 
 export interface HostSpec {
   readonly name: string
+  /** The `--node` its daemon runs as (the host's name unless a test makes two daemons share one). */
+  readonly node?: string
   /** Clock rate against real time, within 1 ± driftBound. */
   readonly rate: number
   /** The host's monotonic clock reading at real time 0. */
@@ -227,7 +229,7 @@ export class ClusterWorld {
     const instance = `${spec.name}-i${++this.#instances}`
     const core = initialStateWith(this.parsed.config)
     const [node, commands] = startNode({
-      node: spec.name,
+      node: spec.node ?? spec.name,
       instance,
       presenceTtlMs: this.options.presenceTtlMs ?? 10_000,
       running: initialRunning(undefined, { _tag: "File", parsed: this.parsed, sha256: fakeSha(this.options.config) }),
@@ -461,7 +463,7 @@ export class ClusterWorld {
 
   #atEtcd(host: Host, id: number, command: NodeCommand): void {
     if (!this.#reachable(host)) return
-    const name = host.spec.name
+    const name = host.node.node
     switch (command._tag) {
       case "Read": {
         const snapshot = snapshotOf(this.etcd)
@@ -486,7 +488,7 @@ export class ClusterWorld {
         const outcome = this.etcd.write(name, command.write, this.#now)
         this.#changed(this.etcd.history.slice(before))
         this.#scheduleExpiry()
-        if (outcome._tag === "Done" && command.write._tag !== "Publish") this.note(name, `etcd: ${command.write._tag} ${"group" in command.write ? command.write.group : ""} done at revision ${outcome.revision}`)
+        if (outcome._tag === "Done" && command.write._tag !== "Publish") this.note(host.spec.name, `etcd: ${command.write._tag} ${"group" in command.write ? command.write.group : ""} done at revision ${outcome.revision}`)
         return this.#answer(host, id, (now) => ({ _tag: "Written", now, write: command.write, outcome }))
       }
       default:
