@@ -13,6 +13,9 @@ import type { ClusterOptions, HostSpec } from "../src/sim/cluster.ts"
 import { ClusterWorld } from "../src/sim/cluster.ts"
 import { nearArb } from "./helpers.ts"
 
+/** Runs of a cluster property: `n`, or ISINIT_FAILOVER_RUNS for a soak (e.g. 5000 before a release). */
+export const runs = (n: number): number => Number(process.env["ISINIT_FAILOVER_RUNS"] ?? n)
+
 export type Fault =
   | { readonly kind: "partition"; readonly at: number; readonly host: number; readonly ms: number }
   | { readonly kind: "pause"; readonly at: number; readonly host: number; readonly ms: number }

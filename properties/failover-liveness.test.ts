@@ -13,7 +13,7 @@ import { exitsAfter, ignoresSigterm, runsForever, stopsAfter } from "../src/sim/
 import type { ClusterWorld, HostSpec } from "../src/sim/cluster.ts"
 import { ClusterWorld as World } from "../src/sim/cluster.ts"
 import type { Scenario } from "./cluster.ts"
-import { configFor, explain, hostsArb, scenarioArb, worldFor } from "./cluster.ts"
+import { configFor, explain, hostsArb, runs, scenarioArb, worldFor } from "./cluster.ts"
 
 /** Long enough for the first placement (preference pauses) and a few keep-alives. */
 const settleMs = (t: FailoverTiming): number => 3 * t.ttlMs + 4_000
@@ -34,7 +34,7 @@ const strike = (world: ClusterWorld, host: string, fault: HolderFault): void => 
 
 test.prop(
   [scenarioArb({ maxFaults: 0, minHosts: 2 }), fc.constantFrom<HolderFault>("kill", "partition", "pause"), fc.constantFrom<HolderFault | "none">("none", "kill", "partition", "pause")],
-  { numRuns: 40 },
+  { numRuns: runs(40) },
 )("liveness: a dead, cut-off or stalled holder is replaced within TTL + takeover delay while an eligible node stays connected", (scenario, fault, other) => {
   const world = worldFor(scenario)
   world.run(settleMs(scenario.timing))
@@ -55,7 +55,7 @@ test.prop(
 /** A timing whose takeover delay is long, so that skipping it shows. */
 const slowTakeover = (t: FailoverTiming): FailoverTiming => ({ ...t, takeoverDelayMs: t.takeoverDelayMs + 5_000 })
 
-test.prop([scenarioArb({ maxFaults: 0, minHosts: 2 }), fc.nat()], { numRuns: 30 })(
+test.prop([scenarioArb({ maxFaults: 0, minHosts: 2 }), fc.nat()], { numRuns: runs(30) })(
   "move: the holder stops, confirms, resigns, and the target starts without the takeover delay; the preference then goes",
   (base, pick) => {
     const scenario: Scenario = { ...base, timing: slowTakeover(base.timing), onSigterm: 200 }
@@ -87,7 +87,7 @@ const banConfig = (t: FailoverTiming): string =>
     "",
   ].join("\n")
 
-test.prop([hostsArb(3, 3), fc.integer({ min: 2_000, max: 5_000 }), fc.integer({ min: 3_000, max: 20_000 }), fc.integer()], { numRuns: 25 })(
+test.prop([hostsArb(3, 3), fc.integer({ min: 2_000, max: 5_000 }), fc.integer({ min: 3_000, max: 20_000 }), fc.integer()], { numRuns: runs(25) })(
   "bans: a node whose test fails hands the group over cleanly, sits out its ban, then campaigns again; the group stays where it went",
   (hosts, ttlMs, banMs, seed) => {
     const timing = { ...timingFor(ttlMs), takeoverDelayMs: 5_000, banMs }
@@ -176,7 +176,7 @@ test("a holder that resumes after its deadline restarts nothing: the exits the f
   expect(world.runningOn("web")).toEqual(["n2"])
 })
 
-test.prop([fc.integer(), fc.integer({ min: 0, max: 3_000 })], { numRuns: 20 })(
+test.prop([fc.integer(), fc.integer({ min: 0, max: 3_000 })], { numRuns: runs(20) })(
   "identity: of two daemons running as one node name, the second does not campaign until the first is gone",
   (seed, lateMs) => {
     const timing = timingFor(3_000)

@@ -7,12 +7,12 @@
 import { test } from "@fast-check/vitest"
 import { expect } from "vitest"
 import { parseInittab } from "../src/core/inittab.ts"
-import { configFor, explain, runScenario, scenarioArb } from "./cluster.ts"
+import { configFor, explain, runs, runScenario, scenarioArb } from "./cluster.ts"
 
 const describeInterval = (i: { readonly host: string; readonly tag: string; readonly run: number; readonly epoch: number | undefined; readonly start: number; readonly end: number | undefined }): string =>
   `${i.host} ${i.tag}#${i.run} epoch ${i.epoch ?? "none"} from ${i.start.toFixed(1)} to ${i.end?.toFixed(1) ?? "now"}`
 
-test.prop([scenarioArb()], { numRuns: 250 })("safety: two hosts never run a failover group at the same time", (scenario) => {
+test.prop([scenarioArb()], { numRuns: runs(250) })("safety: two hosts never run a failover group at the same time", (scenario) => {
   expect(parseInittab(configFor(scenario)).problems.filter((p) => p.severity === "error")).toEqual([])
   const world = runScenario(scenario)
   const overlaps = world.overlaps()
@@ -22,7 +22,7 @@ test.prop([scenarioArb()], { numRuns: 250 })("safety: two hosts never run a fail
   }
 })
 
-test.prop([scenarioArb()], { numRuns: 120 })("epochs: a host starts the group only with the epoch etcd says it leads with, and epochs only grow", (scenario) => {
+test.prop([scenarioArb()], { numRuns: runs(120) })("epochs: a host starts the group only with the epoch etcd says it leads with, and epochs only grow", (scenario) => {
   const world = runScenario(scenario)
   const wrong = world.startChecks.find((c) => c.problem !== undefined)
   if (wrong !== undefined) throw new Error(explain(world, `${wrong.host} started ${wrong.group} at ${wrong.at}: ${wrong.problem ?? ""}`))
@@ -32,7 +32,7 @@ test.prop([scenarioArb()], { numRuns: 120 })("epochs: a host starts the group on
   }
 })
 
-test.prop([scenarioArb({ maxFaults: 6 })], { numRuns: 60 })(
+test.prop([scenarioArb({ maxFaults: 6 })], { numRuns: runs(60) })(
   "ordinary groups: faults of etcd and the network stop nothing (db keeps its first process on every host that was not killed)",
   (scenario) => {
     const world = runScenario({ ...scenario, faults: scenario.faults.filter((f) => f.kind !== "kill") })
@@ -45,7 +45,7 @@ test.prop([scenarioArb({ maxFaults: 6 })], { numRuns: 60 })(
   },
 )
 
-test.prop([scenarioArb({ maxFaults: 0, horizonMs: 15_000 })], { numRuns: 30 })("placement: without faults the group runs on exactly one host, the most preferred", (scenario) => {
+test.prop([scenarioArb({ maxFaults: 0, horizonMs: 15_000 })], { numRuns: runs(30) })("placement: without faults the group runs on exactly one host, the most preferred", (scenario) => {
   const world = runScenario(scenario)
   const on = world.runningOn("web")
   expect(on.length, explain(world, `running on ${on.join(", ")}`)).toBe(1)

@@ -138,13 +138,14 @@ const onGranted = (step: Step, { lease: name, id, ttlMs }: EventOf<"Granted">): 
     return setLease(step, name, lease)
   }
   const timing = configOf(step.s).failover.timing
-  if (timing.ttlMs !== ttlMs) {
-    // The timing changed while the grant was under way: its D and G would not match this TTL.
+  if (ttlMs < timing.ttlMs) {
+    // The TTL was raised while the grant was under way: this lease is too short for today's D and G.
     emit(step, { _tag: "Revoke", lease: name, id })
     return setLease(step, name, { _tag: "None" })
   }
+  // etcd counts whole seconds and may round a TTL up: a longer lease only makes the rule easier.
   setLease(step, name, granted(step, name, step.s.failover.lease, id, ttlMs, timing.renewDeadlineMs))
-  step.s.failover = { ...step.s.failover, terms: timing }
+  step.s.failover = { ...step.s.failover, terms: { ...timing, ttlMs } }
 }
 
 const onKeptAlive = (step: Step, { lease: name, id, seq, ttlMs }: EventOf<"KeptAlive">): void => {
