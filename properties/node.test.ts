@@ -160,3 +160,27 @@ test.prop([fc.integer({ min: 1, max: 20 }), nearArb([0, 6_000], 30_000)], { numR
     expect(infoOf(bench.node).connected).toBe(bench.now < confirmed + 6_000)
   },
 )
+
+test.prop([fc.integer({ min: 0, max: 4_999 })], { numRuns: 30 })(
+  "watches that break as soon as they start are resynced with a growing backoff, not in bursts",
+  (lifeMs) => {
+    const bench = started()
+    let reads = 0
+    let answered = bench.since(0, "Read").length
+    bench.advance(lifeMs)
+    bench.feed((now) => ({ _tag: "WatchLost", now, reason: "member down" }))
+    while (bench.now < 20_000 && reads < 100) {
+      const pending = bench.since(0, "Read").length
+      if (pending > answered) {
+        answered = pending
+        reads++
+        bench.snapshot(1, [configChange])
+        bench.advance(lifeMs)
+        bench.feed((now) => ({ _tag: "WatchLost", now, reason: "member down" }))
+      } else bench.advance(Math.max(1, (bench.node.wakeups?.item.at ?? bench.now + 100) - bench.now))
+    }
+    // Backoffs of 200, 400, 800 ms ... 5 s between reads: a few per 20 s, never dozens.
+    expect(reads).toBeGreaterThan(1)
+    expect(reads).toBeLessThanOrEqual(12)
+  },
+)

@@ -75,9 +75,10 @@ export const startNode = (options: NodeOptions): readonly [NodeState, readonly N
 // The read-then-watch session
 
 const snapshotRead = (step: Step, snapshot: ClusterSnapshot): void => {
-  const wasLost = step.s.sync._tag !== "Watching" && step.s.view !== undefined
+  const sync = step.s.sync
+  const wasLost = sync._tag !== "Watching" && step.s.view !== undefined
   step.s.view = viewOf(snapshot)
-  step.s.sync = { _tag: "Watching" }
+  step.s.sync = { _tag: "Watching", since: step.s.now, attempt: sync._tag === "Watching" ? 0 : sync.attempt }
   emit(step, { _tag: "Watch", fromRevision: snapshot.revision })
   if (wasLost) {
     log(step, "etcd-resync", `resynchronised at revision ${snapshot.revision}`)
@@ -106,12 +107,26 @@ const watched = (step: Step, { revision, changes }: EventOf<"Watched">): void =>
   if (touchesObeyed(changes)) converge(step)
 }
 
-/** An outage stops nothing: it is logged, shown, and followed by a fresh read. */
+/** A watch that lived less than this is "lost again at once": the next read backs off. */
+export const steadyWatchMs = 5_000
+
+/**
+ * An outage stops nothing: it is logged, shown, and followed by a fresh read: at once after a
+ * watch that ran steadily, after a growing backoff when watches keep breaking as soon as they
+ * start (an etcd member down behind the client: no bursts of resyncs).
+ */
 const watchLost = (step: Step, reason: string): void => {
-  if (step.s.sync._tag !== "Watching") return
+  const sync = step.s.sync
+  if (sync._tag !== "Watching") return
   log(step, "etcd-outage", `watch lost: ${reason}; retrying`)
-  step.s.sync = { _tag: "Reading", attempt: 0, reason }
-  emit(step, { _tag: "Read" })
+  if (step.s.now - sync.since >= steadyWatchMs) {
+    step.s.sync = { _tag: "Reading", attempt: 0, reason }
+    emit(step, { _tag: "Read" })
+    return
+  }
+  const until = step.s.now + retryDelay(sync.attempt)
+  wake(step, until)
+  step.s.sync = { _tag: "Backoff", attempt: sync.attempt + 1, until, reason }
 }
 
 const advanceSync = (step: Step): void => {

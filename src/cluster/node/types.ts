@@ -178,7 +178,8 @@ export type Running = { readonly _tag: "Etcd"; readonly config: StoredConfig } |
 export type Sync =
   | { readonly _tag: "Reading"; readonly attempt: number; readonly reason: string | undefined }
   | { readonly _tag: "Backoff"; readonly attempt: number; readonly until: number; readonly reason: string }
-  | { readonly _tag: "Watching" }
+  /** `attempt` counts watches lost soon after they began: the next resync backs off by it. */
+  | { readonly _tag: "Watching"; readonly since: number; readonly attempt: number }
 
 export interface View {
   /** The etcd revision this view is complete up to. */
