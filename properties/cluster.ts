@@ -97,6 +97,14 @@ export const scenarioArb = (options: { readonly minHosts?: number; readonly maxH
       return faults.map((list): Scenario => ({ ...base, listed, faults: [...list].sort((a, b) => a.at - b.at), horizonMs }))
     })
 
+/**
+ * Liveness needs a network faster than the renew deadline: keep-alives go out every D / 3, and a
+ * hold lasts D from a keep-alive's send, so round trips must be well below D / 3 (safety needs
+ * nothing of the kind). The liveness properties keep to such networks.
+ */
+export const fitsNetwork = (s: Pick<Scenario, "delayMs" | "watchDelayMs" | "timing">): boolean =>
+  2 * s.delayMs.max + s.watchDelayMs.max < s.timing.renewDeadlineMs / 3
+
 export const configFor = (s: Pick<Scenario, "timing" | "listed" | "hosts">): string => {
   const t = s.timing
   const list = s.listed === "any" ? "" : `:${s.listed.map((i) => s.hosts[i]?.name ?? "").join(",")}`

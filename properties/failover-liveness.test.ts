@@ -13,7 +13,7 @@ import { exitsAfter, ignoresSigterm, runsForever, stopsAfter } from "../src/sim/
 import type { ClusterWorld, HostSpec } from "../src/sim/cluster.ts"
 import { ClusterWorld as World } from "../src/sim/cluster.ts"
 import type { Scenario } from "./cluster.ts"
-import { configFor, explain, hostsArb, runs, scenarioArb, worldFor } from "./cluster.ts"
+import { configFor, explain, fitsNetwork, hostsArb, runs, scenarioArb, worldFor } from "./cluster.ts"
 
 /** Long enough for the first placement (preference pauses) and a few keep-alives. */
 const settleMs = (t: FailoverTiming): number => 3 * t.ttlMs + 4_000
@@ -33,7 +33,7 @@ const strike = (world: ClusterWorld, host: string, fault: HolderFault): void => 
 }
 
 test.prop(
-  [scenarioArb({ maxFaults: 0, minHosts: 2 }), fc.constantFrom<HolderFault>("kill", "partition", "pause"), fc.constantFrom<HolderFault | "none">("none", "kill", "partition", "pause")],
+  [scenarioArb({ maxFaults: 0, minHosts: 2 }).filter(fitsNetwork), fc.constantFrom<HolderFault>("kill", "partition", "pause"), fc.constantFrom<HolderFault | "none">("none", "kill", "partition", "pause")],
   { numRuns: runs(40) },
 )("liveness: a dead, cut-off or stalled holder is replaced within TTL + takeover delay while an eligible node stays connected", (scenario, fault, other) => {
   const world = worldFor(scenario)
@@ -55,7 +55,7 @@ test.prop(
 /** A timing whose takeover delay is long, so that skipping it shows. */
 const slowTakeover = (t: FailoverTiming): FailoverTiming => ({ ...t, takeoverDelayMs: t.takeoverDelayMs + 5_000 })
 
-test.prop([scenarioArb({ maxFaults: 0, minHosts: 2 }), fc.nat()], { numRuns: runs(30) })(
+test.prop([scenarioArb({ maxFaults: 0, minHosts: 2 }).filter(fitsNetwork), fc.nat()], { numRuns: runs(30) })(
   "move: the holder stops, confirms, resigns, and the target starts without the takeover delay; the preference then goes",
   (base, pick) => {
     const scenario: Scenario = { ...base, timing: slowTakeover(base.timing), onSigterm: 200 }

@@ -7,7 +7,8 @@
 import { test } from "@fast-check/vitest"
 import { expect } from "vitest"
 import { parseInittab } from "../src/core/inittab.ts"
-import { configFor, explain, runs, runScenario, scenarioArb } from "./cluster.ts"
+import { placementStepMs } from "../src/cluster/node/election.ts"
+import { configFor, explain, fitsNetwork, runs, runScenario, scenarioArb } from "./cluster.ts"
 
 const describeInterval = (i: { readonly host: string; readonly tag: string; readonly run: number; readonly epoch: number | undefined; readonly start: number; readonly end: number | undefined }): string =>
   `${i.host} ${i.tag}#${i.run} epoch ${i.epoch ?? "none"} from ${i.start.toFixed(1)} to ${i.end?.toFixed(1) ?? "now"}`
@@ -45,9 +46,14 @@ test.prop([scenarioArb({ maxFaults: 6 })], { numRuns: runs(60) })(
   },
 )
 
-test.prop([scenarioArb({ maxFaults: 0, horizonMs: 15_000 })], { numRuns: runs(30) })("placement: without faults the group runs on exactly one host, the most preferred", (scenario) => {
-  const world = runScenario(scenario)
-  const on = world.runningOn("web")
-  expect(on.length, explain(world, `running on ${on.join(", ")}`)).toBe(1)
-  if (scenario.listed !== "any") expect(on[0]).toBe(scenario.hosts[scenario.listed[0] ?? 0]?.name)
-})
+test.prop([scenarioArb({ maxFaults: 0, horizonMs: 15_000 }).filter(fitsNetwork)], { numRuns: runs(30) })(
+  "placement: without faults the group runs on exactly one host; the most preferred when all queue within the placement pause",
+  (scenario) => {
+    const world = runScenario(scenario)
+    const on = world.runningOn("web")
+    expect(on.length, explain(world, `running on ${on.join(", ")}`)).toBe(1)
+    // Claim, campaign and the watch that shows it: within the 1 s pause per rank of preference.
+    const queuesInTime = 4 * scenario.delayMs.max + scenario.watchDelayMs.max < placementStepMs
+    if (scenario.listed !== "any" && queuesInTime) expect(on[0], explain(world, "not on the most preferred")).toBe(scenario.hosts[scenario.listed[0] ?? 0]?.name)
+  },
+)
