@@ -76,6 +76,26 @@ test.prop([scenarioArb({ maxFaults: 0, minHosts: 2 }).filter(fitsNetwork), fc.na
   },
 )
 
+test.prop([scenarioArb({ maxFaults: 0, minHosts: 2 }).filter(fitsNetwork)], { numRuns: runs(20) })(
+  "a daemon that stops cleanly (stopall) hands its groups over without the takeover delay and gives its leases back",
+  (base) => {
+    const scenario: Scenario = { ...base, timing: slowTakeover(base.timing), onSigterm: 100 }
+    const world = worldFor(scenario)
+    world.run(settleMs(scenario.timing))
+    const holder = holderOf(world)
+    if (holder === undefined) throw new Error(explain(world, "the group did not start"))
+    world.stopDaemon(holder)
+    world.run(world.now + 3_000)
+    expect(world.host(holder).life, explain(world, "the daemon did not finish stopping")).toBe("dead")
+    expect(world.etcd.kv.has(`nodes/${holder}`), explain(world, "its status is still published")).toBe(false)
+    const lastOld = Math.max(...world.intervals.filter((i) => i.host === holder).map((i) => i.end ?? Infinity))
+    const next = world.intervals.find((i) => i.host !== holder && i.start >= lastOld)
+    expect(next, explain(world, "nobody took over")).toBeDefined()
+    expect((next?.start ?? Infinity) - lastOld, explain(world, "the hand-over waited")).toBeLessThan(scenario.timing.takeoverDelayMs / 2)
+    expect(world.overlaps()).toEqual([])
+  },
+)
+
 const banConfig = (t: FailoverTiming): string =>
   [
     ":::failover:web:on:n1,n2,n3",

@@ -23,13 +23,13 @@
 import type { Parsed } from "../core/config.ts"
 import type { Effect as CoreEffect, Signal } from "../core/effects.ts"
 import type { Event as CoreEvent, Outcome } from "../core/events.ts"
-import { childExit, hold, release, reload, started, tell, tick } from "../core/events.ts"
+import { childExit, hold, release, reload, started, stopAll, tell, tick } from "../core/events.ts"
 import { parseInittab } from "../core/inittab.ts"
 import { nextDeadline, reduce } from "../core/reducer.ts"
 import type { State as CoreState } from "../core/state.ts"
 import { initialStateWith } from "../core/state.ts"
 import { initialRunning } from "../cluster/node/info.ts"
-import { nextWakeup, reduceNode, startNode } from "../cluster/node/reduce.ts"
+import { nextWakeup, reduceNode, startNode, stopped } from "../cluster/node/reduce.ts"
 import { parsedOf } from "../cluster/node/step.ts"
 import type { CoreCommand, CoreOutcome, NodeCommand, NodeEvent, NodeState } from "../cluster/node/types.ts"
 import { Agenda } from "./agenda.ts"
@@ -135,6 +135,8 @@ interface Host {
   readonly requests: Map<number, NodeCommand>
   watch: WatchSession
   partitioned: "linked" | "cut"
+  /** A clean stop: stopall asked, then the node told once the core halted. */
+  stop: "running" | "stopall" | "told"
   tickSeq: number
 }
 
@@ -237,7 +239,7 @@ export class ClusterWorld {
       core,
       now: spec.offset + spec.rate * this.#now,
     })
-    const host: Host = { spec, instance, life: "up", core, node, queue: [], procs: new Map(), fencer: new Map(), requests: new Map(), watch: { _tag: "None" }, partitioned: "linked", tickSeq: 0 }
+    const host: Host = { spec, instance, life: "up", core, node, queue: [], procs: new Map(), fencer: new Map(), requests: new Map(), watch: { _tag: "None" }, partitioned: "linked", stop: "running", tickSeq: 0 }
     this.hosts.set(spec.name, host)
     this.note(spec.name, `daemon starts (instance ${instance})`)
     this.#perform(host, commands)
@@ -266,6 +268,10 @@ export class ClusterWorld {
     const before = host.core
     this.#applyCore(host, event)
     if (before.groups !== host.core.groups || before.entries !== host.core.entries) this.#nodeStep(host, { _tag: "CoreChanged", now: event.now, core: host.core })
+    if (host.stop === "stopall" && host.core.lifecycle === "halted") {
+      host.stop = "told"
+      this.#nodeStep(host, { _tag: "Stopping", now: event.now })
+    }
   }
 
   #applyCore(host: Host, event: CoreEvent): readonly CoreEffect[] {
@@ -282,6 +288,10 @@ export class ClusterWorld {
       const [after, commands] = reduceNode(host.node, next)
       host.node = after
       local.push(...this.#perform(host, commands))
+    }
+    if (host.stop === "told" && stopped(host.node) && host.life !== "dead") {
+      this.note(host.spec.name, "daemon exits: every group handed over, every lease given back")
+      host.life = "dead"
     }
   }
 
@@ -440,8 +450,13 @@ export class ClusterWorld {
   // -------------------------------------------------------------------------------------------
   // The network and etcd
 
+  /** Whether messages get through between the host and etcd now (a message a daemon sent before it died still arrives). */
+  #linked(host: Host): boolean {
+    return this.#etcdState === "up" && host.partitioned === "linked"
+  }
+
   #reachable(host: Host): boolean {
-    return this.#etcdState === "up" && host.partitioned === "linked" && host.life !== "dead"
+    return this.#linked(host) && host.life !== "dead"
   }
 
   #send(host: Host, command: NodeCommand): void {
@@ -462,7 +477,7 @@ export class ClusterWorld {
   }
 
   #atEtcd(host: Host, id: number, command: NodeCommand): void {
-    if (!this.#reachable(host)) return
+    if (!this.#linked(host)) return
     const name = host.node.node
     switch (command._tag) {
       case "Read": {
@@ -618,6 +633,15 @@ export class ClusterWorld {
     host.fencer.clear()
     host.requests.clear()
     host.watch = { _tag: "None" }
+  }
+
+  /** `isinit stopall` (or SIGTERM): every process stops, then the node hands over and leaves. */
+  stopDaemon(name: string): void {
+    const host = this.host(name)
+    if (host.life === "dead" || host.stop !== "running") return
+    host.stop = "stopall"
+    this.note(name, "stopall")
+    this.#input(host, { _tag: "Core", make: (now) => stopAll(now) })
   }
 
   /** A fresh daemon on a killed host (new instance, nothing adopted). */
