@@ -225,3 +225,17 @@ test.prop([fc.integer(), fc.integer({ min: 0, max: 3_000 })], { numRuns: runs(20
     expect(world.overlaps()).toEqual([])
   },
 )
+
+test.prop([scenarioArb({ maxFaults: 0, minHosts: 2 }).filter(fitsNetwork)], { numRuns: runs(15) })(
+  "a config that makes the group ordinary again: its holder leaves the queue and keeps running it, nobody else starts it",
+  (scenario) => {
+    const world = worldFor(scenario)
+    world.run(settleMs(scenario.timing))
+    const holder = holderOf(world)
+    world.pushConfig(configFor(scenario).replace(/^:::failover.*\n/gm, ""))
+    world.run(world.now + 5_000)
+    expect([...world.etcd.kv.keys()].filter((k) => k.startsWith("failover/web/cand/")), explain(world, "keys left in the queue")).toEqual([])
+    expect(world.runningOn("web"), explain(world, "the group moved or stopped")).toEqual([holder])
+    expect(world.trace.filter((l) => /SIG\w+ w\d#/.test(l.text)), explain(world, "a process was stopped")).toEqual([])
+  },
+)

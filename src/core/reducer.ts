@@ -485,8 +485,10 @@ const onRelease = (step: Step, { group }: EventOf<"Release">): void => {
 /** The renew deadline passed without a renewal: stop the group (SIGTERM now, SIGKILL after the failover grace). */
 const holdEnded = (step: Step, group: string): void => {
   step.setGroup({ ...step.group(group), hold: undefined })
+  // A group the config made ordinary since keeps running: its hold no longer means anything.
+  if (!step.config.failover.groups.has(group) || step.lifecycle !== "running") return
   step.log({ what: "fenced", group, message: "failover lease not renewed by its deadline: stopping the group" })
-  if (step.lifecycle === "running") enterLevel(step, group, standbyLevel, "tell")
+  enterLevel(step, group, standbyLevel, "tell")
 }
 
 // ---------------------------------------------------------------------------------------------

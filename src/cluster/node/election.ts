@@ -209,8 +209,24 @@ const releasing = (step: Step, group: string, e: Extract<Election, { readonly _t
   set(step, group, { _tag: "Resigning", key: mine.key, epoch: e.epoch, why: e.why })
 }
 
+/**
+ * The config no longer makes the group a failover group: its processes (if any) are an ordinary
+ * group's now and keep running; our key leaves the queue without a hand-over.
+ */
+const leave = (step: Step, group: string, e: Election): void => {
+  const view = step.s.view
+  if (!hasKey(e) || e._tag === "Proclaiming" || e._tag === "Resigning" || e._tag === "Withdrawing") {
+    if (e._tag === "Banned" || e._tag === "Idle") set(step, group, idle)
+    return
+  }
+  const mine = view === undefined ? "unseen" : ours(view, group, step.s.instance, e.epoch)
+  if (mine === "gone") return set(step, group, idle)
+  if (mine !== "unseen") withdraw(step, group, mine, e.epoch)
+}
+
 const decide = (step: Step, group: string): void => {
   const e = electionOf(step.s, group)
+  if (failoverGroup(step.s, group) === undefined) return leave(step, group, e)
   switch (e._tag) {
     case "Idle":
       return campaign(step, group)
