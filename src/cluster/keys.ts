@@ -10,6 +10,20 @@
  * | `desired-node/<node>/<group>`    | the level wanted on one node (an override)   | no    |
  * | `nodes/<node>`                   | what the node runs: groups, entries, config  | yes   |
  * | `seen/<node>`                    | when the node last joined                    | no    |
+ * | `failover/<group>/cand/<lease>`  | a candidate `{node, instance}`; its create   | the node's failover lease |
+ * |                                  | revision is its place in the queue and the   |       |
+ * |                                  | epoch (fencing token) while it holds         |       |
+ * | `failover/<group>/active`        | the last holder's proclamation `{node, epoch, state, ttlMs, renewDeadlineMs, killGraceMs, reason}` | no |
+ * | `failover/<group>/move`          | `{node}`: where `isinit move` sends the group | its own: it expires by itself |
+ * | `failover/<group>/ban/<node>`    | `{reason}`: a node sitting out a ban         | its own, as long as the ban |
+ * | `failover-node/<node>`           | `{instance}`: the daemon that claimed a name | the node's failover lease |
+ *
+ * Failover (docs/cluster.md "Failover groups"; the rules in src/cluster/node/election.ts): the
+ * candidate keys of a group form etcd's election queue (the lowest create revision leads, as in
+ * etcd's `concurrency.Election`); `active` and the candidate key change together under the guard
+ * `Create(candidate) == epoch`, so a deposed holder cannot write. The `failover` keys sort after
+ * `desired0` and before `failover0`: the watched range grows to `[config, failover0)` when the node
+ * reducer is wired in (they are not read by today's store).
  *
  * Precedence: a node's override (`desired-node/<node>/<group>`) wins over the cluster-wide level
  * (`desired/<group>`) for that node and group; deleting the override hands the group back to the

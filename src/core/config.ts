@@ -5,6 +5,9 @@
  * original keys every table by tag alone), so a tag names one entry everywhere in the system.
  */
 
+import type { Failover } from "./failover.ts"
+import { noFailover } from "./failover.ts"
+
 export type Mode = "respawn" | "once" | "wait" | "test" | "off"
 
 export const modes: readonly Mode[] = ["respawn", "once", "wait", "test", "off"]
@@ -47,6 +50,8 @@ export type RemovalGuard = { readonly _tag: "Share"; readonly percent: number } 
 export const defaultRemovalGuard: RemovalGuard = { _tag: "Share", percent: 50 }
 
 export interface Config {
+  /** Failover groups and their timing (`:::failover` directives; failover.ts). */
+  readonly failover: Failover
   /** Every entry, in file order (`off` entries included). */
   readonly entries: readonly Entry[]
   readonly byTag: ReadonlyMap<string, Entry>
@@ -82,6 +87,7 @@ export const makeConfig = (
     readonly removalGuard?: RemovalGuard
     readonly socket?: string | undefined
     readonly initstat?: string | undefined
+    readonly failover?: Failover
   } = {},
 ): Config => {
   const byTag = new Map<string, Entry>()
@@ -93,6 +99,7 @@ export const makeConfig = (
     else members.push(entry)
   }
   return {
+    failover: options.failover ?? noFailover,
     entries,
     byTag,
     byGroup,

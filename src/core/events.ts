@@ -18,6 +18,14 @@ export type Event =
   /** The run's leader exited while other members of its process group live on (`ChildExit` follows when they are gone). */
   | { readonly _tag: "LeaderExited"; readonly tag: string; readonly run: number; readonly outcome: Outcome; readonly now: number }
   | { readonly _tag: "Tick"; readonly now: number }
+  /**
+   * Cluster mode, failover groups (failover.ts): this node holds GROUP's lease with this epoch,
+   * known alive until `until` (its renew deadline). The group runs at its failover level while it
+   * holds; it stops by itself at `until` unless another Hold extends it.
+   */
+  | { readonly _tag: "Hold"; readonly group: string; readonly epoch: number; readonly until: number; readonly now: number }
+  /** Cluster mode: this node does not hold GROUP (any more); the group goes to `standby`. */
+  | { readonly _tag: "Release"; readonly group: string; readonly now: number }
   /** A restarted daemon takes over what its predecessor recorded; `alive` lists the runs it verified. */
   | { readonly _tag: "Restore"; readonly snapshot: Snapshot; readonly alive: readonly number[]; readonly parsed: Parsed; readonly now: number }
 
@@ -68,3 +76,5 @@ export const tick = (now: number): Event => ({ _tag: "Tick", now })
 export const restore = (snapshot: Snapshot, alive: readonly number[], parsed: Parsed, now: number): Event => ({
   _tag: "Restore", snapshot, alive, parsed, now,
 })
+export const hold = (group: string, epoch: number, until: number, now: number): Event => ({ _tag: "Hold", group, epoch, until, now })
+export const release = (group: string, now: number): Event => ({ _tag: "Release", group, now })

@@ -42,6 +42,8 @@ import { isRight } from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
 import type { Entry, Limits, Mode, Parsed, Problem, RemovalGuard } from "./config.ts"
 import { defaultLimits, defaultRemovalGuard, makeConfig, modes } from "./config.ts"
+import type { FailoverDraft } from "./failoverDirectives.ts"
+import { failoverDirective, failoverDirectiveDocs, finishFailover, newFailoverDraft } from "./failoverDirectives.ts"
 import { commandHazards, groupHazards, levelHazards } from "./hazards.ts"
 
 export interface DirectiveDoc {
@@ -66,6 +68,7 @@ export const directives: readonly DirectiveDoc[] = [
     default: "50%",
     meaning: "a re-read that would stop more than this share of the running entries (their lines gone) needs --force",
   },
+  ...failoverDirectiveDocs,
 ]
 
 // Codecs for the field values. The mode codec is built from config.ts's list, so the two agree.
@@ -165,6 +168,7 @@ interface Builder {
   readonly directiveLines: Map<DirectiveName, number>
   /** Hazards of each group and level name, worked out once per file: names repeat on many lines. */
   readonly nameHazards: Map<string, readonly string[]>
+  readonly failover: FailoverDraft
   limits: Limits
   removalGuard: RemovalGuard
   socket: string | undefined
@@ -208,6 +212,7 @@ const pathDirective = (b: Builder, line: number, name: "socket" | "initstat", pa
 
 const tuningDirective = (b: Builder, line: number, name: string, value: string | undefined): void => {
   const raw = value ?? ""
+  if (failoverDirective(b.failover, b.problems, line, name, raw)) return
   switch (name) {
     case "respawn-limit": {
       noteDirective(b, line, name)
@@ -340,6 +345,7 @@ export const parseInittab = (text: string): Parsed => {
     tagLines: new Map(),
     directiveLines: new Map(),
     nameHazards: new Map(),
+    failover: newFailoverDraft(),
     limits: defaultLimits,
     removalGuard: defaultRemovalGuard,
     socket: undefined,
@@ -350,8 +356,9 @@ export const parseInittab = (text: string): Parsed => {
   const count = lines.length > 0 && lines[lines.length - 1] === "" ? lines.length - 1 : lines.length
   for (let i = 0; i < count; i++) parseLine(b, i + 1, lines[i] ?? "")
   requireEntries(b)
+  const failover = finishFailover(b.failover, b.entries, b.problems)
   return {
-    config: makeConfig(b.entries, { limits: b.limits, removalGuard: b.removalGuard, socket: b.socket, initstat: b.initstat }),
+    config: makeConfig(b.entries, { limits: b.limits, removalGuard: b.removalGuard, socket: b.socket, initstat: b.initstat, failover }),
     problems: b.problems,
   }
 }

@@ -35,7 +35,8 @@ import { describeOutcome, succeeded } from "./events.ts"
 import * as HashMap from "effect/HashMap"
 import { removalRefusal } from "./reread.ts"
 import type { EntrySnapshot } from "./snapshot.ts"
-import type { Completion, EntryState, GroupState, Lifecycle, LiveProc, State, StopCause, Transition } from "./state.ts"
+import { standbyLevel } from "./failover.ts"
+import type { Completion, EntryState, GroupState, Hold, Lifecycle, LiveProc, State, StopCause, Transition } from "./state.ts"
 import { free, freshEntry, freshGroup, groupOf, idle, lookup, notRun, ordered } from "./state.ts"
 import type { Timer, TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
@@ -73,6 +74,12 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
     case "Restore":
       onRestore(step, event)
       break
+    case "Hold":
+      onHold(step, event)
+      break
+    case "Release":
+      onRelease(step, event)
+      break
   }
   return step.finish()
 }
@@ -95,6 +102,7 @@ const configRejection = (state: State, parsed: Parsed, guard: Guard | undefined)
 
 const groupRejection = (config: Config, group: string, level: string): string | undefined => {
   if (level === "") return "empty runlevel"
+  if (config.failover.groups.has(group)) return `"${group}" is a failover group: it runs where its lease is held; move it with isinit --etcd URLS move ${group} NODE`
   if (config.byGroup.has(group)) return undefined
   const known = [...config.byGroup.keys()].sort().join(", ")
   return `unknown group "${group}" (the isinittab defines: ${known === "" ? "none" : known})`
@@ -128,7 +136,10 @@ const onReload = (step: Step, { parsed }: EventOf<"Reload">): void => {
 const onStopAll = (step: Step): void => {
   if (step.lifecycle !== "running") return
   step.lifecycle = "stopping"
-  for (const group of step.groups()) step.setGroup({ ...group, phase: "stopping", transition: undefined })
+  // A group removed from the file has no level and stays `stopped` while its processes go (rule 18).
+  for (const group of step.groups()) {
+    if (group.level !== undefined) step.setGroup({ ...group, phase: "stopping", transition: undefined })
+  }
   step.log({ what: "group", message: "stopall: stopping every process" })
   for (const tag of step.entryTags()) stop(step, tag, "stopall")
   haltIfDone(step)
@@ -278,7 +289,7 @@ const forgetIfDropped = (step: Step, name: string): void => {
  * without counting as a tell, so a client waiting for the last tell's transition is not told it
  * was superseded.
  */
-const enterLevel = (step: Step, name: string, level: string, why: "tell" | "reapply"): void => {
+const enterLevel = (step: Step, name: string, level: string, why: Why): void => {
   const course = courseOf(step.group(name), level, why)
   const defs = step.config.byGroup.get(name) ?? []
   for (const def of defs) if (!listsLevel(def, level)) leaveLevel(step, def.tag)
@@ -299,9 +310,12 @@ const enterLevel = (step: Step, name: string, level: string, why: "tell" | "reap
  */
 type Course = "new" | "join" | "retry" | "reapply"
 
-const courseOf = (group: GroupState, level: string, why: "tell" | "reapply"): Course => {
+/** What makes a group enter a level: a tell, a re-read that re-applies it, or a new failover epoch (a new transition). */
+type Why = "tell" | "reapply" | "epoch"
+
+const courseOf = (group: GroupState, level: string, why: Why): Course => {
   if (why === "reapply") return "reapply"
-  if (group.level !== level) return "new"
+  if (why === "epoch" || group.level !== level) return "new"
   return group.phase === "start" ? "join" : "retry"
 }
 
@@ -402,11 +416,13 @@ const startRespawn = (step: Step, def: Entry): void => {
 }
 
 const spawn = (step: Step, def: Entry): void => {
+  const hold = failoverHold(step, def)
+  if (hold === "fenced") return
   const run = step.nextRun++
   const entry = step.entry(def.tag)
   step.setEntry({ ...entry, proc: { _tag: "Running", run, pid: undefined, identity: undefined, since: step.now, def } })
   const sync = def.mode === "wait" || def.mode === "test"
-  step.emit({ _tag: sync ? "RunSync" : "Spawn", tag: def.tag, run, group: def.group, command: def.command })
+  step.emit({ _tag: sync ? "RunSync" : "Spawn", tag: def.tag, run, group: def.group, command: def.command, ...hold })
 }
 
 /** Rule 7: SIGTERM to the process group now, SIGKILL when the grace is over. */
@@ -423,7 +439,7 @@ const beginStop = (step: Step, tag: string, cause: StopCause, reason: string): v
   const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag !== "Running") return
   const proc = entry.proc
-  const killAt = step.now + step.config.limits.killGraceMs
+  const killAt = step.now + (step.config.failover.groups.has(proc.def.group) ? step.config.failover.timing.killGraceMs : step.config.limits.killGraceMs)
   step.setEntry({ ...entry, proc: { ...proc, _tag: "Stopping", killAt, signal: "SIGTERM", cause } })
   const group = step.group(proc.def.group)
   step.setGroup({ ...group, outgoing: group.outgoing + 1 })
@@ -560,6 +576,7 @@ const haltIfDone = (step: Step): void => {
 /** Rules 6 and 7: a jail that ends, or a grace that runs out. */
 const fire = (step: Step, timer: Timer): void => {
   const reason = timer.reason
+  if (reason._tag === "HoldEnds") return holdEnded(step, reason.group)
   const entry = step.entry(reason.tag)
   if (reason._tag === "KillDue") {
     if (entry.proc._tag !== "Stopping") return
@@ -573,6 +590,52 @@ const fire = (step: Step, timer: Timer): void => {
   if (def === undefined) return
   step.log({ what: "released", group: def.group, tag: def.tag, message: "jail is over" })
   if (def.mode === "respawn" && entry.proc._tag === "Idle" && admitted(step, def)) startRespawn(step, def)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failover groups (failover.ts; docs/cluster.md "Failover groups"): the cluster node hands the
+// group a hold while its lease is known alive. Without a live hold nothing of the group starts,
+// and a hold that reaches its deadline stops the group: even events handled late, after the
+// daemon stalled, can never restart a fenced group.
+
+/** The hold a spawn of `def` carries, nothing for an ordinary group, or "fenced" when it may not start. */
+const failoverHold = (step: Step, def: Entry): { readonly hold?: Hold } | "fenced" => {
+  if (!step.config.failover.groups.has(def.group)) return {}
+  const hold = step.group(def.group).hold
+  if (hold !== undefined && step.now < hold.until) return { hold }
+  step.log({ what: "fenced", group: def.group, tag: def.tag, message: "not started: this node does not hold the group's failover lease" })
+  return "fenced"
+}
+
+/** Enters the failover level under a new epoch (or after the hold ran out); a renewal only moves the deadline. */
+const onHold = (step: Step, { group, epoch, until }: EventOf<"Hold">): void => {
+  const failover = step.config.failover.groups.get(group)
+  if (failover === undefined || until <= step.now || step.lifecycle !== "running") {
+    step.log({ what: "rejected", group, message: `hold of ${group} (epoch ${epoch}) refused: ${failover === undefined ? "not a failover group" : until <= step.now ? "its deadline has passed" : "the daemon is stopping"}` })
+    return
+  }
+  const before = step.group(group)
+  step.setGroup({ ...before, hold: { epoch, until } })
+  step.addTimer({ at: until, reason: { _tag: "HoldEnds", group } })
+  if (before.hold?.epoch === epoch && before.level === failover.level) return
+  step.log({ what: "group", group, message: `holding the failover lease (epoch ${epoch})` })
+  enterLevel(step, group, failover.level, "epoch")
+}
+
+const onRelease = (step: Step, { group }: EventOf<"Release">): void => {
+  if (!step.config.failover.groups.has(group) || step.lifecycle !== "running") return
+  const before = step.group(group)
+  step.setGroup({ ...before, hold: undefined })
+  if (before.level !== standbyLevel) enterLevel(step, group, standbyLevel, "tell")
+}
+
+/** The renew deadline passed without a renewal: stop the group (SIGTERM now, SIGKILL after the failover grace). */
+const holdEnded = (step: Step, group: string): void => {
+  step.setGroup({ ...step.group(group), hold: undefined })
+  // A group the config made ordinary since keeps running: its hold no longer means anything.
+  if (!step.config.failover.groups.has(group) || step.lifecycle !== "running") return
+  step.log({ what: "fenced", group, message: "failover lease not renewed by its deadline: stopping the group" })
+  enterLevel(step, group, standbyLevel, "tell")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -691,6 +754,7 @@ class Step {
   /** A timer is live while the thing it was armed for still stands; stale ones are dropped. */
   private isLive(timer: Timer): boolean {
     const reason = timer.reason
+    if (reason._tag === "HoldEnds") return this.group(reason.group).hold?.until === timer.at
     const entry = this.findEntry(reason.tag)
     if (entry === undefined) return false
     if (reason._tag === "JailEnds") return this.lifecycle === "running" && entry.jail._tag === "Jailed" && entry.jail.until === timer.at

@@ -87,6 +87,14 @@ export interface GroupState {
   readonly outgoing: number
   /** Counts tells, so a waiting client can tell its transition from a later one. */
   readonly seq: number
+  /** A failover group's lease as the cluster node handed it over (`Hold`); never saved: a restart holds nothing. */
+  readonly hold: Hold | undefined
+}
+
+/** This node holds a failover group's lease with `epoch`, known alive until `until` (local monotonic ms). */
+export interface Hold {
+  readonly epoch: number
+  readonly until: number
 }
 
 /** A group's way into its level: its entries that list it, in file order, taken one at a time. */
@@ -121,6 +129,7 @@ export const freshGroup = (name: string): GroupState => ({
   transition: undefined,
   outgoing: 0,
   seq: 0,
+  hold: undefined,
 })
 
 export const initialState: State = {

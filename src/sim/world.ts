@@ -10,6 +10,7 @@ import type { StatusReport } from "../core/report.ts"
 import { report } from "../core/report.ts"
 import type { State } from "../core/state.ts"
 import { groupOf, initialState, initialStateWith, lookup } from "../core/state.ts"
+import { insertByTime } from "./agenda.ts"
 import type { Behaviour } from "./behaviour.ts"
 import { defaultForRunSync, defaultForSpawn } from "./behaviour.ts"
 import type { Invariant, Violation } from "./invariants.ts"
@@ -408,16 +409,7 @@ export class World {
   }
 
   #schedule(at: number, action: Action): void {
-    const item: AgendaItem = { at, seq: this.#seq++, action }
-    let lo = 0
-    let hi = this.#agenda.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      const other = this.#agenda[mid]
-      if (other !== undefined && (other.at < at || (other.at === at && other.seq < item.seq))) lo = mid + 1
-      else hi = mid
-    }
-    this.#agenda.splice(lo, 0, item)
+    insertByTime(this.#agenda, { at, seq: this.#seq++, action })
   }
 
   /** A process ends at the earliest of the ends planned for it. */

@@ -293,7 +293,10 @@ describe("directives", () => {
   })
 
   it("lists every directive for the README", () => {
-    expect(directives.map((d) => d.syntax.split(":")[3])).toEqual(["socket", "initstat", "respawn-limit", "jail", "kill-grace", "removal-guard"])
+    expect(directives.map((d) => d.syntax.split(":")[3])).toEqual([
+      "socket", "initstat", "respawn-limit", "jail", "kill-grace", "removal-guard",
+      "failover", "failover-ttl", "failover-renew-deadline", "failover-kill-grace", "failover-takeover-delay", "failover-ban",
+    ])
   })
 
   it("removal-guard: a whole percentage from 0% to 100%, or off; 50% by default", () => {

@@ -1,0 +1,62 @@
+/**
+ * The node's view of what it watches in etcd: config and desired levels (../desired.ts) and the
+ * failover keys, kept current from the watch in revision order.
+ */
+import { applyEvent } from "../desired.ts"
+import { withEntry } from "./step.ts"
+import type { Candidate, Change, FailoverChange, FailoverView, View } from "./types.ts"
+
+const withCandidate = (list: readonly Candidate[], candidate: Candidate): readonly Candidate[] =>
+  [...list.filter((c) => c.key !== candidate.key), candidate].sort((a, b) => a.createRevision - b.createRevision)
+
+const applyFailover = (view: FailoverView, change: FailoverChange): FailoverView => {
+  switch (change._tag) {
+    case "CandidateSet":
+      return { ...view, candidates: withEntry(view.candidates, change.group, withCandidate(view.candidates.get(change.group) ?? [], change.candidate)) }
+    case "CandidateGone": {
+      const left = (view.candidates.get(change.group) ?? []).filter((c) => c.key !== change.key)
+      return { ...view, candidates: withEntry(view.candidates, change.group, left.length === 0 ? undefined : left) }
+    }
+    case "ActiveSet":
+      return { ...view, active: withEntry(view.active, change.group, change.active) }
+    case "ActiveGone":
+      return { ...view, active: withEntry(view.active, change.group, undefined) }
+    case "MoveSet":
+      return { ...view, moves: withEntry(view.moves, change.group, change.move) }
+    case "MoveGone":
+      return { ...view, moves: withEntry(view.moves, change.group, undefined) }
+    case "ClaimSet":
+      return { ...view, claims: withEntry(view.claims, change.node, change.instance) }
+    case "ClaimGone":
+      return { ...view, claims: withEntry(view.claims, change.node, undefined) }
+  }
+}
+
+const isFailover = (change: Change): change is FailoverChange =>
+  change._tag === "CandidateSet" ||
+  change._tag === "CandidateGone" ||
+  change._tag === "ActiveSet" ||
+  change._tag === "ActiveGone" ||
+  change._tag === "MoveSet" ||
+  change._tag === "MoveGone" ||
+  change._tag === "ClaimSet" ||
+  change._tag === "ClaimGone"
+
+/** The view after one watch batch at `revision`. */
+export const applyChanges = (view: View, revision: number, changes: readonly Change[]): View => {
+  let next = view
+  for (const change of changes) {
+    next = isFailover(change) ? { ...next, failover: applyFailover(next.failover, change) } : { ...next, obeyed: applyEvent(next.obeyed, change) }
+  }
+  return { ...next, revision: Math.max(next.revision, revision) }
+}
+
+/** Which parts of the view a batch touched: converging is needed only for config and desired levels. */
+export const touchesObeyed = (changes: readonly Change[]): boolean => changes.some((c) => !isFailover(c))
+
+/** Our candidate in GROUP's queue (found by instance and epoch), or why not: it is gone, or not seen yet. */
+export const ours = (view: View, group: string, instance: string, epoch: number): Candidate | "gone" | "unseen" => {
+  const mine = (view.failover.candidates.get(group) ?? []).find((c) => c.instance === instance && c.createRevision === epoch)
+  if (mine !== undefined) return mine
+  return view.revision >= epoch ? "gone" : "unseen"
+}
