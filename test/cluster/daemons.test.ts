@@ -4,10 +4,9 @@
  * (one cluster, one history), in the order of issue 5's list. Process starts are counted through
  * files the entries append to, so a double start cannot hide.
  */
-import { Etcd3 } from "etcd3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { EtcdServer } from "./etcd-harness.ts"
-import { eventually, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
+import { eventually, rawEtcd, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
 import type { Lab, Node } from "./nodes.ts"
 import { isinit, linesOf, makeLab } from "./nodes.ts"
 
@@ -250,7 +249,7 @@ describe.skipIf(skipWithoutEtcd())("three isinitd nodes on one etcd", () => {
   })
 
   it("rejects bad keys and values written to etcd by hand, with a logged reason, changing nothing", async () => {
-    const raw = new Etcd3({ hosts: url })
+    const raw = rawEtcd(url)
     try {
       await raw.put(`/isinit/${cluster}/desired/nosuch`).value(JSON.stringify({ level: "1" }))
       await raw.put(`/isinit/${cluster}/desired/db`).value("not json")
