@@ -40,6 +40,8 @@ import type { LoopService } from "./loop.ts"
 import { Inbox, makeLoop } from "./loop.ts"
 import type { Output } from "./processes.ts"
 import { ProcessReports, Processes, makeProcesses } from "./processes.ts"
+import type { Peer } from "./peer.ts"
+import { describePeer, peerOf } from "./peer.ts"
 import type { Handler } from "./server.ts"
 import { serve } from "./server.ts"
 import { StatusFile, makeStatusFile } from "./statusFile.ts"
@@ -225,6 +227,13 @@ export const makeHandler = ({ loop, configPath, log, cluster }: HandlerDeps): Ha
   }
 }
 
+/** Who asked for a change on the socket, so the log says who switched what (peer.ts). */
+const logChange = (log: LogService, request: Request, peer: Peer | undefined): void => {
+  if (peer === undefined || !(request.op === "tell" || request.op === "stopall" || request.op === "reload")) return
+  const what = request.op === "tell" ? `tell ${request.group} ${request.level}` : request.op
+  log.line({ what: "request", ...(request.op === "tell" ? { group: request.group } : {}), message: `${what} from ${describePeer(peer)}` })
+}
+
 const statusId = (): string => `${process.pid}.${Math.random().toString(36).slice(2, 10)}`
 
 /** Creates the socket's directory owner-only if it does not exist yet (an existing one is left as is). */
@@ -326,12 +335,15 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFa
       const ready = new Promise<void>((resolveReady) => (takenOver = resolveReady))
       const serveRequest = makeHandler({ loop, configPath: paths.config, log, cluster: agent })
       const changes = new Set<Request["op"]>(["tell", "stopall", "reload"])
-      const handler: Handler = (request) =>
+      const handler: Handler = (request, peer) =>
         Effect.andThen(
           Effect.promise(() => ready),
-          Effect.tap(serveRequest(request), () => (changes.has(request.op) ? Effect.promise(() => persistence.flush()) : Effect.void)),
+          Effect.tap(Effect.andThen(Effect.sync(() => logChange(log, request, peer)), serveRequest(request)), () =>
+            changes.has(request.op) ? Effect.promise(() => persistence.flush()) : Effect.void,
+          ),
         )
       yield* serve(paths.socket, handler, {
+        peerOf,
         ...(options.socketMode === undefined ? {} : { mode: options.socketMode }),
         onReject: (reason) => log.line({ what: "rejected", message: reason }),
       }).pipe(Effect.mapError((e) => startupFailure(e.message)))
