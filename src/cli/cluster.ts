@@ -11,7 +11,7 @@ import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import * as E from "fp-ts/lib/Either.js"
 import type { EtcdAccess, Settings } from "../cluster/connection.ts"
-import { configFileEnv, loadAccess, mergeSettings, passwordEnv, readSettingsFile } from "../cluster/connection.ts"
+import { configFileEnv, loadAccess, mergeSettings, passwordEnv, quietTlsDeprecation, readSettingsFile } from "../cluster/connection.ts"
 import type { NodeStatus, SeenValue } from "../cluster/codecs.ts"
 import type { Obeyed, StoredConfig } from "../cluster/desired.ts"
 import type {
@@ -570,6 +570,7 @@ export const clusterMain = async (argv: readonly string[], io: Io): Promise<numb
   }
   const { hosts, security, settings } = access.right
   for (const warning of access.right.warnings) io.err(`isinit: warning: ${warning}\n`)
+  quietTlsDeprecation(access.right)
   const run = Effect.scoped(
     Effect.gen(function* () {
       const author = { _tag: "Audited", by: whoami() } as const

@@ -20,7 +20,7 @@ const Exit = await import("effect/Exit")
 const { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, runDaemon, version } = await import("../runtime/daemon.ts")
 const { streamLog } = await import("../runtime/log.ts")
 const E = await import("fp-ts/lib/Either.js")
-const { configFileEnv, loadAccess, mergeSettings, passwordEnv, readSettingsFile } = await import("../cluster/connection.ts")
+const { configFileEnv, loadAccess, mergeSettings, passwordEnv, quietTlsDeprecation, readSettingsFile } = await import("../cluster/connection.ts")
 const { loadTrustedKeys } = await import("../cluster/signing.ts")
 type Settings = import("../cluster/connection.ts").Settings
 
@@ -162,6 +162,7 @@ function clusterOptionsOf() {
   // Said once, at start: the operator must know when nothing protects the cluster.
   if (access.right.insecure !== undefined) log.line({ what: "warning", message: access.right.insecure })
   for (const warning of access.right.warnings) log.line({ what: "warning", message: warning })
+  quietTlsDeprecation(access.right)
   // Children may need to know where they run (per-node behaviour in one shared config).
   process.env["ISINIT_NODE"] = node
   process.env["ISINIT_CLUSTER"] = settings.cluster ?? "default"

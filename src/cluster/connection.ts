@@ -239,6 +239,16 @@ export const loadAccess = (settings: Settings, env: NodeJS.ProcessEnv, now = new
   return E.right({ hosts, security, insecure: insecurityOf(scheme.right, auth.right !== undefined), warnings })
 }
 
+/**
+ * grpc-js names an IP address as the TLS server name when a URL holds one, and Node then warns
+ * (DEP0123) on every connection: a note for grpc's authors that would read to an operator as
+ * trouble on every command. The CLIs call this once TLS is in use; it silences deprecation
+ * warnings only, which are meant for developers.
+ */
+export const quietTlsDeprecation = (access: EtcdAccess): void => {
+  if (access.security?.tls !== undefined) process.noDeprecation = true
+}
+
 const insecurityOf = (scheme: "http" | "https", authenticated: boolean): string | undefined => {
   if (scheme === "https") return undefined
   return authenticated
