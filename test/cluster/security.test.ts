@@ -80,7 +80,9 @@ describe.skipIf(skip())("a secure control plane: TLS, authentication, roles, sig
     root = pki.client("root")
     for (const user of ["isinit-sec-operator", "isinit-sec-node-n1", "nobody"]) certs[user] = pki.client(user)
     const tls: HarnessTls = { ca: pki.ca, server: pki.server, client: root }
-    etcd = await startEtcd({ tls })
+    // Tokens of password logins expire after 2 idle seconds (etcd's default is 5 minutes), so
+    // a daemon that logs in by password must log in again by itself.
+    etcd = await startEtcd({ tls, extraArgs: ["--auth-token-ttl", "2"] })
     passwords = join(pki.dir, "passwords")
     etcdctl("user", "add", "root", "--new-user-password=root-secret")
     etcdctl("user", "grant-role", "root", "root")
@@ -186,6 +188,23 @@ describe.skipIf(skip())("a secure control plane: TLS, authentication, roles, sig
     expect(impostor.running()).toBe(true)
     expect((await status()).nodes.map((n) => n.node)).toEqual(["n1"])
     await impostor.kill("SIGTERM")
+  })
+
+  it("a node logged in by password goes on working after its etcd token expired", async () => {
+    const nobody = certs["nobody"] as Pair
+    const n2 = lab.node("n2", {
+      tab,
+      args: ["--etcd-cacert", pki.ca, "--etcd-cert", nobody.cert, "--etcd-key", nobody.key, "--etcd-user", "isinit-sec-node-n2"],
+      env: { ISINIT_ETCD_PASSWORD_FILE: join(passwords, "isinit-sec-node-n2.password") },
+    })
+    await n2.start()
+    await eventually("n2 live", async () => (await status()).nodes.some((n) => n.node === "n2"))
+    // Idle for longer than the token lives.
+    await new Promise((resolve) => setTimeout(resolve, 5_000))
+    const tell = await isinit([...as("isinit-sec-operator"), "tell", "web", "1", "--node", "n2", "--wait", "--timeout", "30"])
+    expect(tell.code, `${tell.err}\n${n2.log()}`).toBe(0)
+    expect(n2.log()).not.toMatch(/etcd refused/)
+    await n2.kill("SIGTERM")
   })
 
   it("refuses an unsigned, a foreign-signed and a tampered config on every node: logged, shown as drift", async () => {
