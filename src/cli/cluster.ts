@@ -5,6 +5,7 @@
  *
  * Exit codes: 0 ok, 1 rejected, failed, timed out or etcd unavailable, 2 usage.
  */
+import type { KeyObject } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { hostname, userInfo } from "node:os"
 import { parseArgs } from "node:util"
@@ -25,13 +26,12 @@ import type {
   UnknownGroup,
   UnknownNode,
 } from "../cluster/store.ts"
+import { keyIdOf, loadSigningKey, signConfig } from "../cluster/signing.ts"
+import type { AuditEntry, Signer } from "../cluster/store.ts"
 import { makeClusterStore } from "../cluster/store.ts"
 import { Deadline } from "../cluster/store/client.ts"
 import type { Row, Superseding, TellProgress } from "../cluster/view.ts"
 import { clusterRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
-import type { KeyObject } from "node:crypto"
-import type { AuditEntry, Signer } from "../cluster/store.ts"
-import { keyIdOf, loadSigningKey, signConfig } from "../cluster/signing.ts"
 import { hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
 import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"

@@ -19,10 +19,6 @@ const Effect = await import("effect/Effect")
 const Exit = await import("effect/Exit")
 const { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, runDaemon, version } = await import("../runtime/daemon.ts")
 const { streamLog } = await import("../runtime/log.ts")
-const E = await import("fp-ts/lib/Either.js")
-const { configFileEnv, loadAccess, mergeSettings, passwordEnv, quietTlsDeprecation, readSettingsFile } = await import("../cluster/connection.ts")
-const { loadTrustedKeys } = await import("../cluster/signing.ts")
-type Settings = import("../cluster/connection.ts").Settings
 
 const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state FILE] [--socket-mode MODE]
        isinitd --etcd URLS [--cluster NAME] [--node NAME] [--lease-ttl S] [-c FILE] [-s SOCKET] [--initstat FILE]
@@ -129,32 +125,30 @@ if (socketModeText !== undefined) {
 }
 
 const clusterFlags = ["cluster", "node", "lease-ttl", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-user", "etcd-password-file", "trusted-keys"] as const
-if (values["etcd-password"] !== undefined) {
-  fail(`--etcd-password: never on the command line (ps shows it to every user): use --etcd-password-file FILE or $${passwordEnv}`, 2)
-}
-const clusterMode = values.etcd !== undefined || values["etcd-config"] !== undefined
-if (!clusterMode) {
-  for (const flag of clusterFlags) if (values[flag] !== undefined) fail(`--${flag} applies only with --etcd`, 2)
-}
-const settingsFile = clusterMode ? readSettingsFile(values["etcd-config"] ?? process.env[configFileEnv]) : E.right({})
-if (E.isLeft(settingsFile)) fail(settingsFile.left, 2)
-const flagSettings: Settings = {}
-for (const name of ["etcd", ...clusterFlags] as const) {
-  const value = values[name]
-  if (value !== undefined) flagSettings[name] = value
-}
-const settings = mergeSettings(flagSettings, process.env, E.isRight(settingsFile) ? settingsFile.right : {})
-const leaseText = settings["lease-ttl"]
-const leaseTtlSeconds = leaseText === undefined ? undefined : Number(leaseText)
-if (leaseTtlSeconds !== undefined && !(Number.isInteger(leaseTtlSeconds) && leaseTtlSeconds >= 1 && leaseTtlSeconds <= 3600)) {
-  fail(`--lease-ttl takes a whole number of seconds from 1 to 3600, not "${leaseText ?? ""}"`, 2)
-}
-const node = settings.node ?? hostname()
 const log = streamLog(process.stderr)
-const clusterOptions = clusterMode ? clusterOptionsOf() : undefined
 
-/** Cluster mode's connection and trust, read and checked now: a mistake stops the start (exit 2). */
-function clusterOptionsOf() {
+/**
+ * Cluster mode's settings: flags over the environment over the --etcd-config file, checked and
+ * read now (connection.ts, signing.ts), so a mistake stops the start with exit 2. Loaded only in
+ * cluster mode, like the etcd client.
+ */
+const clusterOptionsOf = async () => {
+  const E = await import("fp-ts/lib/Either.js")
+  const { configFileEnv, loadAccess, mergeSettings, quietTlsDeprecation, readSettingsFile } = await import("../cluster/connection.ts")
+  const { loadTrustedKeys } = await import("../cluster/signing.ts")
+  const file = readSettingsFile(values["etcd-config"] ?? process.env[configFileEnv])
+  if (E.isLeft(file)) return fail(file.left, 2)
+  const flags: Partial<Record<(typeof clusterFlags)[number] | "etcd", string>> = {}
+  for (const name of ["etcd", ...clusterFlags] as const) {
+    const value = values[name]
+    if (value !== undefined) flags[name] = value
+  }
+  const settings = mergeSettings(flags, process.env, file.right)
+  const leaseText = settings["lease-ttl"]
+  const leaseTtlSeconds = leaseText === undefined ? undefined : Number(leaseText)
+  if (leaseTtlSeconds !== undefined && !(Number.isInteger(leaseTtlSeconds) && leaseTtlSeconds >= 1 && leaseTtlSeconds <= 3600)) {
+    return fail(`--lease-ttl takes a whole number of seconds from 1 to 3600, not "${leaseText ?? ""}"`, 2)
+  }
   const access = loadAccess(settings, process.env)
   if (E.isLeft(access)) return fail(access.left, 2)
   const trusted = settings["trusted-keys"] === undefined ? undefined : loadTrustedKeys(settings["trusted-keys"])
@@ -163,6 +157,7 @@ function clusterOptionsOf() {
   if (access.right.insecure !== undefined) log.line({ what: "warning", message: access.right.insecure })
   for (const warning of access.right.warnings) log.line({ what: "warning", message: warning })
   quietTlsDeprecation(access.right)
+  const node = settings.node ?? hostname()
   // Children may need to know where they run (per-node behaviour in one shared config).
   process.env["ISINIT_NODE"] = node
   process.env["ISINIT_CLUSTER"] = settings.cluster ?? "default"
@@ -174,6 +169,15 @@ function clusterOptionsOf() {
     secure: { security: access.right.security, trustedKeys: trusted === undefined ? undefined : trusted.right },
   }
 }
+
+if (values["etcd-password"] !== undefined) {
+  fail("--etcd-password: never on the command line (ps shows it to every user): use --etcd-password-file FILE or $ISINIT_ETCD_PASSWORD", 2)
+}
+const clusterMode = values.etcd !== undefined || values["etcd-config"] !== undefined
+if (!clusterMode) {
+  for (const flag of clusterFlags) if (values[flag] !== undefined) fail(`--${flag} applies only with --etcd`, 2)
+}
+const clusterOptions = clusterMode ? await clusterOptionsOf() : undefined
 
 const exit = await Effect.runPromiseExit(
   runDaemon({

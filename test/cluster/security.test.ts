@@ -174,6 +174,9 @@ describe.skipIf(skip())("a secure control plane: TLS, authentication, roles, sig
         expect.stringMatching(/etcd refused \(.*\): permission denied: the roles of etcd user "isinit-sec-node-n1" do not allow it/) as string,
       ])
     }
+    // Nor may an operator push a config: that is the config role's.
+    const byOperator = await isinit([...as("isinit-sec-operator"), "config", "push", other])
+    expect([byOperator.code, byOperator.err]).toEqual([1, expect.stringMatching(/permission denied: the roles of etcd user "isinit-sec-operator"/) as string])
     // n1's own override is within its rights.
     const own = await isinit(["-s", n1.socket, "web", "1"])
     expect(own.err).toMatch(/recorded in etcd as n1's override/)
