@@ -12,13 +12,18 @@ export const expectCount = (name: string, args: readonly string[], count: number
   return args
 }
 
+/** `--timeout S` in milliseconds. */
+export const timeoutOptionMs = (text: string): number => {
+  const seconds = Number(text)
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds * 1000 > maxTimeoutMs) {
+    throw new UsageError(`--timeout takes a number of seconds from 0.001 to ${maxTimeoutMs / 1000}, not "${text}"`)
+  }
+  return Math.max(1, Math.round(seconds * 1000))
+}
+
 /** `--timeout S` (only with `--wait`) in milliseconds, or the default. */
 export const waitTimeoutMs = (values: { readonly timeout?: string | undefined; readonly wait?: boolean | undefined }): number => {
   if (values.timeout === undefined) return defaultWaitSeconds * 1000
   if (values.wait !== true) throw new UsageError("--timeout applies only with --wait")
-  const seconds = Number(values.timeout)
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds * 1000 > maxTimeoutMs) {
-    throw new UsageError(`--timeout takes a number of seconds from 0.001 to ${maxTimeoutMs / 1000}, not "${values.timeout}"`)
-  }
-  return Math.max(1, Math.round(seconds * 1000))
+  return timeoutOptionMs(values.timeout)
 }

@@ -17,6 +17,7 @@ import type { NodeStatus, SeenValue } from "../cluster/codecs.ts"
 import type { Obeyed, StoredConfig } from "../cluster/desired.ts"
 import type {
   ClusterStore,
+  ConfigRead,
   ConfigRejected,
   Contended,
   EtcdFailure,
@@ -32,8 +33,10 @@ import { makeClusterStore } from "../cluster/store.ts"
 import { Deadline } from "../cluster/store/client.ts"
 import type { Row, Superseding, TellProgress } from "../cluster/view.ts"
 import { clusterRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
+import type { Parsed } from "../core/config.ts"
 import { hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
+import { describeRemoval, exceedsGuard, guardShare, removalOf, runnableTags } from "../core/reread.ts"
 import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
 import { table } from "./format.ts"
 import type { Io } from "./isinit.ts"
@@ -42,7 +45,7 @@ const clusterUsage = `Usage (cluster mode, talking to etcd):
   isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL [--node NAME ...] [--wait [--timeout S]]
   isinit --etcd URLS [--cluster NAME] clear GROUP [--node NAME ...]
   isinit --etcd URLS [--cluster NAME] status [GROUP] [--json]
-  isinit --etcd URLS [--cluster NAME] config push FILE [--sign KEY] | config show | config history [--json]
+  isinit --etcd URLS [--cluster NAME] config push FILE [--sign KEY] [--force] | config show | config history [--json]
   isinit --etcd URLS [--cluster NAME] forget NODE
 
 Commands:
@@ -59,9 +62,11 @@ Commands:
             recent changes (the audit trail: every tell, clear, push and forget), and the nodes
             seen before that are missing now.
   config    push: check FILE (errors with line numbers, exit 1) and store it as the cluster's
-            config; every daemon switches to it; --sign KEY signs it with an Ed25519 private key
-            (daemons started with --trusted-keys refuse any config not signed by a key they
-            trust). show: print the stored config. history: every push, by whom, signed by what.
+            config; every daemon switches to it. A FILE that drops more than half of the stored
+            config's entries (as a file cut by a rewrite does; the share: :::removal-guard:) is
+            refused unless --force. --sign KEY signs it with an Ed25519 private key (daemons
+            started with --trusted-keys refuse any config not signed by a key they trust).
+            show: print the stored config. history: every push, by whom, signed by what.
   forget    stop listing a missing NODE (decommissioned); refused for a live node and for a
             node that was never seen.
 
@@ -81,6 +86,7 @@ Options:
   --wait            (tell) wait for the nodes to reach the level
   --timeout S       (tell --wait) give up after S seconds
   --json            (status, config history) machine-readable output
+  --force           (config push) store FILE even if it drops most of the stored config's entries
 `
 
 const options = {
@@ -98,6 +104,7 @@ const options = {
   timeout: { type: "string" },
   json: { type: "boolean" },
   sign: { type: "string" },
+  force: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const
 
@@ -108,15 +115,15 @@ type Command =
   | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly nodes: readonly string[]; readonly wait: boolean; readonly timeoutMs: number }
   | { readonly _tag: "Clear"; readonly group: string; readonly nodes: readonly string[] }
   | { readonly _tag: "Status"; readonly group: string | undefined; readonly json: boolean }
-  | { readonly _tag: "ConfigPush"; readonly file: string; readonly sign: string | undefined }
+  | { readonly _tag: "ConfigPush"; readonly file: string; readonly sign: string | undefined; readonly force: boolean }
   | { readonly _tag: "ConfigShow" }
   | { readonly _tag: "ConfigHistory"; readonly json: boolean }
   | { readonly _tag: "Forget"; readonly node: string }
   | { readonly _tag: "Help" }
 
 
-const only = (values: Values, allowed: readonly ("node" | "wait" | "timeout" | "json" | "sign")[], command: string): void => {
-  for (const flag of ["node", "wait", "timeout", "json", "sign"] as const) {
+const only = (values: Values, allowed: readonly ("node" | "wait" | "timeout" | "json" | "sign" | "force")[], command: string): void => {
+  for (const flag of ["node", "wait", "timeout", "json", "sign", "force"] as const) {
     if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
   }
 }
@@ -145,8 +152,8 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
       const [verb, ...args] = rest
       if (verb === "push") {
         const [file = ""] = expectCount("config push", args, 1, "FILE")
-        only(values, ["sign"], "config push")
-        return { _tag: "ConfigPush", file, sign: values.sign }
+        only(values, ["sign", "force"], "config push")
+        return { _tag: "ConfigPush", file, sign: values.sign, force: values.force === true }
       }
       if (verb === "show") {
         expectCount("config show", args, 0, "no arguments")
@@ -427,6 +434,21 @@ const readText = (io: Io, file: string): string | undefined => {
 
 const signerOf = (key: KeyObject, cluster: string): Signer => ({ keyId: keyIdOf(key), sign: (seq, sha256) => signConfig(key, cluster, seq, sha256) })
 
+/**
+ * The re-read guard of a single host (core/reread.ts), at the push: a file cut by a rewrite drops
+ * the entries past the cut. Measured against the stored config's entries that can run (not `off`),
+ * since what runs differs from node to node; the daemons apply an accepted push without asking.
+ */
+const pushRefusal = (stored: ConfigRead, parsed: Parsed): string | undefined => {
+  if (stored._tag !== "Valid") return undefined
+  const removal = removalOf(runnableTags(stored.config.parsed.config), parsed.config)
+  if (!exceedsGuard(removal, parsed.config)) return undefined
+  return (
+    `it drops ${describeRemoval(removal, `entries of config #${stored.config.value.seq}`)}, more than the ` +
+    `${guardShare(parsed.config)} a push may drop unconfirmed, as a file cut by a rewrite would; if you meant it, push it with --force`
+  )
+}
+
 const pushCommand = (env: Env, command: Extract<Command, { readonly _tag: "ConfigPush" }>) =>
   Effect.gen(function* () {
     const { io, store } = env
@@ -441,6 +463,11 @@ const pushCommand = (env: Env, command: Extract<Command, { readonly _tag: "Confi
     const key = command.sign === undefined ? undefined : loadSigningKey(command.sign)
     if (key !== undefined && E.isLeft(key)) {
       io.err(`isinit: ${key.left}\nisinit: config not pushed; nothing was changed\n`)
+      return 1
+    }
+    const cut = command.force ? undefined : pushRefusal(yield* store.currentConfig(), parsed)
+    if (cut !== undefined) {
+      io.err(`isinit: config not pushed; nothing was changed: ${cut}\n`)
       return 1
     }
     const signer = key === undefined ? undefined : signerOf(key.right, store.cluster)

@@ -2,9 +2,11 @@
 /**
  * isinitd: the isinit daemon, in the foreground (for systemd, containers, or `isinit` starting it
  * in the background). Exit codes: 0 after a stopall/SIGTERM/SIGINT once every process is gone,
- * 1 when it cannot start, 2 on a usage error.
+ * 1 when it cannot start, 2 on a usage error, 3 after a hand-over (every process left running
+ * for the next isinitd; examples/isinitd.service restarts on it).
  */
 import { hostname } from "node:os"
+import { dirname, join, resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { setFlagsFromString } from "node:v8"
 
@@ -18,9 +20,9 @@ setFlagsFromString("--semi-space-growth-factor=1")
 const Effect = await import("effect/Effect")
 const Exit = await import("effect/Exit")
 const { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, runDaemon, version } = await import("../runtime/daemon.ts")
-const { streamLog } = await import("../runtime/log.ts")
+const { resilientLog } = await import("../runtime/log.ts")
 
-const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state FILE] [--socket-mode MODE]
+const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state FILE] [--socket-mode MODE] [--chdir DIR]
        isinitd --etcd URLS [--cluster NAME] [--node NAME] [--lease-ttl S] [-c FILE] [-s SOCKET] [--initstat FILE]
                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user NAME --etcd-password-file FILE]
                [--trusted-keys FILE] [--etcd-config FILE]
@@ -28,7 +30,11 @@ const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state F
 
 Runs the isinit daemon in the foreground: starts and stops the processes of the isinittab's
 resource groups as \`isinit GROUP LEVEL\` tells it, respawns and jails them, and logs one line
-per event to stderr.
+per event to stderr. Should stderr go away (its reader exits, the terminal closes), it logs to
+isinitd.log beside the status file instead, saying so there, and keeps supervising.
+Orphans (a service's processes that outlive their parent) are reaped: as PID 1 all of them, on a
+host those of its services, as it makes itself a child subreaper (through koffi; without it,
+the ready line says orphans are not reaped).
 
 Options:
   -c, --config FILE     the isinittab (default: $ISINITTAB, else ${defaultConfigPath})
@@ -42,6 +48,9 @@ Options:
                         processes still alive from it instead of starting them twice
       --socket-mode M   permission bits of the socket, octal (default 0600: only the owner may
                         talk to the daemon; e.g. 0660 lets the socket's group in as well)
+      --chdir DIR       change to DIR once started (paths given on the command line are taken
+                        from where isinitd was started); the processes start in it. isinit's
+                        auto-start passes / (and a clean environment, see README)
       --etcd URLS       cluster mode: etcd client URLs, comma-separated (e.g. http://10.0.0.1:2379);
                         the config and desired levels come from etcd, and the node publishes its
                         status there (see docs/cluster.md). -c is used only while etcd has no config
@@ -62,7 +71,11 @@ Options:
   -V, --version         print the version
 
 Signals: SIGTERM or SIGINT stop every process (as \`isinit stopall\`), then the daemon exits 0;
-SIGHUP re-reads the isinittab and re-applies every group's current level.
+SIGHUP re-reads the isinittab and re-applies every group's current level; SIGUSR2 hands over
+(as \`isinit handover\`): the state file is written, the daemon exits 3 and leaves every process
+running, and the next isinitd on the same state file adopts them all (restarts and upgrades
+without bouncing services; see examples/isinitd.service).
+Exit codes: 0 after a stopall, 1 when it cannot start, 2 on a usage error, 3 after a hand-over.
 A second daemon on the same socket is refused; a stale socket file is replaced.
 With plain http:// etcd URLs and no --etcd-user, isinitd warns once at start: anyone who can
 reach etcd can then push a config that runs commands as root on every node (docs/cluster.md).
@@ -86,6 +99,7 @@ const parse = () => {
         initstat: { type: "string" },
         state: { type: "string" },
         "socket-mode": { type: "string" },
+        chdir: { type: "string" },
         etcd: { type: "string" },
         "etcd-config": { type: "string" },
         "etcd-cacert": { type: "string" },
@@ -125,7 +139,11 @@ if (socketModeText !== undefined) {
 }
 
 const clusterFlags = ["cluster", "node", "lease-ttl", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-user", "etcd-password-file", "trusted-keys"] as const
-const log = streamLog(process.stderr)
+
+// The log survives losing stderr (see resilientLog); nothing else may die of a dead stream either:
+// isinitd writes nothing to stdout after startup, but an unhandled 'error' there would kill it.
+process.stdout.on("error", () => undefined)
+const log = resilientLog(process.stderr)
 
 /**
  * Cluster mode's settings: flags over the environment over the --etcd-config file, checked and
@@ -177,19 +195,35 @@ const clusterMode = values.etcd !== undefined || values["etcd-config"] !== undef
 if (!clusterMode) {
   for (const flag of clusterFlags) if (values[flag] !== undefined) fail(`--${flag} applies only with --etcd`, 2)
 }
+// Before a --chdir, so relative paths in the settings mean what they meant where isinitd started.
 const clusterOptions = clusterMode ? await clusterOptionsOf() : undefined
+
+// Paths from the command line mean what they meant where isinitd was started, before a --chdir.
+const absolute = (path: string | undefined): string | undefined => (path === undefined ? undefined : resolve(path))
+const configPath = resolve(configPathFrom(values.config, process.env))
+if (values.chdir !== undefined) {
+  try {
+    process.chdir(values.chdir)
+  } catch (e) {
+    fail(`--chdir ${values.chdir}: ${(e as Error).message}`, 1)
+  }
+}
 
 const exit = await Effect.runPromiseExit(
   runDaemon({
-    configPath: configPathFrom(values.config, process.env),
-    socketPath: values.socket,
-    initstatPath: values.initstat,
-    statePath: values.state,
+    configPath,
+    socketPath: absolute(values.socket),
+    initstatPath: absolute(values.initstat),
+    statePath: absolute(values.state),
     socketMode,
     log,
+    output: log.childOutput,
+    onReady: (paths) => log.fallbackTo(join(dirname(paths.initstat), "isinitd.log")),
     cluster: clusterOptions,
   }),
 )
-if (Exit.isSuccess(exit)) process.exit(0)
+/** A hand-over is no failure, yet its own code: a systemd unit restarts on it (RestartForceExitStatus=3). */
+const exitCodes = { halted: 0, handedOver: 3 } as const
+if (Exit.isSuccess(exit)) process.exit(exitCodes[exit.value])
 const failureMessage = Exit.findErrorOption(exit)
 fail(failureMessage._tag === "Some" ? failureMessage.value.message : `unexpected failure: ${String(exit.cause)}`, 1)

@@ -30,7 +30,7 @@ export { maxNameLength, nameProblem }
 /** Longest `timeoutMs` a waiting tell may ask for: one day. */
 export const maxTimeoutMs = 86_400_000
 
-export const ops = ["tell", "stopall", "status", "plan", "ping", "reload"] as const
+export const ops = ["tell", "stopall", "status", "plan", "ping", "reload", "handover"] as const
 export type Op = (typeof ops)[number]
 
 export type Request =
@@ -41,12 +41,16 @@ export type Request =
       /** Answer only when the transition has ended (or `timeoutMs` passed), with its outcome. */
       readonly wait: boolean
       readonly timeoutMs?: number
+      /** Apply the re-read isinittab even if it stops a large share of what runs (core/reread.ts). */
+      readonly force?: boolean
     }
   | { readonly op: "stopall" }
   | { readonly op: "status" }
   | { readonly op: "plan"; readonly group: string; readonly level: string }
   | { readonly op: "ping" }
-  | { readonly op: "reload" }
+  | { readonly op: "reload"; readonly force?: boolean }
+  /** Write the state file and exit, leaving every process running for the next isinitd to adopt. */
+  | { readonly op: "handover" }
 
 /** How a line was framed; the answer goes back in the same framing. */
 export type Framing = "json" | "line"
@@ -75,6 +79,15 @@ export interface ClusterInfo {
   readonly pendingOverrides: readonly string[]
 }
 
+/**
+ * The daemon process that answers a stopall or a hand-over: pid and start time (clock ticks since
+ * boot), so that a client can wait until this very process has exited, never a later one with its pid.
+ */
+export interface DaemonProcess {
+  readonly pid: number
+  readonly identity: string
+}
+
 /** The payload of a successful answer, by op. */
 export type Answer =
   | {
@@ -88,7 +101,7 @@ export type Answer =
       /** Why, for outcomes other than `run` (e.g. which test failed). */
       readonly message?: string
     }
-  | { readonly op: "stopall" }
+  | { readonly op: "stopall"; readonly daemon?: DaemonProcess }
   | {
       readonly op: "status"
       readonly report: StatusReport
@@ -106,6 +119,7 @@ export type Answer =
     }
   | { readonly op: "ping"; readonly pid: number; readonly version: string }
   | { readonly op: "reload" }
+  | { readonly op: "handover"; readonly daemon?: DaemonProcess; readonly processes: number }
 
 export type Failure = { readonly ok: false; readonly error: string }
 export type Response = ({ readonly ok: true } & Answer) | Failure
@@ -137,8 +151,9 @@ const timeoutCodec = new t.Type<number, number, unknown>(
 
 const tellCodec = t.intersection([
   t.type({ group: nameCodec("group"), level: nameCodec("level") }),
-  t.partial({ wait: t.boolean, timeoutMs: timeoutCodec }),
+  t.partial({ wait: t.boolean, timeoutMs: timeoutCodec, force: t.boolean }),
 ])
+const reloadCodec = t.partial({ force: t.boolean })
 const planCodec = t.type({ group: nameCodec("group"), level: nameCodec("level") })
 
 const isOp = (value: unknown): value is Op => typeof value === "string" && (ops as readonly string[]).includes(value)
@@ -155,8 +170,8 @@ const decodeJsonRequest = (line: string): E.Either<string, Request> => {
     case "tell": {
       const decoded = tellCodec.decode(value)
       if (E.isLeft(decoded)) return E.left(`${op}: ${describeErrors(decoded.left)}`)
-      const { group, level, wait, timeoutMs } = decoded.right
-      const base = { op, group, level, wait: wait ?? false } as const
+      const { group, level, wait, timeoutMs, force } = decoded.right
+      const base = { op, group, level, wait: wait ?? false, ...(force === true ? { force } : {}) } as const
       return E.right(timeoutMs === undefined ? base : { ...base, timeoutMs })
     }
     case "plan": {
@@ -164,10 +179,15 @@ const decodeJsonRequest = (line: string): E.Either<string, Request> => {
       if (E.isLeft(decoded)) return E.left(`${op}: ${describeErrors(decoded.left)}`)
       return E.right({ op, group: decoded.right.group, level: decoded.right.level })
     }
+    case "reload": {
+      const decoded = reloadCodec.decode(value)
+      if (E.isLeft(decoded)) return E.left(`${op}: ${describeErrors(decoded.left)}`)
+      return E.right(decoded.right.force === true ? { op, force: true } : { op })
+    }
     case "stopall":
     case "status":
     case "ping":
-    case "reload":
+    case "handover":
       return E.right({ op })
   }
 }
@@ -290,6 +310,8 @@ const clusterInfoCodec = t.intersection([
   t.partial({ error: t.string }),
 ])
 
+const daemonProcessCodec = t.type({ pid: t.number, identity: t.string })
+
 const effectCodec = t.union([
   t.type({ _tag: t.literal("Spawn"), tag: t.string, run: t.number, group: t.string, command: t.string }),
   t.type({ _tag: t.literal("RunSync"), tag: t.string, run: t.number, group: t.string, command: t.string }),
@@ -309,7 +331,7 @@ const answerCodec = t.union([
     t.type({ op: t.literal("tell"), group: t.string, level: t.string, seq: t.number }),
     t.partial({ outcome: literals("outcome", waitOutcomes), message: t.string }),
   ]),
-  t.type({ op: t.literal("stopall") }),
+  t.intersection([t.type({ op: t.literal("stopall") }), t.partial({ daemon: daemonProcessCodec })]),
   t.intersection([t.type({ op: t.literal("status"), report: statusReportCodec, now: t.number }), t.partial({ cluster: clusterInfoCodec })]),
   t.type({
     op: t.literal("plan"),
@@ -320,6 +342,7 @@ const answerCodec = t.union([
   }),
   t.type({ op: t.literal("ping"), pid: t.number, version: t.string }),
   t.type({ op: t.literal("reload") }),
+  t.intersection([t.type({ op: t.literal("handover"), processes: t.number }), t.partial({ daemon: daemonProcessCodec })]),
 ])
 
 // The codecs must describe exactly the core's types: these lines stop compiling if they drift.

@@ -38,6 +38,14 @@ export const defaultLimits: Limits = {
   killGraceMs: 30_000,
 }
 
+/**
+ * How much of what runs a re-read of the isinittab may stop without the operator's confirmation
+ * (`:::removal-guard:`, see reread.ts): more than `percent` of the running entries is refused.
+ */
+export type RemovalGuard = { readonly _tag: "Share"; readonly percent: number } | { readonly _tag: "Off" }
+
+export const defaultRemovalGuard: RemovalGuard = { _tag: "Share", percent: 50 }
+
 export interface Config {
   /** Every entry, in file order (`off` entries included). */
   readonly entries: readonly Entry[]
@@ -45,6 +53,7 @@ export interface Config {
   /** Entries of each group, in file order. */
   readonly byGroup: ReadonlyMap<string, readonly Entry[]>
   readonly limits: Limits
+  readonly removalGuard: RemovalGuard
   readonly socket: string | undefined
   readonly initstat: string | undefined
 }
@@ -68,7 +77,12 @@ export const hasErrors = (parsed: Parsed): boolean => parsed.problems.some((p) =
 
 export const makeConfig = (
   entries: readonly Entry[],
-  options: { readonly limits?: Limits; readonly socket?: string | undefined; readonly initstat?: string | undefined } = {},
+  options: {
+    readonly limits?: Limits
+    readonly removalGuard?: RemovalGuard
+    readonly socket?: string | undefined
+    readonly initstat?: string | undefined
+  } = {},
 ): Config => {
   const byTag = new Map<string, Entry>()
   const byGroup = new Map<string, Entry[]>()
@@ -83,6 +97,7 @@ export const makeConfig = (
     byTag,
     byGroup,
     limits: options.limits ?? defaultLimits,
+    removalGuard: options.removalGuard ?? defaultRemovalGuard,
     socket: options.socket,
     initstat: options.initstat,
   }

@@ -9,8 +9,8 @@ import type { Snapshot } from "./snapshot.ts"
  * with each spawn; pids are only informative, so a reused pid can never be confused with a run.
  */
 export type Event =
-  | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly parsed: Parsed; readonly now: number }
-  | { readonly _tag: "Reload"; readonly parsed: Parsed; readonly now: number }
+  | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly parsed: Parsed; readonly now: number; readonly guard?: Guard }
+  | { readonly _tag: "Reload"; readonly parsed: Parsed; readonly now: number; readonly guard?: Guard }
   | { readonly _tag: "StopAll"; readonly now: number }
   /** `identity` tells this process from a later one with the same pid (e.g. its start time). */
   | { readonly _tag: "Started"; readonly tag: string; readonly run: number; readonly pid: number; readonly identity?: string; readonly now: number }
@@ -18,6 +18,13 @@ export type Event =
   | { readonly _tag: "Tick"; readonly now: number }
   /** A restarted daemon takes over what its predecessor recorded; `alive` lists the runs it verified. */
   | { readonly _tag: "Restore"; readonly snapshot: Snapshot; readonly alive: readonly number[]; readonly parsed: Parsed; readonly now: number }
+
+/**
+ * `removals`: the config is a file the daemon has just re-read, which may be half-written, so a
+ * change that would stop a large share of what runs is refused (reread.ts). Absent when the
+ * operator confirmed it (`--force`) or the config was checked before it was stored (etcd).
+ */
+export type Guard = "removals"
 
 /** How a process ended. `SpawnFailed` counts as an exit for the respawn rules. */
 export type Outcome =
@@ -42,10 +49,10 @@ export const describeOutcome = (outcome: Outcome): string => {
   }
 }
 
-export const tell = (group: string, level: string, parsed: Parsed, now: number): Event => ({
-  _tag: "Tell", group, level, parsed, now,
-})
-export const reload = (parsed: Parsed, now: number): Event => ({ _tag: "Reload", parsed, now })
+export const tell = (group: string, level: string, parsed: Parsed, now: number, guard?: Guard): Event =>
+  guard === undefined ? { _tag: "Tell", group, level, parsed, now } : { _tag: "Tell", group, level, parsed, now, guard }
+export const reload = (parsed: Parsed, now: number, guard?: Guard): Event =>
+  guard === undefined ? { _tag: "Reload", parsed, now } : { _tag: "Reload", parsed, now, guard }
 export const stopAll = (now: number): Event => ({ _tag: "StopAll", now })
 export const started = (tag: string, run: number, pid: number, now: number, identity?: string): Event =>
   identity === undefined ? { _tag: "Started", tag, run, pid, now } : { _tag: "Started", tag, run, pid, identity, now }

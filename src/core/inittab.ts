@@ -21,6 +21,7 @@
  *   :::respawn-limit:N/DURATION    a respawn entry starts at most N times in DURATION (5/10s)
  *   :::jail:DURATION               how long an entry that respawns too fast waits (60s)
  *   :::kill-grace:DURATION         SIGTERM-to-SIGKILL grace when stopping (30s)
+ *   :::removal-guard:PERCENT%|off  a re-read may stop at most this share of what runs (50%; reread.ts)
  *
  * DURATION is an integer with unit `ms`, `s` or `m` (`500ms`, `10s`, `2m`); a bare integer means
  * seconds. Durations must be positive and at most 2147483647 ms (about 24.8 days: the longest
@@ -29,15 +30,19 @@
  *
  * Errors (the config must not be used): too few fields, empty group, empty tag, repeated tag (the
  * first definition is kept), unknown mode, empty command (except for `off`), empty runlevels
- * (except for `off`: an `off` entry never runs, so its levels do not matter), a bad directive value.
+ * (except for `off`: an `off` entry never runs, so its levels do not matter), a bad directive value,
+ * no entry at all (an empty or truncated file; line 0, the whole file).
  * Warnings: a comma-less multi-character runlevel field that is not all digits, a level or group
  * with whitespace (it can never be requested: the protocol splits on whitespace), unknown or
- * repeated directives.
+ * repeated directives, a UTF-8 byte-order mark at the start of the file (dropped), and what the
+ * daemon or old clients trip over (hazards.ts): group names the line protocol cannot carry,
+ * commands that escape supervision (daemon mode) or are too long to execute.
  */
 import { isRight } from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
-import type { Entry, Limits, Mode, Parsed, Problem } from "./config.ts"
-import { defaultLimits, makeConfig, modes } from "./config.ts"
+import type { Entry, Limits, Mode, Parsed, Problem, RemovalGuard } from "./config.ts"
+import { defaultLimits, defaultRemovalGuard, makeConfig, modes } from "./config.ts"
+import { commandHazards, groupHazards, levelHazards } from "./hazards.ts"
 
 export interface DirectiveDoc {
   readonly syntax: string
@@ -56,6 +61,11 @@ export const directives: readonly DirectiveDoc[] = [
   },
   { syntax: ":::jail:DURATION", default: "60s", meaning: "how long an entry that respawns too fast is held back" },
   { syntax: ":::kill-grace:DURATION", default: "30s", meaning: "time between SIGTERM and SIGKILL when stopping" },
+  {
+    syntax: ":::removal-guard:PERCENT%|off",
+    default: "50%",
+    meaning: "a re-read that would stop more than this share of the running entries (their lines gone) needs --force",
+  },
 ]
 
 // Codecs for the field values. The mode codec is built from config.ts's list, so the two agree.
@@ -110,6 +120,14 @@ export const RespawnLimitFromString = new t.Type<RespawnLimit, string, unknown>(
   (l) => `${l.max}/${l.windowMs}ms`,
 )
 
+/** `50%` (a whole percentage, 0 to 100) or `off`. */
+const removalGuardOf = (text: string): RemovalGuard | undefined => {
+  if (text === "off") return { _tag: "Off" }
+  const match = /^(\d{1,3})%$/.exec(text)
+  const percent = Number(match?.[1] ?? Number.NaN)
+  return percent >= 0 && percent <= 100 ? { _tag: "Share", percent } : undefined
+}
+
 const durationHelp = "an integer with unit ms, s or m (e.g. 500ms, 10s, 2m; bare means seconds), positive, at most 2147483647ms"
 
 // Lines
@@ -137,7 +155,7 @@ const parseLevels = (field: string): string[] =>
   // oxlint-disable-next-line typescript/no-misused-spread -- code points are the intent here
   field.includes(",") ? field.split(",").filter((level) => level !== "") : [...field]
 
-type Tuning = "respawn-limit" | "jail" | "kill-grace"
+type Tuning = "respawn-limit" | "jail" | "kill-grace" | "removal-guard"
 type DirectiveName = "socket" | "initstat" | Tuning
 
 interface Builder {
@@ -145,7 +163,10 @@ interface Builder {
   readonly problems: Problem[]
   readonly tagLines: Map<string, number>
   readonly directiveLines: Map<DirectiveName, number>
+  /** Hazards of each group and level name, worked out once per file: names repeat on many lines. */
+  readonly nameHazards: Map<string, readonly string[]>
   limits: Limits
+  removalGuard: RemovalGuard
   socket: string | undefined
   initstat: string | undefined
 }
@@ -155,6 +176,18 @@ const error = (b: Builder, line: number, message: string): void => {
 }
 const warning = (b: Builder, line: number, message: string): void => {
   b.problems.push({ severity: "warning", line, message })
+}
+
+const warnAll = (b: Builder, line: number, messages: readonly string[]): void => {
+  for (const message of messages) warning(b, line, message)
+}
+
+const cached = (b: Builder, key: string, compute: () => readonly string[]): readonly string[] => {
+  const known = b.nameHazards.get(key)
+  if (known !== undefined) return known
+  const found = compute()
+  b.nameHazards.set(key, found)
+  return found
 }
 
 const noteDirective = (b: Builder, line: number, name: DirectiveName): void => {
@@ -192,8 +225,15 @@ const tuningDirective = (b: Builder, line: number, name: string, value: string |
       else b.limits = { ...b.limits, killGraceMs: decoded.right }
       return
     }
+    case "removal-guard": {
+      noteDirective(b, line, name)
+      const guard = removalGuardOf(raw.trim())
+      if (guard === undefined) error(b, line, `directive "removal-guard": bad value "${raw}": expected a share such as 50% (0% to 100%), or off`)
+      else b.removalGuard = guard
+      return
+    }
     default:
-      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace)`)
+      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace, removal-guard)`)
   }
 }
 
@@ -208,6 +248,7 @@ const checkLevels = (b: Builder, line: number, field: string, levels: readonly s
   }
   for (const level of levels) {
     if (whitespace.test(level)) warning(b, line, `runlevel "${level}" contains whitespace and can never be requested`)
+    else warnAll(b, line, cached(b, `l${level}`, () => levelHazards(level)))
   }
 }
 
@@ -219,6 +260,8 @@ const entryLine = (b: Builder, line: number, fields: readonly string[]): void =>
     ok = false
   } else if (whitespace.test(group)) {
     warning(b, line, `group "${group}" contains whitespace: it can never be requested and breaks the status file`)
+  } else {
+    warnAll(b, line, cached(b, `g${group}`, () => groupHazards(group)))
   }
   if (tag === "") {
     error(b, line, `field "tag" is empty`)
@@ -244,6 +287,7 @@ const entryLine = (b: Builder, line: number, fields: readonly string[]): void =>
   const levels = parseLevels(levelField)
   checkLevels(b, line, levelField, levels, mode)
   if (levels.length === 0 && mode !== "off") ok = false
+  if (mode !== undefined && mode !== "off") warnAll(b, line, commandHazards(command))
   if (ok && mode !== undefined) b.entries.push({ group, tag, levels, mode, command, line })
 }
 
@@ -267,22 +311,47 @@ const parseLine = (b: Builder, line: number, raw: string): void => {
   entryLine(b, line, fields)
 }
 
+/**
+ * A file without a single entry is what a rewrite with `>` leaves when it is read half-way (or a
+ * config tool that failed): taken at its word it would stop every process on the host. Whoever
+ * wants everything stopped says so with `isinit stopall`, or keeps the entries with mode `off`.
+ * Not added when the file already has errors: those explain it, and it is refused anyway.
+ */
+const requireEntries = (b: Builder): void => {
+  if (b.entries.length > 0 || b.problems.some((p) => p.severity === "error")) return
+  error(b, 0, "no entries: the file is empty or holds only comments and directives (truncated by a rewrite?); it is refused so that nothing stops. Replace the file atomically (write a new file, then rename it over the old one); to stop everything use isinit stopall, or keep the entries with mode off")
+}
+
+/**
+ * Editors on other systems may start a UTF-8 file with a byte-order mark (EF BB BF). Kept, it
+ * would become part of the first group's name (a group nobody can type). It is dropped, and named
+ * in a warning: the original IS::Init keeps it, so it reads that first line differently.
+ */
+const withoutBom = (b: Builder, text: string): string => {
+  if (!text.startsWith("\uFEFF")) return text
+  warning(b, 1, "a UTF-8 byte-order mark (EF BB BF) starts the file: ignored, but IS::Init would read it as part of the first line; save the file without it")
+  return text.slice(1)
+}
+
 export const parseInittab = (text: string): Parsed => {
   const b: Builder = {
     entries: [],
     problems: [],
     tagLines: new Map(),
     directiveLines: new Map(),
+    nameHazards: new Map(),
     limits: defaultLimits,
+    removalGuard: defaultRemovalGuard,
     socket: undefined,
     initstat: undefined,
   }
-  const lines = text.split("\n")
+  const lines = withoutBom(b, text).split("\n")
   // A final newline does not start another line.
   const count = lines.length > 0 && lines[lines.length - 1] === "" ? lines.length - 1 : lines.length
   for (let i = 0; i < count; i++) parseLine(b, i + 1, lines[i] ?? "")
+  requireEntries(b)
   return {
-    config: makeConfig(b.entries, { limits: b.limits, socket: b.socket, initstat: b.initstat }),
+    config: makeConfig(b.entries, { limits: b.limits, removalGuard: b.removalGuard, socket: b.socket, initstat: b.initstat }),
     problems: b.problems,
   }
 }

@@ -24,9 +24,10 @@
 import type { Config, Entry, Parsed } from "./config.ts"
 import { hasErrors, listsLevel, sameDefinition } from "./config.ts"
 import type { Effect, LogEntry } from "./effects.ts"
-import type { Event, Outcome } from "./events.ts"
+import type { Event, Guard, Outcome } from "./events.ts"
 import { describeOutcome, succeeded } from "./events.ts"
 import * as HashMap from "effect/HashMap"
+import { removalRefusal } from "./reread.ts"
 import type { EntrySnapshot } from "./snapshot.ts"
 import type { Completion, EntryState, GroupState, Lifecycle, LiveProc, State, Transition } from "./state.ts"
 import { free, freshEntry, freshGroup, groupOf, idle, lookup, notRun } from "./state.ts"
@@ -36,7 +37,7 @@ import * as Timers from "./timers.ts"
 export const reduce = (state: State, event: Event): readonly [State, readonly Effect[]] => {
   if (state.lifecycle === "halted") return [state, []]
   if (event._tag === "Tell" || event._tag === "Reload") {
-    const reason = configRejection(state, event.parsed) ?? (event._tag === "Tell" ? groupRejection(event.parsed.config, event.group, event.level) : undefined)
+    const reason = configRejection(state, event.parsed, event.guard) ?? (event._tag === "Tell" ? groupRejection(event.parsed.config, event.group, event.level) : undefined)
     if (reason !== undefined) return [state, [rejected(event, reason)]]
   }
   const step = new Step(state, Math.max(state.now, event.now))
@@ -67,18 +68,19 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
 }
 
 /** Why a tell would be rejected, or `undefined` if it would be accepted: for immediate replies. */
-export const tellRejection = (state: State, group: string, level: string, parsed: Parsed): string | undefined =>
-  configRejection(state, parsed) ?? groupRejection(parsed.config, group, level)
+export const tellRejection = (state: State, group: string, level: string, parsed: Parsed, guard?: Guard): string | undefined =>
+  configRejection(state, parsed, guard) ?? groupRejection(parsed.config, group, level)
 
 /** When the runtime must deliver the next Tick; `undefined` when nothing is pending. */
 export const nextDeadline = (state: State): number | undefined => Timers.peek(state.timers)?.at
 
-const configRejection = (state: State, parsed: Parsed): string | undefined => {
+const configRejection = (state: State, parsed: Parsed, guard: Guard | undefined): string | undefined => {
   if (state.lifecycle !== "running") return "the daemon is stopping all processes"
-  if (!hasErrors(parsed)) return undefined
+  if (!hasErrors(parsed)) return guard === "removals" ? removalRefusal(state, parsed.config) : undefined
   const errors = parsed.problems.filter((p) => p.severity === "error")
   const first = errors[0]
-  return `the isinittab has ${errors.length} error(s), first at line ${first?.line ?? 0}: ${first?.message ?? ""}; nothing was changed`
+  const where = first === undefined || first.line === 0 ? "first" : `first at line ${first.line}`
+  return `the isinittab has ${errors.length} error(s), ${where}: ${first?.message ?? ""}; nothing was changed`
 }
 
 const groupRejection = (config: Config, group: string, level: string): string | undefined => {

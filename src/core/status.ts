@@ -27,7 +27,7 @@ export interface StatusLine {
 }
 
 /** Bytes in UTF-8: Perl's printf pads byte strings, so the width counts bytes, not characters. */
-const utf8Length = (s: string): number => {
+export const utf8Length = (s: string): number => {
   let bytes = 0
   for (let i = 0; i < s.length; i++) {
     const unit = s.charCodeAt(i)
@@ -50,11 +50,27 @@ const pad15 = (s: string): string => {
   return missing > 0 ? s + " ".repeat(missing) : s
 }
 
-const byGroupName = (a: StatusRow, b: StatusRow): number => (a.group < b.group ? -1 : a.group > b.group ? 1 : 0)
+/**
+ * Perl's `sort` on byte strings: UTF-8 byte order, which is code point order. JavaScript's `<`
+ * compares UTF-16 code units, which puts U+10000 and above (surrogates, 0xD800-0xDFFF) before
+ * U+E000-U+FFFF; comparing code points puts them after, as their UTF-8 bytes (F0..) sort.
+ */
+export const compareUtf8 = (a: string, b: string): number => {
+  const length = Math.min(a.length, b.length)
+  for (let i = 0; i < length; i++) {
+    const x = a.codePointAt(i) ?? 0
+    const y = b.codePointAt(i) ?? 0
+    if (x !== y) return x < y ? -1 : 1
+    if (x > 0xffff) i++ // both strings hold the same pair here: skip its second half
+  }
+  return a.length - b.length
+}
+
+const byGroupName = (a: StatusRow, b: StatusRow): number => compareUtf8(a.group, b.group)
 
 /**
- * The whole file. Rows are written sorted by group name (code-unit order, as Perl's `sort` for
- * ASCII names). `id` must not contain a newline; the caller supplies it (the core has no
+ * The whole file. Rows are written sorted by group name in UTF-8 byte order, as the original's
+ * Perl `sort` orders them. `id` must not contain a newline; the caller supplies it (the core has no
  * randomness), and a new id per write is what lets readers detect a torn file.
  */
 export const renderStatusFile = (rows: readonly StatusRow[], id: string): string => {

@@ -1,11 +1,15 @@
 /**
- * The client side of the socket protocol: connect, send one request, read one answer.
+ * The client side of the socket protocol: connect, send one request, read one answer; and wait
+ * for a daemon to be gone after a stopall or a hand-over.
  */
 import * as net from "node:net"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import type { Request, Response } from "../codec/protocol.ts"
+import type { DaemonProcess, Request, Response } from "../codec/protocol.ts"
 import { decodeResponseLine, encodeRequest } from "../codec/protocol.ts"
+import { statFields } from "./processes.ts"
+import type { SocketPathTooLong } from "./socketPath.ts"
+import { socketPathProblem } from "./socketPath.ts"
 
 /** Nobody listens on the socket (ENOENT: no file; ECONNREFUSED: a stale socket). */
 export class NoDaemon extends Data.TaggedError("NoDaemon")<{ readonly path: string; readonly code: string }> {
@@ -14,12 +18,23 @@ export class NoDaemon extends Data.TaggedError("NoDaemon")<{ readonly path: stri
   }
 }
 
-/** The daemon did not answer in time. */
-export class ClientTimeout extends Data.TaggedError("ClientTimeout")<{ readonly path: string; readonly timeoutMs: number }> {
+/**
+ * The daemon did not answer in time. `stage` says whether the request had reached the socket
+ * (a stopped or stuck daemon accepts connections in the kernel, so it may still apply the request
+ * when it resumes) or not even the connection was made.
+ */
+export class ClientTimeout extends Data.TaggedError("ClientTimeout")<{
+  readonly path: string
+  readonly timeoutMs: number
+  readonly stage: "connecting" | "delivered"
+}> {
   override get message(): string {
-    return `no answer from the daemon on ${this.path} within ${Math.round(this.timeoutMs / 1000)} s`
+    return `no answer from the daemon on ${this.path} within ${formatSeconds(this.timeoutMs)}`
   }
 }
+
+/** `10 s`, `1.5 s`: a timeout as the user gave it. */
+export const formatSeconds = (ms: number): string => `${Number((ms / 1000).toFixed(3))} s`
 
 /** The daemon answered something this client cannot read, or closed without answering. */
 export class BadAnswer extends Data.TaggedError("BadAnswer")<{ readonly path: string; readonly reason: string }> {
@@ -35,7 +50,7 @@ export class ConnectionFailed extends Data.TaggedError("ConnectionFailed")<{ rea
   }
 }
 
-export type ClientError = NoDaemon | ClientTimeout | BadAnswer | ConnectionFailed
+export type ClientError = NoDaemon | ClientTimeout | BadAnswer | ConnectionFailed | SocketPathTooLong
 
 export interface RequestOptions {
   /** Bound on the whole exchange, connection included; default 10 s. */
@@ -50,6 +65,9 @@ const errnoOf = (error: unknown): string | undefined =>
 /** Sends `request` to the daemon on `path` and reads its one-line answer. */
 export const request = (path: string, req: Request, options: RequestOptions = {}): Effect.Effect<Response, ClientError> => {
   const timeoutMs = options.timeoutMs ?? 10_000
+  // Node would connect to the path cut at 107 bytes: a different socket, maybe another daemon's.
+  const tooLong = socketPathProblem(path)
+  if (tooLong !== undefined) return Effect.fail(tooLong)
   return Effect.callback<Response, ClientError>((resume) => {
     const socket = net.createConnection({ path, allowHalfOpen: true })
     const chunks: Buffer[] = []
@@ -71,8 +89,12 @@ export const request = (path: string, req: Request, options: RequestOptions = {}
       const decoded = decodeResponseLine(text)
       settle(decoded._tag === "Right" ? Effect.succeed(decoded.right) : Effect.fail(new BadAnswer({ path, reason: decoded.left })))
     }
-    const timer = setTimeout(() => settle(Effect.fail(new ClientTimeout({ path, timeoutMs }))), timeoutMs)
-    socket.once("connect", () => socket.write(encodeRequest(req)))
+    let stage: ClientTimeout["stage"] = "connecting"
+    const timer = setTimeout(() => settle(Effect.fail(new ClientTimeout({ path, timeoutMs, stage }))), timeoutMs)
+    socket.once("connect", () => {
+      stage = "delivered"
+      socket.write(encodeRequest(req))
+    })
     socket.on("data", (chunk: Buffer) => {
       const newline = chunk.indexOf(10)
       const end = newline < 0 ? chunk.length : newline
@@ -94,4 +116,48 @@ export const request = (path: string, req: Request, options: RequestOptions = {}
       socket.destroy()
     })
   })
+}
+
+/** Whether a daemon still listens on `path`: a connection that is taken (then closed unused). */
+const listening = (path: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = net.createConnection({ path })
+    const done = (answer: boolean): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(answer)
+    }
+    // A connection the kernel holds this long belongs to a daemon whose backlog is full: it is there.
+    const timer = setTimeout(() => done(true), 2000)
+    socket.once("connect", () => done(true))
+    socket.once("error", (error) => {
+      const code = errnoOf(error)
+      done(!(code === "ENOENT" || code === "ECONNREFUSED"))
+    })
+  })
+
+/** Whether that process has exited (gone, a zombie, or its pid now names another process). */
+const exited = (daemon: DaemonProcess | undefined): boolean => {
+  if (daemon === undefined) return true
+  const fields = statFields(daemon.pid)
+  return fields === undefined || fields[19] !== daemon.identity || fields[0] === "Z" || fields[0] === "X"
+}
+
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Resolves `"gone"` once no daemon listens on `path` (its socket removed or refusing, the last
+ * thing isinitd does before it exits) and, when its answer named the process, that process has
+ * exited too; `"running"` if that has not happened within `timeoutMs`. The process check keeps
+ * a successor from finding its predecessor still alive in the state file.
+ */
+export const awaitDaemonGone = async (path: string, daemon: DaemonProcess | undefined, timeoutMs: number): Promise<"gone" | "running"> => {
+  const deadline = Date.now() + timeoutMs
+  let delayMs = 10
+  for (;;) {
+    if (!(await listening(path)) && exited(daemon)) return "gone"
+    if (Date.now() >= deadline) return "running"
+    await pause(Math.min(delayMs, Math.max(1, deadline - Date.now())))
+    delayMs = Math.min(200, delayMs * 2)
+  }
 }

@@ -8,7 +8,8 @@
  * as the original does, so edits apply at the next tell; SIGHUP re-reads it and re-applies every
  * group's level. `stopall`, SIGTERM and SIGINT stop every process; once the last one is gone
  * (lifecycle `halted`) the daemon flushes the status file, removes its socket and exits 0, as the
- * original's stopall does.
+ * original's stopall does. A hand-over (`{"op":"handover"}` or SIGUSR2) instead writes the state
+ * file one last time and exits leaving every process running, for the next isinitd to adopt.
  *
  * The state is the reducer's alone; it is written to the state file after every batch that
  * changed it, and the file is removed after a clean exit.
@@ -21,11 +22,11 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type { AgentOptions, ClusterAgent } from "../cluster/agent.ts"
-import type { Request, Response, WaitOutcome } from "../codec/protocol.ts"
+import type { DaemonProcess, Request, Response, WaitOutcome } from "../codec/protocol.ts"
 import { failure, success } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import type { Effect as CoreEffect } from "../core/effects.ts"
-import type { Event } from "../core/events.ts"
+import type { Event, Guard } from "../core/events.ts"
 import { reload, stopAll, tell } from "../core/events.ts"
 import { formatProblem, parseInittab } from "../core/inittab.ts"
 import { plan } from "../core/plan.ts"
@@ -38,14 +39,19 @@ import type { LogService } from "./log.ts"
 import { Log } from "./log.ts"
 import type { LoopService } from "./loop.ts"
 import { Inbox, makeLoop } from "./loop.ts"
-import type { Output } from "./processes.ts"
-import { ProcessReports, Processes, makeProcesses } from "./processes.ts"
 import type { Peer } from "./peer.ts"
 import { describePeer, peerOf } from "./peer.ts"
+import type { Output, ProcessesService } from "./processes.ts"
+import { ProcessReports, Processes, makeProcesses, processIdentity } from "./processes.ts"
 import type { Handler } from "./server.ts"
 import { serve } from "./server.ts"
+import type { StatusWriter } from "./statusFile.ts"
 import { StatusFile, makeStatusFile } from "./statusFile.ts"
+import type { Persistence } from "./persistence.ts"
 import { openPersistence } from "./persistence.ts"
+import type { Reaper } from "./reaper.ts"
+import { startReaper } from "./reaper.ts"
+import { socketPathProblem } from "./socketPath.ts"
 import { statePathFor } from "./stateFile.ts"
 import { insecureConfigReason } from "./strictModes.ts"
 
@@ -72,8 +78,8 @@ export interface DaemonOptions {
   readonly initstatPath?: string | undefined
   /** Permission bits of the socket file (default 0600). */
   readonly socketMode?: number | undefined
-  /** Where children write (the daemon's stdout/stderr by default). */
-  readonly output?: Output
+  /** Where children write (the daemon's stdout/stderr by default), asked at each spawn when a function. */
+  readonly output?: Output | (() => Output)
   readonly log: LogService
   /** Install SIGTERM/SIGINT/SIGHUP handlers (the CLI does; in-process tests may not). */
   readonly handleSignals?: boolean
@@ -83,6 +89,11 @@ export interface DaemonOptions {
   readonly statePath?: string | undefined
   /** Cluster mode (`--etcd`): config and desired levels from etcd; see src/cluster/agent.ts. */
   readonly cluster?: Omit<AgentOptions, "localConfigPath" | "log"> | undefined
+  /**
+   * `reap` (the default): become a child subreaper and reap orphans (reaper.ts); `leave`: not, for
+   * a daemon run inside a process that has children of its own (tests).
+   */
+  readonly orphans?: "reap" | "leave"
 }
 
 export interface Paths {
@@ -148,12 +159,24 @@ export interface HandlerDeps {
   readonly loop: LoopService
   readonly configPath: string
   readonly log: LogService
+  /** This daemon process, named in the answers to stopall and handover so that clients can wait for its exit. */
+  readonly self?: DaemonProcess | undefined
+  /** Answers a hand-over request (the daemon exits once the answer is out); without it, hand-overs are refused. */
+  readonly handOver?: () => Effect.Effect<Response>
   /** In cluster mode: the config comes from the agent, and local tells are recorded in etcd. */
   readonly cluster?: Pick<ClusterAgent, "currentConfig" | "recordLocalTell" | "info"> | undefined
 }
 
+/**
+ * A re-read file may be half-written: the guard holds back a change that would stop a large share
+ * of what runs (core/reread.ts), unless the request confirms it (`force`). (In cluster mode a
+ * tell's config may be etcd's: checked when it was pushed, and already applied by the agent.)
+ */
+const guardOf = (force: boolean | undefined): Guard | undefined => (force === true ? undefined : "removals")
+
 /** Answers socket requests; nothing here changes state except through the loop's events. */
-export const makeHandler = ({ loop, configPath, log, cluster }: HandlerDeps): Handler => {
+export const makeHandler = ({ loop, configPath, log, cluster, self, handOver }: HandlerDeps): Handler => {
+  const daemon = self === undefined ? {} : { daemon: self }
   const configOrFailure = (what: string): Effect.Effect<Parsed, Response> =>
     Effect.mapError(cluster === undefined ? readConfig(configPath) : cluster.currentConfig(), (reason) => {
       log.line({ what: "rejected", message: `${what}: ${reason}; nothing was changed` })
@@ -164,16 +187,17 @@ export const makeHandler = ({ loop, configPath, log, cluster }: HandlerDeps): Ha
     Effect.gen(function* () {
       const { group, level } = request
       const parsed = yield* configOrFailure(`tell ${group} ${level}`)
+      const guard = guardOf(request.force)
       // Refuse what the reducer would refuse without queueing it; the reducer checks again when
       // the event is applied, in case the state changed in between.
-      const early = tellRejection(yield* Ref.get(loop.state), group, level, parsed)
+      const early = tellRejection(yield* Ref.get(loop.state), group, level, parsed, guard)
       if (early !== undefined) {
         log.line({ what: "rejected", group, message: `tell ${group} ${level} rejected: ${early}` })
         return failure(early)
       }
-      const applied = yield* loop.submit(tell(group, level, parsed, loop.now()))
+      const applied = yield* loop.submit(tell(group, level, parsed, loop.now(), guard))
       const rejected = rejectionMessage(applied.effects)
-      if (rejected !== undefined) return failure(tellRejection(applied.before, group, level, parsed) ?? rejected)
+      if (rejected !== undefined) return failure(tellRejection(applied.before, group, level, parsed, guard) ?? rejected)
       const seq = groupOf(applied.after, group).seq
       const note = cluster === undefined ? undefined : yield* cluster.recordLocalTell(group, level)
       if (!request.wait) return success(note === undefined ? { op: "tell", group, level, seq } : { op: "tell", group, level, seq, message: note })
@@ -200,19 +224,20 @@ export const makeHandler = ({ loop, configPath, log, cluster }: HandlerDeps): Ha
       return success({ op: "plan", group, level, accepted: result.accepted, effects: result.effects })
     }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
 
-  const onReload = Effect.gen(function* () {
-    const parsed = yield* configOrFailure("reload")
-    const applied = yield* loop.submit(reload(parsed, loop.now()))
-    const rejected = rejectionMessage(applied.effects)
-    return rejected === undefined ? success({ op: "reload" }) : failure(rejected)
-  }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
+  const onReload = (force: boolean | undefined): Effect.Effect<Response> =>
+    Effect.gen(function* () {
+      const parsed = yield* configOrFailure("reload")
+      const applied = yield* loop.submit(reload(parsed, loop.now(), guardOf(force)))
+      const rejected = rejectionMessage(applied.effects)
+      return rejected === undefined ? success({ op: "reload" }) : failure(rejected)
+    }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
 
   return (request) => {
     switch (request.op) {
       case "tell":
         return onTell(request)
       case "stopall":
-        return Effect.as(loop.submit(stopAll(loop.now())), success({ op: "stopall" }))
+        return Effect.as(loop.submit(stopAll(loop.now())), success({ op: "stopall", ...daemon }))
       case "status":
         return Effect.map(Ref.get(loop.state), (state) =>
           success({ op: "status", report: report(state), now: loop.now(), ...(cluster === undefined ? {} : { cluster: cluster.info() }) }),
@@ -222,26 +247,36 @@ export const makeHandler = ({ loop, configPath, log, cluster }: HandlerDeps): Ha
       case "ping":
         return Effect.succeed(success({ op: "ping", pid: process.pid, version }))
       case "reload":
-        return onReload
+        return onReload(request.force)
+      case "handover":
+        return handOver?.() ?? Effect.succeed(failure("this daemon cannot hand over"))
     }
   }
 }
 
+const loggedChanges = new Set<Request["op"]>(["tell", "stopall", "reload", "handover"])
+
 /** Who asked for a change on the socket, so the log says who switched what (peer.ts). */
 const logChange = (log: LogService, request: Request, peer: Peer | undefined): void => {
-  if (peer === undefined || !(request.op === "tell" || request.op === "stopall" || request.op === "reload")) return
+  if (peer === undefined || !loggedChanges.has(request.op)) return
   const what = request.op === "tell" ? `tell ${request.group} ${request.level}` : request.op
   log.line({ what: "request", ...(request.op === "tell" ? { group: request.group } : {}), message: `${what} from ${describePeer(peer)}` })
 }
 
 const statusId = (): string => `${process.pid}.${Math.random().toString(36).slice(2, 10)}`
 
-/** Creates the socket's directory owner-only if it does not exist yet (an existing one is left as is). */
-const ensureSocketDir = (socket: string): void => {
-  mkdirSync(dirname(socket), { recursive: true, mode: 0o700 })
-}
 
-const installSignals = (loop: LoopService, configOf: () => Effect.Effect<Parsed, string>, log: LogService): Effect.Effect<void, never, Scope.Scope> =>
+/**
+ * SIGTERM and SIGINT stop everything (as systemd's stop and Ctrl-C mean); SIGHUP re-reads the
+ * isinittab; SIGUSR2 hands over. SIGUSR2, as nginx and unicorn use it for a binary upgrade: no
+ * key sends it by accident (Ctrl-\ sends SIGQUIT), and Node keeps SIGUSR1 for its inspector.
+ */
+const installSignals = (
+  loop: LoopService,
+  configOf: () => Effect.Effect<Parsed, string>,
+  log: LogService,
+  handOver: (why: string) => void,
+): Effect.Effect<void, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const stop = (signal: NodeJS.Signals) => (): void => {
@@ -254,22 +289,104 @@ const installSignals = (loop: LoopService, configOf: () => Effect.Effect<Parsed,
         log.line({ what: "signal", message: "SIGHUP: re-reading the isinittab" })
         void Effect.runPromise(Effect.result(configOf())).then((read) =>
           read._tag === "Success"
-            ? loop.offer(reload(read.success, loop.now()))
+            ? loop.offer(reload(read.success, loop.now(), "removals"))
             : log.line({ what: "rejected", message: `reload: ${read.failure}; nothing was changed` }),
         )
       }
+      const onUsr2 = (): void => handOver("SIGUSR2")
       process.on("SIGTERM", onTerm)
       process.on("SIGINT", onInt)
       process.on("SIGHUP", onHup)
-      return { onTerm, onInt, onHup }
+      process.on("SIGUSR2", onUsr2)
+      return { onTerm, onInt, onHup, onUsr2 }
     }),
-    ({ onTerm, onInt, onHup }) =>
+    ({ onTerm, onInt, onHup, onUsr2 }) =>
       Effect.sync(() => {
         process.off("SIGTERM", onTerm)
         process.off("SIGINT", onInt)
         process.off("SIGHUP", onHup)
+        process.off("SIGUSR2", onUsr2)
       }),
   ).pipe(Effect.asVoid)
+
+/** How the daemon's run ended: every process gone after a stopall, or handed over to a successor. */
+export type DaemonEnd = "halted" | "handedOver"
+
+/**
+ * The hand-over, asked for by a request or SIGUSR2 while the daemon runs normally (never in the
+ * middle of a stopall, which finishes what it started). `asked` resolves once it was asked for:
+ * for a request, only once the answer is out, since leaving closes every connection.
+ */
+const makeHandOver = (loop: LoopService, log: LogService, liveRuns: Effect.Effect<number>, self: DaemonProcess | undefined) => {
+  let ask: (why: string) => void = () => undefined
+  const asked = new Promise<string>((resolveAsked) => (ask = resolveAsked))
+  const refusal = (): string | undefined =>
+    Ref.getUnsafe(loop.state).lifecycle === "running" ? undefined : "a stopall is under way and finishes first"
+  const signal = (why: string): void => {
+    const refused = refusal()
+    log.line(refused === undefined ? { what: "signal", message: `${why}: handing over` } : { what: "rejected", message: `${why}: no hand-over: ${refused}` })
+    if (refused === undefined) ask(why)
+  }
+  const answer = (): Effect.Effect<Response> =>
+    Effect.map(liveRuns, (processes) => {
+      const refused = refusal()
+      return refused === undefined ? success({ op: "handover", processes, ...(self === undefined ? {} : { daemon: self }) }) : failure(refused)
+    })
+  const answered = (request: Request, response: Response): void => {
+    if (request.op !== "handover" || !response.ok) return
+    log.line({ what: "handover", message: "asked by a client: handing over" })
+    ask("a client")
+  }
+  return { asked, signal, answer, answered, self }
+}
+
+/**
+ * Started before anything is spawned, so that every orphan of every run comes to us; a process
+ * table without `ownsChild` (a test fake) gets a reaper that reaps nothing.
+ */
+const orphanReaper = (options: DaemonOptions, processes: ProcessesService): Effect.Effect<Reaper | undefined, never, Scope.Scope> =>
+  options.orphans === "leave"
+    ? Effect.succeed(undefined)
+    : startReaper({ ownsChild: processes.ownsChild ?? (() => true), onReaped: processes.recheck, log: (what, message) => options.log.line({ what, message }) })
+
+/** For the ready line: what becomes of a service's orphaned processes. */
+const orphansNote = (reaper: Reaper | undefined): string => {
+  if (reaper === undefined) return "left alone"
+  if (reaper._tag === "Off") return "not reaped (no koffi)"
+  return { "pid 1": "reaped (isinitd is pid 1)", subreaper: "reaped (child subreaper)", parent: "go to the host's init (no subreaper)" }[reaper.as]
+}
+
+/** This daemon process, as answers name it (see `DaemonProcess`); unknown without /proc. */
+const selfProcess = (): DaemonProcess | undefined => {
+  const identity = processIdentity(process.pid)
+  return identity === undefined ? undefined : { pid: process.pid, identity }
+}
+
+interface LeaveDeps {
+  readonly status: StatusWriter
+  readonly persistence: Persistence
+  readonly liveRuns: Effect.Effect<number>
+  readonly log: LogService
+}
+
+/**
+ * The last steps before the socket goes (closing the scope removes it): the status file is
+ * flushed; after a hand-over the state file is written one last time and kept for the successor,
+ * after a stopall (everything gone) it is removed.
+ */
+const leave = (end: DaemonEnd, { status, persistence, liveRuns, log }: LeaveDeps): Effect.Effect<DaemonEnd> =>
+  Effect.gen(function* () {
+    yield* Effect.promise(() => status.flush())
+    if (end === "halted") {
+      yield* Effect.promise(() => persistence.finish())
+      log.line({ what: "exit", message: "every process is gone; removing the socket and the state file, exiting" })
+      return end
+    }
+    yield* Effect.promise(() => persistence.handOver())
+    const left = yield* liveRuns
+    log.line({ what: "exit", message: `handed over: ${left} process(es) keep running for the next isinitd on the state file ${persistence.path}; removing the socket, exiting` })
+    return end
+  })
 
 /** What startup failed on, for the CLI to print before exiting 1. */
 export interface StartupFailure {
@@ -278,6 +395,19 @@ export interface StartupFailure {
 }
 
 const startupFailure = (message: string): StartupFailure => ({ _tag: "StartupFailure", message })
+
+/**
+ * Creates the socket's directory owner-only if it does not exist yet (an existing one is left as
+ * is), after checking the path's length: one cut to the kernel's limit would be another socket.
+ */
+const prepareSocketDir = (socket: string): Effect.Effect<void, StartupFailure> => {
+  const tooLong = socketPathProblem(socket)
+  if (tooLong !== undefined) return Effect.fail(startupFailure(tooLong.message))
+  return Effect.try({
+    try: () => void mkdirSync(dirname(socket), { recursive: true, mode: 0o700 }),
+    catch: (e) => startupFailure(`cannot create the socket directory ${dirname(socket)}: ${reasonOf(e)}`),
+  })
+}
 
 /** Loaded only in cluster mode, so a single-host daemon never loads the etcd client. */
 const startAgent = (options: DaemonOptions, cluster: NonNullable<DaemonOptions["cluster"]>): Effect.Effect<ClusterAgent, StartupFailure, Scope.Scope> =>
@@ -288,10 +418,11 @@ const startAgent = (options: DaemonOptions, cluster: NonNullable<DaemonOptions["
   )
 
 /**
- * Runs the daemon until every process is gone after a stopall (or SIGTERM/SIGINT). Fails with a
- * `StartupFailure` when it cannot start (unreadable config, socket in use or unusable).
+ * Runs the daemon until every process is gone after a stopall (or SIGTERM/SIGINT), or until it
+ * hands over. Fails with a `StartupFailure` when it cannot start (unreadable config, socket in
+ * use or unusable).
  */
-export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFailure> =>
+export const runDaemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, StartupFailure> =>
   Effect.scoped(
     Effect.gen(function* () {
       const log = options.log
@@ -299,10 +430,7 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFa
       const parsed = agent === undefined ? yield* Effect.mapError(readConfig(options.configPath), startupFailure) : agent.initialConfig
       for (const problem of parsed.problems) log.line({ what: "config", message: formatProblem(options.configPath, problem) })
       const paths = resolvePaths(options, parsed)
-      yield* Effect.try({
-        try: () => ensureSocketDir(paths.socket),
-        catch: (e) => startupFailure(`cannot create the socket directory ${dirname(paths.socket)}: ${reasonOf(e)}`),
-      })
+      yield* prepareSocketDir(paths.socket)
 
       const persistence = openPersistence({ path: resolve(options.statePath ?? statePathFor(paths.initstat)), log })
       if (persistence._tag === "Refused") return yield* Effect.fail(startupFailure(persistence.message))
@@ -317,6 +445,7 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFa
         instance: persistence.path,
         beforeSpawn: persistence.beforeSpawn,
       }).pipe(Effect.provideService(ProcessReports, reports))
+      const reaper = yield* orphanReaper(options, processes)
       const status = yield* makeStatusFile({
         path: paths.initstat,
         render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()),
@@ -333,8 +462,9 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFa
       // first); a change is answered once the state file holds it, so an acknowledged tell survives a crash.
       let takenOver: () => void = () => undefined
       const ready = new Promise<void>((resolveReady) => (takenOver = resolveReady))
-      const serveRequest = makeHandler({ loop, configPath: paths.config, log, cluster: agent })
-      const changes = new Set<Request["op"]>(["tell", "stopall", "reload"])
+      const handOver = makeHandOver(loop, log, processes.liveRuns, selfProcess())
+      const serveRequest = makeHandler({ loop, configPath: paths.config, log, cluster: agent, self: handOver.self, handOver: handOver.answer })
+      const changes = new Set<Request["op"]>(["tell", "stopall", "reload", "handover"])
       const handler: Handler = (request, peer) =>
         Effect.andThen(
           Effect.promise(() => ready),
@@ -346,6 +476,7 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFa
         peerOf,
         ...(options.socketMode === undefined ? {} : { mode: options.socketMode }),
         onReject: (reason) => log.line({ what: "rejected", message: reason }),
+        onAnswered: handOver.answered,
       }).pipe(Effect.mapError((e) => startupFailure(e.message)))
       // Only now that the socket is ours: a refused second daemon must not touch the status or state file.
       const takeOver = persistence.takeOver(parsed)
@@ -354,17 +485,18 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<void, StartupFa
       takenOver()
       status.request()
       const configOf = (): Effect.Effect<Parsed, string> => agent?.currentConfig() ?? readConfig(paths.config)
-      if (options.handleSignals ?? true) yield* installSignals(loop, configOf, log)
+      if (options.handleSignals ?? true) yield* installSignals(loop, configOf, log, handOver.signal)
       log.line({
         what: "ready",
-        message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}, state ${persistence.path}`,
+        message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}, state ${persistence.path}, orphans ${orphansNote(reaper)}`,
       })
       options.onReady?.(paths)
       if (agent !== undefined) yield* agent.start(loop)
 
-      yield* loop.waitFor((s) => s.lifecycle === "halted")
-      yield* Effect.promise(() => status.flush())
-      yield* Effect.promise(() => persistence.finish())
-      log.line({ what: "exit", message: "every process is gone; removing the socket and the state file, exiting" })
+      const end: DaemonEnd = yield* Effect.raceFirst(
+        Effect.as(loop.waitFor((s) => s.lifecycle === "halted"), "halted" as const),
+        Effect.as(Effect.promise(() => handOver.asked), "handedOver" as const),
+      )
+      return yield* leave(end, { status, persistence, liveRuns: processes.liveRuns, log })
     }),
   )

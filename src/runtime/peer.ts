@@ -5,7 +5,7 @@
  *
  * Node has no API for it, hence koffi (a maintained FFI with prebuilt binaries in its npm
  * package) calling libc's getsockopt on the socket's descriptor. Loaded once, on the daemon's
- * first request. Where it cannot work (not Linux, no libc.so.6, koffi missing, no descriptor) the
+ * first request. Where it cannot work (not Linux, koffi missing, no descriptor) the
  * peer is `Unknown` with the reason, and the daemon logs that instead: it never fails a request.
  */
 import { createRequire } from "node:module"
@@ -28,7 +28,8 @@ const makeReader = (): Reader => {
   try {
     // koffi is CommonJS with a native part: required, not imported, so a failure stays here.
     const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi")
-    const libc = koffi.load("libc.so.6")
+    // The C library already in the process (dlopen(NULL)), as reaper.ts does: glibc and musl alike.
+    const libc = koffi.load(null)
     koffi.struct("isinit_ucred", { pid: "int32", uid: "uint32", gid: "uint32" })
     const getsockopt = libc.func("int getsockopt(int fd, int level, int name, _Out_ isinit_ucred *cred, _Inout_ uint32 *len)")
     return (fd) => {

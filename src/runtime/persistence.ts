@@ -12,7 +12,9 @@
  * 3. After every batch, `onBatch` asks the coalesced writer for a write if anything a snapshot
  *    holds changed; `beforeSpawn` journals each run before its process exists; `flush` lets the
  *    socket answer a tell only once it is on disk. `finish` (after a stopall, everything gone)
- *    removes the file and the journal, so the next daemon starts fresh.
+ *    removes the file and the journal, so the next daemon starts fresh; `handOver` writes the
+ *    latest state one last time and keeps both, so the next daemon adopts every process, as
+ *    after a crash but with nothing left to guess.
  */
 import type { Parsed } from "../core/config.ts"
 import type { Event } from "../core/events.ts"
@@ -48,6 +50,8 @@ export interface Persistence {
   readonly beforeSpawn: (spec: { readonly tag: string; readonly run: number }) => void
   readonly takeOver: (parsed: Parsed) => TakeOver
   readonly finish: () => Promise<void>
+  /** Hand-over: the latest state goes to disk and stays there, with the journal, for the next daemon to adopt from. */
+  readonly handOver: () => Promise<void>
   /** Resolves once the latest state is on disk (or its write failed): an acknowledged tell survives a crash. */
   readonly flush: () => Promise<void>
   /** Writes so far (tests). */
@@ -186,6 +190,15 @@ export const openPersistence = (options: PersistenceOptions): Persistence | { re
     if (failed !== undefined) warn(`cannot remove the state file ${path}: ${failed}; the next daemon will set it aside`)
   }
 
+  const handOver = async (): Promise<void> => {
+    if (throttle !== undefined) requestNow()
+    // Later batches are not written: the successor learns what happens from now on from /proc and the journal.
+    exiting = true
+    if (writer === undefined) return
+    await writer.flush()
+    writer.close()
+  }
+
   const beforeSpawn = (spec: { readonly tag: string; readonly run: number }): void => journal?.append({ tag: spec.tag, run: spec.run })
 
   /** A throttled write goes out now: the caller waits for the latest state to be on disk. */
@@ -194,5 +207,5 @@ export const openPersistence = (options: PersistenceOptions): Persistence | { re
     return writer?.flush() ?? Promise.resolve()
   }
 
-  return { _tag: "Opened", path, clock, onBatch, beforeSpawn, takeOver, finish, flush, writer }
+  return { _tag: "Opened", path, clock, onBatch, beforeSpawn, takeOver, finish, handOver, flush, writer }
 }

@@ -27,6 +27,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { Outcome } from "../core/events.ts"
+import { argvOf } from "../core/command.ts"
 
 /** What the adapter tells the loop; the loop stamps the time and turns it into an event. */
 export type ProcessReport =
@@ -46,8 +47,8 @@ export interface SpawnSpec {
   readonly command: string
 }
 
-/** Where the children's stdout and stderr go: the daemon's own, or an open file descriptor. */
-export type Output = "inherit" | number
+/** Where the children's stdout and stderr go: the daemon's own, nowhere, or an open file descriptor. */
+export type Output = "inherit" | "ignore" | number
 
 export interface ProcessesService {
   /** Start a run; `Started` or `ChildExit{SpawnFailed}` follows through the report callback. */
@@ -61,6 +62,10 @@ export interface ProcessesService {
    * group is gone. Optional so that test fakes that never restore need not provide it.
    */
   readonly adopt?: (adopted: AdoptedProcess) => Effect.Effect<void>
+  /** Whether `pid` is a leader we spawned and libuv has not reaped yet (the orphan reaper must leave it alone). */
+  readonly ownsChild?: (pid: number) => boolean
+  /** Look at the lingering groups now (orphans were just reaped: some may be gone). */
+  readonly recheck?: () => void
 }
 
 /** A run of a previous daemon, verified alive: its leader's pid (= its pgid) and start time. */
@@ -78,20 +83,8 @@ export class ProcessReports extends Context.Service<ProcessReports, { readonly r
   "isinit/runtime/ProcessReports",
 ) {}
 
-/** Perl's exec hands a command to the shell when it contains one of these (see perl's doio.c). */
-const shellMetacharacters = /[;&|<>()$`\\"'*?[\]{}#~=%\n]/
-
-export type Argv = { readonly _tag: "Direct"; readonly file: string; readonly args: readonly string[] } | { readonly _tag: "Shell"; readonly script: string }
-
-/** How a command is executed, as Perl's `exec STRING` decides it. */
-export const argvOf = (command: string): Argv => {
-  const words = command.trim().split(/\s+/).filter((w) => w !== "")
-  const [file, ...args] = words
-  if (shellMetacharacters.test(command) || file === undefined || file === "exec" || file === ".") {
-    return { _tag: "Shell", script: command }
-  }
-  return { _tag: "Direct", file, args }
-}
+export type { Argv } from "../core/command.ts"
+export { argvOf }
 
 /** Fields of /proc/PID/stat after "pid (comm) ", or undefined if the process is gone. */
 export const statFields = (pid: number | string): string[] | undefined => {
@@ -151,7 +144,8 @@ interface Run {
 }
 
 export interface ProcessesOptions {
-  readonly output?: Output
+  /** Asked at each spawn when a function (isinitd's log moves children's output to a file once its stderr is gone). */
+  readonly output?: Output | (() => Output)
   /** Environment of the children; the daemon's own by default. */
   readonly env?: NodeJS.ProcessEnv
   /** Told when something goes wrong that is not a run's outcome (an unexpected kill error). */
@@ -198,11 +192,13 @@ const groupExists = (pgid: number): boolean => {
 /** The adapter without Effect, for the loop's callbacks; `makeProcesses` wraps it. */
 export const makeProcessTable = (report: (report: ProcessReport) => void, options: ProcessesOptions = {}) => {
   const runs = new Map<string, Run>()
+  /** Pids of the leaders we spawned that libuv has not reaped yet: its to reap, nobody else's. */
+  const leaders = new Set<number>()
   /** Runs whose leader is gone but whose group was not empty at the last look. */
   const lingering = new Set<Run>()
   let pollTimer: NodeJS.Timeout | undefined
   let pollTimerAt = Infinity
-  const output = options.output ?? "inherit"
+  const outputOf = (): Output => (typeof options.output === "function" ? options.output() : (options.output ?? "inherit"))
   const markedEnv: NodeJS.ProcessEnv | undefined =
     options.instance === undefined ? undefined : { ...(options.env ?? process.env), [runMarkers.instance]: options.instance }
 
@@ -277,6 +273,7 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       markedEnv[runMarkers.run] = String(spec.run)
     }
     options.beforeSpawn?.(spec)
+    const output = outputOf()
     try {
       const child =
         argv._tag === "Direct"
@@ -289,6 +286,7 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       // The pid is known as soon as spawn returns (libuv waits for the exec), so a kill that
       // comes before the 'spawn' event still reaches the group.
       run.pgid = child.pid
+      if (child.pid !== undefined) leaders.add(child.pid)
       child.once("spawn", () => {
         if (child.pid === undefined) return
         const identity = processIdentity(child.pid)
@@ -299,6 +297,7 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
         )
       })
       child.once("exit", (code, signal) => {
+        if (child.pid !== undefined) leaders.delete(child.pid)
         if (settled) return
         settled = true
         leaderExited(run, outcomeOf(code, signal))
@@ -349,7 +348,11 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
     pollTimerAt = Infinity
   }
 
-  return { spawn, kill, adopt, liveRuns: (): number => runs.size, stop }
+  const recheck = (): void => {
+    if (lingering.size > 0) poll()
+  }
+
+  return { spawn, kill, adopt, liveRuns: (): number => runs.size, stop, ownsChild: (pid: number): boolean => leaders.has(pid), recheck }
 }
 
 export type ProcessTable = ReturnType<typeof makeProcessTable>
@@ -367,6 +370,8 @@ export const makeProcesses = (options: ProcessesOptions = {}): Effect.Effect<Pro
       kill: (tag, run, signal) => Effect.sync(() => table.kill(tag, run, signal)),
       liveRuns: Effect.sync(() => table.liveRuns()),
       adopt: (adopted) => Effect.sync(() => table.adopt(adopted)),
+      ownsChild: table.ownsChild,
+      recheck: table.recheck,
     })
   })
 

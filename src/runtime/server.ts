@@ -24,6 +24,8 @@ import type * as Scope from "effect/Scope"
 import type { Framing, Request, Response } from "../codec/protocol.ts"
 import type { Peer } from "./peer.ts"
 import { decodeRequestLine, encodeResponseFor, failure, framingOf, maxLineBytes as protocolMaxLineBytes } from "../codec/protocol.ts"
+import type { SocketPathTooLong } from "./socketPath.ts"
+import { socketPathProblem } from "./socketPath.ts"
 
 export interface ServeOptions {
   /** Permission bits of the socket file; default 0o600 (owner only). */
@@ -46,6 +48,8 @@ export interface ServeOptions {
   readonly onReject?: (reason: string) => void
   /** Who connected (peer.ts), handed to the handler with the request; none by default. */
   readonly peerOf?: (socket: net.Socket) => Peer
+  /** Told once a handled request's answer is out (written to the peer, or the peer was gone). */
+  readonly onAnswered?: (request: Request, response: Response) => void
 }
 
 export interface Server {
@@ -71,7 +75,7 @@ export class SocketUnusable extends Data.TaggedError("SocketUnusable")<{ readonl
   }
 }
 
-export type ServeError = SocketInUse | SocketUnusable
+export type ServeError = SocketInUse | SocketUnusable | SocketPathTooLong
 
 export type ProbeResult = "live" | "stale" | "absent" | "unreachable"
 
@@ -111,10 +115,13 @@ export const probe = (path: string): Effect.Effect<boolean> => Effect.map(probeS
 
 /**
  * Makes `path` ready to bind: creates missing parent directories, removes a stale socket, and
- * refuses when a daemon is alive there or the path is something other than a socket.
+ * refuses when a daemon is alive there, the path is something other than a socket, or it is too
+ * long to bind (checked first, before anything is created).
  */
 export const claimSocketPath = (path: string): Effect.Effect<void, ServeError> =>
   Effect.gen(function* () {
+    const tooLong = socketPathProblem(path)
+    if (tooLong !== undefined) return yield* tooLong
     yield* Effect.try({
       try: () => fs.mkdirSync(nodePath.dirname(path), { recursive: true }),
       catch: (error) => new SocketUnusable({ path, reason: `cannot create its directory: ${reasonOf(error)}` }),
@@ -143,6 +150,7 @@ interface Limits {
   readonly maxLineBytes: number
   readonly reject: (reason: string) => void
   readonly peerOf: ((socket: net.Socket) => Peer) | undefined
+  readonly answered: (request: Request, response: Response) => void
 }
 
 interface Running {
@@ -154,16 +162,31 @@ interface Running {
   /** Busy refusals not yet reported, and when the last report went out (one per second at most). */
   busyUnreported: number
   busyReportedAt: number
+  /** Reports the refusals of a window when it ends; armed only while some are unreported. */
+  busyTimer: NodeJS.Timeout | undefined
 }
 
-/** A flood of connections must not become a flood of log lines: one summary per second. */
-const reportBusy = (running: Running, limits: Limits): void => {
-  running.busyUnreported += 1
-  const now = Date.now()
-  if (now - running.busyReportedAt < 1000) return
+const busyWindowMs = 1000
+
+const flushBusy = (running: Running, limits: Limits): void => {
+  if (running.busyTimer !== undefined) clearTimeout(running.busyTimer)
+  running.busyTimer = undefined
+  if (running.busyUnreported === 0) return
   limits.reject(`busy: refused ${running.busyUnreported} connection(s) over the limit of ${limits.maxConnections}`)
   running.busyUnreported = 0
-  running.busyReportedAt = now
+  running.busyReportedAt = Date.now()
+}
+
+/**
+ * A flood of connections must not become a flood of log lines: one summary per second. The
+ * refusals that come within a second of the last summary are reported when that second ends, so
+ * the summaries add up to every refusal, also when the flood stops.
+ */
+const reportBusy = (running: Running, limits: Limits): void => {
+  running.busyUnreported += 1
+  const sinceLastMs = Date.now() - running.busyReportedAt
+  if (sinceLastMs >= busyWindowMs) return flushBusy(running, limits)
+  running.busyTimer ??= setTimeout(() => flushBusy(running, limits), busyWindowMs - sinceLastMs)
 }
 
 /** How long an answered connection may stay open for its peer to read the answer and close. */
@@ -275,6 +298,7 @@ const serveConnection = (running: Running, handler: Handler, limits: Limits, soc
       phase = "answered"
       answer(socket, framing, response)
       release()
+      limits.answered(decoded.right, response)
     })
   }
   const onData = (chunk: Buffer): void => {
@@ -332,7 +356,7 @@ const bindWithMode = (server: net.Server, path: string, mode: number, backlog: n
 const listen = (path: string, handler: Handler, mode: number, backlog: number, limits: Limits): Effect.Effect<Running, ServeError> =>
   Effect.callback<Running, ServeError>((resume) => {
     const server = net.createServer({ allowHalfOpen: true })
-    const running: Running = { server, sockets: new Set(), fibers: new Set(), active: 0, waiting: 0, busyUnreported: 0, busyReportedAt: 0 }
+    const running: Running = { server, sockets: new Set(), fibers: new Set(), active: 0, waiting: 0, busyUnreported: 0, busyReportedAt: 0, busyTimer: undefined }
     server.on("connection", (socket) => serveConnection(running, handler, limits, socket))
     server.once("error", (error) => resume(Effect.fail(new SocketUnusable({ path, reason: reasonOf(error) }))))
     server.once("listening", () => {
@@ -353,6 +377,7 @@ const listen = (path: string, handler: Handler, mode: number, backlog: number, l
 
 const shutdown = (path: string, running: Running, inode: number | undefined): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
+    if (running.busyTimer !== undefined) clearTimeout(running.busyTimer)
     for (const fiber of running.fibers) fiber.interruptUnsafe()
     for (const socket of running.sockets) socket.destroy()
     running.server.close(() => {
@@ -380,6 +405,7 @@ export const serve = (path: string, handler: Handler, options: ServeOptions = {}
     maxLineBytes: options.maxLineBytes ?? protocolMaxLineBytes,
     reject: options.onReject ?? (() => undefined),
     peerOf: options.peerOf,
+    answered: options.onAnswered ?? (() => undefined),
   }
   const mode = options.mode ?? 0o600
   return Effect.map(

@@ -132,13 +132,28 @@ export const respawnRateLimited: Invariant = (world, step) => {
   for (const start of step.starts) {
     if (start.mode !== "respawn") continue
     const left = world.countResetAt(start.tag) ?? -1
-    const recent = world.startsOf(start.tag).filter((s) => s.mode === "respawn" && s.step > left && start.at - s.at < respawnWindowMs)
+    const recent = startsWithin(world.startsOf(start.tag), left, start.at - respawnWindowMs)
     if (recent.length > respawnMax)
       out.push(
         violation(step, "respawnRateLimited", `${start.tag} started ${recent.length} times within ${respawnWindowMs} ms (at ${recent.map((s) => s.at).join(", ")})`),
       )
   }
   return out
+}
+
+/**
+ * The respawn starts after step `left` and later than `after`, oldest first. Starts are recorded
+ * in time order, so the walk goes back from the newest only as far as the window: a crash loop
+ * costs each start the window's length, not the whole history.
+ */
+const startsWithin = (starts: readonly StartRecord[], left: number, after: number): StartRecord[] => {
+  const recent: StartRecord[] = []
+  for (let i = starts.length - 1; i >= 0; i--) {
+    const s = starts[i]
+    if (s === undefined || s.step <= left || s.at <= after) break
+    if (s.mode === "respawn") recent.push(s)
+  }
+  return recent.reverse()
 }
 
 /** Rule 6: a jailed respawn entry is not started before its jail ends. */

@@ -66,7 +66,9 @@ export const parseDuration = (text: string): number | undefined => {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text)
   if (m === null) return undefined
   const scale = units[m[2] ?? "ms"] ?? 1
-  return Math.round(Number(m[1]) * scale)
+  const ms = Math.round(Number(m[1]) * scale)
+  // Virtual time is exact integer milliseconds: beyond 2^53 it is not.
+  return Number.isSafeInteger(ms) ? ms : undefined
 }
 
 type Clause = { readonly ok: true; readonly behaviour: Behaviour; readonly rest: readonly string[] } | { readonly ok: false; readonly message: string }
@@ -236,11 +238,26 @@ export const parseScenario = (text: string): ParsedScenario => {
   }
 }
 
+/**
+ * Events a scenario may cost before it is stopped: a runaway (a respawn loop without end, a long
+ * `run` over a fast crash loop) would otherwise take minutes and gigabytes. 100,000 events take
+ * about 5 s and 200 MB here; the example scenarios need a few hundred.
+ */
+export const defaultMaxEvents = 100_000
+
 export interface RunOptions {
   readonly parse?: (text: string) => Parsed
   readonly invariants?: readonly Invariant[]
   /** Without a `run` line: how long to wait for the world to go idle after the last action. */
   readonly idleLimitMs?: number
+  /** Stop after this many events (default `defaultMaxEvents`). */
+  readonly maxEvents?: number
+}
+
+/** Why a scenario stopped before its end: it used up its events at virtual time `at`. */
+export interface OutOfEvents {
+  readonly maxEvents: number
+  readonly at: number
 }
 
 export interface ScenarioResult {
@@ -250,6 +267,8 @@ export interface ScenarioResult {
   readonly endMs: number
   /** Whether nothing was pending at the end (no exits scheduled, no deadline). */
   readonly idle: boolean
+  /** Set when the scenario was stopped by the bound on events, before its end. */
+  readonly outOfEvents: OutOfEvents | undefined
   readonly world: World
 }
 
@@ -275,20 +294,24 @@ export const perform = (world: World, action: ScenarioAction): void => {
 
 /** Run a scenario in a fresh world. */
 export const runScenario = (scenario: Scenario, options: RunOptions = {}): ScenarioResult => {
+  const maxEvents = options.maxEvents ?? defaultMaxEvents
   const world = new World({
     ...(scenario.config === undefined ? {} : { config: scenario.config }),
     ...(options.parse === undefined ? {} : { parse: options.parse }),
     ...(options.invariants === undefined ? {} : { invariants: options.invariants }),
     ...(scenario.sigtermDelayMs === undefined ? {} : { sigtermDelayMs: scenario.sigtermDelayMs }),
     behaviours: scenario.behaviours,
+    maxSteps: maxEvents,
   })
   for (const { at, action } of scenario.actions) {
     world.advanceTo(at)
+    if (world.exhausted) break
     perform(world, action)
   }
   if (scenario.endMs !== undefined) world.advanceTo(scenario.endMs)
   else world.runUntilIdle(options.idleLimitMs ?? 600_000)
-  return { timeline: world.timeline, violations: world.violations, report: world.report(), endMs: world.now, idle: world.isIdle(), world }
+  const outOfEvents = world.exhausted ? { maxEvents, at: world.now } : undefined
+  return { timeline: world.timeline, violations: world.violations, report: world.report(), endMs: world.now, idle: world.isIdle(), outOfEvents, world }
 }
 
 export type TimelineFormat = "text" | "json"

@@ -117,6 +117,11 @@ export interface WorldOptions {
   readonly invariants?: readonly Invariant[]
   /** Guard against a reducer that keeps asking for ticks without time moving. */
   readonly maxStepsPerInstant?: number
+  /**
+   * Stop once this many events have been handled (default: no bound). `isinit simulate` sets one,
+   * so that a scenario that runs away (a respawn loop without end, a long run) ends with a message.
+   */
+  readonly maxSteps?: number
   /** Keep the whole step history (events and effects); default true. */
   readonly keepHistory?: boolean
 }
@@ -142,6 +147,7 @@ export class World {
   readonly #sigtermDelayMs: number
   readonly #invariants: readonly Invariant[]
   readonly #maxStepsPerInstant: number
+  readonly #maxSteps: number
   readonly #keepHistory: boolean
   readonly #processes = new Map<string, SimProcess>()
   readonly #agenda: AgendaItem[] = []
@@ -152,6 +158,7 @@ export class World {
   #stepsAtInstant = 0
   #instant = 0
   #stuck = false
+  #exhausted = false
   #stepCount = 0
   #statusWrites = 0
   readonly #timeline: TimelineEntry[] = []
@@ -171,6 +178,7 @@ export class World {
     this.#nextPid = options.firstPid ?? 1000
     this.#invariants = options.invariants ?? allInvariants
     this.#maxStepsPerInstant = options.maxStepsPerInstant ?? 10_000
+    this.#maxSteps = options.maxSteps ?? Number.POSITIVE_INFINITY
     this.#keepHistory = options.keepHistory ?? true
   }
 
@@ -212,6 +220,13 @@ export class World {
   /** Set when the reducer asked for ticks without letting time move; the world stops then. */
   get stuck(): boolean {
     return this.#stuck
+  }
+  /** Set when `maxSteps` events were handled; the world stops then, at the time it reached. */
+  get exhausted(): boolean {
+    return this.#exhausted
+  }
+  get #stopped(): boolean {
+    return this.#stuck || this.#exhausted
   }
 
   startsOf(tag: string): readonly StartRecord[] {
@@ -291,7 +306,7 @@ export class World {
 
   advanceTo(at: number): void {
     this.#runDue(at)
-    if (!this.#stuck && at > this.#now) this.#now = at
+    if (!this.#stopped && at > this.#now) this.#now = at
   }
 
   /** Nothing scheduled: no pending exits, no deadline. Processes may still run forever. */
@@ -302,13 +317,13 @@ export class World {
   /** Run until idle or until `limitMs` of virtual time passed; true when idle. */
   runUntilIdle(limitMs: number): boolean {
     const end = this.#now + limitMs
-    while (!this.#stuck) {
+    while (!this.#stopped) {
       if (this.isIdle()) return true
       const next = this.#nextAt()
       if (next === undefined || next > end) break
       this.#runDue(next)
     }
-    if (!this.#stuck && end > this.#now) this.#now = end
+    if (!this.#stopped && end > this.#now) this.#now = end
     return this.isIdle()
   }
 
@@ -322,7 +337,7 @@ export class World {
 
   /** Handle everything due at or before `until`, in time order; agenda items before ticks on ties. */
   #runDue(until: number): void {
-    while (!this.#stuck) {
+    while (!this.#stopped) {
       const item = this.#agenda[0]
       const deadline = this.#deadline
       const next = this.#nextAt()
@@ -331,6 +346,10 @@ export class World {
       if (at !== this.#instant) {
         this.#instant = at
         this.#stepsAtInstant = 0
+      }
+      if (this.#stepCount >= this.#maxSteps) {
+        this.#exhausted = true
+        return
       }
       this.#now = at
       if (++this.#stepsAtInstant > this.#maxStepsPerInstant) {

@@ -1,19 +1,19 @@
 /**
  * `isinit` as a program against the real `isinitd`, which the first tell starts in the
- * background. Every process started here (CLI, daemon, children) carries a marker in its
- * environment; cleanup kills whatever still has it, even when a test failed.
+ * background. Every process started here carries a marker: the CLI in its environment, the
+ * daemon (which gets a clean environment) in its command line, its children in ISINIT_INSTANCE
+ * (the state file in the test's directory); cleanup kills whatever still has one, even when a
+ * test failed.
  */
-import { spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir, userInfo } from "node:os"
+import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { markedPids } from "../runtime/daemonHarness.ts"
+import type { CliRun } from "../runtime/daemonHarness.ts"
+import { servicePath } from "../../src/cli/isinit.ts"
+import { askJson, markedPids, runIsinit, runningPid } from "../runtime/daemonHarness.ts"
 import { until } from "../runtime/helpers.ts"
-
-const repoRoot = resolve(import.meta.dirname, "../..")
-const isinitEntry = join(repoRoot, "src/cli/isinit.ts")
 
 let dir: string
 let marker: string
@@ -28,7 +28,7 @@ beforeEach(() => {
 })
 
 afterEach(async () => {
-  for (const pid of markedPids(marker)) {
+  for (const pid of markedPids(marker, dir)) {
     for (const target of [-pid, pid]) {
       try {
         process.kill(target, "SIGKILL")
@@ -37,39 +37,22 @@ afterEach(async () => {
       }
     }
   }
-  await until("every marked process to be gone", () => markedPids(marker).length === 0, 20_000)
+  await until("every marked process to be gone", () => markedPids(marker, dir).length === 0, 20_000)
   rmSync(dir, { recursive: true, force: true })
 })
 
-interface Run {
-  readonly code: number | null
-  readonly out: string
-  readonly err: string
+const isinit = (args: readonly string[], timeoutMs = 60_000, options: { readonly env?: NodeJS.ProcessEnv; readonly cwd?: string } = {}): Promise<CliRun> => {
+  const [key, value] = marker.split("=") as [string, string]
+  return runIsinit(["-c", tab, "-s", socket, ...args], { env: { ...(options.env ?? process.env), [key]: value }, timeoutMs, ...(options.cwd === undefined ? {} : { cwd: options.cwd }) })
 }
 
-const isinit = (args: readonly string[], timeoutMs = 60_000): Promise<Run> =>
-  new Promise((resolveRun, reject) => {
-    const [key, value] = marker.split("=") as [string, string]
-    const child = spawn(process.execPath, ["--import", "tsx", isinitEntry, "-c", tab, "-s", socket, ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, [key]: value },
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    let out = ""
-    let err = ""
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c))
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (err += c))
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL")
-      reject(new Error(`isinit ${args.join(" ")} did not finish within ${timeoutMs} ms; so far:\n${out}\n${err}`))
-    }, timeoutMs)
-    child.once("exit", (code) => {
-      clearTimeout(timer)
-      // Output may still be in the pipes when exit fires: wait for them to close.
-      child.once("close", () => resolveRun({ code, out, err }))
-      if (child.stdout.closed && child.stderr.closed) resolveRun({ code, out, err })
-    })
-  })
+const environOf = (pid: number): ReadonlyMap<string, string> =>
+  new Map(
+    readFileSync(`/proc/${pid}/environ`, "latin1")
+      .split("\0")
+      .filter((item) => item.includes("="))
+      .map((item) => [item.slice(0, item.indexOf("=")), item.slice(item.indexOf("=") + 1)] as const),
+  )
 
 interface Report {
   readonly lifecycle: string
@@ -88,6 +71,29 @@ const statusJson = async (): Promise<Report> => {
 }
 
 describe("isinit against a real isinitd", () => {
+  it("an auto-started daemon runs in / with a clean environment, and so do its services", async () => {
+    writeFileSync(tab, "g:env:1:respawn:sleep 1000\n")
+    const env = { ...process.env, SECRET_FROM_CLIENT: "hunter2", PATH: `/opt/client/bin:${process.env["PATH"] ?? ""}`, LANG: "C.UTF-8", TZ: "Europe/Paris" }
+    const told = await isinit(["g", "1"], 60_000, { env, cwd: dir })
+    expect(told.code).toBe(0)
+    const daemonPid = Number((await askJson(socket, { op: "ping" }))["pid"])
+    const child = await runningPid(socket, "env")
+    for (const pid of [daemonPid, child]) {
+      expect(readlinkSync(`/proc/${pid}/cwd`)).toBe("/")
+      const environ = environOf(pid)
+      expect(environ.has("SECRET_FROM_CLIENT")).toBe(false)
+      expect(environ.get("PATH")).toBe(servicePath)
+      expect(environ.get("LANG")).toBe("C.UTF-8")
+      expect(environ.get("TZ")).toBe("Europe/Paris")
+      expect(environ.get("HOME")).toBe(userInfo().homedir)
+      expect(environ.get("USER")).toBe(userInfo().username)
+    }
+    // The service's own markers, and nothing else of the client's.
+    expect(environOf(child).get("ISINIT_TAG")).toBe("env")
+    expect([...environOf(child).keys()].sort()).toEqual(["HOME", "ISINIT_INSTANCE", "ISINIT_RUN", "ISINIT_TAG", "LANG", "LOGNAME", "PATH", "TZ", "USER"])
+    expect((await isinit(["stopall"])).code).toBe(0)
+  })
+
   it("a tell starts the daemon in the background, then status --json and the table show the group", async () => {
     writeFileSync(tab, ["web:db:2:respawn:sleep 1000", "web:app:23:respawn:sleep 1001", "web:extra:3:respawn:sleep 1002", ""].join("\n"))
     const told = await isinit(["web", "2"])
@@ -121,7 +127,7 @@ describe("isinit against a real isinitd", () => {
     const stopped = await isinit(["stopall"])
     expect(stopped.code).toBe(0)
     await until("the daemon to exit and remove its socket", () => !existsSync(socket))
-    await until("no process left", () => markedPids(marker).length === 0)
+    await until("no process left", () => markedPids(marker, dir).length === 0)
     const down = await isinit(["status"])
     expect(down.code).toBe(0)
     expect(down.err).toContain(`no daemon on ${socket}; the last status it wrote`)

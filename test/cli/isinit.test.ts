@@ -2,12 +2,15 @@
  * `isinit` run in-process (its `main` with captured output): usage, check, plan and status
  * without a daemon, simulate. The end-to-end tests against a real daemon are in isinit.e2e.test.ts.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { main } from "../../src/cli/isinit.ts"
+import { maxArgumentBytes } from "../../src/core/hazards.ts"
 import { renderStatusFile } from "../../src/core/status.ts"
+import { defaultMaxEvents } from "../../src/sim/scenario.ts"
 
 let dir: string
 beforeEach(() => {
@@ -54,8 +57,8 @@ describe("usage", () => {
   it("--help prints the usage and exits 0", async () => {
     const { code, out } = await run(["--help"])
     expect(code).toBe(0)
-    expect(out).toMatch(/^Usage:\n {2}isinit \[-c FILE\] \[-s SOCKET\] GROUP LEVEL \[--wait \[--timeout S\]\]/)
-    for (const word of ["stopall", "status", "check", "plan", "simulate", "--json", "isinitd.log"]) expect(out).toContain(word)
+    expect(out).toMatch(/^Usage:\n {2}isinit \[-c FILE\] \[-s SOCKET\] GROUP LEVEL \[--wait\] \[--timeout S\]/)
+    for (const word of ["stopall", "handover", "status", "check", "plan", "simulate", "--json", "isinitd.log"]) expect(out).toContain(word)
   })
   it("--version prints the version", async () => {
     const { code, out } = await run(["-V"])
@@ -74,11 +77,19 @@ describe("usage", () => {
     [["plan", "web"], /plan takes GROUP LEVEL/],
     [["simulate"], /simulate takes one SCENARIO file, got nothing/],
     [["check", "x"], /check takes no arguments/],
-    [["web", "2", "--timeout", "5"], /--timeout applies only with --wait/],
+    [["check", "--timeout", "5"], /--timeout does not apply to check/],
     [["web", "2", "--wait", "--timeout", "soon"], /--timeout takes a number of seconds/],
     [["web", "2", "--wait", "--timeout", "0"], /--timeout takes a number of seconds/],
     [["web", "2", "--json"], /--json does not apply to a tell/],
     [["check", "--json"], /--json does not apply to check/],
+    [["status", "--strict"], /--strict does not apply to status/],
+    [["simulate", "x.scn", "--max-events", "0"], /--max-events takes a whole number of events, at least 1, not "0"/],
+    [["simulate", "x.scn", "--max-events", "1e5"], /--max-events takes a whole number/],
+    [["status", "--max-events", "5"], /--max-events does not apply to status/],
+    [["reload", "now"], /reload takes no arguments/],
+    [["reload", "--json"], /--json does not apply to reload/],
+    [["status", "--force"], /--force does not apply to status/],
+    [["stopall", "--force"], /--force does not apply to stopall/],
     [["status", "--wait"], /--wait does not apply to status/],
     [["plan", "web", "2", "--level", "2"], /--level does not apply to plan/],
     [["-c"], /Option '-c, --config <value>' argument missing/],
@@ -113,6 +124,47 @@ describe("check", () => {
     const { code, out } = await run(["check"], { ISINITTAB: warned })
     expect(code).toBe(0)
     expect(out).toMatch(new RegExp(`^${warned}:1: warning: .*\nok: 1 entry in 1 group\n$`))
+  })
+  it("an isinittab without entries (empty or truncated) is an error, not ok: 0 entries", async () => {
+    for (const text of ["", ":::jail:5s\n# the rest was never written\n"]) {
+      const tab = write("empty", text)
+      const { code, out } = await run(["-c", tab, "check"])
+      expect(code).toBe(1)
+      expect(out).toMatch(new RegExp(`^${tab}: error: no entries: `))
+      expect(out).not.toMatch(/^ok:/m)
+    }
+  })
+  it("warns, with the line, of what the daemon or old clients trip over", async () => {
+    const tab = write("hazards", ["web:a:1:respawn:sleep 1", "stopall-db:b:1:respawn:sleep 2", "web:c:1:respawn:my-server &", ""].join("\n"))
+    const { code, out } = await run(["-c", tab, "check"])
+    expect(code).toBe(0)
+    expect(out).toMatch(new RegExp(`^${tab}:2: warning: group "stopall-db" starts with "stopall"`, "m"))
+    expect(out).toMatch(new RegExp(`^${tab}:3: warning: command ends with "&"`, "m"))
+    expect(out).toMatch(/^ok: 3 entries in 2 groups$/m)
+  })
+  it("the length it warns about is the kernel's: a 131071-byte /bin/sh -c script runs, one byte more fails with E2BIG", () => {
+    expect(spawnSync("/bin/sh", ["-c", `:${" ".repeat(maxArgumentBytes - 2)}`]).status).toBe(0)
+    expect(spawnSync("/bin/sh", ["-c", `:${" ".repeat(maxArgumentBytes - 1)}`]).error).toMatchObject({ code: "E2BIG" })
+  })
+  it("--strict (implied as root) reports the StrictModes refusal a root daemon would make", async () => {
+    const tab = write("loose", "web:a:1:respawn:sleep 1\n")
+    chmodSync(tab, 0o666)
+    const { code, out } = await run(["-c", tab, "check", "--strict"])
+    expect(code).toBe(1)
+    expect(out).toMatch(new RegExp(`^${tab}: error: refusing the isinittab .*writable by group and others \\(mode 0666\\).*chmod go-w .*\\(a root isinitd refuses it\\)$`, "m"))
+    expect(out).toMatch(/1 error, 0 warnings$/m)
+    const plain = await run(["-c", tab, "check"])
+    expect(plain.code).toBe(process.getuid?.() === 0 ? 1 : 0)
+    chmodSync(tab, 0o644)
+    if (process.getuid?.() === 0) expect(await run(["-c", tab, "check", "--strict"])).toMatchObject({ code: 0, out: "ok: 1 entry in 1 group\n" })
+  })
+  it("names a byte-order mark instead of folding it into the first group", async () => {
+    const tab = join(dir, "bom")
+    writeFileSync(tab, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from("web:w:1:respawn:sleep 1\n")]))
+    const { code, out } = await run(["-c", tab, "check"])
+    expect(code).toBe(0)
+    expect(out).toMatch(new RegExp(`^${tab}:1: warning: a UTF-8 byte-order mark \\(EF BB BF\\) starts the file: ignored`))
+    expect(out).toMatch(/^ok: 1 entry in 1 group$/m)
   })
   it("exits 1 with a hint when the isinittab cannot be read", async () => {
     const { code, err } = await run(["-c", join(dir, "missing"), "check"])
@@ -171,6 +223,9 @@ describe("without a daemon", () => {
   it("stopall without daemon has nothing to stop", async () => {
     expect(await run(["-c", goodTab(), "stopall"])).toMatchObject({ code: 0, err: expect.stringMatching(/nothing to stop/) })
   })
+  it("reload without daemon has nothing to reload", async () => {
+    expect(await run(["-c", goodTab(), "reload", "--force"])).toMatchObject({ code: 0, err: expect.stringMatching(/nothing to reload/) })
+  })
   it("a tell with an unreadable isinittab does not try to start a daemon", async () => {
     const { code, err } = await run(["-c", join(dir, "missing"), "-s", join(dir, "s"), "web", "2"])
     expect(code).toBe(1)
@@ -204,6 +259,21 @@ describe("simulate", () => {
     expect(data.endMs).toBe(20_000)
     expect(data.timeline.some((e) => e.kind === "jailed")).toBe(true)
     expect(data.report.groups[0]?.state).toBe("fail")
+  })
+  it("stops a scenario that runs away after --max-events, says so and exits 1", async () => {
+    const runaway = ["config <<EOF", ":::respawn-limit:1000/1ms", ":::jail:1ms", "g:loop:1:respawn:spin", "EOF", "behave spin crashes-every 1ms", "at 0 tell g 1", "run 1000h", ""].join("\n")
+    const file = write("runaway.scn", runaway)
+    const { code, out, err } = await run(["simulate", file, "--max-events", "2000"])
+    expect(code).toBe(1)
+    expect(out).toMatch(/^where it stopped \(\d+\.\d{3}s\):$/m)
+    expect(err).toMatch(/^isinit: simulate stopped after 2000 events, at \d+\.\d{3}s of virtual time, before the scenario's end: a respawn loop without end, or a long run\? .*--max-events N raises the bound$/m)
+    const json = await run(["simulate", file, "--max-events", "2000", "--json"])
+    expect(json.code).toBe(1)
+    expect((JSON.parse(json.out) as { outOfEvents: { maxEvents: number } }).outOfEvents.maxEvents).toBe(2000)
+    expect((JSON.parse((await run(["simulate", write("s.scn", scenario), "--json"])).out) as { outOfEvents: unknown }).outOfEvents).toBeNull()
+  })
+  it("the help states the default bound of simulate", async () => {
+    expect((await run(["--help"])).out).toContain(`--max-events N events (default ${defaultMaxEvents})`)
   })
   it("reports scenario errors with their line and exits 1", async () => {
     const { code, err } = await run(["simulate", write("bad.scn", "at soon tell web 2\n")])

@@ -41,6 +41,9 @@ describe("isinitd", () => {
     process.kill(first, "SIGKILL")
     const second = await runningPid(d.socket, "srv", first)
     expect(second).not.toBe(first)
+    // Kill the once entry only after it has done its work: a loaded machine may report its pid
+    // before its shell has run `echo`.
+    await until("once ran", () => lines(l.path("once.out")).includes("ran"))
     process.kill(-once, "SIGKILL")
     await until("once reported done", async () => (await entryOf(d.socket, "one"))?.state !== "running")
     await sleep(1_000)
@@ -278,5 +281,8 @@ describe("isinitd", () => {
     const noConfig = await l.start({ args: ["-c", l.path("absent"), "-s", l.path("s")], waitReady: false })
     expect(await noConfig.exited()).toBe(1)
     await logged(noConfig, /cannot read the isinittab/)
+    const noDir = await l.start({ args: ["-c", l.path("absent"), "--chdir", l.path("nowhere")], waitReady: false })
+    expect(await noDir.exited()).toBe(1)
+    await logged(noDir, /--chdir .*nowhere: ENOENT/)
   })
 })

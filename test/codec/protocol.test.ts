@@ -67,9 +67,16 @@ describe("the JSON protocol", () => {
     expect(ok('{"op":"ping"}')).toEqual({ op: "ping" })
     expect(ok(' {"op":"reload"}')).toEqual({ op: "reload" })
   })
+  it("carries the operator's confirmation of a re-read that stops most of what runs (force)", () => {
+    expect(ok('{"op":"tell","group":"g","level":"2","force":true}')).toEqual({ op: "tell", group: "g", level: "2", wait: false, force: true })
+    expect(ok('{"op":"tell","group":"g","level":"2","force":false}')).toEqual({ op: "tell", group: "g", level: "2", wait: false })
+    expect(ok('{"op":"reload","force":true}')).toEqual({ op: "reload", force: true })
+    expect(ok('{"op":"reload","force":false}')).toEqual({ op: "reload" })
+    expect(error('{"op":"reload","force":"yes"}')).toBe('reload: field "force" must be boolean')
+  })
   it("says what is wrong: bad JSON, not an object, missing op, unknown op", () => {
     expect(error('{"op":"tell"')).toMatch(/^not JSON: /)
-    expect(error("{}")).toMatch(/missing field "op": expected one of tell, stopall, status, plan, ping, reload/)
+    expect(error("{}")).toMatch(/missing field "op": expected one of tell, stopall, status, plan, ping, reload, handover/)
     expect(error('{"op":"dance"}')).toMatch(/unknown op "dance"/)
     expect(error('{"op":7}')).toMatch(/unknown op 7/)
     expect(framingOf("[1]")).toBe("line")
@@ -100,6 +107,9 @@ describe("encoding", () => {
     { op: "plan", group: "g", level: "x" },
     { op: "ping" },
     { op: "reload" },
+    { op: "reload", force: true },
+    { op: "tell", group: "g", level: "2", wait: true, force: true },
+    { op: "handover" },
   ]
   it("round-trips every request through one JSON line", () => {
     for (const request of requests) {
@@ -122,6 +132,8 @@ describe("encoding", () => {
     { ok: true, op: "tell", group: "g", level: "2", seq: 3 },
     { ok: true, op: "tell", group: "g", level: "2", seq: 3, outcome: "fail", message: "test t exited 1" },
     { ok: true, op: "stopall" },
+    { ok: true, op: "stopall", daemon: { pid: 7, identity: "123456" } },
+    { ok: true, op: "handover", processes: 3, daemon: { pid: 7, identity: "123456" } },
     {
       ok: true,
       op: "status",

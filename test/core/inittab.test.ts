@@ -60,10 +60,39 @@ describe("entries", () => {
     expect(parsed.config.entries.map((e) => e.group)).toEqual(["  # indented"])
   })
 
-  it("handles a file without a final newline, and an empty file", () => {
+  it("handles a file without a final newline", () => {
     expect(parseInittab("g:t:1:once:x").config.entries).toHaveLength(1)
-    expect(parseInittab("")).toEqual({ config: parseInittab("\n").config, problems: [] })
-    expect(parseInittab("").config.entries).toEqual([])
+  })
+
+  it("a file without entries is an error of the whole file: empty, blank, comments and directives only", () => {
+    for (const text of ["", "\n", "# nothing\n\n", ":::jail:5s\n", "x:y:z:socket:/tmp/s\n", "\uFEFF"]) {
+      const parsed = parseInittab(text)
+      expect(parsed.config.entries, JSON.stringify(text)).toEqual([])
+      const errors = parsed.problems.filter((p) => p.severity === "error")
+      expect(errors, JSON.stringify(text)).toEqual([{ severity: "error", line: 0, message: expect.stringMatching(/^no entries: .*truncated.*refused so that nothing stops.*rename/) }])
+    }
+  })
+
+  it("entries set to off count: a file of off entries stops everything on purpose", () => {
+    expect(parseInittab("g:t:1:off:x\n").problems).toEqual([])
+  })
+
+  it("a file whose every line is broken reports those lines, not a missing entry", () => {
+    expect(parseInittab("g:t:1:sometimes:x\n").problems.map((p) => p.line)).toEqual([1])
+  })
+})
+
+describe("a UTF-8 byte-order mark", () => {
+  it("is dropped, named in a warning, never folded into the first group's name", () => {
+    const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from("web:w:1:respawn:sleep 1\n")])
+    const parsed = parseInittab(bytes.toString("utf8"))
+    expect(parsed.config.entries.map((e) => e.group)).toEqual(["web"])
+    expect(parsed.problems).toEqual([{ severity: "warning", line: 1, message: expect.stringMatching(/byte-order mark \(EF BB BF\).*ignored/) }])
+  })
+
+  it("before a comment or a directive, they still read as such", () => {
+    expect(parseInittab("\uFEFF# comment\ng:t:1:once:x\n").config.entries.map((e) => e.line)).toEqual([2])
+    expect(parseInittab("\uFEFF:::jail:5s\ng:t:1:once:x\n").config.limits.jailMs).toBe(5000)
   })
 })
 
@@ -159,11 +188,68 @@ describe("warnings", () => {
   })
 
   it("a repeated directive warns and the later line wins", () => {
-    const parsed = parseInittab(":::jail:10s\n:::jail:20s\n")
+    const parsed = parseInittab(":::jail:10s\n:::jail:20s\ng:t:1:once:x\n")
     const problem = only(parsed)
     expect(problem).toMatchObject({ severity: "warning", line: 2 })
     expect(problem.message).toMatch(/directive "jail" repeated: this line replaces line 1/)
     expect(parsed.config.limits.jailMs).toBe(20_000)
+  })
+})
+
+describe("what the daemon or old clients trip over (warnings)", () => {
+  const warnings = (text: string): string[] => {
+    const parsed = parseInittab(text)
+    expect(hasErrors(parsed)).toBe(false)
+    return parsed.problems.map((p) => `${p.line}: ${p.message}`)
+  }
+  const cases: ReadonlyArray<readonly [string, string, RegExp]> = [
+    ["a group starting with stopall", "stopall-web:t:1:once:x\n", /^1: group "stopall-web" starts with "stopall": an original IS::Init client's tell of it .* is read as stopall/],
+    ["a group named stopall", "stopall:t:1:once:x\n", /group "stopall" starts with "stopall"/],
+    ["a group starting with {", "{web}:t:1:once:x\n", /^1: group "\{web\}" starts with "\{": isinitd reads a line starting with "\{" as JSON/],
+    ["a group with a control character", "we\u0001b:t:1:once:x\n", /^1: group "we.b" can never be requested: the group contains a control character/],
+    ["a group with Unicode whitespace", "web\u00a0a:t:1:once:x\n", /can never be requested: the group contains whitespace/],
+    ["a group over 256 characters", `${"g".repeat(257)}:t:1:once:x\n`, /can never be requested: the group is longer than 256 characters/],
+    ["a level over 256 characters", `g:t:${"l".repeat(257)},:once:x\n`, /runlevel "l+" can never be requested: the runlevel is longer than 256/],
+    ["a command ending in &", "g:t:1:respawn:my-server --port 80 &\n", /^1: command ends with "&": the shell exits at once .*cannot stop it/],
+    ["nohup ... &", "g:t:1:once:nohup sleep 100 > /dev/null 2>&1 &\n", /command ends with "&"/],
+    ["setsid", "g:t:1:respawn:setsid sleep 100\n", /^1: command runs setsid: the program moves to a new session, out of the entry's process group/],
+    ["setsid behind wrappers and a path", "g:t:1:respawn:A=1 exec nice -n 5 /usr/bin/setsid -f sleep 100\n", /command runs setsid/],
+    ["setsid after a separator", "g:t:1:respawn:cd /srv && setsid ./app\n", /command runs setsid/],
+    ["a daemonizer", "g:t:1:respawn:start-stop-daemon --start --exec /usr/sbin/app\n", /command runs start-stop-daemon, which detaches the program \(daemon mode\)/],
+    ["daemonize", "g:t:1:respawn:daemonize /usr/sbin/app\n", /command runs daemonize/],
+    ["a daemon-mode flag", "g:t:1:respawn:/usr/sbin/app --daemon -c /etc/app.conf\n", /^1: command passes --daemon, which usually makes a program detach/],
+    ["docker run --detach", "g:t:1:respawn:docker run --detach nginx\n", /command passes --detach/],
+  ]
+  for (const [name, text, expected] of cases) {
+    it(name, () => {
+      const found = warnings(text)
+      expect(found, JSON.stringify(found)).toHaveLength(1)
+      expect(found[0]).toMatch(expected)
+    })
+  }
+
+  it("leaves alone what only looks alike", () => {
+    for (const text of [
+      "web:t:1:once:echo setsid daemon &&\n", // words, not commands; && is not &
+      "web:t:1:once:a && b\n",
+      "web:t:1:respawn:sleep 1 & wait\n", // backgrounded, then waited for: supervised
+      "web:t:1:respawn:git daemon --base-path=/srv\n",
+      "web:t:1:off:setsid app &\n", // never runs
+      "stop-all:t:1:once:x\nweb{:u:1:once:x\n",
+    ]) {
+      expect(warnings(text), text).toEqual([])
+    }
+  })
+
+  it("a command too long to exec: one /bin/sh -c argument, or one word, over 131071 bytes", () => {
+    const atLimit = "x".repeat(131_071)
+    expect(warnings(`g:t:1:once:echo '${"x".repeat(131_071 - 7)}'\n`)).toEqual([])
+    expect(warnings(`g:t:1:once:echo ${atLimit}\n`)).toEqual([])
+    const [shell] = warnings(`g:t:1:once:echo '${"x".repeat(131_072 - 7)}'\n`)
+    expect(shell).toMatch(/^1: command is too long to run: the command runs as one \/bin\/sh -c argument of 131072 bytes, over the kernel's limit of 131071 bytes per argument \(MAX_ARG_STRLEN\)/)
+    const [word] = warnings(`g:t:1:once:echo ${"é".repeat(65_536)}\n`)
+    expect(word).toMatch(/a word of the command is 131072 bytes/)
+    expect(warnings(`g:t:1:once:echo ${"x ".repeat(100_000)}\n`)).toEqual([]) // many short words are fine
   })
 })
 
@@ -178,21 +264,21 @@ describe("directives", () => {
 
   it("reads socket, initstat and tuning directives", () => {
     const parsed = parseInittab(
-      [":::socket:/tmp/is/init.s", ":::initstat:/tmp/is/a:b", ":::respawn-limit:3/2m", ":::jail: 500ms ", ":::kill-grace:7"].join("\r\n"),
+      [":::socket:/tmp/is/init.s", ":::initstat:/tmp/is/a:b", ":::respawn-limit:3/2m", ":::jail: 500ms ", ":::kill-grace:7", "g:t:1:once:x"].join("\r\n"),
     )
     expect(parsed.problems).toEqual([])
     expect(parsed.config.socket).toBe("/tmp/is/init.s")
     expect(parsed.config.initstat).toBe("/tmp/is/a:b")
     expect(parsed.config.limits).toEqual({ respawnMax: 3, respawnWindowMs: 120_000, jailMs: 500, killGraceMs: 7000 })
-    expect(parsed.config.entries).toEqual([])
+    expect(parsed.config.entries.map((e) => e.tag)).toEqual(["t"])
   })
 
   it("like the original, any line with mode socket or initstat is a directive", () => {
-    const parsed = parseInittab("x:y:z:socket:/tmp/s\ng:t:1:initstat:/tmp/st\n")
+    const parsed = parseInittab("x:y:z:socket:/tmp/s\ng:t:1:initstat:/tmp/st\ng:u:1:once:x\n")
     expect(parsed.problems).toEqual([])
     expect(parsed.config.socket).toBe("/tmp/s")
     expect(parsed.config.initstat).toBe("/tmp/st")
-    expect(parsed.config.entries).toEqual([])
+    expect(parsed.config.entries.map((e) => e.tag)).toEqual(["u"])
   })
 
   it("durations: ms, s, m and bare seconds", () => {
@@ -207,7 +293,20 @@ describe("directives", () => {
   })
 
   it("lists every directive for the README", () => {
-    expect(directives.map((d) => d.syntax.split(":")[3])).toEqual(["socket", "initstat", "respawn-limit", "jail", "kill-grace"])
+    expect(directives.map((d) => d.syntax.split(":")[3])).toEqual(["socket", "initstat", "respawn-limit", "jail", "kill-grace", "removal-guard"])
+  })
+
+  it("removal-guard: a whole percentage from 0% to 100%, or off; 50% by default", () => {
+    const guard = (value: string) => parseInittab(`:::removal-guard:${value}\ng:t:1:once:x\n`)
+    expect(parseInittab("g:t:1:once:x\n").config.removalGuard).toEqual({ _tag: "Share", percent: 50 })
+    expect(guard("0%").config.removalGuard).toEqual({ _tag: "Share", percent: 0 })
+    expect(guard(" 100% ").config.removalGuard).toEqual({ _tag: "Share", percent: 100 })
+    expect(guard("off").config.removalGuard).toEqual({ _tag: "Off" })
+    for (const bad of ["50", "101%", "-1%", "1.5%", "half", ""]) {
+      const problem = only(guard(bad))
+      expect(problem, bad).toMatchObject({ severity: "error", line: 1 })
+      expect(problem.message, bad).toMatch(/directive "removal-guard": bad value .*0% to 100%.*off/)
+    }
   })
 })
 
@@ -224,13 +323,25 @@ describe("reporting", () => {
 })
 
 describe("the example isinittab", () => {
+  const path = fileURLToPath(new URL("../../examples/isinittab", import.meta.url))
+  const text = readFileSync(path, "utf8")
+
+  it("never wraps a shell in a shell: a command with metacharacters already runs under /bin/sh -c", () => {
+    for (const e of parseInittab(text).config.entries) expect(e.command, e.tag).not.toMatch(/^\s*(\S*\/)?(ba|da)?sh\s+-c\b/)
+  })
+
+  it("says how commands run as the README does: directly, or by /bin/sh -c with metacharacters", () => {
+    const comment = text.split("\n").filter((l) => l.startsWith("#")).join("\n")
+    expect(comment).not.toMatch(/a \/bin\/sh command line/)
+    expect(comment).toMatch(/split into words\s+#\s+and executed directly; any other runs as \/bin\/sh -c/)
+  })
+
   it("parses cleanly and uses only the allowed commands", () => {
-    const path = fileURLToPath(new URL("../../examples/isinittab", import.meta.url))
-    const parsed = parseInittab(readFileSync(path, "utf8"))
+    const parsed = parseInittab(text)
     expect(parsed.problems).toEqual([])
     expect(parsed.config.byGroup.size).toBeGreaterThanOrEqual(2)
     expect(new Set(parsed.config.entries.map((e) => e.mode))).toEqual(new Set(["respawn", "once", "wait", "test", "off"]))
-    const allowed = new Set(["/bin/sh", "sleep", "echo", "true", "false", "while", "do", "done"])
+    const allowed = new Set(["sleep", "echo", "true", "false", "while", "do", "done"])
     for (const e of parsed.config.entries) {
       for (const part of e.command.split(/;|&&|\|\||'|-c/)) {
         const word = part.trim().split(/\s+/)[0] ?? ""
@@ -249,7 +360,8 @@ describe("properties", () => {
     const parsed = parseInittab(text)
     const lineCount = text.split("\n").length
     for (const problem of parsed.problems) {
-      expect(problem.line).toBeGreaterThanOrEqual(1)
+      // Line 0 is the whole file: only for a file without entries.
+      expect(problem.line).toBeGreaterThanOrEqual(parsed.config.entries.length === 0 ? 0 : 1)
       expect(problem.line).toBeLessThanOrEqual(lineCount)
       expect(problem.message.length).toBeGreaterThan(0)
     }
@@ -260,7 +372,7 @@ describe("properties", () => {
     }
   })
 
-  fcTest.prop([fc.array(fc.tuple(fc.stringMatching(/^[a-z]{1,6}$/), fc.stringMatching(/^[^:\n\r]{0,20}$/)), { maxLength: 20 })])(
+  fcTest.prop([fc.array(fc.tuple(fc.stringMatching(/^[a-z]{1,6}$/), fc.stringMatching(/^[^:\n\r]{0,20}$/)), { minLength: 1, maxLength: 20 })])(
     "a well-formed file parses to its entries, commands verbatim",
     (rows) => {
       const unique = [...new Map(rows).entries()]

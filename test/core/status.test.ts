@@ -9,7 +9,7 @@ import { parseInittab } from "../../src/core/inittab.ts"
 import { freshGroup, initialStateWith } from "../../src/core/state.ts"
 import type { GroupState, State } from "../../src/core/state.ts"
 import type { StatusFilter, StatusRow } from "../../src/core/status.ts"
-import { parseStatusFile, renderStatusFile, statusRows } from "../../src/core/status.ts"
+import { compareUtf8, parseStatusFile, renderStatusFile, statusRows } from "../../src/core/status.ts"
 
 const rows: readonly StatusRow[] = [
   { group: "web", state: "run", level: "run" },
@@ -192,6 +192,36 @@ while (my $line = <$in>) {
 }
 `
 
+// The original writer (`_status`): `for my $group (sort @group)`, then the printf, on byte strings.
+const perlSortAndPrintf = String.raw`
+$| = 1;
+my $id = shift;
+my (%state, %level);
+while (my $line = <STDIN>) {
+  chomp $line;
+  my ($g, $s, $l) = map { pack("H*", $_) } split(/,/, $line, -1);
+  ($state{$g}, $level{$g}) = ($s, $l);
+}
+print "!startid $id\n";
+for my $group (sort keys %state) {
+  printf("%-15s %-15s %-15s\n", $group, $state{$group}, $level{$group});
+}
+print "!endid $id\n";
+`
+
+/** Names whose UTF-16 order differs from their UTF-8 (byte) order: U+FB01, U+FF21, U+1F600, U+10400. */
+const nonAsciiRows: readonly StatusRow[] = [
+  { group: "\u{1F600}ops", state: "run", level: "\u{1F600}" },
+  { group: "\uFB01les", state: "start", level: "2" },
+  { group: "\uFF21pp", state: "fail", level: "run" },
+  { group: "\u{10400}x", state: "stopped", level: "" },
+  { group: "web", state: "run", level: "run" },
+  { group: "Zed", state: "run", level: "\uFB01" },
+  { group: "\u00e9t\u00e9", state: "stopping", level: "1" },
+  { group: "caf\u00e9", state: "run", level: "caf\u00e9" },
+  { group: "cafe", state: "run", level: "1" },
+]
+
 const perlPrintf = String.raw`
 $| = 1;
 my $id = shift;
@@ -259,6 +289,31 @@ describe.skipIf(!hasPerl)("compatibility with the original IS::Init (perl)", () 
     expect(result.stdout.toString("hex")).toBe(Buffer.from(renderStatusFile(rows, "0.5"), "utf8").toString("hex"))
   })
 
+  it("rows are sorted as the original's perl sort does: by UTF-8 bytes, not UTF-16 code units", () => {
+    const script = join(dir, "sort.pl")
+    writeFileSync(script, perlSortAndPrintf)
+    const input = nonAsciiRows.map((r) => [r.group, r.state, r.level].map(hex).join(",")).join("\n") + "\n"
+    const result = spawnSync("perl", [script, "7"], { input })
+    expect(result.status).toBe(0)
+    const ours = renderStatusFile(nonAsciiRows, "7")
+    expect(Buffer.from(ours, "utf8").toString("hex")).toBe(result.stdout.toString("hex"))
+    expect(parseStatusFile(ours).rows.map((r) => r.group)).toEqual(["Zed", "cafe", "caf\u00e9", "web", "\u00e9t\u00e9", "\uFB01les", "\uFF21pp", "\u{10400}x", "\u{1F600}ops"])
+  })
+
+  it("the original reads non-ASCII group and level names as parseStatusFile does", () => {
+    const file = renderStatusFile(nonAsciiRows, "0.25")
+    const filters: StatusFilter[] = [
+      {},
+      ...nonAsciiRows.map((r) => ({ group: r.group })),
+      { level: "\u{1F600}" },
+      { level: "\uFB01" },
+      { level: "caf\u00e9" },
+      { group: "\uFB01les", level: "2" },
+      { group: "\u{1F600}", level: "run" },
+    ]
+    expectSameAsOriginal(filters.map((filter) => ({ text: file, filter })))
+  })
+
   it("the original reads our files as parseStatusFile does, for every filter", () => {
     const file = renderStatusFile([...rows, { group: "api", state: "run", level: "run" }, { group: "NULL", state: "stopped", level: "" }], "0.8125")
     const filters: StatusFilter[] = [
@@ -318,6 +373,13 @@ if (!hasPerl) {
 }
 
 describe("properties", () => {
+  // Characters on both sides of the surrogate range, where UTF-16 and UTF-8 orders disagree.
+  const edgy = fc.string({ unit: fc.constantFrom("a", "\u00e9", "\ud7ff", "\ue000", "\ufb01", "\uffff", "\u{10000}", "\u{1f600}", "\u{10ffff}") })
+  const text = fc.oneof(edgy, fc.string({ unit: "grapheme" }))
+  fcTest.prop([text, text])("compareUtf8 orders as the UTF-8 bytes do", (a, b) => {
+    expect(Math.sign(compareUtf8(a, b))).toBe(Math.sign(Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))))
+  })
+
   const name = fc.stringMatching(/^[!-~]{1,20}$/).filter((s) => !s.startsWith("!"))
   const level = fc.oneof(fc.constant(""), fc.stringMatching(/^[!-~]{1,20}$/))
   const phase = fc.constantFrom("start", "run", "fail", "stopping", "stopped" as const)

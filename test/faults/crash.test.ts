@@ -105,10 +105,12 @@ describe("kill -9 of isinitd", () => {
 
   it("a successor restores a stopall in progress and finishes it", async () => {
     const l = fresh()
-    l.writeTab(`:::kill-grace:60s\ng:stubborn:1:respawn:trap "" TERM; exec sleep 300\n`)
+    l.writeTab(`:::kill-grace:60s\ng:stubborn:1:respawn:trap "" TERM; touch ${l.path("trapped")}; exec sleep 300\n`)
     const first = await l.start()
     await fireAndForget(first.socket, "g 1\n")
     const pid = (await until("stubborn running", async () => (await entryOf(first.socket, "stubborn"))?.pid ?? undefined)) as number
+    // A SIGTERM that comes before the shell has run `trap` would still kill it.
+    await until("the trap is set", () => existsSync(l.path("trapped")))
     await askJson(first.socket, { op: "stopall" })
     await until("the state file to record the stop", () => stateOnDisk(l)?.lifecycle === "stopping")
     await crash(first)

@@ -3,7 +3,7 @@
  * talks to it over its socket with a raw client. Every process the daemon starts inherits a
  * marker in its environment, so cleanup finds and kills them all, even if the daemon died.
  */
-import type { ChildProcess } from "node:child_process"
+import type { ChildProcess, StdioNull, StdioPipe } from "node:child_process"
 import { spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs"
@@ -14,14 +14,23 @@ import { until } from "./helpers.ts"
 
 export const repoRoot = resolve(import.meta.dirname, "../..")
 export const isinitdEntry = join(repoRoot, "src/cli/isinitd.ts")
+export const isinitEntry = join(repoRoot, "src/cli/isinit.ts")
+/** The TypeScript loader by its full URL: the client may run in any directory (`--import tsx` resolves from the working directory). */
+const tsxLoader = import.meta.resolve("tsx")
 
-/** Pids of live (non-zombie) processes whose environment holds `marker`. */
-export const markedPids = (marker: string): number[] => {
+/**
+ * Pids of live (non-zombie) processes whose environment holds `marker`, or (with `orCommandLine`)
+ * whose command line does: an auto-started isinitd gets a clean environment, but its command line
+ * names the lab's files, and its children's ISINIT_INSTANCE names the lab's state file.
+ */
+export const markedPids = (marker: string, orCommandLine?: string): number[] => {
   const out: number[] = []
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue
     try {
-      if (!readFileSync(`/proc/${name}/environ`, "latin1").includes(marker)) continue
+      const environ = readFileSync(`/proc/${name}/environ`, "latin1")
+      const named = orCommandLine !== undefined && (environ.includes(orCommandLine) || readFileSync(`/proc/${name}/cmdline`, "latin1").includes(orCommandLine))
+      if (!environ.includes(marker) && !named) continue
       const stat = readFileSync(`/proc/${name}/stat`, "latin1")
       if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) continue
       out.push(Number(name))
@@ -50,6 +59,21 @@ export interface StartOptions {
   readonly waitReady?: boolean
   /** A command that execs the daemon, e.g. ["setpriv", "--reuid=65534", ...] (it must exec, keeping the pid). */
   readonly prefix?: readonly string[]
+  /** Where the daemon's stderr goes; a pipe read by the test (`log()`) by default. */
+  readonly stderr?: StdioNull | StdioPipe | number
+}
+
+export interface CliRun {
+  readonly code: number | null
+  readonly out: string
+  readonly err: string
+}
+
+export interface CliOptions {
+  readonly env?: NodeJS.ProcessEnv
+  readonly cwd?: string
+  readonly prefix?: readonly string[]
+  readonly timeoutMs?: number
 }
 
 export interface Lab {
@@ -57,8 +81,36 @@ export interface Lab {
   readonly path: (name: string) => string
   readonly writeTab: (text: string) => string
   readonly start: (options?: StartOptions) => Promise<Daemon>
+  /** Runs `isinit -c TAB -s SOCKET ARGS...` (the lab's files), marked like the daemon. */
+  readonly isinit: (args: readonly string[], options?: CliOptions) => Promise<CliRun>
+  readonly socket: string
   readonly cleanup: () => Promise<void>
 }
+
+/** Runs the `isinit` client to its end and collects its output. */
+export const runIsinit = (args: readonly string[], options: CliOptions = {}): Promise<CliRun> =>
+  new Promise((resolveRun, reject) => {
+    const [program, ...prefixArgs] = [...(options.prefix ?? []), process.execPath]
+    const child = spawn(program ?? process.execPath, [...prefixArgs, "--import", tsxLoader, isinitEntry, ...args], {
+      cwd: options.cwd ?? repoRoot,
+      env: options.env ?? process.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    let out = ""
+    let err = ""
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c))
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (err += c))
+    const timeoutMs = options.timeoutMs ?? 60_000
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL")
+      reject(new Error(`isinit ${args.join(" ")} did not finish within ${timeoutMs} ms; so far:\n${out}\n${err}`))
+    }, timeoutMs)
+    // Output may still be in the pipes when 'exit' fires: 'close' comes once they are drained.
+    child.once("close", (code) => {
+      clearTimeout(timer)
+      resolveRun({ code, out, err })
+    })
+  })
 
 export const makeLab = (): Lab => {
   const dir = mkdtempSync(join(tmpdir(), "isinitd-"))
@@ -71,8 +123,8 @@ export const makeLab = (): Lab => {
     return tab
   }
 
+  const socket = path("run/init.s")
   const start = async (options: StartOptions = {}): Promise<Daemon> => {
-    const socket = path("run/init.s")
     const initstat = path("run/initstat")
     const args = options.args ?? ["-c", tab, "-s", socket, "--initstat", initstat]
     const [key, value] = marker.split("=") as [string, string]
@@ -80,7 +132,7 @@ export const makeLab = (): Lab => {
     const child = spawn(program ?? process.execPath, [...prefixArgs, "--import", "tsx", isinitdEntry, ...args], {
       cwd: repoRoot,
       env: { ...process.env, [key]: value },
-      stdio: ["ignore", "ignore", "pipe"],
+      stdio: ["ignore", "ignore", options.stderr ?? "pipe"],
     })
     let stderr = ""
     child.stderr?.setEncoding("utf8")
@@ -107,7 +159,7 @@ export const makeLab = (): Lab => {
 
   const cleanup = async (): Promise<void> => {
     for (const d of daemons) if (d.exitCode() === undefined) d.child.kill("SIGKILL")
-    for (const pid of markedPids(marker)) {
+    for (const pid of markedPids(marker, dir)) {
       try {
         process.kill(-pid, "SIGKILL")
       } catch {
@@ -123,7 +175,12 @@ export const makeLab = (): Lab => {
     rmSync(dir, { recursive: true, force: true })
   }
 
-  return { dir, path, writeTab, start, cleanup }
+  const isinit = (args: readonly string[], options: CliOptions = {}): Promise<CliRun> => {
+    const [key, value] = marker.split("=") as [string, string]
+    return runIsinit(["-c", tab, "-s", socket, ...args], { ...options, env: { ...(options.env ?? process.env), [key]: value } })
+  }
+
+  return { dir, path, writeTab, start, isinit, socket, cleanup }
 }
 
 /** Sends one request line, half-closes, and reads the whole answer (the server closes after it). */

@@ -156,7 +156,7 @@ describe("the JSON protocol", () => {
       ok: true, op: "tell", group: "web", level: "2", seq: 1,
     })
     expect(JSON.parse(await raw('{"op":"dance"}\n'))).toEqual({
-      ok: false, error: 'unknown op "dance": expected one of tell, stopall, status, plan, ping, reload',
+      ok: false, error: 'unknown op "dance": expected one of tell, stopall, status, plan, ping, reload, handover',
     })
     expect(await Effect.runPromise(request(socketPath, { op: "tell", group: "nope", level: "1", wait: false }))).toEqual({
       ok: false, error: "unknown group nope",
@@ -237,6 +237,21 @@ describe("bad input", () => {
       if (!pong.ok) await new Promise((r) => setTimeout(r, 50))
     }
     expect(pong).toMatchObject({ ok: true, op: "ping" })
+  })
+  it("reports every busy refusal: the summaries of a burst add up to the refusals, also after the burst ends", async () => {
+    await start(fakeHandler, { maxConnections: 2, idleTimeoutMs: 20_000 })
+    const held = [net.createConnection(socketPath), net.createConnection(socketPath)]
+    for (const socket of held) socket.on("error", () => undefined)
+    await Promise.all(held.map((s) => new Promise((r) => s.once("connect", r))))
+    // A burst well inside one second: the first refusal is reported at once, the rest when the second ends.
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => raw(`g ${i}\n`)))
+    const refused = answers.filter((a) => a.startsWith("error: busy")).length
+    expect(refused).toBeGreaterThan(1)
+    const reported = (): number =>
+      rejects.reduce((sum, r) => sum + Number(/^busy: refused (\d+) connection/.exec(r)?.[1] ?? 0), 0)
+    await until(() => reported() === refused, `busy summaries adding up to ${refused} (so far ${reported()})`)
+    expect(rejects.filter((r) => r.startsWith("busy")).length).toBeLessThanOrEqual(3)
+    for (const socket of held) socket.destroy()
   })
   it("counts clients waiting for a transition apart, so waiters (even abandoned ones) never lock out other requests", async () => {
     let waiting = 0

@@ -3,7 +3,7 @@ import { join } from "node:path"
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
 import { exitsAfter, ignoresSigterm, runsForever } from "../../src/sim/behaviour.ts"
-import { parseDuration, parseScenario, renderTimeline, runScenario, scenarioText } from "../../src/sim/scenario.ts"
+import { defaultMaxEvents, parseDuration, parseScenario, renderTimeline, runScenario, scenarioText } from "../../src/sim/scenario.ts"
 import { swarm } from "../../src/sim/swarm.ts"
 
 const brief = `# the example of the brief
@@ -129,6 +129,45 @@ describe("runScenario and renderTimeline", () => {
       const result = runScenario(parsed.scenario)
       expect({ file, violations: result.violations }).toEqual({ file, violations: [] })
     }
+  })
+})
+
+describe("a scenario that runs away", () => {
+  // A respawn loop without end: 1000 starts allowed per 1 ms, then a 1 ms jail, for an hour.
+  const runaway = (end: string, later = "at 30m tell g 2") => {
+    const parsed = parseScenario(
+      ["config <<EOF", ":::respawn-limit:1000/1ms", ":::jail:1ms", "g:loop:1:respawn:spin", "EOF", "behave spin crashes-every 1ms", "at 0 tell g 1", later, `run ${end}`, ""].join("\n"),
+    )
+    expect(parsed.errors).toEqual([])
+    return parsed.scenario
+  }
+
+  it("stops after the bound on events, saying where and when, without the actions after it", () => {
+    const result = runScenario(runaway("1h"), { maxEvents: 5_000 })
+    expect(result.world.steps).toBe(5_000)
+    expect(result.outOfEvents).toEqual({ maxEvents: 5_000, at: result.endMs })
+    expect(result.endMs).toBeGreaterThan(0)
+    expect(result.endMs).toBeLessThan(60_000)
+    expect(result.timeline.some((e) => e.kind === "tell" && e.detail === "tell g 2")).toBe(false)
+    expect(result.violations).toEqual([])
+  })
+
+  it(`is bounded by default (${defaultMaxEvents} events), in seconds, not minutes`, () => {
+    const result = runScenario(runaway("1000h"))
+    expect(result.outOfEvents?.maxEvents).toBe(defaultMaxEvents)
+    expect(result.world.steps).toBe(defaultMaxEvents)
+  }, 120_000)
+
+  it("a scenario within the bound is not marked", () => {
+    const result = runScenario(runaway("50ms", ""), { maxEvents: 5_000 })
+    expect(result.outOfEvents).toBeUndefined()
+    expect(result.endMs).toBe(50)
+  })
+
+  it("times beyond exact milliseconds are refused", () => {
+    expect(parseDuration("9007199254740991")).toBe(9_007_199_254_740_991)
+    expect(parseDuration("9007199254740992")).toBeUndefined()
+    expect(parseDuration(`${"9".repeat(400)}h`)).toBeUndefined()
   })
 })
 
