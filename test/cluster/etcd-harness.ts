@@ -34,17 +34,23 @@ export interface HarnessTls {
   readonly client: Pair
 }
 
-let suitePki: HarnessTls | undefined
+let suitePki: (HarnessTls & { readonly destroy: () => void }) | undefined
 
-/** The TLS every member uses when ISINIT_TEST_ETCD_TLS is set (made once per process), else none. */
+/** The TLS every member uses when ISINIT_TEST_ETCD_TLS is set (made once per test file), else none. */
 export const suiteTls = (): HarnessTls | undefined => {
   const flag = process.env["ISINIT_TEST_ETCD_TLS"]
   if (flag === undefined || flag === "" || flag === "0") return undefined
   if (suitePki === undefined) {
     const pki = makePki()
-    suitePki = { ca: pki.ca, server: pki.server, client: pki.client("isinit-test") }
+    suitePki = { ca: pki.ca, server: pki.server, client: pki.client("isinit-test"), destroy: pki.destroy }
   }
   return suitePki
+}
+
+/** The suite's certificates go with the etcd that used them (the next etcd makes new ones). */
+const releaseSuiteTls = (): void => {
+  suitePki?.destroy()
+  suitePki = undefined
 }
 
 /** The store's connection options for the suite's members (none without TLS). */
@@ -334,6 +340,7 @@ export const startEtcd = async (
   const destroy = async (): Promise<void> => {
     await member.destroy()
     rmSync(root, { recursive: true, force: true })
+    if (!("tls" in options)) releaseSuiteTls()
   }
   try {
     await member.start()
@@ -387,6 +394,7 @@ export const startEtcdCluster = async (size = 3): Promise<EtcdCluster> => {
   const destroy = async (): Promise<void> => {
     await Promise.all(members.map((m) => m.stop()))
     rmSync(root, { recursive: true, force: true })
+    releaseSuiteTls()
   }
   const leader = async (): Promise<EtcdServer | undefined> => {
     for (const member of members.filter((m) => m.running())) {

@@ -4,7 +4,7 @@
  * the tests need: an expired certificate, and one signed by a foreign CA.
  */
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { delimiter, join } from "node:path"
 
@@ -29,6 +29,8 @@ export interface Pki {
   readonly server: Pair
   /** A client certificate signed by the CA; `days` below zero makes one that has expired. */
   readonly client: (cn: string, options?: { readonly days?: number; readonly foreign?: boolean }) => Pair
+  /** Removes every key and certificate. */
+  readonly destroy: () => void
 }
 
 const newKey = (dir: string, name: string): void => openssl(dir, ["genpkey", "-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${name}.key`])
@@ -61,5 +63,5 @@ export const makePki = (): Pki => {
     count += 1
     return makeLeaf(dir, `client${count}`, cn, options.foreign === true ? "foreign" : "ca", options.days ?? 2)
   }
-  return { dir, ca, foreignCa, server, client }
+  return { dir, ca, foreignCa, server, client, destroy: () => rmSync(dir, { recursive: true, force: true }) }
 }

@@ -100,6 +100,7 @@ describe.skipIf(skip())("a secure control plane: TLS, authentication, roles, sig
   afterAll(async () => {
     await lab?.cleanup()
     await etcd?.destroy()
+    pki?.destroy()
   })
 
   const configUser = (cert = "nobody"): string[] => [
