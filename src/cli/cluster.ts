@@ -5,24 +5,30 @@
  *
  * Exit codes: 0 ok, 1 rejected, failed, timed out or etcd unavailable, 2 usage.
  */
+import type { KeyObject } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { hostname, userInfo } from "node:os"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
+import * as E from "fp-ts/lib/Either.js"
+import type { EtcdAccess, Settings } from "../cluster/connection.ts"
+import { configFileEnv, loadAccess, mergeSettings, passwordEnv, quietTlsDeprecation, readSettingsFile } from "../cluster/connection.ts"
 import type { NodeStatus, SeenValue } from "../cluster/codecs.ts"
-import type { Obeyed } from "../cluster/desired.ts"
+import type { Obeyed, StoredConfig } from "../cluster/desired.ts"
 import type {
   ClusterStore,
   ConfigRead,
   ConfigRejected,
   Contended,
-  EtcdUnavailable,
+  EtcdFailure,
   InvalidName,
   NodeLive,
   Nodes,
   UnknownGroup,
   UnknownNode,
 } from "../cluster/store.ts"
+import { keyIdOf, loadSigningKey, signConfig } from "../cluster/signing.ts"
+import type { AuditEntry, Signer } from "../cluster/store.ts"
 import { makeClusterStore } from "../cluster/store.ts"
 import { Deadline } from "../cluster/store/client.ts"
 import type { Row, Superseding, TellProgress } from "../cluster/view.ts"
@@ -39,7 +45,7 @@ const clusterUsage = `Usage (cluster mode, talking to etcd):
   isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL [--node NAME ...] [--wait [--timeout S]]
   isinit --etcd URLS [--cluster NAME] clear GROUP [--node NAME ...]
   isinit --etcd URLS [--cluster NAME] status [GROUP] [--json]
-  isinit --etcd URLS [--cluster NAME] config push FILE [--force] | config show | config history [--json]
+  isinit --etcd URLS [--cluster NAME] config push FILE [--sign KEY] [--force] | config show | config history [--json]
   isinit --etcd URLS [--cluster NAME] forget NODE
 
 Commands:
@@ -51,18 +57,31 @@ Commands:
   clear     remove GROUP's cluster-wide level (nodes keep what they run), or with --node remove
             those nodes' overrides (they go back to the cluster-wide level).
   status    a node x group table of the live nodes (state and level; * marks a node lagging
-            behind its desired level), the config each runs (DRIFT when it is not the cluster's),
-            and the nodes seen before that are missing now.
+            behind its desired level), the config each runs (DRIFT when it is not the cluster's:
+            also when a node refused it), who set each desired level and pushed the config, the
+            recent changes (the audit trail: every tell, clear, push and forget), and the nodes
+            seen before that are missing now.
   config    push: check FILE (errors with line numbers, exit 1) and store it as the cluster's
             config; every daemon switches to it. A FILE that drops more than half of the stored
             config's entries (as a file cut by a rewrite does; the share: :::removal-guard:) is
-            refused unless --force. show: print the stored config. history: every pushed config.
+            refused unless --force. --sign KEY signs it with an Ed25519 private key (daemons
+            started with --trusted-keys refuse any config not signed by a key they trust).
+            show: print the stored config. history: every push, by whom, signed by what.
   forget    stop listing a missing NODE (decommissioned); refused for a live node and for a
             node that was never seen.
 
 Options:
-  --etcd URLS       etcd client URLs, comma-separated, e.g. http://127.0.0.1:2379
+  --etcd URLS       etcd client URLs, comma-separated, e.g. https://10.0.0.1:2379
   --cluster NAME    the cluster's name in etcd (default: default)
+  --etcd-cacert FILE   the CA that signed etcd's certificates; needed for https:// URLs
+  --etcd-cert FILE     client certificate, with --etcd-key FILE (its CN is the etcd user when
+  --etcd-key FILE      etcd runs with --client-cert-auth and auth enabled)
+  --etcd-user NAME     etcd user, with --etcd-password-file FILE or $ISINIT_ETCD_PASSWORD
+  --etcd-password-file FILE   (a password is never taken from the command line)
+  --etcd-config FILE   these settings as "name = value" lines, e.g. etcd-cacert = /etc/isinit/ca.crt
+                       (default $ISINIT_ETCD_CONFIG); flags win over $ISINIT_ETCD_CACERT, _CERT,
+                       _KEY, _USER, _PASSWORD_FILE, which win over the file
+  --sign KEY        (config push) sign with this Ed25519 private key (PEM)
   --node NAME       (tell, clear) only this node; repeat for several
   --wait            (tell) wait for the nodes to reach the level
   --timeout S       (tell --wait) give up after S seconds
@@ -72,11 +91,19 @@ Options:
 
 const options = {
   etcd: { type: "string" },
+  "etcd-config": { type: "string" },
+  "etcd-cacert": { type: "string" },
+  "etcd-cert": { type: "string" },
+  "etcd-key": { type: "string" },
+  "etcd-user": { type: "string" },
+  "etcd-password-file": { type: "string" },
+  "etcd-password": { type: "string" },
   cluster: { type: "string" },
   node: { type: "string", multiple: true },
   wait: { type: "boolean" },
   timeout: { type: "string" },
   json: { type: "boolean" },
+  sign: { type: "string" },
   force: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const
@@ -88,15 +115,15 @@ type Command =
   | { readonly _tag: "Tell"; readonly group: string; readonly level: string; readonly nodes: readonly string[]; readonly wait: boolean; readonly timeoutMs: number }
   | { readonly _tag: "Clear"; readonly group: string; readonly nodes: readonly string[] }
   | { readonly _tag: "Status"; readonly group: string | undefined; readonly json: boolean }
-  | { readonly _tag: "ConfigPush"; readonly file: string; readonly force: boolean }
+  | { readonly _tag: "ConfigPush"; readonly file: string; readonly sign: string | undefined; readonly force: boolean }
   | { readonly _tag: "ConfigShow" }
   | { readonly _tag: "ConfigHistory"; readonly json: boolean }
   | { readonly _tag: "Forget"; readonly node: string }
   | { readonly _tag: "Help" }
 
 
-const only = (values: Values, allowed: readonly ("node" | "wait" | "timeout" | "json" | "force")[], command: string): void => {
-  for (const flag of ["node", "wait", "timeout", "json", "force"] as const) {
+const only = (values: Values, allowed: readonly ("node" | "wait" | "timeout" | "json" | "sign" | "force")[], command: string): void => {
+  for (const flag of ["node", "wait", "timeout", "json", "sign", "force"] as const) {
     if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
   }
 }
@@ -125,8 +152,8 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
       const [verb, ...args] = rest
       if (verb === "push") {
         const [file = ""] = expectCount("config push", args, 1, "FILE")
-        only(values, ["force"], "config push")
-        return { _tag: "ConfigPush", file, force: values.force === true }
+        only(values, ["sign", "force"], "config push")
+        return { _tag: "ConfigPush", file, sign: values.sign, force: values.force === true }
       }
       if (verb === "show") {
         expectCount("config show", args, 0, "no arguments")
@@ -276,10 +303,26 @@ const configText = (row: Row, status: NodeStatus | undefined): string => {
   return row.drift ? `${base} DRIFT` : base
 }
 
-const statusJson = (obeyed: Obeyed, nodes: Nodes, rows: readonly Row[], groups: readonly string[], cluster: string) => ({
+/** Every desired level of `groups` with who set it and when: the cluster-wide ones, then each node's. */
+const desiredLevels = (obeyed: Obeyed, groups: readonly string[]) =>
+  [
+    ...[...obeyed.cluster].map(([group, d]) => ({ group, node: null, ...d })),
+    ...[...obeyed.nodes].flatMap(([node, m]) => [...m].map(([group, d]) => ({ group, node, ...d }))),
+  ]
+    .filter((d) => groups.includes(d.group))
+    .map((d) => ({ group: d.group, node: d.node, level: d.level, revision: d.revision, by: d.by ?? null, etcdUser: d.etcdUser ?? null, at: d.at ?? null }))
+
+const configJson = (config: StoredConfig) => {
+  const v = config.value
+  return { seq: v.seq, sha256: v.sha256, pushedAt: v.pushedAt, by: v.by ?? null, etcdUser: v.etcdUser ?? null, signedBy: v.signature?.keyId ?? null }
+}
+
+const statusJson = (obeyed: Obeyed, nodes: Nodes, rows: readonly Row[], groups: readonly string[], cluster: string, recent: readonly AuditEntry[]) => ({
   cluster,
   revision: nodes.revision,
-  config: obeyed.config === undefined ? null : { seq: obeyed.config.value.seq, sha256: obeyed.config.value.sha256, pushedAt: obeyed.config.value.pushedAt },
+  config: obeyed.config === undefined ? null : configJson(obeyed.config),
+  desiredLevels: desiredLevels(obeyed, groups),
+  recent,
   desired: {
     cluster: Object.fromEntries([...obeyed.cluster].map(([g, d]) => [g, d.level])),
     nodes: Object.fromEntries([...obeyed.nodes].map(([n, m]) => [n, Object.fromEntries([...m].map(([g, d]) => [g, d.level]))])),
@@ -302,6 +345,37 @@ const statusJson = (obeyed: Obeyed, nodes: Nodes, rows: readonly Row[], groups: 
   drift: rows.filter((row) => row.drift).map((row) => row.node),
 })
 
+/** How many audit records `status` reads: the text shows the newest 5, --json all of them. */
+const recentShown = 20
+
+const whoText = (by: string | null | undefined, etcdUser: string | null | undefined): string =>
+  `${by ?? "?"}${etcdUser === null || etcdUser === undefined ? "" : ` (etcd user ${etcdUser})`}`
+
+const configLine = (config: StoredConfig | undefined): string => {
+  if (config === undefined) return "no config in etcd"
+  const c = configJson(config)
+  const signed = c.signedBy === null ? "unsigned" : `signed by key ${c.signedBy}`
+  return `config #${c.seq} (sha256 ${c.sha256.slice(0, 12)}, ${signed}, pushed by ${whoText(c.by, c.etcdUser)} at ${c.pushedAt})`
+}
+
+/** The desired levels, with who set each and when. */
+const desiredText = (obeyed: Obeyed, groups: readonly string[]): string => {
+  const levels = desiredLevels(obeyed, groups)
+  if (levels.length === 0) return ""
+  return `desired:\n${table(
+    ["GROUP", "LEVEL", "FOR", "SET BY", "AT"],
+    levels.map((d) => [d.group, d.level, d.node === null ? "every node" : d.node, whoText(d.by, d.etcdUser), d.at ?? "-"]),
+    "  ",
+  )}`
+}
+
+const recentText = (entries: readonly AuditEntry[]): string =>
+  `recent changes (newest first):\n${table(
+    ["AT", "BY", "CHANGE"],
+    entries.map((e) => [e.at, whoText(e.by, e.etcdUser), `${e.op} ${e.what}`]),
+    "  ",
+  )}`
+
 const missingText = (missing: readonly SeenValue[]): string =>
   `missing (seen before, no live status): ${missing.map((m) => `${m.node} (joined ${m.joinedAt})`).join(", ")}\n`
 
@@ -310,6 +384,7 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
     const { io, store } = env
     const { obeyed } = yield* store.readDesired()
     const nodes = yield* store.nodes()
+    const { entries: recent } = yield* store.auditTrail(recentShown)
     const rows = clusterRows(obeyed, nodes.live)
     const all = [...new Set(rows.flatMap((r) => [...r.cells.keys()]))].sort()
     if (command.group !== undefined && !all.includes(command.group) && obeyed.config?.parsed.config.byGroup.has(command.group) !== true) {
@@ -318,11 +393,10 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
     }
     const groups = command.group === undefined ? all : [command.group]
     if (command.json) {
-      io.out(`${JSON.stringify(statusJson(obeyed, nodes, rows, groups, store.cluster), null, 2)}\n`)
+      io.out(`${JSON.stringify(statusJson(obeyed, nodes, rows, groups, store.cluster, recent), null, 2)}\n`)
       return 0
     }
-    const config = obeyed.config === undefined ? "no config in etcd" : `config #${obeyed.config.value.seq} (sha256 ${obeyed.config.value.sha256.slice(0, 12)})`
-    io.out(`cluster ${store.cluster}: ${rows.length} live ${rows.length === 1 ? "node" : "nodes"}, ${config}\n`)
+    io.out(`cluster ${store.cluster}: ${rows.length} live ${rows.length === 1 ? "node" : "nodes"}, ${configLine(obeyed.config)}\n`)
     if (rows.length > 0) {
       io.out(
         table(
@@ -343,12 +417,9 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
     if (drift.length > 0) {
       io.out(`drift: ${drift.join(", ")} ${drift.length === 1 ? "runs" : "run"} another config than ${obeyed.config === undefined ? "most nodes" : `#${obeyed.config.value.seq}`}\n`)
     }
-    const desired = [
-      ...[...obeyed.cluster].filter(([g]) => groups.includes(g)).map(([g, d]) => `${g}=${d.level}`),
-      ...[...obeyed.nodes].flatMap(([n, m]) => [...m].filter(([g]) => groups.includes(g)).map(([g, d]) => `${g}=${d.level} on ${n}`)),
-    ]
-    if (desired.length > 0) io.out(`desired: ${desired.join(", ")}\n`)
+    io.out(desiredText(obeyed, groups))
     if (nodes.missing.length > 0) io.out(missingText(nodes.missing))
+    if (recent.length > 0) io.out(recentText(recent.slice(0, 5)))
     return 0
   })
 
@@ -360,6 +431,8 @@ const readText = (io: Io, file: string): string | undefined => {
     return undefined
   }
 }
+
+const signerOf = (key: KeyObject, cluster: string): Signer => ({ keyId: keyIdOf(key), sign: (seq, sha256) => signConfig(key, cluster, seq, sha256) })
 
 /**
  * The re-read guard of a single host (core/reread.ts), at the push: a file cut by a rewrite drops
@@ -387,16 +460,23 @@ const pushCommand = (env: Env, command: Extract<Command, { readonly _tag: "Confi
       io.err(`${checkSummary(command.file, parsed)}\nisinit: config not pushed; nothing was changed\n`)
       return 1
     }
+    const key = command.sign === undefined ? undefined : loadSigningKey(command.sign)
+    if (key !== undefined && E.isLeft(key)) {
+      io.err(`isinit: ${key.left}\nisinit: config not pushed; nothing was changed\n`)
+      return 1
+    }
     const cut = command.force ? undefined : pushRefusal(yield* store.currentConfig(), parsed)
     if (cut !== undefined) {
       io.err(`isinit: config not pushed; nothing was changed: ${cut}\n`)
       return 1
     }
-    const pushed = yield* store.pushConfig(text, { by: whoami() })
+    const signer = key === undefined ? undefined : signerOf(key.right, store.cluster)
+    const pushed = yield* store.pushConfig(text, { by: whoami(), sign: signer })
+    const signed = signer === undefined ? "" : `, signed by key ${signer.keyId}`
     io.out(
       pushed._tag === "Pushed"
-        ? `pushed config #${pushed.seq} (sha256 ${pushed.sha256.slice(0, 12)}, revision ${pushed.revision})\n`
-        : `unchanged: config #${pushed.seq} is already this text\n`,
+        ? `pushed config #${pushed.seq} (sha256 ${pushed.sha256.slice(0, 12)}${signed}, revision ${pushed.revision})\n`
+        : `unchanged: config #${pushed.seq} is already this text${signed}\n`,
     )
     return 0
   })
@@ -413,7 +493,7 @@ const showCommand = (env: Env) =>
         return 1
       case "Valid": {
         const v = read.config.value
-        env.io.err(`# config #${v.seq}, pushed ${v.pushedAt}${v.by === undefined ? "" : ` by ${v.by}`}, sha256 ${v.sha256}\n`)
+        env.io.err(`# ${configLine(read.config)}, sha256 ${v.sha256}\n`)
         env.io.out(v.text)
         return 0
       }
@@ -433,8 +513,16 @@ const historyCommand = (env: Env, command: Extract<Command, { readonly _tag: "Co
     }
     env.io.out(
       table(
-        ["SEQ", "PUSHED", "BY", "SHA256", "LINES"],
-        entries.map((e) => [`#${e.seq}`, e.pushedAt, e.by ?? "-", e.sha256.slice(0, 12), String(e.text.split("\n").filter((l) => l.trim() !== "").length)]),
+        ["SEQ", "PUSHED", "BY", "ETCD USER", "SIGNED BY", "SHA256", "LINES"],
+        entries.map((e) => [
+          `#${e.seq}`,
+          e.pushedAt,
+          e.by ?? "-",
+          e.etcdUser ?? "-",
+          e.signature?.keyId ?? "-",
+          e.sha256.slice(0, 12),
+          String(e.text.split("\n").filter((l) => l.trim() !== "").length),
+        ]),
       ),
     )
     return 0
@@ -448,7 +536,7 @@ const forgetCommand = (env: Env, command: Extract<Command, { readonly _tag: "For
   })
 
 /** Every way a command can fail; each has a message for the operator. */
-type CommandError = ConfigRejected | Contended | EtcdUnavailable | InvalidName | NodeLive | UnknownGroup | UnknownNode
+type CommandError = ConfigRejected | Contended | EtcdFailure | InvalidName | NodeLive | UnknownGroup | UnknownNode
 
 const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" }>): Effect.Effect<number, CommandError> => {
   switch (command._tag) {
@@ -469,6 +557,23 @@ const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" 
   }
 }
 
+/** How to reach etcd: flags over the environment over the `--etcd-config` file (connection.ts). */
+const accessOf = (values: Values, env: NodeJS.ProcessEnv): E.Either<string, EtcdAccess & { readonly settings: Settings }> => {
+  if (values["etcd-password"] !== undefined) {
+    return E.left(`--etcd-password: never on the command line (ps shows it to every user): use --etcd-password-file FILE or $${passwordEnv}`)
+  }
+  const file = readSettingsFile(values["etcd-config"] ?? env[configFileEnv])
+  if (E.isLeft(file)) return file
+  const flags: Settings = {}
+  for (const name of ["etcd", "cluster", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-user", "etcd-password-file"] as const) {
+    const value = values[name]
+    if (value !== undefined) flags[name] = value
+  }
+  const settings = mergeSettings(flags, env, file.right)
+  const access = loadAccess(settings, env)
+  return E.isLeft(access) ? access : E.right({ ...access.right, settings })
+}
+
 /** Runs `isinit --etcd ...` with these arguments; resolves to the exit code. */
 export const clusterMain = async (argv: readonly string[], io: Io): Promise<number> => {
   let command: Command
@@ -485,14 +590,18 @@ export const clusterMain = async (argv: readonly string[], io: Io): Promise<numb
     io.out(clusterUsage)
     return 0
   }
-  const hosts = values.etcd ?? ""
-  if (hosts.trim() === "") {
-    io.err("isinit: --etcd takes etcd client URLs, e.g. http://127.0.0.1:2379\n")
+  const access = accessOf(values, io.env)
+  if (access._tag === "Left") {
+    io.err(`isinit: ${access.left}\n`)
     return 2
   }
+  const { hosts, security, settings } = access.right
+  for (const warning of access.right.warnings) io.err(`isinit: warning: ${warning}\n`)
+  quietTlsDeprecation(access.right)
   const run = Effect.scoped(
     Effect.gen(function* () {
-      const store = yield* makeClusterStore({ hosts, cluster: values.cluster, callTimeoutMs: deadlineMs })
+      const author = { _tag: "Audited", by: whoami() } as const
+      const store = yield* makeClusterStore({ hosts, cluster: settings.cluster, callTimeoutMs: deadlineMs, security, author })
       return yield* withinDeadline(runCommand({ io, store, hosts }, command))
     }),
   ).pipe(

@@ -38,7 +38,8 @@ export const usage = `Usage:
   isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json] [--timeout S]
   isinit simulate SCENARIO [--json] [--max-events N]
   isinit --etcd URLS [--cluster NAME] tell|clear|status|config|forget ...   (cluster mode, see
-                                                  isinit --etcd URLS --help and docs/cluster.md)
+                                                  isinit --etcd URLS --help and docs/cluster.md;
+                                                  --etcd-config FILE can give the URLs instead)
   isinit --help | --version
 
 Commands:
@@ -706,7 +707,7 @@ const simulate = async (ctx: Pick<Context, "io">, command: Extract<Command, { re
 /** Runs `isinit` with these arguments; resolves to the exit code. */
 export const main = async (argv: readonly string[], io: Io = processIo): Promise<number> => {
   // Cluster commands talk to etcd; loaded on demand so local commands do not pay for the client.
-  if (argv.some((a) => a === "--etcd" || a.startsWith("--etcd="))) return (await import("./cluster.ts")).clusterMain(argv, io)
+  if (argv.some((a) => /^--etcd(-config)?(=|$)/.test(a))) return (await import("./cluster.ts")).clusterMain(argv, io)
   let invocation: Invocation
   try {
     invocation = parseInvocation(argv)

@@ -24,6 +24,8 @@ const { resilientLog } = await import("../runtime/log.ts")
 
 const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state FILE] [--socket-mode MODE] [--chdir DIR]
        isinitd --etcd URLS [--cluster NAME] [--node NAME] [--lease-ttl S] [-c FILE] [-s SOCKET] [--initstat FILE]
+               [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user NAME --etcd-password-file FILE]
+               [--trusted-keys FILE] [--etcd-config FILE]
        isinitd --help | --version
 
 Runs the isinit daemon in the foreground: starts and stops the processes of the isinittab's
@@ -55,6 +57,16 @@ Options:
       --cluster NAME    the cluster's name in etcd (default: default)
       --node NAME       this node's name (default: the host name); children get it as $ISINIT_NODE
       --lease-ttl S     seconds before a dead node drops out of the cluster's live nodes (default 10)
+      --etcd-cacert FILE  the CA that signed etcd's certificates; needed for https:// URLs
+      --etcd-cert FILE    client certificate (with --etcd-key); with etcd's --client-cert-auth and
+      --etcd-key FILE     auth enabled, its CN is the etcd user
+      --etcd-user NAME    etcd user (a role per node: scripts/etcd-roles.sh), with its password in
+      --etcd-password-file FILE  (or $ISINIT_ETCD_PASSWORD; never on the command line)
+      --trusted-keys FILE apply only configs signed by one of these Ed25519 public keys (PEM);
+                        any other config is refused and logged, and the node keeps the one it runs
+      --etcd-config FILE  the settings above as "name = value" lines (default $ISINIT_ETCD_CONFIG);
+                        the command line wins over $ISINIT_ETCD_CACERT, _CERT, _KEY, _USER,
+                        _PASSWORD_FILE and $ISINIT_TRUSTED_KEYS, which win over the file
   -h, --help            this text
   -V, --version         print the version
 
@@ -65,6 +77,8 @@ running, and the next isinitd on the same state file adopts them all (restarts a
 without bouncing services; see examples/isinitd.service).
 Exit codes: 0 after a stopall, 1 when it cannot start, 2 on a usage error, 3 after a hand-over.
 A second daemon on the same socket is refused; a stale socket file is replaced.
+With plain http:// etcd URLs and no --etcd-user, isinitd warns once at start: anyone who can
+reach etcd can then push a config that runs commands as root on every node (docs/cluster.md).
 Run as root, isinitd refuses an isinittab (or its directory) that is not owned by root or is
 writable by group or others, at startup and at every re-read (fix: chown root, chmod go-w).
 `
@@ -87,6 +101,14 @@ const parse = () => {
         "socket-mode": { type: "string" },
         chdir: { type: "string" },
         etcd: { type: "string" },
+        "etcd-config": { type: "string" },
+        "etcd-cacert": { type: "string" },
+        "etcd-cert": { type: "string" },
+        "etcd-key": { type: "string" },
+        "etcd-user": { type: "string" },
+        "etcd-password-file": { type: "string" },
+        "etcd-password": { type: "string" },
+        "trusted-keys": { type: "string" },
         cluster: { type: "string" },
         node: { type: "string" },
         "lease-ttl": { type: "string" },
@@ -116,21 +138,65 @@ if (socketModeText !== undefined) {
   socketMode = Number.parseInt(socketModeText, 8)
 }
 
-const etcd = values.etcd
-if (etcd === undefined) {
-  for (const flag of ["cluster", "node", "lease-ttl"] as const) if (values[flag] !== undefined) fail(`--${flag} applies only with --etcd`, 2)
-} else if (etcd.trim() === "") fail("--etcd takes etcd client URLs, e.g. http://127.0.0.1:2379", 2)
-const leaseText = values["lease-ttl"]
-const leaseTtlSeconds = leaseText === undefined ? undefined : Number(leaseText)
-if (leaseTtlSeconds !== undefined && !(Number.isInteger(leaseTtlSeconds) && leaseTtlSeconds >= 1 && leaseTtlSeconds <= 3600)) {
-  fail(`--lease-ttl takes a whole number of seconds from 1 to 3600, not "${leaseText ?? ""}"`, 2)
-}
-const node = values.node ?? hostname()
-if (etcd !== undefined) {
+const clusterFlags = ["cluster", "node", "lease-ttl", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-user", "etcd-password-file", "trusted-keys"] as const
+
+// The log survives losing stderr (see resilientLog); nothing else may die of a dead stream either:
+// isinitd writes nothing to stdout after startup, but an unhandled 'error' there would kill it.
+process.stdout.on("error", () => undefined)
+const log = resilientLog(process.stderr)
+
+/**
+ * Cluster mode's settings: flags over the environment over the --etcd-config file, checked and
+ * read now (connection.ts, signing.ts), so a mistake stops the start with exit 2. Loaded only in
+ * cluster mode, like the etcd client.
+ */
+const clusterOptionsOf = async () => {
+  const E = await import("fp-ts/lib/Either.js")
+  const { configFileEnv, loadAccess, mergeSettings, quietTlsDeprecation, readSettingsFile } = await import("../cluster/connection.ts")
+  const { loadTrustedKeys } = await import("../cluster/signing.ts")
+  const file = readSettingsFile(values["etcd-config"] ?? process.env[configFileEnv])
+  if (E.isLeft(file)) return fail(file.left, 2)
+  const flags: Partial<Record<(typeof clusterFlags)[number] | "etcd", string>> = {}
+  for (const name of ["etcd", ...clusterFlags] as const) {
+    const value = values[name]
+    if (value !== undefined) flags[name] = value
+  }
+  const settings = mergeSettings(flags, process.env, file.right)
+  const leaseText = settings["lease-ttl"]
+  const leaseTtlSeconds = leaseText === undefined ? undefined : Number(leaseText)
+  if (leaseTtlSeconds !== undefined && !(Number.isInteger(leaseTtlSeconds) && leaseTtlSeconds >= 1 && leaseTtlSeconds <= 3600)) {
+    return fail(`--lease-ttl takes a whole number of seconds from 1 to 3600, not "${leaseText ?? ""}"`, 2)
+  }
+  const access = loadAccess(settings, process.env)
+  if (E.isLeft(access)) return fail(access.left, 2)
+  const trusted = settings["trusted-keys"] === undefined ? undefined : loadTrustedKeys(settings["trusted-keys"])
+  if (trusted !== undefined && E.isLeft(trusted)) return fail(trusted.left, 2)
+  // Said once, at start: the operator must know when nothing protects the cluster.
+  if (access.right.insecure !== undefined) log.line({ what: "warning", message: access.right.insecure })
+  for (const warning of access.right.warnings) log.line({ what: "warning", message: warning })
+  quietTlsDeprecation(access.right)
+  const node = settings.node ?? hostname()
   // Children may need to know where they run (per-node behaviour in one shared config).
   process.env["ISINIT_NODE"] = node
-  process.env["ISINIT_CLUSTER"] = values.cluster ?? "default"
+  process.env["ISINIT_CLUSTER"] = settings.cluster ?? "default"
+  return {
+    hosts: access.right.hosts,
+    cluster: settings.cluster,
+    node,
+    leaseTtlSeconds,
+    secure: { security: access.right.security, trustedKeys: trusted === undefined ? undefined : trusted.right },
+  }
 }
+
+if (values["etcd-password"] !== undefined) {
+  fail("--etcd-password: never on the command line (ps shows it to every user): use --etcd-password-file FILE or $ISINIT_ETCD_PASSWORD", 2)
+}
+const clusterMode = values.etcd !== undefined || values["etcd-config"] !== undefined
+if (!clusterMode) {
+  for (const flag of clusterFlags) if (values[flag] !== undefined) fail(`--${flag} applies only with --etcd`, 2)
+}
+// Before a --chdir, so relative paths in the settings mean what they meant where isinitd started.
+const clusterOptions = clusterMode ? await clusterOptionsOf() : undefined
 
 // Paths from the command line mean what they meant where isinitd was started, before a --chdir.
 const absolute = (path: string | undefined): string | undefined => (path === undefined ? undefined : resolve(path))
@@ -143,11 +209,6 @@ if (values.chdir !== undefined) {
   }
 }
 
-// The log survives losing stderr (see resilientLog); nothing else may die of a dead stream either:
-// isinitd writes nothing to stdout after startup, but an unhandled 'error' there would kill it.
-process.stdout.on("error", () => undefined)
-const log = resilientLog(process.stderr)
-
 const exit = await Effect.runPromiseExit(
   runDaemon({
     configPath,
@@ -158,7 +219,7 @@ const exit = await Effect.runPromiseExit(
     log,
     output: log.childOutput,
     onReady: (paths) => log.fallbackTo(join(dirname(paths.initstat), "isinitd.log")),
-    cluster: etcd === undefined ? undefined : { hosts: etcd, cluster: values.cluster, node, leaseTtlSeconds },
+    cluster: clusterOptions,
   }),
 )
 /** A hand-over is no failure, yet its own code: a systemd unit restarts on it (RestartForceExitStatus=3). */

@@ -42,7 +42,7 @@ import { sha256Of } from "./codecs.ts"
 import type { Applied, EtcdView, Effective, Obeyed, StoredConfig, WatchEvent } from "./desired.ts"
 import { applyEvent, effectiveFor, emptyObeyed, pendingTells } from "./desired.ts"
 import { nameProblem } from "./keys.ts"
-import type { StatusInput } from "./store.ts"
+import type { ClusterOptions, StatusInput } from "./store.ts"
 import { makeClusterStore } from "./store.ts"
 
 export interface AgentOptions {
@@ -55,6 +55,8 @@ export interface AgentOptions {
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number } | undefined
   /** The isinittab run while etcd has no config. */
   readonly localConfigPath: string
+  /** TLS, credentials and the keys configs must be signed with (isinitd's --etcd-* and --trusted-keys). */
+  readonly secure?: Pick<ClusterOptions, "security" | "trustedKeys"> | undefined
   readonly log: LogService
 }
 
@@ -135,6 +137,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
       callTimeoutMs: options.callTimeoutMs,
       backoff,
       log,
+      ...options.secure,
     }).pipe(Effect.mapError((e): AgentStartFailure => ({ _tag: "AgentStartFailure", message: `--cluster: ${e.reason}` })))
     const cluster = store.cluster
 

@@ -47,10 +47,14 @@ const sha256Hex = new t.Type<string, string, unknown>(
 // ---------------------------------------------------------------------------------------------
 // desired/<group> and desired-node/<node>/<group>
 
-const desiredValueCodec = t.intersection([
-  t.type({ level: nameCodec("level") }),
-  t.partial({ by: t.string, at: isoTime }),
-])
+/**
+ * Audit fields of a value a client writes: `by` (user@host, or the daemon writing a local tell),
+ * `at` (its clock), and `etcdUser`, whom etcd authenticated the writer as (user or certificate CN).
+ * The client writes them: they are as trustworthy as the credentials allowed to write the key.
+ */
+const auditFields = { by: t.string, at: isoTime, etcdUser: t.string }
+
+const desiredValueCodec = t.intersection([t.type({ level: nameCodec("level") }), t.partial(auditFields)])
 type DesiredValue = t.TypeOf<typeof desiredValueCodec>
 
 // ---------------------------------------------------------------------------------------------
@@ -58,7 +62,7 @@ type DesiredValue = t.TypeOf<typeof desiredValueCodec>
 
 const configValueCodec = t.intersection([
   t.type({ text: t.string, sha256: sha256Hex, seq: positiveInt("seq"), pushedAt: isoTime }),
-  t.partial({ by: t.string }),
+  t.partial({ by: t.string, etcdUser: t.string, signature: t.type({ keyId: t.string, signature: t.string }) }),
 ])
 export type ConfigValue = t.TypeOf<typeof configValueCodec>
 
@@ -110,6 +114,22 @@ const seenValueCodec = t.type({ node: nameCodec("node"), joinedAt: isoTime })
 export type SeenValue = t.TypeOf<typeof seenValueCodec>
 
 // ---------------------------------------------------------------------------------------------
+// audit/<time>-<random>
+
+const auditValueCodec = t.intersection([
+  t.type({
+    /** What kind of write: tell, clear, config push, forget (and, with failover, move). */
+    op: t.string,
+    /** The write in words, e.g. `web=2 on n1`. */
+    what: t.string,
+    by: t.string,
+    at: isoTime,
+  }),
+  t.partial({ etcdUser: t.string }),
+])
+export type AuditValue = t.TypeOf<typeof auditValueCodec>
+
+// ---------------------------------------------------------------------------------------------
 // Decoding
 
 export const decodeDesired = (text: string): E.Either<string, DesiredValue> => decodeJson(desiredValueCodec, text)
@@ -121,19 +141,30 @@ export const decodeConfigValue = (text: string): E.Either<string, ConfigValue> =
 
 export const decodeSeen = (text: string): E.Either<string, SeenValue> => decodeJson(seenValueCodec, text)
 
+export const decodeAudit = (text: string): E.Either<string, AuditValue> => decodeJson(auditValueCodec, text)
+
 /** Errors of a parse, one line each, `line N: message` (the line-numbered form `check` prints). */
 export const describeProblems = (parsed: Parsed): readonly string[] =>
   parsed.problems.filter((p) => p.severity === "error").map((p) => `line ${p.line}: ${p.message}`)
 
-/** A config value that is well-formed, matches its hash, and parses without errors. */
-export const decodeConfig = (text: string): E.Either<string, ValidConfig> => {
+/** Why a node refuses a stored config beyond its form (signing.ts: an untrusted signature). */
+export type ConfigCheck = (value: ConfigValue) => string | undefined
+
+/**
+ * A config value that is well-formed, matches its hash, passes `check` (a node that requires
+ * signed configs checks the signature here, so a refused config is refused like a broken one),
+ * and parses without errors.
+ */
+export const decodeConfig = (text: string, check: ConfigCheck = () => undefined): E.Either<string, ValidConfig> => {
   const decoded = decodeJson(configValueCodec, text)
   if (E.isLeft(decoded)) return decoded
   const value = decoded.right
   if (sha256Of(value.text) !== value.sha256) return E.left("sha256 does not match the text")
+  const refused = check(value)
+  if (refused !== undefined) return E.left(refused)
   const parsed = parseInittab(value.text)
   if (hasErrors(parsed)) return E.left(`the isinittab has errors: ${describeProblems(parsed).join("; ")}`)
   return E.right({ value, parsed })
 }
 
-export const encodeValue = (value: DesiredValue | ConfigValue | NodeStatus | SeenValue): string => JSON.stringify(value)
+export const encodeValue = (value: DesiredValue | ConfigValue | NodeStatus | SeenValue | AuditValue): string => JSON.stringify(value)

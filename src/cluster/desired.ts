@@ -17,6 +17,8 @@ export interface DesiredLevel {
   readonly revision: number
   readonly by?: string | undefined
   readonly at?: string | undefined
+  /** Whom etcd authenticated the writer as, when it was. */
+  readonly etcdUser?: string | undefined
 }
 
 /** The config stored in etcd, validated, with the etcd revision that wrote it. */

@@ -75,6 +75,21 @@ export const seenKey = (cluster: string, node: string): string => `${prefixOf(cl
 
 export const seenPrefix = (cluster: string): string => `${prefixOf(cluster)}seen/`
 
+export const auditPrefix = (cluster: string): string => `${prefixOf(cluster)}audit/`
+
+/** An audit record's key: the writer's clock in ms, zero-padded (so keys sort by time), and a random tail. */
+export const auditKey = (cluster: string, atMs: number, random: string): string =>
+  `${auditPrefix(cluster)}${String(atMs).padStart(15, "0")}-${random}`
+
+/**
+ * Reserved for failover groups (issue 10): what operators write about failover (`move`) under
+ * `failover/`, and what node N writes (its election and ban keys) under `failover-node/N/` only,
+ * so that a per-node etcd role can allow a node its own keys and nothing of another node's.
+ */
+export const failoverPrefix = (cluster: string): string => `${prefixOf(cluster)}failover/`
+
+export const nodeFailoverPrefix = (cluster: string, node: string): string => `${prefixOf(cluster)}failover-node/${node}/`
+
 /** The key range `[start, end)` holding config and desired levels: what a daemon reads and watches. */
 export const obeyedRange = (cluster: string): { readonly start: string; readonly end: string } => ({
   start: configKey(cluster),
@@ -97,6 +112,7 @@ export type ClusterKey =
   | { readonly _tag: "Desired"; readonly target: Target; readonly group: string }
   | { readonly _tag: "NodeStatus"; readonly node: string }
   | { readonly _tag: "Seen"; readonly node: string }
+  | { readonly _tag: "Audit"; readonly id: string }
   | { readonly _tag: "Unknown"; readonly reason: string }
 
 const unknown = (reason: string): ClusterKey => ({ _tag: "Unknown", reason })
@@ -137,6 +153,8 @@ export const parseKey = (cluster: string, key: string): ClusterKey => {
       return tail === undefined ? unknown("nodes/ must be followed by a node") : named("node", tail, (node) => ({ _tag: "NodeStatus", node }))
     case "seen":
       return tail === undefined ? unknown("seen/ must be followed by a node") : named("node", tail, (node) => ({ _tag: "Seen", node }))
+    case "audit":
+      return tail !== undefined && /^\d{15}-[0-9a-f]{1,32}$/.test(tail) ? { _tag: "Audit", id: tail } : unknown("audit/ must be followed by TIME-RANDOM")
     default:
       return unknown(`unknown key kind "${kind}"`)
   }

@@ -6,7 +6,8 @@
  * precedence: keys.ts. Values: codecs.ts. The pure view and convergence rules: desired.ts.
  *
  * Failure model: every one-shot operation fails with a typed `EtcdUnavailable` (bounded by a call
- * deadline, or the caller's `Deadline`) and is retried behind the caller's back only while etcd
+ * deadline, or the caller's `Deadline`), or `EtcdRefused` when etcd said no (wrong credentials, or
+ * the etcd user's roles do not allow it), and is retried behind the caller's back only while etcd
  * has no leader (client.ts) and for lost transaction races.
  * The watch and the node presence are long-lived: they survive outages on their own, retrying with
  * capped exponential backoff; the watch reports the outage, then resynchronises (reads everything
@@ -17,7 +18,12 @@ import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type { LogService } from "../log.ts"
+import type { EtcdSecurity } from "./connection.ts"
 import { defaultCluster } from "./keys.ts"
+import type { TrustedKeys } from "./signing.ts"
+import { signatureProblem } from "./signing.ts"
+import type { AuditTrail, Author } from "./store/audit.ts"
+import { makeAuditTrail, makeAuditing } from "./store/audit.ts"
 import { openEtcdClient } from "./store/client.ts"
 import type { Configs } from "./store/config.ts"
 import { makeConfigs } from "./store/config.ts"
@@ -33,8 +39,9 @@ import { makePresence } from "./store/presence.ts"
 import type { Watching } from "./store/watch.ts"
 import { makeWatching } from "./store/watch.ts"
 
-export type { ConfigRead, HistoryEntry, PushedConfig } from "./store/config.ts"
-export type { ConfigRejected, Contended, EtcdUnavailable, InvalidName, NodeLive, UnknownGroup, UnknownNode } from "./store/errors.ts"
+export type { AuditEntry, Author } from "./store/audit.ts"
+export type { ConfigRead, HistoryEntry, PushedConfig, Signer } from "./store/config.ts"
+export type { ConfigRejected, Contended, EtcdFailure, EtcdRefused, EtcdUnavailable, InvalidName, NodeLive, UnknownGroup, UnknownNode } from "./store/errors.ts"
 export type { Nodes } from "./store/nodes.ts"
 export type { StatusInput } from "./store/presence.ts"
 
@@ -51,9 +58,15 @@ export interface ClusterOptions {
   readonly log?: LogService | undefined
   /** Revoke node leases when the store closes (default true), so a clean stop shows at once. */
   readonly revokeOnClose?: boolean | undefined
+  /** TLS and credentials (connection.ts); none: plain http without authentication. */
+  readonly security?: EtcdSecurity | undefined
+  /** Obey only configs signed by one of these keys (signing.ts); none: any valid config. */
+  readonly trustedKeys?: TrustedKeys | undefined
+  /** Whether every write is recorded in the audit trail, and as whose (store/audit.ts); default not. */
+  readonly author?: Author | undefined
 }
 
-export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership {
+export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership, AuditTrail {
   readonly cluster: string
 }
 
@@ -63,10 +76,12 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
     const backoff = options.backoff ?? { initialMs: 200, maxMs: 5_000 }
     const retrySchedule = Schedule.min([Schedule.exponential(backoff.initialMs, 2), Schedule.spaced(backoff.maxMs)])
     const log = options.log
-    const client = yield* openEtcdClient({ hosts: options.hosts, callTimeoutMs: options.callTimeoutMs ?? 5_000 })
-    const kv = keyValues(cluster, log)
-    const configs = makeConfigs(client, kv, cluster)
-    const desired = makeDesiredLevels(client, kv, configs, cluster)
+    const client = yield* openEtcdClient({ hosts: options.hosts, callTimeoutMs: options.callTimeoutMs ?? 5_000, security: options.security })
+    const trusted = options.trustedKeys
+    const kv = keyValues(cluster, log, trusted === undefined ? undefined : (value) => signatureProblem(trusted, cluster, value))
+    const audit = makeAuditing(client, cluster, options.author ?? { _tag: "Unaudited" })
+    const configs = makeConfigs(client, kv, cluster, audit)
+    const desired = makeDesiredLevels(client, kv, configs, cluster, audit)
     const watching = makeWatching(client, kv, desired.readDesired, { cluster, backoff, retrySchedule, log })
     const presence = yield* makePresence(client, {
       cluster,
@@ -75,6 +90,7 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
       log,
       onClose: options.revokeOnClose === false ? "Release" : "Revoke",
     })
-    const membership = makeMembership(client, kv, cluster)
-    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership } satisfies ClusterStore
+    const membership = makeMembership(client, kv, cluster, audit)
+    const trail = makeAuditTrail(client, kv, cluster)
+    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership, ...trail } satisfies ClusterStore
   })

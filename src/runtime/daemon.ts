@@ -39,6 +39,8 @@ import type { LogService } from "./log.ts"
 import { Log } from "./log.ts"
 import type { LoopService } from "./loop.ts"
 import { Inbox, makeLoop } from "./loop.ts"
+import type { Peer } from "./peer.ts"
+import { describePeer, peerOf } from "./peer.ts"
 import type { Output, ProcessesService } from "./processes.ts"
 import { ProcessReports, Processes, makeProcesses, processIdentity } from "./processes.ts"
 import type { Handler } from "./server.ts"
@@ -252,6 +254,15 @@ export const makeHandler = ({ loop, configPath, log, cluster, self, handOver }: 
   }
 }
 
+const loggedChanges = new Set<Request["op"]>(["tell", "stopall", "reload", "handover"])
+
+/** Who asked for a change on the socket, so the log says who switched what (peer.ts). */
+const logChange = (log: LogService, request: Request, peer: Peer | undefined): void => {
+  if (peer === undefined || !loggedChanges.has(request.op)) return
+  const what = request.op === "tell" ? `tell ${request.group} ${request.level}` : request.op
+  log.line({ what: "request", ...(request.op === "tell" ? { group: request.group } : {}), message: `${what} from ${describePeer(peer)}` })
+}
+
 const statusId = (): string => `${process.pid}.${Math.random().toString(36).slice(2, 10)}`
 
 
@@ -454,12 +465,15 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, Star
       const handOver = makeHandOver(loop, log, processes.liveRuns, selfProcess())
       const serveRequest = makeHandler({ loop, configPath: paths.config, log, cluster: agent, self: handOver.self, handOver: handOver.answer })
       const changes = new Set<Request["op"]>(["tell", "stopall", "reload", "handover"])
-      const handler: Handler = (request) =>
+      const handler: Handler = (request, peer) =>
         Effect.andThen(
           Effect.promise(() => ready),
-          Effect.tap(serveRequest(request), () => (changes.has(request.op) ? Effect.promise(() => persistence.flush()) : Effect.void)),
+          Effect.tap(Effect.andThen(Effect.sync(() => logChange(log, request, peer)), serveRequest(request)), () =>
+            changes.has(request.op) ? Effect.promise(() => persistence.flush()) : Effect.void,
+          ),
         )
       yield* serve(paths.socket, handler, {
+        peerOf,
         ...(options.socketMode === undefined ? {} : { mode: options.socketMode }),
         onReject: (reason) => log.line({ what: "rejected", message: reason }),
         onAnswered: handOver.answered,

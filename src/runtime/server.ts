@@ -22,6 +22,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 import type { Framing, Request, Response } from "../codec/protocol.ts"
+import type { Peer } from "./peer.ts"
 import { decodeRequestLine, encodeResponseFor, failure, framingOf, maxLineBytes as protocolMaxLineBytes } from "../codec/protocol.ts"
 import type { SocketPathTooLong } from "./socketPath.ts"
 import { socketPathProblem } from "./socketPath.ts"
@@ -45,6 +46,8 @@ export interface ServeOptions {
   readonly backlog?: number
   /** Told about every request refused before reaching the handler, and every handler failure. */
   readonly onReject?: (reason: string) => void
+  /** Who connected (peer.ts), handed to the handler with the request; none by default. */
+  readonly peerOf?: (socket: net.Socket) => Peer
   /** Told once a handled request's answer is out (written to the peer, or the peer was gone). */
   readonly onAnswered?: (request: Request, response: Response) => void
 }
@@ -55,7 +58,8 @@ export interface Server {
   readonly activeConnections: () => number
 }
 
-export type Handler = (request: Request) => Effect.Effect<Response>
+/** Answers a request; `peer` is who sent it, when the server was asked to find out (peer.ts). */
+export type Handler = (request: Request, peer?: Peer) => Effect.Effect<Response>
 
 /** A daemon already answers on the socket: refuse to start a second one. */
 export class SocketInUse extends Data.TaggedError("SocketInUse")<{ readonly path: string }> {
@@ -145,6 +149,7 @@ interface Limits {
   readonly maxWaiting: number
   readonly maxLineBytes: number
   readonly reject: (reason: string) => void
+  readonly peerOf: ((socket: net.Socket) => Peer) | undefined
   readonly answered: (request: Request, response: Response) => void
 }
 
@@ -218,12 +223,13 @@ const runHandler = (
   running: Running,
   handler: Handler,
   request: Request,
+  peer: Peer | undefined,
   limits: Limits,
   onAnswer: (response: Response) => void,
 ): void => {
   let effect: Effect.Effect<Response>
   try {
-    effect = handler(request)
+    effect = handler(request, peer)
   } catch (error) {
     limits.reject(`handler threw on ${request.op}: ${reasonOf(error)}`)
     onAnswer(failure(`internal error: ${reasonOf(error)}`))
@@ -287,7 +293,7 @@ const serveConnection = (running: Running, handler: Handler, limits: Limits, soc
       counted = false
     }
     phase = "handling"
-    runHandler(running, handler, decoded.right, limits, (response) => {
+    runHandler(running, handler, decoded.right, limits.peerOf?.(socket), limits, (response) => {
       if (waits) running.waiting -= 1
       phase = "answered"
       answer(socket, framing, response)
@@ -398,6 +404,7 @@ export const serve = (path: string, handler: Handler, options: ServeOptions = {}
     maxWaiting: options.maxWaiting ?? 256,
     maxLineBytes: options.maxLineBytes ?? protocolMaxLineBytes,
     reject: options.onReject ?? (() => undefined),
+    peerOf: options.peerOf,
     answered: options.onAnswered ?? (() => undefined),
   }
   const mode = options.mode ?? 0o600

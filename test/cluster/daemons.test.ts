@@ -4,10 +4,9 @@
  * (one cluster, one history), in the order of issue 5's list. Process starts are counted through
  * files the entries append to, so a double start cannot hide.
  */
-import { Etcd3 } from "etcd3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { EtcdServer } from "./etcd-harness.ts"
-import { eventually, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
+import { eventually, rawEtcd, skipWithoutEtcd, startEtcd, suiteTls } from "./etcd-harness.ts"
 import type { Lab, Node } from "./nodes.ts"
 import { isinit, linesOf, makeLab } from "./nodes.ts"
 
@@ -100,6 +99,8 @@ describe.skipIf(skipWithoutEtcd())("three isinitd nodes on one etcd", () => {
 
   it("reports drift while nodes run different local configs, none once a config is pushed", async () => {
     await eventually("three live nodes", async () => (await clusterStatus()).nodes.length === 3)
+    // Plain http without authentication is said once at start; over TLS, not at all.
+    for (const n of nodes) expect(n.log().match(/plain http without authentication/g)?.length ?? 0).toBe(suiteTls() === undefined ? 1 : 0)
     const before = await clusterStatus()
     expect(before.config).toBeNull()
     expect(before.drift).toEqual(["n3"])
@@ -162,6 +163,8 @@ describe.skipIf(skipWithoutEtcd())("three isinitd nodes on one etcd", () => {
     const local = await isinit(["-s", node("n1").socket, "db", "1"])
     expect(local.code, local.err).toBe(0)
     expect(local.err).toMatch(/recorded in etcd as n1's override/)
+    // Who asked, as the kernel reports the socket's peer: this test process.
+    expect(node("n1").log()).toMatch(new RegExp(`tell db 1 from uid ${process.getuid?.()} gid ${process.getgid?.()} \\(pid ${process.pid}\\)`))
     expect(await groupOn(node("n1"), "db")).toMatchObject({ state: "run", level: "1" })
     await eventually("the override in etcd", async () => (await clusterStatus()).desired.nodes["n1"]?.["db"] === "1")
     // Taking its own override back from the watch does not start anything again.
@@ -250,7 +253,7 @@ describe.skipIf(skipWithoutEtcd())("three isinitd nodes on one etcd", () => {
   })
 
   it("rejects bad keys and values written to etcd by hand, with a logged reason, changing nothing", async () => {
-    const raw = new Etcd3({ hosts: url })
+    const raw = rawEtcd(url)
     try {
       await raw.put(`/isinit/${cluster}/desired/nosuch`).value(JSON.stringify({ level: "1" }))
       await raw.put(`/isinit/${cluster}/desired/db`).value("not json")

@@ -8,12 +8,97 @@
  *
  * Without an etcd binary the suites skip with the reason, unless ISINIT_REQUIRE_ETCD is set (CI),
  * in which case they fail loudly.
+ *
+ * TLS: a member started with `tls` serves https:// with etcd's `--client-cert-auth`. With
+ * ISINIT_TEST_ETCD_TLS=1 every member does (certificates made once per test process by pki.ts),
+ * and the helpers below hand the tests' clients what they need to connect (`clientSecurity` for
+ * the store, `clientEnv` for isinit and isinitd, `rawEtcd` for etcd3): the same suite then runs
+ * over TLS (vitest.config.ts's cluster-tls project).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { request as httpRequest } from "node:http"
+import { request as httpsRequest } from "node:https"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { delimiter, join } from "node:path"
+import { Etcd3 } from "etcd3"
+import type { EtcdSecurity } from "../../src/cluster/connection.ts"
+import type { Pair } from "./pki.ts"
+import { makePki } from "./pki.ts"
+
+/** What a TLS member serves with, and the client certificate the harness itself uses. */
+export interface HarnessTls {
+  readonly ca: string
+  readonly server: Pair
+  readonly client: Pair
+}
+
+let suitePki: (HarnessTls & { readonly destroy: () => void }) | undefined
+
+/** The TLS every member uses when ISINIT_TEST_ETCD_TLS is set (made once per test file), else none. */
+export const suiteTls = (): HarnessTls | undefined => {
+  const flag = process.env["ISINIT_TEST_ETCD_TLS"]
+  if (flag === undefined || flag === "" || flag === "0") return undefined
+  if (suitePki === undefined) {
+    const pki = makePki()
+    suitePki = { ca: pki.ca, server: pki.server, client: pki.client("isinit-test"), destroy: pki.destroy }
+  }
+  return suitePki
+}
+
+/** The suite's certificates go with the etcd that used them (the next etcd makes new ones). */
+const releaseSuiteTls = (): void => {
+  suitePki?.destroy()
+  suitePki = undefined
+}
+
+/** The store's connection options for the suite's members (none without TLS). */
+export const clientSecurity = (tls: HarnessTls | undefined = suiteTls()): EtcdSecurity | undefined =>
+  tls === undefined
+    ? undefined
+    : {
+        tls: { ca: readFileSync(tls.ca), caFile: tls.ca, client: { cert: readFileSync(tls.client.cert), key: readFileSync(tls.client.key), certFile: tls.client.cert } },
+        auth: undefined,
+        identity: undefined,
+      }
+
+/** The environment that points isinit and isinitd at the suite's certificates (empty without TLS). */
+export const clientEnv = (tls: HarnessTls | undefined = suiteTls()): Record<string, string> =>
+  tls === undefined ? {} : { ISINIT_ETCD_CACERT: tls.ca, ISINIT_ETCD_CERT: tls.client.cert, ISINIT_ETCD_KEY: tls.client.key }
+
+/** A plain etcd3 client on `url`, for writing what the store never would. */
+export const rawEtcd = (url: string, tls: HarnessTls | undefined = suiteTls()): Etcd3 =>
+  new Etcd3({
+    hosts: url,
+    ...(tls === undefined
+      ? {}
+      : { credentials: { rootCertificate: readFileSync(tls.ca), certChain: readFileSync(tls.client.cert), privateKey: readFileSync(tls.client.key) } }),
+  })
+
+/** One small JSON request to a member's HTTP gateway, over TLS with the harness's certificate if it has one. */
+const requestJson = (url: string, tls: HarnessTls | undefined, method: "GET" | "POST", body?: string): Promise<unknown> =>
+  new Promise((resolve, reject) => {
+    const options = {
+      method,
+      timeout: 2_000,
+      ...(tls === undefined ? {} : { ca: readFileSync(tls.ca), cert: readFileSync(tls.client.cert), key: readFileSync(tls.client.key) }),
+    }
+    const req = (url.startsWith("https:") ? httpsRequest : httpRequest)(url, options, (response) => {
+      let text = ""
+      response.setEncoding("utf8").on("data", (chunk: string) => (text += chunk))
+      response.on("end", () => {
+        try {
+          resolve(JSON.parse(text))
+        } catch (error) {
+          reject(error instanceof Error ? error : new Error(String(error)))
+        }
+      })
+    })
+    req.on("timeout", () => req.destroy(new Error("timed out")))
+    req.on("error", reject)
+    req.end(body)
+  })
 
 export type EtcdBinary =
   | { readonly _tag: "Found"; readonly path: string; readonly version: string }
@@ -91,10 +176,9 @@ export interface EtcdServer {
   readonly running: () => boolean
 }
 
-const healthy = async (url: string): Promise<boolean> => {
+const healthy = async (url: string, tls: HarnessTls | undefined): Promise<boolean> => {
   try {
-    const response = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) })
-    const body = (await response.json()) as { readonly health?: unknown }
+    const body = (await requestJson(`${url}/health`, tls, "GET")) as { readonly health?: unknown }
     return body.health === "true"
   } catch {
     return false
@@ -141,7 +225,7 @@ const freePorts = async (count: number): Promise<readonly Ports[]> => {
   return ports
 }
 
-const urlOf = (port: number): string => `http://127.0.0.1:${port}`
+const urlOf = (port: number, scheme: "http" | "https" = "http"): string => `${scheme}://127.0.0.1:${port}`
 
 interface MemberSpec {
   readonly binary: string
@@ -151,6 +235,10 @@ interface MemberSpec {
   /** `name=peerUrl,...` of every member. */
   readonly initialCluster: string
   readonly token: string
+  /** Serve clients over TLS, requiring client certificates; peers stay on plain loopback http. */
+  readonly tls: HarnessTls | undefined
+  /** More etcd flags (e.g. --auth-token-ttl). */
+  readonly extraArgs?: readonly string[] | undefined
 }
 
 /**
@@ -159,8 +247,12 @@ interface MemberSpec {
  * members of a multi-member cluster together.
  */
 const makeMember = (spec: MemberSpec): EtcdServer => {
-  const url = urlOf(spec.ports.client)
+  const url = urlOf(spec.ports.client, spec.tls === undefined ? "http" : "https")
   const peerUrl = urlOf(spec.ports.peer)
+  const tlsArgs =
+    spec.tls === undefined
+      ? []
+      : ["--cert-file", spec.tls.server.cert, "--key-file", spec.tls.server.key, "--trusted-ca-file", spec.tls.ca, "--client-cert-auth"]
   const args = [
     "--name", spec.name,
     "--data-dir", spec.dataDir,
@@ -171,6 +263,8 @@ const makeMember = (spec: MemberSpec): EtcdServer => {
     "--initial-cluster", spec.initialCluster,
     "--initial-cluster-state", "new",
     "--initial-cluster-token", spec.token,
+    ...tlsArgs,
+    ...(spec.extraArgs ?? []),
   ]
   let output = ""
   // Held in an array (at most one element): the running etcd, if any.
@@ -197,7 +291,7 @@ const makeMember = (spec: MemberSpec): EtcdServer => {
     spawned.stderr?.on("data", collect)
     spawned.once("exit", () => live.delete(spawned))
     const deadline = Date.now() + 30_000
-    while (!(await healthy(url))) {
+    while (!(await healthy(url, spec.tls))) {
       if (spawned.exitCode !== null || spawned.signalCode !== null) {
         current.length = 0
         throw new Error(`etcd ${spec.name} exited during start (${spawned.exitCode ?? spawned.signalCode}):\n${output}`)
@@ -224,8 +318,10 @@ const foundEtcd = (): string => {
   return binary.path
 }
 
-/** A one-member etcd on free loopback ports. */
-export const startEtcd = async (options: { readonly name?: string } = {}): Promise<EtcdServer> => {
+/** A one-member etcd on free loopback ports (over TLS with `tls`, or the suite's TLS: see the header). */
+export const startEtcd = async (
+  options: { readonly name?: string; readonly tls?: HarnessTls | undefined; readonly extraArgs?: readonly string[] } = {},
+): Promise<EtcdServer> => {
   const binary = foundEtcd()
   const name = options.name ?? "isinit-test"
   const root = mkdtempSync(join(tmpdir(), "isinit-etcd-"))
@@ -238,10 +334,13 @@ export const startEtcd = async (options: { readonly name?: string } = {}): Promi
     ports,
     initialCluster: `${name}=${urlOf(ports.peer)}`,
     token: `isinit-${ports.client}`,
+    tls: "tls" in options ? options.tls : suiteTls(),
+    extraArgs: options.extraArgs,
   })
   const destroy = async (): Promise<void> => {
     await member.destroy()
     rmSync(root, { recursive: true, force: true })
+    if (!("tls" in options)) releaseSuiteTls()
   }
   try {
     await member.start()
@@ -271,8 +370,7 @@ interface MemberStatus {
 
 const statusOf = async (url: string): Promise<MemberStatus | undefined> => {
   try {
-    const response = await fetch(`${url}/v3/maintenance/status`, { method: "POST", body: "{}", signal: AbortSignal.timeout(2_000) })
-    return (await response.json()) as MemberStatus
+    return (await requestJson(`${url}/v3/maintenance/status`, suiteTls(), "POST", "{}")) as MemberStatus
   } catch {
     return undefined
   }
@@ -291,11 +389,12 @@ export const startEtcdCluster = async (size = 3): Promise<EtcdCluster> => {
   // One token for every member: etcd derives the cluster's id from it.
   const token = `isinit-${ports[0]?.client ?? 0}`
   const members = ports.map((p, i) =>
-    makeMember({ binary, name: names[i] ?? `m${i + 1}`, dataDir: join(root, `m${i + 1}`), ports: p, initialCluster, token }),
+    makeMember({ binary, name: names[i] ?? `m${i + 1}`, dataDir: join(root, `m${i + 1}`), ports: p, initialCluster, token, tls: suiteTls() }),
   )
   const destroy = async (): Promise<void> => {
     await Promise.all(members.map((m) => m.stop()))
     rmSync(root, { recursive: true, force: true })
+    releaseSuiteTls()
   }
   const leader = async (): Promise<EtcdServer | undefined> => {
     for (const member of members.filter((m) => m.running())) {

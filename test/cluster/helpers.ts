@@ -8,6 +8,7 @@ import type { WatchEvent } from "../../src/cluster/desired.ts"
 import type { ClusterOptions, ClusterStore, StatusInput } from "../../src/cluster/store.ts"
 import { makeClusterStore } from "../../src/cluster/store.ts"
 import { memoryLog } from "../../src/runtime/log.ts"
+import { clientSecurity } from "./etcd-harness.ts"
 
 export const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(effect)
 
@@ -24,7 +25,7 @@ export const openStore = async (url: string, options: Partial<ClusterOptions> = 
   const scope = await run(Scope.make())
   const log = memoryLog()
   const store = await run(
-    makeClusterStore({ hosts: url, cluster: "t", callTimeoutMs: 3_000, backoff: { initialMs: 100, maxMs: 1_000 }, log, ...options }).pipe(
+    makeClusterStore({ hosts: url, cluster: "t", callTimeoutMs: 3_000, backoff: { initialMs: 100, maxMs: 1_000 }, log, security: clientSecurity(), ...options }).pipe(
       Scope.provide(scope),
     ),
   )

@@ -11,6 +11,9 @@ import {
   nodeTarget,
   nodeStatusKey,
   obeyedRange,
+  auditKey,
+  failoverPrefix,
+  nodeFailoverPrefix,
   parseKey,
   seenKey,
 } from "../../src/cluster/keys.ts"
@@ -31,12 +34,13 @@ describe("key layout", () => {
     expect(parseKey("c", nodeDesiredKey("c", "n1", "web"))).toEqual({ _tag: "Desired", target: nodeTarget("n1"), group: "web" })
     expect(parseKey("c", nodeStatusKey("c", "n1"))).toEqual({ _tag: "NodeStatus", node: "n1" })
     expect(parseKey("c", seenKey("c", "n1"))).toEqual({ _tag: "Seen", node: "n1" })
+    expect(parseKey("c", auditKey("c", 1_700_000_000_000, "0a1b2c"))).toEqual({ _tag: "Audit", id: "001700000000000-0a1b2c" })
   })
 
   it("classifies anything else as Unknown with a reason", () => {
     for (const key of ["/isinit/c/desired/", "/isinit/c/desired/a/b", "/isinit/c/desired-node/n1", "/isinit/c/desired-node/n1/g/x",
       "/isinit/c/config/x", "/isinit/c/history/abc", "/isinit/c/history/0", "/isinit/c/dump", "/isinit/other/config",
-      "/isinit/c/desired/a b", "/isinit/c/nodes/.."]) {
+      "/isinit/c/desired/a b", "/isinit/c/nodes/..", "/isinit/c/audit/", "/isinit/c/audit/123-x"]) {
       const parsed = parseKey("c", key)
       expect(parsed._tag, key).toBe("Unknown")
       if (parsed._tag === "Unknown") expect(parsed.reason.length).toBeGreaterThan(0)
@@ -50,6 +54,11 @@ describe("key layout", () => {
     expect(inRange(configHistoryKey("c", 1))).toBe(false)
     expect(inRange(nodeStatusKey("c", "n1"))).toBe(false)
     expect(inRange(seenKey("c", "n1"))).toBe(false)
+    expect(inRange(auditKey("c", 1, "ab"))).toBe(false)
+    // What a node writes under its own name: a per-node etcd role's prefixes never cover another node's keys.
+    expect(inRange(nodeFailoverPrefix("c", "n1"))).toBe(false)
+    expect(`${nodeFailoverPrefix("c", "n10")}g`.startsWith(nodeFailoverPrefix("c", "n1"))).toBe(false)
+    expect(`${failoverPrefix("c")}g`.startsWith(nodeFailoverPrefix("c", "n1"))).toBe(false)
     expect(inRange(desiredKey("c2", "web"))).toBe(false)
   })
 

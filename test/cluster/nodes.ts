@@ -12,7 +12,7 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { main } from "../../src/cli/isinit.ts"
 import { markedPids } from "../runtime/daemonHarness.ts"
-import { eventually } from "./etcd-harness.ts"
+import { clientEnv, eventually } from "./etcd-harness.ts"
 
 const repoRoot = resolve(import.meta.dirname, "../..")
 const isinitdEntry = join(repoRoot, "src/cli/isinitd.ts")
@@ -28,11 +28,20 @@ export interface Node {
   readonly running: () => boolean
 }
 
+export interface NodeOptions {
+  readonly tab: string
+  readonly leaseTtlSeconds?: number
+  /** More isinitd arguments (e.g. credentials). */
+  readonly args?: readonly string[]
+  /** More environment (over the suite's TLS settings, clientEnv). */
+  readonly env?: Record<string, string>
+}
+
 export interface Lab {
   readonly dir: string
   readonly path: (name: string) => string
   readonly write: (name: string, text: string) => string
-  readonly node: (name: string, options: { readonly tab: string; readonly leaseTtlSeconds?: number }) => Node
+  readonly node: (name: string, options: NodeOptions) => Node
   readonly cleanup: () => Promise<void>
 }
 
@@ -43,7 +52,7 @@ export const makeLab = (etcdUrl: string, cluster: string): Lab => {
   const path = (name: string): string => join(dir, name)
   const children = new Set<ChildProcess>()
 
-  const node = (name: string, options: { readonly tab: string; readonly leaseTtlSeconds?: number }): Node => {
+  const node = (name: string, options: NodeOptions): Node => {
     const home = path(name)
     mkdirSync(home, { recursive: true })
     const socket = join(home, "init.s")
@@ -59,7 +68,8 @@ export const makeLab = (etcdUrl: string, cluster: string): Lab => {
         "--lease-ttl", String(options.leaseTtlSeconds ?? 2),
         "-c", options.tab, "-s", socket, "--initstat", join(home, "initstat"),
       ]
-      const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, [markKey]: markValue }, stdio: ["ignore", "ignore", "pipe"] })
+      const env = { ...process.env, ...clientEnv(), ...options.env, [markKey]: markValue }
+      const child = spawn(process.execPath, [...args, ...(options.args ?? [])], { cwd: repoRoot, env, stdio: ["ignore", "ignore", "pipe"] })
       current = child
       children.add(child)
       const from = output.length
@@ -125,11 +135,11 @@ export interface Run {
   readonly err: string
 }
 
-/** `isinit ARGS`, in this process. */
-export const isinit = async (args: readonly string[]): Promise<Run> => {
+/** `isinit ARGS`, in this process; its environment holds the suite's TLS settings (clientEnv), and `env`. */
+export const isinit = async (args: readonly string[], env: Record<string, string> = {}): Promise<Run> => {
   let out = ""
   let err = ""
-  const code = await main(args, { out: (t) => void (out += t), err: (t) => void (err += t), env: {} })
+  const code = await main(args, { out: (t) => void (out += t), err: (t) => void (err += t), env: { ...clientEnv(), ...env } })
   return { code, out, err }
 }
 

@@ -4,12 +4,11 @@
  * etcd is back and goes on watching; a write made right after the restart is told exactly once;
  * the node whose lease was lost during the outage publishes itself again.
  */
-import { Etcd3 } from "etcd3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Applied, Obeyed, WatchEvent } from "../../src/cluster/desired.ts"
 import { applyEvent, effectiveFor, pendingTells } from "../../src/cluster/desired.ts"
 import type { EtcdServer } from "./etcd-harness.ts"
-import { eventually, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
+import { eventually, rawEtcd, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
 import type { OpenStore, Watching } from "./helpers.ts"
 import { failure, openStore, run, statusInput, watch } from "./helpers.ts"
 
@@ -65,7 +64,7 @@ describe.skipIf(skipWithoutEtcd())("etcd outage", () => {
 
     await etcd.start()
     // Another client writes as soon as etcd is back: before or after the resync, told once.
-    const other = new Etcd3({ hosts: etcd.url })
+    const other = rawEtcd(etcd.url)
     try {
       await other.put("/isinit/outage/desired/web").value(JSON.stringify({ level: "4" }))
     } finally {

@@ -3,10 +3,9 @@
  * of the live nodes within the lease time and is listed as missing; a living node stays live
  * well past its TTL (keep-alive works); a clean stop (withdraw) shows at once.
  */
-import { Etcd3 } from "etcd3"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import type { EtcdServer } from "./etcd-harness.ts"
-import { eventually, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
+import { eventually, rawEtcd, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
 import type { OpenStore } from "./helpers.ts"
 import { openStore, run, statusInput } from "./helpers.ts"
 
@@ -71,7 +70,7 @@ describe.skipIf(skipWithoutEtcd())("node presence on etcd leases", () => {
   it("revokes on close by default, and rejects a node status that is not one", async () => {
     const a = await open({ cluster: "presence2" })
     await run(a.store.publishStatus("n1", statusInput("3")))
-    const raw = new Etcd3({ hosts: etcd.url })
+    const raw = rawEtcd(etcd.url)
     try {
       await raw.put("/isinit/presence2/nodes/n9").value("{}")
       await raw.put("/isinit/presence2/nodes/n8").value(JSON.stringify({ ...statusInput("3"), node: "n7", at: new Date().toISOString() }))

@@ -2,14 +2,14 @@
  * The cluster store against a real etcd: desired levels read and watched without gaps or repeats,
  * node override precedence, config push and history, bad keys and values rejected.
  */
-import { Etcd3 } from "etcd3"
+import type { Etcd3 } from "etcd3"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { encodeValue, sha256Of } from "../../src/cluster/codecs.ts"
 import type { Obeyed, WatchEvent } from "../../src/cluster/desired.ts"
 import { applyEvent, effectiveFor, pendingTells } from "../../src/cluster/desired.ts"
 import { nodeTarget } from "../../src/cluster/keys.ts"
 import type { EtcdServer } from "./etcd-harness.ts"
-import { eventually, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
+import { eventually, rawEtcd, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
 import type { OpenStore, Watching } from "./helpers.ts"
 import { failure, goodConfig, inittab, openStore, run, watch } from "./helpers.ts"
 
@@ -34,7 +34,7 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
 
   beforeAll(async () => {
     etcd = await startEtcd()
-    raw = new Etcd3({ hosts: etcd.url })
+    raw = rawEtcd(etcd.url)
   })
   afterEach(async () => {
     for (const w of watches.splice(0)) await w.stop()

@@ -9,6 +9,8 @@ import * as Scope from "effect/Scope"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import type { Request, Response } from "../../src/codec/protocol.ts"
 import { request } from "../../src/runtime/client.ts"
+import type { Peer } from "../../src/runtime/peer.ts"
+import { peerOf } from "../../src/runtime/peer.ts"
 import type { Handler, ServeOptions } from "../../src/runtime/server.ts"
 import { claimSocketPath, probe, probeSocket, serve } from "../../src/runtime/server.ts"
 
@@ -320,5 +322,30 @@ describe("the client", () => {
       rogue.close()
       rogueSilent.close()
     }
+  })
+})
+
+describe("the peer of a request", () => {
+  it("is the connecting process's pid, uid and gid as the kernel reports them (SO_PEERCRED)", async () => {
+    const peers: (Peer | undefined)[] = []
+    await start((req, peer) => Effect.sync(() => {
+      peers.push(peer)
+      return answerFor(req)
+    }), { peerOf })
+    expect(await Effect.runPromise(request(socketPath, { op: "stopall" }))).toMatchObject({ ok: true })
+    // This test process connected: the kernel names it, whatever the request says.
+    expect(peers).toEqual(
+      process.platform === "linux"
+        ? [{ _tag: "Known", pid: process.pid, uid: process.getuid?.(), gid: process.getgid?.() }]
+        : [{ _tag: "Unknown", reason: expect.any(String) as string }],
+    )
+    // Without peerOf the handler is told nothing.
+    const other = nodePath.join(dir, "other.s")
+    await start((req, peer) => Effect.sync(() => {
+      peers.push(peer)
+      return answerFor(req)
+    }), {}, other)
+    await Effect.runPromise(request(other, { op: "stopall" }))
+    expect(peers[1]).toBeUndefined()
   })
 })

@@ -21,23 +21,30 @@
 import type { Interceptor } from "@grpc/grpc-js"
 import { InterceptingCall } from "@grpc/grpc-js"
 import type { IOptions } from "etcd3"
-import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError } from "etcd3"
+import { Etcd3, EtcdAuthenticationFailedError, EtcdPermissionDeniedError, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError } from "etcd3"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import { EtcdUnavailable } from "./errors.ts"
+import type { EtcdSecurity } from "../connection.ts"
+import { tlsProblem } from "../connection.ts"
+import type { EtcdFailure } from "./errors.ts"
+import { EtcdRefused, EtcdUnavailable } from "./errors.ts"
 
 interface ClientOptions {
   /** etcd client URLs, e.g. `http://127.0.0.1:2379` (a comma-separated string is split). */
   readonly hosts: string | readonly string[]
   /** Deadline of every one-shot call, from its start. */
   readonly callTimeoutMs: number
+  /** TLS and credentials (connection.ts); none: plain http without authentication. */
+  readonly security?: EtcdSecurity | undefined
 }
 
 export interface EtcdClient {
   readonly etcd: Etcd3
   /** Runs one etcd operation; `operation` names it in the error. */
-  readonly call: <A>(operation: string, run: () => Promise<A>) => Effect.Effect<A, EtcdUnavailable>
+  readonly call: <A>(operation: string, run: () => Promise<A>) => Effect.Effect<A, EtcdFailure>
+  /** Who etcd sees this client as (user name or certificate CN), if anyone: for audit records. */
+  readonly identity: string | undefined
 }
 
 /** An overall deadline (epoch ms) for every call made inside; none by default. */
@@ -112,6 +119,7 @@ const requireLeader: Interceptor = (options, nextCall) =>
 
 /** Why an attempt failed, most telling first when several members answered differently. */
 type Trouble =
+  | { readonly _tag: "Denied"; readonly reason: EtcdRefused["reason"] }
   | { readonly _tag: "Refused"; readonly detail: string }
   | { readonly _tag: "NoLeader"; readonly answered: number; readonly silent: number }
   | { readonly _tag: "TimedOut" }
@@ -119,6 +127,8 @@ type Trouble =
 
 const troubleOf = (error: unknown): Trouble => {
   const errors = error instanceof MembersFailed ? error.errors : [error]
+  if (errors.some((e) => e instanceof EtcdPermissionDeniedError)) return { _tag: "Denied", reason: "PermissionDenied" }
+  if (errors.some((e) => e instanceof EtcdAuthenticationFailedError)) return { _tag: "Denied", reason: "AuthenticationFailed" }
   const noLeader = errors.filter((e) => /no leader|leader changed/.test(describe(e))).length
   const refused = errors.find((e) => !(e instanceof Error) || !isRecoverableError(e))
   if (refused !== undefined) return { _tag: "Refused", detail: describe(refused) }
@@ -128,12 +138,12 @@ const troubleOf = (error: unknown): Trouble => {
   return { _tag: "Unreachable", detail: describe(unreachable) }
 }
 
-const rank: Record<Trouble["_tag"], number> = { Refused: 3, NoLeader: 2, TimedOut: 1, Unreachable: 0 }
+const rank: Record<Trouble["_tag"], number> = { Denied: 4, Refused: 3, NoLeader: 2, TimedOut: 1, Unreachable: 0 }
 
 /** Of what the attempts of one call ran into, the one to report. */
 const worse = (a: Trouble | undefined, b: Trouble): Trouble => (a === undefined || rank[b._tag] >= rank[a._tag] ? b : a)
 
-const reasonOf = (trouble: Trouble, waitedMs: number): string => {
+const reasonOf = (trouble: Exclude<Trouble, { readonly _tag: "Denied" }>, waitedMs: number, security: EtcdSecurity | undefined): string => {
   switch (trouble._tag) {
     case "Refused":
       return trouble.detail
@@ -143,8 +153,11 @@ const reasonOf = (trouble: Trouble, waitedMs: number): string => {
     }
     case "TimedOut":
       return `no answer within ${waitedMs} ms`
-    case "Unreachable":
-      return `no etcd member reachable (gave up after ${waitedMs} ms): ${trouble.detail}`
+    case "Unreachable": {
+      // A TLS handshake that fails fails the same way every time: say what to fix, not "unreachable".
+      const tls = tlsProblem(trouble.detail, security)
+      return tls ?? `no etcd member reachable (gave up after ${waitedMs} ms): ${trouble.detail}`
+    }
   }
 }
 
@@ -155,7 +168,7 @@ const pauseMs = (attempt: number): number => Math.min(1_000, 50 * 2 ** Math.min(
  * Runs `run` until it succeeds, fails for good, or `until` (epoch ms) passes; the failure names
  * the most telling trouble met on the way.
  */
-const attempt = <A>(operation: string, run: () => Promise<A>, until: number): Effect.Effect<A, EtcdUnavailable> =>
+const attempt = <A>(operation: string, run: () => Promise<A>, until: number, security: EtcdSecurity | undefined): Effect.Effect<A, EtcdFailure> =>
   Effect.gen(function* () {
     const started = Date.now()
     let trouble: Trouble | undefined
@@ -171,13 +184,25 @@ const attempt = <A>(operation: string, run: () => Promise<A>, until: number): Ef
       if (outcome.failure._tag !== "NoLeader" || Date.now() + pause >= until) break
       yield* Effect.sleep(pause)
     }
-    return yield* Effect.fail(new EtcdUnavailable({ operation, reason: reasonOf(trouble, Date.now() - started) }))
+    if (trouble._tag === "Denied") return yield* Effect.fail(new EtcdRefused({ operation, reason: trouble.reason, user: security?.identity }))
+    return yield* Effect.fail(new EtcdUnavailable({ operation, reason: reasonOf(trouble, Date.now() - started, security) }))
   })
+
+/** etcd3's TLS and password options for `security`; none without it. */
+const etcd3Credentials = (security: EtcdSecurity | undefined): Pick<IOptions, "credentials" | "auth"> => {
+  const tls = security?.tls
+  return {
+    ...(tls === undefined
+      ? {}
+      : { credentials: { rootCertificate: tls.ca, ...(tls.client === undefined ? {} : { certChain: tls.client.cert, privateKey: tls.client.key }) } }),
+    ...(security?.auth === undefined ? {} : { auth: { username: security.auth.user, password: security.auth.password } }),
+  }
+}
 
 /** The client, closed with the scope. */
 export const openEtcdClient = (options: ClientOptions): Effect.Effect<EtcdClient, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const { callTimeoutMs } = options
+    const { callTimeoutMs, security } = options
     const hosts = splitHosts(options.hosts)
     const etcd = yield* Effect.acquireRelease(
       Effect.sync(
@@ -193,14 +218,15 @@ export const openEtcdClient = (options: ClientOptions): Effect.Effect<EtcdClient
             faultHandling: { host: () => passThrough, global: oneRound(hosts.length) },
             // Notice a silently vanished etcd (no RST) instead of waiting on a dead stream forever.
             grpcOptions: { "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000 },
+            ...etcd3Credentials(security),
           }),
       ),
       (c) => Effect.sync(() => c.close()),
     )
-    const call = <A>(operation: string, run: () => Promise<A>): Effect.Effect<A, EtcdUnavailable> =>
+    const call = <A>(operation: string, run: () => Promise<A>): Effect.Effect<A, EtcdFailure> =>
       Effect.gen(function* () {
         const deadline = (yield* Deadline) ?? Number.POSITIVE_INFINITY
-        return yield* attempt(operation, run, Math.min(Date.now() + callTimeoutMs, deadline))
+        return yield* attempt(operation, run, Math.min(Date.now() + callTimeoutMs, deadline), security)
       })
-    return { etcd, call }
+    return { etcd, call, identity: security?.identity }
   })

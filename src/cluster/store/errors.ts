@@ -16,6 +16,28 @@ export class EtcdUnavailable extends Data.TaggedError("EtcdUnavailable")<{
   }
 }
 
+/**
+ * etcd answered and said no: the credentials are wrong (authentication failed) or the etcd user's
+ * roles do not allow the operation (permission denied). Unlike an outage, trying again cannot help
+ * until an operator changes the credentials or the roles, so callers report it instead of retrying.
+ */
+export class EtcdRefused extends Data.TaggedError("EtcdRefused")<{
+  readonly operation: string
+  readonly reason: "PermissionDenied" | "AuthenticationFailed"
+  /** The etcd user the client acts as, when it knows (a user name or its certificate's CN). */
+  readonly user: string | undefined
+}> {
+  override get message(): string {
+    const user = this.user === undefined ? "this client" : `etcd user "${this.user}"`
+    return this.reason === "PermissionDenied"
+      ? `etcd refused (${this.operation}): permission denied: the roles of ${user} do not allow it (see docs/cluster.md, "Roles")`
+      : `etcd refused (${this.operation}): authentication failed for ${user}: wrong user or password (--etcd-user, --etcd-password-file)`
+  }
+}
+
+/** Every way one etcd call can fail. */
+export type EtcdFailure = EtcdUnavailable | EtcdRefused
+
 /** `config push` of an isinittab with errors: one `line N: message` per error. */
 export class ConfigRejected extends Data.TaggedError("ConfigRejected")<{ readonly problems: readonly string[] }> {
   override get message(): string {

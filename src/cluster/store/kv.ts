@@ -6,6 +6,7 @@
 import type { IKeyValue } from "etcd3"
 import type * as E from "fp-ts/lib/Either.js"
 import type { LogService } from "../../log.ts"
+import type { ConfigCheck } from "../codecs.ts"
 import { decodeConfig, decodeDesired } from "../codecs.ts"
 import type { Rejection, WatchEvent } from "../desired.ts"
 import type { ClusterKey } from "../keys.ts"
@@ -37,7 +38,8 @@ export interface KeyValues {
   ) => Accepted<K, A> | undefined
 }
 
-export const keyValues = (cluster: string, log: LogService | undefined): KeyValues => {
+/** `checkConfig`: what a config must pass beyond its form to be obeyed (signatures, when required). */
+export const keyValues = (cluster: string, log: LogService | undefined, checkConfig?: ConfigCheck): KeyValues => {
   const reject = (rejection: Rejection): Rejection => {
     log?.line({ what: "etcd-rejected", message: `${rejection.key} (revision ${rejection.revision}): ${rejection.reason}` })
     return rejection
@@ -53,12 +55,12 @@ export const keyValues = (cluster: string, log: LogService | undefined): KeyValu
         if (change === "Delete") return { _tag: "DesiredCleared", target: parsed.target, group: parsed.group, revision }
         const decoded = decodeDesired(kv.value.toString("utf8"))
         if (decoded._tag === "Left") return rejected(decoded.left)
-        const { level, by, at } = decoded.right
-        return { _tag: "DesiredSet", target: parsed.target, group: parsed.group, desired: { level, revision, by, at } }
+        const { level, by, at, etcdUser } = decoded.right
+        return { _tag: "DesiredSet", target: parsed.target, group: parsed.group, desired: { level, revision, by, at, etcdUser } }
       }
       case "Config": {
         if (change === "Delete") return { _tag: "ConfigCleared", revision }
-        const decoded = decodeConfig(kv.value.toString("utf8"))
+        const decoded = decodeConfig(kv.value.toString("utf8"), checkConfig)
         return decoded._tag === "Left" ? rejected(decoded.left) : { _tag: "ConfigSet", config: { ...decoded.right, revision } }
       }
       case "Unknown":
@@ -66,6 +68,7 @@ export const keyValues = (cluster: string, log: LogService | undefined): KeyValu
       case "ConfigHistory":
       case "NodeStatus":
       case "Seen":
+      case "Audit":
         return undefined
     }
   }

@@ -7,9 +7,10 @@ import type { NodeStatus, SeenValue } from "../codecs.ts"
 import { decodeNodeStatus, decodeSeen } from "../codecs.ts"
 import type { Rejection } from "../desired.ts"
 import { nodeStatusKey, nodeStatusPrefix, seenKey, seenPrefix } from "../keys.ts"
+import type { Auditing } from "./audit.ts"
 import type { EtcdClient } from "./client.ts"
 import { revisionOf } from "./client.ts"
-import type { EtcdUnavailable, InvalidName } from "./errors.ts"
+import type { EtcdFailure, InvalidName } from "./errors.ts"
 import { NodeLive, UnknownNode, validName } from "./errors.ts"
 import type { KeyValues } from "./kv.ts"
 
@@ -23,16 +24,16 @@ export interface Nodes {
 }
 
 export interface Membership {
-  readonly nodes: () => Effect.Effect<Nodes, EtcdUnavailable>
-  readonly liveNodes: () => Effect.Effect<readonly NodeStatus[], EtcdUnavailable>
-  readonly missingNodes: () => Effect.Effect<readonly SeenValue[], EtcdUnavailable>
+  readonly nodes: () => Effect.Effect<Nodes, EtcdFailure>
+  readonly liveNodes: () => Effect.Effect<readonly NodeStatus[], EtcdFailure>
+  readonly missingNodes: () => Effect.Effect<readonly SeenValue[], EtcdFailure>
   /** Stops listing a missing node (decommissioned); refuses a live node and one never seen. */
-  readonly forgetNode: (node: string) => Effect.Effect<void, EtcdUnavailable | InvalidName | NodeLive | UnknownNode>
+  readonly forgetNode: (node: string) => Effect.Effect<void, EtcdFailure | InvalidName | NodeLive | UnknownNode>
 }
 
 const byName = <T extends { readonly node: string }>(a: T, b: T): number => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0)
 
-export const makeMembership = (client: EtcdClient, kv: KeyValues, cluster: string): Membership => {
+export const makeMembership = (client: EtcdClient, kv: KeyValues, cluster: string, audit: Auditing): Membership => {
   const { etcd, call } = client
 
   const nodes: Membership["nodes"] = () =>
@@ -64,11 +65,11 @@ export const makeMembership = (client: EtcdClient, kv: KeyValues, cluster: strin
         etcd
           .if(nodeStatusKey(cluster, node), "Create", "==", 0)
           .and(seenKey(cluster, node), "Create", ">", 0)
-          .then(etcd.delete().key(seenKey(cluster, node)))
+          .then(etcd.delete().key(seenKey(cluster, node)), ...audit.record("forget", node))
           .else(etcd.get(nodeStatusKey(cluster, node)))
           .commit(),
       )
-      if (result.succeeded) return
+      if (result.succeeded) return yield* audit.trim()
       const live = (result.responses[0]?.response_range.kvs.length ?? 0) > 0
       return yield* Effect.fail(live ? new NodeLive({ node }) : new UnknownNode({ node, cluster }))
     })

@@ -16,7 +16,7 @@ import { encodeValue } from "../codecs.ts"
 import { nodeStatusKey, seenKey } from "../keys.ts"
 import type { EtcdClient } from "./client.ts"
 import { describe } from "./client.ts"
-import type { EtcdUnavailable, InvalidName } from "./errors.ts"
+import type { EtcdFailure, InvalidName } from "./errors.ts"
 import { validName } from "./errors.ts"
 
 /** What a node publishes; the store adds its name and the time. */
@@ -27,9 +27,9 @@ export interface Presence {
    * Publishes `node`'s status on its lease (granted on first use, kept alive, re-granted and
    * re-published with backoff if lost) and marks the node seen.
    */
-  readonly publishStatus: (node: string, status: StatusInput) => Effect.Effect<void, EtcdUnavailable | InvalidName>
+  readonly publishStatus: (node: string, status: StatusInput) => Effect.Effect<void, EtcdFailure | InvalidName>
   /** Revokes `node`'s lease: its status disappears now (a clean stop). */
-  readonly withdraw: (node: string) => Effect.Effect<void, EtcdUnavailable>
+  readonly withdraw: (node: string) => Effect.Effect<void, EtcdFailure>
 }
 
 interface PresenceOptions {
@@ -57,7 +57,7 @@ interface Deps {
   readonly lock: Semaphore.Semaphore
 }
 
-const grant = (deps: Deps, node: string, entry: Published): Effect.Effect<Lease, EtcdUnavailable> =>
+const grant = (deps: Deps, node: string, entry: Published): Effect.Effect<Lease, EtcdFailure> =>
   Effect.gen(function* () {
     if (entry.lease !== undefined && !entry.lease.revoked()) return entry.lease
     const { client, options } = deps
@@ -75,7 +75,7 @@ const grant = (deps: Deps, node: string, entry: Published): Effect.Effect<Lease,
     return lease
   })
 
-const put = (deps: Deps, node: string, entry: Published): Effect.Effect<void, EtcdUnavailable> =>
+const put = (deps: Deps, node: string, entry: Published): Effect.Effect<void, EtcdFailure> =>
   Effect.gen(function* () {
     if (entry.withdrawn) return
     const lease = yield* grant(deps, node, entry)

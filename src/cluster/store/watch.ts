@@ -14,7 +14,7 @@ import type { EtcdView, WatchEvent } from "../desired.ts"
 import { obeyedRange } from "../keys.ts"
 import type { EtcdClient } from "./client.ts"
 import { describe, revisionOf } from "./client.ts"
-import type { EtcdUnavailable } from "./errors.ts"
+import type { EtcdFailure } from "./errors.ts"
 import type { KeyValues } from "./kv.ts"
 import type { Backoff, Link, Resync } from "./link.ts"
 import { initialLink, nextLink } from "./link.ts"
@@ -55,7 +55,7 @@ interface Run {
 interface Deps {
   readonly client: EtcdClient
   readonly kv: KeyValues
-  readonly readDesired: () => Effect.Effect<EtcdView, EtcdUnavailable>
+  readonly readDesired: () => Effect.Effect<EtcdView, EtcdFailure>
   readonly options: WatchOptions
 }
 
@@ -133,7 +133,7 @@ const onSignal = (deps: Deps, run: Run, signal: Signal): Effect.Effect<void> => 
 export const makeWatching = (
   client: EtcdClient,
   kv: KeyValues,
-  readDesired: () => Effect.Effect<EtcdView, EtcdUnavailable>,
+  readDesired: () => Effect.Effect<EtcdView, EtcdFailure>,
   options: WatchOptions,
 ): Watching => {
   const deps: Deps = { client, kv, readDesired, options }
