@@ -8,7 +8,7 @@
  * argv through unchanged, so the same marker works for isinitd, runit and supervisord.
  */
 import { readdirSync, readFileSync } from "node:fs"
-import { statFields } from "../../src/runtime/processes.ts"
+import { statFields } from "../../src/runtime/procfs.ts"
 
 export interface Identity {
   readonly pid: number

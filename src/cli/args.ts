@@ -1,5 +1,5 @@
 /** Command-line pieces shared by `isinit` and `isinit --etcd`. */
-import { maxTimeoutMs } from "../codec/protocol.ts"
+import { maxTimeoutMs } from "../codec/limits.ts"
 
 /** A mistake in the command line: printed with the synopsis, exit code 2. */
 export class UsageError extends Error {}

@@ -39,7 +39,7 @@ import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
 import { describeRemoval, exceedsGuard, guardShare, removalOf, runnableTags } from "../core/reread.ts"
 import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
 import { table } from "./format.ts"
-import type { Io } from "./isinit.ts"
+import type { Io } from "./io.ts"
 
 const clusterUsage = `Usage (cluster mode, talking to etcd):
   isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL [--node NAME ...] [--wait [--timeout S]]

@@ -24,13 +24,13 @@
  * that shows another start time ends the run instead of being signalled.
  */
 import { spawn as spawnChild } from "node:child_process"
-import { readdirSync, readFileSync } from "node:fs"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { Outcome } from "../core/events.ts"
 import { argvOf } from "../core/command.ts"
+import { livePgids, processIdentity, statFields } from "./procfs.ts"
 
 /** What the adapter tells the loop; the loop stamps the time and turns it into an event. */
 export type ProcessReport =
@@ -93,47 +93,6 @@ export class ProcessReports extends Context.Service<ProcessReports, { readonly r
 
 export type { Argv } from "../core/command.ts"
 export { argvOf }
-
-/** Fields of /proc/PID/stat after "pid (comm) ", or undefined if the process is gone. */
-export const statFields = (pid: number | string): string[] | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1")
-    // comm may hold spaces and parentheses, so cut at the last ')'.
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  } catch {
-    return undefined
-  }
-}
-
-/** The start time of `pid` (clock ticks since boot), which tells it from a later process with the same pid. */
-export const processIdentity = (pid: number): string | undefined => statFields(pid)?.[19]
-
-/** Calls `visit` with the stat fields of every live (not zombie) process; skips those that exit meanwhile. */
-export const forEachLiveProcess = (visit: (pid: string, fields: readonly string[]) => void): void => {
-  let names: string[]
-  try {
-    names = readdirSync("/proc")
-  } catch {
-    return
-  }
-  for (const name of names) {
-    const first = name.charCodeAt(0)
-    if (first < 48 || first > 57) continue
-    const fields = statFields(name)
-    if (fields === undefined || fields[0] === "Z" || fields[0] === "X") continue
-    visit(name, fields)
-  }
-}
-
-/** Process groups that still have a member which is not a zombie. */
-export const livePgids = (): ReadonlySet<number> => {
-  const live = new Set<number>()
-  forEachLiveProcess((_, fields) => {
-    const pgrp = Number(fields[2])
-    if (Number.isInteger(pgrp)) live.add(pgrp)
-  })
-  return live
-}
 
 const firstPollMs = 20
 const maxPollMs = 500

@@ -25,7 +25,7 @@
 import { readdirSync, readFileSync } from "node:fs"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import { statFields } from "./processes.ts"
+import { statFields } from "./procfs.ts"
 
 /** The two C calls the reaper needs. */
 export interface Libc {

@@ -121,7 +121,7 @@ export const probe = (path: string): Effect.Effect<boolean> => Effect.map(probeS
 export const claimSocketPath = (path: string): Effect.Effect<void, ServeError> =>
   Effect.gen(function* () {
     const tooLong = socketPathProblem(path)
-    if (tooLong !== undefined) return yield* tooLong
+    if (tooLong !== undefined) return yield* Effect.fail(tooLong)
     yield* Effect.try({
       try: () => fs.mkdirSync(nodePath.dirname(path), { recursive: true }),
       catch: (error) => new SocketUnusable({ path, reason: `cannot create its directory: ${reasonOf(error)}` }),

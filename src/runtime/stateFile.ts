@@ -13,7 +13,7 @@ import { basename, dirname, join } from "node:path"
 import type { JournalEntry, StateHeader } from "../codec/stateFile.ts"
 import { decodeJournal, decodeStateFile, encodeJournalLine } from "../codec/stateFile.ts"
 import type { Snapshot } from "../core/snapshot.ts"
-import { statFields } from "./processes.ts"
+import { statFields } from "./procfs.ts"
 import type { StatusWriter } from "./statusFile.ts"
 import { makeStatusWriter } from "./statusFile.ts"
 

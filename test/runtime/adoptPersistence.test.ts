@@ -14,7 +14,7 @@ import { bootId } from "../../src/runtime/boot.ts"
 import { memoryLog } from "../../src/runtime/log.ts"
 import type { Persistence } from "../../src/runtime/persistence.ts"
 import { openPersistence } from "../../src/runtime/persistence.ts"
-import { processIdentity } from "../../src/runtime/processes.ts"
+import { processIdentity } from "../../src/runtime/procfs.ts"
 import { journalPathFor, readJournal } from "../../src/runtime/stateFile.ts"
 import { sleep, until } from "./helpers.ts"
 
