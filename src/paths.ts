@@ -6,7 +6,6 @@
  */
 import { readFileSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
-import type { Parsed } from "./core/config.ts"
 
 export const defaultConfigPath = "/etc/isinittab"
 export const defaultSocketPath = "/var/run/is/init.s"
@@ -42,8 +41,14 @@ export interface PathOptions {
 export const configPathFrom = (flag: string | undefined, env: NodeJS.ProcessEnv): string =>
   flag ?? (env["ISINITTAB"] !== undefined && env["ISINITTAB"] !== "" ? env["ISINITTAB"] : defaultConfigPath)
 
-export const resolvePaths = (options: PathOptions, parsed: Pick<Parsed, "config">): Paths => {
-  const socket = resolve(options.socketPath ?? parsed.config.socket ?? defaultSocketPath)
-  const initstat = resolve(options.initstatPath ?? parsed.config.initstat ?? join(dirname(socket), defaultInitstatName))
+/** The isinittab's `:::socket:` and `:::initstat:` directives (a parsed config has both fields). */
+export interface PathDirectives {
+  readonly socket: string | undefined
+  readonly initstat: string | undefined
+}
+
+export const resolvePaths = (options: PathOptions, directives: PathDirectives): Paths => {
+  const socket = resolve(options.socketPath ?? directives.socket ?? defaultSocketPath)
+  const initstat = resolve(options.initstatPath ?? directives.initstat ?? join(dirname(socket), defaultInitstatName))
   return { config: resolve(options.configPath), socket, initstat }
 }

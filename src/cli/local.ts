@@ -34,8 +34,6 @@ interface Context {
   readonly initstat: string
 }
 
-const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
-
 const contextOf = (invocation: Invocation, io: Io): Context => {
   const configPath = resolve(configPathFrom(invocation.config, io.env))
   let parsed: Parsed | undefined
@@ -45,7 +43,7 @@ const contextOf = (invocation: Invocation, io: Io): Context => {
   } catch (error) {
     failure = readError(error)
   }
-  const paths = resolvePaths({ configPath, socketPath: invocation.socket, initstatPath: undefined }, parsed ?? emptyParsed)
+  const paths = resolvePaths({ configPath, socketPath: invocation.socket }, parsed?.config ?? emptyConfig)
   return { io, configPath, parsed, readError: failure, socket: paths.socket, initstat: paths.initstat }
 }
 

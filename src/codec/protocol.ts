@@ -21,7 +21,7 @@ import type { Mode } from "../core/config.ts"
 import type { Effect as CoreEffect, LogWhat } from "../core/effects.ts"
 import type { EntryProcState, StatusReport } from "../core/report.ts"
 import type { GroupPhase } from "../core/state.ts"
-import { E, t } from "./ioTs.ts"
+import { E, t } from "../ioTs.ts"
 import { maxLineBytes, maxTimeoutMs } from "./limits.ts"
 
 export { maxLineBytes, maxNameLength, maxTimeoutMs, nameProblem }

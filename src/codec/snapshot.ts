@@ -6,7 +6,7 @@ import type { Mode } from "../core/config.ts"
 import { modes } from "../core/config.ts"
 import { decodeJson } from "./json.ts"
 import type { Snapshot } from "../core/snapshot.ts"
-import { E, t } from "./ioTs.ts"
+import { E, t } from "../ioTs.ts"
 
 const modeCodec = t.keyof(Object.fromEntries(modes.map((mode) => [mode, null])) as Record<Mode, null>)
 

@@ -43,7 +43,7 @@ import { defaultLimits, defaultRemovalGuard, makeConfig, modes } from "./config.
 import type { FailoverDraft } from "./failoverDirectives.ts"
 import { failoverDirective, failoverDirectiveDocs, finishFailover, newFailoverDraft } from "./failoverDirectives.ts"
 import { commandHazards, groupHazards, levelHazards } from "./hazards.ts"
-import { E, t } from "../codec/ioTs.ts"
+import { E, t } from "../ioTs.ts"
 
 export interface DirectiveDoc {
   readonly syntax: string
