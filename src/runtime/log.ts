@@ -5,11 +5,7 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs"
 import type { Writable } from "node:stream"
-import * as Context from "effect/Context"
-import * as Layer from "effect/Layer"
 import type { LogLine, LogService } from "../log.ts"
-
-export type { LogLine, LogService }
 
 const field = (value: string | undefined): string => (value === undefined || value === "" ? "-" : value.replace(/\s/g, "_"))
 
@@ -20,8 +16,6 @@ export const formatLine = (at: Date, line: LogLine): string => {
   if (line.message !== undefined && line.message !== "") parts.push(line.message.replace(/\n/g, " "))
   return parts.join(" ")
 }
-
-export class Log extends Context.Service<Log, LogService>()("isinit/runtime/Log") {}
 
 /** Where a child's stdout and stderr go: the daemon's own, nowhere, or an open file descriptor. */
 export type ChildOutput = "inherit" | "ignore" | number
@@ -149,11 +143,9 @@ export const resilientLog = (stream: Writable = process.stderr, clock: () => Dat
   }
 }
 
-
 /** Collects lines in memory (tests). */
 export const memoryLog = (): LogService & { readonly lines: string[] } => {
   const lines: string[] = []
   return { lines, line: (line) => void lines.push(formatLine(new Date(), line)) }
 }
 
-export const layer = (service: LogService = resilientLog()): Layer.Layer<Log> => Layer.succeed(Log, service)

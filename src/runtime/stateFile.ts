@@ -101,8 +101,7 @@ export interface StateWriterOptions {
 }
 
 /** Coalesced, atomic (write a temporary file, rename it) and retried on failure, like the status file. */
-export const makeStateWriter = (options: StateWriterOptions): StatusWriter =>
-  makeStatusWriter({ ...options, warn: (message) => options.warn(message.replace("status file", "state file")) })
+export const makeStateWriter = (options: StateWriterOptions): StatusWriter => makeStatusWriter({ ...options, name: "state file" })
 
 /** The spawn journal of a state file (see codec/stateFile.ts). */
 export const journalPathFor = (statePath: string): string => `${statePath}.spawns`
