@@ -259,13 +259,6 @@ const lineOf = (bytes: Buffer): Line => {
  * server's slot counts in step.
  */
 const serveConnection = (state: ServerState, handler: Handler, limits: ServerLimits, socket: net.Socket): void => {
-  // EPIPE and ECONNRESET from peers that do not read their answer are expected and harmless.
-  socket.on("error", () => socket.destroy())
-  if (state.slots.Active >= limits.maxConnections) {
-    reportBusy(state, limits)
-    answer(socket, "line", failure(`busy: ${limits.maxConnections} connections already open, try again`))
-    return
-  }
   let conn: Connection = reading
   state.slots.Active += 1
   state.sockets.add(socket)
@@ -330,6 +323,15 @@ const serveConnection = (state: ServerState, handler: Handler, limits: ServerLim
   }, limits.idleTimeoutMs)
 }
 
+/** A new connection: served, or refused as busy when every slot is taken. */
+const accept = (state: ServerState, handler: Handler, limits: ServerLimits, socket: net.Socket): void => {
+  // EPIPE and ECONNRESET from peers that do not read their answer are expected and harmless.
+  socket.on("error", () => socket.destroy())
+  if (state.slots.Active < limits.maxConnections) return serveConnection(state, handler, limits, socket)
+  reportBusy(state, limits)
+  answer(socket, "line", failure(`busy: ${limits.maxConnections} connections already open, try again`))
+}
+
 /** Collects a request line from chunks: up to its newline, at most `maxBytes`. */
 const makeLineReader = (maxBytes: number) => {
   const chunks: Buffer[] = []
@@ -375,7 +377,7 @@ const listen = (
   Effect.callback<ServerState, ServeError>((resume) => {
     const server = net.createServer({ allowHalfOpen: true })
     const state: ServerState = { server, sockets: new Set(), run, slots: { Active: 0, Waiting: 0 }, busyUnreported: 0, busyReportedAt: 0, busyTimer: undefined }
-    server.on("connection", (socket) => serveConnection(state, handler, limits, socket))
+    server.on("connection", (socket) => accept(state, handler, limits, socket))
     server.once("error", (error) => resume(Effect.fail(new SocketUnusable({ path, reason: reasonOf(error) }))))
     server.once("listening", () => {
       server.removeAllListeners("error")
