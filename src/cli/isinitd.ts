@@ -85,7 +85,8 @@ SIGHUP re-reads the isinittab and re-applies every group's current level; SIGUSR
 (as \`isinit handover\`): the state file is written, the daemon exits 3 and leaves every process
 running, and the next isinitd on the same state file adopts them all (restarts and upgrades
 without bouncing services; see examples/isinitd.service).
-Exit codes: 0 after a stopall, 1 when it cannot start, 2 on a usage error, 3 after a hand-over.
+Exit codes: 0 after a stopall, 1 when it cannot start, 2 on a usage error, 3 after a hand-over,
+70 on a bug (logged; every process keeps running for the next isinitd to adopt).
 A second daemon on the same socket is refused; a stale socket file is replaced.
 With plain http:// etcd URLs and no --etcd-user, isinitd warns once at start: anyone who can
 reach etcd can then push a config that runs commands as root on every node (docs/cluster.md).
