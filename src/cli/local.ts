@@ -4,11 +4,8 @@
  * starts the daemon first when none listens, as IS::Init's did. Loaded by isinit.ts once the
  * arguments name one of these commands.
  */
-import { spawn } from "node:child_process"
-import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs"
-import { userInfo } from "node:os"
-import { dirname, extname, join, resolve } from "node:path"
-import { fileURLToPath } from "node:url"
+import { readFileSync } from "node:fs"
+import { dirname, join, resolve } from "node:path"
 import type { ClusterInfo, Request, Response } from "../codec/protocol.ts"
 import type { Parsed, Problem } from "../core/config.ts"
 import { emptyConfig, hasErrors } from "../core/config.ts"
@@ -17,7 +14,6 @@ import type { StatusReport } from "../core/report.ts"
 import { configPathFrom, resolvePaths } from "../paths.ts"
 import type { ClientError } from "../runtime/client.ts"
 import { awaitDaemonGone, formatSeconds, isClientError, request } from "../runtime/client.ts"
-import { insecureConfigReason } from "../runtime/strictModes.ts"
 import { endsAtBarrier, groupsTable, planRejection, renderPlanSteps, renderStatus } from "./format.ts"
 import type { Command, CommandOf, Invocation } from "./invocation.ts"
 import { defaultAnswerMs } from "./invocation.ts"
@@ -101,87 +97,6 @@ const unaskable = (ctx: Context, error: ClientError): string => {
 
 export const logPathOf = (ctx: Pick<Context, "socket">): string => join(dirname(ctx.socket), "isinitd.log")
 
-/** The isinitd beside this file: `isinitd.js` when built, `isinitd.ts` under a TS loader. */
-const daemonEntry = (): string => {
-  const self = fileURLToPath(import.meta.url)
-  return join(dirname(self), `isinitd${extname(self)}`)
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-const tail = (path: string, lines: number): string => {
-  try {
-    return readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n")
-  } catch {
-    return ""
-  }
-}
-
-/** systemd's PATH for system services: the one services of an auto-started isinitd see. */
-export const servicePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-/** The client's locale and time zone: how the operator reads dates and messages, no secret. */
-const passedOn = (name: string): boolean => name === "LANG" || name === "LANGUAGE" || name === "TZ" || name.startsWith("LC_")
-
-/**
- * The environment of an auto-started isinitd, and so of every service it starts. The daemon is
- * started by whoever ran the first tell, so the client's environment (tokens, a developer's PATH,
- * NODE_OPTIONS) would reach every service by accident. Instead, what systemd gives a system
- * service run as a user: its PATH, HOME, USER and LOGNAME; plus the client's locale and TZ.
- */
-export const daemonEnvironment = (client: NodeJS.ProcessEnv): NodeJS.ProcessEnv => {
-  let user: { readonly username: string; readonly homedir: string }
-  try {
-    user = userInfo()
-  } catch {
-    // No passwd entry for this uid (a container's random user): the client's word for it.
-    user = { username: client["USER"] ?? client["LOGNAME"] ?? "", homedir: client["HOME"] ?? "/" }
-  }
-  const env: NodeJS.ProcessEnv = { PATH: servicePath, HOME: user.homedir, USER: user.username, LOGNAME: user.username }
-  for (const [name, value] of Object.entries(client)) if (value !== undefined && passedOn(name)) env[name] = value
-  return env
-}
-
-/**
- * Starts isinitd detached, as IS::Init's first tell does, and waits (bounded) until it answers.
- * The daemon moves to / (`--chdir`, once its Node flags have been read where the client runs) and
- * gets a clean environment: it must not hold the client's directory nor pass on its environment.
- */
-const startDaemon = async (ctx: Context): Promise<boolean> => {
-  const log = logPathOf(ctx)
-  mkdirSync(dirname(ctx.socket), { recursive: true, mode: 0o700 })
-  const fd = openSync(log, "a", 0o600)
-  let exited: string | undefined
-  try {
-    const args = [daemonEntry(), "-c", ctx.configPath, "-s", ctx.socket, "--initstat", ctx.initstat, "--chdir", "/"]
-    const child = spawn(process.execPath, [...process.execArgv, ...args], {
-      detached: true,
-      stdio: ["ignore", fd, fd],
-      env: daemonEnvironment(ctx.io.env),
-    })
-    child.once("exit", (code, signal) => (exited = signal === null ? `exit ${code}` : `signal ${signal}`))
-    child.once("error", (error) => (exited = error.message))
-    child.unref()
-    ctx.io.err(`isinit: no daemon on ${ctx.socket}; started isinitd (pid ${child.pid ?? "?"}), its log: ${log}\n`)
-  } finally {
-    closeSync(fd)
-  }
-  const deadline = Date.now() + 20_000
-  while (Date.now() < deadline) {
-    const answer = await ask(ctx, { op: "ping" }, 2000)
-    if (!isClientError(answer)) return true
-    // A daemon that died may have lost a race to another one: only a failed ping after its exit counts.
-    if (exited !== undefined && answer._tag === "NoDaemon") {
-      const recent = tail(log, 5)
-      ctx.io.err(`isinit: isinitd stopped (${exited}) before answering${recent === "" ? "" : `; the end of ${log}:\n${recent}`}\n`)
-      return false
-    }
-    await sleep(50)
-  }
-  ctx.io.err(`isinit: isinitd did not answer on ${ctx.socket} within 20 s; see ${log}\n`)
-  return false
-}
-
 // ---------------------------------------------------------------------------------------------
 // Commands
 
@@ -201,7 +116,8 @@ const tell = async (ctx: Context, command: CommandOf<"Tell">): Promise<number> =
       ctx.io.err(`isinit: no daemon on ${ctx.socket}, and cannot start one: cannot read the isinittab ${ctx.configPath} (${ctx.readError ?? "?"}); give it with -c FILE or $ISINITTAB\n`)
       return 1
     }
-    if (!(await startDaemon(ctx))) return 1
+    // Loaded on demand: only a tell that finds no daemon starts one.
+    if (!(await (await import("./autostart.ts")).startDaemon(ctx, logPathOf(ctx)))) return 1
     answer = await send()
   }
   if (isClientError(answer)) return talkFailure(ctx, answer, "tell")
@@ -368,6 +284,7 @@ const clusterLine = (c: ClusterInfo): string => {
 /** StrictModes, as a root daemon applies it at every read (runtime/strictModes.ts): a problem of the whole file. */
 const strictProblems = async (path: string): Promise<Problem[]> => {
   try {
+    const { insecureConfigReason } = await import("../runtime/strictModes.ts")
     const reason = await insecureConfigReason(path, 0)
     return reason === undefined ? [] : [{ severity: "error", line: 0, message: `${reason} (a root isinitd refuses it)` }]
   } catch (error) {
