@@ -22,7 +22,7 @@ import { cpus, loadavg, release, tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Peer, Session } from "./lib/peers.ts"
 import { isinitdFiles, isinitdPeer, repoRoot, runMarker, runitPeer, runitServiceDir, supervisordConfPath, supervisordPeer } from "./lib/peers.ts"
-import { killAllWithEnv, statFields } from "./lib/proc.ts"
+import { cleanUpOnExit, killAllWithEnv, statFields } from "./lib/proc.ts"
 
 const envInt = (name: string, fallback: number): number => {
   const v = process.env[name]
@@ -43,21 +43,10 @@ const cfg = {
 // cleanup, whatever happens
 
 const dir = mkdtempSync(join(tmpdir(), "isinit-bench-client-"))
-let cleanedUp = false
-const cleanupSync = (): void => {
-  if (cleanedUp) return
-  cleanedUp = true
+cleanUpOnExit(() => {
   killAllWithEnv(runMarker)
   rmSync(dir, { recursive: true, force: true })
-}
-process.on("exit", cleanupSync)
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(signal, () => {
-    process.stderr.write(`\nbench: ${signal}: killing everything it started\n`)
-    cleanupSync()
-    process.exit(130)
-  })
-}
+})
 
 const progress = (text: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${text}\n`)
 

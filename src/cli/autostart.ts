@@ -46,7 +46,7 @@ const passedOn = (name: string): boolean => name === "LANG" || name === "LANGUAG
  * NODE_OPTIONS) would reach every service by accident. Instead, what systemd gives a system
  * service run as a user: its PATH, HOME, USER and LOGNAME; plus the client's locale and TZ.
  */
-export const daemonEnvironment = (client: NodeJS.ProcessEnv): NodeJS.ProcessEnv => {
+const daemonEnvironment = (client: NodeJS.ProcessEnv): NodeJS.ProcessEnv => {
   let user: { readonly username: string; readonly homedir: string }
   try {
     user = userInfo()

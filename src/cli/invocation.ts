@@ -4,7 +4,7 @@
  */
 import { parseArgs } from "node:util"
 import { defaultSocketPath } from "../paths.ts"
-import { UsageError, expectCount, timeoutOptionMs, waitTimeoutMs } from "./args.ts"
+import { UsageError, expectCount, onlyFlags, timeoutOptionMs, waitTimeoutMs } from "./args.ts"
 
 export const usage = `Usage:
   isinit [-c FILE] [-s SOCKET] GROUP LEVEL [--wait] [--timeout S] [--force]   (also: isinit tell ...)
@@ -113,11 +113,10 @@ const options = {
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>["values"]
 
-const onlyFor = (values: Values, allowed: readonly (keyof Values)[], command: string): void => {
-  for (const flag of ["wait", "timeout", "level", "json", "force", "strict", "max-events"] as const) {
-    if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
-  }
-}
+/** The flags that only some commands take. */
+const commandFlags = ["wait", "timeout", "level", "json", "force", "strict", "max-events"] as const
+
+const onlyFor = (values: Values, allowed: readonly (typeof commandFlags)[number][], command: string): void => onlyFlags(values, commandFlags, allowed, command)
 
 const answerTimeoutMs = (values: Values): number => (values.timeout === undefined ? defaultAnswerMs : timeoutOptionMs(values.timeout))
 

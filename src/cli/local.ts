@@ -95,7 +95,7 @@ const unaskable = (ctx: Context, error: ClientError): string => {
 // ---------------------------------------------------------------------------------------------
 // Starting the daemon
 
-export const logPathOf = (ctx: Pick<Context, "socket">): string => join(dirname(ctx.socket), "isinitd.log")
+const logPathOf = (ctx: Pick<Context, "socket">): string => join(dirname(ctx.socket), "isinitd.log")
 
 // ---------------------------------------------------------------------------------------------
 // Commands

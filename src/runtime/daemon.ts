@@ -298,7 +298,12 @@ const leave = (end: DaemonEnd, { status, persistence, liveRuns, log }: { readonl
     return end
   })
 
-/** The daemon in the caller's scope: runs until halted, handed over, or stopped by a bug. */
+/**
+ * Runs the daemon in the caller's scope until every process is gone after a stopall (or
+ * SIGTERM/SIGINT), or until it hands over. Fails with a `DaemonError` when it cannot start
+ * (unreadable config, socket in use or unusable, a live predecessor), or when a bug stopped its
+ * loop. The composition root (cli/isinitd.ts) runs it, in one scope with cluster mode's agent.
+ */
 export const daemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, DaemonError, Scope.Scope> =>
   Effect.gen(function* () {
     const log = options.log
@@ -329,10 +334,3 @@ export const daemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, DaemonE
     )
     return yield* leave(end, { status: parts.status, persistence, liveRuns: parts.processes.liveRuns, log })
   })
-
-/**
- * Runs the daemon until every process is gone after a stopall (or SIGTERM/SIGINT), or until it
- * hands over. Fails with a `DaemonError` when it cannot start (unreadable config, socket in use or
- * unusable, a live predecessor), or when a bug stopped its loop.
- */
-export const runDaemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, DaemonError> => Effect.scoped(daemon(options))

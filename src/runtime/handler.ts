@@ -32,7 +32,7 @@ const rejectionMessage = (effects: readonly CoreEffect[]): string | undefined =>
 }
 
 /** How the transition of `group` numbered `seq` stands, or `undefined` while it runs. */
-export const transitionOutcome = (state: State, group: string, seq: number): WaitOutcome | undefined => {
+const transitionOutcome = (state: State, group: string, seq: number): WaitOutcome | undefined => {
   const g = groupOf(state, group)
   if (g.seq !== seq) return "superseded"
   if (state.lifecycle !== "running") return "stopped"

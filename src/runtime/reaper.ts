@@ -39,7 +39,7 @@ const PR_SET_CHILD_SUBREAPER = 36
 const WNOHANG = 1
 
 /** libc through koffi, from the process itself (dlopen(NULL)): the same on glibc and musl. */
-export const loadLibc = async (): Promise<Libc> => {
+const loadLibc = async (): Promise<Libc> => {
   const koffi = (await import("koffi")).default
   const self = koffi.load(null)
   const prctl = self.func("int prctl(int option, ...)")

@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 
-export const daemonSignals = ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR2"] as const
+const daemonSignals = ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR2"] as const
 export type DaemonSignal = (typeof daemonSignals)[number]
 
 /** Acts on each signal in turn, for the life of the scope; the handlers are removed when it closes. */

@@ -8,7 +8,7 @@
  * with EADDRINUSE or finds nothing.
  */
 /** The longest path, in bytes, that `bind` and `connect` take whole. */
-export const maxSocketPathBytes = 107
+const maxSocketPathBytes = 107
 
 /** Tagged like effect's errors, without effect: the client loads this too (see client.ts). */
 export class SocketPathTooLong extends Error {

@@ -17,7 +17,7 @@ import { statFields } from "./procfs.ts"
 import type { StatusWriter } from "./statusFile.ts"
 import { makeStatusWriter } from "./statusFile.ts"
 
-export const defaultStateName = "isinitd.state"
+const defaultStateName = "isinitd.state"
 
 /** Without `--state`, the state file lives beside the status file. */
 export const statePathFor = (initstat: string): string => join(dirname(initstat), defaultStateName)
