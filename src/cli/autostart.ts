@@ -64,7 +64,7 @@ const daemonEnvironment = (client: NodeJS.ProcessEnv): NodeJS.ProcessEnv => {
  * The daemon moves to / (`--chdir`, once its Node flags have been read where the client runs) and
  * gets a clean environment: it must not hold the client's directory nor pass on its environment.
  */
-export const startDaemon = async (ctx: Target, log: string): Promise<boolean> => {
+export const startDaemon = async (ctx: Target, log: string): Promise<"Answering" | "Failed"> => {
   mkdirSync(dirname(ctx.socket), { recursive: true, mode: 0o700 })
   const fd = openSync(log, "a", 0o600)
   let exited: string | undefined
@@ -85,15 +85,15 @@ export const startDaemon = async (ctx: Target, log: string): Promise<boolean> =>
   const deadline = Date.now() + 20_000
   while (Date.now() < deadline) {
     const answer = await request(ctx.socket, { op: "ping" }, { timeoutMs: 2000 })
-    if (!isClientError(answer)) return true
+    if (!isClientError(answer)) return "Answering"
     // A daemon that died may have lost a race to another one: only a failed ping after its exit counts.
     if (exited !== undefined && answer._tag === "NoDaemon") {
       const recent = tail(log, 5)
       ctx.io.err(`isinit: isinitd stopped (${exited}) before answering${recent === "" ? "" : `; the end of ${log}:\n${recent}`}\n`)
-      return false
+      return "Failed"
     }
     await sleep(50)
   }
   ctx.io.err(`isinit: isinitd did not answer on ${ctx.socket} within 20 s; see ${log}\n`)
-  return false
+  return "Failed"
 }

@@ -117,7 +117,7 @@ const tell = async (ctx: Context, command: CommandOf<"Tell">): Promise<number> =
       return 1
     }
     // Loaded on demand: only a tell that finds no daemon starts one.
-    if (!(await (await import("./autostart.ts")).startDaemon(ctx, logPathOf(ctx)))) return 1
+    if ((await (await import("./autostart.ts")).startDaemon(ctx, logPathOf(ctx))) === "Failed") return 1
     answer = await send()
   }
   if (isClientError(answer)) return talkFailure(ctx, answer, "tell")

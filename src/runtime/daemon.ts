@@ -42,7 +42,7 @@ import { resolvePaths, version } from "../paths.ts"
 import type { ConfigError, ConfigSource } from "./config.ts"
 import { readConfig } from "./config.ts"
 import { changes, logChange, makeHandler } from "./handler.ts"
-import type { Loop, LoopBug, Reducer } from "./loop.ts"
+import type { Loop, LoopBug } from "./loop.ts"
 import { makeInbox, makeLoop } from "./loop.ts"
 import { peerOf } from "./peer.ts"
 import type { Persistence } from "./persistence.ts"
@@ -74,21 +74,12 @@ export interface DaemonOptions {
   /** Where children write (the daemon's stdout/stderr by default), asked at each spawn when a function. */
   readonly output?: Output | (() => Output)
   readonly log: LogService
-  /** Install SIGTERM/SIGINT/SIGHUP/SIGUSR2 handlers (the CLI does; in-process tests may not). */
-  readonly handleSignals?: boolean
   /** Told once the daemon serves, with the paths it settled on. */
   readonly onReady?: (paths: Paths) => void
   /** `--state`; else `isinitd.state` beside the status file (see persistence.ts). */
   readonly statePath?: string | undefined
   /** Cluster mode (`--etcd`): the config and desired levels come from etcd (cli/isinitd.ts fills it from the agent). */
   readonly cluster?: ClusterPort | undefined
-  /**
-   * `reap` (the default): become a child subreaper and reap orphans (reaper.ts); `leave`: not, for
-   * a daemon run inside a process that has children of its own (tests).
-   */
-  readonly orphans?: "reap" | "leave"
-  /** The reducer (the core's by default; see loop.ts). */
-  readonly reduce?: Reducer
   /** The state invariant check the loop runs after every batch (loop.ts `stateProblem`). */
   readonly stateProblem?: (state: State) => string | undefined
 }
@@ -171,17 +162,12 @@ const actOnSignal = (loop: LoopService, config: ConfigSource, log: LogService, h
   }
 }
 
-/**
- * Started before anything is spawned, so that every orphan of every run comes to us.
- */
-const orphanReaper = (options: DaemonOptions, processes: ProcessesService): Effect.Effect<Reaper | undefined, never, Scope.Scope> =>
-  options.orphans === "leave"
-    ? Effect.succeed(undefined)
-    : startReaper({ ownsChild: processes.ownsChild, onReaped: processes.recheck, log: (what, message) => options.log.line({ what, message }) })
+/** Started before anything is spawned, so that every orphan of every run comes to us. */
+const orphanReaper = (log: LogService, processes: ProcessesService): Effect.Effect<Reaper, never, Scope.Scope> =>
+  startReaper({ ownsChild: processes.ownsChild, onReaped: processes.recheck, log: (what, message) => log.line({ what, message }) })
 
 /** For the ready line: what becomes of a service's orphaned processes. */
-const orphansNote = (reaper: Reaper | undefined): string => {
-  if (reaper === undefined) return "left alone"
+const orphansNote = (reaper: Reaper): string => {
   if (reaper._tag === "Off") return "not reaped (no koffi)"
   return { "pid 1": "reaped (isinitd is pid 1)", subreaper: "reaped (child subreaper)", parent: "go to the host's init (no subreaper)" }[reaper.as]
 }
@@ -218,7 +204,7 @@ interface Parts {
   readonly loop: Loop
   readonly processes: ProcessesService
   readonly status: StatusWriter
-  readonly reaper: Reaper | undefined
+  readonly reaper: Reaper
 }
 
 const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persistence: Persistence): Effect.Effect<Parts, never, Scope.Scope> =>
@@ -233,7 +219,7 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       instance: persistence.path,
       beforeSpawn: persistence.beforeSpawn,
     })
-    const reaper = yield* orphanReaper(options, processes)
+    const reaper = yield* orphanReaper(log, processes)
     const status = yield* makeStatusFile({ path: paths.initstat, render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()), warn })
     const loop = yield* makeLoop(stateRef, {
       inbox,
@@ -241,7 +227,6 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       status,
       log,
       onBatch: persistence.onBatch,
-      ...(options.reduce === undefined ? {} : { reduce: options.reduce }),
       ...(options.stateProblem === undefined ? {} : { stateProblem: options.stateProblem }),
     })
     return { loop, processes, status, reaper }
@@ -321,7 +306,7 @@ export const daemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, DaemonE
     yield* takeOverPredecessor(parts, persistence, parsed)
     yield* Deferred.succeed(ready, undefined)
     parts.status.request()
-    if (options.handleSignals ?? true) yield* handleSignals(actOnSignal(parts.loop, config, log, handOver))
+    yield* handleSignals(actOnSignal(parts.loop, config, log, handOver))
     log.line({
       what: "ready",
       message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}, state ${persistence.path}, orphans ${orphansNote(parts.reaper)}`,
