@@ -12,6 +12,7 @@ import { decodeResponseLine, encodeRequest } from "../codec/protocol.ts"
 import { statFields } from "./procfs.ts"
 import type { SocketPathTooLong } from "./socketPath.ts"
 import { socketPathProblem } from "./socketPath.ts"
+import { errnoOf } from "./errors.ts"
 
 /** Nobody listens on the socket (ENOENT: no file; ECONNREFUSED: a stale socket). */
 export class NoDaemon extends Error {
@@ -82,8 +83,6 @@ export interface RequestOptions {
 
 const maxAnswerBytes = 64 * 1024 * 1024
 
-const errnoOf = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? error.code : undefined
 
 /** Sends `request` to the daemon on `path` and reads its one-line answer, or says why it could not. */
 export const request = (path: string, req: Request, options: RequestOptions = {}): Promise<Response | ClientError> => {

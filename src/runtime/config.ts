@@ -11,6 +11,7 @@ import type { Parsed } from "../core/config.ts"
 import { parseInittab } from "../core/inittab.ts"
 import type { ClusterConfigUnavailable } from "./ports.ts"
 import { insecureConfigReason } from "./strictModes.ts"
+import { describeError } from "./errors.ts"
 
 /** The file could not be checked (its ownership and mode) or read. */
 export class ConfigUnreadable extends Data.TaggedError("ConfigUnreadable")<{
@@ -33,21 +34,17 @@ export class ConfigInsecure extends Data.TaggedError("ConfigInsecure")<{ readonl
 /** Why no config could be had: from the file, or in cluster mode from the agent. */
 export type ConfigError = ConfigUnreadable | ConfigInsecure | ClusterConfigUnavailable
 
-const reasonOf = (e: unknown): string => {
-  const err = e as NodeJS.ErrnoException
-  return err.code !== undefined ? `${err.code} (${err.message})` : String(e)
-}
 
 /** The isinittab at `path`, read and parsed now. */
 export const readConfig = (path: string): Effect.Effect<Parsed, ConfigUnreadable | ConfigInsecure> =>
   Effect.flatMap(
-    Effect.tryPromise({ try: () => insecureConfigReason(path), catch: (e) => new ConfigUnreadable({ path, step: "check", reason: reasonOf(e) }) }),
+    Effect.tryPromise({ try: () => insecureConfigReason(path), catch: (e) => new ConfigUnreadable({ path, step: "check", reason: describeError(e) }) }),
     (insecure): Effect.Effect<Parsed, ConfigUnreadable | ConfigInsecure> =>
       insecure !== undefined
         ? Effect.fail(new ConfigInsecure({ path, reason: insecure }))
         : Effect.tryPromise({
             try: async () => parseInittab(await readFile(path, "utf8")),
-            catch: (e) => new ConfigUnreadable({ path, step: "read", reason: reasonOf(e) }),
+            catch: (e) => new ConfigUnreadable({ path, step: "read", reason: describeError(e) }),
           }),
   )
 

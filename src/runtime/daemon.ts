@@ -62,6 +62,7 @@ import { socketPathProblem } from "./socketPath.ts"
 import { statePathFor } from "./stateFile.ts"
 import type { StatusWriter } from "./statusFile.ts"
 import { makeStatusFile } from "./statusFile.ts"
+import { describeError } from "./errors.ts"
 
 export interface DaemonOptions {
   readonly configPath: string
@@ -97,10 +98,6 @@ export class SocketDirUnusable extends Data.TaggedError("SocketDirUnusable")<{ r
 /** Why the daemon could not start (the CLI prints it and exits 1), or the bug that ended it (exit 70). */
 export type DaemonError = ConfigError | SocketDirUnusable | SocketPathTooLong | StateFileInUse | ServeError | LoopBug
 
-const reasonOf = (e: unknown): string => {
-  const err = e as NodeJS.ErrnoException
-  return err.code !== undefined ? `${err.code} (${err.message})` : String(e)
-}
 
 const statusId = (): string => `${process.pid}.${Math.random().toString(36).slice(2, 10)}`
 
@@ -187,7 +184,7 @@ const prepareSocketDir = (socket: string): Effect.Effect<void, SocketDirUnusable
   if (tooLong !== undefined) return Effect.fail(tooLong)
   return Effect.try({
     try: () => void mkdirSync(dirname(socket), { recursive: true, mode: 0o700 }),
-    catch: (e) => new SocketDirUnusable({ dir: dirname(socket), reason: reasonOf(e) }),
+    catch: (e) => new SocketDirUnusable({ dir: dirname(socket), reason: describeError(e) }),
   })
 }
 

@@ -29,6 +29,7 @@ import { nextConnection, reading, slotOf } from "./connection.ts"
 import type { Peer } from "./peer.ts"
 import type { SocketPathTooLong } from "./socketPath.ts"
 import { socketPathProblem } from "./socketPath.ts"
+import { errnoOf, messageOf } from "./errors.ts"
 
 export interface ServeOptions {
   /** Permission bits of the socket file; default 0o600 (owner only). */
@@ -82,10 +83,6 @@ export type ServeError = SocketInUse | SocketUnusable | SocketPathTooLong
 
 export type ProbeResult = "live" | "stale" | "absent" | "unreachable"
 
-const errnoOf = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? error.code : undefined
-
-const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /**
  * What is at the socket path: a listening daemon (`live`), a socket nobody listens on (`stale`),
@@ -127,11 +124,11 @@ export const claimSocketPath = (path: string): Effect.Effect<void, ServeError> =
     if (tooLong !== undefined) return yield* Effect.fail(tooLong)
     yield* Effect.try({
       try: () => fs.mkdirSync(nodePath.dirname(path), { recursive: true }),
-      catch: (error) => new SocketUnusable({ path, reason: `cannot create its directory: ${reasonOf(error)}` }),
+      catch: (error) => new SocketUnusable({ path, reason: `cannot create its directory: ${messageOf(error)}` }),
     })
     const stat = yield* Effect.try({
       try: () => fs.lstatSync(path, { throwIfNoEntry: false }),
-      catch: (error) => new SocketUnusable({ path, reason: reasonOf(error) }),
+      catch: (error) => new SocketUnusable({ path, reason: messageOf(error) }),
     })
     if (stat === undefined) return
     if (!stat.isSocket()) {
@@ -142,7 +139,7 @@ export const claimSocketPath = (path: string): Effect.Effect<void, ServeError> =
     if (state === "unreachable") return yield* new SocketUnusable({ path, reason: "it exists and cannot be probed (permission?)" })
     yield* Effect.try({
       try: () => fs.rmSync(path, { force: true }),
-      catch: (error) => new SocketUnusable({ path, reason: `cannot remove the stale socket: ${reasonOf(error)}` }),
+      catch: (error) => new SocketUnusable({ path, reason: `cannot remove the stale socket: ${messageOf(error)}` }),
     })
   })
 
@@ -230,15 +227,15 @@ const runHandler = (state: ServerState, handler: Handler, request: Request, peer
   try {
     effect = handler(request, peer)
   } catch (error) {
-    limits.reject(`handler threw on ${request.op}: ${reasonOf(error)}`)
-    onAnswer(failure(`internal error: ${reasonOf(error)}`))
+    limits.reject(`handler threw on ${request.op}: ${messageOf(error)}`)
+    onAnswer(failure(`internal error: ${messageOf(error)}`))
     return
   }
   state.run(effect).addObserver((exit) => {
     if (Exit.isSuccess(exit)) return onAnswer(exit.value)
     if (Cause.hasInterruptsOnly(exit.cause)) return onAnswer(failure("the daemon is shutting down"))
     limits.reject(`handler failed on ${request.op}: ${Cause.pretty(exit.cause)}`)
-    onAnswer(failure(`internal error: ${reasonOf(Cause.squash(exit.cause))}`))
+    onAnswer(failure(`internal error: ${messageOf(Cause.squash(exit.cause))}`))
   })
 }
 
@@ -378,16 +375,16 @@ const listen = (
     const server = net.createServer({ allowHalfOpen: true })
     const state: ServerState = { server, sockets: new Set(), run, slots: { Active: 0, Waiting: 0 }, busyUnreported: 0, busyReportedAt: 0, busyTimer: undefined }
     server.on("connection", (socket) => accept(state, handler, limits, socket))
-    server.once("error", (error) => resume(Effect.fail(new SocketUnusable({ path, reason: reasonOf(error) }))))
+    server.once("error", (error) => resume(Effect.fail(new SocketUnusable({ path, reason: messageOf(error) }))))
     server.once("listening", () => {
       server.removeAllListeners("error")
       // Accept failures (EMFILE...) must not crash the daemon: they drop one connection.
-      server.on("error", (error) => limits.reject(`accept failed: ${reasonOf(error)}`))
+      server.on("error", (error) => limits.reject(`accept failed: ${messageOf(error)}`))
       try {
         fs.chmodSync(path, mode)
       } catch (error) {
         server.close()
-        resume(Effect.fail(new SocketUnusable({ path, reason: `cannot set its mode: ${reasonOf(error)}` })))
+        resume(Effect.fail(new SocketUnusable({ path, reason: `cannot set its mode: ${messageOf(error)}` })))
         return
       }
       resume(Effect.succeed(state))

@@ -16,6 +16,7 @@ import type { Snapshot } from "../core/snapshot.ts"
 import { statFields } from "./procfs.ts"
 import type { StatusWriter } from "./statusFile.ts"
 import { makeStatusWriter } from "./statusFile.ts"
+import { describeError } from "./errors.ts"
 
 const defaultStateName = "isinitd.state"
 
@@ -33,10 +34,6 @@ export type LoadedState =
   /** The daemon that wrote it still runs: starting a second one would supervise its processes twice. */
   | { readonly _tag: "OwnerAlive"; readonly pid: number }
 
-const reasonOf = (e: unknown): string => {
-  const err = e as NodeJS.ErrnoException
-  return err.code !== undefined ? `${err.code} (${err.message})` : String(e)
-}
 
 /** Reads and judges the state file; never throws. */
 export const readStateFile = (path: string, currentBootId: string | undefined): LoadedState => {
@@ -45,7 +42,7 @@ export const readStateFile = (path: string, currentBootId: string | undefined): 
     text = readFileSync(path, "utf8")
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return { _tag: "Missing" }
-    return { _tag: "Unusable", reason: `cannot read it: ${reasonOf(e)}` }
+    return { _tag: "Unusable", reason: `cannot read it: ${describeError(e)}` }
   }
   const decoded = decodeStateFile(text)
   if (decoded._tag === "Undecodable") return { _tag: "Unusable", reason: `corrupt or foreign: ${decoded.reason}` }
@@ -74,9 +71,9 @@ export const setAside = (path: string, at: Date = new Date()): { readonly _tag: 
     // Not even a rename: remove it, so that it cannot be trusted by the next start either.
     try {
       rmSync(path, { force: true })
-      return { _tag: "Failed", reason: `cannot rename it (${reasonOf(e)}); removed it` }
+      return { _tag: "Failed", reason: `cannot rename it (${describeError(e)}); removed it` }
     } catch (e2) {
-      return { _tag: "Failed", reason: `cannot rename it (${reasonOf(e)}) nor remove it (${reasonOf(e2)})` }
+      return { _tag: "Failed", reason: `cannot rename it (${describeError(e)}) nor remove it (${describeError(e2)})` }
     }
   }
 }
@@ -87,7 +84,7 @@ export const removeStateFile = (path: string): string | undefined => {
     rmSync(path, { force: true })
     return undefined
   } catch (e) {
-    return reasonOf(e)
+    return describeError(e)
   }
 }
 
@@ -128,7 +125,7 @@ export const makeSpawnJournal = (path: string, existing: readonly JournalEntry[]
   let highest = existing.reduce((max, e) => Math.max(max, e.run), -1)
   let failing = false
   const failed = (what: string, e: unknown): void => {
-    if (!failing) warn(`cannot ${what} the spawn journal ${path}: ${reasonOf(e)}; a crash now could start a process twice`)
+    if (!failing) warn(`cannot ${what} the spawn journal ${path}: ${describeError(e)}; a crash now could start a process twice`)
     failing = true
   }
   const ok = (): void => {
