@@ -2,12 +2,11 @@
  * The state file (issue 4): the core's `Snapshot` as JSON, decoded with io-ts. A file that does
  * not decode is never trusted in part: the daemon reports it, sets it aside and starts fresh.
  */
-import * as E from "fp-ts/lib/Either.js"
-import * as t from "io-ts"
 import type { Mode } from "../core/config.ts"
 import { modes } from "../core/config.ts"
 import { decodeJson } from "./json.ts"
 import type { Snapshot } from "../core/snapshot.ts"
+import { E, t } from "../ioTs.ts"
 
 const modeCodec = t.keyof(Object.fromEntries(modes.map((mode) => [mode, null])) as Record<Mode, null>)
 

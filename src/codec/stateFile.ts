@@ -3,10 +3,9 @@
  * the core's `Snapshot` (codec/snapshot.ts) on the next line. Both are decoded with io-ts; a file
  * that does not decode as a whole is never used in part.
  */
-import * as E from "fp-ts/lib/Either.js"
-import * as t from "io-ts"
-import { PathReporter } from "io-ts/lib/PathReporter.js"
 import type { Snapshot } from "../core/snapshot.ts"
+import { E, t } from "../ioTs.ts"
+import { decodeJson } from "./json.ts"
 import { decodeSnapshot, encodeSnapshot } from "./snapshot.ts"
 
 export const stateFormat = "isinitd-state" as const
@@ -35,14 +34,8 @@ const undecodable = (reason: string): DecodedState => ({ _tag: "Undecodable", re
 export const decodeStateFile = (text: string): DecodedState => {
   const newline = text.indexOf("\n")
   if (newline < 0) return undecodable("no header line: not an isinitd state file, or cut short")
-  let headerValue: unknown
-  try {
-    headerValue = JSON.parse(text.slice(0, newline))
-  } catch (error) {
-    return undecodable(`header is not JSON: ${error instanceof Error ? error.message : String(error)}`)
-  }
-  const header = headerCodec.decode(headerValue)
-  if (E.isLeft(header)) return undecodable(`not an isinitd state file header: ${PathReporter.report(header).slice(0, 3).join("; ")}`)
+  const header = decodeJson(headerCodec, text.slice(0, newline))
+  if (E.isLeft(header)) return undecodable(`not an isinitd state file header: ${header.left}`)
   const snapshot = decodeSnapshot(text.slice(newline + 1))
   if (E.isLeft(snapshot)) return undecodable(`snapshot: ${snapshot.left}`)
   return { _tag: "Decoded", header: header.right, snapshot: snapshot.right }

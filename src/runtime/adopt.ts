@@ -28,7 +28,8 @@ import type { EntrySnapshot, GroupSnapshot, Snapshot } from "../core/snapshot.ts
 import { listsLevel } from "../core/config.ts"
 import type { JournalEntry } from "../codec/stateFile.ts"
 import type { AdoptedProcess } from "./processes.ts"
-import { forEachLiveProcess, livePgids, runMarkers, statFields } from "./processes.ts"
+import { runMarkers } from "./processes.ts"
+import { forEachLiveProcess, livePgids, statFields } from "./procfs.ts"
 
 /** A live session leader carrying this daemon's run markers. */
 export interface MarkedProcess {
