@@ -80,6 +80,9 @@ class Lab {
   readonly reads: ({ rollout: Rollout; revision: number } | undefined)[] = [undefined, undefined]
   readonly log: { readonly before: Rollout; readonly after: Rollout; readonly writes: readonly RolloutWrite[]; readonly observed: Observed | undefined }[] = []
   readonly byName: ReadonlyMap<string, NodeModel>
+  /** Revisions of overrides someone else wrote, and the writes of the rollout that replaced or deleted one. */
+  readonly meddled = new Set<number>()
+  readonly overwrote: RolloutWrite[] = []
 
   readonly scenario: Scenario
 
@@ -121,6 +124,8 @@ class Lab {
     if (expected !== this.record.revision) return false
     for (const w of writes) if (w._tag === "SetClusterWide" && w.expected !== this.clusterRevision) return false
     for (const w of writes) if (w._tag === "ClearOverride" && this.overrides.get(w.node) !== w.revision) return false
+    for (const w of writes) if (w._tag === "SetOverride" && (this.overrides.get(w.node) ?? 0) !== w.expected) return false
+    for (const w of writes) if (w._tag !== "SetClusterWide" && this.meddled.has(this.overrides.get(w.node) ?? 0)) this.overwrote.push(w)
     const revision = this.bump()
     for (const w of writes) {
       if (w._tag === "SetOverride") this.overrides.set(w.node, revision)
@@ -160,6 +165,7 @@ class Lab {
         // Someone else writes a node's override, as `tell --node` would.
         const node = this.scenario.nodes[act.node]?.name
         if (node !== undefined) this.overrides.set(node, this.bump())
+        this.meddled.add(this.revision)
       }
     }
   }
@@ -230,6 +236,14 @@ test.prop([scenarioArb({ abort: false, meddle: true })], { numRuns: 300 })(
       }
       if (after.phase._tag === "Stopped") stopped = true
     }
+  },
+)
+
+test.prop([scenarioArb({ abort: true, meddle: true })], { numRuns: 300 })(
+  "the rollout never overwrites or deletes an override someone else wrote, even one written while the rollout runs",
+  (scenario) => {
+    const lab = new Lab(scenario).run().settle()
+    expect(lab.overwrote).toEqual([])
   },
 )
 

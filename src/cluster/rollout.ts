@@ -67,7 +67,7 @@ export interface RolloutOptions {
 export interface Rollout extends RolloutOptions {
   /** The mod revision of `desired/GROUP` when the rollout started (0: none): a change stops it. */
   readonly clusterRevision: number
-  readonly started: { readonly by: string; readonly at: number; readonly etcdUser?: string | undefined }
+  readonly started: { readonly by: string; readonly at: number }
   /** Batches started so far. */
   readonly batches: number
   readonly nodes: readonly RolloutNode[]
@@ -90,23 +90,24 @@ export interface Observed {
 
 /** A write the client makes, in the same transaction as the record. */
 export type RolloutWrite =
-  | { readonly _tag: "SetOverride"; readonly node: string }
+  /** Only while the node's override is still as the rollout saw it: none (0), or the one it adopted. */
+  | { readonly _tag: "SetOverride"; readonly node: string; readonly expected: number }
   /** Only while `desired/GROUP`'s mod revision is still `expected`. */
   | { readonly _tag: "SetClusterWide"; readonly expected: number }
   /** Only while the override's mod revision is still `revision`: never someone else's. */
   | { readonly _tag: "ClearOverride"; readonly node: string; readonly revision: number }
 
-/** What happened, for the driving client to say. */
+/** What changed between two readings of a rollout, for a client (driving it or following) to say. */
 export type RolloutNote =
-  | { readonly _tag: "BatchStarted"; readonly batch: number; readonly nodes: readonly string[] }
+  | { readonly _tag: "BatchStarted"; readonly batch: number; readonly nodes: readonly string[]; readonly revision: number | undefined }
   | { readonly _tag: "Reached"; readonly nodes: readonly string[] }
   | { readonly _tag: "NodeFailed"; readonly node: string; readonly reason: string }
   | { readonly _tag: "NodeSkipped"; readonly node: string; readonly reason: string }
   | { readonly _tag: "Pausing"; readonly until: number }
-  | { readonly _tag: "Stopped"; readonly reason: string }
-  | { readonly _tag: "SetClusterWide"; readonly cleared: number }
-  | { readonly _tag: "Cleared"; readonly nodes: readonly string[] }
+  | { readonly _tag: "SetClusterWide" }
   | { readonly _tag: "Finished" }
+  | { readonly _tag: "Stopped"; readonly reason: string }
+  | { readonly _tag: "Aborted"; readonly by: string }
 
 export type Decision =
   /** Nothing to write now; look again, at `until` at the latest (a timeout or the pause's end). */
@@ -115,7 +116,6 @@ export type Decision =
       readonly _tag: "Commit"
       readonly next: Rollout
       readonly writes: readonly RolloutWrite[]
-      readonly notes: readonly RolloutNote[]
       /** The audit record's text, for commits that change a desired level or the rollout's course. */
       readonly audit: string | undefined
     }
@@ -178,21 +178,15 @@ export const asStored = (r: Rollout, revision: number): Rollout =>
 // ---------------------------------------------------------------------------------------------
 // Deciding the next step
 
-const commit = (next: Rollout, writes: readonly RolloutWrite[], notes: readonly RolloutNote[], audit?: string): Decision => ({
-  _tag: "Commit",
-  next,
-  writes,
-  notes,
-  audit,
-})
+const commit = (next: Rollout, writes: readonly RolloutWrite[], audit?: string): Decision => ({ _tag: "Commit", next, writes, audit })
 
 const withSteps = (r: Rollout, steps: ReadonlyMap<string, NodeStep>): Rollout =>
   steps.size === 0 ? r : { ...r, nodes: r.nodes.map((n) => ({ ...n, step: steps.get(n.node) ?? n.step })) }
 
 const what = (r: Rollout): string => `${r.group}=${r.level}`
 
-const stop = (r: Rollout, now: number, reason: string, notes: readonly RolloutNote[]): Decision =>
-  commit({ ...r, phase: { _tag: "Stopped", at: now, reason } }, [], [...notes, { _tag: "Stopped", reason }], `${what(r)} stopped: ${reason}`)
+const stop = (r: Rollout, now: number, reason: string): Decision =>
+  commit({ ...r, phase: { _tag: "Stopped", at: now, reason } }, [], `${what(r)} stopped: ${reason}`)
 
 /** A moving node's outcome, once it has one; undefined while it is still on its way. */
 const settle = (r: Rollout, since: number, node: string, revision: number, observed: Observed, now: number): NodeStep | undefined => {
@@ -210,19 +204,13 @@ const settle = (r: Rollout, since: number, node: string, revision: number, obser
   }
 }
 
-const settledNotes = (steps: ReadonlyMap<string, NodeStep>): RolloutNote[] => {
-  const reached = [...steps].filter(([, s]) => s._tag === "Done").map(([n]) => n)
-  const failed = [...steps].flatMap(([node, s]): RolloutNote[] => (s._tag === "Failed" ? [{ _tag: "NodeFailed", node, reason: s.reason }] : []))
-  return [...(reached.length === 0 ? [] : [{ _tag: "Reached", nodes: reached } as const]), ...failed]
-}
-
 const failureText = (r: Rollout): string => {
   const failed = summaryOf(r).failed
   return `${failed.length} failed node${failed.length === 1 ? "" : "s"} (--max-failures ${r.maxFailures}): ${failed.map((f) => `${f.node} (${f.reason})`).join(", ")}`
 }
 
 /** The last commit of a rollout's course: the cluster-wide level, and the first of its overrides deleted. */
-const finish = (r: Rollout, observed: Observed, now: number, notes: readonly RolloutNote[]): Decision => {
+const finish = (r: Rollout, observed: Observed, now: number): Decision => {
   const owned = r.nodes.flatMap((n) => {
     const revision = ownedOverride(n, observed.overrides)
     return revision === undefined ? [] : [{ node: n.node, revision }]
@@ -231,40 +219,39 @@ const finish = (r: Rollout, observed: Observed, now: number, notes: readonly Rol
   const rest = owned.slice(maxClearsPerWrite).map((o) => o.node)
   const phase: Phase = rest.length === 0 ? { _tag: "Done", at: now } : { _tag: "Finishing", clearing: rest }
   const writes: RolloutWrite[] = [{ _tag: "SetClusterWide", expected: r.clusterRevision }, ...chunk.map((o) => ({ _tag: "ClearOverride", ...o }) as const)]
-  const said: RolloutNote[] = [...notes, { _tag: "SetClusterWide", cleared: owned.length }, ...(rest.length === 0 ? [{ _tag: "Finished" } as const] : [])]
-  return commit({ ...r, phase }, writes, said, `${what(r)} rolled out: set cluster-wide, ${owned.length} override${owned.length === 1 ? "" : "s"} cleared`)
+  return commit({ ...r, phase }, writes, `${what(r)} rolled out: set cluster-wide, ${owned.length} override${owned.length === 1 ? "" : "s"} cleared`)
 }
 
 /** After a settled batch (and its pause): the next up to N live pending nodes, or the end. */
-const nextBatch = (r: Rollout, observed: Observed, now: number, notes: readonly RolloutNote[]): Decision => {
+const nextBatch = (r: Rollout, observed: Observed, now: number): Decision => {
   const steps = new Map<string, NodeStep>()
-  const said: RolloutNote[] = [...notes]
   const batch: string[] = []
-  for (const { node, step } of r.nodes) {
+  const writes: RolloutWrite[] = []
+  for (const { node, step, adopted } of r.nodes) {
     if (batch.length >= r.batchSize) break
     if (step._tag !== "Pending") continue
-    if (observed.live.has(node)) {
+    const current = observed.overrides.get(node)
+    if (!observed.live.has(node)) steps.set(node, { _tag: "Skipped", reason: "not live when its turn came" })
+    // Someone gave it an override of its own meanwhile: it keeps it, as from a cluster-wide tell.
+    else if (current !== undefined && current !== adopted) steps.set(node, { _tag: "Skipped", reason: "it got an override of its own during the rollout" })
+    else {
       batch.push(node)
+      writes.push({ _tag: "SetOverride", node, expected: current ?? 0 })
       steps.set(node, { _tag: "Moving", revision: undefined })
-    } else {
-      const reason = "not live when its turn came"
-      steps.set(node, { _tag: "Skipped", reason })
-      said.push({ _tag: "NodeSkipped", node, reason })
     }
   }
   const after = withSteps(r, steps)
-  if (batch.length === 0) return finish(after, observed, now, said)
+  if (batch.length === 0) return finish(after, observed, now)
   const batches = r.batches + 1
   return commit(
     { ...after, batches, phase: { _tag: "Running", since: now, pauseUntil: undefined } },
-    batch.map((node) => ({ _tag: "SetOverride", node })),
-    [...said, { _tag: "BatchStarted", batch: batches, nodes: batch }],
+    writes,
     `${what(r)} batch ${batches}: ${batch.join(", ")}`,
   )
 }
 
 const running = (r: Rollout, phase: Extract<Phase, { readonly _tag: "Running" }>, observed: Observed, now: number): Decision => {
-  if (observed.clusterRevision !== r.clusterRevision) return stop(r, now, `a later tell or clear of ${r.group} changed its cluster-wide level`, [])
+  if (observed.clusterRevision !== r.clusterRevision) return stop(r, now, `a later tell or clear of ${r.group} changed its cluster-wide level`)
   const settled = new Map<string, NodeStep>()
   for (const { node, step } of r.nodes) {
     if (step._tag !== "Moving") continue
@@ -273,18 +260,14 @@ const running = (r: Rollout, phase: Extract<Phase, { readonly _tag: "Running" }>
     if (outcome !== undefined) settled.set(node, outcome)
   }
   const after = withSteps(r, settled)
-  const notes = settledNotes(settled)
   if (after.nodes.some((n) => n.step._tag === "Moving")) {
-    return settled.size === 0 ? { _tag: "Wait", until: phase.since + r.batchTimeoutMs } : commit(after, [], notes)
+    return settled.size === 0 ? { _tag: "Wait", until: phase.since + r.batchTimeoutMs } : commit(after, [])
   }
-  if (summaryOf(after).failed.length >= r.maxFailures) return stop(after, now, failureText(after), notes)
+  if (summaryOf(after).failed.length >= r.maxFailures) return stop(after, now, failureText(after))
   const more = after.nodes.some((n) => n.step._tag === "Pending")
-  if (settled.size > 0 && r.pauseMs > 0 && more) {
-    const until = now + r.pauseMs
-    return commit({ ...after, phase: { ...phase, pauseUntil: until } }, [], [...notes, { _tag: "Pausing", until }])
-  }
+  if (settled.size > 0 && r.pauseMs > 0 && more) return commit({ ...after, phase: { ...phase, pauseUntil: now + r.pauseMs } }, [])
   if (phase.pauseUntil !== undefined && now < phase.pauseUntil) return { _tag: "Wait", until: phase.pauseUntil }
-  return nextBatch(after, observed, now, notes)
+  return nextBatch(after, observed, now)
 }
 
 const finishing = (r: Rollout, phase: Extract<Phase, { readonly _tag: "Finishing" }>, observed: Observed, now: number): Decision => {
@@ -296,8 +279,7 @@ const finishing = (r: Rollout, phase: Extract<Phase, { readonly _tag: "Finishing
   })
   const rest = phase.clearing.slice(maxClearsPerWrite)
   const next: Phase = rest.length === 0 ? { _tag: "Done", at: now } : { _tag: "Finishing", clearing: rest }
-  const notes: RolloutNote[] = [{ _tag: "Cleared", nodes: chunk.map((c) => c.node) }, ...(rest.length === 0 ? [{ _tag: "Finished" } as const] : [])]
-  return commit({ ...r, phase: next }, chunk, notes)
+  return commit({ ...r, phase: next }, chunk)
 }
 
 /**
@@ -315,6 +297,29 @@ export const decide = (r: Rollout, observed: Observed, now: number): Decision =>
     case "Aborted":
       return { _tag: "Ended" }
   }
+}
+
+/** What changed from one reading of a rollout to the next (none: the first reading), in the order it happened. */
+export const changes = (prev: Rollout | undefined, next: Rollout): readonly RolloutNote[] => {
+  const was = new Map((prev?.nodes ?? []).map((n) => [n.node, n.step._tag]))
+  const newly = (tag: NodeStep["_tag"]): readonly RolloutNode[] => next.nodes.filter((n) => n.step._tag === tag && was.get(n.node) !== tag)
+  const notes: RolloutNote[] = []
+  const reached = newly("Done").map((n) => n.node)
+  if (reached.length > 0) notes.push({ _tag: "Reached", nodes: reached })
+  for (const n of newly("Failed")) if (n.step._tag === "Failed") notes.push({ _tag: "NodeFailed", node: n.node, reason: n.step.reason })
+  for (const n of newly("Skipped")) if (n.step._tag === "Skipped") notes.push({ _tag: "NodeSkipped", node: n.node, reason: n.step.reason })
+  if (next.batches > (prev?.batches ?? 0)) {
+    const moving = next.nodes.filter((n) => n.step._tag === "Moving")
+    const first = moving[0]?.step
+    notes.push({ _tag: "BatchStarted", batch: next.batches, nodes: moving.map((n) => n.node), revision: first?._tag === "Moving" ? first.revision : undefined })
+  }
+  const [p, q] = [prev?.phase, next.phase]
+  if (q._tag === "Running" && q.pauseUntil !== undefined && (p?._tag !== "Running" || p.pauseUntil !== q.pauseUntil)) notes.push({ _tag: "Pausing", until: q.pauseUntil })
+  if ((q._tag === "Finishing" || q._tag === "Done") && p?._tag === "Running") notes.push({ _tag: "SetClusterWide" })
+  if (q._tag === "Done" && p?._tag !== "Done") notes.push({ _tag: "Finished" })
+  if (q._tag === "Stopped" && p?._tag !== "Stopped") notes.push({ _tag: "Stopped", reason: q.reason })
+  if (q._tag === "Aborted" && p?._tag !== "Aborted") notes.push({ _tag: "Aborted", by: q.by })
+  return notes
 }
 
 // ---------------------------------------------------------------------------------------------

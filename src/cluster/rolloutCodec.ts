@@ -52,7 +52,7 @@ const rolloutCodec = t.type({
   maxFailures: count("maxFailures", 1, Number.MAX_SAFE_INTEGER),
   batchTimeoutMs: count("batchTimeoutMs", 1, Number.MAX_SAFE_INTEGER),
   clusterRevision: count("clusterRevision", 0, Number.MAX_SAFE_INTEGER),
-  started: t.intersection([t.type({ by: t.string, at: ms }), t.partial({ etcdUser: t.string })]),
+  started: t.type({ by: t.string, at: ms }),
   batches: count("batches", 0, Number.MAX_SAFE_INTEGER),
   nodes: t.array(t.intersection([t.type({ node: name("node"), step: stepCodec }), t.partial({ adopted: revision })])),
   phase: phaseCodec,
@@ -74,8 +74,7 @@ export const decodeRollout = (text: string, group: string): E.Either<string, Rol
   if (v.group !== group) return E.left(`a rollout of group "${v.group}" under the key of "${group}"`)
   const nodes: RolloutNode[] = v.nodes.map((n) => ({ node: n.node, step: stepOf(n.step), adopted: n.adopted }))
   if (new Set(nodes.map((n) => n.node)).size !== nodes.length) return E.left("a node is listed twice")
-  const started = { by: v.started.by, at: v.started.at, etcdUser: v.started.etcdUser }
-  return E.right({ ...v, started, nodes, phase: phaseOf(v.phase) })
+  return E.right({ ...v, nodes, phase: phaseOf(v.phase) })
 }
 
 export const decodeDriver = (text: string): E.Either<string, DriverValue> => decodeJson(driverCodec, text)
