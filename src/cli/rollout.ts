@@ -122,18 +122,25 @@ interface Snapshot {
   /** The mod revision of a record that did not decode, so that a new rollout can replace it. */
   readonly refused: number | undefined
   readonly obeyed: Obeyed
-  readonly live: readonly NodeStatus[]
+  readonly live: ReadonlySet<string>
+  /** The statuses of the rollout's moving nodes: what a batch's progress is read from. */
+  readonly statuses: readonly NodeStatus[]
 }
 
-/** The record first, then what the nodes obey and report: all at least as new as the record. */
+/**
+ * The record first, then what the nodes obey and which are live, then the moving nodes' statuses:
+ * all at least as new as the record. A poll reads the fleet's names but only a batch's statuses,
+ * so its cost does not grow with the fleet's status values.
+ */
 const snapshot = (store: ClusterStore, group: string): Effect.Effect<Snapshot, Failure> =>
   patient(
-    Effect.map(Effect.all([store.readRollout(group), store.readDesired(), store.liveNodes()]), ([read, view, live]) => ({
-      stored: read.stored,
-      refused: read.rejections[0]?.revision,
-      obeyed: view.obeyed,
-      live,
-    })),
+    Effect.gen(function* () {
+      const read = yield* store.readRollout(group)
+      const [view, live] = yield* Effect.all([store.readDesired(), store.liveNames()])
+      const moving = (read.stored?.rollout.nodes ?? []).filter((n) => n.step._tag === "Moving" && live.has(n.node)).map((n) => n.node)
+      const statuses = yield* store.statusesOf(moving)
+      return { stored: read.stored, refused: read.rejections[0]?.revision, obeyed: view.obeyed, live, statuses }
+    }),
   )
 
 const overridesOf = (obeyed: Obeyed, group: string): ReadonlyMap<string, number> =>
@@ -145,14 +152,14 @@ const overridesOf = (obeyed: Obeyed, group: string): ReadonlyMap<string, number>
 /** What `decide` needs, from the same per-node progress `tell --wait` reads (view.ts). */
 const observe = (r: Rollout, s: Snapshot): Observed => {
   const moving = new Map(r.nodes.flatMap((n) => (n.step._tag === "Moving" && n.step.revision !== undefined ? [[n.node, n.step.revision] as const] : [])))
-  const p = nodeTellProgress(s.obeyed, s.live, moving, r.group, r.level)
+  const p = nodeTellProgress(s.obeyed, s.statuses, moving, r.group, r.level)
   const standings = new Map<string, Standing>([
     ...p.done.map((n) => [n, "Done"] as const),
     ...p.failed.map((n) => [n, "Failed"] as const),
     ...p.pending.map((n) => [n, "Pending"] as const),
     ...p.superseded.map((x) => [x.node, "Superseded"] as const),
   ])
-  return { live: new Set(s.live.map((l) => l.node)), standings, overrides: overridesOf(s.obeyed, r.group), clusterRevision: s.obeyed.cluster.get(r.group)?.revision ?? 0 }
+  return { live: s.live, standings, overrides: overridesOf(s.obeyed, r.group), clusterRevision: s.obeyed.cluster.get(r.group)?.revision ?? 0 }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,7 +297,8 @@ const rollingTell = (env: RolloutEnv, command: Extract<RolloutCommand, { readonl
       io.err(`isinit: ${refusal}; nothing was changed\n`)
       return 1
     }
-    const live = s.live.map((l) => ({ node: l.node, runsGroup: l.report.groups.some((g) => g.group === group) }))
+    // The plan needs every live node's groups: the one full reading of the fleet's statuses.
+    const live = (yield* patient(store.liveNodes())).map((l) => ({ node: l.node, runsGroup: l.report.groups.some((g) => g.group === group) }))
     const plan = planOf({ live, overrides: overridesOf(s.obeyed, group), previous: s.stored?.rollout, order: command.order })
     for (const n of plan.overridden) io.err(`isinit: ${n} keeps its own override for ${group} (isinit --etcd ... clear ${group} --node ${n} hands it back)\n`)
     if (plan.notRunning.length > 0) io.err(`isinit: left out, they do not run ${group}: ${plan.notRunning.join(", ")}\n`)

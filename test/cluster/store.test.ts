@@ -223,4 +223,13 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     expect(nodes.live.map((n) => n.node).sort()).toEqual([...names].sort())
   })
 
+  it("names the live nodes from their keys, and reads the statuses of a few at one revision", async () => {
+    const { store } = await fresh()
+    for (const n of ["n1", "n2", "n3"]) await run(store.publishStatus(n, statusInput("2")))
+    expect([...(await run(store.liveNames()))].sort()).toEqual(["n1", "n2", "n3"])
+    expect((await run(store.statusesOf(["n3", "ghost", "n1"]))).map((s) => s.node)).toEqual(["n3", "n1"])
+    expect(await run(store.statusesOf([]))).toEqual([])
+    await run(store.withdraw("n2"))
+    expect([...(await run(store.liveNames()))].sort()).toEqual(["n1", "n3"])
+  })
 })
