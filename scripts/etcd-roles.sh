@@ -5,7 +5,8 @@
 #   isinit-CLUSTER-node-NODE  one per node: reads the config and the desired levels; writes only its
 #                             own status (nodes/NODE), seen mark (seen/NODE), overrides
 #                             (desired-node/NODE/) and failover keys (failover-node/NODE/)
-#   isinit-CLUSTER-operator   tell, clear, forget (and, with failover groups, move); reads everything
+#   isinit-CLUSTER-operator   tell, clear, forget, rolling tells (rollout/, rollout-driver/) (and, with
+#                             failover groups, move); reads everything
 #   isinit-CLUSTER-config     config push; reads everything
 #
 # A user of the same name is created for each role and granted it. Log in as a user with a client
@@ -67,7 +68,7 @@ user() {
 operator="isinit-$cluster-operator"
 role "$operator"
 grant "$operator" read "$p/" --prefix
-for write in desired/ desired-node/ seen/ audit/ failover/; do grant "$operator" readwrite "$p/$write" --prefix; done
+for write in desired/ desired-node/ seen/ audit/ failover/ rollout/ rollout-driver/; do grant "$operator" readwrite "$p/$write" --prefix; done
 user "$operator"
 
 config="isinit-$cluster-config"

@@ -40,9 +40,13 @@ import { describeRemoval, exceedsGuard, guardShare, removalOf, runnableTags } fr
 import { UsageError, expectCount, onlyFlags, waitTimeoutMs } from "./args.ts"
 import { table } from "./format.ts"
 import type { Io } from "./io.ts"
+import type { RolloutCommand } from "./rollout.ts"
+import { noRollingFlags, rollingFlags, rollingTellOf, rolloutCommandOf, rolloutsJson, rolloutsText, runRolloutCommand } from "./rollout.ts"
 
 const clusterUsage = `Usage (cluster mode, talking to etcd):
   isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL [--node NAME ...] [--wait [--timeout S]]
+  isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL --rolling N [--pause S] [--max-failures K] [--order A,B,...] [--timeout S] [--wait]
+  isinit --etcd URLS [--cluster NAME] rollout resume GROUP [--wait] | rollout abort GROUP
   isinit --etcd URLS [--cluster NAME] clear GROUP [--node NAME ...]
   isinit --etcd URLS [--cluster NAME] status [GROUP] [--json]
   isinit --etcd URLS [--cluster NAME] config push FILE [--sign KEY] [--force] | config show | config history [--json]
@@ -54,13 +58,24 @@ Commands:
             that runs the group reports LEVEL as run; exit 1 listing the nodes that failed or did
             not answer within --timeout S (default 600 s), or at once when a later tell of the
             group supersedes this one.
+            --rolling N: a rollout, N nodes at a time (node-name order, or --order first):
+            each batch gets an override; the next starts once every node of this one runs
+            LEVEL (or failed, or did not within --timeout S, default 600); --pause S between
+            batches; K failed nodes (--max-failures, default 1) stop it, the rest untouched.
+            A node not live when its turn comes is skipped and reported. At the end LEVEL is
+            set cluster-wide and the overrides cleared. This client drives it to its end; the
+            record is in etcd, so if the client dies, rollout resume goes on. Exit 0 when it
+            finished, 1 when it stopped; --wait: 0 only when every node got there.
+  rollout   resume: go on with GROUP's rollout (after a failure: the failed nodes first; a
+            node that got there is never touched again), or follow the client driving it.
+            abort: the rollout writes nothing more (moved nodes keep their overrides).
   clear     remove GROUP's cluster-wide level (nodes keep what they run), or with --node remove
             those nodes' overrides (they go back to the cluster-wide level).
   status    a node x group table of the live nodes (state and level; * marks a node lagging
             behind its desired level), the config each runs (DRIFT when it is not the cluster's:
             also when a node refused it), who set each desired level and pushed the config, the
-            recent changes (the audit trail: every tell, clear, push and forget), and the nodes
-            seen before that are missing now.
+            recent changes (the audit trail: every tell, clear, push and forget), the nodes
+            seen before that are missing now, and each group's last rollout.
   config    push: check FILE (errors with line numbers, exit 1) and store it as the cluster's
             config; every daemon switches to it. A FILE that drops more than half of the stored
             config's entries (as a file cut by a rewrite does; the share: :::removal-guard:) is
@@ -83,8 +98,12 @@ Options:
                        _KEY, _USER, _PASSWORD_FILE, which win over the file
   --sign KEY        (config push) sign with this Ed25519 private key (PEM)
   --node NAME       (tell, clear) only this node; repeat for several
-  --wait            (tell) wait for the nodes to reach the level
-  --timeout S       (tell --wait) give up after S seconds
+  --wait            (tell, rollout resume) wait for the nodes to reach the level
+  --timeout S       (tell --wait) give up after S seconds; (--rolling) each batch's time
+  --rolling N       (tell) N nodes at a time (1 to 100)
+  --pause S         (tell --rolling) seconds between batches (default 0)
+  --max-failures K  (tell --rolling) stop after K failed nodes (default 1)
+  --order A,B,...   (tell --rolling) these nodes first, in this order
   --json            (status, config history) machine-readable output
   --force           (config push) store FILE even if it drops most of the stored config's entries
 `
@@ -105,6 +124,10 @@ const options = {
   json: { type: "boolean" },
   sign: { type: "string" },
   force: { type: "boolean" },
+  rolling: { type: "string" },
+  pause: { type: "string" },
+  "max-failures": { type: "string" },
+  order: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const
 
@@ -119,11 +142,12 @@ type Command =
   | { readonly _tag: "ConfigShow" }
   | { readonly _tag: "ConfigHistory"; readonly json: boolean }
   | { readonly _tag: "Forget"; readonly node: string }
+  | RolloutCommand
   | { readonly _tag: "Help" }
 
 
 /** The flags that only some commands take. */
-const commandFlags = ["node", "wait", "timeout", "json", "sign", "force"] as const
+const commandFlags = ["node", "wait", "timeout", "json", "sign", "force", ...rollingFlags] as const
 
 const only = (values: Values, allowed: readonly (typeof commandFlags)[number][], command: string): void => onlyFlags(values, commandFlags, allowed, command)
 
@@ -132,10 +156,12 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
   const [first, ...rest] = positionals
   switch (first) {
     case undefined:
-      throw new UsageError("missing command: tell, clear, status, config or forget")
+      throw new UsageError("missing command: tell, clear, status, config, forget or rollout")
     case "tell": {
       const [group = "", level = ""] = expectCount("tell", rest, 2, "GROUP LEVEL")
-      only(values, ["node", "wait", "timeout"], "tell")
+      only(values, ["node", "wait", "timeout", ...rollingFlags], "tell")
+      if (values.rolling !== undefined) return rollingTellOf(group, level, values)
+      noRollingFlags(values)
       return { _tag: "Tell", group, level, nodes: values.node ?? [], wait: values.wait === true, timeoutMs: waitTimeoutMs(values) }
     }
     case "clear": {
@@ -171,9 +197,12 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
       only(values, [], "forget")
       return { _tag: "Forget", node }
     }
+    case "rollout":
+      only(values, ["wait"], "rollout")
+      return rolloutCommandOf(rest, values)
     default:
       throw new UsageError(
-        `"${first}" is not a cluster command (tell, clear, status, config, forget); a local daemon's commands take no --etcd`,
+        `"${first}" is not a cluster command (tell, clear, status, config, forget, rollout); a local daemon's commands take no --etcd`,
       )
   }
 }
@@ -384,6 +413,7 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
     const { obeyed } = yield* store.readDesired()
     const nodes = yield* store.nodes()
     const { entries: recent } = yield* store.auditTrail(recentShown)
+    const { rollouts } = yield* store.rollouts()
     const rows = clusterRows(obeyed, nodes.live)
     const all = [...new Set(rows.flatMap((r) => [...r.cells.keys()]))].sort()
     if (command.group !== undefined && !all.includes(command.group) && obeyed.config?.parsed.config.byGroup.has(command.group) !== true) {
@@ -392,7 +422,7 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
     }
     const groups = command.group === undefined ? all : [command.group]
     if (command.json) {
-      io.out(`${JSON.stringify(statusJson(obeyed, nodes, rows, groups, store.cluster, recent), null, 2)}\n`)
+      io.out(`${JSON.stringify({ ...statusJson(obeyed, nodes, rows, groups, store.cluster, recent), rollouts: rolloutsJson(rollouts, groups) }, null, 2)}\n`)
       return 0
     }
     io.out(`cluster ${store.cluster}: ${rows.length} live ${rows.length === 1 ? "node" : "nodes"}, ${configLine(obeyed.config)}\n`)
@@ -417,6 +447,7 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
       io.out(`drift: ${drift.join(", ")} ${drift.length === 1 ? "runs" : "run"} another config than ${obeyed.config === undefined ? "most nodes" : `#${obeyed.config.value.seq}`}\n`)
     }
     io.out(desiredText(obeyed, groups))
+    io.out(rolloutsText(rollouts, groups))
     if (nodes.missing.length > 0) io.out(missingText(nodes.missing))
     if (recent.length > 0) io.out(recentText(recent.slice(0, 5)))
     return 0
@@ -553,6 +584,10 @@ const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" 
       return historyCommand(env, command)
     case "Forget":
       return forgetCommand(env, command)
+    case "RollingTell":
+    case "RolloutResume":
+    case "RolloutAbort":
+      return runRolloutCommand({ io: env.io, store: env.store, by: whoami() }, command)
   }
 }
 

@@ -17,6 +17,8 @@
  * | `failover/<group>/move`          | `{node}`: where `isinit move` sends the group | its own: it expires by itself |
  * | `failover/<group>/ban/<node>`    | `{reason}`: a node sitting out a ban         | its own, as long as the ban |
  * | `failover-node/<node>`           | `{instance}`: the daemon that claimed a name | the node's failover lease |
+ * | `rollout/<group>`                | a rolling tell's plan and progress (rollout.ts) | no |
+ * | `rollout-driver/<group>`         | `{by, since}`: the client driving that rollout | the client's own |
  *
  * Failover (docs/cluster.md "Failover groups"; the rules in src/cluster/node/election.ts): the
  * candidate keys of a group form etcd's election queue (the lowest create revision leads, as in
@@ -24,6 +26,10 @@
  * `Create(candidate) == epoch`, so a deposed holder cannot write. The `failover` keys sort after
  * `desired0` and before `failover0`: the watched range grows to `[config, failover0)` when the node
  * reducer is wired in (they are not read by today's store).
+ *
+ * Rolling tells (`tell --rolling`) are driven by a client, not obeyed by nodes: the client writes
+ * node overrides batch by batch and, at the end, the cluster-wide level. Their keys sort after
+ * `nodes/` and outside the watched range, so a rollout's progress never wakes a daemon.
  *
  * Precedence: a node's override (`desired-node/<node>/<group>`) wins over the cluster-wide level
  * (`desired/<group>`) for that node and group; deleting the override hands the group back to the
@@ -90,6 +96,16 @@ export const failoverPrefix = (cluster: string): string => `${prefixOf(cluster)}
 
 export const nodeFailoverPrefix = (cluster: string, node: string): string => `${prefixOf(cluster)}failover-node/${node}/`
 
+/** A rolling tell of `group`: its plan and progress (one per group: a new rollout replaces an ended one). */
+export const rolloutKey = (cluster: string, group: string): string => `${prefixOf(cluster)}rollout/${group}`
+
+export const rolloutPrefix = (cluster: string): string => `${prefixOf(cluster)}rollout/`
+
+/** Who drives the rollout of `group` now, on the driving client's lease: gone when that client is. */
+export const rolloutDriverKey = (cluster: string, group: string): string => `${prefixOf(cluster)}rollout-driver/${group}`
+
+export const rolloutDriverPrefix = (cluster: string): string => `${prefixOf(cluster)}rollout-driver/`
+
 /** The key range `[start, end)` holding config and desired levels: what a daemon reads and watches. */
 export const obeyedRange = (cluster: string): { readonly start: string; readonly end: string } => ({
   start: configKey(cluster),
@@ -113,6 +129,8 @@ export type ClusterKey =
   | { readonly _tag: "NodeStatus"; readonly node: string }
   | { readonly _tag: "Seen"; readonly node: string }
   | { readonly _tag: "Audit"; readonly id: string }
+  | { readonly _tag: "Rollout"; readonly group: string }
+  | { readonly _tag: "RolloutDriver"; readonly group: string }
   | { readonly _tag: "Unknown"; readonly reason: string }
 
 const unknown = (reason: string): ClusterKey => ({ _tag: "Unknown", reason })
@@ -153,6 +171,10 @@ export const parseKey = (cluster: string, key: string): ClusterKey => {
       return tail === undefined ? unknown("nodes/ must be followed by a node") : named("node", tail, (node) => ({ _tag: "NodeStatus", node }))
     case "seen":
       return tail === undefined ? unknown("seen/ must be followed by a node") : named("node", tail, (node) => ({ _tag: "Seen", node }))
+    case "rollout":
+      return tail === undefined ? unknown("rollout/ must be followed by a group") : named("group", tail, (group) => ({ _tag: "Rollout", group }))
+    case "rollout-driver":
+      return tail === undefined ? unknown("rollout-driver/ must be followed by a group") : named("group", tail, (group) => ({ _tag: "RolloutDriver", group }))
     case "audit":
       return tail !== undefined && /^\d{15}-[0-9a-f]{1,32}$/.test(tail) ? { _tag: "Audit", id: tail } : unknown("audit/ must be followed by TIME-RANDOM")
     default:

@@ -2,7 +2,7 @@
  * Cluster mode's access to etcd, as one store over the `etcd3` client, put together from one
  * module per concern under store/: the shared client and its `call` (client.ts), what a key-value
  * pair means (kv.ts), desired levels (desired.ts), the config (config.ts), the watch (watch.ts),
- * node presence on leases (presence.ts) and the member lists (nodes.ts). Key layout and
+ * node presence on leases (presence.ts), the member lists (nodes.ts) and rolling tells (rollouts.ts). Key layout and
  * precedence: keys.ts. Values: codecs.ts. The pure view and convergence rules: desired.ts.
  *
  * Failure model: every one-shot operation fails with a typed `EtcdUnavailable` (bounded by a call
@@ -36,6 +36,8 @@ import type { Membership } from "./store/nodes.ts"
 import { makeMembership } from "./store/nodes.ts"
 import type { Presence } from "./store/presence.ts"
 import { makePresence } from "./store/presence.ts"
+import type { Rollouts } from "./store/rollouts.ts"
+import { makeRollouts } from "./store/rollouts.ts"
 import type { Watching } from "./store/watch.ts"
 import { makeWatching } from "./store/watch.ts"
 
@@ -44,6 +46,7 @@ export type { ConfigRead, HistoryEntry, PushedConfig, Signer } from "./store/con
 export type { ConfigRejected, Contended, EtcdFailure, EtcdRefused, EtcdUnavailable, InvalidName, NodeLive, UnknownGroup, UnknownNode } from "./store/errors.ts"
 export type { Nodes } from "./store/nodes.ts"
 export type { StatusInput } from "./store/presence.ts"
+export type { Claim, Driving, StoredRollout } from "./store/rollouts.ts"
 
 export interface ClusterOptions {
   /** etcd client URLs, e.g. `http://127.0.0.1:2379` (a comma-separated string is split). */
@@ -66,7 +69,7 @@ export interface ClusterOptions {
   readonly author?: Author | undefined
 }
 
-export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership, AuditTrail {
+export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership, AuditTrail, Rollouts {
   readonly cluster: string
 }
 
@@ -92,5 +95,6 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
     })
     const membership = makeMembership(client, kv, cluster, audit)
     const trail = makeAuditTrail(client, kv, cluster)
-    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership, ...trail } satisfies ClusterStore
+    const rollouts = makeRollouts(client, cluster, audit)
+    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership, ...trail, ...rollouts } satisfies ClusterStore
   })

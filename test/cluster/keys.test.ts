@@ -15,8 +15,13 @@ import {
   failoverPrefix,
   nodeFailoverPrefix,
   parseKey,
+  rolloutDriverKey,
+  rolloutKey,
   seenKey,
 } from "../../src/cluster/keys.ts"
+import type { RolloutNode } from "../../src/cluster/rollout.ts"
+import { newRollout } from "../../src/cluster/rollout.ts"
+import { decodeRollout, encodeRollout } from "../../src/cluster/rolloutCodec.ts"
 import type { Target } from "../../src/cluster/keys.ts"
 import { goodConfig, statusInput } from "./helpers.ts"
 
@@ -35,6 +40,8 @@ describe("key layout", () => {
     expect(parseKey("c", nodeStatusKey("c", "n1"))).toEqual({ _tag: "NodeStatus", node: "n1" })
     expect(parseKey("c", seenKey("c", "n1"))).toEqual({ _tag: "Seen", node: "n1" })
     expect(parseKey("c", auditKey("c", 1_700_000_000_000, "0a1b2c"))).toEqual({ _tag: "Audit", id: "001700000000000-0a1b2c" })
+    expect(parseKey("c", rolloutKey("c", "web"))).toEqual({ _tag: "Rollout", group: "web" })
+    expect(parseKey("c", rolloutDriverKey("c", "web"))).toEqual({ _tag: "RolloutDriver", group: "web" })
   })
 
   it("classifies anything else as Unknown with a reason", () => {
@@ -55,6 +62,9 @@ describe("key layout", () => {
     expect(inRange(nodeStatusKey("c", "n1"))).toBe(false)
     expect(inRange(seenKey("c", "n1"))).toBe(false)
     expect(inRange(auditKey("c", 1, "ab"))).toBe(false)
+    // A rollout's progress never wakes a daemon: nodes do not obey it, the client drives it.
+    expect(inRange(rolloutKey("c", "web"))).toBe(false)
+    expect(inRange(rolloutDriverKey("c", "web"))).toBe(false)
     // What a node writes under its own name: a per-node etcd role's prefixes never cover another node's keys.
     expect(inRange(nodeFailoverPrefix("c", "n1"))).toBe(false)
     expect(`${nodeFailoverPrefix("c", "n10")}g`.startsWith(nodeFailoverPrefix("c", "n1"))).toBe(false)
@@ -68,6 +78,19 @@ describe("key layout", () => {
 })
 
 describe("value codecs", () => {
+  it("round-trips a rollout record and refuses one moved to another group's key or with a node twice", () => {
+    const options = { group: "web", level: "2", batchSize: 2, pauseMs: 0, maxFailures: 1, batchTimeoutMs: 600_000 }
+    const moving: RolloutNode = { node: "n1", step: { _tag: "Moving", revision: undefined } }
+    const pending: RolloutNode = { node: "n2", step: { _tag: "Pending" } }
+    const nodes = [moving, pending]
+    const r = newRollout(options, { nodes, overridden: [], notRunning: [] }, 7, { by: "ann@h1", at: 1_000 })
+    const decoded = decodeRollout(encodeRollout(r), "web")
+    expect(decoded).toEqual({ _tag: "Right", right: { ...r, nodes: [{ ...moving, adopted: undefined }, { ...pending, adopted: undefined }] } })
+    expect(decodeRollout(encodeRollout(r), "db")._tag).toBe("Left")
+    expect(decodeRollout(encodeRollout({ ...r, nodes: [pending, pending] }), "web")._tag).toBe("Left")
+    expect(decodeRollout(encodeRollout({ ...r, batchSize: 101 }), "web")).toEqual({ _tag: "Left", left: expect.stringMatching(/batchSize must be a whole number from 1 to 100/) as string })
+  })
+
   it("decodes a desired level and refuses bad ones with a reason", () => {
     expect(decodeDesired('{"level":"3","by":"me"}')).toEqual({ _tag: "Right", right: { level: "3", by: "me" } })
     const bad = ["nope", "{}", '{"level":""}', '{"level":"a b"}', '{"level":3}', '{"level":"3","at":"yesterday"}']

@@ -211,6 +211,24 @@ describe.skipIf(skip())("a secure control plane: TLS, authentication, roles, sig
     await n2.kill("SIGTERM")
   })
 
+  it("the operator's role drives a rolling tell (its record, driver key, overrides and audit records); a node's role may not", async () => {
+    // n1's own override (its local tell, above) would keep it out of the rollout.
+    expect((await isinit([...as("isinit-sec-operator"), "clear", "web", "--node", "n1"])).code).toBe(0)
+    const roll = await isinit([...as("isinit-sec-operator"), "tell", "web", "1", "--rolling", "1", "--wait", "--timeout", "30"])
+    expect(roll.code, roll.err).toBe(0)
+    expect(roll.out).toMatch(/web=1 rolled out: reached \(run\) on n1/)
+    const recent = (await status()).recent.filter((r) => r.op === "rollout")
+    expect(recent.map((r) => [r.what, r.etcdUser])).toEqual([
+      ["web=1 rolled out: set cluster-wide, 1 override cleared", "isinit-sec-operator"],
+      ["web=1 batch 1: n1", "isinit-sec-operator"],
+      ["web=1 rolling over 1 node, 1 at a time", "isinit-sec-operator"],
+    ])
+    for (const command of [["tell", "web", "1", "--rolling", "1"], ["rollout", "abort", "web"]]) {
+      const run = await isinit([...as("isinit-sec-node-n1"), ...command])
+      expect([command.join(" "), run.code, run.err]).toEqual([command.join(" "), 1, expect.stringMatching(/etcd refused \(read rollout\): permission denied/) as string])
+    }
+  })
+
   it("refuses an unsigned, a foreign-signed and a tampered config on every node: logged, shown as drift", async () => {
     const changed = lab.write("changed.tab", "web:web-server:1:respawn:exec sleep 3600\n# changed\n")
     const attempts: readonly (readonly [string, readonly string[], RegExp])[] = [

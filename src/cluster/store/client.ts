@@ -217,7 +217,9 @@ export const openEtcdClient = (options: ClientOptions): Effect.Effect<EtcdClient
                 : { deadline: Date.now() + callTimeoutMs, interceptors: [requireLeader] },
             faultHandling: { host: () => passThrough, global: oneRound(hosts.length) },
             // Notice a silently vanished etcd (no RST) instead of waiting on a dead stream forever.
-            grpcOptions: { "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000 },
+            // No cap on what etcd answers (as etcd's Go client, 2 GiB): gRPC's default of 4 MiB
+            // refuses the read of every node's status from about a thousand nodes on.
+            grpcOptions: { "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000, "grpc.max_receive_message_length": -1 },
             ...etcd3Credentials(security),
           }),
       ),

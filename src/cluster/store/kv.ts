@@ -69,6 +69,8 @@ export const keyValues = (cluster: string, log: LogService | undefined, checkCon
       case "NodeStatus":
       case "Seen":
       case "Audit":
+      case "Rollout":
+      case "RolloutDriver":
         return undefined
     }
   }
