@@ -36,7 +36,7 @@ import { Agenda } from "./agenda.ts"
 import type { Behaviour } from "./behaviour.ts"
 import { defaultForRunSync, defaultForSpawn } from "./behaviour.ts"
 import type { KvChange } from "./etcd.ts"
-import { EtcdModel, candidateKey, changeOf, snapshotOf } from "./etcd.ts"
+import { EtcdModel, candidateKey, changeOf, moveKey, snapshotOf } from "./etcd.ts"
 import type { Rng } from "./random.ts"
 import { makeRng } from "./random.ts"
 
@@ -394,12 +394,12 @@ export class ClusterWorld {
   /** Whether etcd, at this instant, has this host's key first in the group's queue with this epoch. */
   #leadProblem(host: Host, group: string, epoch: number | undefined): string | undefined {
     if (epoch === undefined) return "started without an epoch"
-    const queue = [...this.etcd.kv.values()].filter((kv) => kv.key.startsWith(`failover/${group}/cand/`)).sort((a, b) => a.create - b.create)
+    const queue = [...this.etcd.kv.values()].filter((kv) => /^failover-node\/[^/]+\/cand\//.test(kv.key) && kv.key.endsWith(`/cand/${group}`)).sort((a, b) => a.create - b.create)
     const first = queue[0]
     if (first === undefined) return `no candidate of ${group} in etcd`
     if (first.create !== epoch) return `etcd's leader of ${group} has epoch ${first.create}, not ${epoch}`
     const value = first.value
-    if (value.kind !== "candidate" || value.instance !== host.instance || first.key !== candidateKey(group, first.lease ?? "")) return `the leading key of ${group} is not this daemon's`
+    if (value.kind !== "candidate" || value.instance !== host.instance || first.key !== candidateKey(host.node.node, group)) return `the leading key of ${group} is not this daemon's`
     return undefined
   }
 
@@ -587,7 +587,7 @@ export class ClusterWorld {
 
   /** `isinit --etcd move GROUP NODE`: a preference on a lease of its own, so it expires by itself. */
   move(group: string, node: string, ttlMs = 60_000): void {
-    this.#operator(`move ${group} ${node}`, () => this.etcd.put(`failover/${group}/move`, { kind: "move", node }, this.etcd.grant(ttlMs, this.#now)))
+    this.#operator(`move ${group} ${node}`, () => this.etcd.put(moveKey(group), { kind: "move", node }, this.etcd.grant(ttlMs, this.#now)))
     this.#scheduleExpiry()
   }
 
