@@ -442,7 +442,9 @@ const tell = async (ctx: Context, command: Extract<Command, { readonly _tag: "Te
     ctx.io.err(`isinit: tell ${command.group} ${command.level} rejected: ${answer.error}\n`)
     return 1
   }
-  if (answer.op === "tell" && !command.wait && answer.message !== undefined) ctx.io.err(`isinit: ${command.group} ${command.level}: ${answer.message}\n`)
+  // Cluster mode: where the tell was recorded in etcd (`note`; an older daemon sends it as `message`, without --wait only).
+  const note = answer.op === "tell" ? (answer.note ?? (command.wait ? undefined : answer.message)) : undefined
+  if (note !== undefined) ctx.io.err(`isinit: ${command.group} ${command.level}: ${note}\n`)
   if (answer.op !== "tell" || !command.wait) return 0
   const what = `${command.group}: level ${command.level}`
   switch (answer.outcome) {

@@ -17,6 +17,9 @@ import { setFlagsFromString } from "node:v8"
 // loaded, hence the dynamic imports: `node --max-semi-space-size=1` does the same, but a shebang
 // cannot pass flags portably (BusyBox env has no -S).
 setFlagsFromString("--semi-space-growth-factor=1")
+// The fencer (runtime/fencer.ts) a cluster daemon starts: it loads nothing of the daemon, and the
+// promise never settles (it exits by itself), so the rest of this file never runs in it.
+if (process.argv[2] === "--fencer") await import("../runtime/fencer.ts").then(async ({ runFencer }) => runFencer())
 const Effect = await import("effect/Effect")
 const Exit = await import("effect/Exit")
 const { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, runDaemon, version } = await import("../runtime/daemon.ts")

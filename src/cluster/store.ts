@@ -1,8 +1,12 @@
 /**
  * Cluster mode's access to etcd, as one store over the `etcd3` client, put together from one
  * module per concern under store/: the shared client and its `call` (client.ts), what a key-value
- * pair means (kv.ts), desired levels (desired.ts), the config (config.ts), the watch (watch.ts),
- * node presence on leases (presence.ts) and the member lists (nodes.ts). Key layout and
+ * pair means (kv.ts), desired levels (desired.ts), the config (config.ts), the member lists
+ * (nodes.ts), the audit trail (audit.ts); for a daemon, what it follows (follow.ts: one read and
+ * one watch of everything it follows), its leases (leases.ts: grant, keep-alives it sends itself)
+ * and its own writes (election.ts: failover keys and its status). watch.ts and presence.ts are the
+ * earlier self-healing watch and presence, which no daemon uses any more (the node reducer decides
+ * resyncs and re-grants now); their tests still hold them to what they say. Key layout and
  * precedence: keys.ts. Values: codecs.ts. The pure view and convergence rules: desired.ts.
  *
  * Failure model: every one-shot operation fails with a typed `EtcdUnavailable` (bounded by a call
@@ -38,6 +42,12 @@ import type { Presence } from "./store/presence.ts"
 import { makePresence } from "./store/presence.ts"
 import type { Watching } from "./store/watch.ts"
 import { makeWatching } from "./store/watch.ts"
+import type { Election } from "./store/election.ts"
+import { makeElection } from "./store/election.ts"
+import type { Following } from "./store/follow.ts"
+import { makeFollowing } from "./store/follow.ts"
+import type { Leases } from "./store/leases.ts"
+import { makeLeases } from "./store/leases.ts"
 
 export type { AuditEntry, Author } from "./store/audit.ts"
 export type { ConfigRead, HistoryEntry, PushedConfig, Signer } from "./store/config.ts"
@@ -66,8 +76,12 @@ export interface ClusterOptions {
   readonly author?: Author | undefined
 }
 
-export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership, AuditTrail {
+export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership, AuditTrail, Following {
   readonly cluster: string
+  /** Leases as a daemon keeps them itself (store/leases.ts). */
+  readonly leases: Leases
+  /** A node's own writes: claim, election keys, bans, its status (store/election.ts). */
+  readonly election: (node: string) => Election
 }
 
 export const makeClusterStore = (options: ClusterOptions): Effect.Effect<ClusterStore, InvalidName, Scope.Scope> =>
@@ -92,5 +106,14 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
     })
     const membership = makeMembership(client, kv, cluster, audit)
     const trail = makeAuditTrail(client, kv, cluster)
-    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership, ...trail } satisfies ClusterStore
+    const following = makeFollowing(client, kv, cluster)
+    const leases = makeLeases(client, options.callTimeoutMs ?? 5_000)
+    yield* Effect.addFinalizer(() => Effect.sync(() => leases.close()))
+    const elections = new Map<string, Election>()
+    const election = (node: string): Election => {
+      const made = elections.get(node) ?? makeElection(client, leases, cluster, node)
+      elections.set(node, made)
+      return made
+    }
+    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership, ...trail, ...following, leases, election } satisfies ClusterStore
   })

@@ -199,8 +199,9 @@ export const makeHandler = ({ loop, configPath, log, cluster, self, handOver }: 
       const rejected = rejectionMessage(applied.effects)
       if (rejected !== undefined) return failure(tellRejection(applied.before, group, level, parsed, guard) ?? rejected)
       const seq = groupOf(applied.after, group).seq
-      const note = cluster === undefined ? undefined : yield* cluster.recordLocalTell(group, level)
-      if (!request.wait) return success(note === undefined ? { op: "tell", group, level, seq } : { op: "tell", group, level, seq, message: note })
+      // In cluster mode the client is told where its tell was recorded, with --wait too.
+      const note = cluster === undefined ? {} : { note: yield* cluster.recordLocalTell(group, level) }
+      if (!request.wait) return success({ op: "tell", group, level, seq, ...note, ...("note" in note ? { message: note.note } : {}) })
       const final = yield* loop.waitFor((s) => transitionOutcome(s, group, seq) !== undefined, request.timeoutMs)
       const outcome = final === undefined ? "timeout" : (transitionOutcome(final, group, seq) ?? "timeout")
       const message =
@@ -213,7 +214,7 @@ export const makeHandler = ({ loop, configPath, log, cluster, self, handOver }: 
               : outcome === "timeout"
                 ? `the transition was still running after ${request.timeoutMs ?? 0} ms`
                 : undefined
-      return success(message === undefined ? { op: "tell", group, level, seq, outcome } : { op: "tell", group, level, seq, outcome, message })
+      return success(message === undefined ? { op: "tell", group, level, seq, outcome, ...note } : { op: "tell", group, level, seq, outcome, message, ...note })
     }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
 
   const onPlan = (group: string, level: string): Effect.Effect<Response> =>
@@ -444,6 +445,7 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, Star
         warn: (message) => log.line({ what: "warning", message }),
         instance: persistence.path,
         beforeSpawn: persistence.beforeSpawn,
+        failover: agent === undefined ? undefined : { now: inbox.now, environment: agent.failoverEnvironment },
       }).pipe(Effect.provideService(ProcessReports, reports))
       const reaper = yield* orphanReaper(options, processes)
       const status = yield* makeStatusFile({
@@ -497,6 +499,8 @@ export const runDaemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, Star
         Effect.as(loop.waitFor((s) => s.lifecycle === "halted"), "halted" as const),
         Effect.as(Effect.promise(() => handOver.asked), "handedOver" as const),
       )
+      // Failover groups handed over cleanly and leases given back before the daemon goes (not after a hand-over).
+      if (end === "halted" && agent !== undefined) yield* agent.stop()
       return yield* leave(end, { status, persistence, liveRuns: processes.liveRuns, log })
     }),
   )

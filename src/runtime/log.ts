@@ -8,18 +8,11 @@ import type { Writable } from "node:stream"
 import * as Context from "effect/Context"
 import * as Layer from "effect/Layer"
 import type { LogLine, LogService } from "../log.ts"
+import { formatLine } from "../log.ts"
 
 export type { LogLine, LogService }
 
-const field = (value: string | undefined): string => (value === undefined || value === "" ? "-" : value.replace(/\s/g, "_"))
-
-export const formatLine = (at: Date, line: LogLine): string => {
-  const parts = [at.toISOString(), field(line.group), field(line.tag), field(line.what)]
-  if (line.pid !== undefined) parts.push(`pid=${line.pid}`)
-  if (line.outcome !== undefined) parts.push(line.outcome.replace(/^exit /, "exit=").replace(/^signal /, "signal="))
-  if (line.message !== undefined && line.message !== "") parts.push(line.message.replace(/\n/g, " "))
-  return parts.join(" ")
-}
+export { formatLine }
 
 export class Log extends Context.Service<Log, LogService>()("isinit/runtime/Log") {}
 

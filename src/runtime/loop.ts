@@ -157,7 +157,7 @@ export const makeLoop = (
         case "Spawn":
         case "RunSync":
           // Logged as the spawn is performed, so the log's order is the order things happened in.
-          return Effect.map(processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command }), (pid) => {
+          return Effect.map(processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command, failover: effect.hold === undefined ? undefined : { group: effect.group, hold: effect.hold } }), (pid) => {
             if (pid !== undefined) log.line({ what: "started", group: effect.group, tag: effect.tag, pid })
             return false
           })

@@ -29,6 +29,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import type { SpawnHold } from "../core/effects.ts"
 import type { Outcome } from "../core/events.ts"
 import { argvOf } from "../core/command.ts"
 
@@ -50,6 +51,8 @@ export interface SpawnSpec {
   readonly tag: string
   readonly run: number
   readonly command: string
+  /** A failover group's process: its group and hold (core/effects.ts `SpawnHold`). */
+  readonly failover?: { readonly group: string; readonly hold: SpawnHold } | undefined
 }
 
 /** Where the children's stdout and stderr go: the daemon's own, nowhere, or an open file descriptor. */
@@ -166,6 +169,12 @@ export interface ProcessesOptions {
   readonly instance?: string
   /** Called synchronously right before each process is created (isinitd journals the spawn there). */
   readonly beforeSpawn?: (spec: SpawnSpec) => void
+  /**
+   * Cluster mode: a failover group's process gets `ISINIT_EPOCH` and the fencer's marker in its
+   * environment, and is not forked once the daemon's clock has reached its hold's end (the daemon
+   * may have stalled between the reducer's decision and the fork).
+   */
+  readonly failover?: { readonly now: () => number; readonly environment: (group: string, epoch: number) => Readonly<Record<string, string>> } | undefined
 }
 
 /** Environment names of the run markers (see `ProcessesOptions.instance`). */
@@ -287,12 +296,18 @@ export const makeProcessTable = (report: (report: ProcessReport) => void, option
       settled = true
       finish(run, { _tag: "SpawnFailed", reason })
     }
-    const env = markedEnv ?? options.env ?? process.env
+    const failover = spec.failover === undefined ? undefined : options.failover?.environment(spec.failover.group, spec.failover.hold.epoch)
+    const env = failover === undefined ? (markedEnv ?? options.env ?? process.env) : { ...(markedEnv ?? options.env ?? process.env), ...failover }
     if (markedEnv !== undefined) {
       // One object reused: spawn copies the environment synchronously, so setting the run's
       // markers right before each spawn costs nothing (a copy per spawn costs about 60 us).
-      markedEnv[runMarkers.tag] = spec.tag
-      markedEnv[runMarkers.run] = String(spec.run)
+      env[runMarkers.tag] = spec.tag
+      env[runMarkers.run] = String(spec.run)
+    }
+    // Right before the fork: a hold that ran out since the reducer decided (a stalled daemon) starts nothing.
+    if (spec.failover !== undefined && (options.failover === undefined || options.failover.now() >= spec.failover.hold.until)) {
+      queueMicrotask(() => fail("failover hold ran out before the fork"))
+      return undefined
     }
     options.beforeSpawn?.(spec)
     const output = outputOf()

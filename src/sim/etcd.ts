@@ -13,10 +13,8 @@
  * Time here is real (simulated) time in ms; the world calls `expireDue` when a lease may be due.
  */
 import type { StoredConfig } from "../cluster/desired.ts"
-import { emptyObeyed } from "../cluster/desired.ts"
 import type { Active, Change, ClusterSnapshot, PublishedStatus, Write } from "../cluster/node/types.ts"
-import { emptyFailoverView } from "../cluster/node/types.ts"
-import { applyChanges } from "../cluster/node/view.ts"
+import { snapshotOf as snapshotFrom } from "../cluster/node/view.ts"
 
 export type Value =
   | { readonly kind: "config"; readonly config: Omit<StoredConfig, "revision"> }
@@ -283,6 +281,5 @@ export const snapshotOf = (etcd: EtcdModel): ClusterSnapshot => {
     const change = kv === undefined ? undefined : changeOf({ revision: kv.mod, key, kv })
     if (change !== undefined) changes.push(change)
   }
-  const view = applyChanges({ revision: 0, obeyed: emptyObeyed, failover: emptyFailoverView }, etcd.revision, changes)
-  return { revision: etcd.revision, obeyed: { ...view.obeyed, revision: etcd.revision }, failover: view.failover }
+  return snapshotFrom(etcd.revision, changes)
 }

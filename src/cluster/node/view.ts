@@ -2,9 +2,10 @@
  * The node's view of what it watches in etcd: config and desired levels (../desired.ts) and the
  * failover keys, kept current from the watch in revision order.
  */
-import { applyEvent } from "../desired.ts"
+import { applyEvent, emptyObeyed } from "../desired.ts"
 import { withEntry } from "./step.ts"
-import type { Active, Candidate, Change, FailoverChange, FailoverView, Move, Proclamation, View } from "./types.ts"
+import type { Active, Candidate, Change, ClusterSnapshot, FailoverChange, FailoverView, Move, Proclamation, View } from "./types.ts"
+import { emptyFailoverView } from "./types.ts"
 
 const withCandidate = (list: readonly Candidate[], candidate: Candidate): readonly Candidate[] =>
   [...list.filter((c) => c.key !== candidate.key), candidate].sort((a, b) => a.createRevision - b.createRevision)
@@ -62,6 +63,12 @@ export const applyChanges = (view: View, revision: number, changes: readonly Cha
     next = isFailover(change) ? { ...next, failover: applyFailover(next.failover, change) } : { ...next, obeyed: applyEvent(next.obeyed, change) }
   }
   return { ...next, revision: Math.max(next.revision, revision) }
+}
+
+/** Everything a node follows, read at `revision`: each key as the change that would have put it there. */
+export const snapshotOf = (revision: number, changes: readonly Change[]): ClusterSnapshot => {
+  const view = applyChanges({ revision: 0, obeyed: emptyObeyed, failover: emptyFailoverView }, revision, changes)
+  return { revision, obeyed: { ...view.obeyed, revision }, failover: view.failover }
 }
 
 /** Which parts of the view a batch touched: converging is needed only for config and desired levels. */
