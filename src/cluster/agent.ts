@@ -175,7 +175,7 @@ const startNodeRunner = (deps: {
       now: loop.now(),
     })
     const runner = yield* makeRunner({ initial, startCommands, now: loop.now, log: options.log })
-    const { perform, stopWatching } = makePerform({
+    const { perform, stopWatching, revoked } = makePerform({
       store,
       node: options.node,
       loop,
@@ -194,7 +194,7 @@ const startNodeRunner = (deps: {
     yield* Effect.addFinalizer(() => Effect.sync(stopWatching))
     yield* Effect.forkIn(runner.run(perform), scope)
     yield* Effect.forkIn(coreChanges(loop, runner), scope)
-    return runner
+    return { runner, revoked }
   })
 
 /** The core's state after every batch that changed it, as `CoreChanged` (several coalesce into the latest). */
@@ -226,6 +226,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
     const instance = randomBytes(8).toString("hex")
     const replies = makeReplies()
     let runner: Runner | undefined
+    let revoked: () => Promise<void> = () => Promise.resolve()
     let clock: (() => number) | undefined
     let running = start.running
     const runningNow = (): Running => runner?.state().running ?? running
@@ -256,18 +257,20 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
           const made = makeFencing({ instance, now: loop.now, log })
           clock = loop.now
           yield* Effect.addFinalizer(() => Effect.sync(() => made.close()))
-          runner = yield* startNodeRunner({ options, store, instance, start, fencing: made, replies, loop })
+          const started = yield* startNodeRunner({ options, store, instance, start, fencing: made, replies, loop })
+          runner = started.runner
+          revoked = started.revoked
         }),
       recordLocalTell: (group, level) => (runner === undefined ? Effect.succeed("applied here; the cluster agent is still starting") : replies.ask(runner.offer, group, level)),
       info: () => clusterInfo(options, store.cluster, runner?.state(), clock ?? (() => 0)),
       failoverEnvironment: (group, epoch) => ({ ISINIT_EPOCH: String(epoch), [fenceMarkerVariable]: fenceMarker(instance, group) }),
-      stop: () => stopRunner(runner),
+      stop: () => stopRunner(runner, () => revoked()),
     }
     return agent
   })
 
-/** Feeds `Stopping` and waits (bounded) until the node has handed its groups over and given its leases back. */
-const stopRunner = (runner: Runner | undefined): Effect.Effect<void> => {
+/** Feeds `Stopping` and waits (bounded) until the node has handed its groups over and its leases are revoked. */
+const stopRunner = (runner: Runner | undefined, revoked: () => Promise<void>): Effect.Effect<void> => {
   if (runner === undefined) return Effect.void
   return Effect.callback<void>((resume) => {
     let done = false
@@ -279,7 +282,7 @@ const stopRunner = (runner: Runner | undefined): Effect.Effect<void> => {
     }
     const timer = setTimeout(finish, stopWithinMs)
     runner.onStep((state) => {
-      if (stopped(state)) finish()
+      if (stopped(state)) void revoked().then(finish)
     })
     runner.offer((now) => ({ _tag: "Stopping", now }))
   })

@@ -131,6 +131,13 @@ const etcdOperation = (deps: CommandDeps, command: EtcdCommand): Effect.Effect<I
 /** Builds the runner's `perform`; `watch` keeps the one live watch (a new Watch replaces it). */
 export const makePerform = (deps: CommandDeps) => {
   let cancelWatch: () => void = () => undefined
+  /** Revokes under way: a stopping daemon waits for them, so its leases are gone when it exits. */
+  const revoking = new Set<Promise<void>>()
+  const revoke = (id: string): void => {
+    const done = Effect.runPromise(Effect.ignore(deps.store.leases.revoke(id)))
+    revoking.add(done)
+    void done.then(() => revoking.delete(done))
+  }
   const watch = (fromRevision: number): void => {
     cancelWatch()
     cancelWatch = deps.store.watchAll(fromRevision, {
@@ -156,10 +163,15 @@ export const makePerform = (deps: CommandDeps) => {
       case "Watch":
         return Effect.sync(() => watch(command.fromRevision)).pipe(Effect.as(undefined))
       case "Revoke":
-        return answerLater(deps, Effect.as(Effect.ignore(deps.store.leases.revoke(command.id)), (now: number): NodeEvent => ({ _tag: "Tick", now })))
+        return Effect.sync(() => revoke(command.id)).pipe(Effect.as(undefined))
       default:
         return answerLater(deps, etcdOperation(deps, command))
     }
   }
-  return { perform, stopWatching: (): void => cancelWatch() }
+  return {
+    perform,
+    stopWatching: (): void => cancelWatch(),
+    /** Resolves once every revoke sent so far is answered (or failed). */
+    revoked: (): Promise<void> => Promise.all([...revoking]).then(() => undefined),
+  }
 }

@@ -60,7 +60,9 @@ export const makeLeases = (client: EtcdClient, callTimeoutMs: number): Leases =>
     streams.delete(id)
     for (const w of s.waiting.splice(0)) w.reject(reason)
     try {
-      s.stream.cancel()
+      // Half-closed, not cancelled: etcd3 counts a cancelled stream as a failed member and
+      // closes every call on its channel, a publish or revoke under way included.
+      s.stream.end()
     } catch {
       // already gone
     }
