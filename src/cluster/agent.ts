@@ -188,9 +188,11 @@ const startNodeRunner = (deps: {
       readLocal: () => readLocal(options.localConfigPath),
     })
     // A config with failover groups: the fencer runs before the first hold needs it.
-    runner.onStep((state) => {
+    const fencerIfNeeded = (state: NodeState): void => {
       if (configOf(state).failover.groups.size > 0) fencing.ensure()
-    })
+    }
+    fencerIfNeeded(initial)
+    runner.onStep(fencerIfNeeded)
     yield* Effect.addFinalizer(() => Effect.sync(stopWatching))
     yield* Effect.forkIn(runner.run(perform), scope)
     yield* Effect.forkIn(coreChanges(loop, runner), scope)

@@ -27,6 +27,8 @@ export interface Fencing {
   readonly disarm: (group: string) => void
   /** A fencer runs and has said it is ready. */
   readonly ready: () => boolean
+  /** A hold of GROUP is refused for want of a fencer: true the first time since the fencer was last ready (log it once). */
+  readonly refusing: (group: string) => boolean
   /** The fencer's pid, for the log and the tests. */
   readonly pid: () => number | undefined
   /** Closes the channel: the fencer exits once every deadline it holds has fired (none after a clean stop). */
@@ -64,6 +66,8 @@ export const makeFencing = (options: FencingOptions): Fencing => {
   const arms = new Map<string, Arm>()
   let current: Running | undefined
   let closed = false
+  /** Groups whose refused hold was logged since the fencer was last ready. */
+  const refused = new Set<string>()
   let retry: NodeJS.Timeout | undefined
 
   /** A deadline on the daemon's clock, on the fencer's. */
@@ -103,6 +107,7 @@ export const makeFencing = (options: FencingOptions): Fencing => {
     channel.setEncoding("utf8").on("data", (chunk: string) => {
       if (chunk.includes('"ready"') && !running.ready) {
         running.ready = true
+        refused.clear()
         options.log.line({ what: "fencer", message: `fencer pid ${child.pid ?? "?"} ready (deadlines on CLOCK_${clock.kind.toUpperCase()})` })
       }
     })
@@ -123,6 +128,7 @@ export const makeFencing = (options: FencingOptions): Fencing => {
       send({ op: "disarm", group })
     },
     ready: () => current?.ready === true,
+    refusing: (group) => !refused.has(group) && refused.add(group) !== undefined,
     pid: () => current?.child.pid,
     close: () => {
       closed = true

@@ -47,9 +47,12 @@ import { makeElection } from "./store/election.ts"
 import type { Following } from "./store/follow.ts"
 import { makeFollowing } from "./store/follow.ts"
 import type { Leases } from "./store/leases.ts"
+import type { FailoverStore } from "./store/failover.ts"
+import { makeFailoverStore } from "./store/failover.ts"
 import { makeLeases } from "./store/leases.ts"
 
 export type { AuditEntry, Author } from "./store/audit.ts"
+export type { FailoverRead } from "./store/failover.ts"
 export type { ConfigRead, HistoryEntry, PushedConfig, Signer } from "./store/config.ts"
 export type { ConfigRejected, Contended, EtcdFailure, EtcdRefused, EtcdUnavailable, InvalidName, NodeLive, UnknownGroup, UnknownNode } from "./store/errors.ts"
 export type { Nodes } from "./store/nodes.ts"
@@ -76,7 +79,7 @@ export interface ClusterOptions {
   readonly author?: Author | undefined
 }
 
-export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership, AuditTrail, Following {
+export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership, AuditTrail, Following, FailoverStore {
   readonly cluster: string
   /** Leases as a daemon keeps them itself (store/leases.ts). */
   readonly leases: Leases
@@ -115,5 +118,6 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
       elections.set(node, made)
       return made
     }
-    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership, ...trail, ...following, leases, election } satisfies ClusterStore
+    const failover = makeFailoverStore(client, leases, cluster, audit)
+    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership, ...trail, ...following, ...failover, leases, election } satisfies ClusterStore
   })

@@ -74,7 +74,7 @@ const coreEventOf = (deps: CommandDeps, command: CoreCommand, parsed: Parsed | u
 const toCore = (deps: CommandDeps, command: CoreCommand): Effect.Effect<Input> =>
   Effect.gen(function* () {
     if (command._tag === "HoldCore" && !deps.fencing.ready()) {
-      deps.log.line({ what: "fenced", group: command.group, message: "hold refused: no fencer runs yet (see the warnings above); the group does not start here" })
+      if (deps.fencing.refusing(command.group)) deps.log.line({ what: "fenced", group: command.group, message: "hold refused until the fencer is ready: the group does not start here without it" })
       const core = yield* Ref.get(deps.loop.state)
       return (now: number): NodeEvent => ({ _tag: "CoreAnswered", now, command, outcome: { _tag: "Rejected", reason: "no fencer" }, core })
     }
@@ -172,6 +172,6 @@ export const makePerform = (deps: CommandDeps) => {
     perform,
     stopWatching: (): void => cancelWatch(),
     /** Resolves once every revoke sent so far is answered (or failed). */
-    revoked: (): Promise<void> => Promise.all([...revoking]).then(() => undefined),
+    revoked: (): Promise<void> => Promise.all(revoking).then(() => undefined),
   }
 }
