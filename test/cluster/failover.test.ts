@@ -210,4 +210,20 @@ describe.skipIf(skipWithoutEtcd())("failover groups on three real nodes", () => 
     const refused = await isinit([...etcdArgs(), "move", "web", doomed])
     expect([refused.code, refused.err]).toEqual([1, expect.stringMatching(/refused: .* is banned from web/) as string])
   })
+
+  it("a second daemon under a node name already in use does not campaign, and says so in its log and status", async () => {
+    const current = await holder()
+    const name = names.find((n) => n !== current) ?? "n1"
+    const twin = lab.node(`${name}-twin`, { tab: lab.path("isinittab"), etcd: etcd.urls, args: ["--node", name] })
+    await twin.start()
+    await eventually("the twin refuses to campaign", () => new RegExp(`another isinitd \\(instance [0-9a-f]+\\) runs as node ${name}: this one does not campaign`).test(twin.log()), 20_000)
+    const local = await isinit(["-s", twin.socket, "status", "--json"])
+    expect((JSON.parse(local.out) as { readonly cluster: { readonly identity: string } }).cluster.identity).toBe("conflict")
+    expect((await isinit(["-s", twin.socket, "status"])).out).toMatch(new RegExp(`ANOTHER isinitd runs as node ${name}`))
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    expect(twin.log()).not.toMatch(/failover web: (leading|holding)/)
+    expect(witnessesAlive(script)).toEqual([current])
+    // Not SIGTERM: a clean stop would revoke the status it published under the shared name.
+    await twin.kill("SIGKILL")
+  })
 })
