@@ -104,7 +104,7 @@ describe.skipIf(skipWithoutEtcd())("three etcd members, some of them down", () =
     if (survivor === undefined) throw new Error("no survivor")
     const lab: Lab = makeLab(survivor.url, "conn")
     try {
-      const ttlSeconds = 3
+      const ttlSeconds = 2
       const n1 = lab.node("n1", { tab: lab.write("isinittab", "web:web-server:1,:respawn:exec sleep 3600\n"), leaseTtlSeconds: ttlSeconds })
       await n1.start()
       const local = async (): Promise<{ readonly connected: boolean; readonly since: string; readonly error?: string }> => {
@@ -117,6 +117,7 @@ describe.skipIf(skipWithoutEtcd())("three etcd members, some of them down", () =
       const lost = Date.now()
       await eventually("n1 disconnected", async () => !(await local()).connected, 30_000)
       const status = await local()
+      console.info(`disconnected ${Date.parse(status.since) - lost} ms after the survivor had no leader: ${status.error ?? ""}`)
       // A member without a leader acknowledges no keep-alive: the last one was sent before `lost`,
       // and the status lives at most the TTL after it. The daemon must say so by then (at its
       // renew deadline, 60 % of the TTL), not once the watch is cancelled, seconds later.
