@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs"
-import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
+import type { ProcessReport, ProcessTable, ProcessesOptions } from "../../src/runtime/processes.ts"
 import { livePgids, makeProcessTable } from "../../src/runtime/processes.ts"
 
 /** Poll until `check` returns a value other than undefined/false, or fail after `timeoutMs`. */
@@ -78,12 +78,12 @@ export const processTableLab = () => {
     for (const table of tables) table.stop()
     tables = []
   }
-  const make = () => {
+  const make = (options: ProcessesOptions = {}) => {
     const reports: ProcessReport[] = []
     const table = makeProcessTable((r) => {
       reports.push(r)
       if (r._tag === "Started") pgids.add(r.pid)
-    })
+    }, options)
     tables.push(table)
     const started = (tag: string) =>
       until(`${tag} started`, () => {
