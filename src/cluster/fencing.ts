@@ -60,17 +60,43 @@ const isinitdEntry = (): string => {
 /** How long after a fencer that could not be started the next attempt comes. */
 const restartDelayMs = 1_000
 
+/** Starts a fencer process, or says why it could not. */
+const spawnFencer = (): ChildProcess | string => {
+  try {
+    return spawn(process.execPath, [...process.execArgv, isinitdEntry(), "--fencer"], { detached: true, stdio: ["ignore", "ignore", "inherit", "pipe"] })
+  } catch (error) {
+    return String(error)
+  }
+}
+
+/** Listens on a started fencer's channel: `ready` once it says so, `lost` once it is gone. */
+const watchFencer = (child: ChildProcess, handlers: { readonly ready: () => void; readonly lost: (why: string) => void }): Running => {
+  const channel = child.stdio[3] as Socket
+  const running: Running = { child, channel, ready: false }
+  // Neither keeps the daemon alive: it exits when it is done, whatever its fencer does.
+  child.unref()
+  channel.unref()
+  channel.on("error", (error) => handlers.lost(`lost its channel (${error.message})`))
+  channel.on("close", () => handlers.lost("exited"))
+  channel.setEncoding("utf8").on("data", (chunk: string) => {
+    if (!chunk.includes('"ready"') || running.ready) return
+    running.ready = true
+    handlers.ready()
+  })
+  return running
+}
+
 export const makeFencing = (options: FencingOptions): Fencing => {
   const { clock, note } = kernelClock()
   if (note !== undefined) options.log.line({ what: "warning", message: note })
   const arms = new Map<string, Arm>()
-  let current: Running | undefined
-  let closed = false
   /** Groups whose refused hold was logged since the fencer was last ready. */
   const refused = new Set<string>()
+  let current: Running | undefined
+  let closed = false
   let retry: NodeJS.Timeout | undefined
 
-  /** A deadline on the daemon's clock, on the fencer's. */
+  /** A deadline on the daemon's clock, on the fencer's: both clocks read now, together. */
   const onFencerClock = (at: number): number => at - options.now() + clock.nowMs()
 
   const send = (message: FencerMessage): void => {
@@ -79,38 +105,28 @@ export const makeFencing = (options: FencingOptions): Fencing => {
     current.channel.write(`${JSON.stringify(out)}\n`)
   }
 
-  const lost = (running: Running, why: string): void => {
-    if (current !== running) return
-    current = undefined
-    if (closed) return
-    options.log.line({ what: "warning", message: `the fencer (pid ${running.child.pid ?? "?"}) ${why}: starting another` })
-    start()
-  }
-
   const start = (): void => {
     if (closed || current !== undefined) return
-    let child: ChildProcess
-    try {
-      child = spawn(process.execPath, [...process.execArgv, isinitdEntry(), "--fencer"], { detached: true, stdio: ["ignore", "ignore", "inherit", "pipe"] })
-    } catch (error) {
-      options.log.line({ what: "warning", message: `cannot start the fencer: ${String(error)}; failover groups do not start here until it runs` })
+    const child = spawnFencer()
+    if (typeof child === "string") {
+      options.log.line({ what: "warning", message: `cannot start the fencer: ${child}; failover groups do not start here until it runs` })
       retry ??= setTimeout(() => ((retry = undefined), start()), restartDelayMs)
       return
     }
-    const channel = child.stdio[3] as Socket
-    const running: Running = { child, channel, ready: false }
-    current = running
-    child.unref()
-    channel.unref()
-    channel.on("error", (error) => lost(running, `lost its channel (${error.message})`))
-    channel.on("close", () => lost(running, "exited"))
-    channel.setEncoding("utf8").on("data", (chunk: string) => {
-      if (chunk.includes('"ready"') && !running.ready) {
-        running.ready = true
+    const running = watchFencer(child, {
+      ready: () => {
         refused.clear()
         options.log.line({ what: "fencer", message: `fencer pid ${child.pid ?? "?"} ready (deadlines on CLOCK_${clock.kind.toUpperCase()})` })
-      }
+      },
+      lost: (why) => {
+        if (current !== running) return
+        current = undefined
+        if (closed) return
+        options.log.line({ what: "warning", message: `the fencer (pid ${child.pid ?? "?"}) ${why}: starting another` })
+        start()
+      },
     })
+    current = running
     send({ op: "hello", daemon: process.pid, instance: options.instance, clock: clock.kind })
     for (const arm of arms.values()) send(arm)
   }

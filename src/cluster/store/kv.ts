@@ -44,6 +44,43 @@ export interface KeyValues {
   ) => Accepted<K, A> | undefined
 }
 
+/** A failover key's change; a value that does not decode (or names another node) is rejected. */
+const failoverChange = (kv: IKeyValue, parsed: ClusterKey, change: "Put" | "Delete", reject: (rejection: Rejection) => Rejection): Change | undefined => {
+  const key = kv.key.toString("utf8")
+  const revision = revisionOf(kv.mod_revision)
+  const text = kv.value.toString("utf8")
+  const rejected = (reason: string): Change => ({ _tag: "Rejected", rejection: reject({ key, revision, reason }) })
+  switch (parsed._tag) {
+    case "Move": {
+      if (change === "Delete") return { _tag: "MoveGone", group: parsed.group }
+      const move = decodeMove(text)
+      return move._tag === "Left" ? rejected(move.left) : { _tag: "MoveSet", group: parsed.group, move: { node: move.right.node, modRevision: revision } }
+    }
+    case "Claim": {
+      if (change === "Delete") return { _tag: "ClaimGone", node: parsed.node }
+      const claim = decodeInstance(text)
+      return claim._tag === "Left" ? rejected(claim.left) : { _tag: "ClaimSet", node: parsed.node, instance: claim.right.instance }
+    }
+    case "Candidate": {
+      if (change === "Delete") return { _tag: "CandidateGone", group: parsed.group, key }
+      const value = decodeInstance(text)
+      if (value._tag === "Left") return rejected(value.left)
+      const candidate = { key, createRevision: revisionOf(kv.create_revision), node: parsed.node, instance: value.right.instance }
+      return { _tag: "CandidateSet", group: parsed.group, candidate }
+    }
+    case "Active": {
+      if (change === "Delete") return { _tag: "ActiveGone", group: parsed.group, node: parsed.node }
+      const value = decodeActive(text)
+      if (value._tag === "Left") return rejected(value.left)
+      if (value.right.node !== parsed.node) return rejected(`a proclamation of node "${value.right.node}" under ${parsed.node}'s keys`)
+      const { at: _at, ...active } = value.right
+      return { _tag: "ActiveSet", group: parsed.group, active, modRevision: revision }
+    }
+    default:
+      return undefined
+  }
+}
+
 /** `checkConfig`: what a config must pass beyond its form to be obeyed (signatures, when required). */
 export const keyValues = (cluster: string, log: LogService | undefined, checkConfig?: ConfigCheck): KeyValues => {
   const reject = (rejection: Rejection): Rejection => {
@@ -84,47 +121,10 @@ export const keyValues = (cluster: string, log: LogService | undefined, checkCon
     }
   }
 
-  /** A failover key's change; a value that does not decode (or names another node) is rejected. */
-  const failoverChange = (kv: IKeyValue, parsed: ClusterKey, change: "Put" | "Delete"): Change | undefined => {
-    const key = kv.key.toString("utf8")
-    const revision = revisionOf(kv.mod_revision)
-    const text = kv.value.toString("utf8")
-    const rejected = (reason: string): Change => ({ _tag: "Rejected", rejection: reject({ key, revision, reason }) })
-    switch (parsed._tag) {
-      case "Move": {
-        if (change === "Delete") return { _tag: "MoveGone", group: parsed.group }
-        const move = decodeMove(text)
-        return move._tag === "Left" ? rejected(move.left) : { _tag: "MoveSet", group: parsed.group, move: { node: move.right.node, modRevision: revision } }
-      }
-      case "Claim": {
-        if (change === "Delete") return { _tag: "ClaimGone", node: parsed.node }
-        const claim = decodeInstance(text)
-        return claim._tag === "Left" ? rejected(claim.left) : { _tag: "ClaimSet", node: parsed.node, instance: claim.right.instance }
-      }
-      case "Candidate": {
-        if (change === "Delete") return { _tag: "CandidateGone", group: parsed.group, key }
-        const value = decodeInstance(text)
-        if (value._tag === "Left") return rejected(value.left)
-        const candidate = { key, createRevision: revisionOf(kv.create_revision), node: parsed.node, instance: value.right.instance }
-        return { _tag: "CandidateSet", group: parsed.group, candidate }
-      }
-      case "Active": {
-        if (change === "Delete") return { _tag: "ActiveGone", group: parsed.group, node: parsed.node }
-        const value = decodeActive(text)
-        if (value._tag === "Left") return rejected(value.left)
-        if (value.right.node !== parsed.node) return rejected(`a proclamation of node "${value.right.node}" under ${parsed.node}'s keys`)
-        const { at: _at, ...active } = value.right
-        return { _tag: "ActiveSet", group: parsed.group, active, modRevision: revision }
-      }
-      default:
-        return undefined
-    }
-  }
-
   const changeOf: KeyValues["change"] = (kv, change) => {
     const parsed = parseKey(cluster, kv.key.toString("utf8"))
     return parsed._tag === "Move" || parsed._tag === "Claim" || parsed._tag === "Candidate" || parsed._tag === "Active" || parsed._tag === "Ban"
-      ? failoverChange(kv, parsed, change)
+      ? failoverChange(kv, parsed, change, reject)
       : classify(kv, change)
   }
 
