@@ -80,6 +80,10 @@ running, and the next isinitd on the same state file adopts them all (restarts a
 without bouncing services; see examples/isinitd.service).
 Exit codes: 0 after a stopall, 1 when it cannot start, 2 on a usage error, 3 after a hand-over.
 A second daemon on the same socket is refused; a stale socket file is replaced.
+With failover groups in its config (:::failover:), an isinitd --etcd starts a fencer,
+"isinitd --fencer" (started by isinitd itself; not a command for operators): a small process in
+its own session that stops a failover group's processes when their lease was not renewed by its
+deadline, even while isinitd is stopped or stalled (docs/cluster.md, "Failover groups").
 With plain http:// etcd URLs and no --etcd-user, isinitd warns once at start: anyone who can
 reach etcd can then push a config that runs commands as root on every node (docs/cluster.md).
 Run as root, isinitd refuses an isinittab (or its directory) that is not owned by root or is
