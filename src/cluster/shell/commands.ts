@@ -12,14 +12,12 @@ import * as Effect from "effect/Effect"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type { Parsed } from "../../core/config.ts"
-import type { Effect as CoreEffect } from "../../core/effects.ts"
-import type { Event as CoreEvent } from "../../core/events.ts"
-import { hold, release, reload, tell } from "../../core/events.ts"
 import type { LoopService } from "../../runtime/loop.ts"
 import type { LogService } from "../../log.ts"
 import type { Fencing } from "../fencing.ts"
+import { coreEventOf, coreOutcomeOf } from "../node/core.ts"
 import { parsedOf } from "../node/step.ts"
-import type { CoreCommand, CoreOutcome, Local, NodeCommand, NodeEvent, NodeState, Write, WriteOutcome } from "../node/types.ts"
+import type { CoreCommand, Local, NodeCommand, NodeEvent, NodeState, Write, WriteOutcome } from "../node/types.ts"
 import type { ClusterStore } from "../store.ts"
 import { outcomeOfFailure } from "../store/election.ts"
 import type { Input } from "./runner.ts"
@@ -40,31 +38,11 @@ export interface CommandDeps {
   readonly readLocal: () => Effect.Effect<Local>
 }
 
-/** One place reads the core's refusal: its "rejected" log line (as the simulator's coreOutcomeOf). */
-const outcomeOf = (effects: readonly CoreEffect[]): CoreOutcome => {
-  for (const e of effects) if (e._tag === "Log" && e.entry.what === "rejected") return { _tag: "Rejected", reason: e.entry.message }
-  return { _tag: "Applied" }
-}
-
 /** The config a tell from etcd runs under: etcd's, else the local file read now (and the node told of it). */
 const configForTell = (deps: CommandDeps): Effect.Effect<{ readonly parsed: Parsed; readonly local: Local | undefined }> => {
   const running = deps.state().running
   if (running._tag === "Etcd") return Effect.succeed({ parsed: running.config.parsed, local: undefined })
   return Effect.map(deps.readLocal(), (local) => ({ parsed: parsedOf(local), local }))
-}
-
-const coreEventOf = (deps: CommandDeps, command: CoreCommand, parsed: Parsed | undefined): CoreEvent => {
-  const now = deps.loop.now()
-  switch (command._tag) {
-    case "TellCore":
-      return tell(command.group, command.level, parsed ?? parsedOf(deps.state().running), now)
-    case "ReloadCore":
-      return reload(command.config.parsed, now)
-    case "HoldCore":
-      return hold(command.group, command.epoch, command.until, now)
-    case "ReleaseCore":
-      return release(command.group, now)
-  }
 }
 
 /**
@@ -79,8 +57,9 @@ const toCore = (deps: CommandDeps, command: CoreCommand): Effect.Effect<Input> =
       return (now: number): NodeEvent => ({ _tag: "CoreAnswered", now, command, outcome: { _tag: "Rejected", reason: "no fencer" }, core })
     }
     const config = command._tag === "TellCore" ? yield* configForTell(deps) : undefined
-    const applied = yield* deps.loop.submit(coreEventOf(deps, command, config?.parsed))
-    const outcome = outcomeOf(applied.effects)
+    const parsed = config?.parsed ?? parsedOf(deps.state().running)
+    const applied = yield* deps.loop.submit(coreEventOf(command, parsed, deps.loop.now()))
+    const outcome = coreOutcomeOf(applied.effects)
     const local = config?.local
     return (now: number): NodeEvent => {
       // The file read for the tell is what runs now (unless etcd's config arrived meanwhile).
