@@ -100,12 +100,18 @@ export const makeRunner = (options: RunnerOptions): Effect.Effect<Runner> =>
         for (const listener of listeners) listener(state)
       })
 
+    /** A step that dies of a bug (a throw in the shell) is logged; the next event is handled as usual. */
+    const guarded = (perform: Perform, input: Input): Effect.Effect<void> =>
+      Effect.catchDefect(step(perform, input), (defect) =>
+        Effect.sync(() => options.log.line({ what: "bug", message: `the cluster shell failed on an event: ${String(defect)}` })),
+      )
+
     const run = (perform: Perform): Effect.Effect<never> =>
       Effect.gen(function* () {
         const start = yield* performAll(perform, options.startCommands)
-        yield* Effect.forEach(start, (input) => step(perform, input), { discard: true })
+        yield* Effect.forEach(start, (input) => guarded(perform, input), { discard: true })
         armTimer()
-        return yield* Effect.forever(Effect.flatMap(Queue.take(queue), (input) => step(perform, input)))
+        return yield* Effect.forever(Effect.flatMap(Queue.take(queue), (input) => guarded(perform, input)))
       }).pipe(Effect.ensuring(Effect.sync(() => timer !== undefined && clearTimeout(timer))))
 
     return { state: () => state, offer, onStep: (listener) => void listeners.push(listener), run }
