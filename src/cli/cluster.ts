@@ -21,6 +21,7 @@ import type {
   ConfigRejected,
   Contended,
   EtcdFailure,
+  FailoverGroupTold,
   InvalidName,
   NodeLive,
   Nodes,
@@ -554,7 +555,7 @@ const forgetCommand = (env: Env, command: Extract<Command, { readonly _tag: "For
   })
 
 /** Every way a command can fail; each has a message for the operator. */
-type CommandError = ConfigRejected | Contended | EtcdFailure | InvalidName | NodeLive | UnknownGroup | UnknownNode
+type CommandError = ConfigRejected | Contended | EtcdFailure | FailoverGroupTold | InvalidName | NodeLive | UnknownGroup | UnknownNode
 
 const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" }>): Effect.Effect<number, CommandError> => {
   switch (command._tag) {

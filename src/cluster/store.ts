@@ -54,7 +54,7 @@ import { makeLeases } from "./store/leases.ts"
 export type { AuditEntry, Author } from "./store/audit.ts"
 export type { FailoverRead } from "./store/failover.ts"
 export type { ConfigRead, HistoryEntry, PushedConfig, Signer } from "./store/config.ts"
-export type { ConfigRejected, Contended, EtcdFailure, EtcdRefused, EtcdUnavailable, InvalidName, NodeLive, UnknownGroup, UnknownNode } from "./store/errors.ts"
+export type { ConfigRejected, Contended, EtcdFailure, EtcdRefused, EtcdUnavailable, FailoverGroupTold, InvalidName, NodeLive, UnknownGroup, UnknownNode } from "./store/errors.ts"
 export type { Nodes } from "./store/nodes.ts"
 export type { StatusInput } from "./store/presence.ts"
 

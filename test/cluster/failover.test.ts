@@ -114,6 +114,9 @@ describe.skipIf(skipWithoutEtcd())("failover groups on three real nodes", () => 
     expect(s?.candidates.map((c) => c.node).sort()).toEqual([...names])
     const start = witnessLines(log).find((l) => l.kind === "START")
     expect(start).toMatchObject({ node: first, epoch: s?.holder?.epoch })
+    // It follows its election, not tells: the client refuses one, naming the command that moves it.
+    const tell = await isinit([...etcdArgs(), "tell", "web", "on"])
+    expect([tell.code, tell.err]).toEqual([1, expect.stringMatching(/web is a failover group: .*move it with isinit --etcd URLS move web NODE/) as string])
   })
 
   it("SIGKILL of the holder's daemon: its fencer stops the witness, another node takes over, the restarted daemon runs nothing", async () => {
