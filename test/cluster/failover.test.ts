@@ -214,6 +214,19 @@ describe.skipIf(skipWithoutEtcd())("failover groups on three real nodes", () => 
     expect([refused.code, refused.err]).toEqual([1, expect.stringMatching(/refused: .* is banned from web/) as string])
   })
 
+  it("a clean stop of the holder's daemon hands the group over at once (no takeover delay) and gives its leases back", async () => {
+    const before = await holder()
+    await node(before).kill("SIGTERM")
+    expect(node(before).log()).toMatch(/failover web: handing over \(the daemon is stopping\)/)
+    const after = await settled(before)
+    const last = (await status()).failover.find((f) => f.group === "web")?.last?.reason
+    expect(last).toMatch(new RegExp(`handed over by ${before} \\(the daemon is stopping\\)`))
+    expect((await status()).failover.find((f) => f.group === "web")?.candidates.map((c) => c.node)).not.toContain(before)
+    await node(before).start()
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    expect(witnessesAlive(script)).toEqual([after])
+  })
+
   it("a second daemon under a node name already in use does not campaign, and says so in its log and status", async () => {
     const current = await holder()
     const name = names.find((n) => n !== current) ?? "n1"

@@ -41,29 +41,35 @@ export interface RunnerOptions {
   readonly log: LogService
 }
 
+/** The one timer: a Tick at `due` (the daemon's clock); arming it again replaces it. */
+const wakeTimer = (now: () => number, offer: (input: Input) => void) => {
+  let timer: NodeJS.Timeout | undefined
+  let timerAt: number | undefined
+  const arm = (due: number | undefined): void => {
+    if (due === timerAt) return
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+    timerAt = due
+    if (due === undefined) return
+    timer = setTimeout(() => {
+      timer = undefined
+      timerAt = undefined
+      // Fired for `due`: never a time before it (clock rounding).
+      offer((at) => ({ _tag: "Tick", now: Math.max(at, due) }))
+    }, Math.max(0, Math.ceil(due - now())))
+    timer.unref()
+  }
+  return { arm }
+}
+
 export const makeRunner = (options: RunnerOptions): Effect.Effect<Runner> =>
   Effect.gen(function* () {
     const queue = yield* Queue.unbounded<Input>()
     const listeners: Array<(state: NodeState) => void> = []
     let state = options.initial
-    let timer: NodeJS.Timeout | undefined
-    let timerAt: number | undefined
     const offer = (input: Input): void => void Queue.offerUnsafe(queue, input)
-
-    const armTimer = (): void => {
-      const due = nextWakeup(state)
-      if (due === timerAt) return
-      if (timer !== undefined) clearTimeout(timer)
-      timer = undefined
-      timerAt = due
-      if (due === undefined) return
-      timer = setTimeout(() => {
-        timer = undefined
-        timerAt = undefined
-        offer((now) => ({ _tag: "Tick", now: Math.max(now, due) }))
-      }, Math.max(0, Math.ceil(due - options.now())))
-      timer.unref()
-    }
+    const timer = wakeTimer(options.now, offer)
+    const armTimer = (): void => timer.arm(nextWakeup(state))
 
     /** One reduction; a reducer that throws (a bug) loses the event, never the daemon. */
     const reduceOne = (event: NodeEvent): readonly NodeCommand[] => {
@@ -112,7 +118,7 @@ export const makeRunner = (options: RunnerOptions): Effect.Effect<Runner> =>
         yield* Effect.forEach(start, (input) => guarded(perform, input), { discard: true })
         armTimer()
         return yield* Effect.forever(Effect.flatMap(Queue.take(queue), (input) => guarded(perform, input)))
-      }).pipe(Effect.ensuring(Effect.sync(() => timer !== undefined && clearTimeout(timer))))
+      }).pipe(Effect.ensuring(Effect.sync(() => timer.arm(undefined))))
 
     return { state: () => state, offer, onStep: (listener) => void listeners.push(listener), run }
   })
