@@ -70,6 +70,8 @@ describe("the fencer", () => {
     expect(clock.nowMs() - armedAt).toBeGreaterThanOrEqual(1_200)
     expect(other.exitCode === null && other.signalCode === null).toBe(true)
     expect(stranger.exitCode === null && stranger.signalCode === null).toBe(true)
+    // Its log comes through a pipe: a little after the signals.
+    await until("both lines logged", () => /epoch 7 passed without a renewal: SIGKILL/.test(fencer.log()))
     expect(fencer.log()).toMatch(/mail - fencer deadline of epoch 7 passed without a renewal: SIGTERM to pid \d+/)
     expect(fencer.log()).toMatch(/mail - fencer deadline of epoch 7 passed without a renewal: SIGKILL to pid \d+/)
   })
@@ -89,10 +91,10 @@ describe("the fencer", () => {
     expect(clock.nowMs() - t0).toBeGreaterThanOrEqual(1_500)
     expect(disarmed.signalCode).toBeNull()
     // The daemon (this test process) starts one after the deadline, as a stalled daemon resuming mid-fork would.
-    await new Promise((done) => setTimeout(done, 200))
+    await until("the SIGKILL deadline passed", () => /mail - fencer deadline of epoch 1 passed without a renewal: SIGKILL/.test(fencer.log()))
     const late = marked("t2:mail", "deaf")
     expect(await exitOf(late)).toBe("SIGKILL")
-    expect(fencer.log()).toMatch(/SIGKILL to pid \d+: started after the deadline/)
+    await until("the newcomer's kill logged", () => /SIGKILL to pid \d+: started after the deadline/.test(fencer.log()))
   })
 
   it("outlives its daemon until what is armed has fired, then exits; with nothing armed it exits at once", async () => {
