@@ -20,7 +20,8 @@ import * as t from "io-ts"
 import { describeErrors, parseJson } from "./json.ts"
 import { checkedString, maxNameLength, nameProblem } from "./names.ts"
 import type { Mode } from "../core/config.ts"
-import type { Effect as CoreEffect, LogWhat } from "../core/effects.ts"
+import type { Effect as CoreEffect, ReducerLogWhat } from "../core/effects.ts"
+import { reducerLogWhats } from "../core/effects.ts"
 import type { EntryProcState, StatusReport } from "../core/report.ts"
 import type { GroupPhase } from "../core/state.ts"
 
@@ -266,9 +267,7 @@ const modeValues: readonly (Mode | "removed")[] = ["respawn", "once", "wait", "t
 const procStates: readonly EntryProcState[] = ["idle", "running", "stopping", "leader-exited", "jailed", "done", "failed"]
 const phases: readonly GroupPhase[] = ["stopped", "start", "run", "fail", "stopping"]
 const lifecycles: readonly StatusReport["lifecycle"][] = ["running", "stopping", "halted"]
-const logWhats: readonly LogWhat[] = [
-  "started", "exited", "restarting", "jailed", "released", "stopping", "killed", "rejected", "group", "halted",
-]
+const logWhats: readonly ReducerLogWhat[] = reducerLogWhats
 
 const entryReportCodec = t.type({
   tag: t.string,

@@ -25,23 +25,62 @@ export type Effect =
   /** Something an operator should read in the log, with the reason. */
   | { readonly _tag: "Log"; readonly entry: LogEntry }
 
-export type LogWhat =
-  | "started"
-  | "exited"
-  | "restarting"
-  | "jailed"
-  | "released"
-  | "stopping"
-  | "killed"
-  | "rejected"
-  | "adopted"
-  | "group"
-  | "halted"
+/**
+ * The log's verbs, one vocabulary for the whole daemon (the `what` column of every log line).
+ * The reducer's own: what its `Log` effects say happened.
+ */
+export const reducerLogWhats = [
+  "started",
+  "exited",
+  "restarting",
+  "jailed",
+  "released",
+  "stopping",
+  "killed",
+  "rejected",
+  "adopted",
+  "group",
+  "halted",
   /** A failover group stopped or not started because its hold is missing or ran out. */
-  | "fenced"
+  "fenced",
+] as const
+
+/** What the shell logs besides: what only it sees (exits, signals, etcd), and the reducer's refusals. */
+export const shellLogWhats = [
+  /** A run's leader exited while the rest of its process group lives on (rule 14). */
+  "leader-exited",
+  /** A programmer error caught at the edge (a reducer that threw). */
+  "bug",
+  "ready",
+  "signal",
+  "request",
+  "handover",
+  "exit",
+  /** Re-adoption after a crash: what the state file, the journal and /proc gave. */
+  "restore",
+  /** A problem of the isinittab at start. */
+  "config",
+  "warning",
+  /** Reaping orphans (PID 1 or child subreaper). */
+  "orphans",
+  /** The log itself (its stream lost, lines dropped). */
+  "log",
+  /** The cluster node: convergence, failover, and etcd's health. */
+  "cluster",
+  "failover",
+  "etcd-outage",
+  "etcd-resync",
+  "etcd-rejected",
+  "etcd-lease-lost",
+] as const
+
+export const logWhats = [...reducerLogWhats, ...shellLogWhats] as const
+
+export type ReducerLogWhat = (typeof reducerLogWhats)[number]
+export type LogWhat = (typeof logWhats)[number]
 
 export interface LogEntry {
-  readonly what: LogWhat
+  readonly what: ReducerLogWhat
   readonly group?: string
   readonly tag?: string
   readonly run?: number
