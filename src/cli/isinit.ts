@@ -13,7 +13,8 @@ import { dirname, extname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
-import type { ClusterInfo, Request, Response } from "../codec/protocol.ts"
+import type { Answer, ClusterInfo, Request, Response } from "../codec/protocol.ts"
+import { planAnswer } from "../codec/protocol.ts"
 import type { Parsed, Problem } from "../core/config.ts"
 import { emptyConfig, hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
@@ -26,7 +27,7 @@ import { awaitDaemonGone, formatSeconds, request } from "../runtime/client.ts"
 import { configPathFrom, defaultSocketPath, resolvePaths, version } from "../runtime/daemon.ts"
 import { insecureConfigReason } from "../runtime/strictModes.ts"
 import { UsageError, expectCount, timeoutOptionMs, waitTimeoutMs } from "./args.ts"
-import { endsAtBarrier, groupsTable, planRejection, renderPlanSteps, renderStatus } from "./format.ts"
+import { endsAtBarrier, groupsTable, renderPlanSteps, renderStatus } from "./format.ts"
 
 export const usage = `Usage:
   isinit [-c FILE] [-s SOCKET] GROUP LEVEL [--wait] [--timeout S] [--force]   (also: isinit tell ...)
@@ -623,13 +624,16 @@ const check = async (ctx: Context, command: Extract<Command, { readonly _tag: "C
   return 0
 }
 
-const printPlan = (ctx: Context, command: Extract<Command, { readonly _tag: "Plan" }>, accepted: boolean, effects: Parameters<typeof renderPlanSteps>[0]): number => {
+type PlanAnswer = Extract<Answer, { readonly op: "plan" }>
+
+const printPlan = (ctx: Context, command: Extract<Command, { readonly _tag: "Plan" }>, answer: PlanAnswer): number => {
+  const { accepted, reason, effects } = answer
   if (command.json) {
-    ctx.io.out(`${JSON.stringify({ group: command.group, level: command.level, accepted, effects }, null, 2)}\n`)
+    ctx.io.out(`${JSON.stringify({ group: command.group, level: command.level, accepted, ...(reason === undefined ? {} : { reason }), effects }, null, 2)}\n`)
     return accepted ? 0 : 1
   }
   if (!accepted) {
-    ctx.io.err(`isinit: plan: ${planRejection(effects) ?? `tell ${command.group} ${command.level} would be rejected`}\n`)
+    ctx.io.err(`isinit: plan: tell ${command.group} ${command.level} would be rejected${reason === undefined ? "" : `: ${reason}`}\n`)
     return 1
   }
   const steps = renderPlanSteps(effects)
@@ -658,7 +662,7 @@ const planCommand = async (ctx: Context, command: Extract<Command, { readonly _t
       ctx.io.err(`isinit: unexpected answer to plan: ${answer.op}\n`)
       return 1
     }
-    return printPlan(ctx, command, answer.accepted, answer.effects)
+    return printPlan(ctx, command, answer)
   }
   if (answer._tag !== "NoDaemon") return talkFailure(ctx, answer, "plan")
   if (ctx.parsed === undefined) {
@@ -667,7 +671,7 @@ const planCommand = async (ctx: Context, command: Extract<Command, { readonly _t
   }
   ctx.io.err(`isinit: no daemon on ${ctx.socket}: planning against an initial state (everything stopped)\n`)
   const result = plan(initialStateWith(ctx.parsed.config), command.group, command.level, ctx.parsed, 0)
-  return printPlan(ctx, command, result.accepted, result.effects)
+  return printPlan(ctx, command, planAnswer(command.group, command.level, result))
 }
 
 const simulate = async (ctx: Pick<Context, "io">, command: Extract<Command, { readonly _tag: "Simulate" }>): Promise<number> => {

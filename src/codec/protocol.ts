@@ -20,8 +20,9 @@ import * as t from "io-ts"
 import { describeErrors, parseJson } from "./json.ts"
 import { checkedString, maxNameLength, nameProblem } from "./names.ts"
 import type { Mode } from "../core/config.ts"
-import type { Effect as CoreEffect, ReducerLogWhat } from "../core/effects.ts"
-import { reducerLogWhats } from "../core/effects.ts"
+import type { Effect as CoreEffect, LogWhat } from "../core/effects.ts"
+import { describeRejection, logWhats } from "../core/effects.ts"
+import type { Plan } from "../core/plan.ts"
 import type { EntryProcState, StatusReport } from "../core/report.ts"
 import type { GroupPhase } from "../core/state.ts"
 
@@ -89,6 +90,27 @@ export interface DaemonProcess {
   readonly identity: string
 }
 
+/**
+ * One step of a plan as the wire carries it: the protocol's own type, converted once from the
+ * core's effects (`planAnswer`), so that a rename in core/effects.ts never changes what clients
+ * receive. The shapes are those the answer has always carried; `WriteStatus` and the log lines are
+ * kept so that clients of either version read each other's answers.
+ */
+export type PlanStep =
+  | { readonly _tag: "Spawn"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string }
+  | { readonly _tag: "RunSync"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string }
+  | { readonly _tag: "Kill"; readonly tag: string; readonly run: number; readonly signal: "SIGTERM" | "SIGKILL" }
+  | { readonly _tag: "WriteStatus" }
+  | { readonly _tag: "Log"; readonly entry: PlanLogEntry }
+
+export interface PlanLogEntry {
+  readonly what: LogWhat
+  readonly group?: string
+  readonly tag?: string
+  readonly run?: number
+  readonly message: string
+}
+
 /** The payload of a successful answer, by op. */
 export type Answer =
   | {
@@ -116,7 +138,9 @@ export type Answer =
       readonly group: string
       readonly level: string
       readonly accepted: boolean
-      readonly effects: readonly CoreEffect[]
+      /** Why the tell would be rejected (absent when accepted; older daemons only logged it in `effects`). */
+      readonly reason?: string
+      readonly effects: readonly PlanStep[]
     }
   | { readonly op: "ping"; readonly pid: number; readonly version: string }
   | { readonly op: "reload" }
@@ -127,6 +151,30 @@ export type Response = ({ readonly ok: true } & Answer) | Failure
 
 export const failure = (error: string): Failure => ({ ok: false, error })
 export const success = (answer: Answer): Response => ({ ok: true, ...answer })
+
+const planStepOf = (effect: CoreEffect): PlanStep => {
+  switch (effect._tag) {
+    case "Spawn":
+    case "RunSync":
+      return { _tag: effect._tag, tag: effect.tag, run: effect.run, group: effect.group, command: effect.command }
+    case "Kill":
+      return { _tag: "Kill", tag: effect.tag, run: effect.run, signal: effect.signal }
+    case "WriteStatus":
+      return { _tag: "WriteStatus" }
+    case "Log": {
+      const { what, group, tag, run, message } = effect.entry
+      return { _tag: "Log", entry: { what, ...(group === undefined ? {} : { group }), ...(tag === undefined ? {} : { tag }), ...(run === undefined ? {} : { run }), message } }
+    }
+    case "Rejected":
+      return { _tag: "Log", entry: { what: "rejected", ...(effect.group === undefined ? {} : { group: effect.group }), message: describeRejection(effect) } }
+  }
+}
+
+/** The answer to `plan`: the core's plan, converted to the wire's steps here and nowhere else. */
+export const planAnswer = (group: string, level: string, plan: Plan): Extract<Answer, { readonly op: "plan" }> =>
+  plan._tag === "Accepted"
+    ? { op: "plan", group, level, accepted: true, effects: plan.effects.map(planStepOf) }
+    : { op: "plan", group, level, accepted: false, reason: plan.rejection.reason, effects: [planStepOf(plan.rejection)] }
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -267,7 +315,6 @@ const modeValues: readonly (Mode | "removed")[] = ["respawn", "once", "wait", "t
 const procStates: readonly EntryProcState[] = ["idle", "running", "stopping", "leader-exited", "jailed", "done", "failed"]
 const phases: readonly GroupPhase[] = ["stopped", "start", "run", "fail", "stopping"]
 const lifecycles: readonly StatusReport["lifecycle"][] = ["running", "stopping", "halted"]
-const logWhats: readonly ReducerLogWhat[] = reducerLogWhats
 
 const entryReportCodec = t.type({
   tag: t.string,
@@ -311,7 +358,7 @@ const clusterInfoCodec = t.intersection([
 
 const daemonProcessCodec = t.type({ pid: t.number, identity: t.string })
 
-const effectCodec = t.union([
+const planStepCodec = t.union([
   t.type({ _tag: t.literal("Spawn"), tag: t.string, run: t.number, group: t.string, command: t.string }),
   t.type({ _tag: t.literal("RunSync"), tag: t.string, run: t.number, group: t.string, command: t.string }),
   t.type({ _tag: t.literal("Kill"), tag: t.string, run: t.number, signal: t.union([t.literal("SIGTERM"), t.literal("SIGKILL")]) }),
@@ -332,13 +379,10 @@ const answerCodec = t.union([
   ]),
   t.intersection([t.type({ op: t.literal("stopall") }), t.partial({ daemon: daemonProcessCodec })]),
   t.intersection([t.type({ op: t.literal("status"), report: statusReportCodec, now: t.number }), t.partial({ cluster: clusterInfoCodec })]),
-  t.type({
-    op: t.literal("plan"),
-    group: t.string,
-    level: t.string,
-    accepted: t.boolean,
-    effects: t.readonlyArray(effectCodec),
-  }),
+  t.intersection([
+    t.type({ op: t.literal("plan"), group: t.string, level: t.string, accepted: t.boolean, effects: t.readonlyArray(planStepCodec) }),
+    t.partial({ reason: t.string }),
+  ]),
   t.type({ op: t.literal("ping"), pid: t.number, version: t.string }),
   t.type({ op: t.literal("reload") }),
   t.intersection([t.type({ op: t.literal("handover"), processes: t.number }), t.partial({ daemon: daemonProcessCodec })]),
@@ -346,10 +390,10 @@ const answerCodec = t.union([
 
 // The codecs must describe exactly the core's types: these lines stop compiling if they drift.
 const _reportFits = (r: t.TypeOf<typeof statusReportCodec>): StatusReport => r
-const _effectFits = (e: t.TypeOf<typeof effectCodec>): CoreEffect => e
+const _planStepFits = (e: t.TypeOf<typeof planStepCodec>): PlanStep => e
 const _answerFits = (a: t.TypeOf<typeof answerCodec>): Answer => a
 const _clusterInfoFits = (c: t.TypeOf<typeof clusterInfoCodec>): ClusterInfo => c
-export type _CodecChecks = [typeof _reportFits, typeof _effectFits, typeof _answerFits, typeof _clusterInfoFits]
+export type _CodecChecks = [typeof _reportFits, typeof _planStepFits, typeof _answerFits, typeof _clusterInfoFits]
 
 /**
  * Decodes one answer line: JSON, or the plain text of the line protocol (`ok`, `error: REASON`),

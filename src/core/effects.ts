@@ -2,6 +2,8 @@
  * What the reducer asks the world to do. Plain data (no functions), so effects can be compared,
  * printed, serialized and replayed; the runtime and the simulator are two interpreters of them.
  */
+import type { Event } from "./events.ts"
+
 export type Signal = "SIGTERM" | "SIGKILL"
 
 /**
@@ -24,6 +26,31 @@ export type Effect =
   | { readonly _tag: "WriteStatus" }
   /** Something an operator should read in the log, with the reason. */
   | { readonly _tag: "Log"; readonly entry: LogEntry }
+  /**
+   * The reducer refused the event, with the reason: it changed nothing (rule 9, a hold it cannot
+   * take, a restore into a daemon that already manages processes), except a restore whose config
+   * has errors, which keeps the runs it adopted. The one place callers learn of a refusal
+   * (`rejectionOf`); the runtime logs it as `rejected`.
+   */
+  | Rejection
+
+/** `subject` names what was refused as an operator would say it: `tell web 2`, `reload`, ... */
+export interface Rejection {
+  readonly _tag: "Rejected"
+  readonly event: Event["_tag"]
+  readonly subject: string
+  readonly group?: string
+  readonly reason: string
+}
+
+/** The reducer's refusal among an event's effects, if it refused it. */
+export const rejectionOf = (effects: readonly Effect[]): Rejection | undefined => {
+  for (const effect of effects) if (effect._tag === "Rejected") return effect
+  return undefined
+}
+
+/** The log line's text: `tell web 2: unknown group "web" (...)`. */
+export const describeRejection = (rejection: Rejection): string => `${rejection.subject}: ${rejection.reason}`
 
 /**
  * The log's verbs, one vocabulary for the whole daemon (the `what` column of every log line).
@@ -37,7 +64,6 @@ export const reducerLogWhats = [
   "released",
   "stopping",
   "killed",
-  "rejected",
   "adopted",
   "group",
   "halted",
@@ -47,6 +73,8 @@ export const reducerLogWhats = [
 
 /** What the shell logs besides: what only it sees (exits, signals, etcd), and the reducer's refusals. */
 export const shellLogWhats = [
+  /** A `Rejected` effect, or a request refused before it reached the reducer (an unreadable config). */
+  "rejected",
   /** A run's leader exited while the rest of its process group lives on (rule 14). */
   "leader-exited",
   /** A programmer error caught at the edge (a reducer that threw). */

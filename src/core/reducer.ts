@@ -29,7 +29,7 @@
  */
 import type { Config, Entry, Mode, Parsed } from "./config.ts"
 import { hasErrors, listsLevel, sameDefinition } from "./config.ts"
-import type { Effect, LogEntry } from "./effects.ts"
+import type { Effect, LogEntry, Rejection } from "./effects.ts"
 import type { Event, Guard, Outcome } from "./events.ts"
 import { describeOutcome, succeeded } from "./events.ts"
 import * as HashMap from "effect/HashMap"
@@ -84,10 +84,6 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
   return step.finish()
 }
 
-/** Why a tell would be rejected, or `undefined` if it would be accepted: for immediate replies. */
-export const tellRejection = (state: State, group: string, level: string, parsed: Parsed, guard?: Guard): string | undefined =>
-  configRejection(state, parsed, guard) ?? groupRejection(parsed.config, group, level)
-
 /** When the runtime must deliver the next Tick; `undefined` when nothing is pending. */
 export const nextDeadline = (state: State): number | undefined => Timers.peek(state.timers)?.at
 
@@ -108,13 +104,10 @@ const groupRejection = (config: Config, group: string, level: string): string | 
   return `unknown group "${group}" (the isinittab defines: ${known === "" ? "none" : known})`
 }
 
-const rejected = (event: Event & { readonly _tag: "Tell" | "Reload" }, reason: string): Effect => ({
-  _tag: "Log",
-  entry:
-    event._tag === "Tell"
-      ? { what: "rejected", group: event.group, message: `tell ${event.group} ${event.level}: ${reason}` }
-      : { what: "rejected", message: `reload: ${reason}` },
-})
+const rejected = (event: EventOf<"Tell" | "Reload">, reason: string): Rejection =>
+  event._tag === "Tell"
+    ? { _tag: "Rejected", event: event._tag, subject: `tell ${event.group} ${event.level}`, group: event.group, reason }
+    : { _tag: "Rejected", event: event._tag, subject: "reload", reason }
 
 // ---------------------------------------------------------------------------------------------
 // Event handlers
@@ -180,7 +173,7 @@ const onLeaderExited = (step: Step, { tag, run, outcome }: EventOf<"LeaderExited
  */
 const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">): void => {
   if (step.entryTags().length > 0 || step.groups().length > 0) {
-    step.log({ what: "rejected", message: "restore: the daemon already manages processes" })
+    step.emit({ _tag: "Rejected", event: "Restore", subject: "restore", reason: "the daemon already manages processes" })
     return
   }
   const live = new Set(alive)
@@ -198,8 +191,8 @@ const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">):
   }
   if (snapshot.lifecycle !== "running") return onStopAll(step)
   if (hasErrors(parsed)) {
-    const message = "the isinittab has errors: adopted processes keep running, no group converges until a valid tell"
-    step.log({ what: "rejected", message })
+    const reason = "the isinittab has errors: adopted processes keep running, no group converges until a valid tell"
+    step.emit({ _tag: "Rejected", event: "Restore", subject: "restore", reason })
     return
   }
   applyConfig(step, parsed.config)
@@ -611,7 +604,8 @@ const failoverHold = (step: Step, def: Entry): { readonly hold?: Hold } | "fence
 const onHold = (step: Step, { group, epoch, until }: EventOf<"Hold">): void => {
   const failover = step.config.failover.groups.get(group)
   if (failover === undefined || until <= step.now || step.lifecycle !== "running") {
-    step.log({ what: "rejected", group, message: `hold of ${group} (epoch ${epoch}) refused: ${failover === undefined ? "not a failover group" : until <= step.now ? "its deadline has passed" : "the daemon is stopping"}` })
+    const reason = failover === undefined ? "not a failover group" : until <= step.now ? "its deadline has passed" : "the daemon is stopping"
+    step.emit({ _tag: "Rejected", event: "Hold", subject: `hold of ${group} (epoch ${epoch})`, group, reason })
     return
   }
   const before = step.group(group)

@@ -23,14 +23,13 @@ import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type { AgentOptions, ClusterAgent } from "../cluster/agent.ts"
 import type { DaemonProcess, Request, Response, WaitOutcome } from "../codec/protocol.ts"
-import { failure, success } from "../codec/protocol.ts"
+import { failure, planAnswer, success } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
-import type { Effect as CoreEffect } from "../core/effects.ts"
+import { describeRejection, rejectionOf } from "../core/effects.ts"
 import type { Event, Guard } from "../core/events.ts"
 import { reload, stopAll, tell } from "../core/events.ts"
 import { formatProblem, parseInittab } from "../core/inittab.ts"
 import { plan } from "../core/plan.ts"
-import { tellRejection } from "../core/reducer.ts"
 import { report } from "../core/report.ts"
 import type { State } from "../core/state.ts"
 import { groupOf, initialStateWith } from "../core/state.ts"
@@ -132,12 +131,6 @@ export const readConfig = (path: string): Effect.Effect<Parsed, string> =>
           }),
   )
 
-/** The reason the reducer gave when it rejected the event, if it did. */
-const rejectionMessage = (effects: readonly CoreEffect[]): string | undefined => {
-  for (const e of effects) if (e._tag === "Log" && e.entry.what === "rejected") return e.entry.message
-  return undefined
-}
-
 /** How the transition of `group` numbered `seq` stands, or `undefined` while it runs. */
 export const transitionOutcome = (state: State, group: string, seq: number): WaitOutcome | undefined => {
   const g = groupOf(state, group)
@@ -187,17 +180,10 @@ export const makeHandler = ({ loop, configPath, log, cluster, self, handOver }: 
     Effect.gen(function* () {
       const { group, level } = request
       const parsed = yield* configOrFailure(`tell ${group} ${level}`)
-      const guard = guardOf(request.force)
-      // Refuse what the reducer would refuse without queueing it; the reducer checks again when
-      // the event is applied, in case the state changed in between.
-      const early = tellRejection(yield* Ref.get(loop.state), group, level, parsed, guard)
-      if (early !== undefined) {
-        log.line({ what: "rejected", group, message: `tell ${group} ${level}: ${early}` })
-        return failure(early)
-      }
-      const applied = yield* loop.submit(tell(group, level, parsed, loop.now(), guard))
-      const rejected = rejectionMessage(applied.effects)
-      if (rejected !== undefined) return failure(tellRejection(applied.before, group, level, parsed, guard) ?? rejected)
+      // The answer is the reducer's, from the event as it was applied (the loop logs a refusal).
+      const applied = yield* loop.submit(tell(group, level, parsed, loop.now(), guardOf(request.force)))
+      const rejection = rejectionOf(applied.effects)
+      if (rejection !== undefined) return failure(rejection.reason)
       const seq = groupOf(applied.after, group).seq
       const note = cluster === undefined ? undefined : yield* cluster.recordLocalTell(group, level)
       if (!request.wait) return success(note === undefined ? { op: "tell", group, level, seq } : { op: "tell", group, level, seq, message: note })
@@ -220,16 +206,15 @@ export const makeHandler = ({ loop, configPath, log, cluster, self, handOver }: 
     Effect.gen(function* () {
       const parsed = yield* configOrFailure(`plan ${group} ${level}`)
       const state = yield* Ref.get(loop.state)
-      const result = plan(state, group, level, parsed, loop.now())
-      return success({ op: "plan", group, level, accepted: result.accepted, effects: result.effects })
+      return success(planAnswer(group, level, plan(state, group, level, parsed, loop.now())))
     }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
 
   const onReload = (force: boolean | undefined): Effect.Effect<Response> =>
     Effect.gen(function* () {
       const parsed = yield* configOrFailure("reload")
       const applied = yield* loop.submit(reload(parsed, loop.now(), guardOf(force)))
-      const rejected = rejectionMessage(applied.effects)
-      return rejected === undefined ? success({ op: "reload" }) : failure(rejected)
+      const rejection = rejectionOf(applied.effects)
+      return rejection === undefined ? success({ op: "reload" }) : failure(describeRejection(rejection))
     }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
 
   return (request) => {

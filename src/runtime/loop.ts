@@ -19,6 +19,7 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type { Effect as CoreEffect } from "../core/effects.ts"
+import { describeRejection } from "../core/effects.ts"
 import type { Event } from "../core/events.ts"
 import { describeOutcome } from "../core/events.ts"
 import { nextDeadline, reduce } from "../core/reducer.ts"
@@ -169,6 +170,11 @@ export const makeLoop = (
           return Effect.sync(() => {
             const e = effect.entry
             log.line({ what: e.what, group: e.group, tag: e.tag, pid: pidOf(state, e.tag), message: e.message })
+            return false
+          })
+        case "Rejected":
+          return Effect.sync(() => {
+            log.line({ what: "rejected", group: effect.group, message: describeRejection(effect) })
             return false
           })
       }

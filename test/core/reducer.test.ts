@@ -96,7 +96,8 @@ describe("reducer examples", () => {
     const [s2, fx] = reduce(s1, tell("nope", "2", config, 5))
     expect(s2).toBe(s1)
     expect(fx).toHaveLength(1)
-    expect(fx[0]?._tag === "Log" && fx[0].entry.what).toBe("rejected")
+    expect(fx[0]).toMatchObject({ _tag: "Rejected", event: "Tell", subject: "tell nope 2", group: "nope" })
+    expect(fx[0]?._tag === "Rejected" && fx[0].reason).toMatch(/^unknown group "nope"/)
   })
 
   it("a restarted daemon adopts live runs, does not rerun finished ones, and restarts the vanished", () => {

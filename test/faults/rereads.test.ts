@@ -51,7 +51,7 @@ describe("an isinittab truncated to nothing", () => {
     const { d, pids } = await running(l)
     writeFileSync(d.tab, "")
     process.kill(d.child.pid ?? 0, "SIGHUP")
-    await logged(d, /reload rejected: the isinittab has 1 error\(s\), first: no entries: .*truncated/)
+    await logged(d, /rejected reload: the isinittab has 1 error\(s\), first: no entries: .*truncated/)
     const told = await askJson(d.socket, { op: "tell", group: "g", level: "1" })
     expect(told).toMatchObject({ ok: false })
     expect(String(told["error"])).toMatch(/no entries: .*refused so that nothing stops.*isinit stopall/)
@@ -88,7 +88,7 @@ describe("an isinittab cut in the middle", () => {
     writeFileSync(d.tab, `${fourServices[0]}\n`) // the rewrite got this far
     const reason = /would stop 3 of the 4 running entries \(b, c, d\): their lines are gone, more than the 50% .*isinit reload --force/
     process.kill(d.child.pid ?? 0, "SIGHUP")
-    await logged(d, new RegExp(`reload rejected: .*${reason.source}`))
+    await logged(d, new RegExp(`rejected reload: .*${reason.source}`))
     const told = await askJson(d.socket, { op: "tell", group: "g", level: "1" })
     expect(told).toMatchObject({ ok: false })
     expect(String(told["error"])).toMatch(reason)
