@@ -17,14 +17,15 @@
  */
 import * as E from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
-import { describeErrors, parseJson } from "./json.ts"
+import type { Assert, Same } from "./json.ts"
+import { describeErrors, literals, parseJson } from "./json.ts"
 import { checkedString, maxNameLength, nameProblem } from "./names.ts"
-import type { Mode } from "../core/config.ts"
 import type { Effect as CoreEffect, LogWhat } from "../core/effects.ts"
 import { describeRejection, logWhats } from "../core/effects.ts"
+import type { Signal } from "../core/enums.ts"
+import { entryProcStates, groupPhases, lifecycles, modes, signals } from "../core/enums.ts"
 import type { Plan } from "../core/plan.ts"
-import type { EntryProcState, StatusReport } from "../core/report.ts"
-import type { GroupPhase } from "../core/state.ts"
+import type { StatusReport } from "../core/report.ts"
 
 /** A request line longer than this (newline excluded) is refused. */
 export const maxLineBytes = 4096
@@ -58,8 +59,8 @@ export type Request =
 export type Framing = "json" | "line"
 
 /** How a transition waited for by `tell` with `wait` ended. */
-export type WaitOutcome = "run" | "fail" | "superseded" | "stopped" | "timeout"
-export const waitOutcomes: readonly WaitOutcome[] = ["run", "fail", "superseded", "stopped", "timeout"]
+export const waitOutcomes = ["run", "fail", "superseded", "stopped", "timeout"] as const
+export type WaitOutcome = (typeof waitOutcomes)[number]
 
 /** A daemon in cluster mode (`isinitd --etcd`) adds this to its status answer. */
 export interface ClusterInfo {
@@ -74,7 +75,7 @@ export interface ClusterInfo {
   /** Why etcd is considered unreachable. */
   readonly error?: string
   /** Where the config that runs comes from: etcd, the local file (etcd has none yet), or nowhere. */
-  readonly configSource: "etcd" | "file" | "none"
+  readonly configSource: (typeof configSources)[number]
   readonly configSeq: number | null
   readonly configSha256: string | null
   /** Local tells not yet recorded in etcd as overrides, `group=level`. */
@@ -99,7 +100,7 @@ export interface DaemonProcess {
 export type PlanStep =
   | { readonly _tag: "Spawn"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string }
   | { readonly _tag: "RunSync"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string }
-  | { readonly _tag: "Kill"; readonly tag: string; readonly run: number; readonly signal: "SIGTERM" | "SIGKILL" }
+  | { readonly _tag: "Kill"; readonly tag: string; readonly run: number; readonly signal: Signal }
   | { readonly _tag: "WriteStatus" }
   | { readonly _tag: "Log"; readonly entry: PlanLogEntry }
 
@@ -301,26 +302,15 @@ export const encodeOriginalResponse = (response: Response): string =>
 export const encodeResponseFor = (framing: Framing, response: Response): string =>
   framing === "json" ? encodeResponse(response) : encodeOriginalResponse(response)
 
-const literals = <A extends string>(name: string, values: readonly A[]): t.Type<A, A, unknown> =>
-  new t.Type<A, A, unknown>(
-    name,
-    (u): u is A => typeof u === "string" && (values as readonly string[]).includes(u),
-    (u, c) => (typeof u === "string" && (values as readonly string[]).includes(u) ? t.success(u as A) : t.failure(u, c)),
-    t.identity,
-  )
-
 const nullable = <C extends t.Mixed>(codec: C) => t.union([codec, t.null])
 
-const modeValues: readonly (Mode | "removed")[] = ["respawn", "once", "wait", "test", "off", "removed"]
-const procStates: readonly EntryProcState[] = ["idle", "running", "stopping", "leader-exited", "jailed", "done", "failed"]
-const phases: readonly GroupPhase[] = ["stopped", "start", "run", "fail", "stopping"]
-const lifecycles: readonly StatusReport["lifecycle"][] = ["running", "stopping", "halted"]
+const configSources = ["etcd", "file", "none"] as const
 
 const entryReportCodec = t.type({
   tag: t.string,
-  mode: literals("mode", modeValues),
+  mode: literals("mode", [...modes, "removed"] as const),
   levels: t.readonlyArray(t.string),
-  state: literals("entry state", procStates),
+  state: literals("entry state", entryProcStates),
   pid: nullable(t.number),
   run: nullable(t.number),
   restarts: t.number,
@@ -333,7 +323,7 @@ export const statusReportCodec = t.type({
   groups: t.readonlyArray(
     t.type({
       group: t.string,
-      state: literals("group state", phases),
+      state: literals("group state", groupPhases),
       level: t.string,
       seq: t.number,
       entries: t.readonlyArray(entryReportCodec),
@@ -348,7 +338,7 @@ const clusterInfoCodec = t.intersection([
     etcd: t.string,
     connected: t.boolean,
     since: t.string,
-    configSource: literals("config source", ["etcd", "file", "none"] as const),
+    configSource: literals("config source", configSources),
     configSeq: nullable(t.number),
     configSha256: nullable(t.string),
     pendingOverrides: t.readonlyArray(t.string),
@@ -361,7 +351,7 @@ const daemonProcessCodec = t.type({ pid: t.number, identity: t.string })
 const planStepCodec = t.union([
   t.type({ _tag: t.literal("Spawn"), tag: t.string, run: t.number, group: t.string, command: t.string }),
   t.type({ _tag: t.literal("RunSync"), tag: t.string, run: t.number, group: t.string, command: t.string }),
-  t.type({ _tag: t.literal("Kill"), tag: t.string, run: t.number, signal: t.union([t.literal("SIGTERM"), t.literal("SIGKILL")]) }),
+  t.type({ _tag: t.literal("Kill"), tag: t.string, run: t.number, signal: literals("signal", signals) }),
   t.type({ _tag: t.literal("WriteStatus") }),
   t.type({
     _tag: t.literal("Log"),
@@ -388,12 +378,13 @@ const answerCodec = t.union([
   t.intersection([t.type({ op: t.literal("handover"), processes: t.number }), t.partial({ daemon: daemonProcessCodec })]),
 ])
 
-// The codecs must describe exactly the core's types: these lines stop compiling if they drift.
-const _reportFits = (r: t.TypeOf<typeof statusReportCodec>): StatusReport => r
-const _planStepFits = (e: t.TypeOf<typeof planStepCodec>): PlanStep => e
-const _answerFits = (a: t.TypeOf<typeof answerCodec>): Answer => a
-const _clusterInfoFits = (c: t.TypeOf<typeof clusterInfoCodec>): ClusterInfo => c
-export type _CodecChecks = [typeof _reportFits, typeof _planStepFits, typeof _answerFits, typeof _clusterInfoFits]
+// The codecs describe exactly the types they stand for, both ways: this stops compiling if they drift.
+export type _CodecChecks = [
+  Assert<Same<t.TypeOf<typeof statusReportCodec>, StatusReport>>,
+  Assert<Same<t.TypeOf<typeof planStepCodec>, PlanStep>>,
+  Assert<Same<t.TypeOf<typeof answerCodec>, Answer>>,
+  Assert<Same<t.TypeOf<typeof clusterInfoCodec>, ClusterInfo>>,
+]
 
 /**
  * Decodes one answer line: JSON, or the plain text of the line protocol (`ok`, `error: REASON`),

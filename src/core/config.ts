@@ -7,10 +7,10 @@
 
 import type { Failover } from "./failover.ts"
 import { noFailover } from "./failover.ts"
+import type { Mode } from "./enums.ts"
 
-export type Mode = "respawn" | "once" | "wait" | "test" | "off"
-
-export const modes: readonly Mode[] = ["respawn", "once", "wait", "test", "off"]
+export type { Mode } from "./enums.ts"
+export { modes } from "./enums.ts"
 
 export interface Entry {
   readonly group: string

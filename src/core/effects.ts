@@ -2,9 +2,10 @@
  * What the reducer asks the world to do. Plain data (no functions), so effects can be compared,
  * printed, serialized and replayed; the runtime and the simulator are two interpreters of them.
  */
+import type { Signal } from "./enums.ts"
 import type { Event } from "./events.ts"
 
-export type Signal = "SIGTERM" | "SIGKILL"
+export type { Signal } from "./enums.ts"
 
 /**
  * A failover group's process carries its hold: the runtime gives it `ISINIT_EPOCH` and does not

@@ -27,17 +27,20 @@
  * The rules are numbered once, in properties/README.md, each with its property and the functions
  * below that implement it; `Rule N` in a comment cites that list.
  */
-import type { Config, Entry, Mode, Parsed } from "./config.ts"
+import type { Config, Entry, Parsed } from "./config.ts"
 import { hasErrors, listsLevel, sameDefinition } from "./config.ts"
 import type { Effect, LogEntry, Rejection } from "./effects.ts"
 import type { Event, Guard, Outcome } from "./events.ts"
-import { describeOutcome, succeeded } from "./events.ts"
+import { describeOutcome } from "./events.ts"
 import * as HashMap from "effect/HashMap"
+import { assertChanges, checkInvariants } from "./invariants.ts"
+import { assertPhaseChange } from "./phases.ts"
 import { removalRefusal } from "./reread.ts"
-import type { EntrySnapshot } from "./snapshot.ts"
+import { admitStart } from "./respawn.ts"
+import type { EntrySnapshot, ProcSnapshot } from "./snapshot.ts"
 import { standbyLevel } from "./failover.ts"
-import type { Completion, EntryState, GroupState, Hold, Lifecycle, LiveProc, State, StopCause, Transition } from "./state.ts"
-import { free, freshEntry, freshGroup, groupOf, idle, lookup, notRun, ordered } from "./state.ts"
+import type { EntryState, GroupState, Hold, Lifecycle, LiveProc, State, StopCause, Transition } from "./state.ts"
+import { completionAfter, free, freshEntry, freshGroup, groupOf, idle, lookup, notRun, ordered } from "./state.ts"
 import type { Timer, TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
@@ -81,7 +84,10 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
       onRelease(step, event)
       break
   }
-  return step.finish()
+  const [after, effects] = step.finish()
+  // The restore boundary: a predecessor's record, once, so the whole state is checked (O(entries)).
+  if (event._tag === "Restore") checkInvariants(after)
+  return [after, effects]
 }
 
 /** When the runtime must deliver the next Tick; `undefined` when nothing is pending. */
@@ -178,16 +184,13 @@ const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">):
   }
   const live = new Set(alive)
   step.nextRun = Math.max(step.nextRun, snapshot.nextRun)
-  for (const saved of snapshot.entries) adoptEntry(step, saved, saved.proc !== null && live.has(saved.proc.run))
+  for (const saved of snapshot.entries) restoreEntry(step, saved, live)
   for (const group of snapshot.groups) {
     const phase = group.level === null ? "stopped" : group.phase
-    step.setGroup({ ...freshGroup(group.name), level: group.level ?? undefined, phase, seq: group.seq })
+    step.restoreGroup({ ...freshGroup(group.name), level: group.level ?? undefined, phase, seq: group.seq })
   }
   for (const saved of snapshot.entries) {
-    if (saved.proc?.stopping !== true) continue
-    const leader = saved.proc.leaderExit
-    const cause: StopCause = leader === undefined ? ordered : { _tag: "LeaderExited", outcome: leader }
-    beginStop(step, saved.tag, cause, "it was being stopped when the previous daemon ended")
+    if (saved.proc?._tag === "Stopping") beginStop(step, saved.tag, saved.proc.cause, "it was being stopped when the previous daemon ended")
   }
   if (snapshot.lifecycle !== "running") return onStopAll(step)
   if (hasErrors(parsed)) {
@@ -207,7 +210,8 @@ const reapplyLevels = (step: Step, config: Config): void => {
   }
 }
 
-const adoptEntry = (step: Step, saved: EntrySnapshot, isAlive: boolean): void => {
+/** An entry as the predecessor recorded it; its run adopted if the runtime verified it alive, else ended unseen. */
+const restoreEntry = (step: Step, saved: EntrySnapshot, alive: ReadonlySet<number>): void => {
   const base: EntryState = {
     ...freshEntry(saved.tag),
     completion: saved.completion,
@@ -216,20 +220,26 @@ const adoptEntry = (step: Step, saved: EntrySnapshot, isAlive: boolean): void =>
     restarts: saved.restarts,
     lastExit: saved.lastExit,
   }
-  const proc = saved.proc
   const jail = saved.jail
   if (jail._tag === "Jailed") step.addTimer({ at: jail.until, reason: { _tag: "JailEnds", tag: saved.tag } })
+  const proc = saved.proc
   if (proc === null) return step.setEntry(base)
-  const where = { group: proc.def.group, tag: saved.tag, run: proc.run }
-  if (isAlive) {
-    const adopted = { run: proc.run, pid: proc.pid ?? undefined, identity: proc.identity ?? undefined, since: proc.since }
-    step.setEntry({ ...base, proc: { _tag: "Running", ...adopted, def: proc.def } })
-    step.log({ what: "adopted", ...where, message: "from the previous daemon" })
-    return
-  }
-  const finished = proc.def.mode === "respawn" ? base.completion : completionAfter(proc.def.mode, { _tag: "Vanished" })
-  step.setEntry({ ...base, completion: finished, lastExit: { outcome: { _tag: "Vanished" }, at: step.now } })
-  step.log({ what: "exited", ...where, message: "ended while no daemon was watching (exit status unknown)" })
+  if (alive.has(proc.run)) return adoptRun(step, base, proc)
+  runEndedUnseen(step, base, proc)
+}
+
+const adoptRun = (step: Step, base: EntryState, proc: ProcSnapshot): void => {
+  const adopted = { run: proc.run, pid: proc.pid ?? undefined, identity: proc.identity ?? undefined, since: proc.since }
+  // Adopted as running: a run being stopped is stopped again once every entry is back (onRestore).
+  step.setEntry({ ...base, proc: { _tag: "Running", ...adopted, def: proc.def } })
+  step.log({ what: "adopted", group: proc.def.group, tag: base.tag, run: proc.run, message: "from the previous daemon" })
+}
+
+const runEndedUnseen = (step: Step, base: EntryState, proc: ProcSnapshot): void => {
+  const vanished: Outcome = { _tag: "Vanished" }
+  const finished = proc.def.mode === "respawn" ? base.completion : completionAfter(proc.def.mode, vanished)
+  step.setEntry({ ...base, completion: finished, lastExit: { outcome: vanished, at: step.now } })
+  step.log({ what: "exited", group: proc.def.group, tag: base.tag, run: proc.run, message: "ended while no daemon was watching (exit status unknown)" })
 }
 
 const onTick = (step: Step): void => {
@@ -388,23 +398,19 @@ const take = (step: Step, def: Entry): boolean => {
  * until the jail is over and the window admits a start again.
  */
 const startRespawn = (step: Step, def: Entry): void => {
-  const { respawnMax, respawnWindowMs, jailMs } = step.config.limits
-  const now = step.now
+  const limits = step.config.limits
   const entry = step.entry(def.tag)
-  const recent = entry.starts.filter((at) => now - at < respawnWindowMs)
-  if (recent.length < respawnMax) {
-    step.setEntry({ ...entry, starts: [...recent, now] })
+  const admission = admitStart(entry.starts, step.now, limits)
+  if (admission._tag === "Admitted") {
+    step.setEntry({ ...entry, starts: admission.starts })
     spawn(step, def)
     return
   }
-  // The jail lasts until the window admits a start again if that is later: one jailing, with its
-  // real end, instead of a release that would only jail the entry again (the window outlives a short jail).
-  const admitsAt = (recent[recent.length - respawnMax] ?? now) + respawnWindowMs
-  const until = Math.max(now + jailMs, admitsAt)
-  step.setEntry({ ...entry, starts: recent, jail: { _tag: "Jailed", until } })
+  const until = admission.until
+  step.setEntry({ ...entry, starts: admission.starts, jail: { _tag: "Jailed", until } })
   step.addTimer({ at: until, reason: { _tag: "JailEnds", tag: def.tag } })
-  const why = `${respawnMax} starts within ${respawnWindowMs} ms`
-  const message = `for ${until - now} ms: respawning too rapidly (${why})`
+  const why = `${limits.respawnMax} starts within ${limits.respawnWindowMs} ms`
+  const message = `for ${until - step.now} ms: respawning too rapidly (${why})`
   step.log({ what: "jailed", group: def.group, tag: def.tag, message })
 }
 
@@ -520,16 +526,6 @@ const exitedOnItsOwn = (step: Step, def: Entry, outcome: Outcome): void => {
   step.log({ what: "restarting", group: def.group, tag: def.tag, message: `after ${describeOutcome(outcome)}` })
   startRespawn(step, def)
 }
-
-/**
- * Rules 5 and 19: how a finished once, wait or test run marks its entry. An end nobody saw (an
- * adopted process that vanished) is no failure for once and wait; for a test it is, since its
- * result is unknown (rule 17 reruns it).
- */
-const completionAfter = (mode: Mode, outcome: Outcome): Extract<Completion, { _tag: "Ran" }> => ({
-  _tag: "Ran",
-  ok: outcome._tag === "Vanished" ? mode !== "test" : succeeded(outcome),
-})
 
 /** Rules 1 and 6: whether the entry belongs to its group's level and the transition has reached it. */
 const admitted = (step: Step, def: Entry): boolean => {
@@ -696,8 +692,14 @@ class Step {
   setGroup(group: GroupState): void {
     const name = group.name
     const before = this.groupChanges.has(name) ? this.groupChanges.get(name) : lookup(this.base.groups, name)
+    assertPhaseChange(name, before?.phase ?? "stopped", group.phase)
     if (before?.phase !== group.phase || before.level !== group.level) this.statusChanged = true
     this.groupChanges.set(group.name, group)
+  }
+  /** A group as a predecessor recorded it (Restore): its first phase, not a change. */
+  restoreGroup(group: GroupState): void {
+    this.groupChanges.set(group.name, group)
+    this.statusChanged = true
   }
   forgetGroup(name: string): void {
     this.groupChanges.set(name, undefined)
@@ -742,6 +744,7 @@ class Step {
       lifecycle: this.lifecycle,
       now: this.now,
     }
+    assertChanges(this.base, state, this.entryChanges.keys(), this.groupChanges.keys())
     return [state, this.effects]
   }
 

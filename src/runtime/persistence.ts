@@ -24,7 +24,8 @@ import { recordedRuns, snapshot } from "../core/snapshot.ts"
 import type { State } from "../core/state.ts"
 import type { StateHeader } from "../codec/stateFile.ts"
 import { encodeStateFile, stateFormat } from "../codec/stateFile.ts"
-import { makeLivenessCheck, planAdoption, scanMarkedLeaders, stopStrays } from "./adopt.ts"
+import { planAdoption } from "../core/adoption.ts"
+import { scanMarkedLeaders, stopStrays, verifiedRuns } from "./adopt.ts"
 import type { BootClock } from "./boot.ts"
 import { bootAnchorMs, bootId, makeBootClock } from "./boot.ts"
 import type { LogService } from "./log.ts"
@@ -148,7 +149,7 @@ export const openPersistence = (options: PersistenceOptions): Persistence | { re
         // started is stopped, never left orphaned (its tells were lost with it).
         const runs = new Set(journaled.map((e) => e.run))
         const marked = scanMarkedLeaders(path).filter((m) => runs.has(m.run))
-        const plan = planAdoption(emptySnapshot, parsed, journaled, marked, () => false, clock())
+        const plan = planAdoption(emptySnapshot, parsed, journaled, marked, new Set(), clock())
         for (const note of plan.notes) log.line({ what: "restore", message: note })
         stopStrays(plan.strays, parsed.config.limits.killGraceMs)
         return { event: undefined, adopt: [] }
@@ -166,7 +167,7 @@ export const openPersistence = (options: PersistenceOptions): Persistence | { re
       }
       case "Usable": {
         const now = clock()
-        const plan = planAdoption(loaded.snapshot, parsed, journaled, scanMarkedLeaders(path), makeLivenessCheck(), now)
+        const plan = planAdoption(loaded.snapshot, parsed, journaled, scanMarkedLeaders(path), verifiedRuns(loaded.snapshot), now)
         for (const note of plan.notes) log.line({ what: "restore", message: note })
         stopStrays(plan.strays, parsed.config.limits.killGraceMs)
         const recorded = recordedRuns(plan.snapshot).length

@@ -1,0 +1,147 @@
+/**
+ * What every state the reducer returns satisfies, checked from the state alone. The simulator
+ * checks them after every step (src/sim/invariants.ts adds what needs the world: signals, live
+ * processes, rate limits); the reducer itself asserts, at the end of every step, the part a step
+ * can break in what it touched (`assertChanges`, O(what changed)); `checkInvariants` checks a whole
+ * state (O(entries + groups)): after a restore, in tests, and wherever a caller can afford it.
+ */
+import * as HashMap from "effect/HashMap"
+import { assertNone } from "./assert.ts"
+import type { Event } from "./events.ts"
+import type { EntryState, GroupState, State } from "./state.ts"
+import { lookup } from "./state.ts"
+import * as Timers from "./timers.ts"
+
+export { InvariantViolation } from "./assert.ts"
+
+export interface Problem {
+  /** The invariant's name, as the simulator reports it. */
+  readonly invariant: string
+  readonly message: string
+}
+
+const problem = (invariant: string, message: string): Problem => ({ invariant, message })
+
+/**
+ * Rule 8: a group's phase agrees with the daemon's lifecycle and with its transition. While the
+ * daemon runs, a group the config defines is `start` exactly when it has a transition (a restore
+ * whose config had errors keeps groups the empty config does not define at their saved phase).
+ */
+export const groupProblems = (state: State, group: GroupState): readonly Problem[] => {
+  const out: Problem[] = []
+  const bad = (message: string): void => void out.push(problem("groupPhasesValid", `${group.name} ${message}`))
+  const { phase, transition, level } = group
+  if (state.lifecycle === "running" && phase === "stopping") bad("is stopping while the daemon is not")
+  if (state.lifecycle === "stopping" && phase !== "stopping" && phase !== "stopped") bad(`is ${phase} during stopall`)
+  if (state.lifecycle === "halted" && phase !== "stopped") bad(`is ${phase} after halt`)
+  if (transition !== undefined && (phase !== "start" || state.lifecycle !== "running")) bad(`is ${phase} with a transition`)
+  if (state.lifecycle === "running" && phase === "start" && transition === undefined && state.config.byGroup.has(group.name)) bad("is start without a transition")
+  if (phase !== "stopped" && level === undefined) bad(`is ${phase} with no level`)
+  if (transition !== undefined) {
+    if (transition.level !== level) bad(`heads to ${transition.level} at level ${String(level)}`)
+    if (transition.next > transition.order.length) bad(`has taken ${transition.next} of ${transition.order.length} entries`)
+    if (transition.barrier !== undefined && transition.order[transition.next - 1]?.tag !== transition.barrier) bad(`waits for ${transition.barrier}, which it has not just taken`)
+  }
+  if (group.outgoing < 0) out.push(problem("outgoingMatchesStopping", `${group.name} counts ${group.outgoing} outgoing`))
+  return out
+}
+
+/** A live run is numbered below `nextRun` (runs are never reused), and a halted daemon has none. */
+const entryProblems = (state: State, entry: EntryState): readonly Problem[] => {
+  const proc = entry.proc
+  if (proc._tag === "Idle") return []
+  const out: Problem[] = []
+  if (proc.run >= state.nextRun) out.push(problem("runsNumbered", `${entry.tag} run ${proc.run} is not below the next run ${state.nextRun}`))
+  if (proc.def.tag !== entry.tag) out.push(problem("runsNumbered", `${entry.tag} runs the definition of ${proc.def.tag}`))
+  if (state.lifecycle === "halted") out.push(problem("haltedHasNoProcess", `halted with ${entry.tag} run ${proc.run} ${proc._tag}`))
+  return out
+}
+
+/** Rule 8: a group's count of outgoing processes is the number of its runs being stopped. */
+const outgoingProblems = (state: State): readonly Problem[] => {
+  const stopping = new Map<string, number>()
+  for (const entry of HashMap.values(state.entries)) {
+    if (entry.proc._tag === "Stopping") stopping.set(entry.proc.def.group, (stopping.get(entry.proc.def.group) ?? 0) + 1)
+  }
+  const out: Problem[] = []
+  for (const name of new Set([...stopping.keys(), ...HashMap.keys(state.groups)])) {
+    const counted = lookup(state.groups, name)?.outgoing ?? 0
+    const actual = stopping.get(name) ?? 0
+    if (counted !== actual) out.push(problem("outgoingMatchesStopping", `${name} counts ${counted} outgoing, ${actual} are stopping`))
+  }
+  return out
+}
+
+const uniqueRunProblems = (state: State): readonly Problem[] => {
+  const seen = new Map<number, string>()
+  const out: Problem[] = []
+  for (const entry of HashMap.values(state.entries)) {
+    if (entry.proc._tag === "Idle") continue
+    const other = seen.get(entry.proc.run)
+    if (other !== undefined) out.push(problem("runsNumbered", `run ${entry.proc.run} is both ${other}'s and ${entry.tag}'s`))
+    seen.set(entry.proc.run, entry.tag)
+  }
+  return out
+}
+
+/** Everything a state satisfies; O(entries + groups). */
+export const stateProblems = (state: State): readonly Problem[] => [
+  ...[...HashMap.values(state.groups)].flatMap((group) => groupProblems(state, group)),
+  ...[...HashMap.values(state.entries)].flatMap((entry) => entryProblems(state, entry)),
+  ...outgoingProblems(state),
+  ...uniqueRunProblems(state),
+]
+
+/**
+ * What a step may not do: move the clock back, or leave a deadline in the past (a tick serves
+ * every due timer, so after one the next deadline lies ahead).
+ */
+export const stepProblems = (before: State, event: Event, after: State): readonly Problem[] => {
+  const out: Problem[] = []
+  if (after.now < before.now) out.push(problem("clockMonotone", `state time went from ${before.now} to ${after.now}`))
+  const deadline = Timers.peek(after.timers)?.at
+  if (deadline !== undefined && deadline < after.now) out.push(problem("deadlineAhead", `next deadline ${deadline} is before now ${after.now}`))
+  else if (deadline !== undefined && event._tag === "Tick" && deadline <= after.now) {
+    out.push(problem("deadlineAhead", `after a tick at ${after.now} the next deadline is still ${deadline}`))
+  }
+  return out
+}
+
+const describe = (problems: readonly Problem[]): readonly string[] => problems.map((p) => `${p.invariant}: ${p.message}`)
+
+/**
+ * Throws `InvariantViolation` if the state breaks an invariant: a bug. O(entries + groups), so the
+ * runtime calls it where that is affordable (after the restore), the tests after every step.
+ */
+export const checkInvariants = (state: State): void => assertNone(describe(stateProblems(state)))
+
+/**
+ * The reducer's own check at the end of every step, O(what the step changed): the changed groups
+ * agree with the lifecycle (all of them when the lifecycle changed), and the cached `outgoing`
+ * counts moved exactly as the changed entries started or ended stops.
+ */
+export const assertChanges = (
+  before: State,
+  after: State,
+  changedTags: Iterable<string>,
+  changedGroups: Iterable<string>,
+): void => {
+  const delta = new Map<string, number>()
+  const count = (entry: EntryState | undefined, by: number): void => {
+    if (entry?.proc._tag === "Stopping") delta.set(entry.proc.def.group, (delta.get(entry.proc.def.group) ?? 0) + by)
+  }
+  for (const tag of changedTags) {
+    count(lookup(before.entries, tag), -1)
+    count(lookup(after.entries, tag), +1)
+  }
+  const groups = new Set([...changedGroups, ...delta.keys()])
+  if (before.lifecycle !== after.lifecycle) for (const name of HashMap.keys(after.groups)) groups.add(name)
+  const problems: Problem[] = []
+  for (const name of groups) {
+    const group = lookup(after.groups, name)
+    const moved = (group?.outgoing ?? 0) - (lookup(before.groups, name)?.outgoing ?? 0)
+    if (moved !== (delta.get(name) ?? 0)) problems.push(problem("outgoingMatchesStopping", `${name}'s outgoing moved by ${moved}, its stops by ${delta.get(name) ?? 0}`))
+    if (group !== undefined) problems.push(...groupProblems(after, group))
+  }
+  assertNone(describe(problems))
+}
