@@ -6,7 +6,7 @@ import type { Completion, State } from "../src/core/state.ts"
 import { entryOf, initialState } from "../src/core/state.ts"
 import { childExit, restore } from "../src/core/events.ts"
 import { reduce } from "../src/core/reducer.ts"
-import type { Snapshot } from "../src/core/snapshot.ts"
+import type { DaemonSnapshot } from "../src/core/snapshot.ts"
 import { recordedRuns, snapshot } from "../src/core/snapshot.ts"
 import type { FoundRun, RunName } from "../src/core/adoption.ts"
 import { planAdoption } from "../src/core/adoption.ts"
@@ -22,7 +22,7 @@ const survivorsArb = fc.array(fc.boolean(), { minLength: 40, maxLength: 40 })
 
 
 /** What the successor reads back from the state file. */
-const onDisk = (state: State): Snapshot => {
+const onDisk = (state: State): DaemonSnapshot => {
   const decoded = decodeSnapshot(encodeSnapshot(snapshot(state)))
   if (decoded._tag === "Left") throw new Error(decoded.left)
   return decoded.right
@@ -31,7 +31,7 @@ const onDisk = (state: State): Snapshot => {
 const ranOk = (ok: boolean): Completion => ({ _tag: "Ran", ok })
 
 /** What a restore from `saved` at `at` must leave: adopted runs as they were, unseen ends recorded. */
-const expectTakenOver = (saved: Snapshot, after: State, alive: readonly number[], at: number, config: Config): void => {
+const expectTakenOver = (saved: DaemonSnapshot, after: State, alive: readonly number[], at: number, config: Config): void => {
   for (const entry of saved.entries) {
     const def = config.byTag.get(entry.tag)
     if (def === undefined || def.mode === "off") continue // forgotten with the config (rule 4)

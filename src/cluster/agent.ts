@@ -38,7 +38,7 @@ import type { LogService } from "../runtime/log.ts"
 import type { LoopService } from "../runtime/loop.ts"
 import type { NodeStatus } from "./codecs.ts"
 import { sha256Of } from "./codecs.ts"
-import type { Applied, EtcdView, Effective, Obeyed, StoredConfig, WatchEvent } from "./desired.ts"
+import type { ToldLevels, EtcdView, Effective, Obeyed, StoredConfig, WatchEvent } from "./desired.ts"
 import { applyEvent, effectiveFor, emptyObeyed, pendingTells } from "./desired.ts"
 import { nameProblem } from "./keys.ts"
 import type { ClusterOptions, StatusInput } from "./store.ts"
@@ -199,7 +199,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
     // What this node has taken from etcd
 
     let obeyed: Obeyed = initialSnapshot?.obeyed ?? emptyObeyed
-    let applied: Applied = new Map()
+    let applied: ToldLevels = new Map()
     const taken = new Map<string, Effective>()
     /** Groups whose desired level the reducer refused: retried when the config changes. */
     const refused = new Set<string>()

@@ -1,5 +1,5 @@
 /**
- * The state file (issue 4): the core's `Snapshot` as JSON, decoded with io-ts. A file that does
+ * The state file (issue 4): the core's `DaemonSnapshot` as JSON, decoded with io-ts. A file that does
  * not decode is never trusted in part: the daemon reports it, sets it aside and starts fresh.
  *
  * The JSON keeps the shape every version has written: a live run is `stopping: true|false`, with
@@ -10,7 +10,7 @@
 import * as E from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
 import { groupPhases, lifecycles, modes } from "../core/enums.ts"
-import type { EntrySnapshot, GroupSnapshot, ProcSnapshot, RunSnapshot, Snapshot } from "../core/snapshot.ts"
+import type { EntrySnapshot, GroupSnapshot, ProcSnapshot, RunSnapshot, DaemonSnapshot } from "../core/snapshot.ts"
 import { snapshotProblems } from "../core/snapshot.ts"
 import type { Assert, Same } from "./json.ts"
 import { decodeJson, literals } from "./json.ts"
@@ -68,7 +68,7 @@ export type _CodecChecks = [
   Assert<Same<Omit<t.TypeOf<typeof storedEntry>, "proc">, Omit<EntrySnapshot, "proc">>>,
   Assert<Same<t.TypeOf<typeof storedGroup>, GroupSnapshot>>,
   Assert<Same<Omit<StoredProc, "stopping" | "leaderExit">, RunSnapshot>>,
-  Assert<Same<Omit<t.TypeOf<typeof storedSnapshot>, "entries">, Omit<Snapshot, "entries">>>,
+  Assert<Same<Omit<t.TypeOf<typeof storedSnapshot>, "entries">, Omit<DaemonSnapshot, "entries">>>,
 ]
 
 const storedProcOf = (proc: ProcSnapshot): StoredProc => {
@@ -85,7 +85,7 @@ const procOf = (stored: StoredProc): ProcSnapshot => {
   return { _tag: "Stopping", run, pid, identity, since, def, cause }
 }
 
-export const encodeSnapshot = (snapshot: Snapshot): string =>
+export const encodeSnapshot = (snapshot: DaemonSnapshot): string =>
   `${JSON.stringify({ ...snapshot, entries: snapshot.entries.map((e) => ({ ...e, proc: e.proc === null ? null : storedProcOf(e.proc) })) })}\n`
 
 /**
@@ -93,11 +93,11 @@ export const encodeSnapshot = (snapshot: Snapshot): string =>
  * breaks what every snapshot the core takes satisfies (`snapshotProblems`, asserted when it is
  * taken) is refused as well: the file was damaged or forged, and is not used in part.
  */
-export const decodeSnapshot = (text: string): E.Either<string, Snapshot> => {
+export const decodeSnapshot = (text: string): E.Either<string, DaemonSnapshot> => {
   const decoded = decodeJson(storedSnapshot, text)
   if (E.isLeft(decoded)) return decoded
   const stored = decoded.right
-  const snapshot: Snapshot = { ...stored, entries: stored.entries.map((e) => ({ ...e, proc: e.proc === null ? null : procOf(e.proc) })) }
+  const snapshot: DaemonSnapshot = { ...stored, entries: stored.entries.map((e) => ({ ...e, proc: e.proc === null ? null : procOf(e.proc) })) }
   const problems = snapshotProblems(snapshot)
   return problems.length === 0 ? E.right(snapshot) : E.left(`inconsistent snapshot: ${problems.slice(0, 3).join("; ")}`)
 }

@@ -18,7 +18,7 @@
 import type { Entry, Parsed } from "./config.ts"
 import { listsLevel } from "./config.ts"
 import { countStart } from "./respawn.ts"
-import type { EntrySnapshot, GroupSnapshot, ProcSnapshot, Snapshot } from "./snapshot.ts"
+import type { EntrySnapshot, GroupSnapshot, ProcSnapshot, DaemonSnapshot } from "./snapshot.ts"
 import { completionAfter } from "./state.ts"
 
 /** A run by name: the journal's record of a spawn. */
@@ -36,7 +36,7 @@ export interface FoundRun extends RunName {
 
 export interface AdoptionPlan {
   /** The snapshot to restore, completed with what the scan found. */
-  readonly snapshot: Snapshot
+  readonly snapshot: DaemonSnapshot
   /** Runs verified alive, for the `Restore` event. */
   readonly alive: readonly number[]
   /** What the process adapter must watch. */
@@ -49,7 +49,7 @@ export interface AdoptionPlan {
 
 /** What the plan collects while it walks the entries. */
 interface Plan {
-  readonly saved: Snapshot
+  readonly saved: DaemonSnapshot
   readonly parsed: Parsed
   readonly now: number
   /** The earliest-started marked leader of each run. */
@@ -131,7 +131,7 @@ const recorded = (plan: Plan, entry: EntrySnapshot, verified: ReadonlySet<number
   return { ...entry, proc: { ...proc, pid: m.pid, identity: m.identity } }
 }
 
-const startPlan = (saved: Snapshot, parsed: Parsed, journal: readonly RunName[], marked: readonly FoundRun[], now: number): Plan => {
+const startPlan = (saved: DaemonSnapshot, parsed: Parsed, journal: readonly RunName[], marked: readonly FoundRun[], now: number): Plan => {
   const byRun = new Map<number, FoundRun>()
   for (const m of [...marked].sort(earliestFirst)) if (!byRun.has(m.run)) byRun.set(m.run, m)
   const unrecorded = new Map<string, Set<number>>()
@@ -149,7 +149,7 @@ const startPlan = (saved: Snapshot, parsed: Parsed, journal: readonly RunName[],
  * the recorded runs the runtime `verified` alive (same pid, same start time), which runs to adopt.
  */
 export const planAdoption = (
-  saved: Snapshot,
+  saved: DaemonSnapshot,
   parsed: Parsed,
   journal: readonly RunName[],
   marked: readonly FoundRun[],

@@ -365,31 +365,34 @@ const advance = (step: Step, name: string): void => {
     const def = transition.order[transition.next]
     if (def === undefined) return
     step.setGroup({ ...group, transition: { ...transition, next: transition.next + 1 } })
-    if (take(step, def)) {
+    if (take(step, def) === "barrier") {
       step.setGroup({ ...step.group(name), transition: { ...transition, next: transition.next + 1, barrier: def.tag } })
       return
     }
   }
 }
 
-/** Rules 1, 2, 5 and 6: starts an entry the transition has reached; true if it must wait for it. */
-const take = (step: Step, def: Entry): boolean => {
+/** What taking an entry means for the transition: go on to the next, or wait for this barrier's exit. */
+type Taken = "passed" | "barrier"
+
+/** Rules 1, 2, 5 and 6: starts an entry the transition has reached. */
+const take = (step: Step, def: Entry): Taken => {
   const entry = step.entry(def.tag)
   switch (def.mode) {
     case "respawn":
       if (entry.proc._tag === "Idle" && entry.jail._tag === "Free") startRespawn(step, def)
-      return false
+      return "passed"
     case "once":
       if (entry.proc._tag === "Idle" && entry.completion._tag === "NotRun") spawn(step, def)
-      return false
+      return "passed"
     case "wait":
     case "test":
-      if (entry.completion._tag === "Ran") return false
+      if (entry.completion._tag === "Ran") return "passed"
       // A live run (kept from a superseded transition, or being stopped to rerun) is waited for.
       if (entry.proc._tag === "Idle") spawn(step, def)
-      return true
+      return "barrier"
     case "off":
-      return false
+      return "passed"
   }
 }
 

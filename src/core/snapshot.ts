@@ -10,7 +10,7 @@ import type { Completion, GroupPhase, Jail, Lifecycle, LiveProc, State, StopCaus
  * the runtime's `now`, which it takes from the system's monotonic clock, so they stay valid for a
  * successor on the same boot. Plain JSON-able data; the runtime decodes it with io-ts.
  */
-export interface Snapshot {
+export interface DaemonSnapshot {
   readonly version: 1
   readonly nextRun: number
   readonly lifecycle: Lifecycle
@@ -57,13 +57,13 @@ const procSnapshot = (proc: LiveProc): ProcSnapshot => {
  * successor relies on (`snapshotProblems`), which the decoder checks again (a pair assertion):
  * a bug fails here, before its record is written; a damaged file is refused there.
  */
-export const snapshot = (state: State): Snapshot => {
+export const snapshot = (state: State): DaemonSnapshot => {
   const taken = takeSnapshot(state)
   assertNone(snapshotProblems(taken))
   return taken
 }
 
-const takeSnapshot = (state: State): Snapshot => ({
+const takeSnapshot = (state: State): DaemonSnapshot => ({
   version: 1,
   nextRun: state.nextRun,
   lifecycle: state.lifecycle,
@@ -89,7 +89,7 @@ const takeSnapshot = (state: State): Snapshot => ({
  * `nextRun` and running its own entry's definition, the phases a lifecycle allows (a halted
  * daemon has no process), starts in time order.
  */
-export const snapshotProblems = (snap: Snapshot): readonly string[] => {
+export const snapshotProblems = (snap: DaemonSnapshot): readonly string[] => {
   const problems: string[] = []
   const tags = new Set<string>()
   const runs = new Set<number>()
@@ -129,7 +129,7 @@ export interface RecordedRun {
   readonly identity: string | null
 }
 
-export const recordedRuns = (snap: Snapshot): readonly RecordedRun[] =>
+export const recordedRuns = (snap: DaemonSnapshot): readonly RecordedRun[] =>
   snap.entries.flatMap((entry) =>
     entry.proc === null ? [] : [{ tag: entry.tag, run: entry.proc.run, pid: entry.proc.pid, identity: entry.proc.identity }],
   )

@@ -17,7 +17,7 @@
  */
 import { readFileSync } from "node:fs"
 import type { FoundRun } from "../core/adoption.ts"
-import type { Snapshot } from "../core/snapshot.ts"
+import type { DaemonSnapshot } from "../core/snapshot.ts"
 import { recordedRuns } from "../core/snapshot.ts"
 import { forEachLiveProcess, livePgids, runMarkers, statFields } from "./processes.ts"
 
@@ -68,7 +68,7 @@ export const makeLivenessCheck = (): ((pid: number, identity: string) => boolean
  * The recorded runs still alive (same pid, same start time, or a live member of its group), for
  * the core's adoption plan (core/adoption.ts). One /proc read per recorded run, at startup only.
  */
-export const verifiedRuns = (saved: Snapshot, isAlive: (pid: number, identity: string) => boolean = makeLivenessCheck()): ReadonlySet<number> =>
+export const verifiedRuns = (saved: DaemonSnapshot, isAlive: (pid: number, identity: string) => boolean = makeLivenessCheck()): ReadonlySet<number> =>
   new Set(recordedRuns(saved).flatMap((r) => (r.pid !== null && r.identity !== null && isAlive(r.pid, r.identity) ? [r.run] : [])))
 
 /**

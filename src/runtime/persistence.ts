@@ -19,7 +19,7 @@
 import type { Parsed } from "../core/config.ts"
 import type { Event } from "../core/events.ts"
 import { restore } from "../core/events.ts"
-import type { Snapshot } from "../core/snapshot.ts"
+import type { DaemonSnapshot } from "../core/snapshot.ts"
 import { recordedRuns, snapshot } from "../core/snapshot.ts"
 import type { State } from "../core/state.ts"
 import type { StateHeader } from "../codec/stateFile.ts"
@@ -73,7 +73,7 @@ export interface PersistenceOptions {
   readonly maxRetryMs?: number
 }
 
-const emptySnapshot: Snapshot = { version: 1, nextRun: 1, lifecycle: "running", entries: [], groups: [] }
+const emptySnapshot: DaemonSnapshot = { version: 1, nextRun: 1, lifecycle: "running", entries: [], groups: [] }
 
 /** Whether two states differ in anything a snapshot records (maps are persistent: compare references). */
 const snapshotChanged = (a: State, b: State): boolean =>

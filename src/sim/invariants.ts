@@ -1,7 +1,7 @@
 import * as HashMap from "effect/HashMap"
 import { stateProblems, stepProblems } from "../core/invariants.ts"
 import { lookup } from "../core/state.ts"
-import type { SimProcess, StartRecord, Step } from "./world.ts"
+import type { SimProcess, StartRecord, SimStep } from "./world.ts"
 
 /**
  * Safety checks the world runs after every step: the core's own (`coreInvariants`), and those
@@ -26,9 +26,9 @@ export interface WorldView {
   readonly countResetAt: (tag: string) => number | undefined
 }
 
-export type Invariant = (world: WorldView, step: Step) => readonly Violation[]
+export type Invariant = (world: WorldView, step: SimStep) => readonly Violation[]
 
-const violation = (step: Step, invariant: string, message: string): Violation => ({
+const violation = (step: SimStep, invariant: string, message: string): Violation => ({
   at: step.record.at,
   step: step.record.index,
   invariant,

@@ -101,7 +101,7 @@ export interface StepRecord {
 }
 
 /** What invariants see of one step: its record and the states around it. */
-export interface Step {
+export interface SimStep {
   readonly record: StepRecord
   readonly before: State
   readonly after: State
@@ -439,7 +439,7 @@ export class World {
     this.#noteLeaves(record, before, after)
     this.#noteGroupChanges(before, after)
     this.#deadline = this.#safeDeadline(after)
-    const step: Step = { record, before, after, starts }
+    const step: SimStep = { record, before, after, starts }
     for (const invariant of this.#invariants) {
       for (const v of invariant(this, step)) this.#record(v)
     }

@@ -2,7 +2,7 @@
 import type { Entry, Mode, Parsed } from "../../src/core/config.ts"
 import { makeConfig } from "../../src/core/config.ts"
 import type { FoundRun } from "../../src/core/adoption.ts"
-import type { EntrySnapshot, Snapshot } from "../../src/core/snapshot.ts"
+import type { EntrySnapshot, DaemonSnapshot } from "../../src/core/snapshot.ts"
 
 export const def = (tag: string, mode: Mode, line: number, levels = ["1"], group = "g"): Entry => ({ group, tag, levels, mode, command: `cmd-${tag}`, line })
 export const defs = [def("srv", "respawn", 1), def("one", "once", 2), def("w", "wait", 3), def("t", "test", 4), def("other", "respawn", 5, ["2"])]
@@ -18,7 +18,7 @@ export const saved = (tag: string, proc: { run: number; pid: number | null; iden
   restarts: 0,
   ...extra,
 })
-export const snap = (entries: readonly EntrySnapshot[], nextRun: number, level: string | null = "1"): Snapshot => ({
+export const snap = (entries: readonly EntrySnapshot[], nextRun: number, level: string | null = "1"): DaemonSnapshot => ({
   version: 1,
   nextRun,
   lifecycle: "running",

@@ -8,7 +8,7 @@ import { runsForever } from "../../src/sim/behaviour.ts"
 import { makeRng } from "../../src/sim/random.ts"
 import { parseScenario, runScenario, scenarioText } from "../../src/sim/scenario.ts"
 import { runSwarm, swarm } from "../../src/sim/swarm.ts"
-import type { SimProcess, StartRecord, Step } from "../../src/sim/world.ts"
+import type { SimProcess, StartRecord, SimStep } from "../../src/sim/world.ts"
 import { World } from "../../src/sim/world.ts"
 
 describe("makeRng", () => {
@@ -84,7 +84,7 @@ describe("invariants catch what they claim to", () => {
     startsOf: (tag) => starts.filter((s) => s.tag === tag),
     countResetAt: () => undefined,
   })
-  const step = (effects: readonly Effect[], after: State = initialState, starts: readonly StartRecord[] = [], event: Step["record"]["event"] = { _tag: "Tick", now: 0 }): Step => ({
+  const step = (effects: readonly Effect[], after: State = initialState, starts: readonly StartRecord[] = [], event: SimStep["record"]["event"] = { _tag: "Tick", now: 0 }): SimStep => ({
     record: { index: 0, at: event.now, event, effects },
     before: initialState,
     after,
