@@ -394,12 +394,9 @@ export const decodeResponseLine = (raw: string): E.Either<string, Response> => {
   const line = chomp(raw)
   if (line === "ok") return E.left("the daemon answered in the line protocol (ok) where a JSON answer was expected")
   if (line.startsWith("error: ")) return E.right(failure(line.slice("error: ".length)))
-  let value: unknown
-  try {
-    value = JSON.parse(line)
-  } catch {
-    return E.left(`not a JSON answer: ${JSON.stringify(line.slice(0, 200))}`)
-  }
+  const parsed = parseJson(line)
+  if (E.isLeft(parsed)) return E.left(`not a JSON answer: ${JSON.stringify(line.slice(0, 200))}`)
+  const value = parsed.right
   if (typeof value !== "object" || value === null) return E.left("a JSON answer must be an object")
   const ok: unknown = (value as { readonly ok?: unknown }).ok
   if (ok === false) {

@@ -5,7 +5,7 @@
  */
 import * as E from "fp-ts/lib/Either.js"
 import * as t from "io-ts"
-import { PathReporter } from "io-ts/lib/PathReporter.js"
+import { decodeJson } from "./json.ts"
 import type { DaemonSnapshot } from "../core/snapshot.ts"
 import { decodeSnapshot, encodeSnapshot } from "./snapshot.ts"
 
@@ -35,14 +35,8 @@ const undecodable = (reason: string): DecodedState => ({ _tag: "Undecodable", re
 export const decodeStateFile = (text: string): DecodedState => {
   const newline = text.indexOf("\n")
   if (newline < 0) return undecodable("no header line: not an isinitd state file, or cut short")
-  let headerValue: unknown
-  try {
-    headerValue = JSON.parse(text.slice(0, newline))
-  } catch (error) {
-    return undecodable(`header is not JSON: ${error instanceof Error ? error.message : String(error)}`)
-  }
-  const header = headerCodec.decode(headerValue)
-  if (E.isLeft(header)) return undecodable(`not an isinitd state file header: ${PathReporter.report(header).slice(0, 3).join("; ")}`)
+  const header = decodeJson(headerCodec, text.slice(0, newline))
+  if (E.isLeft(header)) return undecodable(`not an isinitd state file header: ${header.left}`)
   const snapshot = decodeSnapshot(text.slice(newline + 1))
   if (E.isLeft(snapshot)) return undecodable(`snapshot: ${snapshot.left}`)
   return { _tag: "Decoded", header: header.right, snapshot: snapshot.right }
