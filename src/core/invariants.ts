@@ -93,15 +93,15 @@ export const stateProblems = (state: State): readonly Problem[] => [
 ]
 
 /**
- * What a step may not do: move the clock back, or leave a deadline in the past (a tick serves
- * every due timer, so after one the next deadline lies ahead).
+ * What a step may not do: move the clock back, or leave a due timer after a tick (a tick serves
+ * every due timer, so after one the next deadline lies ahead). Other events may come after a
+ * deadline (the runtime's timer has not fired yet): the tick that follows serves it.
  */
 export const stepProblems = (before: State, event: Event, after: State): readonly Problem[] => {
   const out: Problem[] = []
   if (after.now < before.now) out.push(problem("clockMonotone", `state time went from ${before.now} to ${after.now}`))
   const deadline = Timers.peek(after.timers)?.at
-  if (deadline !== undefined && deadline < after.now) out.push(problem("deadlineAhead", `next deadline ${deadline} is before now ${after.now}`))
-  else if (deadline !== undefined && event._tag === "Tick" && deadline <= after.now) {
+  if (deadline !== undefined && event._tag === "Tick" && deadline <= after.now) {
     out.push(problem("deadlineAhead", `after a tick at ${after.now} the next deadline is still ${deadline}`))
   }
   return out
@@ -109,39 +109,68 @@ export const stepProblems = (before: State, event: Event, after: State): readonl
 
 const describe = (problems: readonly Problem[]): readonly string[] => problems.map((p) => `${p.invariant}: ${p.message}`)
 
+/** The reducer's check of every step as a whole (O(1)): `stepProblems`. */
+export const assertStep = (before: State, event: Event, after: State): void => {
+  const deadline = Timers.peek(after.timers)?.at
+  const tickLeftDue = event._tag === "Tick" && deadline !== undefined && deadline <= after.now
+  if (after.now < before.now || tickLeftDue) assertNone(describe(stepProblems(before, event, after)))
+}
+
 /**
  * Throws `InvariantViolation` if the state breaks an invariant: a bug. O(entries + groups), so the
  * runtime calls it where that is affordable (after the restore), the tests after every step.
  */
 export const checkInvariants = (state: State): void => assertNone(describe(stateProblems(state)))
 
+/** The state a step began with, as `assertChanges` reads it (the reducer's step answers from what it has read). */
+export interface Before {
+  readonly baseLifecycle: State["lifecycle"]
+  baseEntry(tag: string): EntryState | undefined
+  baseGroup(name: string): GroupState | undefined
+}
+
+export const beforeOf = (state: State): Before => ({
+  baseLifecycle: state.lifecycle,
+  baseEntry: (tag) => lookup(state.entries, tag),
+  baseGroup: (name) => lookup(state.groups, name),
+})
+
+/** Adds `by` to the count of stops of the entry's group, if the entry is being stopped. */
+const countStop = (stops: Map<string, number>, entry: EntryState | undefined, by: number): void => {
+  if (entry?.proc._tag === "Stopping") stops.set(entry.proc.def.group, (stops.get(entry.proc.def.group) ?? 0) + by)
+}
+
+const outgoingMoved = (before: Before, after: State, stops: ReadonlyMap<string, number>, name: string, group: GroupState | undefined, problems: Problem[]): void => {
+  const moved = (group?.outgoing ?? 0) - (before.baseGroup(name)?.outgoing ?? 0)
+  const stopped = stops.get(name) ?? 0
+  if (moved !== stopped) problems.push(problem("outgoingMatchesStopping", `${name}'s outgoing moved by ${moved}, its stops by ${stopped}`))
+  if (group !== undefined) problems.push(...groupProblems(after, group))
+}
+
 /**
  * The reducer's own check at the end of every step, O(what the step changed): the changed groups
  * agree with the lifecycle (all of them when the lifecycle changed), and the cached `outgoing`
- * counts moved exactly as the changed entries started or ended stops.
+ * counts moved exactly as the changed entries started or ended stops. `entries` and `groups` are
+ * the step's changes (`undefined`: forgotten); `after` is the state they make.
  */
 export const assertChanges = (
-  before: State,
+  before: Before,
   after: State,
-  changedTags: Iterable<string>,
-  changedGroups: Iterable<string>,
+  entries: ReadonlyMap<string, EntryState | undefined>,
+  groups: ReadonlyMap<string, GroupState | undefined>,
 ): void => {
-  const delta = new Map<string, number>()
-  const count = (entry: EntryState | undefined, by: number): void => {
-    if (entry?.proc._tag === "Stopping") delta.set(entry.proc.def.group, (delta.get(entry.proc.def.group) ?? 0) + by)
+  const stops = new Map<string, number>()
+  for (const [tag, entry] of entries) {
+    countStop(stops, before.baseEntry(tag), -1)
+    countStop(stops, entry, +1)
   }
-  for (const tag of changedTags) {
-    count(lookup(before.entries, tag), -1)
-    count(lookup(after.entries, tag), +1)
-  }
-  const groups = new Set([...changedGroups, ...delta.keys()])
-  if (before.lifecycle !== after.lifecycle) for (const name of HashMap.keys(after.groups)) groups.add(name)
   const problems: Problem[] = []
-  for (const name of groups) {
-    const group = lookup(after.groups, name)
-    const moved = (group?.outgoing ?? 0) - (lookup(before.groups, name)?.outgoing ?? 0)
-    if (moved !== (delta.get(name) ?? 0)) problems.push(problem("outgoingMatchesStopping", `${name}'s outgoing moved by ${moved}, its stops by ${delta.get(name) ?? 0}`))
-    if (group !== undefined) problems.push(...groupProblems(after, group))
+  for (const [name, group] of groups) outgoingMoved(before, after, stops, name, group, problems)
+  for (const name of stops.keys()) if (!groups.has(name)) outgoingMoved(before, after, stops, name, lookup(after.groups, name), problems)
+  if (before.baseLifecycle !== after.lifecycle) {
+    for (const [name, group] of HashMap.entries(after.groups)) {
+      if (!groups.has(name) && !stops.has(name)) outgoingMoved(before, after, stops, name, group, problems)
+    }
   }
-  assertNone(describe(problems))
+  if (problems.length > 0) assertNone(describe(problems))
 }

@@ -33,14 +33,15 @@ import type { Effect, LogEntry, Rejection } from "./effects.ts"
 import type { Event, Guard, Outcome } from "./events.ts"
 import { describeOutcome } from "./events.ts"
 import * as HashMap from "effect/HashMap"
-import { assertChanges, checkInvariants } from "./invariants.ts"
+import type { Before } from "./invariants.ts"
+import { assertChanges, assertStep, checkInvariants } from "./invariants.ts"
 import { assertPhaseChange } from "./phases.ts"
 import { removalRefusal } from "./reread.ts"
 import { admitStart } from "./respawn.ts"
 import type { EntrySnapshot, ProcSnapshot } from "./snapshot.ts"
 import { standbyLevel } from "./failover.ts"
 import type { EntryState, GroupState, Hold, Lifecycle, LiveProc, State, StopCause, Transition } from "./state.ts"
-import { completionAfter, free, freshEntry, freshGroup, groupOf, idle, lookup, notRun, ordered } from "./state.ts"
+import { completionAfter, free, freshEntry, freshGroup, idle, lookup, notRun, ordered } from "./state.ts"
 import type { Timer, TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
@@ -85,6 +86,7 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
       break
   }
   const [after, effects] = step.finish()
+  assertStep(state, event, after)
   // The restore boundary: a predecessor's record, once, so the whole state is checked (O(entries)).
   if (event._tag === "Restore") checkInvariants(after)
   return [after, effects]
@@ -638,7 +640,7 @@ const holdEnded = (step: Step, group: string): void => {
  * Changes collect in small overlays and reach the persistent maps once, in `finish`: an event
  * touching an entry four times still costs one HashMap update.
  */
-class Step {
+class Step implements Before {
   config: Config
   now: number
   lifecycle: Lifecycle
@@ -650,8 +652,15 @@ class Step {
   private readonly groupChanges = new Map<string, GroupState | undefined>()
   /** Groups read but not changed: a child exit looks at its group several times. */
   private readonly groupReads = new Map<string, GroupState>()
+  /** What the base state holds, as read so far: the end-of-step check compares with it without reading again. */
+  private readonly entryBases = new Map<string, EntryState | undefined>()
+  private readonly groupBases = new Map<string, GroupState | undefined>()
   private readonly effects: Effect[] = []
   private statusChanged = false
+
+  get baseLifecycle(): Lifecycle {
+    return this.base.lifecycle
+  }
 
   constructor(base: State, now: number) {
     this.base = base
@@ -665,7 +674,19 @@ class Step {
   findEntry(tag: string): EntryState | undefined {
     const changed = this.entryChanges.get(tag)
     if (changed !== undefined || this.entryChanges.has(tag)) return changed
-    return lookup(this.base.entries, tag)
+    return this.baseEntry(tag)
+  }
+  baseEntry(tag: string): EntryState | undefined {
+    if (this.entryBases.has(tag)) return this.entryBases.get(tag)
+    const entry = lookup(this.base.entries, tag)
+    this.entryBases.set(tag, entry)
+    return entry
+  }
+  baseGroup(name: string): GroupState | undefined {
+    if (this.groupBases.has(name)) return this.groupBases.get(name)
+    const group = lookup(this.base.groups, name)
+    this.groupBases.set(name, group)
+    return group
   }
   entry(tag: string): EntryState {
     return this.findEntry(tag) ?? freshEntry(tag)
@@ -688,13 +709,13 @@ class Step {
     if (this.groupChanges.has(name)) return this.groupChanges.get(name) ?? freshGroup(name)
     const read = this.groupReads.get(name)
     if (read !== undefined) return read
-    const group = groupOf(this.base, name)
+    const group = this.baseGroup(name) ?? freshGroup(name)
     this.groupReads.set(name, group)
     return group
   }
   setGroup(group: GroupState): void {
     const name = group.name
-    const before = this.groupChanges.has(name) ? this.groupChanges.get(name) : lookup(this.base.groups, name)
+    const before = this.groupChanges.has(name) ? this.groupChanges.get(name) : this.baseGroup(name)
     assertPhaseChange(name, before?.phase ?? "stopped", group.phase)
     if (before?.phase !== group.phase || before.level !== group.level) this.statusChanged = true
     this.groupChanges.set(group.name, group)
@@ -747,7 +768,7 @@ class Step {
       lifecycle: this.lifecycle,
       now: this.now,
     }
-    assertChanges(this.base, state, this.entryChanges.keys(), this.groupChanges.keys())
+    assertChanges(this, state, this.entryChanges, this.groupChanges)
     return [state, this.effects]
   }
 

@@ -1,5 +1,6 @@
 import * as HashMap from "effect/HashMap"
 import { stateProblems, stepProblems } from "../core/invariants.ts"
+import { nextDeadline } from "../core/reducer.ts"
 import { lookup } from "../core/state.ts"
 import type { SimProcess, StartRecord, SimStep } from "./world.ts"
 
@@ -141,12 +142,21 @@ export const noStartAfterStopAll: Invariant = (_world, step) =>
 export const coreInvariants: Invariant = (_world, step) =>
   [...stateProblems(step.after), ...stepProblems(step.before, step.record.event, step.after)].map((p) => violation(step, p.invariant, p.message))
 
+/** The world delivers a tick at every deadline, before anything later: none is ever left behind. */
+export const noDeadlineMissed: Invariant = (_world, step) => {
+  const deadline = nextDeadline(step.after)
+  return deadline !== undefined && deadline < step.record.at
+    ? [violation(step, "noDeadlineMissed", `next deadline ${deadline} is before now ${step.record.at}`)]
+    : []
+}
+
 export const allInvariants: readonly Invariant[] = [
   noSignalToReapedRun,
   oneLiveRunPerTag,
   stateAgreesWithWorld,
   haltedHasNoProcess,
   coreInvariants,
+  noDeadlineMissed,
   respawnRateLimited,
   noStartInJail,
   noStartAfterStopAll,

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest"
 import { makeConfig } from "../../src/core/config.ts"
 import { groupPhases } from "../../src/core/enums.ts"
 import { tell } from "../../src/core/events.ts"
-import { InvariantViolation, assertChanges, checkInvariants, stateProblems } from "../../src/core/invariants.ts"
+import { InvariantViolation, assertChanges, beforeOf, checkInvariants, stateProblems } from "../../src/core/invariants.ts"
 import { assertPhaseChange, isPhaseChange, phaseChanges } from "../../src/core/phases.ts"
 import { reduce } from "../../src/core/reducer.ts"
 import type { State } from "../../src/core/state.ts"
@@ -57,10 +57,14 @@ describe("checkInvariants", () => {
 
 describe("assertChanges (the reducer's own check at the end of every step)", () => {
   it("catches an outgoing count that did not move with the stops, in what the step changed", () => {
-    expect(() => assertChanges(atOne, leaving, ["a", "b"], ["g"])).not.toThrow()
+    const entries = (state: State, tags: readonly string[]) => new Map(tags.map((tag) => [tag, HashMap.get(state.entries, tag).pipe((o) => (o._tag === "Some" ? o.value : undefined))]))
+    const groups = (state: State) => new Map([["g", groupOf(state, "g")]])
+    expect(() => assertChanges(beforeOf(atOne), leaving, entries(leaving, ["a", "b"]), groups(leaving))).not.toThrow()
     const uncounted = withGroup(leaving, (g) => ({ ...g, outgoing: 0 }))
-    expect(() => assertChanges(atOne, uncounted, ["a"], ["g"])).toThrow(/g's outgoing moved by 0, its stops by 1/)
+    expect(() => assertChanges(beforeOf(atOne), uncounted, entries(uncounted, ["a"]), groups(uncounted))).toThrow(/g's outgoing moved by 0, its stops by 1/)
+    // A stop the step made in a group it did not touch is caught too.
+    expect(() => assertChanges(beforeOf(atOne), uncounted, entries(uncounted, ["a"]), new Map())).toThrow(/g's outgoing moved by 0, its stops by 1/)
     // Only what changed is looked at: the cost of a step stays the cost of what it did.
-    expect(() => assertChanges(atOne, uncounted, [], [])).not.toThrow()
+    expect(() => assertChanges(beforeOf(atOne), uncounted, new Map(), new Map())).not.toThrow()
   })
 })

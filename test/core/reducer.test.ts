@@ -7,6 +7,7 @@ import type { Effect } from "../../src/core/effects.ts"
 import type { Event } from "../../src/core/events.ts"
 import { childExit, leaderExited, restore, started, stopAll, tell, tick } from "../../src/core/events.ts"
 import { snapshot } from "../../src/core/snapshot.ts"
+import { checkInvariants } from "../../src/core/invariants.ts"
 import { nextDeadline, reduce } from "../../src/core/reducer.ts"
 import type { State } from "../../src/core/state.ts"
 import { groupOf, entryOf, initialState } from "../../src/core/state.ts"
@@ -23,6 +24,8 @@ const run = (state: State, events: readonly Event[]): [State, Effect[]] => {
   const all: Effect[] = []
   for (const event of events) {
     const [next, effects] = reduce(current, event)
+    // Every state the reducer returns satisfies the core's invariants (a bug throws here).
+    checkInvariants(next)
     current = next
     all.push(...effects)
   }

@@ -3,7 +3,7 @@ import type { Effect } from "../../src/core/effects.ts"
 import { initialState } from "../../src/core/state.ts"
 import type { State } from "../../src/core/state.ts"
 import type { WorldView } from "../../src/sim/invariants.ts"
-import { allInvariants, coreInvariants, haltedHasNoProcess, noSignalToReapedRun, oneLiveRunPerTag, respawnRateLimited, stateAgreesWithWorld } from "../../src/sim/invariants.ts"
+import { allInvariants, coreInvariants, haltedHasNoProcess, noDeadlineMissed, noSignalToReapedRun, oneLiveRunPerTag, respawnRateLimited, stateAgreesWithWorld } from "../../src/sim/invariants.ts"
 import { runsForever } from "../../src/sim/behaviour.ts"
 import { makeRng } from "../../src/sim/random.ts"
 import { parseScenario, runScenario, scenarioText } from "../../src/sim/scenario.ts"
@@ -121,9 +121,10 @@ describe("invariants catch what they claim to", () => {
     w.tell("g", "2") // a stop arms the SIGKILL timer at 30 000
     expect(coreInvariants(view([]), step([], { ...w.state, now: 30_000 }, [], { _tag: "Tick", now: 30_000 }))).toMatchObject([{ invariant: "deadlineAhead" }])
     expect(coreInvariants(view([]), step([], { ...w.state, now: 29_999 }, [], { _tag: "Tick", now: 29_999 }))).toEqual([])
+    expect(noDeadlineMissed(view([]), step([], w.state, [], { _tag: "Started", tag: "a", run: 1, pid: 1, now: 30_001 }))).toHaveLength(1)
   })
 
   it("every invariant is exported in allInvariants", () => {
-    expect(allInvariants.length).toBe(8)
+    expect(allInvariants.length).toBe(9)
   })
 })
