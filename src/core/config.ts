@@ -112,6 +112,9 @@ export const makeConfig = (
 
 export const emptyConfig: Config = makeConfig([])
 
+/** Nothing parsed: no entry, no problem (what runs before any config has been read). */
+export const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
+
 export const listsLevel = (entry: Entry, level: string): boolean => entry.levels.includes(level)
 
 /** Whether two definitions of the same tag would run the same process. */

@@ -1,6 +1,6 @@
 import * as HashMap from "effect/HashMap"
 import type { Mode, Parsed } from "../core/config.ts"
-import { emptyConfig, hasErrors } from "../core/config.ts"
+import { emptyParsed, hasErrors } from "../core/config.ts"
 import type { Effect, LogEntry, Signal } from "../core/effects.ts"
 import { describeRejection, rejectionOf } from "../core/effects.ts"
 import type { Event, Outcome } from "../core/events.ts"
@@ -143,8 +143,6 @@ interface AgendaItem {
 }
 
 const keyOf = (tag: string, run: number): string => `${tag}#${run}`
-
-const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
 
 export class World {
   #state: State
