@@ -26,7 +26,7 @@ import { measureImports } from "./lib/footprint.ts"
 import type { Peer, Program, Session, Workload } from "./lib/peers.ts"
 import { isinitdPeer, leftovers, runMarker, runitPeer, shebangFlags, supervisordPeer } from "./lib/peers.ts"
 import type { Identity, Memory } from "./lib/proc.ts"
-import { cpuMs, isAlive, killAllWithEnv, makeScanner, memoryOf, pause, sumMemory, wakeups } from "./lib/proc.ts"
+import { cleanUpOnExit, cpuMs, isAlive, killAllWithEnv, makeScanner, memoryOf, pause, sumMemory, wakeups } from "./lib/proc.ts"
 
 // ---------------------------------------------------------------------------------------------
 // configuration
@@ -78,21 +78,10 @@ for (const f of cfg.fs) if (fsRoots[f] === undefined) throw new Error(`BENCH_FS:
 
 const tempDirs: string[] = []
 const openSessions = new Set<Session>()
-let cleanedUp = false
-const cleanupSync = (): void => {
-  if (cleanedUp) return
-  cleanedUp = true
+const cleanupSync = cleanUpOnExit(() => {
   killAllWithEnv(runMarker)
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true })
-}
-process.on("exit", cleanupSync)
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(signal, () => {
-    process.stderr.write(`\nbench: ${signal}: killing everything it started\n`)
-    cleanupSync()
-    process.exit(130)
-  })
-}
+})
 
 const stateDir = (fs: string, label: string): string => {
   const dir = mkdtempSync(join(fsRoots[fs] ?? tmpdir(), `isinit-bench-${label}-`))

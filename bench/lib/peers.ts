@@ -153,19 +153,21 @@ export const isinitdTab = (work: Workload): string => {
   return `${lines.join("\n")}\n`
 }
 
+/** Where an isinitd session keeps its files (the isinittab, the socket, the status file). */
+export const isinitdFiles = (dir: string) => ({ tab: join(dir, "isinittab"), socket: join(dir, "run/init.s"), initstat: join(dir, "run/initstat") })
+
 /** isinitd as built (`node [shebang flags] [extra flags] dist/cli/isinitd.js`). */
 export const isinitdPeer = (name: string, extraFlags: readonly string[] = []): Peer => ({
   name,
   missing: () => (existsSync(isinitdBin) ? undefined : `${isinitdBin} is missing: run npm run build`),
   open: async (dir, work) => {
     const sessionMarker = `${sessionMarkerName}=${randomUUID()}`
-    const tab = join(dir, "isinittab")
-    const socket = join(dir, "run/init.s")
+    const { tab, socket, initstat } = isinitdFiles(dir)
     const logPath = join(dir, "isinitd.log")
     writeFileSync(tab, isinitdTab(work))
     const logFd = openSync(logPath, "a")
     const flags = [...shebangFlags(), ...extraFlags]
-    const daemon = spawnMarked(sessionMarker, process.execPath, [...flags, isinitdBin, "-c", tab, "-s", socket, "--initstat", join(dir, "run/initstat")], logFd)
+    const daemon = spawnMarked(sessionMarker, process.execPath, [...flags, isinitdBin, "-c", tab, "-s", socket, "--initstat", initstat], logFd)
     closeSync(logFd)
     const logTail = (): string => {
       try {
@@ -213,6 +215,9 @@ export const isinitdPeer = (name: string, extraFlags: readonly string[] = []): P
 // ---------------------------------------------------------------------------------------------
 // runit
 
+/** The service directory of a runit session's program `i`. */
+export const runitServiceDir = (dir: string, i: number): string => join(dir, "sv", `p${i}`)
+
 /** runsvdir over one service directory per program; `sv down` (or `sv -w GRACE force-stop`) stops them. */
 export const runitPeer: Peer = {
   name: "runit",
@@ -221,7 +226,7 @@ export const runitPeer: Peer = {
     const sessionMarker = `${sessionMarkerName}=${randomUUID()}`
     const svdir = join(dir, "sv")
     const services = work.programs.map((p, i) => {
-      const service = join(svdir, `p${i}`)
+      const service = runitServiceDir(dir, i)
       mkdirSync(service, { recursive: true })
       const exec = p.shell ? `/bin/sh -c '${p.command}'` : p.command
       writeFileSync(join(service, "run"), `#!/bin/sh\nexec ${exec}\n`)
@@ -298,12 +303,15 @@ export const supervisordConf = (dir: string, work: Workload): string => {
   return `${lines.join("\n")}\n`
 }
 
+/** A supervisord session's configuration file (supervisorctl -c reads it too). */
+export const supervisordConfPath = (dir: string): string => join(dir, "supervisord.conf")
+
 export const supervisordPeer: Peer = {
   name: "supervisord",
   missing: () => (onPath("supervisord") && onPath("supervisorctl") ? undefined : "supervisord not installed (apt-get install supervisor)"),
   open: async (dir, work) => {
     const sessionMarker = `${sessionMarkerName}=${randomUUID()}`
-    const conf = join(dir, "supervisord.conf")
+    const conf = supervisordConfPath(dir)
     writeFileSync(conf, supervisordConf(dir, work))
     const daemon = spawnMarked(sessionMarker, "supervisord", ["-n", "-c", conf])
     const clients = makeClients()

@@ -8,7 +8,7 @@
  * argv through unchanged, so the same marker works for isinitd, runit and supervisord.
  */
 import { readdirSync, readFileSync } from "node:fs"
-import { statFields } from "../../src/runtime/processes.ts"
+import { statFields } from "../../src/runtime/procfs.ts"
 
 export interface Identity {
   readonly pid: number
@@ -228,4 +228,23 @@ export const killAllWithEnv = (marker: string): number => {
 /** Blocks the thread for `ms` without spinning (for tight synchronous polls). */
 export const pause = (ms: number): void => {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+}
+
+/** Runs `cleanup` once when the benchmark exits, also after a failure, ^C, SIGTERM or SIGHUP; or earlier, when the returned function is called. */
+export const cleanUpOnExit = (cleanup: () => void): (() => void) => {
+  let cleanedUp = false
+  const once = (): void => {
+    if (cleanedUp) return
+    cleanedUp = true
+    cleanup()
+  }
+  process.on("exit", once)
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(signal, () => {
+      process.stderr.write(`\nbench: ${signal}: killing everything it started\n`)
+      once()
+      process.exit(130)
+    })
+  }
+  return once
 }

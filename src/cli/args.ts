@@ -1,11 +1,18 @@
 /** Command-line pieces shared by `isinit` and `isinit --etcd`. */
-import { maxTimeoutMs } from "../codec/protocol.ts"
+import { maxTimeoutMs } from "../codec/limits.ts"
 
 /** A mistake in the command line: printed with the synopsis, exit code 2. */
 export class UsageError extends Error {}
 
 /** How long `--wait` waits without `--timeout`. */
-export const defaultWaitSeconds = 600
+const defaultWaitSeconds = 600
+
+/** Refuses each of `flags` given on the command line that `command` does not take (`allowed`). */
+export const onlyFlags = <Flag extends string>(values: Partial<Record<Flag, unknown>>, flags: readonly Flag[], allowed: readonly Flag[], command: string): void => {
+  for (const flag of flags) {
+    if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
+  }
+}
 
 export const expectCount = (name: string, args: readonly string[], count: number, shape: string): readonly string[] => {
   if (args.length !== count) throw new UsageError(`${name} takes ${shape}, got ${args.length === 0 ? "nothing" : args.join(" ")}`)

@@ -37,9 +37,9 @@ import type { Parsed } from "../core/config.ts"
 import { hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
 import { describeRemoval, exceedsGuard, guardShare, removalOf, runnableTags } from "../core/reread.ts"
-import { UsageError, expectCount, waitTimeoutMs } from "./args.ts"
+import { UsageError, expectCount, onlyFlags, waitTimeoutMs } from "./args.ts"
 import { table } from "./format.ts"
-import type { Io } from "./isinit.ts"
+import type { Io } from "./io.ts"
 
 const clusterUsage = `Usage (cluster mode, talking to etcd):
   isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL [--node NAME ...] [--wait [--timeout S]]
@@ -122,11 +122,10 @@ type Command =
   | { readonly _tag: "Help" }
 
 
-const only = (values: Values, allowed: readonly ("node" | "wait" | "timeout" | "json" | "sign" | "force")[], command: string): void => {
-  for (const flag of ["node", "wait", "timeout", "json", "sign", "force"] as const) {
-    if (values[flag] !== undefined && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}`)
-  }
-}
+/** The flags that only some commands take. */
+const commandFlags = ["node", "wait", "timeout", "json", "sign", "force"] as const
+
+const only = (values: Values, allowed: readonly (typeof commandFlags)[number][], command: string): void => onlyFlags(values, commandFlags, allowed, command)
 
 const commandOf = (values: Values, positionals: readonly string[]): Command => {
   if (values.help === true) return { _tag: "Help" }

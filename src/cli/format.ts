@@ -18,7 +18,7 @@ export const table = (header: readonly string[], rows: readonly (readonly string
 }
 
 /** `42s`, `1m30s`, `2h5m`: a delay at a glance. */
-export const formatDelay = (ms: number): string => {
+const formatDelay = (ms: number): string => {
   const seconds = Math.max(0, Math.ceil(ms / 1000))
   if (seconds < 60) return `${seconds}s`
   const minutes = Math.floor(seconds / 60)

@@ -3,12 +3,21 @@
  * isinitd: the isinit daemon, in the foreground (for systemd, containers, or `isinit` starting it
  * in the background). Exit codes: 0 after a stopall/SIGTERM/SIGINT once every process is gone,
  * 1 when it cannot start, 2 on a usage error, 3 after a hand-over (every process left running
- * for the next isinitd; examples/isinitd.service restarts on it).
+ * for the next isinitd; examples/isinitd.service restarts on it), 70 on a bug (every process left
+ * running too, for the next isinitd to adopt).
+ *
+ * The daemon's composition root: the only module that imports both the runtime (src/runtime) and
+ * cluster mode (src/cluster). In cluster mode it builds the agent and hands the runtime a
+ * `ClusterPort` filled from it (runtime/ports.ts); neither layer imports the other (lint).
  */
 import { hostname } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { setFlagsFromString } from "node:v8"
+import type { AgentStartFailure, ClusterAgent } from "../cluster/agent.ts"
+import { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, version } from "../paths.ts"
+import type { DaemonError } from "../runtime/daemon.ts"
+import type { ClusterPort } from "../runtime/ports.ts"
 
 // V8 lets its young generation grow to 16 MB semi-spaces when much survives a scavenge (loading
 // effect, starting 1,000 children at once); those pages stay resident, and every fork then copies
@@ -19,8 +28,9 @@ import { setFlagsFromString } from "node:v8"
 setFlagsFromString("--semi-space-growth-factor=1")
 const Effect = await import("effect/Effect")
 const Exit = await import("effect/Exit")
-const { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, runDaemon, version } = await import("../runtime/daemon.ts")
+const { daemon } = await import("../runtime/daemon.ts")
 const { resilientLog } = await import("../runtime/log.ts")
+const { ClusterConfigUnavailable } = await import("../runtime/ports.ts")
 
 const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state FILE] [--socket-mode MODE] [--chdir DIR]
        isinitd --etcd URLS [--cluster NAME] [--node NAME] [--lease-ttl S] [-c FILE] [-s SOCKET] [--initstat FILE]
@@ -75,7 +85,8 @@ SIGHUP re-reads the isinittab and re-applies every group's current level; SIGUSR
 (as \`isinit handover\`): the state file is written, the daemon exits 3 and leaves every process
 running, and the next isinitd on the same state file adopts them all (restarts and upgrades
 without bouncing services; see examples/isinitd.service).
-Exit codes: 0 after a stopall, 1 when it cannot start, 2 on a usage error, 3 after a hand-over.
+Exit codes: 0 after a stopall, 1 when it cannot start, 2 on a usage error, 3 after a hand-over,
+70 on a bug (logged; every process keeps running for the next isinitd to adopt).
 A second daemon on the same socket is refused; a stale socket file is replaced.
 With plain http:// etcd URLs and no --etcd-user, isinitd warns once at start: anyone who can
 reach etcd can then push a config that runs commands as root on every node (docs/cluster.md).
@@ -209,21 +220,48 @@ if (values.chdir !== undefined) {
   }
 }
 
-const exit = await Effect.runPromiseExit(
-  runDaemon({
-    configPath,
-    socketPath: absolute(values.socket),
-    initstatPath: absolute(values.initstat),
-    statePath: absolute(values.state),
-    socketMode,
-    log,
-    output: log.childOutput,
-    onReady: (paths) => log.fallbackTo(join(dirname(paths.initstat), "isinitd.log")),
-    cluster: clusterOptions,
+/** The agent as the daemon sees it: a config source, a converger started once the daemon serves, a reporter. */
+const clusterPort = (agent: ClusterAgent): ClusterPort => ({
+  initialConfig: agent.initialConfig,
+  currentConfig: () => Effect.mapError(agent.currentConfig(), (reason) => new ClusterConfigUnavailable({ reason })),
+  start: agent.start,
+  recordLocalTell: agent.recordLocalTell,
+  info: agent.info,
+})
+
+type Settings = NonNullable<Awaited<ReturnType<typeof clusterOptionsOf>>>
+
+/** Loaded only in cluster mode, so a single-host daemon never loads the etcd client. */
+const startCluster = (settings: Settings) =>
+  Effect.flatMap(
+    Effect.promise(() => import("../cluster/agent.ts")),
+    ({ makeClusterAgent }) => Effect.map(makeClusterAgent({ ...settings, localConfigPath: configPath, log }), clusterPort),
+  )
+
+/** The agent first (it settles the config the daemon starts with), then the daemon, in one scope. */
+const run = Effect.scoped(
+  Effect.gen(function* () {
+    const cluster = clusterOptions === undefined ? undefined : yield* startCluster(clusterOptions)
+    return yield* daemon({
+      configPath,
+      socketPath: absolute(values.socket),
+      initstatPath: absolute(values.initstat),
+      statePath: absolute(values.state),
+      socketMode,
+      log,
+      output: log.childOutput,
+      onReady: (paths) => log.fallbackTo(join(dirname(paths.initstat), "isinitd.log")),
+      cluster,
+    })
   }),
 )
+
+const exit = await Effect.runPromiseExit(run)
 /** A hand-over is no failure, yet its own code: a systemd unit restarts on it (RestartForceExitStatus=3). */
 const exitCodes = { halted: 0, handedOver: 3 } as const
 if (Exit.isSuccess(exit)) process.exit(exitCodes[exit.value])
-const failureMessage = Exit.findErrorOption(exit)
-fail(failureMessage._tag === "Some" ? failureMessage.value.message : `unexpected failure: ${String(exit.cause)}`, 1)
+const failed = Exit.findErrorOption(exit)
+/** A bug (loop.ts), already logged with its stack: EX_SOFTWARE, and a restart (systemd's Restart=on-failure) adopts. */
+const isBug = (error: DaemonError | AgentStartFailure): boolean => error._tag === "ReducerThrew" || error._tag === "StateInvalid"
+if (failed._tag === "Some" && isBug(failed.value)) fail("stopped by a bug (logged above); every process keeps running for the next isinitd to adopt", 70)
+fail(failed._tag === "Some" ? failed.value.message : `unexpected failure: ${String(exit.cause)}`, 1)

@@ -2,7 +2,7 @@
  * Group and level names as they may travel: on the socket, on the command line, in etcd keys.
  * One rule for every edge, so a name accepted by one is never refused by another.
  */
-import * as t from "io-ts"
+import { t } from "../ioTs.ts"
 
 /** Longest group, level, node or cluster name accepted. */
 export const maxNameLength = 256

@@ -15,8 +15,6 @@
  *
  * Decoding never throws and says what is wrong in words a person can act on.
  */
-import * as E from "fp-ts/lib/Either.js"
-import * as t from "io-ts"
 import type { Assert, Same } from "./json.ts"
 import { describeErrors, literals, parseJson } from "./json.ts"
 import { checkedString, maxNameLength, nameProblem } from "./names.ts"
@@ -26,12 +24,10 @@ import type { Signal } from "../core/enums.ts"
 import { entryProcStates, groupPhases, lifecycles, modes, signals } from "../core/enums.ts"
 import type { Plan } from "../core/plan.ts"
 import type { StatusReport } from "../core/report.ts"
+import { E, t } from "../ioTs.ts"
+import { maxLineBytes, maxTimeoutMs } from "./limits.ts"
 
-/** A request line longer than this (newline excluded) is refused. */
-export const maxLineBytes = 4096
-export { maxNameLength, nameProblem }
-/** Longest `timeoutMs` a waiting tell may ask for: one day. */
-export const maxTimeoutMs = 86_400_000
+export { maxLineBytes, maxNameLength, maxTimeoutMs, nameProblem }
 
 export const ops = ["tell", "stopall", "status", "plan", "ping", "reload", "handover"] as const
 export type Op = (typeof ops)[number]

@@ -7,11 +7,10 @@
  * and from the core's `ProcSnapshot` union here, so that an older or newer daemon reads the file
  * across a hand-over.
  */
-import * as E from "fp-ts/lib/Either.js"
-import * as t from "io-ts"
 import { groupPhases, lifecycles, modes } from "../core/enums.ts"
-import type { EntrySnapshot, GroupSnapshot, ProcSnapshot, RunSnapshot, DaemonSnapshot } from "../core/snapshot.ts"
+import type { DaemonSnapshot, EntrySnapshot, GroupSnapshot, ProcSnapshot, RunSnapshot } from "../core/snapshot.ts"
 import { snapshotProblems } from "../core/snapshot.ts"
+import { E, t } from "../ioTs.ts"
 import type { Assert, Same } from "./json.ts"
 import { decodeJson, literals } from "./json.ts"
 

@@ -3,10 +3,9 @@
  * the core's `DaemonSnapshot` (codec/snapshot.ts) on the next line. Both are decoded with io-ts; a file
  * that does not decode as a whole is never used in part.
  */
-import * as E from "fp-ts/lib/Either.js"
-import * as t from "io-ts"
-import { decodeJson } from "./json.ts"
 import type { DaemonSnapshot } from "../core/snapshot.ts"
+import { E, t } from "../ioTs.ts"
+import { decodeJson } from "./json.ts"
 import { decodeSnapshot, encodeSnapshot } from "./snapshot.ts"
 
 export const stateFormat = "isinitd-state" as const

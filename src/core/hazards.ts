@@ -14,7 +14,7 @@
  */
 import { nameProblem } from "../codec/names.ts"
 import { argvOf, execArguments } from "./command.ts"
-import { utf8Length } from "./status.ts"
+import { utf8Length } from "./utf8.ts"
 
 /** MAX_ARG_STRLEN on Linux: the longest single argument execve accepts, with its NUL. */
 export const maxArgumentBytes = 131_072

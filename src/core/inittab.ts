@@ -38,13 +38,12 @@
  * daemon or old clients trip over (hazards.ts): group names the line protocol cannot carry,
  * commands that escape supervision (daemon mode) or are too long to execute.
  */
-import { isRight } from "fp-ts/lib/Either.js"
-import * as t from "io-ts"
 import type { Entry, Limits, Mode, Parsed, Problem, RemovalGuard } from "./config.ts"
 import { defaultLimits, defaultRemovalGuard, makeConfig, modes } from "./config.ts"
 import type { FailoverDraft } from "./failoverDirectives.ts"
 import { failoverDirective, failoverDirectiveDocs, finishFailover, newFailoverDraft } from "./failoverDirectives.ts"
 import { commandHazards, groupHazards, levelHazards } from "./hazards.ts"
+import { E, t } from "../ioTs.ts"
 
 export interface DirectiveDoc {
   readonly syntax: string
@@ -217,7 +216,7 @@ const tuningDirective = (b: Builder, line: number, name: string, value: string |
     case "respawn-limit": {
       noteDirective(b, line, name)
       const decoded = RespawnLimitFromString.decode(raw)
-      if (isRight(decoded)) b.limits = { ...b.limits, respawnMax: decoded.right.max, respawnWindowMs: decoded.right.windowMs }
+      if (E.isRight(decoded)) b.limits = { ...b.limits, respawnMax: decoded.right.max, respawnWindowMs: decoded.right.windowMs }
       else error(b, line, `directive "respawn-limit": bad value "${raw}": expected N/DURATION with N from 1 to ${maxRespawnCount} and DURATION ${durationHelp}`)
       return
     }
@@ -225,7 +224,7 @@ const tuningDirective = (b: Builder, line: number, name: string, value: string |
     case "kill-grace": {
       noteDirective(b, line, name)
       const decoded = DurationFromString.decode(raw)
-      if (!isRight(decoded)) error(b, line, `directive "${name}": bad value "${raw}": expected DURATION, ${durationHelp}`)
+      if (!E.isRight(decoded)) error(b, line, `directive "${name}": bad value "${raw}": expected DURATION, ${durationHelp}`)
       else if (name === "jail") b.limits = { ...b.limits, jailMs: decoded.right }
       else b.limits = { ...b.limits, killGraceMs: decoded.right }
       return

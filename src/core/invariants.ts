@@ -109,6 +109,21 @@ export const stepProblems = (before: State, event: Event, after: State): readonl
 
 const describe = (problems: readonly Problem[]): readonly string[] => problems.map((p) => `${p.invariant}: ${p.message}`)
 
+/**
+ * The runtime loop's check after every batch (runtime/loop.ts `stateProblem`): why the state is
+ * impossible, or `undefined`. O(groups), never O(entries): every group's phase agrees with the
+ * lifecycle and its transition. The reducer itself asserts, as it goes, what each step changed
+ * (and throws `InvariantViolation`, which the loop treats as the same bug), and the whole state
+ * (`checkInvariants`) after a restore.
+ */
+export const batchProblem = (state: State): string | undefined => {
+  for (const group of HashMap.values(state.groups)) {
+    const problems = groupProblems(state, group)
+    if (problems.length > 0) return describe(problems).join("; ")
+  }
+  return undefined
+}
+
 /** The reducer's check of every step as a whole (O(1)): `stepProblems`. */
 export const assertStep = (before: State, event: Event, after: State): void => {
   const deadline = Timers.peek(after.timers)?.at

@@ -11,6 +11,7 @@
  */
 import type { GroupPhase, State } from "./state.ts"
 import { groupOf, knownGroups } from "./state.ts"
+import { utf8Length } from "./utf8.ts"
 
 export interface StatusRow {
   readonly group: string
@@ -24,24 +25,6 @@ export interface StatusLine {
   readonly group: string
   readonly state: string
   readonly level: string
-}
-
-/** Bytes in UTF-8: Perl's printf pads byte strings, so the width counts bytes, not characters. */
-export const utf8Length = (s: string): number => {
-  let bytes = 0
-  for (let i = 0; i < s.length; i++) {
-    const unit = s.charCodeAt(i)
-    if (unit < 0x80) bytes += 1
-    else if (unit < 0x800) bytes += 2
-    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < s.length) {
-      const next = s.charCodeAt(i + 1)
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        bytes += 4
-        i++
-      } else bytes += 3
-    } else bytes += 3
-  }
-  return bytes
 }
 
 /** Perl's `%-15s`: left-justified, padded to 15, never truncated. */

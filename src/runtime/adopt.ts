@@ -19,7 +19,8 @@ import { readFileSync } from "node:fs"
 import type { FoundRun } from "../core/adoption.ts"
 import type { DaemonSnapshot } from "../core/snapshot.ts"
 import { recordedRuns } from "../core/snapshot.ts"
-import { forEachLiveProcess, livePgids, runMarkers, statFields } from "./processes.ts"
+import { runMarkers } from "./processes.ts"
+import { forEachLiveProcess, livePgids, statFields } from "./procfs.ts"
 
 /** A live session leader carrying this daemon's run markers. */
 export type MarkedProcess = FoundRun

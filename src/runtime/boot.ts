@@ -12,7 +12,7 @@
 import { readFileSync } from "node:fs"
 
 /** Milliseconds of CLOCK_MONOTONIC: since boot, the same in every process. */
-export const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
+const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
 
 /** The boot's wall time in ms (/proc/stat `btime`), or the equivalent from this process's clocks. */
 export const bootAnchorMs = (): number => {

@@ -1,20 +1,28 @@
 /**
  * The client side of the socket protocol: connect, send one request, read one answer; and wait
  * for a daemon to be gone after a stopall or a hand-over.
+ *
+ * Plain Node and Promises, without effect: `isinit` pays for every module it loads on every call
+ * (scripts, health checks, deploy loops; see bench/client.ts), and this is all it needs to talk to
+ * the daemon. Failures are values, tagged like the daemon's errors, never thrown.
  */
 import * as net from "node:net"
-import * as Data from "effect/Data"
-import * as Effect from "effect/Effect"
 import type { DaemonProcess, Request, Response } from "../codec/protocol.ts"
 import { decodeResponseLine, encodeRequest } from "../codec/protocol.ts"
-import { statFields } from "./processes.ts"
+import { statFields } from "./procfs.ts"
 import type { SocketPathTooLong } from "./socketPath.ts"
 import { socketPathProblem } from "./socketPath.ts"
+import { errnoOf } from "./errors.ts"
 
 /** Nobody listens on the socket (ENOENT: no file; ECONNREFUSED: a stale socket). */
-export class NoDaemon extends Data.TaggedError("NoDaemon")<{ readonly path: string; readonly code: string }> {
-  override get message(): string {
-    return `no daemon on ${this.path} (${this.code})`
+export class NoDaemon extends Error {
+  readonly _tag = "NoDaemon"
+  readonly path: string
+  readonly code: string
+  constructor(fields: { readonly path: string; readonly code: string }) {
+    super(`no daemon on ${fields.path} (${fields.code})`)
+    this.path = fields.path
+    this.code = fields.code
   }
 }
 
@@ -23,13 +31,16 @@ export class NoDaemon extends Data.TaggedError("NoDaemon")<{ readonly path: stri
  * (a stopped or stuck daemon accepts connections in the kernel, so it may still apply the request
  * when it resumes) or not even the connection was made.
  */
-export class ClientTimeout extends Data.TaggedError("ClientTimeout")<{
+export class ClientTimeout extends Error {
+  readonly _tag = "ClientTimeout"
   readonly path: string
   readonly timeoutMs: number
   readonly stage: "connecting" | "delivered"
-}> {
-  override get message(): string {
-    return `no answer from the daemon on ${this.path} within ${formatSeconds(this.timeoutMs)}`
+  constructor(fields: { readonly path: string; readonly timeoutMs: number; readonly stage: "connecting" | "delivered" }) {
+    super(`no answer from the daemon on ${fields.path} within ${formatSeconds(fields.timeoutMs)}`)
+    this.path = fields.path
+    this.timeoutMs = fields.timeoutMs
+    this.stage = fields.stage
   }
 }
 
@@ -37,20 +48,33 @@ export class ClientTimeout extends Data.TaggedError("ClientTimeout")<{
 export const formatSeconds = (ms: number): string => `${Number((ms / 1000).toFixed(3))} s`
 
 /** The daemon answered something this client cannot read, or closed without answering. */
-export class BadAnswer extends Data.TaggedError("BadAnswer")<{ readonly path: string; readonly reason: string }> {
-  override get message(): string {
-    return `bad answer from the daemon on ${this.path}: ${this.reason}`
+export class BadAnswer extends Error {
+  readonly _tag = "BadAnswer"
+  readonly path: string
+  readonly reason: string
+  constructor(fields: { readonly path: string; readonly reason: string }) {
+    super(`bad answer from the daemon on ${fields.path}: ${fields.reason}`)
+    this.path = fields.path
+    this.reason = fields.reason
   }
 }
 
 /** Any other failure to talk to the socket (EACCES, ENOTSOCK...). */
-export class ConnectionFailed extends Data.TaggedError("ConnectionFailed")<{ readonly path: string; readonly reason: string }> {
-  override get message(): string {
-    return `cannot talk to ${this.path}: ${this.reason}`
+export class ConnectionFailed extends Error {
+  readonly _tag = "ConnectionFailed"
+  readonly path: string
+  readonly reason: string
+  constructor(fields: { readonly path: string; readonly reason: string }) {
+    super(`cannot talk to ${fields.path}: ${fields.reason}`)
+    this.path = fields.path
+    this.reason = fields.reason
   }
 }
 
 export type ClientError = NoDaemon | ClientTimeout | BadAnswer | ConnectionFailed | SocketPathTooLong
+
+/** Whether `request` failed (answers, even refusals, carry no `_tag`). */
+export const isClientError = (value: Response | ClientError): value is ClientError => "_tag" in value
 
 export interface RequestOptions {
   /** Bound on the whole exchange, connection included; default 10 s. */
@@ -59,38 +83,33 @@ export interface RequestOptions {
 
 const maxAnswerBytes = 64 * 1024 * 1024
 
-const errnoOf = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? error.code : undefined
 
-/** Sends `request` to the daemon on `path` and reads its one-line answer. */
-export const request = (path: string, req: Request, options: RequestOptions = {}): Effect.Effect<Response, ClientError> => {
+/** Sends `request` to the daemon on `path` and reads its one-line answer, or says why it could not. */
+export const request = (path: string, req: Request, options: RequestOptions = {}): Promise<Response | ClientError> => {
   const timeoutMs = options.timeoutMs ?? 10_000
   // Node would connect to the path cut at 107 bytes: a different socket, maybe another daemon's.
   const tooLong = socketPathProblem(path)
-  if (tooLong !== undefined) return Effect.fail(tooLong)
-  return Effect.callback<Response, ClientError>((resume) => {
+  if (tooLong !== undefined) return Promise.resolve(tooLong)
+  return new Promise((resolveAnswer) => {
     const socket = net.createConnection({ path, allowHalfOpen: true })
     const chunks: Buffer[] = []
     let size = 0
     let settled = false
-    const settle = (result: Effect.Effect<Response, ClientError>): void => {
+    const settle = (result: Response | ClientError): void => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       socket.destroy()
-      resume(result)
+      resolveAnswer(result)
     }
     const finishLine = (): void => {
       const text = Buffer.concat(chunks, size).toString("utf8")
-      if (text.length === 0) {
-        settle(Effect.fail(new BadAnswer({ path, reason: "the daemon closed the connection without answering" })))
-        return
-      }
+      if (text.length === 0) return settle(new BadAnswer({ path, reason: "the daemon closed the connection without answering" }))
       const decoded = decodeResponseLine(text)
-      settle(decoded._tag === "Right" ? Effect.succeed(decoded.right) : Effect.fail(new BadAnswer({ path, reason: decoded.left })))
+      settle(decoded._tag === "Right" ? decoded.right : new BadAnswer({ path, reason: decoded.left }))
     }
     let stage: ClientTimeout["stage"] = "connecting"
-    const timer = setTimeout(() => settle(Effect.fail(new ClientTimeout({ path, timeoutMs, stage }))), timeoutMs)
+    const timer = setTimeout(() => settle(new ClientTimeout({ path, timeoutMs, stage })), timeoutMs)
     socket.once("connect", () => {
       stage = "delivered"
       socket.write(encodeRequest(req))
@@ -101,19 +120,14 @@ export const request = (path: string, req: Request, options: RequestOptions = {}
       chunks.push(chunk.subarray(0, end))
       size += end
       if (newline >= 0) finishLine()
-      else if (size > maxAnswerBytes) settle(Effect.fail(new BadAnswer({ path, reason: "answer too long" })))
+      else if (size > maxAnswerBytes) settle(new BadAnswer({ path, reason: "answer too long" }))
     })
     socket.once("end", finishLine)
     socket.once("error", (error) => {
       const code = errnoOf(error)
-      if (code === "ENOENT" || code === "ECONNREFUSED") settle(Effect.fail(new NoDaemon({ path, code })))
+      if (code === "ENOENT" || code === "ECONNREFUSED") settle(new NoDaemon({ path, code }))
       else if (size > 0) finishLine()
-      else settle(Effect.fail(new ConnectionFailed({ path, reason: error.message })))
-    })
-    return Effect.sync(() => {
-      settled = true
-      clearTimeout(timer)
-      socket.destroy()
+      else settle(new ConnectionFailed({ path, reason: error.message }))
     })
   })
 }

@@ -1,5 +1,5 @@
 /**
- * isinitd's wiring: paths, config loading, the runtime services, the socket handler, signals.
+ * isinitd's runtime, put together: config loading, the services, the socket, signals, the end.
  *
  * Lifecycle: read the isinittab (unreadable, or as root writable by others: refuse to start),
  * judge the state file a crashed predecessor left (persistence.ts), claim the socket (a live
@@ -9,65 +9,61 @@
  * group's level. `stopall`, SIGTERM and SIGINT stop every process; once the last one is gone
  * (lifecycle `halted`) the daemon flushes the status file, removes its socket and exits 0, as the
  * original's stopall does. A hand-over (`{"op":"handover"}` or SIGUSR2) instead writes the state
- * file one last time and exits leaving every process running, for the next isinitd to adopt.
+ * file one last time and exits leaving every process running, for the next isinitd to adopt. A
+ * bug (loop.ts) ends the run too, leaving every process running, as a crash would.
+ *
+ * Wiring: each part is a scoped constructor given its dependencies as arguments (the etcd store
+ * is built the same way): the order matters (the state file's clock before the inbox, the reaper
+ * before the first spawn, the socket before the take-over) and explicit arguments show it. This
+ * module knows nothing of cluster mode beyond `ClusterPort` (ports.ts); the composition root,
+ * cli/isinitd.ts, passes one in.
  *
  * The state is the reducer's alone; it is written to the state file after every batch that
  * changed it, and the file is removed after a clean exit.
  */
-import { mkdirSync, readFileSync } from "node:fs"
-import { readFile } from "node:fs/promises"
-import { dirname, join, resolve } from "node:path"
+import { mkdirSync } from "node:fs"
+import { dirname, resolve } from "node:path"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
-import type { AgentOptions, ClusterAgent } from "../cluster/agent.ts"
-import type { DaemonProcess, Request, Response, WaitOutcome } from "../codec/protocol.ts"
-import { failure, planAnswer, success } from "../codec/protocol.ts"
+import type { DaemonProcess, Request, Response } from "../codec/protocol.ts"
+import { failure, success } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
-import { describeRejection, rejectionOf } from "../core/effects.ts"
-import type { Event, Guard } from "../core/events.ts"
-import { reload, stopAll, tell } from "../core/events.ts"
-import { formatProblem, parseInittab } from "../core/inittab.ts"
-import { plan } from "../core/plan.ts"
-import { report } from "../core/report.ts"
+import { reload, stopAll } from "../core/events.ts"
+import { formatProblem } from "../core/inittab.ts"
+import { batchProblem } from "../core/invariants.ts"
 import type { State } from "../core/state.ts"
-import { groupOf, initialStateWith } from "../core/state.ts"
+import { initialStateWith } from "../core/state.ts"
 import { renderStatusFile, statusRows } from "../core/status.ts"
-import type { LogService } from "./log.ts"
-import { Log } from "./log.ts"
-import type { LoopService } from "./loop.ts"
-import { Inbox, makeLoop } from "./loop.ts"
-import type { Peer } from "./peer.ts"
-import { describePeer, peerOf } from "./peer.ts"
-import type { Output, ProcessesService } from "./processes.ts"
-import { ProcessReports, Processes, makeProcesses, processIdentity } from "./processes.ts"
-import type { Handler } from "./server.ts"
-import { serve } from "./server.ts"
-import type { StatusWriter } from "./statusFile.ts"
-import { StatusFile, makeStatusFile } from "./statusFile.ts"
+import type { LogService } from "../log.ts"
+import type { Paths } from "../paths.ts"
+import { resolvePaths, version } from "../paths.ts"
+import type { ConfigError, ConfigSource } from "./config.ts"
+import { readConfig } from "./config.ts"
+import { changes, logChange, makeHandler } from "./handler.ts"
+import type { Loop, LoopBug } from "./loop.ts"
+import { makeInbox, makeLoop } from "./loop.ts"
+import { peerOf } from "./peer.ts"
 import type { Persistence } from "./persistence.ts"
-import { openPersistence } from "./persistence.ts"
+import { StateFileInUse, openPersistence } from "./persistence.ts"
+import type { ClusterPort, LoopService } from "./ports.ts"
+import type { Output, ProcessesService } from "./processes.ts"
+import { makeProcesses } from "./processes.ts"
+import { processIdentity } from "./procfs.ts"
 import type { Reaper } from "./reaper.ts"
 import { startReaper } from "./reaper.ts"
+import type { Handler, ServeError } from "./server.ts"
+import { serve } from "./server.ts"
+import type { DaemonSignal } from "./signals.ts"
+import { handleSignals } from "./signals.ts"
+import type { SocketPathTooLong } from "./socketPath.ts"
 import { socketPathProblem } from "./socketPath.ts"
 import { statePathFor } from "./stateFile.ts"
-import { insecureConfigReason } from "./strictModes.ts"
-
-export const defaultConfigPath = "/etc/isinittab"
-export const defaultSocketPath = "/var/run/is/init.s"
-/** Without `--initstat` or `:::initstat:`, the status file lives beside the socket. */
-export const defaultInitstatName = "initstat"
-
-export const version = ((): string => {
-  try {
-    const pkg: unknown = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"))
-    const v = typeof pkg === "object" && pkg !== null ? (pkg as { readonly version?: unknown }).version : undefined
-    return typeof v === "string" ? v : "unknown"
-  } catch {
-    return "unknown"
-  }
-})()
+import type { StatusWriter } from "./statusFile.ts"
+import { makeStatusFile } from "./statusFile.ts"
+import { describeError } from "./errors.ts"
 
 export interface DaemonOptions {
   readonly configPath: string
@@ -80,263 +76,96 @@ export interface DaemonOptions {
   /** Where children write (the daemon's stdout/stderr by default), asked at each spawn when a function. */
   readonly output?: Output | (() => Output)
   readonly log: LogService
-  /** Install SIGTERM/SIGINT/SIGHUP handlers (the CLI does; in-process tests may not). */
-  readonly handleSignals?: boolean
   /** Told once the daemon serves, with the paths it settled on. */
   readonly onReady?: (paths: Paths) => void
   /** `--state`; else `isinitd.state` beside the status file (see persistence.ts). */
   readonly statePath?: string | undefined
-  /** Cluster mode (`--etcd`): config and desired levels from etcd; see src/cluster/agent.ts. */
-  readonly cluster?: Omit<AgentOptions, "localConfigPath" | "log"> | undefined
-  /**
-   * `reap` (the default): become a child subreaper and reap orphans (reaper.ts); `leave`: not, for
-   * a daemon run inside a process that has children of its own (tests).
-   */
-  readonly orphans?: "reap" | "leave"
+  /** Cluster mode (`--etcd`): the config and desired levels come from etcd (cli/isinitd.ts fills it from the agent). */
+  readonly cluster?: ClusterPort | undefined
+  /** The state invariant check the loop runs after every batch (loop.ts `stateProblem`); the core's `batchProblem` by default. */
+  readonly stateProblem?: (state: State) => string | undefined
 }
-
-export interface Paths {
-  readonly config: string
-  readonly socket: string
-  readonly initstat: string
-}
-
-export const configPathFrom = (flag: string | undefined, env: NodeJS.ProcessEnv): string =>
-  flag ?? (env["ISINITTAB"] !== undefined && env["ISINITTAB"] !== "" ? env["ISINITTAB"] : defaultConfigPath)
-
-export const resolvePaths = (options: Pick<DaemonOptions, "configPath" | "socketPath" | "initstatPath">, parsed: Parsed): Paths => {
-  const socket = resolve(options.socketPath ?? parsed.config.socket ?? defaultSocketPath)
-  const initstat = resolve(options.initstatPath ?? parsed.config.initstat ?? join(dirname(socket), defaultInitstatName))
-  return { config: resolve(options.configPath), socket, initstat }
-}
-
-const reasonOf = (e: unknown): string => {
-  const err = e as NodeJS.ErrnoException
-  return err.code !== undefined ? `${err.code} (${err.message})` : String(e)
-}
-
-/**
- * The isinittab, read now: every tell and SIGHUP sees the file as it is at that moment. As root,
- * a file others may write is refused each time (see strictModes.ts).
- */
-export const readConfig = (path: string): Effect.Effect<Parsed, string> =>
-  Effect.flatMap(
-    Effect.tryPromise({ try: () => insecureConfigReason(path), catch: (e) => `cannot check the isinittab ${path}: ${reasonOf(e)}` }),
-    (insecure) =>
-      insecure !== undefined
-        ? Effect.fail(insecure)
-        : Effect.tryPromise({
-            try: async () => parseInittab(await readFile(path, "utf8")),
-            catch: (e) => `cannot read the isinittab ${path}: ${reasonOf(e)}`,
-          }),
-  )
-
-/** How the transition of `group` numbered `seq` stands, or `undefined` while it runs. */
-export const transitionOutcome = (state: State, group: string, seq: number): WaitOutcome | undefined => {
-  const g = groupOf(state, group)
-  if (g.seq !== seq) return "superseded"
-  if (state.lifecycle !== "running") return "stopped"
-  if (g.phase === "run" || g.phase === "fail") return g.phase
-  return undefined
-}
-
-const failedTests = (state: State, group: string): string => {
-  const failed = report(state)
-    .groups.find((g) => g.group === group)
-    ?.entries.filter((e) => e.state === "failed")
-    .map((e) => (e.lastExit === null ? e.tag : `${e.tag} (${e.lastExit})`))
-  return failed === undefined || failed.length === 0 ? "a test failed" : `failed: ${failed.join(", ")}`
-}
-
-export interface HandlerDeps {
-  readonly loop: LoopService
-  readonly configPath: string
-  readonly log: LogService
-  /** This daemon process, named in the answers to stopall and handover so that clients can wait for its exit. */
-  readonly self?: DaemonProcess | undefined
-  /** Answers a hand-over request (the daemon exits once the answer is out); without it, hand-overs are refused. */
-  readonly handOver?: () => Effect.Effect<Response>
-  /** In cluster mode: the config comes from the agent, and local tells are recorded in etcd. */
-  readonly cluster?: Pick<ClusterAgent, "currentConfig" | "recordLocalTell" | "info"> | undefined
-}
-
-/**
- * A re-read file may be half-written: the guard holds back a change that would stop a large share
- * of what runs (core/reread.ts), unless the request confirms it (`force`). (In cluster mode a
- * tell's config may be etcd's: checked when it was pushed, and already applied by the agent.)
- */
-const guardOf = (force: boolean | undefined): Guard | undefined => (force === true ? undefined : "removals")
-
-/** Answers socket requests; nothing here changes state except through the loop's events. */
-export const makeHandler = ({ loop, configPath, log, cluster, self, handOver }: HandlerDeps): Handler => {
-  const daemon = self === undefined ? {} : { daemon: self }
-  const configOrFailure = (what: string): Effect.Effect<Parsed, Response> =>
-    Effect.mapError(cluster === undefined ? readConfig(configPath) : cluster.currentConfig(), (reason) => {
-      log.line({ what: "rejected", message: `${what}: ${reason}; nothing was changed` })
-      return failure(`${reason}; nothing was changed`)
-    })
-
-  const onTell = (request: Extract<Request, { readonly op: "tell" }>): Effect.Effect<Response> =>
-    Effect.gen(function* () {
-      const { group, level } = request
-      const parsed = yield* configOrFailure(`tell ${group} ${level}`)
-      // The answer is the reducer's, from the event as it was applied (the loop logs a refusal).
-      const applied = yield* loop.submit(tell(group, level, parsed, loop.now(), guardOf(request.force)))
-      const rejection = rejectionOf(applied.effects)
-      if (rejection !== undefined) return failure(rejection.reason)
-      const seq = groupOf(applied.after, group).seq
-      const note = cluster === undefined ? undefined : yield* cluster.recordLocalTell(group, level)
-      if (!request.wait) return success(note === undefined ? { op: "tell", group, level, seq } : { op: "tell", group, level, seq, message: note })
-      const final = yield* loop.waitFor((s) => transitionOutcome(s, group, seq) !== undefined, request.timeoutMs)
-      const outcome = final === undefined ? "timeout" : (transitionOutcome(final, group, seq) ?? "timeout")
-      const message =
-        outcome === "fail" && final !== undefined
-          ? failedTests(final, group)
-          : outcome === "superseded"
-            ? "a later tell for the group replaced this one"
-            : outcome === "stopped"
-              ? "the daemon is stopping every process"
-              : outcome === "timeout"
-                ? `the transition was still running after ${request.timeoutMs ?? 0} ms`
-                : undefined
-      return success(message === undefined ? { op: "tell", group, level, seq, outcome } : { op: "tell", group, level, seq, outcome, message })
-    }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
-
-  const onPlan = (group: string, level: string): Effect.Effect<Response> =>
-    Effect.gen(function* () {
-      const parsed = yield* configOrFailure(`plan ${group} ${level}`)
-      const state = yield* Ref.get(loop.state)
-      return success(planAnswer(group, level, plan(state, group, level, parsed, loop.now())))
-    }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
-
-  const onReload = (force: boolean | undefined): Effect.Effect<Response> =>
-    Effect.gen(function* () {
-      const parsed = yield* configOrFailure("reload")
-      const applied = yield* loop.submit(reload(parsed, loop.now(), guardOf(force)))
-      const rejection = rejectionOf(applied.effects)
-      return rejection === undefined ? success({ op: "reload" }) : failure(describeRejection(rejection))
-    }).pipe(Effect.catch((response: Response) => Effect.succeed(response)))
-
-  return (request) => {
-    switch (request.op) {
-      case "tell":
-        return onTell(request)
-      case "stopall":
-        return Effect.as(loop.submit(stopAll(loop.now())), success({ op: "stopall", ...daemon }))
-      case "status":
-        return Effect.map(Ref.get(loop.state), (state) =>
-          success({ op: "status", report: report(state), now: loop.now(), ...(cluster === undefined ? {} : { cluster: cluster.info() }) }),
-        )
-      case "plan":
-        return onPlan(request.group, request.level)
-      case "ping":
-        return Effect.succeed(success({ op: "ping", pid: process.pid, version }))
-      case "reload":
-        return onReload(request.force)
-      case "handover":
-        return handOver?.() ?? Effect.succeed(failure("this daemon cannot hand over"))
-    }
-  }
-}
-
-const loggedChanges = new Set<Request["op"]>(["tell", "stopall", "reload", "handover"])
-
-/** Who asked for a change on the socket, so the log says who switched what (peer.ts). */
-const logChange = (log: LogService, request: Request, peer: Peer | undefined): void => {
-  if (peer === undefined || !loggedChanges.has(request.op)) return
-  const what = request.op === "tell" ? `tell ${request.group} ${request.level}` : request.op
-  log.line({ what: "request", ...(request.op === "tell" ? { group: request.group } : {}), message: `${what} from ${describePeer(peer)}` })
-}
-
-const statusId = (): string => `${process.pid}.${Math.random().toString(36).slice(2, 10)}`
-
-
-/**
- * SIGTERM and SIGINT stop everything (as systemd's stop and Ctrl-C mean); SIGHUP re-reads the
- * isinittab; SIGUSR2 hands over. SIGUSR2, as nginx and unicorn use it for a binary upgrade: no
- * key sends it by accident (Ctrl-\ sends SIGQUIT), and Node keeps SIGUSR1 for its inspector.
- */
-const installSignals = (
-  loop: LoopService,
-  configOf: () => Effect.Effect<Parsed, string>,
-  log: LogService,
-  handOver: (why: string) => void,
-): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const stop = (signal: NodeJS.Signals) => (): void => {
-        log.line({ what: "signal", message: `${signal}: stopping every process` })
-        loop.offer(stopAll(loop.now()))
-      }
-      const onTerm = stop("SIGTERM")
-      const onInt = stop("SIGINT")
-      const onHup = (): void => {
-        log.line({ what: "signal", message: "SIGHUP: re-reading the isinittab" })
-        void Effect.runPromise(Effect.result(configOf())).then((read) =>
-          read._tag === "Success"
-            ? loop.offer(reload(read.success, loop.now(), "removals"))
-            : log.line({ what: "rejected", message: `reload: ${read.failure}; nothing was changed` }),
-        )
-      }
-      const onUsr2 = (): void => handOver("SIGUSR2")
-      process.on("SIGTERM", onTerm)
-      process.on("SIGINT", onInt)
-      process.on("SIGHUP", onHup)
-      process.on("SIGUSR2", onUsr2)
-      return { onTerm, onInt, onHup, onUsr2 }
-    }),
-    ({ onTerm, onInt, onHup, onUsr2 }) =>
-      Effect.sync(() => {
-        process.off("SIGTERM", onTerm)
-        process.off("SIGINT", onInt)
-        process.off("SIGHUP", onHup)
-        process.off("SIGUSR2", onUsr2)
-      }),
-  ).pipe(Effect.asVoid)
 
 /** How the daemon's run ended: every process gone after a stopall, or handed over to a successor. */
 export type DaemonEnd = "halted" | "handedOver"
 
-/**
- * The hand-over, asked for by a request or SIGUSR2 while the daemon runs normally (never in the
- * middle of a stopall, which finishes what it started). `asked` resolves once it was asked for:
- * for a request, only once the answer is out, since leaving closes every connection.
- */
-const makeHandOver = (loop: LoopService, log: LogService, liveRuns: Effect.Effect<number>, self: DaemonProcess | undefined) => {
-  let ask: (why: string) => void = () => undefined
-  const asked = new Promise<string>((resolveAsked) => (ask = resolveAsked))
-  const refusal = (): string | undefined =>
-    Ref.getUnsafe(loop.state).lifecycle === "running" ? undefined : "a stopall is under way and finishes first"
-  const signal = (why: string): void => {
-    const refused = refusal()
-    log.line(refused === undefined ? { what: "signal", message: `${why}: handing over` } : { what: "rejected", message: `${why}: no hand-over: ${refused}` })
-    if (refused === undefined) ask(why)
+/** The socket's directory cannot be created. */
+export class SocketDirUnusable extends Data.TaggedError("SocketDirUnusable")<{ readonly dir: string; readonly reason: string }> {
+  override get message(): string {
+    return `cannot create the socket directory ${this.dir}: ${this.reason}`
   }
-  const answer = (): Effect.Effect<Response> =>
-    Effect.map(liveRuns, (processes) => {
-      const refused = refusal()
-      return refused === undefined ? success({ op: "handover", processes, ...(self === undefined ? {} : { daemon: self }) }) : failure(refused)
-    })
-  const answered = (request: Request, response: Response): void => {
-    if (request.op !== "handover" || !response.ok) return
-    log.line({ what: "handover", message: "asked by a client: handing over" })
-    ask("a client")
-  }
-  return { asked, signal, answer, answered, self }
 }
 
-/**
- * Started before anything is spawned, so that every orphan of every run comes to us; a process
- * table without `ownsChild` (a test fake) gets a reaper that reaps nothing.
- */
-const orphanReaper = (options: DaemonOptions, processes: ProcessesService): Effect.Effect<Reaper | undefined, never, Scope.Scope> =>
-  options.orphans === "leave"
-    ? Effect.succeed(undefined)
-    : startReaper({ ownsChild: processes.ownsChild ?? (() => true), onReaped: processes.recheck, log: (what, message) => options.log.line({ what, message }) })
+/** Why the daemon could not start (the CLI prints it and exits 1), or the bug that ended it (exit 70). */
+export type DaemonError = ConfigError | SocketDirUnusable | SocketPathTooLong | StateFileInUse | ServeError | LoopBug
+
+
+const statusId = (): string => `${process.pid}.${Math.random().toString(36).slice(2, 10)}`
+
+/** The hand-over's gate: asked for by a request or SIGUSR2, while the daemon runs normally. */
+interface HandOver {
+  /** Resumes once a hand-over was asked for (for a request, once its answer is out: leaving closes every connection). */
+  readonly asked: Effect.Effect<string>
+  /** SIGUSR2. */
+  readonly signal: (why: string) => void
+  /** The answer to a hand-over request. */
+  readonly answer: () => Effect.Effect<Response>
+  /** Told every answer that went out. */
+  readonly answered: (request: Request, response: Response) => void
+}
+
+/** Never in the middle of a stopall, which finishes what it started. */
+const makeHandOver = (loop: LoopService, log: LogService, liveRuns: Effect.Effect<number>, self: DaemonProcess | undefined): Effect.Effect<HandOver> =>
+  Effect.map(Deferred.make<string>(), (gate) => {
+    const ask = (why: string): void => void Deferred.doneUnsafe(gate, Effect.succeed(why))
+    const refusal = (): string | undefined =>
+      Ref.getUnsafe(loop.state).lifecycle === "running" ? undefined : "a stopall is under way and finishes first"
+    return {
+      asked: Deferred.await(gate),
+      signal: (why) => {
+        const refused = refusal()
+        log.line(refused === undefined ? { what: "signal", message: `${why}: handing over` } : { what: "rejected", message: `${why}: no hand-over: ${refused}` })
+        if (refused === undefined) ask(why)
+      },
+      answer: () =>
+        Effect.map(liveRuns, (processes) => {
+          const refused = refusal()
+          return refused === undefined ? success({ op: "handover", processes, ...(self === undefined ? {} : { daemon: self }) }) : failure(refused)
+        }),
+      answered: (request, response) => {
+        if (request.op !== "handover" || !response.ok) return
+        log.line({ what: "handover", message: "asked by a client: handing over" })
+        ask("a client")
+      },
+    }
+  })
+
+/** What a signal does (signals.ts): stop everything, re-read the isinittab, or hand over. */
+const actOnSignal = (loop: LoopService, config: ConfigSource, log: LogService, handOver: HandOver) => (signal: DaemonSignal): Effect.Effect<void> => {
+  switch (signal) {
+    case "SIGTERM":
+    case "SIGINT":
+      return Effect.sync(() => {
+        log.line({ what: "signal", message: `${signal}: stopping every process` })
+        loop.offer(stopAll(loop.now()))
+      })
+    case "SIGHUP":
+      log.line({ what: "signal", message: "SIGHUP: re-reading the isinittab" })
+      return Effect.match(config(), {
+        onSuccess: (parsed) => loop.offer(reload(parsed, loop.now(), "removals")),
+        onFailure: (error) => log.line({ what: "rejected", message: `reload: ${error.message}; nothing was changed` }),
+      })
+    case "SIGUSR2":
+      return Effect.sync(() => handOver.signal("SIGUSR2"))
+  }
+}
+
+/** Started before anything is spawned, so that every orphan of every run comes to us. */
+const orphanReaper = (log: LogService, processes: ProcessesService): Effect.Effect<Reaper, never, Scope.Scope> =>
+  startReaper({ ownsChild: processes.ownsChild, onReaped: processes.recheck, log: (what, message) => log.line({ what, message }) })
 
 /** For the ready line: what becomes of a service's orphaned processes. */
-const orphansNote = (reaper: Reaper | undefined): string => {
-  if (reaper === undefined) return "left alone"
+const orphansNote = (reaper: Reaper): string => {
   if (reaper._tag === "Off") return "not reaped (no koffi)"
   return { "pid 1": "reaped (isinitd is pid 1)", subreaper: "reaped (child subreaper)", parent: "go to the host's init (no subreaper)" }[reaper.as]
 }
@@ -347,19 +176,98 @@ const selfProcess = (): DaemonProcess | undefined => {
   return identity === undefined ? undefined : { pid: process.pid, identity }
 }
 
-interface LeaveDeps {
-  readonly status: StatusWriter
-  readonly persistence: Persistence
-  readonly liveRuns: Effect.Effect<number>
-  readonly log: LogService
+/**
+ * Creates the socket's directory owner-only if it does not exist yet (an existing one is left as
+ * is), after checking the path's length: one cut to the kernel's limit would be another socket.
+ */
+const prepareSocketDir = (socket: string): Effect.Effect<void, SocketDirUnusable | SocketPathTooLong> => {
+  const tooLong = socketPathProblem(socket)
+  if (tooLong !== undefined) return Effect.fail(tooLong)
+  return Effect.try({
+    try: () => void mkdirSync(dirname(socket), { recursive: true, mode: 0o700 }),
+    catch: (e) => new SocketDirUnusable({ dir: dirname(socket), reason: describeError(e) }),
+  })
 }
+
+/** The config the daemon starts with: cluster mode's, else the isinittab (its problems logged). */
+const startConfig = (options: DaemonOptions): Effect.Effect<Parsed, ConfigError> =>
+  Effect.tap(options.cluster === undefined ? readConfig(options.configPath) : Effect.succeed(options.cluster.initialConfig), (parsed) =>
+    Effect.sync(() => {
+      for (const problem of parsed.problems) options.log.line({ what: "config", message: formatProblem(options.configPath, problem) })
+    }),
+  )
+
+/** The runtime's parts, built in order, for the life of the scope. */
+interface Parts {
+  readonly loop: Loop
+  readonly processes: ProcessesService
+  readonly status: StatusWriter
+  readonly reaper: Reaper
+}
+
+const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persistence: Persistence): Effect.Effect<Parts, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const log = options.log
+    const warn = (message: string): void => log.line({ what: "warning", message })
+    const stateRef = yield* Ref.make(initialStateWith(parsed.config))
+    const inbox = yield* makeInbox(persistence.clock)
+    const processes = yield* makeProcesses((report) => inbox.offer({ ...report, now: inbox.now() }), {
+      ...(options.output === undefined ? {} : { output: options.output }),
+      warn,
+      instance: persistence.path,
+      beforeSpawn: persistence.beforeSpawn,
+    })
+    const reaper = yield* orphanReaper(log, processes)
+    const status = yield* makeStatusFile({ path: paths.initstat, render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()), warn })
+    const loop = yield* makeLoop(stateRef, {
+      inbox,
+      processes,
+      status,
+      log,
+      onBatch: persistence.onBatch,
+      stateProblem: options.stateProblem ?? batchProblem,
+    })
+    return { loop, processes, status, reaper }
+  })
+
+/**
+ * Serves the socket. Requests wait until the predecessor's processes are taken over (`ready`: the
+ * Restore event comes first); a change is answered once the state file holds it, so an
+ * acknowledged tell survives a crash.
+ */
+const serveSocket = (options: DaemonOptions, paths: Paths, config: ConfigSource, parts: Parts, persistence: Persistence, handOver: HandOver, ready: Deferred.Deferred<void>) => {
+  const log = options.log
+  const serveRequest = makeHandler({ loop: parts.loop, config, log, cluster: options.cluster, self: selfProcess(), handOver: handOver.answer })
+  const handler: Handler = (request, peer) =>
+    Effect.gen(function* () {
+      yield* Deferred.await(ready)
+      logChange(log, request, peer)
+      const response = yield* serveRequest(request)
+      if (changes.has(request.op)) yield* Effect.promise(() => persistence.flush())
+      return response
+    })
+  return serve(paths.socket, handler, {
+    peerOf,
+    ...(options.socketMode === undefined ? {} : { mode: options.socketMode }),
+    onReject: (reason) => log.line({ what: "rejected", message: reason }),
+    onAnswered: handOver.answered,
+  })
+}
+
+/** The predecessor's processes, taken over (only once the socket is ours: a refused second daemon must not touch the files). */
+const takeOverPredecessor = (parts: Parts, persistence: Persistence, parsed: Parsed): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const takeOver = persistence.takeOver(parsed)
+    for (const adopted of takeOver.adopt) yield* parts.processes.adopt(adopted)
+    if (takeOver.event !== undefined) parts.loop.offer(takeOver.event)
+  })
 
 /**
  * The last steps before the socket goes (closing the scope removes it): the status file is
  * flushed; after a hand-over the state file is written one last time and kept for the successor,
  * after a stopall (everything gone) it is removed.
  */
-const leave = (end: DaemonEnd, { status, persistence, liveRuns, log }: LeaveDeps): Effect.Effect<DaemonEnd> =>
+const leave = (end: DaemonEnd, { status, persistence, liveRuns, log }: { readonly status: StatusWriter; readonly persistence: Persistence; readonly liveRuns: Effect.Effect<number>; readonly log: LogService }): Effect.Effect<DaemonEnd> =>
   Effect.gen(function* () {
     yield* Effect.promise(() => status.flush())
     if (end === "halted") {
@@ -373,115 +281,39 @@ const leave = (end: DaemonEnd, { status, persistence, liveRuns, log }: LeaveDeps
     return end
   })
 
-/** What startup failed on, for the CLI to print before exiting 1. */
-export interface StartupFailure {
-  readonly _tag: "StartupFailure"
-  readonly message: string
-}
-
-const startupFailure = (message: string): StartupFailure => ({ _tag: "StartupFailure", message })
-
 /**
- * Creates the socket's directory owner-only if it does not exist yet (an existing one is left as
- * is), after checking the path's length: one cut to the kernel's limit would be another socket.
+ * Runs the daemon in the caller's scope until every process is gone after a stopall (or
+ * SIGTERM/SIGINT), or until it hands over. Fails with a `DaemonError` when it cannot start
+ * (unreadable config, socket in use or unusable, a live predecessor), or when a bug stopped its
+ * loop. The composition root (cli/isinitd.ts) runs it, in one scope with cluster mode's agent.
  */
-const prepareSocketDir = (socket: string): Effect.Effect<void, StartupFailure> => {
-  const tooLong = socketPathProblem(socket)
-  if (tooLong !== undefined) return Effect.fail(startupFailure(tooLong.message))
-  return Effect.try({
-    try: () => void mkdirSync(dirname(socket), { recursive: true, mode: 0o700 }),
-    catch: (e) => startupFailure(`cannot create the socket directory ${dirname(socket)}: ${reasonOf(e)}`),
+export const daemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, DaemonError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const log = options.log
+    const parsed = yield* startConfig(options)
+    const paths = resolvePaths(options, parsed.config)
+    yield* prepareSocketDir(paths.socket)
+    const persistence = openPersistence({ path: resolve(options.statePath ?? statePathFor(paths.initstat)), log })
+    if (persistence._tag === "StateFileInUse") return yield* persistence
+    const parts = yield* buildParts(options, paths, parsed, persistence)
+    const handOver = yield* makeHandOver(parts.loop, log, parts.processes.liveRuns, selfProcess())
+    const ready = yield* Deferred.make<void>()
+    // Every tell, plan, reload and SIGHUP reads the config as it is then.
+    const config: ConfigSource = options.cluster?.currentConfig ?? (() => readConfig(paths.config))
+    yield* serveSocket(options, paths, config, parts, persistence, handOver, ready)
+    yield* takeOverPredecessor(parts, persistence, parsed)
+    yield* Deferred.succeed(ready, undefined)
+    parts.status.request()
+    yield* handleSignals(actOnSignal(parts.loop, config, log, handOver))
+    log.line({
+      what: "ready",
+      message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}, state ${persistence.path}, orphans ${orphansNote(parts.reaper)}`,
+    })
+    options.onReady?.(paths)
+    if (options.cluster !== undefined) yield* options.cluster.start(parts.loop)
+    const end: DaemonEnd = yield* Effect.raceFirst(
+      Effect.raceFirst(Effect.as(parts.loop.waitFor((s) => s.lifecycle === "halted"), "halted" as const), Effect.as(handOver.asked, "handedOver" as const)),
+      parts.loop.crashed,
+    )
+    return yield* leave(end, { status: parts.status, persistence, liveRuns: parts.processes.liveRuns, log })
   })
-}
-
-/** Loaded only in cluster mode, so a single-host daemon never loads the etcd client. */
-const startAgent = (options: DaemonOptions, cluster: NonNullable<DaemonOptions["cluster"]>): Effect.Effect<ClusterAgent, StartupFailure, Scope.Scope> =>
-  Effect.flatMap(
-    Effect.promise(() => import("../cluster/agent.ts")),
-    ({ makeClusterAgent }) =>
-      Effect.mapError(makeClusterAgent({ ...cluster, localConfigPath: options.configPath, log: options.log }), (e) => startupFailure(e.message)),
-  )
-
-/**
- * Runs the daemon until every process is gone after a stopall (or SIGTERM/SIGINT), or until it
- * hands over. Fails with a `StartupFailure` when it cannot start (unreadable config, socket in
- * use or unusable).
- */
-export const runDaemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, StartupFailure> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const log = options.log
-      const agent = options.cluster === undefined ? undefined : yield* startAgent(options, options.cluster)
-      const parsed = agent === undefined ? yield* Effect.mapError(readConfig(options.configPath), startupFailure) : agent.initialConfig
-      for (const problem of parsed.problems) log.line({ what: "config", message: formatProblem(options.configPath, problem) })
-      const paths = resolvePaths(options, parsed)
-      yield* prepareSocketDir(paths.socket)
-
-      const persistence = openPersistence({ path: resolve(options.statePath ?? statePathFor(paths.initstat)), log })
-      if (persistence._tag === "Refused") return yield* Effect.fail(startupFailure(persistence.message))
-
-      const stateRef = yield* Ref.make(initialStateWith(parsed.config))
-      const queue = yield* Queue.unbounded<Event>()
-      const inbox = Inbox.of({ queue, now: persistence.clock, offer: (event) => void Queue.offerUnsafe(queue, event) })
-      const reports = ProcessReports.of({ report: (r) => inbox.offer({ ...r, now: inbox.now() }) })
-      const processes = yield* makeProcesses({
-        ...(options.output === undefined ? {} : { output: options.output }),
-        warn: (message) => log.line({ what: "warning", message }),
-        instance: persistence.path,
-        beforeSpawn: persistence.beforeSpawn,
-      }).pipe(Effect.provideService(ProcessReports, reports))
-      const reaper = yield* orphanReaper(options, processes)
-      const status = yield* makeStatusFile({
-        path: paths.initstat,
-        render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()),
-        warn: (message) => log.line({ what: "warning", message }),
-      })
-      const loop = yield* makeLoop(stateRef, { onBatch: persistence.onBatch }).pipe(
-        Effect.provideService(Inbox, inbox),
-        Effect.provideService(Processes, processes),
-        Effect.provideService(StatusFile, status),
-        Effect.provideService(Log, log),
-      )
-
-      // Requests wait until the predecessor's processes are taken over (the Restore event comes
-      // first); a change is answered once the state file holds it, so an acknowledged tell survives a crash.
-      let takenOver: () => void = () => undefined
-      const ready = new Promise<void>((resolveReady) => (takenOver = resolveReady))
-      const handOver = makeHandOver(loop, log, processes.liveRuns, selfProcess())
-      const serveRequest = makeHandler({ loop, configPath: paths.config, log, cluster: agent, self: handOver.self, handOver: handOver.answer })
-      const changes = new Set<Request["op"]>(["tell", "stopall", "reload", "handover"])
-      const handler: Handler = (request, peer) =>
-        Effect.andThen(
-          Effect.promise(() => ready),
-          Effect.tap(Effect.andThen(Effect.sync(() => logChange(log, request, peer)), serveRequest(request)), () =>
-            changes.has(request.op) ? Effect.promise(() => persistence.flush()) : Effect.void,
-          ),
-        )
-      yield* serve(paths.socket, handler, {
-        peerOf,
-        ...(options.socketMode === undefined ? {} : { mode: options.socketMode }),
-        onReject: (reason) => log.line({ what: "rejected", message: reason }),
-        onAnswered: handOver.answered,
-      }).pipe(Effect.mapError((e) => startupFailure(e.message)))
-      // Only now that the socket is ours: a refused second daemon must not touch the status or state file.
-      const takeOver = persistence.takeOver(parsed)
-      for (const adopted of takeOver.adopt) yield* processes.adopt?.(adopted) ?? Effect.void
-      if (takeOver.event !== undefined) inbox.offer(takeOver.event)
-      takenOver()
-      status.request()
-      const configOf = (): Effect.Effect<Parsed, string> => agent?.currentConfig() ?? readConfig(paths.config)
-      if (options.handleSignals ?? true) yield* installSignals(loop, configOf, log, handOver.signal)
-      log.line({
-        what: "ready",
-        message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}, state ${persistence.path}, orphans ${orphansNote(reaper)}`,
-      })
-      options.onReady?.(paths)
-      if (agent !== undefined) yield* agent.start(loop)
-
-      const end: DaemonEnd = yield* Effect.raceFirst(
-        Effect.as(loop.waitFor((s) => s.lifecycle === "halted"), "halted" as const),
-        Effect.as(Effect.promise(() => handOver.asked), "handedOver" as const),
-      )
-      return yield* leave(end, { status, persistence, liveRuns: processes.liveRuns, log })
-    }),
-  )

@@ -5,11 +5,8 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs"
 import type { Writable } from "node:stream"
-import * as Context from "effect/Context"
-import * as Layer from "effect/Layer"
 import type { LogLine, LogService } from "../log.ts"
-
-export type { LogLine, LogService }
+import { codeOf } from "./errors.ts"
 
 const field = (value: string | undefined): string => (value === undefined || value === "" ? "-" : value.replace(/\s/g, "_"))
 
@@ -20,8 +17,6 @@ export const formatLine = (at: Date, line: LogLine): string => {
   if (line.message !== undefined && line.message !== "") parts.push(line.message.replace(/\n/g, " "))
   return parts.join(" ")
 }
-
-export class Log extends Context.Service<Log, LogService>()("isinit/runtime/Log") {}
 
 /** Where a child's stdout and stderr go: the daemon's own, nowhere, or an open file descriptor. */
 export type ChildOutput = "inherit" | "ignore" | number
@@ -48,10 +43,6 @@ type Sink =
   | { readonly _tag: "File"; readonly fd: number; readonly path: string }
   | { readonly _tag: "Lost"; readonly why: string; readonly retryAt: number }
 
-const errorText = (error: unknown): string => {
-  const code = (error as NodeJS.ErrnoException).code
-  return code === undefined ? String(error) : code
-}
 
 /** Opens `path` to log to and writes `firstLine` there: the file, or why not (tried again 5 s later). */
 const openLogFile = (path: string, why: string, firstLine: string, nowMs: number): Sink => {
@@ -60,7 +51,7 @@ const openLogFile = (path: string, why: string, firstLine: string, nowMs: number
     writeSync(fd, firstLine)
     return { _tag: "File", fd, path }
   } catch (error) {
-    return { _tag: "Lost", why: `${why}; the log file ${path} failed too (${errorText(error)})`, retryAt: nowMs + fallbackRetryMs }
+    return { _tag: "Lost", why: `${why}; the log file ${path} failed too (${codeOf(error)})`, retryAt: nowMs + fallbackRetryMs }
   }
 }
 
@@ -75,7 +66,7 @@ const appendTo = (file: Extract<Sink, { readonly _tag: "File" }>, text: string, 
     } catch {
       // already unusable
     }
-    return { _tag: "Lost", why: `the log file ${file.path} failed (${errorText(error)})`, retryAt: nowMs + fallbackRetryMs }
+    return { _tag: "Lost", why: `the log file ${file.path} failed (${codeOf(error)})`, retryAt: nowMs + fallbackRetryMs }
   }
 }
 
@@ -110,7 +101,7 @@ export const resilientLog = (stream: Writable = process.stderr, clock: () => Dat
 
   const streamLost = (error: unknown): void => {
     if (sink._tag !== "Stream") return
-    sink = { _tag: "Lost", why: `stderr lost (${errorText(error)})`, retryAt: 0 }
+    sink = { _tag: "Lost", why: `stderr lost (${codeOf(error)})`, retryAt: 0 }
   }
   // Unhandled, this event kills the process: every write error lands here (and in the write's callback).
   stream.on("error", streamLost)
@@ -149,11 +140,9 @@ export const resilientLog = (stream: Writable = process.stderr, clock: () => Dat
   }
 }
 
-
 /** Collects lines in memory (tests). */
 export const memoryLog = (): LogService & { readonly lines: string[] } => {
   const lines: string[] = []
   return { lines, line: (line) => void lines.push(formatLine(new Date(), line)) }
 }
 
-export const layer = (service: LogService = resilientLog()): Layer.Layer<Log> => Layer.succeed(Log, service)

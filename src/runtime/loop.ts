@@ -8,13 +8,20 @@
  * request per batch. Then it arms a single timer for `nextDeadline(state)`, or none: an idle
  * daemon does no work at all.
  *
+ * A bug stops the loop (TigerBeetle's "crash on corrupt code"): a reducer that throws, or a state
+ * that breaks an invariant after a batch, is logged (the event, the stack) and fails the loop with
+ * a `LoopBug`; the daemon then exits non-zero leaving every process running, and its successor
+ * (systemd's restart, or the next `isinit` tell) adopts them from the state file, as after a
+ * crash. Dropping the event instead would be worse: a lost child exit leaves a phantom running
+ * process forever.
+ *
  * Time is the kernel's monotonic clock anchored at the boot's wall time (see boot.ts), so its
  * values read like epoch milliseconds (jail ends in the status stay meaningful), never jump when
  * the wall clock is set, and are the same in a daemon restarted on the same boot.
  */
-import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
+import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
@@ -25,67 +32,68 @@ import { describeOutcome } from "../core/events.ts"
 import { nextDeadline, reduce } from "../core/reducer.ts"
 import type { State } from "../core/state.ts"
 import { entryOf } from "../core/state.ts"
-import { makeBootClock } from "./boot.ts"
-import { Log } from "./log.ts"
-import type { ProcessReport } from "./processes.ts"
-import { ProcessReports, Processes } from "./processes.ts"
-import { StatusFile } from "./statusFile.ts"
+import type { LogService } from "../log.ts"
+import type { AppliedEvent, LoopService } from "./ports.ts"
+import type { ProcessesService } from "./processes.ts"
 
 export type Clock = () => number
 
-export const monotonicNow: Clock = makeBootClock()
-
 /** The loop's queue of events; anything may offer to it, only the loop takes. */
-export class Inbox extends Context.Service<
-  Inbox,
-  { readonly queue: Queue.Queue<Event>; readonly now: Clock; readonly offer: (event: Event) => void }
->()("isinit/runtime/Inbox") {}
-
-export const inboxLayer = (now: Clock = monotonicNow): Layer.Layer<Inbox> =>
-  Layer.effect(
-    Inbox,
-    Effect.map(Queue.unbounded<Event>(), (queue) =>
-      Inbox.of({ queue, now, offer: (event) => void Queue.offerUnsafe(queue, event) }),
-    ),
-  )
-
-/** Process reports enter the inbox stamped with the time they arrived. */
-export const reportsLayer: Layer.Layer<ProcessReports, never, Inbox> = Layer.effect(
-  ProcessReports,
-  Effect.gen(function* () {
-    const inbox = yield* Inbox
-    return ProcessReports.of({
-      report: (r: ProcessReport) => inbox.offer({ ...r, now: inbox.now() }),
-    })
-  }),
-)
-
-/** What one event did: the states around it and the effects the reducer asked for. */
-export interface Applied {
-  readonly before: State
-  readonly after: State
-  readonly effects: readonly CoreEffect[]
-}
-
-export interface LoopService {
-  readonly state: Ref.Ref<State>
-  /** Enqueue an event stamped by the caller. */
-  readonly offer: (event: Event) => void
-  /** Enqueue an event and resume once the loop has applied it (its effects already under way). */
-  readonly submit: (event: Event) => Effect.Effect<Applied>
+export interface Inbox {
+  readonly queue: Queue.Queue<Event>
   readonly now: Clock
-  /**
-   * Resolves with the first state (the current one included) that satisfies `done`, or with
-   * `undefined` after `timeoutMs`. Checked after every batch; costs nothing while nothing changes.
-   */
-  readonly waitFor: (done: (state: State) => boolean, timeoutMs?: number) => Effect.Effect<State | undefined>
-  /** Batches processed so far (tests and benchmarks). */
-  readonly batches: () => number
-  /** When the one timer fires, or `undefined` when none is armed (an idle daemon). */
-  readonly deadline: () => number | undefined
+  readonly offer: (event: Event) => void
 }
 
-export class Loop extends Context.Service<Loop, LoopService>()("isinit/runtime/Loop") {}
+export const makeInbox = (now: Clock): Effect.Effect<Inbox> =>
+  Effect.map(Queue.unbounded<Event>(), (queue) => ({ queue, now, offer: (event) => void Queue.offerUnsafe(queue, event) }))
+
+/** What the event is, for a bug report: its fields, without the config a tell or reload carries. */
+const describeEvent = (event: Event): string => JSON.stringify(event, (key, value: unknown) => (key === "parsed" ? "(config)" : value))
+
+const stackOf = (error: unknown): string => (error instanceof Error ? (error.stack ?? error.message) : String(error))
+
+/** The reducer threw: it is total, so this is a bug. */
+export class ReducerThrew extends Data.TaggedError("ReducerThrew")<{ readonly event: Event; readonly error: unknown }> {
+  override get message(): string {
+    return `bug: the reducer threw on ${describeEvent(this.event)}: ${stackOf(this.error)}`
+  }
+}
+
+/** A batch left a state that breaks one of the core's invariants: a bug. */
+export class StateInvalid extends Data.TaggedError("StateInvalid")<{ readonly events: readonly Event[]; readonly problem: string }> {
+  override get message(): string {
+    return `bug: the state broke an invariant (${this.problem}) after ${this.events.map(describeEvent).join(", ")}`
+  }
+}
+
+export type LoopBug = ReducerThrew | StateInvalid
+
+export type Reducer = (state: State, event: Event) => readonly [State, readonly CoreEffect[]]
+
+export interface LoopDeps {
+  readonly inbox: Inbox
+  readonly processes: Pick<ProcessesService, "spawn" | "kill">
+  /** Asked for a write after each batch whose effects include `WriteStatus` (coalesced by the writer). */
+  readonly status: { readonly request: () => void }
+  readonly log: LogService
+  /** Told the state after every batch, once it is visible (the state file writer listens here). */
+  readonly onBatch?: (state: State) => void
+  /** The reducer the loop folds events through: the core's; tests pass one that throws. */
+  readonly reduce?: Reducer
+  /**
+   * The invariant check run on the state after every batch: why the state is impossible, or
+   * `undefined`. Hook for the core's state invariants (core/invariants.ts, issue 9 item 7); until
+   * the root passes that check, nothing is checked here.
+   */
+  readonly stateProblem?: (state: State) => string | undefined
+}
+
+/** The loop as its owner (the daemon) sees it: the port, and how it ends. */
+export interface Loop extends LoopService {
+  /** Fails with the bug that stopped the loop; never succeeds. */
+  readonly crashed: Effect.Effect<never, LoopBug>
+}
 
 const pidOf = (state: State, tag: string | undefined): number | undefined => {
   if (tag === undefined) return undefined
@@ -103,106 +111,138 @@ const groupOf = (state: State, tag: string): string | undefined => {
   return proc._tag === "Idle" ? state.config.byTag.get(tag)?.group : proc.def.group
 }
 
-export interface LoopOptions {
-  /** Told the state after every batch, once it is visible (the state file writer listens here). */
-  readonly onBatch?: (state: State) => void
+/** What only the runtime saw: outcomes, logged before the reducer forgets them. */
+const logNews = (log: LogService, state: State, event: Event): void => {
+  if (event._tag === "ChildExit") {
+    log.line({ what: "exited", group: groupOf(state, event.tag), tag: event.tag, pid: pidOf(state, event.tag), outcome: describeOutcome(event.outcome) })
+  } else if (event._tag === "LeaderExited" && isRunning(state, event.tag, event.run)) {
+    // A stopped run's leader often goes first: news only while the run was running (rule 14).
+    const where = { group: groupOf(state, event.tag), tag: event.tag, pid: pidOf(state, event.tag) }
+    log.line({ what: "leader-exited", ...where, outcome: describeOutcome(event.outcome), message: "the rest of its process group lives on" })
+  }
 }
 
-/** Start the loop in the current scope; closing the scope stops it (children are left alone). */
-export const makeLoop = (
-  stateRef: Ref.Ref<State>,
-  options: LoopOptions = {},
-): Effect.Effect<LoopService, never, Scope.Scope | Inbox | Processes | StatusFile | Log> =>
+/** Performs one effect against the process table and the log; `WriteStatus` is the batch's business. */
+const interpret = (deps: LoopDeps, state: State, effect: CoreEffect): Effect.Effect<void> => {
+  switch (effect._tag) {
+    case "Spawn":
+    case "RunSync":
+      // Logged as the spawn is performed, so the log's order is the order things happened in.
+      return Effect.map(deps.processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command }), (pid) => {
+        if (pid !== undefined) deps.log.line({ what: "started", group: effect.group, tag: effect.tag, pid })
+      })
+    case "Kill":
+      return deps.processes.kill(effect.tag, effect.run, effect.signal)
+    case "WriteStatus":
+      return Effect.void
+    case "Log":
+      return Effect.sync(() => {
+        const e = effect.entry
+        deps.log.line({ what: e.what, group: e.group, tag: e.tag, pid: pidOf(state, e.tag), message: e.message })
+      })
+    case "Rejected":
+      return Effect.sync(() => deps.log.line({ what: "rejected", group: effect.group, message: describeRejection(effect) }))
+  }
+}
+
+/** The one OS timer, armed for the state's next deadline (or none). */
+const makeDeadlineTimer = (inbox: Inbox): Effect.Effect<{ readonly arm: (deadline: number | undefined) => void; readonly at: () => number | undefined }, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const inbox = yield* Inbox
-    const processes = yield* Processes
-    const status = yield* StatusFile
-    const log = yield* Log
-    const listeners = new Set<(state: State) => void>()
-    const submitted = new Map<Event, (applied: Applied) => void>()
-    let batches = 0
     let timer: NodeJS.Timeout | undefined
     let timerAt: number | undefined
-
-    const armTimer = (deadline: number | undefined): void => {
+    const arm = (deadline: number | undefined): void => {
       if (deadline === timerAt) return
       if (timer !== undefined) clearTimeout(timer)
       timer = undefined
       timerAt = deadline
       if (deadline === undefined) return
-      timer = setTimeout(
-        () => {
-          timer = undefined
-          timerAt = undefined
-          // The timer fired for `deadline`: never report a time before it (clock rounding).
-          inbox.offer({ _tag: "Tick", now: Math.max(inbox.now(), deadline) })
-        },
-        Math.max(0, Math.ceil(deadline - inbox.now())),
-      )
-    }
-    yield* Effect.addFinalizer(() => Effect.sync(() => armTimer(undefined)))
-
-    /** What only the runtime saw: outcomes, logged before the reducer forgets them. */
-    const logEvent = (state: State, event: Event): void => {
-      if (event._tag === "ChildExit") {
-        log.line({ what: "exited", group: groupOf(state, event.tag), tag: event.tag, pid: pidOf(state, event.tag), outcome: describeOutcome(event.outcome) })
-      } else if (event._tag === "LeaderExited" && isRunning(state, event.tag, event.run)) {
-        // A stopped run's leader often goes first: news only while the run was running (rule 14).
-        const where = { group: groupOf(state, event.tag), tag: event.tag, pid: pidOf(state, event.tag) }
-        log.line({ what: "leader-exited", ...where, outcome: describeOutcome(event.outcome), message: "the rest of its process group lives on" })
+      const fire = (): void => {
+        timer = undefined
+        timerAt = undefined
+        // The timer fired for `deadline`: never report a time before it (clock rounding).
+        inbox.offer({ _tag: "Tick", now: Math.max(inbox.now(), deadline) })
       }
+      timer = setTimeout(fire, Math.max(0, Math.ceil(deadline - inbox.now())))
     }
+    yield* Effect.addFinalizer(() => Effect.sync(() => arm(undefined)))
+    return { arm, at: () => timerAt }
+  })
 
-    const interpret = (state: State, effect: CoreEffect): Effect.Effect<boolean> => {
-      switch (effect._tag) {
-        case "Spawn":
-        case "RunSync":
-          // Logged as the spawn is performed, so the log's order is the order things happened in.
-          return Effect.map(processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command }), (pid) => {
-            if (pid !== undefined) log.line({ what: "started", group: effect.group, tag: effect.tag, pid })
-            return false
-          })
-        case "Kill":
-          return Effect.as(processes.kill(effect.tag, effect.run, effect.signal), false)
-        case "WriteStatus":
-          return Effect.succeed(true)
-        case "Log":
-          return Effect.sync(() => {
-            const e = effect.entry
-            log.line({ what: e.what, group: e.group, tag: e.tag, pid: pidOf(state, e.tag), message: e.message })
-            return false
-          })
-        case "Rejected":
-          return Effect.sync(() => {
-            log.line({ what: "rejected", group: effect.group, message: describeRejection(effect) })
-            return false
-          })
+/** Callers waiting for a state: told after every batch, each removed once satisfied (or timed out). */
+const makeWaiters = (stateRef: Ref.Ref<State>) => {
+  const listeners = new Set<(state: State) => void>()
+  const waitFor = (done: (state: State) => boolean, timeoutMs?: number): Effect.Effect<State | undefined> =>
+    Effect.callback<State | undefined>((resume) => {
+      const current = Ref.getUnsafe(stateRef)
+      if (done(current)) return resume(Effect.succeed(current))
+      let timeout: NodeJS.Timeout | undefined
+      const stop = (): void => {
+        listeners.delete(listener)
+        if (timeout !== undefined) clearTimeout(timeout)
       }
-    }
+      const listener = (state: State): void => {
+        if (!done(state)) return
+        stop()
+        resume(Effect.succeed(state))
+      }
+      listeners.add(listener)
+      if (timeoutMs !== undefined) {
+        timeout = setTimeout(() => {
+          stop()
+          resume(Effect.succeed(undefined))
+        }, timeoutMs)
+      }
+      return Effect.sync(stop)
+    })
+  const tell = (state: State): void => {
+    for (const listener of listeners) listener(state)
+  }
+  return { waitFor, tell }
+}
 
-    /** Submitters to resume once the batch's state is visible to them. */
-    let applied: Array<() => void> = []
+/** Events whose submitter waits for their outcome, and the resumptions due once the batch is visible. */
+const makeSubmissions = (inbox: Inbox) => {
+  const submitted = new Map<Event, (applied: AppliedEvent) => void>()
+  let due: Array<() => void> = []
+  const submit = (event: Event): Effect.Effect<AppliedEvent> =>
+    Effect.callback<AppliedEvent>((resume) => {
+      submitted.set(event, (applied) => resume(Effect.succeed(applied)))
+      inbox.offer(event)
+      // An interrupted caller no longer listens; the event itself is applied all the same.
+      return Effect.sync(() => void submitted.delete(event))
+    })
+  const applied = (event: Event, result: AppliedEvent): void => {
+    const waiter = submitted.get(event)
+    if (waiter === undefined) return
+    submitted.delete(event)
+    due.push(() => waiter(result))
+  }
+  const resumeAll = (): void => {
+    const resumes = due
+    due = []
+    for (const resume of resumes) resume()
+  }
+  return { submit, applied, resumeAll }
+}
 
-    const step = (state: State, event: Event): Effect.Effect<readonly [State, boolean]> =>
+/** Start the loop in the current scope; closing the scope stops it (children are left alone). */
+export const makeLoop = (stateRef: Ref.Ref<State>, deps: LoopDeps): Effect.Effect<Loop, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { inbox, log } = deps
+    const reducer = deps.reduce ?? reduce
+    const timer = yield* makeDeadlineTimer(inbox)
+    const waiters = makeWaiters(stateRef)
+    const submissions = makeSubmissions(inbox)
+    let batches = 0
+
+    /** One event through the reducer; its effects performed as they come. */
+    const step = (state: State, event: Event): Effect.Effect<readonly [State, readonly CoreEffect[]], ReducerThrew> =>
       Effect.gen(function* () {
-        logEvent(state, event)
-        let next: State = state
-        let effects: readonly CoreEffect[] = []
-        try {
-          ;[next, effects] = reduce(state, event)
-        } catch (e) {
-          // The reducer is total; if it ever is not, one bad event must not take the daemon down.
-          log.line({ what: "bug", message: `reducer threw on ${event._tag}: ${String(e)}` })
-        }
-        let writeStatus = false
-        for (const effect of effects) writeStatus = (yield* interpret(next, effect)) || writeStatus
-        const waiter = submitted.get(event)
-        if (waiter !== undefined) {
-          submitted.delete(event)
-          const result = { before: state, after: next, effects }
-          applied.push(() => waiter(result))
-        }
-        return [next, writeStatus] as const
+        logNews(log, state, event)
+        const [next, effects] = yield* Effect.try({ try: () => reducer(state, event), catch: (error) => new ReducerThrew({ event, error }) })
+        for (const effect of effects) yield* interpret(deps, next, effect)
+        submissions.applied(event, { before: state, after: next, effects })
+        return [next, effects] as const
       })
 
     const runBatch = Effect.gen(function* () {
@@ -210,57 +250,32 @@ export const makeLoop = (
       let state = yield* Ref.get(stateRef)
       let writeStatus = false
       for (const event of events) {
-        const [next, write] = yield* step(state, event)
+        const [next, effects] = yield* step(state, event)
         state = next
-        writeStatus = writeStatus || write
+        writeStatus ||= effects.some((effect) => effect._tag === "WriteStatus")
       }
+      const problem = deps.stateProblem?.(state)
+      if (problem !== undefined) return yield* new StateInvalid({ events, problem })
       yield* Ref.set(stateRef, state)
       batches++
-      if (writeStatus) status.request()
-      options.onBatch?.(state)
-      armTimer(nextDeadline(state))
-      const resumes = applied
-      applied = []
-      for (const resume of resumes) resume()
-      for (const listener of listeners) listener(state)
+      if (writeStatus) deps.status.request()
+      deps.onBatch?.(state)
+      timer.arm(nextDeadline(state))
+      submissions.resumeAll()
+      waiters.tell(state)
     })
 
-    yield* Effect.forkScoped(Effect.forever(runBatch))
-
-    const waitFor = (done: (state: State) => boolean, timeoutMs?: number): Effect.Effect<State | undefined> =>
-      Effect.callback<State | undefined>((resume) => {
-        const current = Ref.getUnsafe(stateRef)
-        if (done(current)) return resume(Effect.succeed(current))
-        let timeout: NodeJS.Timeout | undefined
-        const listener = (state: State): void => {
-          if (!done(state)) return
-          listeners.delete(listener)
-          if (timeout !== undefined) clearTimeout(timeout)
-          resume(Effect.succeed(state))
-        }
-        listeners.add(listener)
-        if (timeoutMs !== undefined) {
-          timeout = setTimeout(() => {
-            listeners.delete(listener)
-            resume(Effect.succeed(undefined))
-          }, timeoutMs)
-        }
-        return Effect.sync(() => {
-          listeners.delete(listener)
-          if (timeout !== undefined) clearTimeout(timeout)
-        })
-      })
-
-    const submit = (event: Event): Effect.Effect<Applied> =>
-      Effect.callback<Applied>((resume) => {
-        submitted.set(event, (applied) => resume(Effect.succeed(applied)))
-        inbox.offer(event)
-        // An interrupted caller no longer listens; the event itself is applied all the same.
-        return Effect.sync(() => void submitted.delete(event))
-      })
-
-    return Loop.of({ state: stateRef, offer: inbox.offer, submit, now: inbox.now, waitFor, batches: () => batches, deadline: () => timerAt })
+    // A bug is logged where it happened, then ends the loop (see the header).
+    const logBug = (bug: LoopBug) => Effect.sync(() => log.line({ what: "bug", message: `${bug.message}; exiting, leaving every process to the next isinitd` }))
+    const fiber = yield* Effect.forkScoped(Effect.forever(runBatch).pipe(Effect.tapError(logBug)))
+    return {
+      state: stateRef,
+      offer: inbox.offer,
+      submit: submissions.submit,
+      now: inbox.now,
+      waitFor: waiters.waitFor,
+      batches: () => batches,
+      deadline: timer.at,
+      crashed: Fiber.join(fiber),
+    }
   })
-
-export const layer = (stateRef: Ref.Ref<State>): Layer.Layer<Loop, never, Inbox | Processes | StatusFile | Log> =>
-  Layer.effect(Loop, makeLoop(stateRef))

@@ -10,6 +10,7 @@
  */
 import { createRequire } from "node:module"
 import type * as net from "node:net"
+import { messageOf } from "./errors.ts"
 
 export type Peer =
   | { readonly _tag: "Known"; readonly pid: number; readonly uid: number; readonly gid: number }
@@ -20,7 +21,6 @@ type Reader = (fd: number) => Peer
 const SOL_SOCKET = 1
 const SO_PEERCRED = 17
 
-const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /** Binds getsockopt through koffi; a reader that says why not when that is impossible here. */
 const makeReader = (): Reader => {

@@ -24,13 +24,11 @@
  * that shows another start time ends the run instead of being signalled.
  */
 import { spawn as spawnChild } from "node:child_process"
-import { readdirSync, readFileSync } from "node:fs"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { Outcome } from "../core/events.ts"
 import { argvOf } from "../core/command.ts"
+import { livePgids, processIdentity, statFields } from "./procfs.ts"
 
 /** What the adapter tells the loop; the loop stamps the time and turns it into an event. */
 export type ProcessReport =
@@ -65,15 +63,12 @@ export interface ProcessesService {
   readonly kill: (tag: string, run: number, signal: NodeJS.Signals) => Effect.Effect<void>
   /** Runs not yet reported gone (spawning, alive, or leader reaped with members left). */
   readonly liveRuns: Effect.Effect<number>
-  /**
-   * Supervise a process a previous daemon started (not our child): `ChildExit{Vanished}` when its
-   * group is gone. Optional so that test fakes that never restore need not provide it.
-   */
-  readonly adopt?: (adopted: AdoptedProcess) => Effect.Effect<void>
+  /** Supervise a process a previous daemon started (not our child): `ChildExit{Vanished}` when its group is gone. */
+  readonly adopt: (adopted: AdoptedProcess) => Effect.Effect<void>
   /** Whether `pid` is a leader we spawned and libuv has not reaped yet (the orphan reaper must leave it alone). */
-  readonly ownsChild?: (pid: number) => boolean
+  readonly ownsChild: (pid: number) => boolean
   /** Look at the lingering groups now (orphans were just reaped: some may be gone). */
-  readonly recheck?: () => void
+  readonly recheck: () => void
 }
 
 /** A run of a previous daemon, verified alive: its leader's pid (= its pgid) and start time. */
@@ -82,57 +77,6 @@ export interface AdoptedProcess {
   readonly run: number
   readonly pid: number
   readonly identity: string
-}
-
-export class Processes extends Context.Service<Processes, ProcessesService>()("isinit/runtime/Processes") {}
-
-/** Where the adapter sends what happened to its runs (the loop's inbox). */
-export class ProcessReports extends Context.Service<ProcessReports, { readonly report: (report: ProcessReport) => void }>()(
-  "isinit/runtime/ProcessReports",
-) {}
-
-export type { Argv } from "../core/command.ts"
-export { argvOf }
-
-/** Fields of /proc/PID/stat after "pid (comm) ", or undefined if the process is gone. */
-export const statFields = (pid: number | string): string[] | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1")
-    // comm may hold spaces and parentheses, so cut at the last ')'.
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  } catch {
-    return undefined
-  }
-}
-
-/** The start time of `pid` (clock ticks since boot), which tells it from a later process with the same pid. */
-export const processIdentity = (pid: number): string | undefined => statFields(pid)?.[19]
-
-/** Calls `visit` with the stat fields of every live (not zombie) process; skips those that exit meanwhile. */
-export const forEachLiveProcess = (visit: (pid: string, fields: readonly string[]) => void): void => {
-  let names: string[]
-  try {
-    names = readdirSync("/proc")
-  } catch {
-    return
-  }
-  for (const name of names) {
-    const first = name.charCodeAt(0)
-    if (first < 48 || first > 57) continue
-    const fields = statFields(name)
-    if (fields === undefined || fields[0] === "Z" || fields[0] === "X") continue
-    visit(name, fields)
-  }
-}
-
-/** Process groups that still have a member which is not a zombie. */
-export const livePgids = (): ReadonlySet<number> => {
-  const live = new Set<number>()
-  forEachLiveProcess((_, fields) => {
-    const pgrp = Number(fields[2])
-    if (Number.isInteger(pgrp)) live.add(pgrp)
-  })
-  return live
 }
 
 const firstPollMs = 20
@@ -197,205 +141,237 @@ const groupExists = (pgid: number): boolean => {
   }
 }
 
-/** The adapter without Effect, for the loop's callbacks; `makeProcesses` wraps it. */
-export const makeProcessTable = (report: (report: ProcessReport) => void, options: ProcessesOptions = {}) => {
-  const runs = new Map<string, Run>()
+/** The table's state: the runs not yet reported gone, and the poll of the lingering groups. */
+interface Table {
+  readonly runs: Map<string, Run>
   /** Pids of the leaders we spawned that libuv has not reaped yet: its to reap, nobody else's. */
-  const leaders = new Set<number>()
+  readonly leaders: Set<number>
   /** Runs whose leader is gone but whose group was not empty at the last look. */
-  const lingering = new Set<Run>()
-  let pollTimer: NodeJS.Timeout | undefined
-  let pollTimerAt = Infinity
-  const outputOf = (): Output => (typeof options.output === "function" ? options.output() : (options.output ?? "inherit"))
+  readonly lingering: Set<Run>
+  readonly report: (report: ProcessReport) => void
+  readonly poll: { timer: NodeJS.Timeout | undefined; at: number }
+}
+
+const finish = (table: Table, run: Run, outcome: Outcome): void => {
+  table.runs.delete(keyOf(run.tag, run.run))
+  table.lingering.delete(run)
+  table.report({ _tag: "ChildExit", tag: run.tag, run: run.run, outcome })
+}
+
+/** The outcome a run ends with: its leader's; an adopted run's cannot be known. */
+const endOf = (run: Run): Outcome => (run.adoptedIdentity !== undefined ? { _tag: "Vanished" } : (run.leaderOutcome ?? { _tag: "Exited", code: 0 }))
+
+const reportLeaderExit = (table: Table, run: Run, outcome: Outcome): void => {
+  run.leaderOutcome = outcome
+  table.report({ _tag: "LeaderExited", tag: run.tag, run: run.run, outcome })
+}
+
+/** Arms the one poll timer for the earliest lingering run's next look (none while none lingers). */
+const armPoll = (table: Table): void => {
+  let earliest = Infinity
+  for (const run of table.lingering) earliest = Math.min(earliest, run.pollAt)
+  if (earliest === table.poll.at) return
+  if (table.poll.timer !== undefined) clearTimeout(table.poll.timer)
+  table.poll.timer = undefined
+  table.poll.at = earliest
+  if (earliest === Infinity) return
+  table.poll.timer = setTimeout(() => poll(table), Math.max(1, earliest - performance.now()))
+}
+
+/** What a look at a lingering run found: its group gone, its adopted leader just seen gone, or nothing new. */
+type Look = "Gone" | "LeaderGone" | "Lingers"
+
+/** One lingering run looked at; `live` scans /proc for the live groups, once per poll at most. */
+const look = (run: Run, live: () => ReadonlySet<number>): Look => {
+  const adopted = run.adoptedIdentity !== undefined && run.pgid !== undefined ? { pgid: run.pgid, identity: run.adoptedIdentity } : undefined
+  // An adopted leader that is still itself answers cheaply; the /proc scan only when needed.
+  const leaderAlive = adopted !== undefined && sameLiveProcess(adopted.pgid, adopted.identity)
+  // A reused leader pid means the old group is gone (the kernel reuses no live group's id).
+  if (adopted !== undefined && !leaderAlive && pidReused(adopted.pgid, adopted.identity)) return "Gone"
+  if (!leaderAlive && (run.pgid === undefined || !live().has(run.pgid))) return "Gone"
+  return adopted !== undefined && !leaderAlive && run.leaderOutcome === undefined ? "LeaderGone" : "Lingers"
+}
+
+const poll = (table: Table): void => {
+  table.poll.timer = undefined
+  table.poll.at = Infinity
+  let scanned: ReadonlySet<number> | undefined
+  const live = (): ReadonlySet<number> => (scanned ??= livePgids())
+  const now = performance.now()
+  for (const run of table.lingering) {
+    const found = look(run, live)
+    if (found === "Gone") {
+      finish(table, run, endOf(run))
+      continue
+    }
+    if (found === "LeaderGone") reportLeaderExit(table, run, { _tag: "Vanished" })
+    if (run.pollAt <= now) {
+      run.pollDelayMs = Math.min(maxPollMs, run.pollDelayMs * 2)
+      run.pollAt = now + run.pollDelayMs
+    }
+  }
+  armPoll(table)
+}
+
+const linger = (table: Table, run: Run): void => {
+  run.pollDelayMs = firstPollMs
+  run.pollAt = performance.now() + firstPollMs
+  table.lingering.add(run)
+  armPoll(table)
+}
+
+const leaderExited = (table: Table, run: Run, outcome: Outcome): void => {
+  // Zombies count as gone: only a member that still runs outlives its leader (the scan runs only then).
+  if (run.pgid === undefined || !groupExists(run.pgid) || !livePgids().has(run.pgid)) return finish(table, run, outcome)
+  reportLeaderExit(table, run, outcome)
+  linger(table, run)
+}
+
+/** How children are started: where their output goes, their environment, what happens just before. */
+interface Spawner {
+  readonly output: () => Output
+  readonly env: (spec: SpawnSpec) => NodeJS.ProcessEnv
+  readonly beforeSpawn: (spec: SpawnSpec) => void
+}
+
+const makeSpawner = (options: ProcessesOptions): Spawner => {
   const markedEnv: NodeJS.ProcessEnv | undefined =
     options.instance === undefined ? undefined : { ...(options.env ?? process.env), [runMarkers.instance]: options.instance }
-
-  const finish = (run: Run, outcome: Outcome): void => {
-    runs.delete(keyOf(run.tag, run.run))
-    lingering.delete(run)
-    report({ _tag: "ChildExit", tag: run.tag, run: run.run, outcome })
-  }
-
-  /** The outcome a run ends with: its leader's; an adopted run's cannot be known. */
-  const endOf = (run: Run): Outcome =>
-    run.adoptedIdentity !== undefined ? { _tag: "Vanished" } : (run.leaderOutcome ?? { _tag: "Exited", code: 0 })
-
-  const reportLeaderExit = (run: Run, outcome: Outcome): void => {
-    run.leaderOutcome = outcome
-    report({ _tag: "LeaderExited", tag: run.tag, run: run.run, outcome })
-  }
-
-  const armPoll = (): void => {
-    let earliest = Infinity
-    for (const run of lingering) earliest = Math.min(earliest, run.pollAt)
-    if (earliest === pollTimerAt) return
-    if (pollTimer !== undefined) clearTimeout(pollTimer)
-    pollTimer = undefined
-    pollTimerAt = earliest
-    if (earliest === Infinity) return
-    pollTimer = setTimeout(poll, Math.max(1, earliest - performance.now()))
-  }
-
-  const poll = (): void => {
-    pollTimer = undefined
-    pollTimerAt = Infinity
-    // An adopted leader that is still itself answers cheaply; the /proc scan only when needed.
-    let scanned: ReadonlySet<number> | undefined
-    const live = (): ReadonlySet<number> => (scanned ??= livePgids())
-    const now = performance.now()
-    for (const run of lingering) {
-      const adopted = run.adoptedIdentity !== undefined && run.pgid !== undefined ? { pgid: run.pgid, identity: run.adoptedIdentity } : undefined
-      const leaderAlive = adopted !== undefined && sameLiveProcess(adopted.pgid, adopted.identity)
-      // A reused leader pid means the old group is gone (the kernel reuses no live group's id).
-      const gone = adopted !== undefined && !leaderAlive && pidReused(adopted.pgid, adopted.identity)
-      if (gone || (!leaderAlive && (run.pgid === undefined || !live().has(run.pgid)))) {
-        finish(run, endOf(run))
-        continue
-      }
-      if (adopted !== undefined && !leaderAlive && run.leaderOutcome === undefined) reportLeaderExit(run, { _tag: "Vanished" })
-      if (run.pollAt <= now) {
-        run.pollDelayMs = Math.min(maxPollMs, run.pollDelayMs * 2)
-        run.pollAt = now + run.pollDelayMs
-      }
-    }
-    armPoll()
-  }
-
-  const linger = (run: Run): void => {
-    run.pollDelayMs = firstPollMs
-    run.pollAt = performance.now() + firstPollMs
-    lingering.add(run)
-    armPoll()
-  }
-
-  const leaderExited = (run: Run, outcome: Outcome): void => {
-    // Zombies count as gone: only a member that still runs outlives its leader (the scan runs only then).
-    if (run.pgid === undefined || !groupExists(run.pgid) || !livePgids().has(run.pgid)) return finish(run, outcome)
-    reportLeaderExit(run, outcome)
-    linger(run)
-  }
-
-  const spawn = (spec: SpawnSpec): number | undefined => {
-    const key = keyOf(spec.tag, spec.run)
-    if (runs.has(key)) return undefined
-    const run: Run = { tag: spec.tag, run: spec.run, pgid: undefined, leaderOutcome: undefined, pollDelayMs: firstPollMs, pollAt: 0 }
-    runs.set(key, run)
-    const argv = argvOf(spec.command)
-    let settled = false
-    const fail = (reason: string): void => {
-      if (settled) return
-      settled = true
-      finish(run, { _tag: "SpawnFailed", reason })
-    }
-    const env = markedEnv ?? options.env ?? process.env
-    if (markedEnv !== undefined) {
+  return {
+    output: () => (typeof options.output === "function" ? options.output() : (options.output ?? "inherit")),
+    env: (spec) => {
+      if (markedEnv === undefined) return options.env ?? process.env
       // One object reused: spawn copies the environment synchronously, so setting the run's
       // markers right before each spawn costs nothing (a copy per spawn costs about 60 us).
       markedEnv[runMarkers.tag] = spec.tag
       markedEnv[runMarkers.run] = String(spec.run)
-    }
-    options.beforeSpawn?.(spec)
-    const output = outputOf()
-    try {
-      const child =
-        argv._tag === "Direct"
-          ? spawnChild(argv.file, argv.args, { detached: true, stdio: ["ignore", output, output], env })
-          : spawnChild("/bin/sh", ["-c", argv.script], { detached: true, stdio: ["ignore", output, output], env })
-      child.once("error", (e: NodeJS.ErrnoException) => {
-        // After a successful spawn, 'error' only means a failed kill or IPC; exits still come.
-        if (child.pid === undefined) fail(e.code ?? e.message)
-      })
-      // The pid is known as soon as spawn returns (libuv waits for the exec), so a kill that
-      // comes before the 'spawn' event still reaches the group.
-      run.pgid = child.pid
-      if (child.pid !== undefined) leaders.add(child.pid)
-      child.once("spawn", () => {
-        if (child.pid === undefined) return
-        const identity = processIdentity(child.pid)
-        report(
-          identity === undefined
-            ? { _tag: "Started", tag: spec.tag, run: spec.run, pid: child.pid }
-            : { _tag: "Started", tag: spec.tag, run: spec.run, pid: child.pid, identity },
-        )
-      })
-      child.once("exit", (code, signal) => {
-        if (child.pid !== undefined) leaders.delete(child.pid)
-        if (settled) return
-        settled = true
-        leaderExited(run, outcomeOf(code, signal))
-      })
-      // The daemon must not wait for its children to exit itself.
-      child.unref()
-      return child.pid
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException
-      queueMicrotask(() => fail(err.code ?? err.message))
-      return undefined
-    }
+      return markedEnv
+    },
+    beforeSpawn: options.beforeSpawn ?? (() => undefined),
   }
+}
 
-  const kill = (tag: string, runNumber: number, signal: NodeJS.Signals): void => {
-    const run = runs.get(keyOf(tag, runNumber))
-    if (run === undefined || run.pgid === undefined) return
-    // Not our child: its pid may have been freed and reused since the last poll; never signal that.
-    if (run.adoptedIdentity !== undefined && pidReused(run.pgid, run.adoptedIdentity)) return finish(run, endOf(run))
-    // A leaderless group may have emptied since the last poll; once its last member is reaped its
-    // id is free for reuse, so look again right before signalling (narrows the window to microseconds).
-    if (lingering.has(run) && run.adoptedIdentity === undefined && !livePgids().has(run.pgid)) return finish(run, endOf(run))
-    try {
-      process.kill(-run.pgid, signal)
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code
-      if (code !== "ESRCH") options.warn?.(`kill ${signal} -${run.pgid} (${tag}): ${code ?? String(e)}`)
-    }
-    // A signalled lingering group is likely to die now: look again soon.
-    if (lingering.has(run)) {
-      lingering.delete(run)
-      linger(run)
-    }
+/** Forks the run's leader in its own session; its start, exit or failure reach the table. */
+const startChild = (table: Table, spawner: Spawner, run: Run, spec: SpawnSpec): number | undefined => {
+  const argv = argvOf(spec.command)
+  let settled = false
+  const fail = (reason: string): void => {
+    if (settled) return
+    settled = true
+    finish(table, run, { _tag: "SpawnFailed", reason })
   }
-
-  /** Watched by the group poll (at most every 500 ms while adopted runs exist), never reaped by us. */
-  const adopt = ({ tag, run: runNumber, pid, identity }: AdoptedProcess): void => {
-    const key = keyOf(tag, runNumber)
-    if (runs.has(key)) return
-    const run: Run = { tag, run: runNumber, pgid: pid, leaderOutcome: undefined, pollDelayMs: firstPollMs, pollAt: 0, adoptedIdentity: identity }
-    runs.set(key, run)
-    linger(run)
+  const env = spawner.env(spec)
+  spawner.beforeSpawn(spec)
+  const output = spawner.output()
+  try {
+    const stdio: ["ignore", Output, Output] = ["ignore", output, output]
+    const child = argv._tag === "Direct" ? spawnChild(argv.file, argv.args, { detached: true, stdio, env }) : spawnChild("/bin/sh", ["-c", argv.script], { detached: true, stdio, env })
+    child.once("error", (e: NodeJS.ErrnoException) => {
+      // After a successful spawn, 'error' only means a failed kill or IPC; exits still come.
+      if (child.pid === undefined) fail(e.code ?? e.message)
+    })
+    // The pid is known as soon as spawn returns (libuv waits for the exec), so a kill that
+    // comes before the 'spawn' event still reaches the group.
+    run.pgid = child.pid
+    if (child.pid !== undefined) table.leaders.add(child.pid)
+    child.once("spawn", () => {
+      if (child.pid === undefined) return
+      const identity = processIdentity(child.pid)
+      table.report({ _tag: "Started", tag: spec.tag, run: spec.run, pid: child.pid, ...(identity === undefined ? {} : { identity }) })
+    })
+    child.once("exit", (code, signal) => {
+      if (child.pid !== undefined) table.leaders.delete(child.pid)
+      if (settled) return
+      settled = true
+      leaderExited(table, run, outcomeOf(code, signal))
+    })
+    // The daemon must not wait for its children to exit itself.
+    child.unref()
+    return child.pid
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException
+    queueMicrotask(() => fail(err.code ?? err.message))
+    return undefined
   }
+}
 
+const spawnRun = (table: Table, spawner: Spawner, spec: SpawnSpec): number | undefined => {
+  const key = keyOf(spec.tag, spec.run)
+  if (table.runs.has(key)) return undefined
+  const run: Run = { tag: spec.tag, run: spec.run, pgid: undefined, leaderOutcome: undefined, pollDelayMs: firstPollMs, pollAt: 0 }
+  table.runs.set(key, run)
+  return startChild(table, spawner, run, spec)
+}
+
+const killRun = (table: Table, warn: (message: string) => void, tag: string, runNumber: number, signal: NodeJS.Signals): void => {
+  const run = table.runs.get(keyOf(tag, runNumber))
+  if (run === undefined || run.pgid === undefined) return
+  // Not our child: its pid may have been freed and reused since the last poll; never signal that.
+  if (run.adoptedIdentity !== undefined && pidReused(run.pgid, run.adoptedIdentity)) return finish(table, run, endOf(run))
+  // A leaderless group may have emptied since the last poll; once its last member is reaped its
+  // id is free for reuse, so look again right before signalling (narrows the window to microseconds).
+  if (table.lingering.has(run) && run.adoptedIdentity === undefined && !livePgids().has(run.pgid)) return finish(table, run, endOf(run))
+  try {
+    process.kill(-run.pgid, signal)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code !== "ESRCH") warn(`kill ${signal} -${run.pgid} (${tag}): ${code ?? String(e)}`)
+  }
+  // A signalled lingering group is likely to die now: look again soon.
+  if (table.lingering.has(run)) {
+    table.lingering.delete(run)
+    linger(table, run)
+  }
+}
+
+/** Watched by the group poll (at most every 500 ms while adopted runs exist), never reaped by us. */
+const adoptRun = (table: Table, { tag, run: runNumber, pid, identity }: AdoptedProcess): void => {
+  const key = keyOf(tag, runNumber)
+  if (table.runs.has(key)) return
+  const run: Run = { tag, run: runNumber, pgid: pid, leaderOutcome: undefined, pollDelayMs: firstPollMs, pollAt: 0, adoptedIdentity: identity }
+  table.runs.set(key, run)
+  linger(table, run)
+}
+
+/** The adapter without Effect, for the loop's callbacks; `makeProcesses` wraps it. */
+export const makeProcessTable = (report: (report: ProcessReport) => void, options: ProcessesOptions = {}) => {
+  const table: Table = { runs: new Map(), leaders: new Set(), lingering: new Set(), report, poll: { timer: undefined, at: Infinity } }
+  const spawner = makeSpawner(options)
+  const warn = options.warn ?? (() => undefined)
   const stop = (): void => {
-    if (pollTimer !== undefined) clearTimeout(pollTimer)
-    pollTimer = undefined
-    pollTimerAt = Infinity
+    if (table.poll.timer !== undefined) clearTimeout(table.poll.timer)
+    table.poll.timer = undefined
+    table.poll.at = Infinity
   }
-
-  const recheck = (): void => {
-    if (lingering.size > 0) poll()
+  return {
+    spawn: (spec: SpawnSpec): number | undefined => spawnRun(table, spawner, spec),
+    kill: (tag: string, run: number, signal: NodeJS.Signals): void => killRun(table, warn, tag, run, signal),
+    adopt: (adopted: AdoptedProcess): void => adoptRun(table, adopted),
+    liveRuns: (): number => table.runs.size,
+    stop,
+    ownsChild: (pid: number): boolean => table.leaders.has(pid),
+    /** Look at the lingering groups now (orphans were just reaped: some may be gone). */
+    recheck: (): void => {
+      if (table.lingering.size > 0) poll(table)
+    },
   }
-
-  return { spawn, kill, adopt, liveRuns: (): number => runs.size, stop, ownsChild: (pid: number): boolean => leaders.has(pid), recheck }
 }
 
 export type ProcessTable = ReturnType<typeof makeProcessTable>
 
 /** The real adapter; its poll timer is cleared when the scope closes (children are left alone). */
-export const makeProcesses = (options: ProcessesOptions = {}): Effect.Effect<ProcessesService, never, Scope.Scope | ProcessReports> =>
-  Effect.gen(function* () {
-    const reports = yield* ProcessReports
-    const table = yield* Effect.acquireRelease(
-      Effect.sync(() => makeProcessTable(reports.report, options)),
-      (t) => Effect.sync(() => t.stop()),
-    )
-    return Processes.of({
+export const makeProcesses = (report: (report: ProcessReport) => void, options: ProcessesOptions = {}): Effect.Effect<ProcessesService, never, Scope.Scope> =>
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => makeProcessTable(report, options)),
+      (table) => Effect.sync(() => table.stop()),
+    ),
+    (table) => ({
       spawn: (spec) => Effect.sync(() => table.spawn(spec)),
       kill: (tag, run, signal) => Effect.sync(() => table.kill(tag, run, signal)),
       liveRuns: Effect.sync(() => table.liveRuns()),
       adopt: (adopted) => Effect.sync(() => table.adopt(adopted)),
       ownsChild: table.ownsChild,
       recheck: table.recheck,
-    })
-  })
-
-export const layer = (options: ProcessesOptions = {}): Layer.Layer<Processes, never, ProcessReports> =>
-  Layer.effect(Processes, makeProcesses(options))
+    }),
+  )

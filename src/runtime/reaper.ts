@@ -25,7 +25,8 @@
 import { readdirSync, readFileSync } from "node:fs"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import { statFields } from "./processes.ts"
+import { statFields } from "./procfs.ts"
+import { messageOf } from "./errors.ts"
 
 /** The two C calls the reaper needs. */
 export interface Libc {
@@ -39,7 +40,7 @@ const PR_SET_CHILD_SUBREAPER = 36
 const WNOHANG = 1
 
 /** libc through koffi, from the process itself (dlopen(NULL)): the same on glibc and musl. */
-export const loadLibc = async (): Promise<Libc> => {
+const loadLibc = async (): Promise<Libc> => {
   const koffi = (await import("koffi")).default
   const self = koffi.load(null)
   const prctl = self.func("int prctl(int option, ...)")
@@ -86,7 +87,6 @@ export type Reaper =
   | { readonly _tag: "Reaping"; readonly as: "pid 1" | "subreaper" | "parent"; readonly reapNow: () => number }
   | { readonly _tag: "Off"; readonly reason: string }
 
-const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /** Reaps every child of ours that libuv did not spawn; returns how many. */
 const reapOrphans = (libc: Libc, ownsChild: (pid: number) => boolean): number => {
@@ -101,7 +101,7 @@ const reapOrphans = (libc: Libc, ownsChild: (pid: number) => boolean): number =>
  */
 export const startReaper = (options: ReaperOptions): Effect.Effect<Reaper, never, Scope.Scope> =>
   Effect.flatMap(
-    Effect.promise(() => (options.libc ?? loadLibc)().then((libc) => ({ _tag: "Loaded", libc }) as const, (error: unknown) => ({ _tag: "Failed", reason: reasonOf(error) }) as const)),
+    Effect.promise(() => (options.libc ?? loadLibc)().then((libc) => ({ _tag: "Loaded", libc }) as const, (error: unknown) => ({ _tag: "Failed", reason: messageOf(error) }) as const)),
     (loaded): Effect.Effect<Reaper, never, Scope.Scope> => {
       if (loaded._tag === "Failed") {
         const reason = `cannot load koffi (${loaded.reason})`

@@ -20,12 +20,16 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
 import type * as Scope from "effect/Scope"
 import type { Framing, Request, Response } from "../codec/protocol.ts"
-import type { Peer } from "./peer.ts"
 import { decodeRequestLine, encodeResponseFor, failure, framingOf, maxLineBytes as protocolMaxLineBytes } from "../codec/protocol.ts"
+import type { Connection, ConnectionInput } from "./connection.ts"
+import { nextConnection, reading, slotOf } from "./connection.ts"
+import type { Peer } from "./peer.ts"
 import type { SocketPathTooLong } from "./socketPath.ts"
 import { socketPathProblem } from "./socketPath.ts"
+import { errnoOf, messageOf } from "./errors.ts"
 
 export interface ServeOptions {
   /** Permission bits of the socket file; default 0o600 (owner only). */
@@ -79,10 +83,6 @@ export type ServeError = SocketInUse | SocketUnusable | SocketPathTooLong
 
 export type ProbeResult = "live" | "stale" | "absent" | "unreachable"
 
-const errnoOf = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? error.code : undefined
-
-const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /**
  * What is at the socket path: a listening daemon (`live`), a socket nobody listens on (`stale`),
@@ -121,14 +121,14 @@ export const probe = (path: string): Effect.Effect<boolean> => Effect.map(probeS
 export const claimSocketPath = (path: string): Effect.Effect<void, ServeError> =>
   Effect.gen(function* () {
     const tooLong = socketPathProblem(path)
-    if (tooLong !== undefined) return yield* tooLong
+    if (tooLong !== undefined) return yield* Effect.fail(tooLong)
     yield* Effect.try({
       try: () => fs.mkdirSync(nodePath.dirname(path), { recursive: true }),
-      catch: (error) => new SocketUnusable({ path, reason: `cannot create its directory: ${reasonOf(error)}` }),
+      catch: (error) => new SocketUnusable({ path, reason: `cannot create its directory: ${messageOf(error)}` }),
     })
     const stat = yield* Effect.try({
       try: () => fs.lstatSync(path, { throwIfNoEntry: false }),
-      catch: (error) => new SocketUnusable({ path, reason: reasonOf(error) }),
+      catch: (error) => new SocketUnusable({ path, reason: messageOf(error) }),
     })
     if (stat === undefined) return
     if (!stat.isSocket()) {
@@ -139,11 +139,12 @@ export const claimSocketPath = (path: string): Effect.Effect<void, ServeError> =
     if (state === "unreachable") return yield* new SocketUnusable({ path, reason: "it exists and cannot be probed (permission?)" })
     yield* Effect.try({
       try: () => fs.rmSync(path, { force: true }),
-      catch: (error) => new SocketUnusable({ path, reason: `cannot remove the stale socket: ${reasonOf(error)}` }),
+      catch: (error) => new SocketUnusable({ path, reason: `cannot remove the stale socket: ${messageOf(error)}` }),
     })
   })
 
-interface Limits {
+/** The server's bounds and hooks, settled from `ServeOptions`. */
+interface ServerLimits {
   readonly idleTimeoutMs: number
   readonly maxConnections: number
   readonly maxWaiting: number
@@ -153,12 +154,13 @@ interface Limits {
   readonly answered: (request: Request, response: Response) => void
 }
 
-interface Running {
+/** A listening server: its sockets, the slots its connections hold (connection.ts), its busy reports. */
+interface ServerState {
   readonly server: net.Server
   readonly sockets: Set<net.Socket>
-  readonly fibers: Set<Fiber.Fiber<Response>>
-  active: number
-  waiting: number
+  /** Runs each handler in a fiber of the server's `FiberSet`: closing the server interrupts them all. */
+  readonly run: (effect: Effect.Effect<Response>) => Fiber.Fiber<Response>
+  readonly slots: { Active: number; Waiting: number }
   /** Busy refusals not yet reported, and when the last report went out (one per second at most). */
   busyUnreported: number
   busyReportedAt: number
@@ -168,13 +170,13 @@ interface Running {
 
 const busyWindowMs = 1000
 
-const flushBusy = (running: Running, limits: Limits): void => {
-  if (running.busyTimer !== undefined) clearTimeout(running.busyTimer)
-  running.busyTimer = undefined
-  if (running.busyUnreported === 0) return
-  limits.reject(`busy: refused ${running.busyUnreported} connection(s) over the limit of ${limits.maxConnections}`)
-  running.busyUnreported = 0
-  running.busyReportedAt = Date.now()
+const flushBusy = (state: ServerState, limits: ServerLimits): void => {
+  if (state.busyTimer !== undefined) clearTimeout(state.busyTimer)
+  state.busyTimer = undefined
+  if (state.busyUnreported === 0) return
+  limits.reject(`busy: refused ${state.busyUnreported} connection(s) over the limit of ${limits.maxConnections}`)
+  state.busyUnreported = 0
+  state.busyReportedAt = Date.now()
 }
 
 /**
@@ -182,11 +184,11 @@ const flushBusy = (running: Running, limits: Limits): void => {
  * refusals that come within a second of the last summary are reported when that second ends, so
  * the summaries add up to every refusal, also when the flood stops.
  */
-const reportBusy = (running: Running, limits: Limits): void => {
-  running.busyUnreported += 1
-  const sinceLastMs = Date.now() - running.busyReportedAt
-  if (sinceLastMs >= busyWindowMs) return flushBusy(running, limits)
-  running.busyTimer ??= setTimeout(() => flushBusy(running, limits), busyWindowMs - sinceLastMs)
+const reportBusy = (state: ServerState, limits: ServerLimits): void => {
+  state.busyUnreported += 1
+  const sinceLastMs = Date.now() - state.busyReportedAt
+  if (sinceLastMs >= busyWindowMs) return flushBusy(state, limits)
+  state.busyTimer ??= setTimeout(() => flushBusy(state, limits), busyWindowMs - sinceLastMs)
 }
 
 /** How long an answered connection may stay open for its peer to read the answer and close. */
@@ -219,58 +221,54 @@ const decodeBytes = (bytes: Buffer): string | undefined => {
   }
 }
 
-const runHandler = (
-  running: Running,
-  handler: Handler,
-  request: Request,
-  peer: Peer | undefined,
-  limits: Limits,
-  onAnswer: (response: Response) => void,
-): void => {
+/** Runs the handler in the server's fiber set; its answer, failure or interruption becomes the response. */
+const runHandler = (state: ServerState, handler: Handler, request: Request, peer: Peer | undefined, limits: ServerLimits, onAnswer: (response: Response) => void): void => {
   let effect: Effect.Effect<Response>
   try {
     effect = handler(request, peer)
   } catch (error) {
-    limits.reject(`handler threw on ${request.op}: ${reasonOf(error)}`)
-    onAnswer(failure(`internal error: ${reasonOf(error)}`))
+    limits.reject(`handler threw on ${request.op}: ${messageOf(error)}`)
+    onAnswer(failure(`internal error: ${messageOf(error)}`))
     return
   }
-  const fiber = Effect.runFork(effect)
-  running.fibers.add(fiber)
-  fiber.addObserver((exit) => {
-    running.fibers.delete(fiber)
+  state.run(effect).addObserver((exit) => {
     if (Exit.isSuccess(exit)) return onAnswer(exit.value)
     if (Cause.hasInterruptsOnly(exit.cause)) return onAnswer(failure("the daemon is shutting down"))
     limits.reject(`handler failed on ${request.op}: ${Cause.pretty(exit.cause)}`)
-    onAnswer(failure(`internal error: ${reasonOf(Cause.squash(exit.cause))}`))
+    onAnswer(failure(`internal error: ${messageOf(Cause.squash(exit.cause))}`))
   })
 }
 
-const serveConnection = (running: Running, handler: Handler, limits: Limits, socket: net.Socket): void => {
-  // EPIPE and ECONNRESET from peers that do not read their answer are expected and harmless.
-  socket.on("error", () => socket.destroy())
-  if (running.active >= limits.maxConnections) {
-    reportBusy(running, limits)
-    answer(socket, "line", failure(`busy: ${limits.maxConnections} connections already open, try again`))
-    return
-  }
-  running.active += 1
-  running.sockets.add(socket)
-  let phase: "reading" | "handling" | "answered" = "reading"
-  let closed = false
-  let counted = true
-  const release = (): void => {
-    if (counted && closed && phase !== "handling") {
-      counted = false
-      running.active -= 1
-    }
-  }
-  const chunks: Buffer[] = []
-  let size = 0
+/** What a complete request line asks for: a request for the handler, or the reason to refuse it. */
+type Line = { readonly _tag: "Request"; readonly request: Request; readonly framing: Framing } | { readonly _tag: "Refused"; readonly reason: string; readonly framing: Framing }
 
+const lineOf = (bytes: Buffer): Line => {
+  const text = decodeBytes(bytes)
+  if (text === undefined) return { _tag: "Refused", reason: "binary data in the request: expected one line of UTF-8 text", framing: "line" }
+  const framing = framingOf(text)
+  const decoded = decodeRequestLine(text)
+  return decoded._tag === "Left" ? { _tag: "Refused", reason: decoded.left, framing } : { _tag: "Request", request: decoded.right, framing }
+}
+
+/**
+ * One connection: its request line read (bounded in size and time), handled, answered. Its state
+ * is one `Connection` (connection.ts); every change of it goes through `move`, which keeps the
+ * server's slot counts in step.
+ */
+const serveConnection = (state: ServerState, handler: Handler, limits: ServerLimits, socket: net.Socket): void => {
+  let conn: Connection = reading
+  state.slots.Active += 1
+  state.sockets.add(socket)
+  const move = (input: ConnectionInput): void => {
+    const before = slotOf(conn)
+    conn = nextConnection(conn, input)
+    const after = slotOf(conn)
+    if (before !== "None") state.slots[before] -= 1
+    if (after !== "None") state.slots[after] += 1
+  }
   const refuse = (framing: Framing, reason: string): void => {
-    phase = "answered"
     clearTimeout(timer)
+    move({ _tag: "Refuse" })
     limits.reject(reason)
     answer(socket, framing, failure(reason))
   }
@@ -278,64 +276,76 @@ const serveConnection = (running: Running, handler: Handler, limits: Limits, soc
     clearTimeout(timer)
     socket.removeListener("data", onData)
     socket.pause()
-    const text = decodeBytes(bytes)
-    if (text === undefined) return refuse("line", "binary data in the request: expected one line of UTF-8 text")
-    const framing = framingOf(text)
-    const decoded = decodeRequestLine(text)
-    if (decoded._tag === "Left") return refuse(framing, decoded.left)
+    const line = lineOf(bytes)
+    if (line._tag === "Refused") return refuse(line.framing, line.reason)
     // A waiting tell leaves the connection count for the waiters' own: however many wait, and
     // for however long, the other requests (stopall among them) still get a slot.
-    const waits = decoded.right.op === "tell" && decoded.right.wait
-    if (waits) {
-      if (running.waiting >= limits.maxWaiting) return refuse(framing, `busy: ${limits.maxWaiting} clients already waiting for transitions, try again`)
-      running.waiting += 1
-      running.active -= 1
-      counted = false
-    }
-    phase = "handling"
-    runHandler(running, handler, decoded.right, limits.peerOf?.(socket), limits, (response) => {
-      if (waits) running.waiting -= 1
-      phase = "answered"
-      answer(socket, framing, response)
-      release()
-      limits.answered(decoded.right, response)
+    const slot = line.request.op === "tell" && line.request.wait ? "Waiting" : "Active"
+    if (slot === "Waiting" && state.slots.Waiting >= limits.maxWaiting) return refuse(line.framing, `busy: ${limits.maxWaiting} clients already waiting for transitions, try again`)
+    move({ _tag: "Request", slot })
+    runHandler(state, handler, line.request, limits.peerOf?.(socket), limits, (response) => {
+      move({ _tag: "Answer" })
+      answer(socket, line.framing, response)
+      limits.answered(line.request, response)
     })
   }
+  const reader = makeLineReader(limits.maxLineBytes)
   const onData = (chunk: Buffer): void => {
-    if (phase !== "reading") return
-    const newline = chunk.indexOf(10)
-    const end = newline < 0 ? chunk.length : newline
-    chunks.push(chunk.subarray(0, end))
-    size += end
-    if (size > limits.maxLineBytes) {
+    if (conn._tag !== "Reading") return
+    const read = reader.add(chunk)
+    if (read._tag === "TooLong") {
       socket.removeListener("data", onData)
       return refuse("line", `request longer than ${limits.maxLineBytes} bytes`)
     }
-    if (newline >= 0) handleLine(Buffer.concat(chunks, size))
+    if (read._tag === "Line") handleLine(read.bytes)
   }
   socket.on("data", onData)
   // The original client writes "stopall" without a newline and closes: end-of-stream ends the line.
   socket.once("end", () => {
-    if (phase !== "reading") return
-    if (size === 0) {
-      phase = "answered"
-      clearTimeout(timer)
-      socket.destroy()
-      return
-    }
-    handleLine(Buffer.concat(chunks, size))
+    if (conn._tag !== "Reading") return
+    if (reader.size() > 0) return handleLine(reader.rest())
+    clearTimeout(timer)
+    move({ _tag: "Refuse" })
+    socket.destroy()
   })
   socket.once("close", () => {
-    closed = true
     clearTimeout(timer)
-    running.sockets.delete(socket)
-    release()
+    state.sockets.delete(socket)
+    move({ _tag: "Close" })
   })
   const timer = setTimeout(() => {
-    if (phase !== "reading") return
+    if (conn._tag !== "Reading") return
     socket.removeListener("data", onData)
     refuse("line", `no complete request line within ${limits.idleTimeoutMs} ms`)
   }, limits.idleTimeoutMs)
+}
+
+/** A new connection: served, or refused as busy when every slot is taken. */
+const accept = (state: ServerState, handler: Handler, limits: ServerLimits, socket: net.Socket): void => {
+  // EPIPE and ECONNRESET from peers that do not read their answer are expected and harmless.
+  socket.on("error", () => socket.destroy())
+  if (state.slots.Active < limits.maxConnections) return serveConnection(state, handler, limits, socket)
+  reportBusy(state, limits)
+  answer(socket, "line", failure(`busy: ${limits.maxConnections} connections already open, try again`))
+}
+
+/** Collects a request line from chunks: up to its newline, at most `maxBytes`. */
+const makeLineReader = (maxBytes: number) => {
+  const chunks: Buffer[] = []
+  let size = 0
+  return {
+    add: (chunk: Buffer): { readonly _tag: "Partial" } | { readonly _tag: "TooLong" } | { readonly _tag: "Line"; readonly bytes: Buffer } => {
+      const newline = chunk.indexOf(10)
+      const end = newline < 0 ? chunk.length : newline
+      chunks.push(chunk.subarray(0, end))
+      size += end
+      if (size > maxBytes) return { _tag: "TooLong" }
+      return newline >= 0 ? { _tag: "Line", bytes: Buffer.concat(chunks, size) } : { _tag: "Partial" }
+    },
+    size: (): number => size,
+    /** What came before end-of-stream, without a newline. */
+    rest: (): Buffer => Buffer.concat(chunks, size),
+  }
 }
 
 /** Binds with the umask narrowed to `mode`, so the socket never exists with wider permissions. */
@@ -353,43 +363,53 @@ const bindWithMode = (server: net.Server, path: string, mode: number, backlog: n
   }
 }
 
-const listen = (path: string, handler: Handler, mode: number, backlog: number, limits: Limits): Effect.Effect<Running, ServeError> =>
-  Effect.callback<Running, ServeError>((resume) => {
+const listen = (
+  path: string,
+  handler: Handler,
+  mode: number,
+  backlog: number,
+  limits: ServerLimits,
+  run: ServerState["run"],
+): Effect.Effect<ServerState, ServeError> =>
+  Effect.callback<ServerState, ServeError>((resume) => {
     const server = net.createServer({ allowHalfOpen: true })
-    const running: Running = { server, sockets: new Set(), fibers: new Set(), active: 0, waiting: 0, busyUnreported: 0, busyReportedAt: 0, busyTimer: undefined }
-    server.on("connection", (socket) => serveConnection(running, handler, limits, socket))
-    server.once("error", (error) => resume(Effect.fail(new SocketUnusable({ path, reason: reasonOf(error) }))))
+    const state: ServerState = { server, sockets: new Set(), run, slots: { Active: 0, Waiting: 0 }, busyUnreported: 0, busyReportedAt: 0, busyTimer: undefined }
+    server.on("connection", (socket) => accept(state, handler, limits, socket))
+    server.once("error", (error) => resume(Effect.fail(new SocketUnusable({ path, reason: messageOf(error) }))))
     server.once("listening", () => {
       server.removeAllListeners("error")
       // Accept failures (EMFILE...) must not crash the daemon: they drop one connection.
-      server.on("error", (error) => limits.reject(`accept failed: ${reasonOf(error)}`))
+      server.on("error", (error) => limits.reject(`accept failed: ${messageOf(error)}`))
       try {
         fs.chmodSync(path, mode)
       } catch (error) {
         server.close()
-        resume(Effect.fail(new SocketUnusable({ path, reason: `cannot set its mode: ${reasonOf(error)}` })))
+        resume(Effect.fail(new SocketUnusable({ path, reason: `cannot set its mode: ${messageOf(error)}` })))
         return
       }
-      resume(Effect.succeed(running))
+      resume(Effect.succeed(state))
     })
     bindWithMode(server, path, mode, backlog)
   })
 
-const shutdown = (path: string, running: Running, inode: number | undefined): Effect.Effect<void> =>
-  Effect.callback<void>((resume) => {
-    if (running.busyTimer !== undefined) clearTimeout(running.busyTimer)
-    for (const fiber of running.fibers) fiber.interruptUnsafe()
-    for (const socket of running.sockets) socket.destroy()
-    running.server.close(() => {
+/** Handlers interrupted first (their waiters answered "shutting down"), then every socket dropped and the file removed. */
+const shutdown = (path: string, state: ServerState, handlers: FiberSet.FiberSet<Response>, inode: number | undefined): Effect.Effect<void> =>
+  Effect.andThen(
+    FiberSet.clear(handlers),
+    Effect.callback<void>((resume) => {
+      if (state.busyTimer !== undefined) clearTimeout(state.busyTimer)
+      for (const socket of state.sockets) socket.destroy()
+      state.server.close(() => {
       // Remove the file only if it is still ours (never a successor's socket).
       try {
         if (inode !== undefined && fs.statSync(path, { throwIfNoEntry: false })?.ino === inode) fs.rmSync(path, { force: true })
       } catch {
-        // Nothing more to do: the next daemon replaces a stale socket anyway.
-      }
-      resume(Effect.void)
-    })
-  })
+          // Nothing more to do: the next daemon replaces a stale socket anyway.
+        }
+        resume(Effect.void)
+      })
+    }),
+  )
 
 /**
  * Serves `handler` on a UNIX stream socket at `path` for the lifetime of the scope. Claims the
@@ -398,7 +418,7 @@ const shutdown = (path: string, running: Running, inode: number | undefined): Ef
  * removes the socket file.
  */
 export const serve = (path: string, handler: Handler, options: ServeOptions = {}): Effect.Effect<Server, ServeError, Scope.Scope> => {
-  const limits: Limits = {
+  const limits: ServerLimits = {
     idleTimeoutMs: options.idleTimeoutMs ?? 5000,
     maxConnections: options.maxConnections ?? 256,
     maxWaiting: options.maxWaiting ?? 256,
@@ -408,16 +428,18 @@ export const serve = (path: string, handler: Handler, options: ServeOptions = {}
     answered: options.onAnswered ?? (() => undefined),
   }
   const mode = options.mode ?? 0o600
-  return Effect.map(
-    Effect.acquireRelease(
+  return Effect.gen(function* () {
+    const handlers = yield* FiberSet.make<Response>()
+    const run = yield* FiberSet.runtime(handlers)()
+    const { state } = yield* Effect.acquireRelease(
       Effect.flatMap(claimSocketPath(path), () =>
-        Effect.map(listen(path, handler, mode, options.backlog ?? 1024, limits), (running) => ({
-          running,
+        Effect.map(listen(path, handler, mode, options.backlog ?? 1024, limits, run), (listening) => ({
+          state: listening,
           inode: fs.statSync(path, { throwIfNoEntry: false })?.ino,
         })),
       ),
-      ({ running, inode }) => shutdown(path, running, inode),
-    ),
-    ({ running }): Server => ({ path, activeConnections: () => running.active }),
-  )
+      ({ state: listening, inode }) => shutdown(path, listening, handlers, inode),
+    )
+    return { path, activeConnections: () => state.slots.Active }
+  })
 }

@@ -7,14 +7,20 @@
  * the cut path (often in a parent directory), and every later start on the real path fails
  * with EADDRINUSE or finds nothing.
  */
-import * as Data from "effect/Data"
-
 /** The longest path, in bytes, that `bind` and `connect` take whole. */
-export const maxSocketPathBytes = 107
+const maxSocketPathBytes = 107
 
-export class SocketPathTooLong extends Data.TaggedError("SocketPathTooLong")<{ readonly path: string; readonly bytes: number }> {
-  override get message(): string {
-    return `the socket path ${this.path} is ${this.bytes} bytes long; a UNIX socket path may have at most ${maxSocketPathBytes} (the kernel's sun_path): choose a shorter one with -s or :::socket:`
+/** Tagged like effect's errors, without effect: the client loads this too (see client.ts). */
+export class SocketPathTooLong extends Error {
+  readonly _tag = "SocketPathTooLong"
+  readonly path: string
+  readonly bytes: number
+  constructor(fields: { readonly path: string; readonly bytes: number }) {
+    super(
+      `the socket path ${fields.path} is ${fields.bytes} bytes long; a UNIX socket path may have at most ${maxSocketPathBytes} (the kernel's sun_path): choose a shorter one with -s or :::socket:`,
+    )
+    this.path = fields.path
+    this.bytes = fields.bytes
   }
 }
 

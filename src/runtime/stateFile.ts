@@ -13,11 +13,12 @@ import { basename, dirname, join } from "node:path"
 import type { JournalEntry, StateHeader } from "../codec/stateFile.ts"
 import { decodeJournal, decodeStateFile, encodeJournalLine } from "../codec/stateFile.ts"
 import type { DaemonSnapshot } from "../core/snapshot.ts"
-import { statFields } from "./processes.ts"
+import { statFields } from "./procfs.ts"
 import type { StatusWriter } from "./statusFile.ts"
 import { makeStatusWriter } from "./statusFile.ts"
+import { describeError } from "./errors.ts"
 
-export const defaultStateName = "isinitd.state"
+const defaultStateName = "isinitd.state"
 
 /** Without `--state`, the state file lives beside the status file. */
 export const statePathFor = (initstat: string): string => join(dirname(initstat), defaultStateName)
@@ -33,10 +34,6 @@ export type LoadedState =
   /** The daemon that wrote it still runs: starting a second one would supervise its processes twice. */
   | { readonly _tag: "OwnerAlive"; readonly pid: number }
 
-const reasonOf = (e: unknown): string => {
-  const err = e as NodeJS.ErrnoException
-  return err.code !== undefined ? `${err.code} (${err.message})` : String(e)
-}
 
 /** Reads and judges the state file; never throws. */
 export const readStateFile = (path: string, currentBootId: string | undefined): LoadedState => {
@@ -45,7 +42,7 @@ export const readStateFile = (path: string, currentBootId: string | undefined): 
     text = readFileSync(path, "utf8")
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return { _tag: "Missing" }
-    return { _tag: "Unusable", reason: `cannot read it: ${reasonOf(e)}` }
+    return { _tag: "Unusable", reason: `cannot read it: ${describeError(e)}` }
   }
   const decoded = decodeStateFile(text)
   if (decoded._tag === "Undecodable") return { _tag: "Unusable", reason: `corrupt or foreign: ${decoded.reason}` }
@@ -74,9 +71,9 @@ export const setAside = (path: string, at: Date = new Date()): { readonly _tag: 
     // Not even a rename: remove it, so that it cannot be trusted by the next start either.
     try {
       rmSync(path, { force: true })
-      return { _tag: "Failed", reason: `cannot rename it (${reasonOf(e)}); removed it` }
+      return { _tag: "Failed", reason: `cannot rename it (${describeError(e)}); removed it` }
     } catch (e2) {
-      return { _tag: "Failed", reason: `cannot rename it (${reasonOf(e)}) nor remove it (${reasonOf(e2)})` }
+      return { _tag: "Failed", reason: `cannot rename it (${describeError(e)}) nor remove it (${describeError(e2)})` }
     }
   }
 }
@@ -87,7 +84,7 @@ export const removeStateFile = (path: string): string | undefined => {
     rmSync(path, { force: true })
     return undefined
   } catch (e) {
-    return reasonOf(e)
+    return describeError(e)
   }
 }
 
@@ -101,8 +98,7 @@ export interface StateWriterOptions {
 }
 
 /** Coalesced, atomic (write a temporary file, rename it) and retried on failure, like the status file. */
-export const makeStateWriter = (options: StateWriterOptions): StatusWriter =>
-  makeStatusWriter({ ...options, warn: (message) => options.warn(message.replace("status file", "state file")) })
+export const makeStateWriter = (options: StateWriterOptions): StatusWriter => makeStatusWriter({ ...options, name: "state file" })
 
 /** The spawn journal of a state file (see codec/stateFile.ts). */
 export const journalPathFor = (statePath: string): string => `${statePath}.spawns`
@@ -129,7 +125,7 @@ export const makeSpawnJournal = (path: string, existing: readonly JournalEntry[]
   let highest = existing.reduce((max, e) => Math.max(max, e.run), -1)
   let failing = false
   const failed = (what: string, e: unknown): void => {
-    if (!failing) warn(`cannot ${what} the spawn journal ${path}: ${reasonOf(e)}; a crash now could start a process twice`)
+    if (!failing) warn(`cannot ${what} the spawn journal ${path}: ${describeError(e)}; a crash now could start a process twice`)
     failing = true
   }
   const ok = (): void => {

@@ -12,9 +12,7 @@
  */
 import { mkdir, rename, rm, writeFile } from "node:fs/promises"
 import { basename, dirname, join } from "node:path"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 
 export interface StatusFileOptions {
@@ -22,6 +20,8 @@ export interface StatusFileOptions {
   /** Called at write time: the file's whole content from the daemon's latest state. */
   readonly render: () => string
   readonly warn: (message: string) => void
+  /** What the file is called in warnings (default "status file"; the state file's writer is this one too). */
+  readonly name?: string
   /** First retry delay after a failed write; doubles up to `maxRetryMs`. */
   readonly retryMs?: number
   readonly maxRetryMs?: number
@@ -42,28 +42,57 @@ export interface StatusWriter {
   readonly close: () => void
 }
 
+/** Writes `content` to `temp` beside `path`, then renames it over `path`: readers see the old file or the new, never a torn one. */
+const writeAtomically = async (path: string, temp: string, content: string): Promise<void> => {
+  await mkdir(dirname(path), { recursive: true })
+  await writeFile(temp, content, { mode: 0o644 })
+  await rename(temp, path)
+}
+
+/** The retry after a failed write: one timer, its delay doubling up to a cap, reset by a success. */
+const makeRetry = (firstMs: number, maxMs: number) => {
+  let delayMs = firstMs
+  let timer: NodeJS.Timeout | undefined
+  const cancel = (): void => {
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+  }
+  const schedule = (retry: () => void): void => {
+    if (timer !== undefined) return
+    timer = setTimeout(() => {
+      timer = undefined
+      retry()
+    }, delayMs)
+    delayMs = Math.min(maxMs, delayMs * 2)
+  }
+  return { schedule, cancel, reset: (): void => void (delayMs = firstMs) }
+}
+
+/** One warning per outage, not per attempt: when writing fails, and when it works again. */
+const makeOutageNotes = (warn: (message: string) => void, what: string) => {
+  let outage: "None" | "Reported" = "None"
+  return {
+    failed: (error: unknown): void => {
+      if (outage === "None") warn(`cannot write ${what}: ${(error as Error).message}; will retry`)
+      outage = "Reported"
+    },
+    written: (): void => {
+      if (outage === "Reported") warn(`${what} written again`)
+      outage = "None"
+    },
+  }
+}
+
 export const makeStatusWriter = (options: StatusFileOptions): StatusWriter => {
-  const dir = dirname(options.path)
-  const temp = join(dir, `.${basename(options.path)}.${process.pid}.tmp`)
-  const firstRetryMs = options.retryMs ?? 1_000
-  const maxRetryMs = options.maxRetryMs ?? 30_000
+  const temp = join(dirname(options.path), `.${basename(options.path)}.${process.pid}.tmp`)
+  const retry = makeRetry(options.retryMs ?? 1_000, options.maxRetryMs ?? 30_000)
+  const notes = makeOutageNotes(options.warn, `${options.name ?? "status file"} ${options.path}`)
   let writing = false
   let dirty = false
   let closed = false
   let writes = 0
   let failures = 0
-  let retryDelayMs = firstRetryMs
-  let retryTimer: NodeJS.Timeout | undefined
-  /** Whether the last failure was already logged (one line per outage, not per attempt). */
-  let failing = false
   let idleWaiters: Array<() => void> = []
-
-  const writeOnce = async (): Promise<void> => {
-    const content = options.render()
-    await mkdir(dir, { recursive: true })
-    await writeFile(temp, content, { mode: 0o644 })
-    await rename(temp, options.path)
-  }
 
   const settleIdle = (): void => {
     const waiters = idleWaiters
@@ -71,30 +100,19 @@ export const makeStatusWriter = (options: StatusFileOptions): StatusWriter => {
     for (const wake of waiters) wake()
   }
 
-  const scheduleRetry = (): void => {
-    if (closed || retryTimer !== undefined) return
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined
-      request()
-    }, retryDelayMs)
-    retryDelayMs = Math.min(maxRetryMs, retryDelayMs * 2)
-  }
-
   const drain = async (): Promise<void> => {
     while (dirty) {
       dirty = false
       try {
-        await writeOnce()
+        await writeAtomically(options.path, temp, options.render())
         writes++
-        retryDelayMs = firstRetryMs
-        if (failing) options.warn(`status file ${options.path} written again`)
-        failing = false
+        retry.reset()
+        notes.written()
       } catch (e) {
         failures++
-        if (!failing) options.warn(`cannot write status file ${options.path}: ${(e as Error).message}; will retry`)
-        failing = true
+        notes.failed(e)
         await rm(temp, { force: true }).catch(() => undefined)
-        scheduleRetry()
+        if (!closed) retry.schedule(request)
         break
       }
     }
@@ -102,10 +120,7 @@ export const makeStatusWriter = (options: StatusFileOptions): StatusWriter => {
 
   const request = (): void => {
     dirty = true
-    if (retryTimer !== undefined) {
-      clearTimeout(retryTimer)
-      retryTimer = undefined
-    }
+    retry.cancel()
     if (writing) return
     writing = true
     void drain().finally(() => {
@@ -118,14 +133,11 @@ export const makeStatusWriter = (options: StatusFileOptions): StatusWriter => {
 
   const close = (): void => {
     closed = true
-    if (retryTimer !== undefined) clearTimeout(retryTimer)
-    retryTimer = undefined
+    retry.cancel()
   }
 
   return { request, flush, stats: () => ({ writes, failures }), close }
 }
-
-export class StatusFile extends Context.Service<StatusFile, StatusWriter>()("isinit/runtime/StatusFile") {}
 
 /** A writer that stops retrying when its scope closes. */
 export const makeStatusFile = (options: StatusFileOptions): Effect.Effect<StatusWriter, never, Scope.Scope> =>
@@ -133,5 +145,3 @@ export const makeStatusFile = (options: StatusFileOptions): Effect.Effect<Status
     Effect.sync(() => makeStatusWriter(options)),
     (writer) => Effect.sync(() => writer.close()),
   )
-
-export const layer = (options: StatusFileOptions): Layer.Layer<StatusFile> => Layer.effect(StatusFile, makeStatusFile(options))

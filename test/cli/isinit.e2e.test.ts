@@ -11,7 +11,7 @@ import { tmpdir, userInfo } from "node:os"
 import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import type { CliRun } from "../runtime/daemonHarness.ts"
-import { servicePath } from "../../src/cli/isinit.ts"
+import { servicePath } from "../../src/cli/autostart.ts"
 import { askJson, markedPids, runIsinit, runningPid } from "../runtime/daemonHarness.ts"
 import { until } from "../runtime/helpers.ts"
 

@@ -16,7 +16,7 @@
 import { readdirSync, readFileSync } from "node:fs"
 import { afterEach, describe, expect, it } from "vitest"
 import { makeRng } from "../../src/sim/random.ts"
-import { livePgids } from "../../src/runtime/processes.ts"
+import { livePgids } from "../../src/runtime/procfs.ts"
 import type { Daemon, GroupView, Lab } from "../runtime/daemonHarness.ts"
 import { askJson, fireAndForget, makeLab, markedPids, statusOf } from "../runtime/daemonHarness.ts"
 import { procStat, sleep, until } from "../runtime/helpers.ts"

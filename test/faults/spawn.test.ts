@@ -26,7 +26,12 @@ afterEach(async () => {
   lab = undefined
 })
 
-const nobody = 65534
+/**
+ * The unprivileged uid the daemon runs as: one no account and no other test uses. RLIMIT_NPROC
+ * counts every task of the uid machine-wide, so a shared uid such as nobody (65534), which other
+ * tests run clients as at the same time, would make the limit below race with them.
+ */
+const nobody = 64_999
 
 /** Tasks (threads included: RLIMIT_NPROC counts them) of `uid`, system-wide. */
 const tasksOf = (uid: number): number => {

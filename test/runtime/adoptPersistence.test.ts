@@ -14,7 +14,7 @@ import { bootId } from "../../src/runtime/boot.ts"
 import { memoryLog } from "../../src/runtime/log.ts"
 import type { Persistence } from "../../src/runtime/persistence.ts"
 import { openPersistence } from "../../src/runtime/persistence.ts"
-import { processIdentity } from "../../src/runtime/processes.ts"
+import { processIdentity } from "../../src/runtime/procfs.ts"
 import { journalPathFor, readJournal } from "../../src/runtime/stateFile.ts"
 import { sleep, until } from "./helpers.ts"
 
@@ -87,7 +87,7 @@ describe.skipIf(bootId() === undefined)("persistence", () => {
     const boot = bootId() ?? ""
     const body = { version: 1 as const, nextRun: 1, lifecycle: "running" as const, entries: [], groups: [] }
     writeFileSync(path, encodeStateFile({ format: stateFormat, version: 1, bootId: boot, clockAnchorMs: 42, daemon: { pid: process.ppid, identity: processIdentity(process.ppid) ?? null } }, body))
-    expect(openPersistence({ path, log: memoryLog() })).toMatchObject({ _tag: "Refused", message: expect.stringMatching(/still running/) })
+    expect(openPersistence({ path, log: memoryLog() })).toMatchObject({ _tag: "StateFileInUse", message: expect.stringMatching(/still running/) })
     writeFileSync(path, encodeStateFile({ format: stateFormat, version: 1, bootId: boot, clockAnchorMs: 42, daemon: { pid: 999_999, identity: "1" } }, body))
     const next = openPersistence({ path, log: memoryLog() })
     expect(next._tag === "Opened" && next.clock.anchorMs).toBe(42)

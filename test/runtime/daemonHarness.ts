@@ -62,6 +62,8 @@ export interface StartOptions {
   readonly prefix?: readonly string[]
   /** Where the daemon's stderr goes; a pipe read by the test (`log()`) by default. */
   readonly stderr?: StdioNull | StdioPipe | number
+  /** Node options after the TypeScript loader's, e.g. `--import` of a module loader hook (a seam). */
+  readonly nodeArgs?: readonly string[]
 }
 
 export interface CliRun {
@@ -130,7 +132,7 @@ export const makeLab = (): Lab => {
     const args = options.args ?? ["-c", tab, "-s", socket, "--initstat", initstat]
     const [key, value] = marker.split("=") as [string, string]
     const [program, ...prefixArgs] = [...(options.prefix ?? []), process.execPath]
-    const child = spawn(program ?? process.execPath, [...prefixArgs, "--import", "tsx", isinitdEntry, ...args], {
+    const child = spawn(program ?? process.execPath, [...prefixArgs, "--import", "tsx", ...(options.nodeArgs ?? []), isinitdEntry, ...args], {
       cwd: repoRoot,
       env: { ...process.env, [key]: value },
       stdio: ["ignore", "ignore", options.stderr ?? "pipe"],

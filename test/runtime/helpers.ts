@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs"
 import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
-import { livePgids, makeProcessTable } from "../../src/runtime/processes.ts"
+import { makeProcessTable } from "../../src/runtime/processes.ts"
+import { livePgids } from "../../src/runtime/procfs.ts"
 
 /** Poll until `check` returns a value other than undefined/false, or fail after `timeoutMs`. */
 export const until = async <A>(what: string, check: () => A | undefined | false | Promise<A | undefined | false>, timeoutMs = 20_000): Promise<A> => {

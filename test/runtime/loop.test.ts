@@ -1,22 +1,22 @@
 /**
- * The loop with a fake process adapter and a fake status writer swapped in through their
- * services: batching, one status request per batch, the single timer, submit and waitFor.
+ * The loop with a fake process adapter and a fake status writer passed as its dependencies:
+ * batching, one status request per batch, the single timer, submit and waitFor, and a bug (a
+ * reducer that throws, a broken state invariant) stopping the loop.
  */
 import * as Effect from "effect/Effect"
-import * as Queue from "effect/Queue"
+import * as Exit from "effect/Exit"
 import * as Ref from "effect/Ref"
 import { describe, expect, it } from "vitest"
 import type { Outcome } from "../../src/core/events.ts"
 import { tell } from "../../src/core/events.ts"
 import { parseInittab } from "../../src/core/inittab.ts"
+import { reduce } from "../../src/core/reducer.ts"
 import { initialStateWith } from "../../src/core/state.ts"
 import { groupOf } from "../../src/core/state.ts"
-import type { Event } from "../../src/core/events.ts"
-import { Log, memoryLog } from "../../src/runtime/log.ts"
-import type { LoopService } from "../../src/runtime/loop.ts"
-import { Inbox, makeLoop, monotonicNow } from "../../src/runtime/loop.ts"
-import { Processes } from "../../src/runtime/processes.ts"
-import { StatusFile } from "../../src/runtime/statusFile.ts"
+import { makeBootClock } from "../../src/runtime/boot.ts"
+import { memoryLog } from "../../src/runtime/log.ts"
+import type { Loop, LoopDeps } from "../../src/runtime/loop.ts"
+import { makeInbox, makeLoop } from "../../src/runtime/loop.ts"
 import { until } from "./helpers.ts"
 
 interface Fake {
@@ -25,21 +25,24 @@ interface Fake {
   readonly live: Map<string, number>
   statusRequests: number
   readonly exit: (tag: string, outcome: Outcome) => void
+  readonly log: ReturnType<typeof memoryLog>
 }
 
-const withLoop = (tab: string, body: (loop: LoopService, fake: Fake) => Promise<void>): Promise<void> =>
+type Seams = Pick<LoopDeps, "reduce" | "stateProblem">
+
+const withLoop = (tab: string, body: (loop: Loop, fake: Fake) => Promise<void>, seams: Seams = {}): Promise<void> =>
   Effect.runPromise(
     Effect.scoped(
       Effect.gen(function* () {
         const parsed = parseInittab(tab)
         const stateRef = yield* Ref.make(initialStateWith(parsed.config))
-        const queue = yield* Queue.unbounded<Event>()
-        const inbox = Inbox.of({ queue, now: monotonicNow, offer: (e) => void Queue.offerUnsafe(queue, e) })
+        const inbox = yield* makeInbox(makeBootClock())
         const fake: Fake = {
           spawns: [],
           kills: [],
           live: new Map(),
           statusRequests: 0,
+          log: memoryLog(),
           exit: (tag, outcome) => {
             const run = fake.live.get(tag)
             if (run === undefined) throw new Error(`${tag} is not running`)
@@ -47,7 +50,7 @@ const withLoop = (tab: string, body: (loop: LoopService, fake: Fake) => Promise<
             inbox.offer({ _tag: "ChildExit", tag, run, outcome, now: inbox.now() })
           },
         }
-        const processes = Processes.of({
+        const processes: LoopDeps["processes"] = {
           spawn: (spec) =>
             Effect.sync(() => {
               fake.spawns.push({ tag: spec.tag, run: spec.run })
@@ -60,20 +63,9 @@ const withLoop = (tab: string, body: (loop: LoopService, fake: Fake) => Promise<
               fake.kills.push({ tag, run, signal })
               if (fake.live.get(tag) === run) fake.exit(tag, { _tag: "Signaled", signal })
             }),
-          liveRuns: Effect.sync(() => fake.live.size),
-        })
-        const status = StatusFile.of({
-          request: () => void fake.statusRequests++,
-          flush: () => Promise.resolve(),
-          stats: () => ({ writes: 0, failures: 0 }),
-          close: () => undefined,
-        })
-        const loop = yield* makeLoop(stateRef).pipe(
-          Effect.provideService(Inbox, inbox),
-          Effect.provideService(Processes, processes),
-          Effect.provideService(StatusFile, status),
-          Effect.provideService(Log, memoryLog()),
-        )
+        }
+        const status = { request: () => void fake.statusRequests++ }
+        const loop = yield* makeLoop(stateRef, { inbox, processes, status, log: fake.log, ...seams })
         yield* Effect.promise(() => body(loop, fake))
       }),
     ),
@@ -127,6 +119,48 @@ describe("event loop", () => {
       expect(groupOf((await waiting) ?? Ref.getUnsafe(loop.state), "g").level).toBe("1")
       expect(await Effect.runPromise(loop.waitFor((s) => groupOf(s, "g").seq === 5, 50))).toBeUndefined()
     })
+  })
+
+  it("stops on a reducer that throws: the bug is logged with the event and the stack, and the loop fails", async () => {
+    const tab = "g:a:1:respawn:a\nboom:b:1:respawn:b\n"
+    const throwing: LoopDeps["reduce"] = (state, event) => {
+      if (event._tag === "Tell" && event.group === "boom") throw new Error("injected reducer bug")
+      return reduce(state, event)
+    }
+    await withLoop(
+      tab,
+      async (loop, fake) => {
+        await Effect.runPromise(loop.submit(tell("g", "1", parsedOf(tab), loop.now())))
+        loop.offer(tell("boom", "1", parsedOf(tab), loop.now()))
+        const crashed = await Effect.runPromise(Effect.exit(loop.crashed))
+        expect(Exit.isFailure(crashed) && Exit.findErrorOption(crashed)).toMatchObject({ _tag: "Some", value: { _tag: "ReducerThrew" } })
+        const bug = fake.log.lines.find((line) => line.includes(" bug "))
+        expect(bug).toMatch(/reducer threw on \{"_tag":"Tell","group":"boom".*injected reducer bug.*loop\.test\.ts/)
+        // The event was not dropped and the loop did not go on: nothing else happens.
+        const batches = loop.batches()
+        fake.exit("a", { _tag: "Exited", code: 1 })
+        await new Promise((r) => setTimeout(r, 100))
+        expect(loop.batches()).toBe(batches)
+        expect(fake.spawns.map((s) => s.tag)).toEqual(["a"])
+      },
+      { reduce: throwing },
+    )
+  })
+
+  it("stops when a batch leaves a state that breaks an invariant", async () => {
+    const tab = "g:a:1:respawn:a\n"
+    await withLoop(
+      tab,
+      async (loop, fake) => {
+        loop.offer(tell("g", "1", parsedOf(tab), loop.now()))
+        const crashed = await Effect.runPromise(Effect.exit(loop.crashed))
+        expect(Exit.isFailure(crashed) && Exit.findErrorOption(crashed)).toMatchObject({ _tag: "Some", value: { _tag: "StateInvalid", problem: "g is not at level 0" } })
+        expect(fake.log.lines.some((line) => / bug .*broke an invariant \(g is not at level 0\)/.test(line))).toBe(true)
+        // The bad state never became the loop's state.
+        expect(groupOf(Ref.getUnsafe(loop.state), "g").seq).toBe(0)
+      },
+      { stateProblem: (state) => (groupOf(state, "g").seq > 0 ? "g is not at level 0" : undefined) },
+    )
   })
 
   it("kills go to the adapter; a stop that needs no grace leaves no timer", async () => {

@@ -53,9 +53,11 @@ describe("orphans", () => {
     const l = (lab = makeLab())
     l.writeTab(
       [
-        // Two grandchildren orphaned at once, a shell's child that outlives it, one that leaves the group.
-        "g:orphans:1:once:sh -c 'sleep 1 & sleep 1 & exit 0'",
-        `g:outlive:1:once:sh -c '(sleep 1; touch ${l.path("outlived")}) & exit 0'`,
+        // Two grandchildren orphaned at once, a subshell's child that outlives it, one that leaves
+        // the group. The leaders outlive the orphans: a leader's exit would end its run and stop
+        // what is left of its group (rule 14), orphans included.
+        "g:orphans:1:once:sh -c '(sleep 1 &); (sleep 1 &); exec sleep 2'",
+        `g:outlive:1:once:sh -c '((sleep 1; touch ${l.path("outlived")}) &); exec sleep 2'`,
         `g:escape:1:once:sh -c 'setsid sh -c "sleep 1; touch ${l.path("escaped")}" & exit 0'`,
         // Its status must come through: a reaper that stole it would leave the run open forever.
         "g:code:1:test:sh -c 'sleep 0.5 & exit 3'",
@@ -86,7 +88,9 @@ describe("orphans", () => {
 
   it("on a host, isinitd is a child subreaper: a service's orphans become its children and are reaped when they exit", async () => {
     const l = (lab = makeLab())
-    l.writeTab("g:orphan:1:once:sh -c 'sleep 301 & exit 0'\ng:escape:1:once:sh -c 'setsid sleep 302 & exit 0'\n")
+    // The subshells exit at once, orphaning their sleeps; the leaders live on (a leader's exit would
+    // end its run and stop the rest of its group, rule 14).
+    l.writeTab("g:orphan:1:once:sh -c '(sleep 301 &); exec sleep 300'\ng:escape:1:once:sh -c '(setsid sleep 302 &); exec sleep 303'\n")
     const d = await l.start()
     await logged(d, /orphans reaped \(child subreaper\)/)
     expect(await askJson(d.socket, { op: "tell", group: "g", level: "1", wait: true })).toMatchObject({ ok: true, outcome: "run" })
@@ -100,8 +104,12 @@ describe("orphans", () => {
     process.kill(orphan, "SIGKILL")
     process.kill(escaped, "SIGKILL")
     await until("both reaped by isinitd (gone, not zombies)", () => procStat(orphan) === undefined && procStat(escaped) === undefined, 10_000)
-    // The orphan was the last of its run's group: the run is over.
-    await until("orphan's run done", async () => (await entryOf(d.socket, "orphan"))?.state === "done")
+    // Its leader still runs, so the run goes on; once the leader is gone too, the group is empty.
+    const leader = (await entryOf(d.socket, "orphan"))?.pid
+    expect((await entryOf(d.socket, "orphan"))?.state).toBe("running")
+    if (typeof leader === "number") process.kill(leader, "SIGKILL")
+    await until("orphan's run over", async () => (await entryOf(d.socket, "orphan"))?.state !== "running")
+    expect(await entryOf(d.socket, "orphan")).toMatchObject({ pid: null, lastExit: "signal SIGKILL" })
     expect((await statusOf(d.socket)).groups[0]?.state).toBe("run")
   })
 })

@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync, readlinkSync } from "node:fs"
 import { afterEach, describe, expect, it, vi } from "vitest"
-import { argvOf } from "../../src/runtime/processes.ts"
+import { argvOf } from "../../src/core/command.ts"
 import { cmdline, groupAlive, procStat, processTableLab, sleep, until } from "./helpers.ts"
 
 const lab = processTableLab()

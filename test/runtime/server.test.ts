@@ -8,7 +8,8 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import type { Request, Response } from "../../src/codec/protocol.ts"
-import { request } from "../../src/runtime/client.ts"
+import type { ClientError, RequestOptions } from "../../src/runtime/client.ts"
+import { isClientError, request } from "../../src/runtime/client.ts"
 import type { Peer } from "../../src/runtime/peer.ts"
 import { peerOf } from "../../src/runtime/peer.ts"
 import type { Handler, ServeOptions } from "../../src/runtime/server.ts"
@@ -69,7 +70,19 @@ const until = async (condition: () => boolean, what: string, ms = 20_000): Promi
   }
 }
 
-const ping = (path = socketPath) => Effect.runPromise(request(path, { op: "ping" }))
+/** The daemon's answer; a failure to get one fails the test. */
+const answer = async (path: string, req: Request, options?: RequestOptions): Promise<Response> => {
+  const result = await request(path, req, options)
+  if (isClientError(result)) throw result
+  return result
+}
+/** Why the client got no answer; an answer fails the test. */
+const failureOf = async (path: string, req: Request, options?: RequestOptions): Promise<ClientError> => {
+  const result = await request(path, req, options)
+  if (!isClientError(result)) throw new Error(`expected no answer, got ${JSON.stringify(result)}`)
+  return result
+}
+const ping = (path = socketPath) => answer(path, { op: "ping" })
 
 beforeEach(() => {
   dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), "isinit-server-"))
@@ -158,14 +171,14 @@ describe("the JSON protocol", () => {
     expect(JSON.parse(await raw('{"op":"dance"}\n'))).toEqual({
       ok: false, error: 'unknown op "dance": expected one of tell, stopall, status, plan, ping, reload, handover',
     })
-    expect(await Effect.runPromise(request(socketPath, { op: "tell", group: "nope", level: "1", wait: false }))).toEqual({
+    expect(await answer(socketPath, { op: "tell", group: "nope", level: "1", wait: false })).toEqual({
       ok: false, error: "unknown group nope",
     })
   })
   it("turns handler defects and throws into error answers and keeps serving", async () => {
     await start((req) => (req.op === "status" ? Effect.die(new Error("boom")) : req.op === "reload" ? (() => { throw new Error("thrown") })() : fakeHandler(req)))
-    expect(await Effect.runPromise(request(socketPath, { op: "status" }))).toEqual({ ok: false, error: "internal error: boom" })
-    expect(await Effect.runPromise(request(socketPath, { op: "reload" }))).toEqual({ ok: false, error: "internal error: thrown" })
+    expect(await answer(socketPath, { op: "status" })).toEqual({ ok: false, error: "internal error: boom" })
+    expect(await answer(socketPath, { op: "reload" })).toEqual({ ok: false, error: "internal error: thrown" })
     expect((await ping()).ok).toBe(true)
     expect(rejects.some((r) => r.includes("boom"))).toBe(true)
   })
@@ -173,7 +186,7 @@ describe("the JSON protocol", () => {
     let release: () => void = () => undefined
     const gate = new Promise<void>((r) => (release = r))
     await start((req) => (req.op === "tell" ? Effect.promise(() => gate.then(() => answerFor(req))) : fakeHandler(req)))
-    const waiting = Effect.runPromise(request(socketPath, { op: "tell", group: "g", level: "2", wait: true }))
+    const waiting = answer(socketPath, { op: "tell", group: "g", level: "2", wait: true })
     expect((await ping()).ok).toBe(true)
     release()
     expect(await waiting).toMatchObject({ ok: true, op: "tell" })
@@ -287,20 +300,20 @@ describe("bad input", () => {
 
 describe("the client", () => {
   it("says NoDaemon when there is no socket file or only a stale one", async () => {
-    const missing = await Effect.runPromise(Effect.flip(request(nodePath.join(dir, "missing.s"), { op: "ping" })))
+    const missing = await failureOf(nodePath.join(dir, "missing.s"), { op: "ping" })
     expect(missing).toMatchObject({ _tag: "NoDaemon", code: "ENOENT" })
     const stalePath = nodePath.join(dir, "stale.s")
     const old = spawn(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(stalePath)})`], { stdio: "ignore" })
     await until(() => fs.existsSync(stalePath), "the doomed server to listen")
     old.kill("SIGKILL")
     await new Promise((r) => old.once("exit", r))
-    const stale = await Effect.runPromise(Effect.flip(request(stalePath, { op: "ping" })))
+    const stale = await failureOf(stalePath, { op: "ping" })
     expect(stale).toMatchObject({ _tag: "NoDaemon", code: "ECONNREFUSED" })
     expect(stale.message).toContain(stalePath)
   })
   it("times out when the daemon does not answer", async () => {
     await start((req) => (req.op === "status" ? Effect.never : fakeHandler(req)))
-    const error = await Effect.runPromise(Effect.flip(request(socketPath, { op: "status" }, { timeoutMs: 300 })))
+    const error = await failureOf(socketPath, { op: "status" }, { timeoutMs: 300 })
     expect(error).toMatchObject({ _tag: "ClientTimeout", timeoutMs: 300 })
     expect((await ping()).ok).toBe(true)
   })
@@ -312,10 +325,10 @@ describe("the client", () => {
     await new Promise<void>((r) => rogue.listen(roguePath, r))
     await new Promise<void>((r) => rogueSilent.listen(rogueSilentPath, r))
     try {
-      expect(await Effect.runPromise(Effect.flip(request(roguePath, { op: "ping" })))).toMatchObject({
+      expect(await failureOf(roguePath, { op: "ping" })).toMatchObject({
         _tag: "BadAnswer", reason: 'not a JSON answer: "hello"',
       })
-      expect(await Effect.runPromise(Effect.flip(request(rogueSilentPath, { op: "ping" })))).toMatchObject({
+      expect(await failureOf(rogueSilentPath, { op: "ping" })).toMatchObject({
         _tag: "BadAnswer", reason: "the daemon closed the connection without answering",
       })
     } finally {
@@ -332,7 +345,7 @@ describe("the peer of a request", () => {
       peers.push(peer)
       return answerFor(req)
     }), { peerOf })
-    expect(await Effect.runPromise(request(socketPath, { op: "stopall" }))).toMatchObject({ ok: true })
+    expect(await answer(socketPath, { op: "stopall" })).toMatchObject({ ok: true })
     // This test process connected: the kernel names it, whatever the request says.
     expect(peers).toEqual(
       process.platform === "linux"
@@ -345,7 +358,7 @@ describe("the peer of a request", () => {
       peers.push(peer)
       return answerFor(req)
     }), {}, other)
-    await Effect.runPromise(request(other, { op: "stopall" }))
+    await answer(other, { op: "stopall" })
     expect(peers[1]).toBeUndefined()
   })
 })

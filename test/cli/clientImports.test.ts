@@ -1,0 +1,57 @@
+/**
+ * What `isinit` loads before it runs a command: the static import graph of its entry, and of the
+ * module of the daemon commands (status, tell, ...), read from the sources. `isinit` is called from
+ * scripts, health checks and deploy loops, and pays for every module on every call
+ * (bench/client.ts): `--version` loads nothing but the argument parsing, and the daemon commands
+ * load neither effect, nor the daemon's runtime, nor cluster mode, nor the simulator, nor the
+ * core's state (effect's HashMap). Type-only imports cost nothing and are skipped; dynamic
+ * `import()`s are where a command loads more, on demand. io-ts comes through `require`
+ * (src/ioTs.ts), outside the ES module graph.
+ */
+import { readFileSync } from "node:fs"
+import { dirname, join, relative, resolve } from "node:path"
+import { describe, expect, it } from "vitest"
+
+const root = resolve(import.meta.dirname, "../..")
+
+/** Static value imports and re-exports of a module: `import x from`, `import { a } from`, `export * from`, `import "x"`. */
+const importsOf = (file: string): string[] => {
+  const text = readFileSync(file, "utf8")
+  const found: string[] = []
+  for (const m of text.matchAll(/^(?:import|export)\s+(?!type\b)(?:[^;"]*?\s+from\s+)?"([^"]+)"/gm)) if (m[1] !== undefined) found.push(m[1])
+  return found
+}
+
+/** Every module reachable from `entry` by static imports: repository files relative to the root, packages by name. */
+const graphOf = (entry: string): ReadonlySet<string> => {
+  const seen = new Set<string>()
+  const visit = (file: string): void => {
+    const name = relative(root, file)
+    if (seen.has(name)) return
+    seen.add(name)
+    for (const spec of importsOf(file)) {
+      if (spec.startsWith("node:")) continue
+      if (spec.startsWith(".")) visit(join(dirname(file), spec))
+      else seen.add(spec)
+    }
+  }
+  visit(join(root, entry))
+  return seen
+}
+
+describe("the client's imports", () => {
+  it("--version and --help load the argument parsing only", () => {
+    expect([...graphOf("src/cli/isinit.ts")].sort()).toEqual(
+      ["src/cli/args.ts", "src/cli/invocation.ts", "src/cli/isinit.ts", "src/codec/limits.ts", "src/paths.ts"].sort(),
+    )
+  })
+
+  it("status, tell and the other daemon commands load no effect, daemon runtime, cluster mode, simulator or core state", () => {
+    const graph = [...graphOf("src/cli/local.ts")]
+    expect(graph.filter((m) => !m.startsWith("src/"))).toEqual([])
+    const allowedRuntime = new Set(["src/runtime/client.ts", "src/runtime/errors.ts", "src/runtime/procfs.ts", "src/runtime/socketPath.ts", "src/runtime/strictModes.ts"])
+    expect(graph.filter((m) => m.startsWith("src/runtime/") && !allowedRuntime.has(m))).toEqual([])
+    expect(graph.filter((m) => /^src\/(cluster|sim)\//.test(m))).toEqual([])
+    expect(graph.filter((m) => /^src\/core\/(state|reducer|snapshot|report|status|plan|timers)\.ts$/.test(m))).toEqual([])
+  })
+})
