@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest"
 import { makeConfig } from "../../src/core/config.ts"
 import { groupPhases } from "../../src/core/enums.ts"
 import { tell } from "../../src/core/events.ts"
-import { InvariantViolation, assertChanges, beforeOf, checkInvariants, stateProblems } from "../../src/core/invariants.ts"
+import { InvariantViolation, assertChanges, batchProblem, beforeOf, checkInvariants, stateProblems } from "../../src/core/invariants.ts"
 import { assertPhaseChange, isPhaseChange, phaseChanges } from "../../src/core/phases.ts"
 import { reduce } from "../../src/core/reducer.ts"
 import type { State } from "../../src/core/state.ts"
@@ -52,6 +52,12 @@ describe("checkInvariants", () => {
     const halted = { ...leaving, lifecycle: "halted" as const }
     expect(stateProblems(halted).map((p) => p.invariant)).toEqual(expect.arrayContaining(["groupPhasesValid", "haltedHasNoProcess"]))
     expect(() => checkInvariants({ ...leaving, nextRun: 1 })).toThrow(/runsNumbered: a run 1 is not below the next run 1/)
+  })
+
+  it("batchProblem, the runtime loop's check after every batch, looks at the groups only (never every entry)", () => {
+    expect(batchProblem(leaving)).toBeUndefined()
+    expect(batchProblem(withGroup(leaving, (g) => ({ ...g, phase: "run" })))).toBe("groupPhasesValid: g is run with a transition")
+    expect(batchProblem(withGroup(leaving, (g) => ({ ...g, outgoing: 0 })))).toBeUndefined() // a count: the reducer's own check
   })
 })
 
