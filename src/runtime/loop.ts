@@ -83,8 +83,8 @@ export interface LoopDeps {
   readonly reduce?: Reducer
   /**
    * The invariant check run on the state after every batch: why the state is impossible, or
-   * `undefined`. Hook for the core's state invariants (core/invariants.ts, issue 9 item 7); until
-   * the root passes that check, nothing is checked here.
+   * `undefined`. The daemon passes the core's `batchProblem` (core/invariants.ts: O(groups)); the
+   * reducer asserts the rest of what each step changes itself, and throws (`ReducerThrew`).
    */
   readonly stateProblem?: (state: State) => string | undefined
 }
