@@ -3,9 +3,11 @@
  * them (runtime/log.ts), and the cluster layer only needs somewhere to put them, so it depends on
  * this small module instead of on the runtime.
  */
+import type { LogWhat } from "./core/effects.ts"
 
 export interface LogLine {
-  readonly what: string
+  /** The verb, from the one vocabulary (core/effects.ts `logWhats`). */
+  readonly what: LogWhat
   readonly group?: string | undefined
   readonly tag?: string | undefined
   readonly pid?: number | undefined

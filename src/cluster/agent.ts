@@ -28,10 +28,9 @@ import type * as Scope from "effect/Scope"
 import type { ClusterInfo } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import { emptyConfig } from "../core/config.ts"
-import type { Effect as CoreEffect } from "../core/effects.ts"
+import { rejectionOf } from "../core/effects.ts"
 import { reload, tell } from "../core/events.ts"
 import { parseInittab } from "../core/inittab.ts"
-import { tellRejection } from "../core/reducer.ts"
 import { report } from "../core/report.ts"
 import type { State } from "../core/state.ts"
 import { groupOf } from "../core/state.ts"
@@ -39,7 +38,7 @@ import type { LogService } from "../log.ts"
 import type { LoopService } from "../runtime/ports.ts"
 import type { NodeStatus } from "./codecs.ts"
 import { sha256Of } from "./codecs.ts"
-import type { Applied, EtcdView, Effective, Obeyed, StoredConfig, WatchEvent } from "./desired.ts"
+import type { ToldLevels, EtcdView, Effective, Obeyed, StoredConfig, WatchEvent } from "./desired.ts"
 import { applyEvent, effectiveFor, emptyObeyed, pendingTells } from "./desired.ts"
 import { nameProblem } from "./keys.ts"
 import type { ClusterOptions, StatusInput } from "./store.ts"
@@ -89,11 +88,6 @@ type Running = { readonly _tag: "Etcd"; readonly config: StoredConfig } | Local
 
 const describe = (error: unknown): string =>
   typeof error === "object" && error !== null && "message" in error ? String((error as { readonly message: unknown }).message) : String(error)
-
-const rejectionOf = (effects: readonly CoreEffect[]): string | undefined => {
-  for (const e of effects) if (e._tag === "Log" && e.entry.what === "rejected") return e.entry.message
-  return undefined
-}
 
 const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
 
@@ -205,7 +199,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
     // What this node has taken from etcd
 
     let obeyed: Obeyed = initialSnapshot?.obeyed ?? emptyObeyed
-    let applied: Applied = new Map()
+    let applied: ToldLevels = new Map()
     const taken = new Map<string, Effective>()
     /** Groups whose desired level the reducer refused: retried when the config changes. */
     const refused = new Set<string>()
@@ -247,7 +241,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
             running = { _tag: "Etcd", config }
             const result = yield* loop.submit(reload(config.parsed, loop.now()))
             const rejected = rejectionOf(result.effects)
-            if (rejected !== undefined) log.line({ what: "rejected", message: `config #${config.value.seq} from etcd: ${rejected}` })
+            if (rejected !== undefined) log.line({ what: "rejected", message: `config #${config.value.seq} from etcd: ${rejected.reason}` })
             else log.line({ what: "cluster", message: `config #${config.value.seq} from etcd applied (sha256 ${config.value.sha256.slice(0, 12)})` })
             // Levels refused under the old config get another chance under the new one.
             if (refused.size > 0) {
@@ -266,13 +260,11 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
             if (alreadyAt(state, group, level)) return take(group, wanted)
             const parsed = yield* Effect.orElseSucceed(currentConfig(), () => emptyParsed)
             const what = `desired ${group}=${level} from etcd (${source === "node" ? `override for ${node}` : "cluster-wide"}, revision ${revision})`
-            const early = tellRejection(state, group, level, parsed)
-            const result = early === undefined ? yield* loop.submit(tell(group, level, parsed, loop.now())) : undefined
-            const rejected = early ?? (result === undefined ? undefined : rejectionOf(result.effects))
+            const rejected = rejectionOf((yield* loop.submit(tell(group, level, parsed, loop.now()))).effects)
             take(group, wanted)
             if (rejected !== undefined) {
               refused.add(group)
-              log.line({ what: "rejected", group, message: `${what}: ${rejected}; nothing was changed` })
+              log.line({ what: "rejected", group, message: `${what}: ${rejected.reason}; nothing was changed` })
             } else {
               refused.delete(group)
               log.line({ what: "cluster", group, message: `${what}: told` })

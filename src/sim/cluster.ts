@@ -22,6 +22,7 @@
  */
 import type { Parsed } from "../core/config.ts"
 import type { Effect as CoreEffect, Signal } from "../core/effects.ts"
+import { describeRejection, rejectionOf } from "../core/effects.ts"
 import type { Event as CoreEvent, Outcome } from "../core/events.ts"
 import { childExit, hold, release, reload, started, stopAll, tell, tick } from "../core/events.ts"
 import { parseInittab } from "../core/inittab.ts"
@@ -362,7 +363,10 @@ export class ClusterWorld {
       case "Kill":
         return this.#signal(host, `${effect.tag}#${effect.run}`, effect.signal)
       case "Log":
-        if (effect.entry.what === "fenced" || effect.entry.what === "rejected") this.note(host.spec.name, `core ${effect.entry.what}: ${effect.entry.message}`)
+        if (effect.entry.what === "fenced") this.note(host.spec.name, `core ${effect.entry.what}: ${effect.entry.message}`)
+        return
+      case "Rejected":
+        this.note(host.spec.name, `core rejected: ${describeRejection(effect)}`)
         return
       case "WriteStatus":
         return
@@ -711,10 +715,10 @@ export const coreEventOf = (command: CoreCommand, node: NodeState, now: number):
   }
 }
 
-/** One place reads the core's refusal: its "rejected" log (until a typed Rejected effect exists). */
+/** The core's answer to a command: its `Rejected` effect's reason, or applied. */
 export const coreOutcomeOf = (effects: readonly CoreEffect[]): CoreOutcome => {
-  const rejected = effects.find((e) => e._tag === "Log" && e.entry.what === "rejected")
-  return rejected?._tag === "Log" ? { _tag: "Rejected", reason: rejected.entry.message } : { _tag: "Applied" }
+  const rejection = rejectionOf(effects)
+  return rejection === undefined ? { _tag: "Applied" } : { _tag: "Rejected", reason: rejection.reason }
 }
 
 const failureOf = (command: NodeCommand, now: number, reason: string): NodeEvent => {
