@@ -3,9 +3,11 @@
  * runtime writes them (runtime/log.ts), and the cluster layer and the fencer only need somewhere to
  * put them, so they depend on this small module (no effect, nothing to load) instead of on the runtime.
  */
+import type { LogWhat } from "./core/effects.ts"
 
 export interface LogLine {
-  readonly what: string
+  /** The verb, from the one vocabulary (core/effects.ts `logWhats`). */
+  readonly what: LogWhat
   readonly group?: string | undefined
   readonly tag?: string | undefined
   readonly pid?: number | undefined

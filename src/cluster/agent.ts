@@ -74,7 +74,9 @@ export interface AgentStartFailure {
   readonly message: string
 }
 
-const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+/** A tagged error's or an Error's message. */
+const describe = (error: unknown): string =>
+  typeof error === "object" && error !== null && "message" in error ? String((error as { readonly message: unknown }).message) : String(error)
 
 /** Reads and parses the local isinittab; a file that cannot be read runs nothing. */
 const readLocal = (path: string): Effect.Effect<Local> =>

@@ -33,6 +33,7 @@ import { failure, success } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import { reload, stopAll } from "../core/events.ts"
 import { formatProblem } from "../core/inittab.ts"
+import { batchProblem } from "../core/invariants.ts"
 import type { State } from "../core/state.ts"
 import { initialStateWith } from "../core/state.ts"
 import { renderStatusFile, statusRows } from "../core/status.ts"
@@ -81,7 +82,7 @@ export interface DaemonOptions {
   readonly statePath?: string | undefined
   /** Cluster mode (`--etcd`): the config and desired levels come from etcd (cli/isinitd.ts fills it from the agent). */
   readonly cluster?: ClusterPort | undefined
-  /** The state invariant check the loop runs after every batch (loop.ts `stateProblem`). */
+  /** The state invariant check the loop runs after every batch (loop.ts `stateProblem`); the core's `batchProblem` by default. */
   readonly stateProblem?: (state: State) => string | undefined
 }
 
@@ -225,7 +226,7 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       status,
       log,
       onBatch: persistence.onBatch,
-      ...(options.stateProblem === undefined ? {} : { stateProblem: options.stateProblem }),
+      stateProblem: options.stateProblem ?? batchProblem,
     })
     return { loop, processes, status, reaper }
   })

@@ -22,6 +22,7 @@
  */
 import type { Parsed } from "../core/config.ts"
 import type { Effect as CoreEffect, Signal } from "../core/effects.ts"
+import { describeRejection } from "../core/effects.ts"
 import type { Event as CoreEvent, Outcome } from "../core/events.ts"
 import { childExit, started, stopAll, tick } from "../core/events.ts"
 import { parseInittab } from "../core/inittab.ts"
@@ -363,7 +364,10 @@ export class ClusterWorld {
       case "Kill":
         return this.#signal(host, `${effect.tag}#${effect.run}`, effect.signal)
       case "Log":
-        if (effect.entry.what === "fenced" || effect.entry.what === "rejected") this.note(host.spec.name, `core ${effect.entry.what}: ${effect.entry.message}`)
+        if (effect.entry.what === "fenced") this.note(host.spec.name, `core ${effect.entry.what}: ${effect.entry.message}`)
+        return
+      case "Rejected":
+        this.note(host.spec.name, `core rejected: ${describeRejection(effect)}`)
         return
       case "WriteStatus":
         return

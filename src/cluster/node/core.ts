@@ -4,6 +4,7 @@
  */
 import type { Parsed } from "../../core/config.ts"
 import type { Effect as CoreEffect } from "../../core/effects.ts"
+import { rejectionOf } from "../../core/effects.ts"
 import type { Event as CoreEvent } from "../../core/events.ts"
 import { hold, release, reload, tell } from "../../core/events.ts"
 import type { CoreCommand, CoreOutcome } from "./types.ts"
@@ -22,8 +23,8 @@ export const coreEventOf = (command: CoreCommand, parsed: Parsed, now: number): 
   }
 }
 
-/** One place reads the core's refusal: its "rejected" log (until a typed Rejected effect exists). */
+/** The core's answer to a command: its `Rejected` effect's reason, or applied. */
 export const coreOutcomeOf = (effects: readonly CoreEffect[]): CoreOutcome => {
-  const rejected = effects.find((e) => e._tag === "Log" && e.entry.what === "rejected")
-  return rejected?._tag === "Log" ? { _tag: "Rejected", reason: rejected.entry.message } : { _tag: "Applied" }
+  const rejection = rejectionOf(effects)
+  return rejection === undefined ? { _tag: "Applied" } : { _tag: "Rejected", reason: rejection.reason }
 }
