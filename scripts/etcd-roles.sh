@@ -2,9 +2,10 @@
 # Creates the etcd roles and users of one isinit cluster, each allowed only what it needs
 # (docs/cluster.md, "Roles"):
 #
-#   isinit-CLUSTER-node-NODE  one per node: reads the config and the desired levels; writes only its
-#                             own status (nodes/NODE), seen mark (seen/NODE), overrides
-#                             (desired-node/NODE/) and failover keys (failover-node/NODE/)
+#   isinit-CLUSTER-node-NODE  one per node: reads the config, the desired levels and every failover
+#                             key; writes only its own status (nodes/NODE), seen mark (seen/NODE),
+#                             overrides (desired-node/NODE/) and failover keys (failover-node/NODE/:
+#                             its claim on the name, its candidate keys, proclamations and bans)
 #   isinit-CLUSTER-operator   tell, clear, forget, rolling tells (rollout/, rollout-driver/) (and, with
 #                             failover groups, move); reads everything
 #   isinit-CLUSTER-config     config push; reads everything
@@ -82,13 +83,12 @@ for node in "$@"; do
   case "$node" in */* | "" ) echo "etcd-roles.sh: bad node name \"$node\"" >&2; exit 2 ;; esac
   r="isinit-$cluster-node-$node"
   role "$r"
-  # config, desired-node/ and desired/ sort together: one range is everything a node obeys.
-  grant "$r" read "$p/config" "$p/desired0"
+  # config, desired-node/, desired/, failover-node/ and failover/ sort together: one range is
+  # everything a node reads and watches (etcd checks a watch's range against one permission).
+  grant "$r" read "$p/config" "$p/failover0"
   grant "$r" readwrite "$p/desired-node/$node/" --prefix
   grant "$r" readwrite "$p/nodes/$node"
   grant "$r" readwrite "$p/seen/$node"
-  grant "$r" read "$p/failover/" --prefix
-  grant "$r" read "$p/failover-node/" --prefix
   grant "$r" readwrite "$p/failover-node/$node/" --prefix
   user "$r"
 done

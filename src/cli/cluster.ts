@@ -7,7 +7,6 @@
  */
 import type { KeyObject } from "node:crypto"
 import { readFileSync } from "node:fs"
-import { hostname, userInfo } from "node:os"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import * as E from "fp-ts/lib/Either.js"
@@ -16,11 +15,11 @@ import { configFileEnv, loadAccess, mergeSettings, passwordEnv, quietTlsDeprecat
 import type { NodeStatus, SeenValue } from "../cluster/codecs.ts"
 import type { Obeyed, StoredConfig } from "../cluster/desired.ts"
 import type {
-  ClusterStore,
   ConfigRead,
   ConfigRejected,
   Contended,
   EtcdFailure,
+  FailoverGroupTold,
   InvalidName,
   NodeLive,
   Nodes,
@@ -30,14 +29,16 @@ import type {
 import { keyIdOf, loadSigningKey, signConfig } from "../cluster/signing.ts"
 import type { AuditEntry, Signer } from "../cluster/store.ts"
 import { makeClusterStore } from "../cluster/store.ts"
-import { Deadline } from "../cluster/store/client.ts"
 import type { Row, Superseding, TellProgress } from "../cluster/view.ts"
-import { clusterRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
+import { clusterRows, failoverRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
 import type { Parsed } from "../core/config.ts"
 import { hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
 import { describeRemoval, exceedsGuard, guardShare, removalOf, runnableTags } from "../core/reread.ts"
-import { UsageError, expectCount, onlyFlags, waitTimeoutMs } from "./args.ts"
+import { UsageError, expectCount, onlyFlags, timeoutOptionMs, waitTimeoutMs } from "./args.ts"
+import type { Env } from "./clusterEnv.ts"
+import { deadlineMs, whoami, withinDeadline } from "./clusterEnv.ts"
+import { failoverJson, failoverText, moveCommand, moveLeaseMs } from "./failover.ts"
 import { table } from "./format.ts"
 import type { Io } from "./io.ts"
 import type { RolloutCommand } from "./rollout.ts"
@@ -51,6 +52,7 @@ const clusterUsage = `Usage (cluster mode, talking to etcd):
   isinit --etcd URLS [--cluster NAME] status [GROUP] [--json]
   isinit --etcd URLS [--cluster NAME] config push FILE [--sign KEY] [--force] | config show | config history [--json]
   isinit --etcd URLS [--cluster NAME] forget NODE
+  isinit --etcd URLS [--cluster NAME] move GROUP NODE [--timeout S]
 
 Commands:
   tell      set GROUP's desired level on every node, or with --node only on those nodes (an
@@ -74,8 +76,10 @@ Commands:
   status    a node x group table of the live nodes (state and level; * marks a node lagging
             behind its desired level), the config each runs (DRIFT when it is not the cluster's:
             also when a node refused it), who set each desired level and pushed the config, the
-            recent changes (the audit trail: every tell, clear, push and forget), the nodes
-            seen before that are missing now, and each group's last rollout.
+            recent changes (the audit trail: every tell, clear, push, forget and move), the
+            nodes seen before that are missing now, each group's last rollout, and per failover
+            group: its holder, epoch, since when, the holder's lease time left, the candidates in
+            order, bans (why, time left), a move under way and why the group last moved.
   config    push: check FILE (errors with line numbers, exit 1) and store it as the cluster's
             config; every daemon switches to it. A FILE that drops more than half of the stored
             config's entries (as a file cut by a rewrite does; the share: :::removal-guard:) is
@@ -84,6 +88,11 @@ Commands:
             show: print the stored config. history: every push, by whom, signed by what.
   forget    stop listing a missing NODE (decommissioned); refused for a live node and for a
             node that was never seen.
+  move      move failover group GROUP to NODE: the holder stops the group, confirms its
+            processes gone and hands over; NODE starts it without the takeover delay. Waits until
+            NODE runs it (exit 0) or --timeout S passes (default 60 s; exit 1). The preference
+            lives on a 60 s lease: if the move cannot complete, it expires by itself. Refuses a
+            group that is not a failover group, and a NODE that is not live, not eligible or banned.
 
 Options:
   --etcd URLS       etcd client URLs, comma-separated, e.g. https://10.0.0.1:2379
@@ -99,7 +108,7 @@ Options:
   --sign KEY        (config push) sign with this Ed25519 private key (PEM)
   --node NAME       (tell, clear) only this node; repeat for several
   --wait            (tell, rollout resume) wait for the nodes to reach the level
-  --timeout S       (tell --wait) give up after S seconds; (--rolling) each batch's time
+  --timeout S       (tell --wait, move) give up after S seconds; (--rolling) each batch's time
   --rolling N       (tell) N nodes at a time (1 to 100)
   --pause S         (tell --rolling) seconds between batches (default 0)
   --max-failures K  (tell --rolling) stop after K failed nodes (default 1)
@@ -143,6 +152,7 @@ type Command =
   | { readonly _tag: "ConfigHistory"; readonly json: boolean }
   | { readonly _tag: "Forget"; readonly node: string }
   | RolloutCommand
+  | { readonly _tag: "Move"; readonly group: string; readonly node: string; readonly timeoutMs: number }
   | { readonly _tag: "Help" }
 
 
@@ -156,7 +166,7 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
   const [first, ...rest] = positionals
   switch (first) {
     case undefined:
-      throw new UsageError("missing command: tell, clear, status, config, forget or rollout")
+      throw new UsageError("missing command: tell, clear, status, config, forget, rollout or move")
     case "tell": {
       const [group = "", level = ""] = expectCount("tell", rest, 2, "GROUP LEVEL")
       only(values, ["node", "wait", "timeout", ...rollingFlags], "tell")
@@ -200,9 +210,14 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
     case "rollout":
       only(values, ["wait"], "rollout")
       return rolloutCommandOf(rest, values)
+    case "move": {
+      const [group = "", node = ""] = expectCount("move", rest, 2, "GROUP NODE")
+      only(values, ["timeout"], "move")
+      return { _tag: "Move", group, node, timeoutMs: values.timeout === undefined ? moveLeaseMs : timeoutOptionMs(values.timeout) }
+    }
     default:
       throw new UsageError(
-        `"${first}" is not a cluster command (tell, clear, status, config, forget, rollout); a local daemon's commands take no --etcd`,
+        `"${first}" is not a cluster command (tell, clear, status, config, forget, rollout, move); a local daemon's commands take no --etcd`,
       )
   }
 }
@@ -210,28 +225,7 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-interface Env {
-  readonly io: Io
-  readonly store: ClusterStore
-  readonly hosts: string
-}
-
-const whoami = (): string => {
-  try {
-    return `${userInfo().username}@${hostname()}`
-  } catch {
-    return hostname()
-  }
-}
-
 const sleep = (ms: number): Effect.Effect<void> => Effect.sleep(ms)
-
-/** How long a command's etcd calls may take, together (with --wait: each poll's calls). */
-const deadlineMs = 5_000
-
-/** Runs `effect` with one deadline, `deadlineMs` from now, shared by all its etcd calls. */
-const withinDeadline = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.suspend(() => Effect.provideService(effect, Deadline, Date.now() + deadlineMs))
 
 const listOr = (names: readonly string[], none: string): string => (names.length === 0 ? none : names.join(", "))
 
@@ -414,6 +408,7 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
     const nodes = yield* store.nodes()
     const { entries: recent } = yield* store.auditTrail(recentShown)
     const { rollouts } = yield* store.rollouts()
+    const failover = failoverRows(obeyed.config?.parsed.config, yield* store.readFailover())
     const rows = clusterRows(obeyed, nodes.live)
     const all = [...new Set(rows.flatMap((r) => [...r.cells.keys()]))].sort()
     if (command.group !== undefined && !all.includes(command.group) && obeyed.config?.parsed.config.byGroup.has(command.group) !== true) {
@@ -421,8 +416,9 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
       return 1
     }
     const groups = command.group === undefined ? all : [command.group]
+    const failed = failover.filter((f) => command.group === undefined || f.group === command.group)
     if (command.json) {
-      io.out(`${JSON.stringify({ ...statusJson(obeyed, nodes, rows, groups, store.cluster, recent), rollouts: rolloutsJson(rollouts, groups) }, null, 2)}\n`)
+      io.out(`${JSON.stringify({ ...statusJson(obeyed, nodes, rows, groups, store.cluster, recent), rollouts: rolloutsJson(rollouts, groups), failover: failoverJson(failed) }, null, 2)}\n`)
       return 0
     }
     io.out(`cluster ${store.cluster}: ${rows.length} live ${rows.length === 1 ? "node" : "nodes"}, ${configLine(obeyed.config)}\n`)
@@ -448,6 +444,7 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
     }
     io.out(desiredText(obeyed, groups))
     io.out(rolloutsText(rollouts, groups))
+    io.out(failoverText(failed))
     if (nodes.missing.length > 0) io.out(missingText(nodes.missing))
     if (recent.length > 0) io.out(recentText(recent.slice(0, 5)))
     return 0
@@ -566,7 +563,7 @@ const forgetCommand = (env: Env, command: Extract<Command, { readonly _tag: "For
   })
 
 /** Every way a command can fail; each has a message for the operator. */
-type CommandError = ConfigRejected | Contended | EtcdFailure | InvalidName | NodeLive | UnknownGroup | UnknownNode
+type CommandError = ConfigRejected | Contended | EtcdFailure | FailoverGroupTold | InvalidName | NodeLive | UnknownGroup | UnknownNode
 
 const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" }>): Effect.Effect<number, CommandError> => {
   switch (command._tag) {
@@ -588,6 +585,8 @@ const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" 
     case "RolloutResume":
     case "RolloutAbort":
       return runRolloutCommand({ io: env.io, store: env.store, by: whoami() }, command)
+    case "Move":
+      return moveCommand(env, command)
   }
 }
 

@@ -125,7 +125,9 @@ const tell = async (ctx: Context, command: CommandOf<"Tell">): Promise<number> =
     ctx.io.err(`isinit: tell ${command.group} ${command.level} rejected: ${answer.error}\n`)
     return 1
   }
-  if (answer.op === "tell" && !command.wait && answer.message !== undefined) ctx.io.err(`isinit: ${command.group} ${command.level}: ${answer.message}\n`)
+  // Cluster mode: where the tell was recorded in etcd (`note`; an older daemon sends it as `message`, without --wait only).
+  const note = answer.op === "tell" ? (answer.note ?? (command.wait ? undefined : answer.message)) : undefined
+  if (note !== undefined) ctx.io.err(`isinit: ${command.group} ${command.level}: ${note}\n`)
   if (answer.op !== "tell" || !command.wait) return 0
   const what = `${command.group}: level ${command.level}`
   switch (answer.outcome) {
@@ -276,9 +278,13 @@ const status = async (ctx: Context, command: CommandOf<"Status">): Promise<numbe
 /** The first line of a cluster-mode daemon's status: where it belongs and whether etcd answers. */
 const clusterLine = (c: ClusterInfo): string => {
   const config = c.configSource === "etcd" ? `config #${c.configSeq ?? "?"} from etcd` : c.configSource === "file" ? "local config (etcd has none)" : "no config"
-  const etcd = c.connected ? `etcd connected since ${c.since}` : `etcd UNREACHABLE since ${c.since}: ${c.error ?? "?"} (everything keeps running; retrying)`
+  const failover = c.failover ?? []
+  const keeps = failover.length === 0 ? "everything keeps running" : "everything but failover groups keeps running"
+  const etcd = c.connected ? `etcd connected since ${c.since}` : `etcd UNREACHABLE since ${c.since}: ${c.error ?? "?"} (${keeps}; retrying)`
   const pending = c.pendingOverrides.length === 0 ? "" : `; not yet recorded in etcd: ${c.pendingOverrides.join(", ")}`
-  return `cluster ${c.cluster}, node ${c.node}: ${config}; ${etcd}${pending}\n\n`
+  const twin = c.identity === "conflict" ? `\nANOTHER isinitd runs as node ${c.node}: this one does not campaign for failover groups until it is gone` : ""
+  const groups = failover.map((f) => `\nfailover ${f.group}: ${f.election}${f.epoch === null ? "" : ` (epoch ${f.epoch})`}${f.detail === "" ? "" : `, ${f.detail}`}`)
+  return `cluster ${c.cluster}, node ${c.node}: ${config}; ${etcd}${pending}${twin}${groups.join("")}\n\n`
 }
 
 /** StrictModes, as a root daemon applies it at every read (runtime/strictModes.ts): a problem of the whole file. */

@@ -76,6 +76,17 @@ export interface ClusterInfo {
   readonly configSha256: string | null
   /** Local tells not yet recorded in etcd as overrides, `group=level`. */
   readonly pendingOverrides: readonly string[]
+  /** Per failover group, this node's part in its election (`Holding`, `Queued`, `Banned`...), its epoch and why. */
+  readonly failover?: readonly FailoverPart[]
+  /** `conflict`: another daemon runs under this node's name, so this one does not campaign. */
+  readonly identity?: "ok" | "conflict"
+}
+
+export interface FailoverPart {
+  readonly group: string
+  readonly election: string
+  readonly epoch: number | null
+  readonly detail: string
 }
 
 /**
@@ -120,6 +131,8 @@ export type Answer =
       readonly outcome?: WaitOutcome
       /** Why, for outcomes other than `run` (e.g. which test failed). */
       readonly message?: string
+      /** Cluster mode: where the tell was recorded in etcd as this node's override, or why not yet. */
+      readonly note?: string
     }
   | { readonly op: "stopall"; readonly daemon?: DaemonProcess }
   | {
@@ -339,7 +352,11 @@ const clusterInfoCodec = t.intersection([
     configSha256: nullable(t.string),
     pendingOverrides: t.readonlyArray(t.string),
   }),
-  t.partial({ error: t.string }),
+  t.partial({
+    error: t.string,
+    failover: t.readonlyArray(t.type({ group: t.string, election: t.string, epoch: nullable(t.number), detail: t.string })),
+    identity: literals("identity", ["ok", "conflict"] as const),
+  }),
 ])
 
 const daemonProcessCodec = t.type({ pid: t.number, identity: t.string })
@@ -361,7 +378,7 @@ const planStepCodec = t.union([
 const answerCodec = t.union([
   t.intersection([
     t.type({ op: t.literal("tell"), group: t.string, level: t.string, seq: t.number }),
-    t.partial({ outcome: literals("outcome", waitOutcomes), message: t.string }),
+    t.partial({ outcome: literals("outcome", waitOutcomes), message: t.string, note: t.string }),
   ]),
   t.intersection([t.type({ op: t.literal("stopall") }), t.partial({ daemon: daemonProcessCodec })]),
   t.intersection([t.type({ op: t.literal("status"), report: statusReportCodec, now: t.number }), t.partial({ cluster: clusterInfoCodec })]),

@@ -101,6 +101,8 @@ export const shellLogWhats = [
   "etcd-resync",
   "etcd-rejected",
   "etcd-lease-lost",
+  /** The fencer: a failover group's processes killed when its hold ran out without a renewal. */
+  "fencer",
 ] as const
 
 export const logWhats = [...reducerLogWhats, ...shellLogWhats] as const

@@ -216,6 +216,7 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       warn,
       instance: persistence.path,
       beforeSpawn: persistence.beforeSpawn,
+      failover: options.cluster === undefined ? undefined : { now: inbox.now, environment: options.cluster.failoverEnvironment },
     })
     const reaper = yield* orphanReaper(log, processes)
     const status = yield* makeStatusFile({ path: paths.initstat, render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()), warn })
@@ -315,5 +316,7 @@ export const daemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, DaemonE
       Effect.raceFirst(Effect.as(parts.loop.waitFor((s) => s.lifecycle === "halted"), "halted" as const), Effect.as(handOver.asked, "handedOver" as const)),
       parts.loop.crashed,
     )
+    // Failover groups handed over cleanly and leases given back before the daemon goes (not after a hand-over).
+    if (end === "halted" && options.cluster !== undefined) yield* options.cluster.stop()
     return yield* leave(end, { status: parts.status, persistence, liveRuns: parts.processes.liveRuns, log })
   })

@@ -88,12 +88,13 @@ const onTell = ({ loop, cluster }: HandlerDeps, request: TellRequest, parsed: Pa
     const rejection = rejectionOf(applied.effects)
     if (rejection !== undefined) return failure(rejection.reason)
     const seq = groupOf(applied.after, group).seq
-    const note = cluster === undefined ? undefined : yield* cluster.recordLocalTell(group, level)
-    if (!request.wait) return success(note === undefined ? { op: "tell", group, level, seq } : { op: "tell", group, level, seq, message: note })
+    // In cluster mode the client is told where its tell was recorded, with --wait too.
+    const note = cluster === undefined ? {} : { note: yield* cluster.recordLocalTell(group, level) }
+    if (!request.wait) return success({ op: "tell", group, level, seq, ...note, ...("note" in note ? { message: note.note } : {}) })
     const final = yield* loop.waitFor((s) => transitionOutcome(s, group, seq) !== undefined, request.timeoutMs)
     const outcome = final === undefined ? "timeout" : (transitionOutcome(final, group, seq) ?? "timeout")
     const message = outcomeMessage(outcome, final, group, request.timeoutMs)
-    return success(message === undefined ? { op: "tell", group, level, seq, outcome } : { op: "tell", group, level, seq, outcome, message })
+    return success(message === undefined ? { op: "tell", group, level, seq, outcome, ...note } : { op: "tell", group, level, seq, outcome, message, ...note })
   })
 
 const onPlan = ({ loop }: HandlerDeps, group: string, level: string, parsed: Parsed): Effect.Effect<Response> =>
