@@ -10,7 +10,7 @@
 import { groupPhases, lifecycles, modes } from "../core/enums.ts"
 import type { DaemonSnapshot, EntrySnapshot, GroupSnapshot, ProcSnapshot, RunSnapshot } from "../core/snapshot.ts"
 import { snapshotProblems } from "../core/snapshot.ts"
-import { E, t } from "../ioTs.ts"
+import { E, t } from "../lib/ioTs.ts"
 import type { Assert, Same } from "./json.ts"
 import { decodeJson, literals } from "./json.ts"
 

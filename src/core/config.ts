@@ -120,3 +120,10 @@ export const listsLevel = (entry: Entry, level: string): boolean => entry.levels
 /** Whether two definitions of the same tag would run the same process. */
 export const sameDefinition = (a: Entry, b: Entry): boolean =>
   a.command === b.command && a.mode === b.mode && a.group === b.group
+
+/** One `:::` directive as `isinit check` and the README list it. */
+export interface DirectiveDoc {
+  readonly syntax: string
+  readonly default: string
+  readonly meaning: string
+}

@@ -16,7 +16,7 @@
 import type { Entry, Problem } from "./config.ts"
 import type { Failover, FailoverGroup, FailoverTiming } from "./failover.ts"
 import { defaultTtlMs, standbyLevel, timingFor, timingProblems } from "./failover.ts"
-import type { DirectiveDoc } from "./inittab.ts"
+import type { DirectiveDoc } from "./config.ts"
 
 /** Node arms no timer longer than this (as inittab.ts's durations). */
 const maxDurationMs = 2_147_483_647

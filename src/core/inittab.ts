@@ -43,13 +43,8 @@ import { defaultLimits, defaultRemovalGuard, makeConfig, modes } from "./config.
 import type { FailoverDraft } from "./failoverDirectives.ts"
 import { failoverDirective, failoverDirectiveDocs, finishFailover, newFailoverDraft } from "./failoverDirectives.ts"
 import { commandHazards, groupHazards, levelHazards } from "./hazards.ts"
-import { E, t } from "../ioTs.ts"
-
-export interface DirectiveDoc {
-  readonly syntax: string
-  readonly default: string
-  readonly meaning: string
-}
+import { E, t } from "../lib/ioTs.ts"
+import type { DirectiveDoc } from "./config.ts"
 
 /** Every `:::` directive, for `isinit check` and the README. */
 export const directives: readonly DirectiveDoc[] = [

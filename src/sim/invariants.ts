@@ -2,7 +2,7 @@ import * as HashMap from "effect/HashMap"
 import { stateProblems, stepProblems } from "../core/invariants.ts"
 import { nextDeadline } from "../core/reducer.ts"
 import { lookup } from "../core/state.ts"
-import type { SimProcess, StartRecord, SimStep } from "./world.ts"
+import type { SimProcess, StartRecord, SimStep } from "./records.ts"
 
 /**
  * Safety checks the world runs after every step: the core's own (`coreInvariants`), and those
