@@ -7,7 +7,7 @@
 
 import type { Failover } from "./failover.ts"
 import { noFailover } from "./failover.ts"
-import type { Mode } from "./enums.ts"
+import type { Mode, Signal } from "./enums.ts"
 import type { EntryOptions } from "./options.ts"
 import { sameOptions } from "./options.ts"
 
@@ -120,6 +120,24 @@ export const emptyConfig: Config = makeConfig([])
 export const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
 
 export const listsLevel = (entry: Entry, level: string): boolean => entry.levels.includes(level)
+
+/**
+ * The limits that hold for `entry`: the daemon-wide ones (directives) under its own options
+ * (`respawn-limit`, `jail`, `kill-grace`; issue 11). The same object when it has none of them.
+ */
+export const limitsFor = (entry: Entry, limits: Limits): Limits => {
+  const { "respawn-limit": respawn, jail, "kill-grace": grace } = entry.options
+  if (respawn === undefined && jail === undefined && grace === undefined) return limits
+  return {
+    respawnMax: respawn?.max ?? limits.respawnMax,
+    respawnWindowMs: respawn?.windowMs ?? limits.respawnWindowMs,
+    jailMs: jail ?? limits.jailMs,
+    killGraceMs: grace ?? limits.killGraceMs,
+  }
+}
+
+/** The first signal of a stop of a run of `entry` (rule 7): its `stop-signal`, SIGTERM by default. */
+export const stopSignalOf = (entry: Entry): Signal => entry.options["stop-signal"] ?? "SIGTERM"
 
 /** Whether two definitions of the same tag would run the same process (rule 12: options included). */
 export const sameDefinition = (a: Entry, b: Entry): boolean =>

@@ -9,7 +9,8 @@
  * (`env`, `env-file`) keeps every value, the `*` ones first, so a TAG's `env` of the same NAME is
  * applied last and wins. A `*` default is given only to entries whose mode it applies to.
  */
-import type { Mode } from "./enums.ts"
+import type { Mode, Signal } from "./enums.ts"
+import { signals } from "./enums.ts"
 import { durationHelp, durationMs, respawnLimitHelp, respawnLimitOf, showDuration, showSize, sizeBytes } from "./units.ts"
 import type { RespawnLimit } from "./units.ts"
 
@@ -33,8 +34,8 @@ export interface EnvVar {
 }
 
 /** The first signal of a stop; SIGKILL follows after the grace (rule 7). */
-export const stopSignals = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGKILL"] as const
-export type StopSignal = (typeof stopSignals)[number]
+export const stopSignals = signals
+export type StopSignal = Signal
 
 /** The value of one occurrence of each key. */
 export interface OptionValues {
