@@ -36,6 +36,7 @@ import * as HashMap from "effect/HashMap"
 import type { Before } from "./invariants.ts"
 import { assertChanges, assertStep, checkInvariants } from "./invariants.ts"
 import { assertPhaseChange } from "./phases.ts"
+import { noOptions } from "./options.ts"
 import { removalRefusal } from "./reread.ts"
 import { admitStart } from "./respawn.ts"
 import type { EntrySnapshot, ProcSnapshot } from "./snapshot.ts"
@@ -426,7 +427,8 @@ const spawn = (step: Step, def: Entry): void => {
   const entry = step.entry(def.tag)
   step.setEntry({ ...entry, proc: { _tag: "Running", run, pid: undefined, identity: undefined, since: step.now, def } })
   const sync = def.mode === "wait" || def.mode === "test"
-  step.emit({ _tag: sync ? "RunSync" : "Spawn", tag: def.tag, run, group: def.group, command: def.command, ...hold })
+  const options = def.options === noOptions ? {} : { options: def.options }
+  step.emit({ _tag: sync ? "RunSync" : "Spawn", tag: def.tag, run, group: def.group, command: def.command, ...options, ...hold })
 }
 
 /** Rule 7: the stop signal (SIGTERM unless the entry says) to the process group now, SIGKILL when the grace is over. */
