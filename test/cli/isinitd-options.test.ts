@@ -60,6 +60,17 @@ describe("isinitd options (issue 11)", () => {
     if (isRoot) await logged(d, / g nouser exited .*user "no-such-user-isinit" does not exist/)
   })
 
+  it.skipIf(!isRoot)("isinit check run by a user other than root warns that user and group need a root isinitd; as root it does not", async () => {
+    const l = fresh()
+    const tab = l.writeTab(`g:a:1:respawn:sleep 1\n:::option:a:user=www-data\n`)
+    chmodSync(l.dir, 0o755)
+    const asNobody = await l.isinit(["check"], { prefix: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] })
+    expect(asNobody.code).toBe(0)
+    expect(asNobody.out).toMatch(new RegExp(`^${tab}:1: warning: entry "a": option user needs a root isinitd \\(this check runs as uid 65534\\)`, "m"))
+    const asRoot = await l.isinit(["check"])
+    expect(asRoot).toMatchObject({ code: 0, out: "ok: 1 entry in 1 group\n" })
+  })
+
   it.skipIf(!isRoot)("a daemon that is not root fails an entry with user=, saying why; its other entries run", async () => {
     const l = fresh()
     const tab = l.writeTab(`g:as:1:once:sleep 300\n:::option:as:user=root\ng:plain:1:respawn:sleep 300\n`)
