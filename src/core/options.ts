@@ -179,6 +179,8 @@ export const optionSpecs: OptionSpecs = {
   "kill-grace": { modes: running, parse: duration, show: showDuration, doc: "time between the stop signal and SIGKILL", default: ":::kill-grace (30s)" },
   "respawn-limit": { modes: respawnOnly, parse: (t) => orBad(respawnLimitOf(t), respawnLimitHelp), show: (l) => `${l.max}/${showDuration(l.windowMs)}`, doc: "this entry's start rate limit", default: ":::respawn-limit (5/10s)" },
   jail: { modes: respawnOnly, parse: duration, show: showDuration, doc: "how long this entry is held back when it respawns too fast", default: ":::jail (60s)" },
+  // Readiness and health (the probe work): ready, ready-timeout, health, health-every,
+  // health-fails go here, respawn only (`respawnOnly`), with their rows in the README's table.
 }
 
 export const optionKeys = Object.keys(optionSpecs) as readonly OptionKey[]
