@@ -455,12 +455,13 @@ export class World {
       this.#planExit(proc, this.#now, { _tag: "Signaled", signal: "SIGKILL" })
       return
     }
+    // A process honours its stop signal (SIGTERM, or the entry's `stop-signal`) as it would SIGTERM.
     if (proc.behaviour.ignoresSigterm) {
-      this.#note("ignored", proc.group, tag, run, "sent SIGTERM (ignored)")
+      this.#note("ignored", proc.group, tag, run, `sent ${signal} (ignored)`)
       return
     }
-    this.#note("killed", proc.group, tag, run, "sent SIGTERM")
-    this.#planExit(proc, this.#now + (proc.behaviour.sigtermDelayMs ?? this.#sigtermDelayMs), { _tag: "Signaled", signal: "SIGTERM" })
+    this.#note("killed", proc.group, tag, run, `sent ${signal}`)
+    this.#planExit(proc, this.#now + (proc.behaviour.sigtermDelayMs ?? this.#sigtermDelayMs), { _tag: "Signaled", signal })
   }
 
   #log(entry: LogEntry, after: State): void {
