@@ -109,11 +109,21 @@ const logTarget = (text: string): Read<LogTarget> => {
 }
 const showLogTarget = (target: LogTarget): string => (target._tag === "File" ? target.path : target._tag === "Off" ? "off" : "inherit")
 
-const envName = /^[A-Za-z_][A-Za-z0-9_]*$/
+/** An environment variable's name, for `env` lines and env files alike. */
+export const envName = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/**
+ * Names isinit sets itself: the run markers that crash re-adoption and the fencer find processes
+ * by, and a failover child's `ISINIT_EPOCH`. An option or env file that set them would hide a
+ * process from both, or hand it a stale fencing token, so they are refused.
+ */
+export const reservedEnvName = (name: string): boolean => name.startsWith("ISINIT_")
+
 const envVar = (text: string): Read<EnvVar> => {
   const eq = text.indexOf("=")
   const name = eq < 0 ? text : text.slice(0, eq)
   if (eq < 0 || !envName.test(name) || text.includes("\0")) return bad("NAME=VALUE, NAME of letters, digits and _ (not starting with a digit)")
+  if (reservedEnvName(name)) return bad(`NAME=VALUE with a NAME of your own: ${name} begins with ISINIT_, which isinit sets itself`)
   return ok({ name, value: text.slice(eq + 1) })
 }
 
@@ -150,6 +160,16 @@ const stopSignal = (text: string): Read<StopSignal> => {
 
 const duration = (text: string): Read<number> => orBad(durationMs(text), `DURATION, ${durationHelp}`)
 
+/** The kernel refuses an RLIMIT_NOFILE above fs.nr_open (1048576 unless raised), and infinity. */
+export const maxOpenFiles = 1_048_576
+const openFiles = (text: string): Read<ResourceLimit> =>
+  /unlimited|infinity/.test(text)
+    ? bad(`a count up to ${maxOpenFiles} or SOFT:HARD: the kernel does not allow an unlimited number of open files`)
+    : resourceLimit((t) => {
+        const n = count(t)
+        return n !== undefined && n <= maxOpenFiles ? n : undefined
+      }, `a count up to ${maxOpenFiles} (the kernel's fs.nr_open)`)(text)
+
 const limit = (unit: string, amount: (text: string) => number | undefined, show: (n: number) => string, doc: string): OptionSpec<ResourceLimit> => ({
   modes: running,
   parse: resourceLimit(amount, unit),
@@ -171,7 +191,7 @@ export const optionSpecs: OptionSpecs = {
   env: { modes: running, parse: envVar, show: (v) => `${v.name}=${v.value}`, doc: "NAME=VALUE added to the environment, never shell-expanded (repeatable)", default: "the daemon's environment" },
   "env-file": { modes: running, parse: absolutePath, show: String, doc: "a file of NAME=VALUE lines, read at each start (repeatable)", default: "none" },
   umask: { modes: running, parse: umask, show: showUmask, doc: "the child's umask, octal", default: "the daemon's" },
-  nofile: limit("a count", count, String, "open files (RLIMIT_NOFILE)"),
+  nofile: { ...limit("a count", count, String, `open files (RLIMIT_NOFILE), at most ${maxOpenFiles}`), parse: openFiles },
   nproc: limit("a count", count, String, "processes of the user (RLIMIT_NPROC)"),
   core: limit("a size such as 0 or 1G", sizeBytes, showSize, "core file size (RLIMIT_CORE)"),
   memlock: limit("a size such as 64M", sizeBytes, showSize, "locked memory (RLIMIT_MEMLOCK)"),

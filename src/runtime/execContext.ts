@@ -25,6 +25,8 @@ import { readFileSync, statSync } from "node:fs"
 import type { Argv } from "../core/command.ts"
 import { execArguments } from "../core/command.ts"
 import type { EntryOptions, LimitValue, Principal, ResourceLimit } from "../core/options.ts"
+import { envName, reservedEnvName } from "../core/options.ts"
+import { errnoOf, messageOf } from "./errors.ts"
 
 export type ExecPlan =
   | { readonly _tag: "Exec"; readonly file: string; readonly args: readonly string[]; readonly cwd: string; readonly env: NodeJS.ProcessEnv }
@@ -44,9 +46,10 @@ export interface ExecHost {
 const toolDirs = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
 const toolPaths = new Map<string, string | undefined>()
 
-const errnoOf = (error: unknown): string => {
-  const e = error as NodeJS.ErrnoException
-  return e.code === "ENOENT" ? "no such file or directory" : e.code === "EACCES" ? "permission denied" : (e.code ?? e.message)
+/** A failure to read or stat a path in an operator's words. */
+const reasonOf = (error: unknown): string => {
+  const code = errnoOf(error)
+  return code === "ENOENT" ? "no such file or directory" : code === "EACCES" ? "permission denied" : (code ?? messageOf(error))
 }
 
 export const realHost: ExecHost = {
@@ -56,7 +59,7 @@ export const realHost: ExecHost = {
     try {
       return statSync(path).isDirectory() ? undefined : "not a directory"
     } catch (error) {
-      return errnoOf(error)
+      return reasonOf(error)
     }
   },
   tool: (name) => {
@@ -104,7 +107,7 @@ const readOr = (host: ExecHost, path: string): Step<string> => {
   try {
     return ok(host.readText(path))
   } catch (error) {
-    return refused(`cannot read ${path}: ${errnoOf(error)}`)
+    return refused(`cannot read ${path}: ${reasonOf(error)}`)
   }
 }
 
@@ -142,8 +145,6 @@ const identityOf = (host: ExecHost, options: EntryOptions): Step<Identity | unde
 
 // The environment.
 
-const envName = /^[A-Za-z_][A-Za-z0-9_]*$/
-
 /**
  * `NAME=VALUE` lines, taken literally as Docker's `--env-file` does (no quotes removed, nothing
  * expanded); `#` lines and blank lines are skipped, an `export ` before the name is allowed.
@@ -158,6 +159,7 @@ export const envFileVars = (path: string, text: string): Step<readonly (readonly
     const eq = assignment.indexOf("=")
     const name = eq < 0 ? "" : assignment.slice(0, eq).trim()
     if (!envName.test(name)) return refused(`env-file ${path}:${i + 1}: expected NAME=VALUE`)
+    if (reservedEnvName(name)) return refused(`env-file ${path}:${i + 1}: ${name} begins with ISINIT_, which isinit sets itself`)
     vars.push([name, assignment.slice(eq + 1)])
   }
   return ok(vars)

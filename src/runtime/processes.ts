@@ -279,11 +279,6 @@ const startChild = (table: Table, spawner: Spawner, run: Run, spec: SpawnSpec): 
     settled = true
     finish(table, run, { _tag: "SpawnFailed", reason })
   }
-  // Right before the fork: a hold that ran out since the reducer decided (a stalled daemon) starts nothing.
-  if (spawner.holdRanOut(spec)) {
-    queueMicrotask(() => fail("failover hold ran out before the fork"))
-    return undefined
-  }
   // A user, directory or env file that is missing ends this run, with the reason; nothing else.
   const exec = execPlan(argv, spec.options ?? noOptions, spawner.env(spec))
   if (exec._tag === "Refused") {
@@ -291,6 +286,12 @@ const startChild = (table: Table, spawner: Spawner, run: Run, spec: SpawnSpec): 
     return undefined
   }
   spawner.beforeSpawn(spec)
+  // Right before the fork (after execPlan's reads of /etc/passwd and env files, which may be slow):
+  // a hold that ran out since the reducer decided (a stalled daemon) starts nothing.
+  if (spawner.holdRanOut(spec)) {
+    queueMicrotask(() => fail("failover hold ran out before the fork"))
+    return undefined
+  }
   const output = spawner.output()
   try {
     const stdio: ["ignore", Output, Output] = ["ignore", output, output]

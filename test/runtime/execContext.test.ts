@@ -164,6 +164,9 @@ describe("the exec chain (pure, with a fake host)", () => {
   it("env files: literal values, comments, export, CRLF; a bad line is named", () => {
     expect(envFileVars("f", "# c\n\n  \nexport A=1\nB=\"x y\"\r\nC==\n")).toEqual({ _tag: "Ok", value: [["A", "1"], ["B", '"x y"'], ["C", "="]] })
     expect(envFileVars("f", "A=1\n1B=2\n")).toEqual({ _tag: "Refused", reason: "env-file f:2: expected NAME=VALUE" })
+    // A file dumped from a running service carries its markers: they would hide the child from
+    // re-adoption and the fencer, or hand it a stale epoch.
+    expect(envFileVars("f", "A=1\nISINIT_FENCE=i:g\n")).toEqual({ _tag: "Refused", reason: "env-file f:2: ISINIT_FENCE begins with ISINIT_, which isinit sets itself" })
   })
 
   it("the real host finds setpriv and prlimit where Debian puts them", () => {
