@@ -10,8 +10,15 @@ import type { ClockKind } from "./clocks.ts"
 /** Environment variable of the marker every failover child carries. */
 export const fenceMarkerVariable = "ISINIT_FENCE"
 
-/** The marker of GROUP's processes started by the daemon process `instance`. */
-export const fenceMarker = (instance: string, group: string): string => `${instance}:${group}`
+/**
+ * The marker of GROUP's processes started by the daemon process `instance` under `epoch`. The
+ * epoch is in it so that the fencer, acting on the deadline of one epoch, never touches a child of
+ * a later hold of the same group by the same daemon.
+ */
+export const fenceMarker = (instance: string, group: string, epoch: number): string => `${instance}:${group}:${epoch}`
+
+/** The part of GROUP's markers that every epoch shares: `instance:group:`. */
+export const fenceMarkerPrefix = (instance: string, group: string): string => `${instance}:${group}:`
 
 /** One JSON line from the daemon to its fencer (the fencer answers `{"op":"ready"}` after hello). */
 export type FencerMessage =

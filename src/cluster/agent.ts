@@ -269,7 +269,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
         }),
       recordLocalTell: (group, level) => (runner === undefined ? Effect.succeed("applied here; the cluster agent is still starting") : replies.ask(runner.offer, group, level)),
       info: () => clusterInfo(options, store.cluster, runner?.state(), clock ?? (() => 0)),
-      failoverEnvironment: (group, epoch) => ({ ISINIT_EPOCH: String(epoch), [fenceMarkerVariable]: fenceMarker(instance, group) }),
+      failoverEnvironment: (group, epoch) => ({ ISINIT_EPOCH: String(epoch), [fenceMarkerVariable]: fenceMarker(instance, group, epoch) }),
       stop: () => stopRunner(runner, () => revoked()),
     }
     return agent

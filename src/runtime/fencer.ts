@@ -13,7 +13,7 @@
  *   fencer → daemon  {"op":"ready"} once it reads the clock and can signal.
  *
  * Which processes are the group's: every process whose environment carries the marker the daemon
- * gave each of the group's children before exec (`ISINIT_FENCE=<instance>:<group>`, inherited by
+ * gave each of the group's children before exec (`ISINIT_FENCE=<instance>:<group>:<epoch>`, inherited by
  * their descendants), found by reading /proc/PID/environ. After `killAt` it looks again every 50 ms
  * among the daemon's children (a fork the daemon began before its deadline and finished after it,
  * having stalled in between; orphans come to the daemon too, as it is their subreaper) until it is
@@ -27,13 +27,13 @@
  * It lives as long as its daemon, and after a daemon that died (EOF on fd 3) until its last
  * deadline has fired. It loads neither effect nor etcd: only node:fs and koffi.
  */
-import { readdirSync, readFileSync } from "node:fs"
+import { readdirSync, readFileSync, readlinkSync } from "node:fs"
 import { createRequire } from "node:module"
 import { Socket } from "node:net"
 import type { KernelClock } from "../clocks.ts"
 import { clockOf } from "../clocks.ts"
 import type { FencerMessage } from "../fence.ts"
-import { fenceMarker, fenceMarkerVariable } from "../fence.ts"
+import { fenceMarkerPrefix, fenceMarkerVariable } from "../fence.ts"
 import { formatLine } from "../log.ts"
 
 /** How often the fencer looks for newcomers among the daemon's children after `killAt` (part of the reap slack). */
@@ -47,6 +47,8 @@ interface Arm {
   readonly termAt: number
   readonly killAt: number
   phase: "armed" | "termed" | "killed"
+  /** After killAt: the daemon's children already read and found not fenced by this arm, `pid:start`. */
+  notFenced: Set<string>
 }
 
 type Signal = "SIGTERM" | "SIGKILL"
@@ -79,26 +81,46 @@ const startOf = (pid: number | string): string | undefined => {
   }
 }
 
-const hasMarker = (pid: number | string, needle: string): boolean => {
+/** The epoch in the process's marker of the group whose markers begin with `prefix`; undefined without one. */
+const markedEpoch = (pid: number | string, prefix: string): number | undefined => {
+  let environ: string
   try {
-    return `\0${readFileSync(`/proc/${pid}/environ`, "latin1")}`.includes(needle)
+    environ = `\0${readFileSync(`/proc/${pid}/environ`, "latin1")}`
   } catch {
-    return false // gone, or not ours to read
+    return undefined // gone, or not ours to read
   }
+  const needle = `\0${fenceMarkerVariable}=${prefix}`
+  const at = environ.indexOf(needle)
+  if (at < 0) return undefined
+  const end = environ.indexOf("\0", at + needle.length)
+  const epoch = Number(environ.slice(at + needle.length, end < 0 ? undefined : end))
+  return Number.isSafeInteger(epoch) ? epoch : undefined
 }
 
-const needleOf = (marker: string): string => `\0${fenceMarkerVariable}=${marker}\0`
+/** Whether the process is one of the group's (its prefix) from `epoch` or before: what a deadline of `epoch` fences. */
+const fencedBy = (pid: number | string, prefix: string, epoch: number): boolean => {
+  const marked = markedEpoch(pid, prefix)
+  return marked !== undefined && marked <= epoch
+}
 
-/** Every live process carrying the marker (a full /proc scan: at termAt and killAt only). */
-const markedProcesses = (marker: string): Found[] => {
-  const needle = needleOf(marker)
+/** Every live process of the group from `epoch` or before (a full /proc scan: at termAt and killAt only). */
+const markedProcesses = (prefix: string, epoch: number): Found[] => {
   const found: Found[] = []
   for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid || !hasMarker(name, needle)) continue
+    if (!/^\d+$/.test(name) || Number(name) === process.pid || !fencedBy(name, prefix, epoch)) continue
     const start = startOf(name)
     if (start !== undefined) found.push({ pid: Number(name), start })
   }
   return found
+}
+
+/** The program a process runs (`/proc/PID/exe`), or undefined when it cannot be read. */
+const exeOf = (pid: number): string | undefined => {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`)
+  } catch {
+    return undefined
+  }
 }
 
 /** The daemon's children (orphans included: it is their subreaper). */
@@ -183,30 +205,43 @@ interface Fencer {
   instance: string | undefined
   daemonGone: boolean
   timer: NodeJS.Timeout | undefined
-  /** Children of the daemon already seen unmarked, `pid:start`: read once each. */
-  readonly unmarked: Set<string>
 }
 
 const signalAll = (f: Fencer, group: string, arm: Arm, signal: Signal): void => {
   if (f.instance === undefined) return
-  const found = markedProcesses(fenceMarker(f.instance, group))
+  const found = markedProcesses(fenceMarkerPrefix(f.instance, group), arm.epoch)
   const sent = found.filter((p) => f.signaller.send(p, signal) === "sent").map((p) => p.pid)
   log(group, `deadline of epoch ${arm.epoch} passed without a renewal: ${signal} to ${sent.length === 0 ? "no process (none left)" : `pid ${sent.join(", ")}`}`)
 }
 
-/** After killAt: a newcomer among the daemon's children that carries the marker is killed at once. */
-const killNewcomers = (f: Fencer, group: string): void => {
+/**
+ * After killAt: a newcomer among the daemon's children that carries the marker of this epoch or
+ * an earlier one (a daemon that stalled in the middle of a fork) is killed at once. Children of a
+ * later hold carry a later epoch and are left alone. Each child is read once; `notFenced` keeps
+ * only the children still there.
+ */
+const killNewcomers = (f: Fencer, group: string, arm: Arm): void => {
   if (f.daemon === undefined || f.instance === undefined) return
-  const needle = needleOf(fenceMarker(f.instance, group))
+  const prefix = fenceMarkerPrefix(f.instance, group)
+  const notFenced = new Set<string>()
+  const daemonExe = exeOf(f.daemon)
   for (const pid of childrenOf(f.daemon)) {
     const start = startOf(pid)
-    if (start === undefined || f.unmarked.has(`${pid}:${start}`)) continue
-    if (!hasMarker(pid, needle)) {
-      f.unmarked.add(`${pid}:${start}`)
+    if (start === undefined) continue
+    const key = `${pid}:${start}`
+    if (arm.notFenced.has(key)) {
+      notFenced.add(key)
       continue
     }
-    if (f.signaller.send({ pid, start }, "SIGKILL") === "sent") log(group, `SIGKILL to pid ${pid}: started after the deadline`)
+    if (!fencedBy(pid, prefix, arm.epoch)) {
+      // A child caught between fork and exec still shows the daemon's environment (no marker yet):
+      // it is read again next time, until it runs a program of its own.
+      if (exeOf(pid) !== daemonExe) notFenced.add(key)
+      continue
+    }
+    if (f.signaller.send({ pid, start }, "SIGKILL") === "sent") log(group, `SIGKILL to pid ${pid}: started after the deadline of epoch ${arm.epoch}`)
   }
+  arm.notFenced = notFenced
 }
 
 const daemonAlive = (f: Fencer): boolean => !f.daemonGone || (f.daemon !== undefined && startOf(f.daemon) !== undefined)
@@ -223,7 +258,7 @@ const fire = (f: Fencer, now: number): number | undefined => {
       signalAll(f, group, arm, "SIGKILL")
       arm.phase = "killed"
     }
-    if (arm.phase === "killed" && daemonAlive(f)) killNewcomers(f, group)
+    if (arm.phase === "killed" && daemonAlive(f)) killNewcomers(f, group, arm)
     const due = arm.phase === "armed" ? arm.termAt : arm.phase === "termed" ? arm.killAt : daemonAlive(f) ? now + newcomerScanMs : Infinity
     next = Math.min(next, due)
   }
@@ -273,7 +308,7 @@ const onMessage = (f: Fencer, channel: Socket, line: string): void => {
     case "hello":
       return onHello(f, channel, message)
     case "arm":
-      f.arms.set(message.group, { epoch: message.epoch, termAt: message.termAt, killAt: message.killAt, phase: "armed" })
+      f.arms.set(message.group, { epoch: message.epoch, termAt: message.termAt, killAt: message.killAt, phase: "armed", notFenced: new Set() })
       return
     case "disarm":
       f.arms.delete(message.group)
@@ -284,7 +319,7 @@ const onMessage = (f: Fencer, channel: Socket, line: string): void => {
 /** Runs the fencer on fd 3 until its daemon is gone and every deadline has fired; never resolves. */
 export const runFencer = (): Promise<never> => {
   process.stderr.on("error", () => undefined)
-  const f: Fencer = { arms: new Map(), signaller: makeSignaller(), clock: undefined, daemon: undefined, instance: undefined, daemonGone: false, timer: undefined, unmarked: new Set() }
+  const f: Fencer = { arms: new Map(), signaller: makeSignaller(), clock: undefined, daemon: undefined, instance: undefined, daemonGone: false, timer: undefined }
   // Not the daemon's signals: a terminal's Ctrl-C or a stop of the daemon's group must not end the watch.
   for (const signal of ["SIGINT", "SIGHUP", "SIGTERM"] as const) process.on(signal, () => log(undefined, `${signal} ignored: the fencer ends with its daemon`))
   const channel = new Socket({ fd: 3, readable: true, writable: true })

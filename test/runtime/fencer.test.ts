@@ -59,9 +59,9 @@ const exitOf = (child: ChildProcess): Promise<NodeJS.Signals | null> =>
 describe("the fencer", () => {
   it("SIGTERMs the group's processes at termAt and SIGKILLs them at killAt; leaves everything else alone", async () => {
     const fencer = await startFencer("t1")
-    const hears = marked("t1:mail", "hears")
-    const deaf = marked("t1:mail", "deaf")
-    const other = marked("t1:web", "hears")
+    const hears = marked("t1:mail:7", "hears")
+    const deaf = marked("t1:mail:6", "deaf")
+    const other = marked("t1:web:7", "hears")
     const stranger = marked(undefined, "hears")
     await until("the test processes started", () => [hears, deaf, other, stranger].every((c) => c.pid !== undefined && procStat(c.pid) !== undefined))
     const armedAt = clock.nowMs()
@@ -80,7 +80,7 @@ describe("the fencer", () => {
 
   it("keeps fencing when nobody reads its log any more: the SIGTERM-deaf process still gets SIGKILL at killAt", async () => {
     const fencer = await startFencer("t9", "reader gone")
-    const deaf = marked("t9:mail", "deaf")
+    const deaf = marked("t9:mail:3", "deaf")
     await until("the test process started", () => deaf.pid !== undefined && procStat(deaf.pid) !== undefined)
     const armedAt = clock.nowMs()
     fencer.send({ op: "arm", group: "mail", epoch: 3, termAt: armedAt + 300, killAt: armedAt + 900 })
@@ -91,8 +91,8 @@ describe("the fencer", () => {
 
   it("a renewal moves the deadline; a disarm cancels it; after killAt a newcomer of the group is killed too", async () => {
     const fencer = await startFencer("t2")
-    const renewed = marked("t2:mail", "hears")
-    const disarmed = marked("t2:web", "hears")
+    const renewed = marked("t2:mail:1", "hears")
+    const disarmed = marked("t2:web:1", "hears")
     const t0 = clock.nowMs()
     fencer.send({ op: "arm", group: "mail", epoch: 1, termAt: t0 + 500, killAt: t0 + 600 })
     fencer.send({ op: "arm", group: "web", epoch: 1, termAt: t0 + 500, killAt: t0 + 600 })
@@ -105,14 +105,18 @@ describe("the fencer", () => {
     expect(disarmed.signalCode).toBeNull()
     // The daemon (this test process) starts one after the deadline, as a stalled daemon resuming mid-fork would.
     await until("the SIGKILL deadline passed", () => /mail - fencer deadline of epoch 1 passed without a renewal: SIGKILL/.test(fencer.log()))
-    const late = marked("t2:mail", "deaf")
+    const late = marked("t2:mail:1", "deaf")
+    // A child of a later hold of the same group (a new epoch) is not the fenced hold's: left alone.
+    const nextHold = marked("t2:mail:2", "hears")
     expect(await exitOf(late)).toBe("SIGKILL")
-    await until("the newcomer's kill logged", () => /SIGKILL to pid \d+: started after the deadline/.test(fencer.log()))
+    await until("the newcomer's kill logged", () => /SIGKILL to pid \d+: started after the deadline of epoch 1/.test(fencer.log()))
+    await new Promise((done) => setTimeout(done, 300))
+    expect(nextHold.exitCode === null && nextHold.signalCode === null).toBe(true)
   })
 
   it("outlives its daemon until what is armed has fired, then exits; with nothing armed it exits at once", async () => {
     const fencer = await startFencer("t3")
-    const orphan = marked("t3:mail", "hears")
+    const orphan = marked("t3:mail:3", "hears")
     const t0 = clock.nowMs()
     fencer.send({ op: "arm", group: "mail", epoch: 3, termAt: t0 + 800, killAt: t0 + 900 })
     ;(fencer.child.stdio[3] as Socket).end()
