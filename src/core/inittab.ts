@@ -22,6 +22,7 @@
  *   :::jail:DURATION               how long an entry that respawns too fast waits (60s)
  *   :::kill-grace:DURATION         SIGTERM-to-SIGKILL grace when stopping (30s)
  *   :::removal-guard:PERCENT%|off  a re-read may stop at most this share of what runs (50%; reread.ts)
+ *   :::hook:EVENT:COMMAND, :::hook-timeout:DURATION, :::hook-limit:N/DURATION   event hooks (hooks.ts)
  *
  * DURATION is an integer with unit `ms`, `s` or `m` (`500ms`, `10s`, `2m`); a bare integer means
  * seconds. Durations must be positive and at most 2147483647 ms (about 24.8 days: the longest
@@ -43,6 +44,8 @@ import { defaultLimits, defaultRemovalGuard, makeConfig, modes } from "./config.
 import type { FailoverDraft } from "./failoverDirectives.ts"
 import { failoverDirective, failoverDirectiveDocs, finishFailover, newFailoverDraft } from "./failoverDirectives.ts"
 import { commandHazards, groupHazards, levelHazards } from "./hazards.ts"
+import type { DirectiveValues, HookDraft } from "./hooks.ts"
+import { finishHooks, hookDirective, hookDirectiveDocs, newHookDraft } from "./hooks.ts"
 import { E, t } from "../ioTs.ts"
 
 export interface DirectiveDoc {
@@ -68,6 +71,7 @@ export const directives: readonly DirectiveDoc[] = [
     meaning: "a re-read that would stop more than this share of the running entries (their lines gone) needs --force",
   },
   ...failoverDirectiveDocs,
+  ...hookDirectiveDocs,
 ]
 
 // Codecs for the field values. The mode codec is built from config.ts's list, so the two agree.
@@ -168,6 +172,7 @@ interface Builder {
   /** Hazards of each group and level name, worked out once per file: names repeat on many lines. */
   readonly nameHazards: Map<string, readonly string[]>
   readonly failover: FailoverDraft
+  readonly hooks: HookDraft
   limits: Limits
   removalGuard: RemovalGuard
   socket: string | undefined
@@ -209,9 +214,16 @@ const pathDirective = (b: Builder, line: number, name: "socket" | "initstat", pa
   else b.initstat = path
 }
 
+/** How the hook directives read their values: as the directives here read theirs. */
+const hookValues: DirectiveValues = {
+  durationMs: (text) => E.getOrElse((): number | undefined => undefined)(DurationFromString.decode(text)),
+  limit: (text) => E.getOrElse((): RespawnLimit | undefined => undefined)(RespawnLimitFromString.decode(text)),
+}
+
 const tuningDirective = (b: Builder, line: number, name: string, value: string | undefined): void => {
   const raw = value ?? ""
   if (failoverDirective(b.failover, b.problems, line, name, raw)) return
+  if (hookDirective(b.hooks, b.problems, line, name, raw, hookValues)) return
   switch (name) {
     case "respawn-limit": {
       noteDirective(b, line, name)
@@ -237,7 +249,7 @@ const tuningDirective = (b: Builder, line: number, name: string, value: string |
       return
     }
     default:
-      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace, removal-guard)`)
+      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace, removal-guard, failover..., hook, hook-timeout, hook-limit)`)
   }
 }
 
@@ -345,6 +357,7 @@ export const parseInittab = (text: string): Parsed => {
     directiveLines: new Map(),
     nameHazards: new Map(),
     failover: newFailoverDraft(),
+    hooks: newHookDraft(),
     limits: defaultLimits,
     removalGuard: defaultRemovalGuard,
     socket: undefined,
@@ -357,7 +370,7 @@ export const parseInittab = (text: string): Parsed => {
   requireEntries(b)
   const failover = finishFailover(b.failover, b.entries, b.problems)
   return {
-    config: makeConfig(b.entries, { limits: b.limits, removalGuard: b.removalGuard, socket: b.socket, initstat: b.initstat, failover }),
+    config: makeConfig(b.entries, { limits: b.limits, removalGuard: b.removalGuard, socket: b.socket, initstat: b.initstat, failover, hooks: finishHooks(b.hooks) }),
     problems: b.problems,
   }
 }

@@ -86,6 +86,8 @@ export interface LoopDeps {
    * the root passes that check, nothing is checked here.
    */
   readonly stateProblem?: (state: State) => string | undefined
+  /** Told every event the reducer applied, as it is applied (the notices of hooks and the status page: observe.ts). */
+  readonly onStep?: (event: Event, applied: AppliedEvent) => void
 }
 
 /** The loop as its owner (the daemon) sees it: the port, and how it ends. */
@@ -238,7 +240,9 @@ export const makeLoop = (stateRef: Ref.Ref<State>, deps: LoopDeps): Effect.Effec
         logNews(log, state, event)
         const [next, effects] = yield* Effect.try({ try: () => reducer(state, event), catch: (error) => new ReducerThrew({ event, error }) })
         for (const effect of effects) yield* interpret(deps, next, effect)
-        submissions.applied(event, { before: state, after: next, effects })
+        const applied: AppliedEvent = { before: state, after: next, effects }
+        submissions.applied(event, applied)
+        deps.onStep?.(event, applied)
         return [next, effects] as const
       })
 
@@ -272,6 +276,7 @@ export const makeLoop = (stateRef: Ref.Ref<State>, deps: LoopDeps): Effect.Effec
       now: inbox.now,
       waitFor: waiters.waitFor,
       batches: () => batches,
+      queued: () => Queue.sizeUnsafe(inbox.queue),
       deadline: timer.at,
       crashed: Fiber.join(fiber),
     }
