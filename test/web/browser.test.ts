@@ -10,20 +10,28 @@
  * another binary.
  */
 import { existsSync } from "node:fs"
+import { delimiter, join } from "node:path"
 import type { Browser } from "playwright-core"
 import { chromium } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { askJson, labPerTest } from "../runtime/daemonHarness.ts"
 import { startServed } from "../runtime/opsHarness.ts"
 
-const executablePath = process.env["ISINIT_CHROMIUM"] ?? "/usr/bin/chromium"
+/** ISINIT_CHROMIUM, else `chromium` on PATH (where scripts/install-chromium.sh looks), else Debian's path. */
+const executablePath =
+  process.env["ISINIT_CHROMIUM"] ??
+  (process.env["PATH"] ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) => join(dir, "chromium")).find((path) => existsSync(path)) ??
+  "/usr/bin/chromium"
 const required = (): boolean => {
   const flag = process.env["ISINIT_REQUIRE_BROWSER"]
   return flag !== undefined && flag !== "" && flag !== "0"
 }
 
-/** The flags this machine's chromium needs headless, as root, on a closed network (the machine notes). */
-const chromiumArgs = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+/**
+ * The flags this machine's chromium needs headless, as root, on a closed network (the machine
+ * notes); --disable-dev-shm-usage because a CI container's /dev/shm is often 64 MB, too small.
+ */
+const chromiumArgs = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 let browser: Browser | undefined
 let unavailable: string | undefined
