@@ -4,8 +4,17 @@
  * label escaping, Go float values), then the real daemon scraped over HTTP: values that change
  * when a process is killed, a group name that needs escaping, the loopback rule.
  */
+import * as Ref from "effect/Ref"
 import { describe, expect, it } from "vitest"
+import { hold } from "../../src/core/events.ts"
+import { parseInittab } from "../../src/core/inittab.ts"
+import { reduce } from "../../src/core/reducer.ts"
+import type { State } from "../../src/core/state.ts"
+import { initialStateWith } from "../../src/core/state.ts"
 import { escapeLabelValue, exposition } from "../../src/runtime/exposition.ts"
+import { makeCollector } from "../../src/runtime/metrics.ts"
+import type { DaemonView } from "../../src/runtime/observe.ts"
+import type { LoopService } from "../../src/runtime/ports.ts"
 import { parseListenAddress } from "../../src/runtime/address.ts"
 import { askJson, entryOf, labPerTest } from "./daemonHarness.ts"
 import { until } from "./helpers.ts"
@@ -120,6 +129,34 @@ describe("listen addresses", () => {
   })
 })
 
+describe("failover metrics", () => {
+  /** A daemon's view over a given state, at a given time: what the collector reads at a scrape. */
+  const viewAt = (state: State, now: number): DaemonView => ({
+    loop: { state: Ref.makeUnsafe(state), now: () => now, queued: () => 0, batches: () => 0 } as unknown as LoopService,
+    notices: { subscribe: () => () => undefined } as unknown as DaemonView["notices"],
+    hookStats: () => [],
+    cluster: undefined,
+    version: "test",
+    pid: process.pid,
+    startedAt: 0,
+  })
+
+  it("say whether this node holds each failover group's lease, its epoch, and the time left on the hold", async () => {
+    const parsed = parseInittab(":::failover:db:on\n:::failover:web:on\ndb:d:on,:respawn:server\nweb:w:on,:respawn:server\n")
+    expect(parsed.problems).toEqual([])
+    const [holding] = reduce(initialStateWith(parsed.config), hold("db", 7, 5_000, 0))
+    const m = parseExposition(exposition(await makeCollector(viewAt(holding, 2_000))()))
+    expect(valueOf(m, "isinit_failover_holding", { group: "db" })).toBe(1)
+    expect(valueOf(m, "isinit_failover_holding", { group: "web" })).toBe(0)
+    expect(valueOf(m, "isinit_failover_epoch", { group: "db" })).toBe(7)
+    expect(valueOf(m, "isinit_failover_epoch", { group: "web" })).toBeUndefined()
+    expect(valueOf(m, "isinit_failover_hold_remaining_seconds", { group: "db" })).toBe(3)
+    // Without failover groups, the families are there (HELP and TYPE) with no series.
+    const plain = parseExposition(exposition(await makeCollector(viewAt(initialStateWith(parseInittab("g:t:1:once:x\n").config), 0))()))
+    expect(plain.get("isinit_failover_holding")?.samples).toEqual([])
+  })
+})
+
 const fresh = labPerTest()
 
 describe("isinitd --metrics", () => {
@@ -158,6 +195,24 @@ describe("isinitd --metrics", () => {
     expect(valueOf(after, "isinit_entry_last_exit_info", { group, tag: "srv", outcome: "signal SIGKILL" })).toBe(1)
     expect(valueOf(after, "isinit_entry_last_exit_code", { group, tag: "srv" })).toBeUndefined()
     expect(valueOf(after, "isinit_loop_batches_total", {}) ?? 0).toBeGreaterThan(valueOf(first, "isinit_loop_batches_total", {}) ?? 0)
+  })
+
+  it("says which entry is jailed, for how long still, and its state jailed", async () => {
+    const l = fresh()
+    l.writeTab(":::respawn-limit:2/1m\n:::jail:10m\nj:crash:1:respawn:false\nj:ok:1:respawn:sleep 300\n")
+    const { metrics } = await startServed(l, ["--metrics", ":0"])
+    await askJson(l.socket, { op: "tell", group: "j", level: "1", wait: false })
+    const m = await until("the jail in the metrics", async () => {
+      const parsed = parseExposition((await fetchText(`${metrics ?? ""}/metrics`)).body)
+      return valueOf(parsed, "isinit_entry_jailed", { group: "j", tag: "crash" }) === 1 ? parsed : undefined
+    })
+    expect(valueOf(m, "isinit_entry_state", { group: "j", tag: "crash", mode: "respawn", state: "jailed" })).toBe(1)
+    expect(valueOf(m, "isinit_entry_state", { group: "j", tag: "crash", mode: "respawn", state: "running" })).toBe(0)
+    const left = valueOf(m, "isinit_entry_jail_remaining_seconds", { group: "j", tag: "crash" }) ?? 0
+    expect(left).toBeGreaterThan(500)
+    expect(left).toBeLessThanOrEqual(600)
+    expect(valueOf(m, "isinit_entry_jailed", { group: "j", tag: "ok" })).toBe(0)
+    expect(valueOf(m, "isinit_entry_jail_remaining_seconds", { group: "j", tag: "ok" })).toBeUndefined()
   })
 
   it("counts the hooks' runs and drops", async () => {
