@@ -25,6 +25,22 @@ describe("the page's markup", () => {
     expect(item).not.toContain("<img")
   })
 
+  it("shows each entry's restarts, the time left in its jail and its last exit", () => {
+    const entry = { mode: "respawn", levels: [], run: 5, lastExit: null } as const
+    const html = renderGroups(
+      {
+        lifecycle: "running",
+        groups: [{ group: "web", state: "run", level: "1", seq: 1, entries: [
+          { ...entry, tag: "crashy", state: "jailed", pid: null, restarts: 4, jailedUntil: 42_000, lastExit: "exit 1" },
+          { ...entry, tag: "fine", state: "running", pid: 77, restarts: 0, jailedUntil: null },
+        ] }],
+      },
+      12_500,
+    )
+    expect(html).toContain('<tr data-tag="crashy"><td>crashy</td><td>respawn</td><td class="state state-jailed">jailed</td><td>-</td><td>4</td><td>30 s left</td><td>exit 1</td></tr>')
+    expect(html).toContain('<tr data-tag="fine"><td>fine</td><td>respawn</td><td class="state state-running">running</td><td>77</td><td>0</td><td>-</td><td>-</td></tr>')
+  })
+
   it("a server-sent event puts every line of its data on a data: line, so no name can forge a field", () => {
     expect(sseMessage("state", "a\nb\r\nevent: x\rc")).toBe("event: state\ndata: a\ndata: b\ndata: event: x\ndata: c\n\n")
   })
