@@ -1,8 +1,8 @@
 /**
  * Event hooks with real processes through the real isinitd: a hook that records its environment
  * sees started, exited, jailed and group-run with the right fields; a slow hook is killed at its
- * timeout; a flood is rate-limited (and said so once); a failing hook is logged and the daemon
- * goes on. Outcomes with generous bounded waits, never timings.
+ * timeout, and while it runs the daemon applies and answers tells; a flood is rate-limited (and
+ * said so once); a failing hook is logged and the daemon goes on. Outcomes with generous bounded waits, never timings.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
@@ -79,6 +79,20 @@ describe("event hooks", () => {
     await logged(d, /hook line 2 \(group-run\) for group-run of g killed after its timeout of 1000 ms/)
     await until("the hook's process group gone", () => markedPids(d.marker).every((p) => procStat(p)?.pgrp !== pid))
     expect((await entryOf(d.socket, "srv"))?.state).toBe("running")
+  })
+
+  it("never blocks the daemon: while a hook runs, tells are applied and answered and the entries kept", async () => {
+    const l = fresh()
+    const pidFile = l.path("slow.pid")
+    l.writeTab(`:::hook:group-run:sh -c 'echo $$ > ${pidFile}; exec sleep 300'\na:srv:1:respawn:sleep 300\nb:srv2:1:respawn:sleep 300\n`)
+    const d = await l.start()
+    expect(await askJson(d.socket, { op: "tell", group: "a", level: "1", wait: true })).toMatchObject({ ok: true, outcome: "run" })
+    const hook = await until("the slow hook started", () => (existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8")) : undefined))
+    // The hook sleeps for 300 s (its timeout is 30 s): everything below happens while it runs.
+    expect(await askJson(d.socket, { op: "tell", group: "b", level: "1", wait: true })).toMatchObject({ ok: true, outcome: "run" })
+    expect(await askJson(d.socket, { op: "tell", group: "a", level: "0", wait: true })).toMatchObject({ ok: true })
+    expect((await entryOf(d.socket, "srv2"))?.state).toBe("running")
+    expect(markedPids(d.marker)).toContain(hook)
   })
 
   it("a flood is rate-limited: N runs per window, the drops said once, then counted", async () => {
