@@ -2,7 +2,8 @@
  * Event hooks with real processes through the real isinitd: a hook that records its environment
  * sees started, exited, jailed and group-run with the right fields; a slow hook is killed at its
  * timeout, and while it runs the daemon applies and answers tells; a flood is rate-limited (and
- * said so once); a failing hook is logged and the daemon goes on. Outcomes with generous bounded waits, never timings.
+ * said so once); a failing hook is logged and the daemon goes on. Outcomes with generous bounded
+ * waits, never timings.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
