@@ -1,7 +1,7 @@
 import { defineConfig } from "vitest/config"
 
 /** Cluster test files that run a second time over TLS (ISINIT_TEST_ETCD_TLS, see etcd-harness.ts). */
-const overTls = ["client", "store", "daemons", "outage", "presence"].map((name) => `test/cluster/${name}.test.ts`)
+const overTls = ["client", "store", "daemons", "outage", "presence", "election"].map((name) => `test/cluster/${name}.test.ts`)
 
 export default defineConfig({
   test: {

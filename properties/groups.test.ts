@@ -12,7 +12,7 @@ import { perform } from "../src/sim/scenario.ts"
 import { World } from "../src/sim/world.ts"
 import type { EntrySpec } from "./helpers.ts"
 import { configText, entriesArb, exits, isLive, kills, levelsArb, liveTags, makeWorld, phaseOf } from "./helpers.ts"
-import { rejectedLogs } from "./helpers.ts"
+import { rejections } from "./helpers.ts"
 
 const allModes: Mode[] = ["respawn", "once", "wait", "test"]
 const levelArb = fc.constantFrom("1", "2", "3")
@@ -178,7 +178,7 @@ test.prop([entriesArb({ modes: allModes, groups: ["g", "h"], max: 6 }), levelArb
       else w.reload()
     }
     const last = w.history.at(-1)
-    expect(last === undefined ? -1 : rejectedLogs(last.effects)).toBe(1)
+    expect(last === undefined ? -1 : rejections(last.effects)).toBe(1)
     expect(last?.effects).toHaveLength(1)
     expect(w.state).toBe(state)
     expect(liveTags(w)).toEqual(live)

@@ -6,6 +6,7 @@ import { fc } from "@fast-check/vitest"
 import type { Mode } from "../src/core/config.ts"
 import type { Effect } from "../src/core/effects.ts"
 import type { Outcome } from "../src/core/events.ts"
+import type { Plan } from "../src/core/plan.ts"
 import { lookup } from "../src/core/state.ts"
 import type { Behaviour } from "../src/sim/behaviour.ts"
 import { exitsAfter, runsForever } from "../src/sim/behaviour.ts"
@@ -105,8 +106,14 @@ export const isLive = (w: World, tag: string): boolean => w.liveRuns(tag).length
 export const liveTags = (w: World): string[] =>
   [...new Set([...w.processes.values()].filter((p) => p.pid !== undefined).map((p) => p.tag))].sort()
 
-export const rejectedLogs = (fx: readonly Effect[]): number =>
-  fx.filter((e) => e._tag === "Log" && e.entry.what === "rejected").length
+/** How many refusals (`Rejected` effects) a step's effects hold. */
+export const rejections = (fx: readonly Effect[]): number => fx.filter((e) => e._tag === "Rejected").length
+
+/** The effects of a plan the reducer accepted (a property that plans an accepted tell fails otherwise). */
+export const acceptedEffects = (p: Plan): readonly Effect[] => {
+  if (p._tag === "Rejected") throw new Error(`plan rejected: ${p.rejection.reason}`)
+  return p.effects
+}
 
 /** A swarm's seed and how many of its actions to play: any state a daemon can reach. */
 export const swarmStateArb = fc.record({

@@ -6,6 +6,7 @@
 import type { StoredConfig } from "../src/cluster/desired.ts"
 import { emptyObeyed } from "../src/cluster/desired.ts"
 import { reduceNode, startNode } from "../src/cluster/node/reduce.ts"
+import { parsedOf } from "../src/cluster/node/step.ts"
 import type { Change, ClusterSnapshot, NodeCommand, NodeEvent, NodeState, WriteOutcome } from "../src/cluster/node/types.ts"
 import { emptyFailoverView } from "../src/cluster/node/types.ts"
 import { applyChanges } from "../src/cluster/node/view.ts"
@@ -14,7 +15,7 @@ import { parseInittab } from "../src/core/inittab.ts"
 import type { State as CoreState } from "../src/core/state.ts"
 import { groupOf, initialStateWith, lookup } from "../src/core/state.ts"
 import { childExit, tell } from "../src/core/events.ts"
-import { coreEventOf, coreOutcomeOf } from "../src/sim/cluster.ts"
+import { coreEventOf, coreOutcomeOf } from "../src/cluster/node/core.ts"
 
 export const storedConfig = (text: string, seq: number, revision: number): StoredConfig => ({
   value: { text, sha256: String(seq).padStart(64, "0"), seq, pushedAt: "1970-01-01T00:00:00.000Z" },
@@ -54,7 +55,7 @@ export class NodeBench {
     for (const command of commands) {
       this.commands.push({ at: this.now, command })
       if (command._tag !== "TellCore" && command._tag !== "ReloadCore" && command._tag !== "HoldCore" && command._tag !== "ReleaseCore") continue
-      const [core, effects] = reduce(this.core, coreEventOf(command, this.node, this.now))
+      const [core, effects] = reduce(this.core, coreEventOf(command, parsedOf(this.node.running), this.now))
       this.core = core
       answers.push({ _tag: "CoreAnswered", now: this.now, command, outcome: coreOutcomeOf(effects), core })
     }

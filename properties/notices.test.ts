@@ -17,7 +17,7 @@ import type { Invariant, Violation } from "../src/sim/invariants.ts"
 import { allInvariants } from "../src/sim/invariants.ts"
 import { perform } from "../src/sim/scenario.ts"
 import { swarm } from "../src/sim/swarm.ts"
-import type { Step } from "../src/sim/world.ts"
+import type { SimStep as Step } from "../src/sim/world.ts"
 import { World } from "../src/sim/world.ts"
 
 const groupEvents = (notices: readonly Notice[]): string[] =>

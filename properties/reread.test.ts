@@ -11,7 +11,7 @@ import { parseInittab } from "../src/core/inittab.ts"
 import { exceedsGuard, removalOf, removalRefusal } from "../src/core/reread.ts"
 import { runsForever } from "../src/sim/behaviour.ts"
 import type { EntrySpec } from "./helpers.ts"
-import { configText, entriesArb, liveTags, makeWorld, rejectedLogs } from "./helpers.ts"
+import { configText, entriesArb, liveTags, makeWorld, rejections } from "./helpers.ts"
 
 /** Every entry running: respawn and once entries of g and h at level 1. */
 const runningWorld = (entries: readonly EntrySpec[], header: string) => {
@@ -46,11 +46,11 @@ test.prop([entriesArb({ modes: ["respawn", "once"], groups: ["g", "h"], min: 1, 
     if (refused) {
       expect(w.state).toBe(before)
       expect(last?.effects).toHaveLength(1)
-      expect(rejectedLogs(last?.effects ?? [])).toBe(1)
+      expect(rejections(last?.effects ?? [])).toBe(1)
       const reason = w.timeline.filter((e) => e.kind === "rejected").at(-1)?.detail ?? ""
       expect(reason).toMatch(new RegExp(`would stop ${removed} of the ${running.length} running entries .*more than the ${share}%.*--force`))
     } else {
-      expect(rejectedLogs(last?.effects ?? [])).toBe(0)
+      expect(rejections(last?.effects ?? [])).toBe(0)
       w.advance(50)
       expect(liveTags(w)).toEqual(remaining.map((e) => e.tag).sort())
     }

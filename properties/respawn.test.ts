@@ -1,5 +1,6 @@
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
+import { admitStart, countStart } from "../src/core/respawn.ts"
 import { lookup } from "../src/core/state.ts"
 import { ignoresSigterm } from "../src/sim/behaviour.ts"
 import { World } from "../src/sim/world.ts"
@@ -12,6 +13,16 @@ interface Limits {
 }
 
 /**
+ * One start attempt at `t`, as plain arithmetic: the window it leaves, and the jail's end when it
+ * is refused (when the jail is over and the window admits a start again, whichever is later).
+ */
+const attempted = (window: readonly number[], t: number, limits: Limits): { window: readonly number[]; jail: number | undefined } => {
+  const recent = window.filter((s) => t - s < limits.windowMs)
+  if (recent.length < limits.max) return { window: [...recent, t], jail: undefined }
+  return { window: recent, jail: Math.max(t + limits.jailMs, (recent[recent.length - limits.max] ?? t) + limits.windowMs) }
+}
+
+/**
  * The rule as plain arithmetic: when a single respawn entry that is crashed at `crashes` starts.
  * Every start, the one at the end of a jail included, must find fewer than `max` starts in the
  * window; the window outlives a jail, so a jail shorter than the window cannot let extra starts in.
@@ -19,22 +30,16 @@ interface Limits {
 const expectedStarts = (limits: Limits, crashes: readonly number[], end: number) => {
   const starts = [0]
   let jailings = 0
-  let window = [0]
+  let window: readonly number[] = [0]
   let live = true
   let jail: number | undefined
   const attempt = (t: number): void => {
-    const recent = window.filter((s) => t - s < limits.windowMs)
-    if (recent.length < limits.max) {
-      starts.push(t)
-      window = [...recent, t]
-      live = true
-    } else {
-      live = false
-      // The jail ends when it is over and the window admits a start again, whichever is later.
-      jail = Math.max(t + limits.jailMs, (recent[recent.length - limits.max] ?? t) + limits.windowMs)
-      jailings++
-      window = recent
-    }
+    const result = attempted(window, t, limits)
+    window = result.window
+    jail = result.jail
+    live = jail === undefined
+    if (live) starts.push(t)
+    else jailings++
   }
   const release = (now: number): void => {
     while (jail !== undefined && jail <= now) {
@@ -101,6 +106,38 @@ test.prop([crashLoopArb], { numRuns: 300 })(
     const released = w.timeline.filter((e) => e.kind === "released").map((e) => e.at)
     for (const at of released) expect(w.startsOf("r").some((s) => s.at === at)).toBe(true)
     expect(w.violations).toEqual([])
+  },
+)
+
+/** Limits, a window of earlier starts (oldest first) and a time after them, on the window's and the jail's edges. */
+const attemptArb = limitsArb.chain((limits) =>
+  fc.record({
+    limits: fc.constant(limits),
+    starts: fc.array(nearArb([limits.windowMs, Math.floor(limits.windowMs / limits.max)], 3 * limits.windowMs), { maxLength: 8 }).map((gaps) =>
+      gaps.reduce<number[]>((at, gap) => [...at, (at.at(-1) ?? 0) + gap], []),
+    ),
+    gap: nearArb([limits.windowMs, 0], 2 * limits.windowMs),
+  }),
+)
+
+const coreLimits = (l: Limits) => ({ respawnMax: l.max, respawnWindowMs: l.windowMs, jailMs: l.jailMs, killGraceMs: 30_000 })
+
+test.prop([attemptArb], { numRuns: 500 })(
+  "rule 6: `admitStart` (the reducer's and adoption's one function for the window) is the rule as plain arithmetic; " +
+    "an admitted start leaves the window a start counted by `countStart` leaves",
+  ({ limits, starts, gap }) => {
+    const now = (starts.at(-1) ?? 0) + gap
+    const model = attempted(starts, now, limits)
+    const admission = admitStart(starts, now, coreLimits(limits))
+    expect(admission).toEqual(model.jail === undefined ? { _tag: "Admitted", starts: model.window } : { _tag: "Jailed", starts: model.window, until: model.jail })
+    const counted = countStart(starts, now, coreLimits(limits))
+    expect(counted.length).toBeLessThanOrEqual(limits.max)
+    if (admission._tag === "Admitted") expect(counted).toEqual(admission.starts)
+    // Counting keeps what decides the next admission: the same answer as the whole window gives.
+    const later = now + gap
+    const verdict = (a: ReturnType<typeof admitStart>) => (a._tag === "Admitted" ? a._tag : a.until)
+    const whole = attempted(starts, now, { ...limits, max: Number.MAX_SAFE_INTEGER }).window
+    expect(verdict(admitStart(counted, later, coreLimits(limits)))).toEqual(verdict(admitStart(whole, later, coreLimits(limits))))
   },
 )
 

@@ -1,5 +1,6 @@
 import { fc, test } from "@fast-check/vitest"
 import { expect, it } from "vitest"
+import { rejectionOf } from "../src/core/effects.ts"
 import { parseStatusFile, renderStatusFile, statusRows } from "../src/core/status.ts"
 import { World } from "../src/sim/world.ts"
 import { swarmStateArb, worldAt } from "./helpers.ts"
@@ -27,7 +28,7 @@ const toldLevels = (w: World): Map<string, string> => {
     const e = step.event
     if (e._tag !== "Tell" && e._tag !== "Reload") continue
     // A rejected one says so; a halted daemon takes nothing (and says nothing).
-    if (step.effects.length === 0 || step.effects.some((x) => x._tag === "Log" && x.entry.what === "rejected")) continue
+    if (step.effects.length === 0 || rejectionOf(step.effects) !== undefined) continue
     for (const g of levels.keys()) if (!e.parsed.config.byGroup.has(g)) levels.delete(g)
     if (e._tag === "Tell") levels.set(e.group, e.level)
   }

@@ -9,7 +9,7 @@ import type { Behaviour } from "../src/sim/behaviour.ts"
 import { noSignalToReapedRun } from "../src/sim/invariants.ts"
 import type { EntrySpec } from "./helpers.ts"
 import { configText, effects, entriesArb, entrySpec, exits, isJob, isLive, kills, levelsArb } from "./helpers.ts"
-import { makeWorld, nearArb, phaseOf, plainBehaviours as plain } from "./helpers.ts"
+import { acceptedEffects, makeWorld, nearArb, phaseOf, plainBehaviours as plain } from "./helpers.ts"
 
 const allModes: Mode[] = ["respawn", "once", "wait", "test"]
 
@@ -189,7 +189,7 @@ test.prop([groupMoveArb])(
     const w = makeWorld(entries, plain(entries))
     w.tell("g", from)
     w.runUntilIdle(600_000)
-    const planned = plan(w.state, "g", to, w.parsed, w.now).effects
+    const planned = acceptedEffects(plan(w.state, "g", to, w.parsed, w.now))
     const stepOfTell = w.steps
     w.tell("g", to)
     w.runUntilIdle(600_000)
@@ -215,7 +215,7 @@ it("rule 15: a server and the maintenance page on its port: the page starts when
   w.advanceTo(3_000)
   expect(w.startsOf("page").map((s) => s.at)).toEqual([3_000])
   expect(phaseOf(w, "web")).toBe("run")
-  const steps = plan(w.state, "web", "run", w.parsed, w.now).effects
+  const steps = acceptedEffects(plan(w.state, "web", "run", w.parsed, w.now))
   expect(steps.flatMap((e) => (e._tag === "Kill" || e._tag === "Spawn" ? [`${e._tag} ${e.tag}`] : []))).toEqual([
     "Kill page",
     "Spawn server",

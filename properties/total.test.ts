@@ -13,6 +13,7 @@ import { initialState } from "../src/core/state.ts"
 import { statusRows } from "../src/core/status.ts"
 import { crashesEvery, exitsAfter, ignoresSigterm } from "../src/sim/behaviour.ts"
 import { World } from "../src/sim/world.ts"
+import { checkInvariants, stepProblems } from "../src/core/invariants.ts"
 
 const configs: readonly Parsed[] = [
   parseInittab("g:t1:12:respawn:a\ng:t2:1:wait:b\ng:t3:2:test:c\nh:t4:1,2:once:d\n"),
@@ -91,6 +92,10 @@ const play = (script: readonly Gen[]): Played => {
   for (const g of script) {
     const next: Event = "event" in g ? g.event : { _tag: "Restore", snapshot: snapshot(state), ...g.restore }
     const [after, fx] = reduce(state, next)
+    // The core's invariants hold after every step (core/invariants.ts; a broken one throws).
+    checkInvariants(after)
+    const broken = stepProblems(state, next, after)
+    if (broken.length > 0) throw new Error(broken.map((p) => `${p.invariant}: ${p.message}`).join("; "))
     state = after
     effects.push([...fx])
     reports.push(report(state))
@@ -103,7 +108,7 @@ const scriptArb = fc.array(genArb, { maxLength: 60 })
 
 test.prop([scriptArb], { numRuns: 300 })(
   "rule 13: the reducer is total: any sequence of events (unknown runs, past ticks, duplicate exits, leader " +
-    "exits, bad configs, restores) never throws",
+    "exits, bad configs, restores) never throws and breaks no invariant",
   (script) => {
     const { state } = play(script)
     expect(() => statusRows(state)).not.toThrow()

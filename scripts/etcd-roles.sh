@@ -2,10 +2,12 @@
 # Creates the etcd roles and users of one isinit cluster, each allowed only what it needs
 # (docs/cluster.md, "Roles"):
 #
-#   isinit-CLUSTER-node-NODE  one per node: reads the config and the desired levels; writes only its
-#                             own status (nodes/NODE), seen mark (seen/NODE), overrides
-#                             (desired-node/NODE/) and failover keys (failover-node/NODE/)
-#   isinit-CLUSTER-operator   tell, clear, forget (and, with failover groups, move); reads everything
+#   isinit-CLUSTER-node-NODE  one per node: reads the config, the desired levels and every failover
+#                             key; writes only its own status (nodes/NODE), seen mark (seen/NODE),
+#                             overrides (desired-node/NODE/) and failover keys (failover-node/NODE/:
+#                             its claim on the name, its candidate keys, proclamations and bans)
+#   isinit-CLUSTER-operator   tell, clear, forget, rolling tells (rollout/, rollout-driver/) (and, with
+#                             failover groups, move); reads everything
 #   isinit-CLUSTER-config     config push; reads everything
 #
 # A user of the same name is created for each role and granted it. Log in as a user with a client
@@ -67,7 +69,7 @@ user() {
 operator="isinit-$cluster-operator"
 role "$operator"
 grant "$operator" read "$p/" --prefix
-for write in desired/ desired-node/ seen/ audit/ failover/; do grant "$operator" readwrite "$p/$write" --prefix; done
+for write in desired/ desired-node/ seen/ audit/ failover/ rollout/ rollout-driver/; do grant "$operator" readwrite "$p/$write" --prefix; done
 user "$operator"
 
 config="isinit-$cluster-config"
@@ -81,13 +83,12 @@ for node in "$@"; do
   case "$node" in */* | "" ) echo "etcd-roles.sh: bad node name \"$node\"" >&2; exit 2 ;; esac
   r="isinit-$cluster-node-$node"
   role "$r"
-  # config, desired-node/ and desired/ sort together: one range is everything a node obeys.
-  grant "$r" read "$p/config" "$p/desired0"
+  # config, desired-node/, desired/, failover-node/ and failover/ sort together: one range is
+  # everything a node reads and watches (etcd checks a watch's range against one permission).
+  grant "$r" read "$p/config" "$p/failover0"
   grant "$r" readwrite "$p/desired-node/$node/" --prefix
   grant "$r" readwrite "$p/nodes/$node"
   grant "$r" readwrite "$p/seen/$node"
-  grant "$r" read "$p/failover/" --prefix
-  grant "$r" read "$p/failover-node/" --prefix
   grant "$r" readwrite "$p/failover-node/$node/" --prefix
   user "$r"
 done

@@ -5,7 +5,7 @@ import { maxTimeoutMs } from "../codec/limits.ts"
 export class UsageError extends Error {}
 
 /** How long `--wait` waits without `--timeout`. */
-const defaultWaitSeconds = 600
+export const defaultWaitSeconds = 600
 
 /** Refuses each of `flags` given on the command line that `command` does not take (`allowed`). */
 export const onlyFlags = <Flag extends string>(values: Partial<Record<Flag, unknown>>, flags: readonly Flag[], allowed: readonly Flag[], command: string): void => {

@@ -7,7 +7,6 @@
  */
 import type { KeyObject } from "node:crypto"
 import { readFileSync } from "node:fs"
-import { hostname, userInfo } from "node:os"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import * as E from "fp-ts/lib/Either.js"
@@ -16,11 +15,11 @@ import { configFileEnv, loadAccess, mergeSettings, passwordEnv, quietTlsDeprecat
 import type { NodeStatus, SeenValue } from "../cluster/codecs.ts"
 import type { Obeyed, StoredConfig } from "../cluster/desired.ts"
 import type {
-  ClusterStore,
   ConfigRead,
   ConfigRejected,
   Contended,
   EtcdFailure,
+  FailoverGroupTold,
   InvalidName,
   NodeLive,
   Nodes,
@@ -30,23 +29,30 @@ import type {
 import { keyIdOf, loadSigningKey, signConfig } from "../cluster/signing.ts"
 import type { AuditEntry, Signer } from "../cluster/store.ts"
 import { makeClusterStore } from "../cluster/store.ts"
-import { Deadline } from "../cluster/store/client.ts"
 import type { Row, Superseding, TellProgress } from "../cluster/view.ts"
-import { clusterRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
+import { clusterRows, failoverRows, nodeTellProgress, tellProgress } from "../cluster/view.ts"
 import type { Parsed } from "../core/config.ts"
 import { hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
 import { describeRemoval, exceedsGuard, guardShare, removalOf, runnableTags } from "../core/reread.ts"
-import { UsageError, expectCount, onlyFlags, waitTimeoutMs } from "./args.ts"
+import { UsageError, expectCount, onlyFlags, timeoutOptionMs, waitTimeoutMs } from "./args.ts"
+import type { Env } from "./clusterEnv.ts"
+import { deadlineMs, whoami, withinDeadline } from "./clusterEnv.ts"
+import { failoverJson, failoverText, moveCommand, moveLeaseMs } from "./failover.ts"
 import { table } from "./format.ts"
 import type { Io } from "./io.ts"
+import type { RolloutCommand } from "./rollout.ts"
+import { noRollingFlags, rollingFlags, rollingTellOf, rolloutCommandOf, rolloutsJson, rolloutsText, runRolloutCommand } from "./rollout.ts"
 
 const clusterUsage = `Usage (cluster mode, talking to etcd):
   isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL [--node NAME ...] [--wait [--timeout S]]
+  isinit --etcd URLS [--cluster NAME] tell GROUP LEVEL --rolling N [--pause S] [--max-failures K] [--order A,B,...] [--timeout S] [--wait]
+  isinit --etcd URLS [--cluster NAME] rollout resume GROUP [--wait] | rollout abort GROUP
   isinit --etcd URLS [--cluster NAME] clear GROUP [--node NAME ...]
   isinit --etcd URLS [--cluster NAME] status [GROUP] [--json]
   isinit --etcd URLS [--cluster NAME] config push FILE [--sign KEY] [--force] | config show | config history [--json]
   isinit --etcd URLS [--cluster NAME] forget NODE
+  isinit --etcd URLS [--cluster NAME] move GROUP NODE [--timeout S]
 
 Commands:
   tell      set GROUP's desired level on every node, or with --node only on those nodes (an
@@ -54,13 +60,26 @@ Commands:
             that runs the group reports LEVEL as run; exit 1 listing the nodes that failed or did
             not answer within --timeout S (default 600 s), or at once when a later tell of the
             group supersedes this one.
+            --rolling N: a rollout, N nodes at a time (node-name order, or --order first):
+            each batch gets an override; the next starts once every node of this one runs
+            LEVEL (or failed, or did not within --timeout S, default 600); --pause S between
+            batches; K failed nodes (--max-failures, default 1) stop it, the rest untouched.
+            A node not live when its turn comes is skipped and reported. At the end LEVEL is
+            set cluster-wide and the overrides cleared. This client drives it to its end; the
+            record is in etcd, so if the client dies, rollout resume goes on. Exit 0 when it
+            finished, 1 when it stopped; --wait: 0 only when every node got there.
+  rollout   resume: go on with GROUP's rollout (after a failure: the failed nodes first; a
+            node that got there is never touched again), or follow the client driving it.
+            abort: the rollout writes nothing more (moved nodes keep their overrides).
   clear     remove GROUP's cluster-wide level (nodes keep what they run), or with --node remove
             those nodes' overrides (they go back to the cluster-wide level).
   status    a node x group table of the live nodes (state and level; * marks a node lagging
             behind its desired level), the config each runs (DRIFT when it is not the cluster's:
             also when a node refused it), who set each desired level and pushed the config, the
-            recent changes (the audit trail: every tell, clear, push and forget), and the nodes
-            seen before that are missing now.
+            recent changes (the audit trail: every tell, clear, push, forget and move), the
+            nodes seen before that are missing now, each group's last rollout, and per failover
+            group: its holder, epoch, since when, the holder's lease time left, the candidates in
+            order, bans (why, time left), a move under way and why the group last moved.
   config    push: check FILE (errors with line numbers, exit 1) and store it as the cluster's
             config; every daemon switches to it. A FILE that drops more than half of the stored
             config's entries (as a file cut by a rewrite does; the share: :::removal-guard:) is
@@ -69,6 +88,11 @@ Commands:
             show: print the stored config. history: every push, by whom, signed by what.
   forget    stop listing a missing NODE (decommissioned); refused for a live node and for a
             node that was never seen.
+  move      move failover group GROUP to NODE: the holder stops the group, confirms its
+            processes gone and hands over; NODE starts it without the takeover delay. Waits until
+            NODE runs it (exit 0) or --timeout S passes (default 60 s; exit 1). The preference
+            lives on a 60 s lease: if the move cannot complete, it expires by itself. Refuses a
+            group that is not a failover group, and a NODE that is not live, not eligible or banned.
 
 Options:
   --etcd URLS       etcd client URLs, comma-separated, e.g. https://10.0.0.1:2379
@@ -83,8 +107,12 @@ Options:
                        _KEY, _USER, _PASSWORD_FILE, which win over the file
   --sign KEY        (config push) sign with this Ed25519 private key (PEM)
   --node NAME       (tell, clear) only this node; repeat for several
-  --wait            (tell) wait for the nodes to reach the level
-  --timeout S       (tell --wait) give up after S seconds
+  --wait            (tell, rollout resume) wait for the nodes to reach the level
+  --timeout S       (tell --wait, move) give up after S seconds; (--rolling) each batch's time
+  --rolling N       (tell) N nodes at a time (1 to 100)
+  --pause S         (tell --rolling) seconds between batches (default 0)
+  --max-failures K  (tell --rolling) stop after K failed nodes (default 1)
+  --order A,B,...   (tell --rolling) these nodes first, in this order
   --json            (status, config history) machine-readable output
   --force           (config push) store FILE even if it drops most of the stored config's entries
 `
@@ -105,6 +133,10 @@ const options = {
   json: { type: "boolean" },
   sign: { type: "string" },
   force: { type: "boolean" },
+  rolling: { type: "string" },
+  pause: { type: "string" },
+  "max-failures": { type: "string" },
+  order: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const
 
@@ -119,11 +151,13 @@ type Command =
   | { readonly _tag: "ConfigShow" }
   | { readonly _tag: "ConfigHistory"; readonly json: boolean }
   | { readonly _tag: "Forget"; readonly node: string }
+  | RolloutCommand
+  | { readonly _tag: "Move"; readonly group: string; readonly node: string; readonly timeoutMs: number }
   | { readonly _tag: "Help" }
 
 
 /** The flags that only some commands take. */
-const commandFlags = ["node", "wait", "timeout", "json", "sign", "force"] as const
+const commandFlags = ["node", "wait", "timeout", "json", "sign", "force", ...rollingFlags] as const
 
 const only = (values: Values, allowed: readonly (typeof commandFlags)[number][], command: string): void => onlyFlags(values, commandFlags, allowed, command)
 
@@ -132,10 +166,12 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
   const [first, ...rest] = positionals
   switch (first) {
     case undefined:
-      throw new UsageError("missing command: tell, clear, status, config or forget")
+      throw new UsageError("missing command: tell, clear, status, config, forget, rollout or move")
     case "tell": {
       const [group = "", level = ""] = expectCount("tell", rest, 2, "GROUP LEVEL")
-      only(values, ["node", "wait", "timeout"], "tell")
+      only(values, ["node", "wait", "timeout", ...rollingFlags], "tell")
+      if (values.rolling !== undefined) return rollingTellOf(group, level, values)
+      noRollingFlags(values)
       return { _tag: "Tell", group, level, nodes: values.node ?? [], wait: values.wait === true, timeoutMs: waitTimeoutMs(values) }
     }
     case "clear": {
@@ -171,9 +207,17 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
       only(values, [], "forget")
       return { _tag: "Forget", node }
     }
+    case "rollout":
+      only(values, ["wait"], "rollout")
+      return rolloutCommandOf(rest, values)
+    case "move": {
+      const [group = "", node = ""] = expectCount("move", rest, 2, "GROUP NODE")
+      only(values, ["timeout"], "move")
+      return { _tag: "Move", group, node, timeoutMs: values.timeout === undefined ? moveLeaseMs : timeoutOptionMs(values.timeout) }
+    }
     default:
       throw new UsageError(
-        `"${first}" is not a cluster command (tell, clear, status, config, forget); a local daemon's commands take no --etcd`,
+        `"${first}" is not a cluster command (tell, clear, status, config, forget, rollout, move); a local daemon's commands take no --etcd`,
       )
   }
 }
@@ -181,28 +225,7 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-interface Env {
-  readonly io: Io
-  readonly store: ClusterStore
-  readonly hosts: string
-}
-
-const whoami = (): string => {
-  try {
-    return `${userInfo().username}@${hostname()}`
-  } catch {
-    return hostname()
-  }
-}
-
 const sleep = (ms: number): Effect.Effect<void> => Effect.sleep(ms)
-
-/** How long a command's etcd calls may take, together (with --wait: each poll's calls). */
-const deadlineMs = 5_000
-
-/** Runs `effect` with one deadline, `deadlineMs` from now, shared by all its etcd calls. */
-const withinDeadline = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.suspend(() => Effect.provideService(effect, Deadline, Date.now() + deadlineMs))
 
 const listOr = (names: readonly string[], none: string): string => (names.length === 0 ? none : names.join(", "))
 
@@ -384,6 +407,8 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
     const { obeyed } = yield* store.readDesired()
     const nodes = yield* store.nodes()
     const { entries: recent } = yield* store.auditTrail(recentShown)
+    const { rollouts } = yield* store.rollouts()
+    const failover = failoverRows(obeyed.config?.parsed.config, yield* store.readFailover())
     const rows = clusterRows(obeyed, nodes.live)
     const all = [...new Set(rows.flatMap((r) => [...r.cells.keys()]))].sort()
     if (command.group !== undefined && !all.includes(command.group) && obeyed.config?.parsed.config.byGroup.has(command.group) !== true) {
@@ -391,8 +416,9 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
       return 1
     }
     const groups = command.group === undefined ? all : [command.group]
+    const failed = failover.filter((f) => command.group === undefined || f.group === command.group)
     if (command.json) {
-      io.out(`${JSON.stringify(statusJson(obeyed, nodes, rows, groups, store.cluster, recent), null, 2)}\n`)
+      io.out(`${JSON.stringify({ ...statusJson(obeyed, nodes, rows, groups, store.cluster, recent), rollouts: rolloutsJson(rollouts, groups), failover: failoverJson(failed) }, null, 2)}\n`)
       return 0
     }
     io.out(`cluster ${store.cluster}: ${rows.length} live ${rows.length === 1 ? "node" : "nodes"}, ${configLine(obeyed.config)}\n`)
@@ -417,6 +443,8 @@ const statusCommand = (env: Env, command: Extract<Command, { readonly _tag: "Sta
       io.out(`drift: ${drift.join(", ")} ${drift.length === 1 ? "runs" : "run"} another config than ${obeyed.config === undefined ? "most nodes" : `#${obeyed.config.value.seq}`}\n`)
     }
     io.out(desiredText(obeyed, groups))
+    io.out(rolloutsText(rollouts, groups))
+    io.out(failoverText(failed))
     if (nodes.missing.length > 0) io.out(missingText(nodes.missing))
     if (recent.length > 0) io.out(recentText(recent.slice(0, 5)))
     return 0
@@ -535,7 +563,7 @@ const forgetCommand = (env: Env, command: Extract<Command, { readonly _tag: "For
   })
 
 /** Every way a command can fail; each has a message for the operator. */
-type CommandError = ConfigRejected | Contended | EtcdFailure | InvalidName | NodeLive | UnknownGroup | UnknownNode
+type CommandError = ConfigRejected | Contended | EtcdFailure | FailoverGroupTold | InvalidName | NodeLive | UnknownGroup | UnknownNode
 
 const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" }>): Effect.Effect<number, CommandError> => {
   switch (command._tag) {
@@ -553,6 +581,12 @@ const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" 
       return historyCommand(env, command)
     case "Forget":
       return forgetCommand(env, command)
+    case "RollingTell":
+    case "RolloutResume":
+    case "RolloutAbort":
+      return runRolloutCommand({ io: env.io, store: env.store, by: whoami() }, command)
+    case "Move":
+      return moveCommand(env, command)
   }
 }
 

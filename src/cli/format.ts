@@ -3,7 +3,7 @@
  * Pure functions of the data, so the daemon's answer, the status file and the simulator's final
  * report all print the same way.
  */
-import type { Effect as CoreEffect } from "../core/effects.ts"
+import type { PlanStep } from "../codec/protocol.ts"
 import type { GroupReport, StatusReport } from "../core/report.ts"
 import type { StatusLine } from "../core/status.ts"
 
@@ -64,7 +64,7 @@ export const renderStatus = (report: StatusReport, now: number | undefined): str
 }
 
 /** One line per step of a plan, numbered in the order the daemon would take them. */
-export const renderPlanSteps = (effects: readonly CoreEffect[]): readonly string[] => {
+export const renderPlanSteps = (effects: readonly PlanStep[]): readonly string[] => {
   const rows: string[][] = []
   for (const effect of effects) {
     switch (effect._tag) {
@@ -90,11 +90,5 @@ export const renderPlanSteps = (effects: readonly CoreEffect[]): readonly string
   return table(["", "", "", ""], rows.map((row, i) => [`${i + 1}.`, ...row])).trimEnd().split("\n").slice(1)
 }
 
-/** The reason in the reducer's `rejected` log line, if the plan was refused. */
-export const planRejection = (effects: readonly CoreEffect[]): string | undefined => {
-  for (const effect of effects) if (effect._tag === "Log" && effect.entry.what === "rejected") return effect.entry.message
-  return undefined
-}
-
 /** Whether the plan stops at a wait/test barrier (the entries after it start when it exits). */
-export const endsAtBarrier = (effects: readonly CoreEffect[]): boolean => effects.some((effect) => effect._tag === "RunSync")
+export const endsAtBarrier = (effects: readonly PlanStep[]): boolean => effects.some((effect) => effect._tag === "RunSync")

@@ -15,7 +15,7 @@ export const usage = `Usage:
   isinit [-c FILE] check [--strict]
   isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json] [--timeout S]
   isinit simulate SCENARIO [--json] [--max-events N]
-  isinit --etcd URLS [--cluster NAME] tell|clear|status|config|forget ...   (cluster mode, see
+  isinit --etcd URLS [--cluster NAME] tell|clear|status|config|forget|rollout|move ...   (cluster mode, see
                                                   isinit --etcd URLS --help and docs/cluster.md;
                                                   --etcd-config FILE can give the URLs instead)
   isinit --help | --version

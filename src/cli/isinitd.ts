@@ -26,6 +26,9 @@ import type { ClusterPort } from "../runtime/ports.ts"
 // loaded, hence the dynamic imports: `node --max-semi-space-size=1` does the same, but a shebang
 // cannot pass flags portably (BusyBox env has no -S).
 setFlagsFromString("--semi-space-growth-factor=1")
+// The fencer (runtime/fencer.ts) a cluster daemon starts: it loads nothing of the daemon, and the
+// promise never settles (it exits by itself), so the rest of this file never runs in it.
+if (process.argv[2] === "--fencer") await import("../runtime/fencer.ts").then(async ({ runFencer }) => runFencer())
 const Effect = await import("effect/Effect")
 const Exit = await import("effect/Exit")
 const { daemon } = await import("../runtime/daemon.ts")
@@ -99,6 +102,10 @@ without bouncing services; see examples/isinitd.service).
 Exit codes: 0 after a stopall, 1 when it cannot start, 2 on a usage error, 3 after a hand-over,
 70 on a bug (logged; every process keeps running for the next isinitd to adopt).
 A second daemon on the same socket is refused; a stale socket file is replaced.
+With failover groups in its config (:::failover:), an isinitd --etcd starts a fencer,
+"isinitd --fencer" (started by isinitd itself; not a command for operators): a small process in
+its own session that stops a failover group's processes when their lease was not renewed by its
+deadline, even while isinitd is stopped or stalled (docs/cluster.md, "Failover groups").
 With plain http:// etcd URLs and no --etcd-user, isinitd warns once at start: anyone who can
 reach etcd can then push a config that runs commands as root on every node (docs/cluster.md).
 Run as root, isinitd refuses an isinittab (or its directory) that is not owned by root or is
@@ -264,6 +271,8 @@ const clusterPort = (agent: ClusterAgent): ClusterPort => ({
   start: agent.start,
   recordLocalTell: agent.recordLocalTell,
   info: agent.info,
+  failoverEnvironment: agent.failoverEnvironment,
+  stop: agent.stop,
 })
 
 type Settings = NonNullable<Awaited<ReturnType<typeof clusterOptionsOf>>>

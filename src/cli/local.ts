@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
-import type { ClusterInfo, Request, Response } from "../codec/protocol.ts"
+import type { Answer, ClusterInfo, Request, Response } from "../codec/protocol.ts"
 import type { Parsed, Problem } from "../core/config.ts"
 import { emptyConfig, hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
@@ -14,7 +14,7 @@ import type { StatusReport } from "../core/report.ts"
 import { configPathFrom, resolvePaths } from "../paths.ts"
 import type { ClientError } from "../runtime/client.ts"
 import { awaitDaemonGone, formatSeconds, isClientError, request } from "../runtime/client.ts"
-import { endsAtBarrier, groupsTable, planRejection, renderPlanSteps, renderStatus } from "./format.ts"
+import { endsAtBarrier, groupsTable, renderPlanSteps, renderStatus } from "./format.ts"
 import type { Command, CommandOf, Invocation } from "./invocation.ts"
 import { defaultAnswerMs } from "./invocation.ts"
 import type { Io } from "./io.ts"
@@ -125,7 +125,9 @@ const tell = async (ctx: Context, command: CommandOf<"Tell">): Promise<number> =
     ctx.io.err(`isinit: tell ${command.group} ${command.level} rejected: ${answer.error}\n`)
     return 1
   }
-  if (answer.op === "tell" && !command.wait && answer.message !== undefined) ctx.io.err(`isinit: ${command.group} ${command.level}: ${answer.message}\n`)
+  // Cluster mode: where the tell was recorded in etcd (`note`; an older daemon sends it as `message`, without --wait only).
+  const note = answer.op === "tell" ? (answer.note ?? (command.wait ? undefined : answer.message)) : undefined
+  if (note !== undefined) ctx.io.err(`isinit: ${command.group} ${command.level}: ${note}\n`)
   if (answer.op !== "tell" || !command.wait) return 0
   const what = `${command.group}: level ${command.level}`
   switch (answer.outcome) {
@@ -276,9 +278,13 @@ const status = async (ctx: Context, command: CommandOf<"Status">): Promise<numbe
 /** The first line of a cluster-mode daemon's status: where it belongs and whether etcd answers. */
 const clusterLine = (c: ClusterInfo): string => {
   const config = c.configSource === "etcd" ? `config #${c.configSeq ?? "?"} from etcd` : c.configSource === "file" ? "local config (etcd has none)" : "no config"
-  const etcd = c.connected ? `etcd connected since ${c.since}` : `etcd UNREACHABLE since ${c.since}: ${c.error ?? "?"} (everything keeps running; retrying)`
+  const failover = c.failover ?? []
+  const keeps = failover.length === 0 ? "everything keeps running" : "everything but failover groups keeps running"
+  const etcd = c.connected ? `etcd connected since ${c.since}` : `etcd UNREACHABLE since ${c.since}: ${c.error ?? "?"} (${keeps}; retrying)`
   const pending = c.pendingOverrides.length === 0 ? "" : `; not yet recorded in etcd: ${c.pendingOverrides.join(", ")}`
-  return `cluster ${c.cluster}, node ${c.node}: ${config}; ${etcd}${pending}\n\n`
+  const twin = c.identity === "conflict" ? `\nANOTHER isinitd runs as node ${c.node}: this one does not campaign for failover groups until it is gone` : ""
+  const groups = failover.map((f) => `\nfailover ${f.group}: ${f.election}${f.epoch === null ? "" : ` (epoch ${f.epoch})`}${f.detail === "" ? "" : `, ${f.detail}`}`)
+  return `cluster ${c.cluster}, node ${c.node}: ${config}; ${etcd}${pending}${twin}${groups.join("")}\n\n`
 }
 
 /** StrictModes, as a root daemon applies it at every read (runtime/strictModes.ts): a problem of the whole file. */
@@ -309,13 +315,16 @@ const check = async (ctx: Context, command: CommandOf<"Check">): Promise<number>
   return 0
 }
 
-const printPlan = (ctx: Context, command: CommandOf<"Plan">, accepted: boolean, effects: Parameters<typeof renderPlanSteps>[0]): number => {
+type PlanAnswer = Extract<Answer, { readonly op: "plan" }>
+
+const printPlan = (ctx: Context, command: CommandOf<"Plan">, answer: PlanAnswer): number => {
+  const { accepted, reason, effects } = answer
   if (command.json) {
-    ctx.io.out(`${JSON.stringify({ group: command.group, level: command.level, accepted, effects }, null, 2)}\n`)
+    ctx.io.out(`${JSON.stringify({ group: command.group, level: command.level, accepted, ...(reason === undefined ? {} : { reason }), effects }, null, 2)}\n`)
     return accepted ? 0 : 1
   }
   if (!accepted) {
-    ctx.io.err(`isinit: plan: ${planRejection(effects) ?? `tell ${command.group} ${command.level} would be rejected`}\n`)
+    ctx.io.err(`isinit: plan: tell ${command.group} ${command.level} would be rejected${reason === undefined ? "" : `: ${reason}`}\n`)
     return 1
   }
   const steps = renderPlanSteps(effects)
@@ -344,7 +353,7 @@ const planCommand = async (ctx: Context, command: CommandOf<"Plan">): Promise<nu
       ctx.io.err(`isinit: unexpected answer to plan: ${answer.op}\n`)
       return 1
     }
-    return printPlan(ctx, command, answer.accepted, answer.effects)
+    return printPlan(ctx, command, answer)
   }
   if (answer._tag !== "NoDaemon") return talkFailure(ctx, answer, "plan")
   if (ctx.parsed === undefined) {
@@ -353,9 +362,9 @@ const planCommand = async (ctx: Context, command: CommandOf<"Plan">): Promise<nu
   }
   ctx.io.err(`isinit: no daemon on ${ctx.socket}: planning against an initial state (everything stopped)\n`)
   // Loaded on demand: only a plan without a daemon runs the reducer here.
-  const [{ plan }, { initialStateWith }] = await Promise.all([import("../core/plan.ts"), import("../core/state.ts")])
+  const [{ plan }, { initialStateWith }, { planAnswer }] = await Promise.all([import("../core/plan.ts"), import("../core/state.ts"), import("../codec/protocol.ts")])
   const result = plan(initialStateWith(ctx.parsed.config), command.group, command.level, ctx.parsed, 0)
-  return printPlan(ctx, command, result.accepted, result.effects)
+  return printPlan(ctx, command, planAnswer(command.group, command.level, result))
 }
 
 /** Runs one of the commands above; resolves to the exit code. */

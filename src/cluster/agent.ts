@@ -1,48 +1,38 @@
 /**
- * The daemon side of cluster mode: what `isinitd --etcd URLS` adds to a daemon.
+ * The daemon side of cluster mode: what `isinitd --etcd URLS` adds to a daemon. A thin shell over
+ * the cluster node reducer (src/cluster/node/reduce.ts), which makes every decision: convergence
+ * to etcd's config and desired levels, local tells recorded as overrides, presence, failover
+ * elections and holds, outages and resyncs (docs/cluster.md; the wiring: docs/cluster-wiring.md).
  *
- * - Config: the daemon runs the config stored in etcd. While etcd has none (or cannot be reached
- *   at start), it runs its local isinittab (`-c`, `$ISINITTAB`, `/etc/isinittab`), re-read at each
- *   tell as in single-host mode, and never pushes it. When a config appears or changes in etcd, the
- *   daemon switches to it with a `Reload` (as SIGHUP does): every group re-enters its level.
- * - Desired levels: read at one revision, then watched from it (store.ts). After every change the
- *   agent tells each group whose effective desired level (desired.ts) has a revision it has not
- *   taken yet, as a `Tell` event through the daemon's loop: the reducer decides, and a refused tell
- *   is logged with its reason and changes nothing. A group already at the wanted level (starting or
- *   running) only takes the revision: converging, not replaying, so a restarted or reconnected
- *   daemon does not re-run `wait`/`test` entries of a level it is already in.
- * - Local tells (`isinit GROUP LEVEL` on the host) apply at once through the loop as always, and
- *   are recorded in etcd as this node's override; if etcd is down the write is retried until it
- *   lands (latest level per group wins), so a restarted daemon converges to the same state.
- * - Presence: after every batch of the loop that changed the state, the node's report, the config
- *   hash and the revisions taken are published on the node's lease (one publish in flight, the
- *   latest state wins; failures are retried with backoff).
- * - Outages change nothing that runs: they are logged, shown in the local status answer, retried
- *   with backoff and followed by a resync.
+ * This module only carries messages: it reads etcd once at start (to choose the config the daemon
+ * starts with), then runs the reducer (shell/runner.ts) with its commands performed against etcd,
+ * the daemon's loop and the fencer (shell/commands.ts, fencing.ts), feeds it the core's state after
+ * every batch that changed it, and answers the daemon's questions (the config a local tell uses,
+ * the note a local tell gets, the status answer's `cluster` field).
  */
+import { randomBytes } from "node:crypto"
 import { readFile } from "node:fs/promises"
 import * as Effect from "effect/Effect"
-import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type { ClusterInfo } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
-import { emptyConfig } from "../core/config.ts"
-import type { Effect as CoreEffect } from "../core/effects.ts"
-import { reload, tell } from "../core/events.ts"
 import { parseInittab } from "../core/inittab.ts"
-import { tellRejection } from "../core/reducer.ts"
-import { report } from "../core/report.ts"
-import type { State } from "../core/state.ts"
-import { groupOf } from "../core/state.ts"
 import type { LogService } from "../log.ts"
 import type { LoopService } from "../runtime/ports.ts"
-import type { NodeStatus } from "./codecs.ts"
+import { fenceMarker, fenceMarkerVariable } from "../fence.ts"
 import { sha256Of } from "./codecs.ts"
-import type { Applied, EtcdView, Effective, Obeyed, StoredConfig, WatchEvent } from "./desired.ts"
-import { applyEvent, effectiveFor, emptyObeyed, pendingTells } from "./desired.ts"
+import type { Fencing } from "./fencing.ts"
+import { makeFencing } from "./fencing.ts"
 import { nameProblem } from "./keys.ts"
-import type { ClusterOptions, StatusInput } from "./store.ts"
+import { infoOf, initialRunning } from "./node/info.ts"
+import { startNode, stopped } from "./node/reduce.ts"
+import { configOf, parsedOf } from "./node/step.ts"
+import type { ClusterSnapshot, Local, NodeState, Running } from "./node/types.ts"
+import { makePerform } from "./shell/commands.ts"
+import type { Input, Runner } from "./shell/runner.ts"
+import { makeRunner } from "./shell/runner.ts"
+import type { ClusterOptions, ClusterStore } from "./store.ts"
 import { makeClusterStore } from "./store.ts"
 
 export interface AgentOptions {
@@ -50,9 +40,9 @@ export interface AgentOptions {
   readonly hosts: string
   readonly cluster?: string | undefined
   readonly node: string
+  /** TTL of the node's presence lease (`--lease-ttl`, default 10 s). */
   readonly leaseTtlSeconds?: number | undefined
   readonly callTimeoutMs?: number | undefined
-  readonly backoff?: { readonly initialMs: number; readonly maxMs: number } | undefined
   /** The isinittab run while etcd has no config. */
   readonly localConfigPath: string
   /** TLS, credentials and the keys configs must be signed with (isinitd's --etcd-* and --trusted-keys). */
@@ -65,17 +55,18 @@ export interface ClusterAgent {
   readonly node: string
   /** The config the daemon starts with (etcd's, else the local file's, else an empty one). */
   readonly initialConfig: Parsed
-  /** The config a tell, plan or reload uses now. */
+  /** The config a tell, plan or reload uses now: etcd's; else the local file, read now. */
   readonly currentConfig: () => Effect.Effect<Parsed, string>
-  /** Starts converging and publishing against the daemon's loop, for the life of the scope. */
+  /** Starts the node against the daemon's loop, for the life of the scope. */
   readonly start: (loop: LoopService) => Effect.Effect<void, never, Scope.Scope>
-  /**
-   * A local tell the loop accepted: record it as this node's override. Resolves (within about a
-   * second) with a note for the client: recorded, or queued until etcd answers.
-   */
+  /** A local tell the loop accepted: record it as this node's override; resolves with the client's note (within about a second). */
   readonly recordLocalTell: (group: string, level: string) => Effect.Effect<string>
   /** For the local status answer. */
   readonly info: () => ClusterInfo
+  /** What a failover group's child gets in its environment: its epoch and the fencer's marker. */
+  readonly failoverEnvironment: (group: string, epoch: number) => Readonly<Record<string, string>>
+  /** After the core halted (stopall, SIGTERM): held groups handed over cleanly, leases given back (at most 5 s). */
+  readonly stop: () => Effect.Effect<void>
 }
 
 export interface AgentStartFailure {
@@ -83,376 +74,220 @@ export interface AgentStartFailure {
   readonly message: string
 }
 
-/** What runs: etcd's config, the local file (before etcd has one), or nothing readable. */
-type Local = { readonly _tag: "File"; readonly parsed: Parsed; readonly sha256: string } | { readonly _tag: "None"; readonly reason: string }
-type Running = { readonly _tag: "Etcd"; readonly config: StoredConfig } | Local
-
+/** A tagged error's or an Error's message. */
 const describe = (error: unknown): string =>
   typeof error === "object" && error !== null && "message" in error ? String((error as { readonly message: unknown }).message) : String(error)
 
-const rejectionOf = (effects: readonly CoreEffect[]): string | undefined => {
-  for (const e of effects) if (e._tag === "Log" && e.entry.what === "rejected") return e.entry.message
-  return undefined
-}
-
-const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
-
-/** Reads and parses the local isinittab; a file with errors is refused like one that is missing. */
+/** Reads and parses the local isinittab; a file that cannot be read runs nothing. */
 const readLocal = (path: string): Effect.Effect<Local> =>
   Effect.match(
     Effect.tryPromise({ try: () => readFile(path, "utf8"), catch: (e) => `cannot read ${path}: ${describe(e)}` }),
     {
       onFailure: (reason): Local => ({ _tag: "None", reason }),
-      onSuccess: (text): Local => {
-        const parsed = parseInittab(text)
-        return { _tag: "File", parsed, sha256: sha256Of(text) }
-      },
+      onSuccess: (text): Local => ({ _tag: "File", parsed: parseInittab(text), sha256: sha256Of(text) }),
     },
   )
 
-const parsedOf = (running: Running): Parsed =>
-  running._tag === "Etcd" ? running.config.parsed : running._tag === "File" ? running.parsed : emptyParsed
+/** Start-up: one read of etcd, then etcd's config, else the local file, else nothing; logged. */
+const startingPoint = (store: ClusterStore, options: AgentOptions) =>
+  Effect.gen(function* () {
+    const { log } = options
+    const read = yield* Effect.result(store.readAll())
+    const snapshot: ClusterSnapshot | undefined = read._tag === "Success" ? read.success : undefined
+    const config = snapshot?.obeyed.config
+    if (config !== undefined) {
+      log.line({ what: "cluster", message: `running config #${config.value.seq} from etcd (sha256 ${config.value.sha256.slice(0, 12)})` })
+      return { snapshot, running: initialRunning(snapshot, { _tag: "None", reason: "unused" }) }
+    }
+    if (read._tag === "Failure") log.line({ what: "etcd-outage", message: `${read.failure.message}; starting without etcd, retrying` })
+    const local = yield* readLocal(options.localConfigPath)
+    const why = read._tag === "Success" ? "etcd has no config yet" : "etcd is unreachable"
+    const message =
+      local._tag === "File"
+        ? `${why}: running the local isinittab ${options.localConfigPath} (not pushed)`
+        : `${why}, and ${local.reason}: running nothing until a config arrives`
+    log.line({ what: "cluster", message })
+    return { snapshot, running: initialRunning(snapshot, local) }
+  })
 
-/** A group already moving into or at `level` has nothing to do for a desired level equal to it. */
-const alreadyAt = (state: State, group: string, level: string): boolean => {
-  const g = groupOf(state, group)
-  return g.level === level && (g.phase === "start" || g.phase === "run")
+/** Local clients waiting for the note of their tell. */
+const makeReplies = () => {
+  let seq = 0
+  const waiting = new Map<number, (note: string) => void>()
+  return {
+    ask: (offer: (input: Input) => void, group: string, level: string): Effect.Effect<string> =>
+      Effect.callback<string>((resume) => {
+        const request = ++seq
+        waiting.set(request, (note) => resume(Effect.succeed(note)))
+        offer((now) => ({ _tag: "LocalTell", now, request, group, level }))
+        return Effect.sync(() => void waiting.delete(request))
+      }),
+    reply: (request: number, note: string): void => {
+      waiting.get(request)?.(note)
+      waiting.delete(request)
+    },
+  }
 }
 
-interface PendingOverride {
-  level: string
-  readonly waiters: Array<(note: string) => void>
+/** The status answer's `cluster` field, from the node's state (its monotonic `since` as a date). */
+const clusterInfo = (options: AgentOptions, cluster: string, state: NodeState | undefined, now: () => number): ClusterInfo => {
+  if (state === undefined) {
+    return { cluster, node: options.node, etcd: options.hosts, connected: false, since: new Date().toISOString(), error: "starting", configSource: "none", configSeq: null, configSha256: null, pendingOverrides: [] }
+  }
+  const info = infoOf(state)
+  return {
+    cluster,
+    node: info.node,
+    etcd: options.hosts,
+    connected: info.connected,
+    since: new Date(Date.now() - (now() - info.since)).toISOString(),
+    ...(info.error === undefined ? {} : { error: info.error }),
+    configSource: info.configSource,
+    configSeq: info.configSeq,
+    configSha256: info.configSha256,
+    pendingOverrides: info.pendingOverrides,
+    failover: info.failover,
+    identity: info.identity,
+  }
 }
+
+/** How long a stopping daemon waits for its groups to be handed over and its leases given back. */
+const stopWithinMs = 5_000
+
+/** Runs the node once the daemon's loop is there; the runner lives as long as the scope. */
+const startNodeRunner = (deps: {
+  readonly options: AgentOptions
+  readonly store: ClusterStore
+  readonly instance: string
+  readonly start: { readonly snapshot: ClusterSnapshot | undefined; readonly running: Running }
+  readonly fencing: Fencing
+  readonly replies: ReturnType<typeof makeReplies>
+  readonly loop: LoopService
+}) =>
+  Effect.gen(function* () {
+    const { options, loop, store, fencing } = deps
+    const scope = yield* Effect.scope
+    const [initial, startCommands] = startNode({
+      node: options.node,
+      instance: deps.instance,
+      presenceTtlMs: (options.leaseTtlSeconds ?? 10) * 1000,
+      running: deps.start.running,
+      snapshot: deps.start.snapshot,
+      core: yield* Ref.get(loop.state),
+      now: loop.now(),
+    })
+    const runner = yield* makeRunner({ initial, startCommands, now: loop.now, log: options.log })
+    const { perform, stopWatching, revoked } = makePerform({
+      store,
+      node: options.node,
+      loop,
+      fencing,
+      log: options.log,
+      scope,
+      state: runner.state,
+      offer: runner.offer,
+      reply: deps.replies.reply,
+      readLocal: () => readLocal(options.localConfigPath),
+    })
+    // A config with failover groups: the fencer runs before the first hold needs it.
+    const fencerIfNeeded = (state: NodeState): void => {
+      if (configOf(state).failover.groups.size > 0) fencing.ensure()
+    }
+    fencerIfNeeded(initial)
+    runner.onStep(fencerIfNeeded)
+    yield* Effect.addFinalizer(() => Effect.sync(stopWatching))
+    yield* Effect.forkIn(runner.run(perform), scope)
+    yield* Effect.forkIn(coreChanges(loop, runner), scope)
+    return { runner, revoked }
+  })
+
+/** The core's state after every batch that changed it, as `CoreChanged` (several coalesce into the latest). */
+const coreChanges = (loop: LoopService, runner: Runner): Effect.Effect<never> =>
+  Effect.gen(function* () {
+    let seen = yield* Ref.get(loop.state)
+    let queued = false
+    for (;;) {
+      const next = yield* loop.waitFor((s) => s !== seen)
+      if (next !== undefined) seen = next
+      if (queued) continue
+      queued = true
+      runner.offer((now) => {
+        queued = false
+        return { _tag: "CoreChanged", now, core: Ref.getUnsafe(loop.state) }
+      })
+    }
+  })
 
 export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAgent, AgentStartFailure, Scope.Scope> =>
   Effect.gen(function* () {
     const { log, node } = options
     const nodeProblem = nameProblem("node", node)
     if (nodeProblem !== undefined) return yield* Effect.fail<AgentStartFailure>({ _tag: "AgentStartFailure", message: `--node: ${nodeProblem}` })
-    const backoff = options.backoff ?? { initialMs: 200, maxMs: 5_000 }
-    const store = yield* makeClusterStore({
-      hosts: options.hosts,
-      cluster: options.cluster,
-      leaseTtlSeconds: options.leaseTtlSeconds,
-      callTimeoutMs: options.callTimeoutMs,
-      backoff,
-      log,
-      ...options.secure,
-    }).pipe(Effect.mapError((e): AgentStartFailure => ({ _tag: "AgentStartFailure", message: `--cluster: ${e.reason}` })))
-    const cluster = store.cluster
+    const store = yield* makeClusterStore({ hosts: options.hosts, cluster: options.cluster, leaseTtlSeconds: options.leaseTtlSeconds, callTimeoutMs: options.callTimeoutMs, log, ...options.secure }).pipe(
+      Effect.mapError((e): AgentStartFailure => ({ _tag: "AgentStartFailure", message: `--cluster: ${e.reason}` })),
+    )
+    const start = yield* startingPoint(store, options)
+    const instance = randomBytes(8).toString("hex")
+    const replies = makeReplies()
+    let runner: Runner | undefined
+    let revoked: () => Promise<void> = () => Promise.resolve()
+    let clock: (() => number) | undefined
+    let running = start.running
+    const runningNow = (): Running => runner?.state().running ?? running
 
-    // ---------------------------------------------------------------------------------------------
-    // Connection state, for the local status answer
-
-    const nowIso = (): string => new Date().toISOString()
-    let watchError: string | undefined
-    let publishError: string | undefined
-    let connectedSince = nowIso()
-    let wasConnected = true
-    const noteConnection = (): void => {
-      const connected = watchError === undefined && publishError === undefined
-      if (connected !== wasConnected) connectedSince = nowIso()
-      wasConnected = connected
-    }
-
-    // ---------------------------------------------------------------------------------------------
-    // Start: etcd's config if it has one, else the local file
-
-    const first = yield* Effect.match(store.readDesired(), {
-      onFailure: (e) => ({ _tag: "Down", reason: e.message }) as const,
-      onSuccess: (snapshot) => ({ _tag: "Read", snapshot }) as const,
-    })
-    let initialSnapshot: EtcdView | undefined
-    let running: Running
-    if (first._tag === "Read" && first.snapshot.obeyed.config !== undefined) {
-      initialSnapshot = first.snapshot
-      running = { _tag: "Etcd", config: first.snapshot.obeyed.config }
-      log.line({ what: "cluster", message: `running config #${running.config.value.seq} from etcd (sha256 ${running.config.value.sha256.slice(0, 12)})` })
-    } else {
-      if (first._tag === "Read") initialSnapshot = first.snapshot
-      else {
-        watchError = first.reason
-        noteConnection()
-        log.line({ what: "etcd-outage", message: `${first.reason}; starting without etcd, retrying` })
-      }
-      running = yield* readLocal(options.localConfigPath)
-      const why = first._tag === "Read" ? "etcd has no config yet" : "etcd is unreachable"
-      log.line({
-        what: "cluster",
-        message:
-          running._tag === "File"
-            ? `${why}: running the local isinittab ${options.localConfigPath} (not pushed)`
-            : `${why}, and ${running._tag === "None" ? running.reason : "?"}: running nothing until a config arrives`,
-      })
-    }
-    const initialConfig = parsedOf(running)
-
-    /** The config for a tell now: etcd's; or the local file read afresh, as single-host mode does. */
     const currentConfig = (): Effect.Effect<Parsed, string> =>
       Effect.suspend(() => {
-        if (running._tag === "Etcd") return Effect.succeed(running.config.parsed)
+        const now = runningNow()
+        if (now._tag === "Etcd") return Effect.succeed(now.config.parsed)
         return Effect.flatMap(readLocal(options.localConfigPath), (local) => {
           // etcd's config may have arrived while the file was read.
-          if (running._tag === "Etcd") return Effect.succeed(running.config.parsed)
+          const after = runningNow()
+          if (after._tag === "Etcd") return Effect.succeed(after.config.parsed)
           running = local
+          runner?.offer((at) => ({ _tag: "LocalFile", now: at, local }))
           return local._tag === "File"
             ? Effect.succeed(local.parsed)
             : Effect.fail(`no config: etcd has none yet and ${local.reason}; push one with isinit --etcd URLS config push FILE`)
         })
       })
 
-    // ---------------------------------------------------------------------------------------------
-    // What this node has taken from etcd
-
-    let obeyed: Obeyed = initialSnapshot?.obeyed ?? emptyObeyed
-    let applied: Applied = new Map()
-    const taken = new Map<string, Effective>()
-    /** Groups whose desired level the reducer refused: retried when the config changes. */
-    const refused = new Set<string>()
-    /** Local tells not yet recorded in etcd, by group. */
-    const overrides = new Map<string, PendingOverride>()
-    /** Local tells recorded in etcd whose watch echo must not be told again. */
-    const echoes = new Map<string, string>()
-
-    const kicks = yield* Queue.sliding<true>(1)
-    const kick = (): void => void Queue.offerUnsafe(kicks, true)
-    const writes = yield* Queue.sliding<true>(1)
-    const wakeWriter = (): void => void Queue.offerUnsafe(writes, true)
-
-    const info = (): ClusterInfo => {
-      const error = watchError ?? publishError
-      return {
-        cluster,
-        node,
-        etcd: options.hosts,
-        connected: error === undefined,
-        since: connectedSince,
-        ...(error === undefined ? {} : { error }),
-        configSource: running._tag === "Etcd" ? "etcd" : running._tag === "File" ? "file" : "none",
-        configSeq: running._tag === "Etcd" ? running.config.value.seq : null,
-        configSha256: running._tag === "Etcd" ? running.config.value.sha256 : running._tag === "File" ? running.sha256 : null,
-        pendingOverrides: [...overrides].map(([group, o]) => `${group}=${o.level}`),
-      }
+    const agent: ClusterAgent = {
+      cluster: store.cluster,
+      node,
+      initialConfig: parsedOf(start.running),
+      currentConfig,
+      start: (loop) =>
+        Effect.gen(function* () {
+          const made = makeFencing({ instance, now: loop.now, log })
+          clock = loop.now
+          yield* Effect.addFinalizer(() => Effect.sync(() => made.close()))
+          const started = yield* startNodeRunner({ options, store, instance, start, fencing: made, replies, loop })
+          runner = started.runner
+          revoked = started.revoked
+        }),
+      recordLocalTell: (group, level) => (runner === undefined ? Effect.succeed("applied here; the cluster agent is still starting") : replies.ask(runner.offer, group, level)),
+      info: () => clusterInfo(options, store.cluster, runner?.state(), clock ?? (() => 0)),
+      failoverEnvironment: (group, epoch) => ({ ISINIT_EPOCH: String(epoch), [fenceMarkerVariable]: fenceMarker(instance, group) }),
+      stop: () => stopRunner(runner, () => revoked()),
     }
-
-    const start = (loop: LoopService): Effect.Effect<void, never, Scope.Scope> =>
-      Effect.gen(function* () {
-        const take = (group: string, wanted: Effective): void => {
-          applied = new Map([...applied, [group, { level: wanted.level, revision: wanted.revision }]])
-          taken.set(group, wanted)
-        }
-
-        const applyConfig = (config: StoredConfig): Effect.Effect<void> =>
-          Effect.gen(function* () {
-            running = { _tag: "Etcd", config }
-            const result = yield* loop.submit(reload(config.parsed, loop.now()))
-            const rejected = rejectionOf(result.effects)
-            if (rejected !== undefined) log.line({ what: "rejected", message: `config #${config.value.seq} from etcd: ${rejected}` })
-            else log.line({ what: "cluster", message: `config #${config.value.seq} from etcd applied (sha256 ${config.value.sha256.slice(0, 12)})` })
-            // Levels refused under the old config get another chance under the new one.
-            if (refused.size > 0) {
-              applied = new Map([...applied].filter(([group]) => !refused.has(group)))
-              refused.clear()
-            }
-          })
-
-        const tellOne = (group: string, wanted: Effective): Effect.Effect<void> =>
-          Effect.gen(function* () {
-            const { level, revision, source } = wanted
-            const state = yield* Ref.get(loop.state)
-            const echo = echoes.get(group)
-            echoes.delete(group)
-            if (source === "node" && echo === level && groupOf(state, group).level === level) return take(group, wanted)
-            if (alreadyAt(state, group, level)) return take(group, wanted)
-            const parsed = yield* Effect.orElseSucceed(currentConfig(), () => emptyParsed)
-            const what = `desired ${group}=${level} from etcd (${source === "node" ? `override for ${node}` : "cluster-wide"}, revision ${revision})`
-            const early = tellRejection(state, group, level, parsed)
-            const result = early === undefined ? yield* loop.submit(tell(group, level, parsed, loop.now())) : undefined
-            const rejected = early ?? (result === undefined ? undefined : rejectionOf(result.effects))
-            take(group, wanted)
-            if (rejected !== undefined) {
-              refused.add(group)
-              log.line({ what: "rejected", group, message: `${what}: ${rejected}; nothing was changed` })
-            } else {
-              refused.delete(group)
-              log.line({ what: "cluster", group, message: `${what}: told` })
-            }
-          })
-
-        const converge = Effect.gen(function* () {
-          const config = obeyed.config
-          if (config !== undefined && !(running._tag === "Etcd" && running.config.value.sha256 === config.value.sha256)) yield* applyConfig(config)
-          else if (config !== undefined) running = { _tag: "Etcd", config }
-          const effective = effectiveFor(obeyed, node)
-          for (const group of taken.keys()) if (!effective.has(group)) taken.delete(group)
-          applied = new Map([...applied].filter(([group]) => effective.has(group)))
-          for (const pending of pendingTells(effective, applied)) {
-            const wanted = effective.get(pending.group)
-            if (wanted !== undefined) yield* tellOne(pending.group, wanted)
-          }
-          kick()
-        })
-
-        const onChange = (event: WatchEvent): Effect.Effect<void> =>
-          Effect.suspend(() => {
-            switch (event._tag) {
-              case "Outage":
-                watchError = event.reason
-                noteConnection()
-                return Effect.void
-              case "Resynced":
-                watchError = undefined
-                noteConnection()
-                obeyed = event.view.obeyed
-                wakeWriter()
-                return converge
-              case "ConfigCleared":
-                log.line({ what: "cluster", message: "the config was deleted from etcd: keeping the one that runs" })
-                obeyed = applyEvent(obeyed, event)
-                return converge
-              default:
-                obeyed = applyEvent(obeyed, event)
-                return converge
-            }
-          })
-
-        const retryDelay = (attempt: number): number => Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 20))
-
-        /** The first read (again, if it failed at start), then the watch from its revision. */
-        const follow = Effect.gen(function* () {
-          let snapshot = initialSnapshot
-          for (let attempt = 0; snapshot === undefined; attempt++) {
-            yield* Effect.sleep(retryDelay(attempt))
-            snapshot = yield* Effect.match(store.readDesired(), {
-              onFailure: (e) => {
-                watchError = e.message
-                noteConnection()
-                return undefined
-              },
-              onSuccess: (s) => s,
-            })
-          }
-          yield* onChange({ _tag: "Resynced", view: snapshot })
-          return yield* store.watchDesired(snapshot.obeyed.revision, onChange)
-        })
-
-        const statusInput = (state: State): StatusInput => ({
-          configSha256: running._tag === "Etcd" ? running.config.value.sha256 : running._tag === "File" ? running.sha256 : null,
-          configSeq: running._tag === "Etcd" ? running.config.value.seq : null,
-          desired: Object.fromEntries(taken) as NodeStatus["desired"],
-          report: report(state),
-        })
-
-        /** One publish at a time, of the latest state; a failed one is retried after a backoff. */
-        const publisher = Effect.gen(function* () {
-          let last = ""
-          let attempt = 0
-          for (;;) {
-            yield* Queue.take(kicks)
-            const input = statusInput(yield* Ref.get(loop.state))
-            const text = JSON.stringify(input)
-            if (text === last) continue
-            const failed = yield* Effect.match(store.publishStatus(node, input), {
-              onFailure: (e) => describe(e),
-              onSuccess: () => undefined,
-            })
-            if (failed === undefined) {
-              if (publishError !== undefined) log.line({ what: "cluster", message: `status published again as node ${node}` })
-              publishError = undefined
-              noteConnection()
-              last = text
-              attempt = 0
-              continue
-            }
-            if (publishError === undefined) log.line({ what: "etcd-outage", message: `publishing the status failed: ${failed}; retrying` })
-            publishError = failed
-            noteConnection()
-            yield* Effect.sleep(retryDelay(attempt++))
-            kick()
-          }
-        })
-
-        /** Each batch of the loop that changed the state asks for a publish. */
-        const batches = Effect.gen(function* () {
-          let seen = yield* Ref.get(loop.state)
-          for (;;) {
-            const next = yield* loop.waitFor((s) => s !== seen)
-            if (next !== undefined) seen = next
-            kick()
-          }
-        })
-
-        /** Writes local tells to etcd as overrides; keeps the latest per group until it lands. */
-        const writer = Effect.gen(function* () {
-          let attempt = 0
-          for (;;) {
-            yield* Queue.take(writes)
-            let failed = false
-            // A copy: local tells may add to the map while a write is under way.
-            for (const [group, pending] of Array.from(overrides)) {
-              const level = pending.level
-              echoes.set(group, level)
-              const outcome = yield* Effect.match(store.setDesired(group, level, { node, by: `isinit on ${node}` }), {
-                onFailure: (e) => e,
-                onSuccess: (r) => r,
-              })
-              // A newer local tell of the group may have arrived meanwhile: it stays for the next round.
-              const current = pending.level === level
-              const waiters = current ? pending.waiters.splice(0) : []
-              if ("revision" in outcome) {
-                if (current) overrides.delete(group)
-                const note = `recorded in etcd as ${node}'s override (revision ${outcome.revision})`
-                log.line({ what: "cluster", group, message: `local tell ${group} ${level} ${note}` })
-                for (const w of waiters) w(note)
-              } else if (outcome._tag === "EtcdUnavailable") {
-                failed = true
-                const note = `applied here; etcd did not answer (${outcome.reason}): the override is written once it does`
-                for (const w of waiters) w(note)
-              } else if (current) {
-                overrides.delete(group)
-                echoes.delete(group)
-                const note = `applied here only: etcd refused the override: ${outcome.message}`
-                log.line({ what: "rejected", group, message: `local tell ${group} ${level} ${note}` })
-                for (const w of waiters) w(note)
-              }
-            }
-            if (!failed) {
-              attempt = 0
-              if (overrides.size > 0) wakeWriter()
-              continue
-            }
-            yield* Effect.sleep(retryDelay(attempt++))
-            wakeWriter()
-          }
-        })
-
-        yield* Effect.forkScoped(publisher)
-        yield* Effect.forkScoped(batches)
-        yield* Effect.forkScoped(writer)
-        yield* Effect.forkScoped(follow)
-        kick()
-      })
-
-    const recordLocalTell = (group: string, level: string): Effect.Effect<string> =>
-      Effect.callback<string>((resume) => {
-        const pending = overrides.get(group) ?? { level, waiters: [] }
-        pending.level = level
-        let done = false
-        const finish = (note: string): void => {
-          if (done) return
-          done = true
-          clearTimeout(timer)
-          resume(Effect.succeed(note))
-        }
-        pending.waiters.push(finish)
-        overrides.set(group, pending)
-        const timer = setTimeout(() => finish("applied here; recording it in etcd is taking long (see the daemon's log)"), 1_000)
-        wakeWriter()
-        return Effect.sync(() => {
-          done = true
-          clearTimeout(timer)
-        })
-      })
-
-    return { cluster, node, initialConfig, currentConfig, start, recordLocalTell, info } satisfies ClusterAgent
+    return agent
   })
+
+/** Feeds `Stopping` and waits (bounded) until the node has handed its groups over and its leases are revoked. */
+const stopRunner = (runner: Runner | undefined, revoked: () => Promise<void>): Effect.Effect<void> => {
+  if (runner === undefined) return Effect.void
+  return Effect.callback<void>((resume) => {
+    let done = false
+    const finish = (): void => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      resume(Effect.void)
+    }
+    const timer = setTimeout(finish, stopWithinMs)
+    runner.onStep((state) => {
+      if (stopped(state)) void revoked().then(finish)
+    })
+    runner.offer((now) => ({ _tag: "Stopping", now }))
+  })
+}

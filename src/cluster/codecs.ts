@@ -130,6 +130,50 @@ const auditValueCodec = t.intersection([
 export type AuditValue = t.TypeOf<typeof auditValueCodec>
 
 // ---------------------------------------------------------------------------------------------
+// Failover: failover/<group>/move (operators) and failover-node/<node>/... (each node its own)
+
+const nonNegativeInt = (what: string): t.Type<number, number, unknown> =>
+  new t.Type<number, number, unknown>(
+    what,
+    (u): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0,
+    (u, c) =>
+      typeof u === "number" && Number.isSafeInteger(u) && u >= 0 ? t.success(u) : t.failure(u, c, `${what} must be a whole number, at least 0`),
+    t.identity,
+  )
+
+/** `failover-node/N/claim` and `failover-node/N/cand/G`: which daemon (random per start) wrote it. */
+const instanceValueCodec = t.intersection([t.type({ instance: t.string }), t.partial({ node: nameCodec("node") })])
+export type InstanceValue = t.TypeOf<typeof instanceValueCodec>
+
+/** `failover-node/N/active/G`: a holder's proclamation (node/types.ts `Active`), and when. */
+const activeValueCodec = t.intersection([
+  t.type({
+    node: nameCodec("node"),
+    epoch: positiveInt("epoch"),
+    state: t.keyof({ running: null, released: null }),
+    ttlMs: positiveInt("ttlMs"),
+    renewDeadlineMs: positiveInt("renewDeadlineMs"),
+    killGraceMs: nonNegativeInt("killGraceMs"),
+    reason: t.string,
+  }),
+  t.partial({ at: isoTime }),
+])
+export type ActiveValue = t.TypeOf<typeof activeValueCodec>
+
+/** `failover/G/move`: where an operator sends the group (on a lease of its own). */
+const moveValueCodec = t.intersection([t.type({ node: nameCodec("node") }), t.partial(auditFields)])
+export type MoveValue = t.TypeOf<typeof moveValueCodec>
+
+/** `failover-node/N/ban/G`: why N sits out G's election (on a lease as long as the ban). */
+const banValueCodec = t.intersection([t.type({ reason: t.string }), t.partial({ at: isoTime })])
+export type BanValue = t.TypeOf<typeof banValueCodec>
+
+export const decodeInstance = (text: string): E.Either<string, InstanceValue> => decodeJson(instanceValueCodec, text)
+export const decodeActive = (text: string): E.Either<string, ActiveValue> => decodeJson(activeValueCodec, text)
+export const decodeMove = (text: string): E.Either<string, MoveValue> => decodeJson(moveValueCodec, text)
+export const decodeBan = (text: string): E.Either<string, BanValue> => decodeJson(banValueCodec, text)
+
+// ---------------------------------------------------------------------------------------------
 // Decoding
 
 export const decodeDesired = (text: string): E.Either<string, DesiredValue> => decodeJson(desiredValueCodec, text)
@@ -167,4 +211,6 @@ export const decodeConfig = (text: string, check: ConfigCheck = () => undefined)
   return E.right({ value, parsed })
 }
 
-export const encodeValue = (value: DesiredValue | ConfigValue | NodeStatus | SeenValue | AuditValue): string => JSON.stringify(value)
+export const encodeValue = (
+  value: DesiredValue | ConfigValue | NodeStatus | SeenValue | AuditValue | InstanceValue | ActiveValue | MoveValue | BanValue,
+): string => JSON.stringify(value)

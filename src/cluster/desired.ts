@@ -123,7 +123,7 @@ export const effectiveFor = (obeyed: Obeyed, node: string): ReadonlyMap<string, 
 }
 
 /** What a daemon last told each group from etcd: the level and the revision it came from. */
-export type Applied = ReadonlyMap<string, { readonly level: string; readonly revision: number }>
+export type ToldLevels = ReadonlyMap<string, { readonly level: string; readonly revision: number }>
 
 /**
  * Groups to tell now, in name order. A group with no desired level at all is left alone (it keeps
@@ -131,7 +131,7 @@ export type Applied = ReadonlyMap<string, { readonly level: string; readonly rev
  */
 export const pendingTells = (
   effective: ReadonlyMap<string, Effective>,
-  applied: Applied,
+  applied: ToldLevels,
 ): readonly { readonly group: string; readonly level: string; readonly revision: number }[] =>
   [...effective]
     .filter(([group, wanted]) => applied.get(group)?.revision !== wanted.revision)

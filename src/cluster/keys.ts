@@ -10,20 +10,30 @@
  * | `desired-node/<node>/<group>`    | the level wanted on one node (an override)   | no    |
  * | `nodes/<node>`                   | what the node runs: groups, entries, config  | yes   |
  * | `seen/<node>`                    | when the node last joined                    | no    |
- * | `failover/<group>/cand/<lease>`  | a candidate `{node, instance}`; its create   | the node's failover lease |
+ * | `failover/<group>/move`          | `{node}`: where `isinit move` sends the group | its own: it expires by itself |
+ * | `failover-node/<node>/claim`     | `{instance}`: the daemon that claimed a name | the node's failover lease |
+ * | `failover-node/<node>/cand/<group>` | `{instance}`: a candidate; its create     | the node's failover lease |
  * |                                  | revision is its place in the queue and the   |       |
  * |                                  | epoch (fencing token) while it holds         |       |
- * | `failover/<group>/active`        | the last holder's proclamation `{node, epoch, state, ttlMs, renewDeadlineMs, killGraceMs, reason}` | no |
- * | `failover/<group>/move`          | `{node}`: where `isinit move` sends the group | its own: it expires by itself |
- * | `failover/<group>/ban/<node>`    | `{reason}`: a node sitting out a ban         | its own, as long as the ban |
- * | `failover-node/<node>`           | `{instance}`: the daemon that claimed a name | the node's failover lease |
+ * | `failover-node/<node>/active/<group>` | the node's last proclamation as holder  | no    |
+ * |                                  | `{node, epoch, state, ttlMs, renewDeadlineMs, killGraceMs, reason, at}` | |
+ * | `failover-node/<node>/ban/<group>` | `{reason, at}`: the node sits out a ban    | its own, as long as the ban |
+ * | `rollout/<group>`                | a rolling tell's plan and progress (rollout.ts) | no |
+ * | `rollout-driver/<group>`         | `{by, since}`: the client driving that rollout | the client's own |
  *
- * Failover (docs/cluster.md "Failover groups"; the rules in src/cluster/node/election.ts): the
- * candidate keys of a group form etcd's election queue (the lowest create revision leads, as in
- * etcd's `concurrency.Election`); `active` and the candidate key change together under the guard
- * `Create(candidate) == epoch`, so a deposed holder cannot write. The `failover` keys sort after
- * `desired0` and before `failover0`: the watched range grows to `[config, failover0)` when the node
- * reducer is wired in (they are not read by today's store).
+ * Failover (docs/cluster.md "Failover groups"; the rules in src/cluster/node/election.ts): every
+ * key a node writes sits under `failover-node/<node>/`, so that a per-node etcd role can allow a
+ * node its own keys and nothing of another node's (scripts/etcd-roles.sh); operators write only
+ * `failover/<group>/move`. A group's election queue is every node's `cand/<group>` key, read
+ * across nodes and ordered by create revision in code (the lowest leads, as in etcd's
+ * `concurrency.Election`); the last holder is the proclamation with the highest epoch. A node's
+ * `active/<group>` and its candidate key change together under the guard `Create(candidate) ==
+ * epoch`, so a deposed holder cannot write. Everything a daemon watches, config, desired levels
+ * and the failover keys, sorts in one range: `[config, failover0)`.
+ *
+ * Rolling tells (`tell --rolling`) are driven by a client, not obeyed by nodes: the client writes
+ * node overrides batch by batch and, at the end, the cluster-wide level. Their keys sort after
+ * `nodes/` and outside the watched range, so a rollout's progress never wakes a daemon.
  *
  * Precedence: a node's override (`desired-node/<node>/<group>`) wins over the cluster-wide level
  * (`desired/<group>`) for that node and group; deleting the override hands the group back to the
@@ -81,19 +91,49 @@ export const auditPrefix = (cluster: string): string => `${prefixOf(cluster)}aud
 export const auditKey = (cluster: string, atMs: number, random: string): string =>
   `${auditPrefix(cluster)}${String(atMs).padStart(15, "0")}-${random}`
 
-/**
- * Reserved for failover groups (issue 10): what operators write about failover (`move`) under
- * `failover/`, and what node N writes (its election and ban keys) under `failover-node/N/` only,
- * so that a per-node etcd role can allow a node its own keys and nothing of another node's.
- */
+/** What operators write about failover (`move`): `failover/<group>/`. */
 export const failoverPrefix = (cluster: string): string => `${prefixOf(cluster)}failover/`
 
+export const moveKey = (cluster: string, group: string): string => `${failoverPrefix(cluster)}${group}/move`
+
+/** Everything node N writes for failover, and nothing of another node's: `failover-node/N/`. */
 export const nodeFailoverPrefix = (cluster: string, node: string): string => `${prefixOf(cluster)}failover-node/${node}/`
 
-/** The key range `[start, end)` holding config and desired levels: what a daemon reads and watches. */
+export const claimKey = (cluster: string, node: string): string => `${nodeFailoverPrefix(cluster, node)}claim`
+
+export const candidateKey = (cluster: string, node: string, group: string): string => `${nodeFailoverPrefix(cluster, node)}cand/${group}`
+
+export const activeKey = (cluster: string, node: string, group: string): string => `${nodeFailoverPrefix(cluster, node)}active/${group}`
+
+export const banKey = (cluster: string, node: string, group: string): string => `${nodeFailoverPrefix(cluster, node)}ban/${group}`
+
+/** Every node's failover keys (bans, candidates, proclamations): what `status` reads. */
+export const nodesFailoverPrefix = (cluster: string): string => `${prefixOf(cluster)}failover-node/`
+
+/** A rolling tell of `group`: its plan and progress (one per group: a new rollout replaces an ended one). */
+export const rolloutKey = (cluster: string, group: string): string => `${prefixOf(cluster)}rollout/${group}`
+
+export const rolloutPrefix = (cluster: string): string => `${prefixOf(cluster)}rollout/`
+
+/** Who drives the rollout of `group` now, on the driving client's lease: gone when that client is. */
+export const rolloutDriverKey = (cluster: string, group: string): string => `${prefixOf(cluster)}rollout-driver/${group}`
+
+export const rolloutDriverPrefix = (cluster: string): string => `${prefixOf(cluster)}rollout-driver/`
+
+/** The key range `[start, end)` holding config and desired levels: what a client reads to tell. */
 export const obeyedRange = (cluster: string): { readonly start: string; readonly end: string } => ({
   start: configKey(cluster),
   end: `${prefixOf(cluster)}desired0`,
+})
+
+/**
+ * What a daemon reads and watches: config, desired levels and every failover key, in one range
+ * (`failover-node/` and `failover/` sort after `desired0`; history, nodes, seen and audit sort
+ * outside it, so node statuses never wake the daemons).
+ */
+export const watchedRange = (cluster: string): { readonly start: string; readonly end: string } => ({
+  start: configKey(cluster),
+  end: `${prefixOf(cluster)}failover0`,
 })
 
 /** Whom a desired level addresses: every node (cluster-wide) or one node (its override). */
@@ -113,6 +153,13 @@ export type ClusterKey =
   | { readonly _tag: "NodeStatus"; readonly node: string }
   | { readonly _tag: "Seen"; readonly node: string }
   | { readonly _tag: "Audit"; readonly id: string }
+  | { readonly _tag: "Rollout"; readonly group: string }
+  | { readonly _tag: "RolloutDriver"; readonly group: string }
+  | { readonly _tag: "Move"; readonly group: string }
+  | { readonly _tag: "Claim"; readonly node: string }
+  | { readonly _tag: "Candidate"; readonly node: string; readonly group: string }
+  | { readonly _tag: "Active"; readonly node: string; readonly group: string }
+  | { readonly _tag: "Ban"; readonly node: string; readonly group: string }
   | { readonly _tag: "Unknown"; readonly reason: string }
 
 const unknown = (reason: string): ClusterKey => ({ _tag: "Unknown", reason })
@@ -120,6 +167,18 @@ const unknown = (reason: string): ClusterKey => ({ _tag: "Unknown", reason })
 const named = (what: string, name: string, make: (name: string) => ClusterKey): ClusterKey => {
   const problem = nameProblem(what, name)
   return problem === undefined ? make(name) : unknown(problem)
+}
+
+/** `failover-node/NODE/claim`, `.../cand/GROUP`, `.../active/GROUP`, `.../ban/GROUP`. */
+const nodeFailoverKey = (parts: readonly string[]): ClusterKey => {
+  const [node, what, group, ...more] = parts
+  if (node === undefined || more.length > 0) return unknown("failover-node/ must be followed by node/claim or node/KIND/group")
+  if (what === "claim" && group === undefined) return named("node", node, () => ({ _tag: "Claim", node }))
+  if (group === undefined || (what !== "cand" && what !== "active" && what !== "ban")) {
+    return unknown("failover-node/NODE/ must be followed by claim, cand/GROUP, active/GROUP or ban/GROUP")
+  }
+  const tag = what === "cand" ? "Candidate" : what === "active" ? "Active" : "Ban"
+  return named("node", node, () => named("group", group, () => ({ _tag: tag, node, group })))
 }
 
 /** Classifies a full etcd key; total: anything unexpected is `Unknown` with the reason. */
@@ -153,8 +212,19 @@ export const parseKey = (cluster: string, key: string): ClusterKey => {
       return tail === undefined ? unknown("nodes/ must be followed by a node") : named("node", tail, (node) => ({ _tag: "NodeStatus", node }))
     case "seen":
       return tail === undefined ? unknown("seen/ must be followed by a node") : named("node", tail, (node) => ({ _tag: "Seen", node }))
+    case "rollout":
+      return tail === undefined ? unknown("rollout/ must be followed by a group") : named("group", tail, (group) => ({ _tag: "Rollout", group }))
+    case "rollout-driver":
+      return tail === undefined ? unknown("rollout-driver/ must be followed by a group") : named("group", tail, (group) => ({ _tag: "RolloutDriver", group }))
     case "audit":
       return tail !== undefined && /^\d{15}-[0-9a-f]{1,32}$/.test(tail) ? { _tag: "Audit", id: tail } : unknown("audit/ must be followed by TIME-RANDOM")
+    case "failover": {
+      const [group, what, ...more] = tail === undefined ? [] : tail.split("/")
+      if (group === undefined || what !== "move" || more.length > 0) return unknown("failover/ must be followed by group/move")
+      return named("group", group, () => ({ _tag: "Move", group }))
+    }
+    case "failover-node":
+      return nodeFailoverKey(tail === undefined ? [] : tail.split("/"))
     default:
       return unknown(`unknown key kind "${kind}"`)
   }

@@ -1,8 +1,13 @@
 /**
  * Cluster mode's access to etcd, as one store over the `etcd3` client, put together from one
  * module per concern under store/: the shared client and its `call` (client.ts), what a key-value
- * pair means (kv.ts), desired levels (desired.ts), the config (config.ts), the watch (watch.ts),
- * node presence on leases (presence.ts) and the member lists (nodes.ts). Key layout and
+ * pair means (kv.ts), desired levels (desired.ts), the config (config.ts), the member lists
+ * (nodes.ts), the audit trail (audit.ts), rolling tells (rollouts.ts); for a daemon, what it
+ * follows (follow.ts: one read and one watch of everything it follows), its leases (leases.ts:
+ * grant, keep-alives it sends itself) and its own writes (election.ts: failover keys and its
+ * status). watch.ts and presence.ts are the earlier self-healing watch and presence, which no
+ * daemon uses any more (the node reducer decides resyncs and re-grants now); their tests still
+ * hold them to what they say. Key layout and
  * precedence: keys.ts. Values: codecs.ts. The pure view and convergence rules: desired.ts.
  *
  * Failure model: every one-shot operation fails with a typed `EtcdUnavailable` (bounded by a call
@@ -36,14 +41,26 @@ import type { Membership } from "./store/nodes.ts"
 import { makeMembership } from "./store/nodes.ts"
 import type { Presence } from "./store/presence.ts"
 import { makePresence } from "./store/presence.ts"
+import type { Rollouts } from "./store/rollouts.ts"
+import { makeRollouts } from "./store/rollouts.ts"
 import type { Watching } from "./store/watch.ts"
 import { makeWatching } from "./store/watch.ts"
+import type { Election } from "./store/election.ts"
+import { makeElection } from "./store/election.ts"
+import type { Following } from "./store/follow.ts"
+import { makeFollowing } from "./store/follow.ts"
+import type { Leases } from "./store/leases.ts"
+import type { FailoverStore } from "./store/failover.ts"
+import { makeFailoverStore } from "./store/failover.ts"
+import { makeLeases } from "./store/leases.ts"
 
 export type { AuditEntry, Author } from "./store/audit.ts"
+export type { FailoverRead } from "./store/failover.ts"
 export type { ConfigRead, HistoryEntry, PushedConfig, Signer } from "./store/config.ts"
-export type { ConfigRejected, Contended, EtcdFailure, EtcdRefused, EtcdUnavailable, InvalidName, NodeLive, UnknownGroup, UnknownNode } from "./store/errors.ts"
+export type { ConfigRejected, Contended, EtcdFailure, EtcdRefused, EtcdUnavailable, FailoverGroupTold, InvalidName, NodeLive, UnknownGroup, UnknownNode } from "./store/errors.ts"
 export type { Nodes } from "./store/nodes.ts"
 export type { StatusInput } from "./store/presence.ts"
+export type { Claim, Driving, StoredRollout } from "./store/rollouts.ts"
 
 export interface ClusterOptions {
   /** etcd client URLs, e.g. `http://127.0.0.1:2379` (a comma-separated string is split). */
@@ -66,8 +83,12 @@ export interface ClusterOptions {
   readonly author?: Author | undefined
 }
 
-export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership, AuditTrail {
+export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership, AuditTrail, Rollouts, Following, FailoverStore {
   readonly cluster: string
+  /** Leases as a daemon keeps them itself (store/leases.ts). */
+  readonly leases: Leases
+  /** A node's own writes: claim, election keys, bans, its status (store/election.ts). */
+  readonly election: (node: string) => Election
 }
 
 export const makeClusterStore = (options: ClusterOptions): Effect.Effect<ClusterStore, InvalidName, Scope.Scope> =>
@@ -92,5 +113,16 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
     })
     const membership = makeMembership(client, kv, cluster, audit)
     const trail = makeAuditTrail(client, kv, cluster)
-    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership, ...trail } satisfies ClusterStore
+    const following = makeFollowing(client, kv, cluster)
+    const leases = makeLeases(client, options.callTimeoutMs ?? 5_000)
+    yield* Effect.addFinalizer(() => Effect.sync(() => leases.close()))
+    const elections = new Map<string, Election>()
+    const election = (node: string): Election => {
+      const made = elections.get(node) ?? makeElection(client, leases, cluster, node)
+      elections.set(node, made)
+      return made
+    }
+    const failover = makeFailoverStore(client, leases, cluster, audit)
+    const rollouts = makeRollouts(client, cluster, audit)
+    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership, ...trail, ...rollouts, ...following, ...failover, leases, election } satisfies ClusterStore
   })

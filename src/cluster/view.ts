@@ -2,7 +2,9 @@
  * The cluster as `isinit status` and `isinit tell --wait` see it: the live nodes' published
  * status set against what etcd says they should run. Pure; the data comes from the store.
  */
+import type { Config } from "../core/config.ts"
 import type { NodeStatus } from "./codecs.ts"
+import type { FailoverRead } from "./store/failover.ts"
 import type { DesiredLevel, Effective, Obeyed } from "./desired.ts"
 import { effectiveFor } from "./desired.ts"
 
@@ -146,3 +148,47 @@ export const nodeTellProgress = (
     }),
     [],
   )
+
+// ---------------------------------------------------------------------------------------------
+// Failover groups (docs/cluster.md "Failover groups"), as `status` shows them
+
+export interface FailoverRow {
+  readonly group: string
+  /** The level it runs at on its holder, from the config in etcd (undefined: not a failover group there). */
+  readonly level: string | undefined
+  /** Eligible nodes in order of preference; empty: any node. */
+  readonly nodes: readonly string[]
+  /** Who runs it now: the last proclamation, still running, whose candidate key still stands. */
+  readonly holder: { readonly node: string; readonly epoch: number; readonly since: string | null; readonly leaseLeftMs: number | null } | null
+  /** The last proclamation (holder or not), with why the group came to or left it. */
+  readonly last: { readonly node: string; readonly epoch: number; readonly state: string; readonly reason: string; readonly at: string | null } | null
+  /** The election queue, first = leader; the epoch is the create revision. */
+  readonly candidates: readonly { readonly node: string; readonly epoch: number; readonly leaseLeftMs: number | null }[]
+  readonly bans: readonly { readonly node: string; readonly reason: string; readonly leftMs: number | null }[]
+  readonly move: { readonly node: string; readonly by: string | null; readonly leftMs: number | null } | null
+}
+
+const orNull = <T>(value: T | undefined): T | null => (value === undefined ? null : value)
+
+/** One row per failover group of the config, and per group with failover keys in etcd. */
+export const failoverRows = (config: Config | undefined, read: FailoverRead): readonly FailoverRow[] => {
+  const groups = new Set([...(config?.failover.groups.keys() ?? []), ...read.candidates.keys(), ...read.proclamations.keys(), ...read.bans.keys(), ...read.moves.keys()])
+  return [...groups].sort().map((group): FailoverRow => {
+    const declared = config?.failover.groups.get(group)
+    const candidates = read.candidates.get(group) ?? []
+    const last = (read.proclamations.get(group) ?? []).at(-1)
+    const standing = last === undefined ? undefined : candidates.find((c) => c.node === last.node && c.createRevision === last.epoch)
+    const holder = last !== undefined && last.state === "running" && standing !== undefined ? { node: last.node, epoch: last.epoch, since: orNull(last.at), leaseLeftMs: orNull(standing.leftMs) } : null
+    const move = read.moves.get(group)
+    return {
+      group,
+      level: declared?.level,
+      nodes: declared?.nodes ?? [],
+      holder,
+      last: last === undefined ? null : { node: last.node, epoch: last.epoch, state: last.state, reason: last.reason, at: orNull(last.at) },
+      candidates: candidates.map((c) => ({ node: c.node, epoch: c.createRevision, leaseLeftMs: orNull(c.leftMs) })),
+      bans: (read.bans.get(group) ?? []).map((b) => ({ node: b.node, reason: b.reason, leftMs: orNull(b.leftMs) })),
+      move: move === undefined ? null : { node: move.node, by: orNull(move.by), leftMs: orNull(move.leftMs) },
+    }
+  })
+}

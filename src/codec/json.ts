@@ -33,6 +33,22 @@ export const describeErrors = (errors: t.Errors): string => {
   return [...messages].join("; ")
 }
 
+/**
+ * Compile-time checks that a codec describes exactly the type it stands for, both ways (a field
+ * or a value missing on either side fails): `type _Checks = [Assert<Same<t.TypeOf<typeof c>, T>>]`.
+ */
+export type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
+export type Assert<T extends true> = T
+
+/** A codec for one of a list of strings (the list an enumeration is defined by). */
+export const literals = <A extends string>(name: string, values: readonly A[]): t.Type<A, A, unknown> =>
+  new t.Type<A, A, unknown>(
+    name,
+    (u): u is A => typeof u === "string" && (values as readonly string[]).includes(u),
+    (u, c) => (typeof u === "string" && (values as readonly string[]).includes(u) ? t.success(u as A) : t.failure(u, c)),
+    t.identity,
+  )
+
 /** Parses JSON text; the left side says why it is not JSON. */
 export const parseJson = (text: string): E.Either<string, unknown> => {
   try {

@@ -15,12 +15,15 @@
  *
  * Decoding never throws and says what is wrong in words a person can act on.
  */
-import { describeErrors, parseJson } from "./json.ts"
+import type { Assert, Same } from "./json.ts"
+import { describeErrors, literals, parseJson } from "./json.ts"
 import { checkedString, maxNameLength, nameProblem } from "./names.ts"
-import type { Mode } from "../core/config.ts"
 import type { Effect as CoreEffect, LogWhat } from "../core/effects.ts"
-import type { EntryProcState, StatusReport } from "../core/report.ts"
-import type { GroupPhase } from "../core/state.ts"
+import { describeRejection, logWhats } from "../core/effects.ts"
+import type { Signal } from "../core/enums.ts"
+import { entryProcStates, groupPhases, lifecycles, modes, signals } from "../core/enums.ts"
+import type { Plan } from "../core/plan.ts"
+import type { StatusReport } from "../core/report.ts"
 import { E, t } from "../ioTs.ts"
 import { maxLineBytes, maxTimeoutMs } from "./limits.ts"
 
@@ -52,8 +55,8 @@ export type Request =
 export type Framing = "json" | "line"
 
 /** How a transition waited for by `tell` with `wait` ended. */
-export type WaitOutcome = "run" | "fail" | "superseded" | "stopped" | "timeout"
-export const waitOutcomes: readonly WaitOutcome[] = ["run", "fail", "superseded", "stopped", "timeout"]
+export const waitOutcomes = ["run", "fail", "superseded", "stopped", "timeout"] as const
+export type WaitOutcome = (typeof waitOutcomes)[number]
 
 /** A daemon in cluster mode (`isinitd --etcd`) adds this to its status answer. */
 export interface ClusterInfo {
@@ -68,11 +71,22 @@ export interface ClusterInfo {
   /** Why etcd is considered unreachable. */
   readonly error?: string
   /** Where the config that runs comes from: etcd, the local file (etcd has none yet), or nowhere. */
-  readonly configSource: "etcd" | "file" | "none"
+  readonly configSource: (typeof configSources)[number]
   readonly configSeq: number | null
   readonly configSha256: string | null
   /** Local tells not yet recorded in etcd as overrides, `group=level`. */
   readonly pendingOverrides: readonly string[]
+  /** Per failover group, this node's part in its election (`Holding`, `Queued`, `Banned`...), its epoch and why. */
+  readonly failover?: readonly FailoverPart[]
+  /** `conflict`: another daemon runs under this node's name, so this one does not campaign. */
+  readonly identity?: "ok" | "conflict"
+}
+
+export interface FailoverPart {
+  readonly group: string
+  readonly election: string
+  readonly epoch: number | null
+  readonly detail: string
 }
 
 /**
@@ -82,6 +96,27 @@ export interface ClusterInfo {
 export interface DaemonProcess {
   readonly pid: number
   readonly identity: string
+}
+
+/**
+ * One step of a plan as the wire carries it: the protocol's own type, converted once from the
+ * core's effects (`planAnswer`), so that a rename in core/effects.ts never changes what clients
+ * receive. The shapes are those the answer has always carried; `WriteStatus` and the log lines are
+ * kept so that clients of either version read each other's answers.
+ */
+export type PlanStep =
+  | { readonly _tag: "Spawn"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string }
+  | { readonly _tag: "RunSync"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string }
+  | { readonly _tag: "Kill"; readonly tag: string; readonly run: number; readonly signal: Signal }
+  | { readonly _tag: "WriteStatus" }
+  | { readonly _tag: "Log"; readonly entry: PlanLogEntry }
+
+export interface PlanLogEntry {
+  readonly what: LogWhat
+  readonly group?: string
+  readonly tag?: string
+  readonly run?: number
+  readonly message: string
 }
 
 /** The payload of a successful answer, by op. */
@@ -96,6 +131,8 @@ export type Answer =
       readonly outcome?: WaitOutcome
       /** Why, for outcomes other than `run` (e.g. which test failed). */
       readonly message?: string
+      /** Cluster mode: where the tell was recorded in etcd as this node's override, or why not yet. */
+      readonly note?: string
     }
   | { readonly op: "stopall"; readonly daemon?: DaemonProcess }
   | {
@@ -111,7 +148,9 @@ export type Answer =
       readonly group: string
       readonly level: string
       readonly accepted: boolean
-      readonly effects: readonly CoreEffect[]
+      /** Why the tell would be rejected (absent when accepted; older daemons only logged it in `effects`). */
+      readonly reason?: string
+      readonly effects: readonly PlanStep[]
     }
   | { readonly op: "ping"; readonly pid: number; readonly version: string }
   | { readonly op: "reload" }
@@ -122,6 +161,30 @@ export type Response = ({ readonly ok: true } & Answer) | Failure
 
 export const failure = (error: string): Failure => ({ ok: false, error })
 export const success = (answer: Answer): Response => ({ ok: true, ...answer })
+
+const planStepOf = (effect: CoreEffect): PlanStep => {
+  switch (effect._tag) {
+    case "Spawn":
+    case "RunSync":
+      return { _tag: effect._tag, tag: effect.tag, run: effect.run, group: effect.group, command: effect.command }
+    case "Kill":
+      return { _tag: "Kill", tag: effect.tag, run: effect.run, signal: effect.signal }
+    case "WriteStatus":
+      return { _tag: "WriteStatus" }
+    case "Log": {
+      const { what, group, tag, run, message } = effect.entry
+      return { _tag: "Log", entry: { what, ...(group === undefined ? {} : { group }), ...(tag === undefined ? {} : { tag }), ...(run === undefined ? {} : { run }), message } }
+    }
+    case "Rejected":
+      return { _tag: "Log", entry: { what: "rejected", ...(effect.group === undefined ? {} : { group: effect.group }), message: describeRejection(effect) } }
+  }
+}
+
+/** The answer to `plan`: the core's plan, converted to the wire's steps here and nowhere else. */
+export const planAnswer = (group: string, level: string, plan: Plan): Extract<Answer, { readonly op: "plan" }> =>
+  plan._tag === "Accepted"
+    ? { op: "plan", group, level, accepted: true, effects: plan.effects.map(planStepOf) }
+    : { op: "plan", group, level, accepted: false, reason: plan.rejection.reason, effects: [planStepOf(plan.rejection)] }
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -248,29 +311,15 @@ export const encodeOriginalResponse = (response: Response): string =>
 export const encodeResponseFor = (framing: Framing, response: Response): string =>
   framing === "json" ? encodeResponse(response) : encodeOriginalResponse(response)
 
-const literals = <A extends string>(name: string, values: readonly A[]): t.Type<A, A, unknown> =>
-  new t.Type<A, A, unknown>(
-    name,
-    (u): u is A => typeof u === "string" && (values as readonly string[]).includes(u),
-    (u, c) => (typeof u === "string" && (values as readonly string[]).includes(u) ? t.success(u as A) : t.failure(u, c)),
-    t.identity,
-  )
-
 const nullable = <C extends t.Mixed>(codec: C) => t.union([codec, t.null])
 
-const modeValues: readonly (Mode | "removed")[] = ["respawn", "once", "wait", "test", "off", "removed"]
-const procStates: readonly EntryProcState[] = ["idle", "running", "stopping", "leader-exited", "jailed", "done", "failed"]
-const phases: readonly GroupPhase[] = ["stopped", "start", "run", "fail", "stopping"]
-const lifecycles: readonly StatusReport["lifecycle"][] = ["running", "stopping", "halted"]
-const logWhats: readonly LogWhat[] = [
-  "started", "exited", "restarting", "jailed", "released", "stopping", "killed", "rejected", "group", "halted",
-]
+const configSources = ["etcd", "file", "none"] as const
 
 const entryReportCodec = t.type({
   tag: t.string,
-  mode: literals("mode", modeValues),
+  mode: literals("mode", [...modes, "removed"] as const),
   levels: t.readonlyArray(t.string),
-  state: literals("entry state", procStates),
+  state: literals("entry state", entryProcStates),
   pid: nullable(t.number),
   run: nullable(t.number),
   restarts: t.number,
@@ -283,7 +332,7 @@ export const statusReportCodec = t.type({
   groups: t.readonlyArray(
     t.type({
       group: t.string,
-      state: literals("group state", phases),
+      state: literals("group state", groupPhases),
       level: t.string,
       seq: t.number,
       entries: t.readonlyArray(entryReportCodec),
@@ -298,20 +347,24 @@ const clusterInfoCodec = t.intersection([
     etcd: t.string,
     connected: t.boolean,
     since: t.string,
-    configSource: literals("config source", ["etcd", "file", "none"] as const),
+    configSource: literals("config source", configSources),
     configSeq: nullable(t.number),
     configSha256: nullable(t.string),
     pendingOverrides: t.readonlyArray(t.string),
   }),
-  t.partial({ error: t.string }),
+  t.partial({
+    error: t.string,
+    failover: t.readonlyArray(t.type({ group: t.string, election: t.string, epoch: nullable(t.number), detail: t.string })),
+    identity: literals("identity", ["ok", "conflict"] as const),
+  }),
 ])
 
 const daemonProcessCodec = t.type({ pid: t.number, identity: t.string })
 
-const effectCodec = t.union([
+const planStepCodec = t.union([
   t.type({ _tag: t.literal("Spawn"), tag: t.string, run: t.number, group: t.string, command: t.string }),
   t.type({ _tag: t.literal("RunSync"), tag: t.string, run: t.number, group: t.string, command: t.string }),
-  t.type({ _tag: t.literal("Kill"), tag: t.string, run: t.number, signal: t.union([t.literal("SIGTERM"), t.literal("SIGKILL")]) }),
+  t.type({ _tag: t.literal("Kill"), tag: t.string, run: t.number, signal: literals("signal", signals) }),
   t.type({ _tag: t.literal("WriteStatus") }),
   t.type({
     _tag: t.literal("Log"),
@@ -325,28 +378,26 @@ const effectCodec = t.union([
 const answerCodec = t.union([
   t.intersection([
     t.type({ op: t.literal("tell"), group: t.string, level: t.string, seq: t.number }),
-    t.partial({ outcome: literals("outcome", waitOutcomes), message: t.string }),
+    t.partial({ outcome: literals("outcome", waitOutcomes), message: t.string, note: t.string }),
   ]),
   t.intersection([t.type({ op: t.literal("stopall") }), t.partial({ daemon: daemonProcessCodec })]),
   t.intersection([t.type({ op: t.literal("status"), report: statusReportCodec, now: t.number }), t.partial({ cluster: clusterInfoCodec })]),
-  t.type({
-    op: t.literal("plan"),
-    group: t.string,
-    level: t.string,
-    accepted: t.boolean,
-    effects: t.readonlyArray(effectCodec),
-  }),
+  t.intersection([
+    t.type({ op: t.literal("plan"), group: t.string, level: t.string, accepted: t.boolean, effects: t.readonlyArray(planStepCodec) }),
+    t.partial({ reason: t.string }),
+  ]),
   t.type({ op: t.literal("ping"), pid: t.number, version: t.string }),
   t.type({ op: t.literal("reload") }),
   t.intersection([t.type({ op: t.literal("handover"), processes: t.number }), t.partial({ daemon: daemonProcessCodec })]),
 ])
 
-// The codecs must describe exactly the core's types: these lines stop compiling if they drift.
-const _reportFits = (r: t.TypeOf<typeof statusReportCodec>): StatusReport => r
-const _effectFits = (e: t.TypeOf<typeof effectCodec>): CoreEffect => e
-const _answerFits = (a: t.TypeOf<typeof answerCodec>): Answer => a
-const _clusterInfoFits = (c: t.TypeOf<typeof clusterInfoCodec>): ClusterInfo => c
-export type _CodecChecks = [typeof _reportFits, typeof _effectFits, typeof _answerFits, typeof _clusterInfoFits]
+// The codecs describe exactly the types they stand for, both ways: this stops compiling if they drift.
+export type _CodecChecks = [
+  Assert<Same<t.TypeOf<typeof statusReportCodec>, StatusReport>>,
+  Assert<Same<t.TypeOf<typeof planStepCodec>, PlanStep>>,
+  Assert<Same<t.TypeOf<typeof answerCodec>, Answer>>,
+  Assert<Same<t.TypeOf<typeof clusterInfoCodec>, ClusterInfo>>,
+]
 
 /**
  * Decodes one answer line: JSON, or the plain text of the line protocol (`ok`, `error: REASON`),
@@ -356,12 +407,9 @@ export const decodeResponseLine = (raw: string): E.Either<string, Response> => {
   const line = chomp(raw)
   if (line === "ok") return E.left("the daemon answered in the line protocol (ok) where a JSON answer was expected")
   if (line.startsWith("error: ")) return E.right(failure(line.slice("error: ".length)))
-  let value: unknown
-  try {
-    value = JSON.parse(line)
-  } catch {
-    return E.left(`not a JSON answer: ${JSON.stringify(line.slice(0, 200))}`)
-  }
+  const parsed = parseJson(line)
+  if (E.isLeft(parsed)) return E.left(`not a JSON answer: ${JSON.stringify(line.slice(0, 200))}`)
+  const value = parsed.right
   if (typeof value !== "object" || value === null) return E.left("a JSON answer must be an object")
   const ok: unknown = (value as { readonly ok?: unknown }).ok
   if (ok === false) {

@@ -1,20 +1,24 @@
 /**
- * The state file (issue 4): the core's `Snapshot` as JSON, decoded with io-ts. A file that does
+ * The state file (issue 4): the core's `DaemonSnapshot` as JSON, decoded with io-ts. A file that does
  * not decode is never trusted in part: the daemon reports it, sets it aside and starts fresh.
+ *
+ * The JSON keeps the shape every version has written: a live run is `stopping: true|false`, with
+ * `leaderExit` while the rest of an exited leader's group is stopped (rule 14). It is mapped to
+ * and from the core's `ProcSnapshot` union here, so that an older or newer daemon reads the file
+ * across a hand-over.
  */
-import type { Mode } from "../core/config.ts"
-import { modes } from "../core/config.ts"
-import { decodeJson } from "./json.ts"
-import type { Snapshot } from "../core/snapshot.ts"
+import { groupPhases, lifecycles, modes } from "../core/enums.ts"
+import type { DaemonSnapshot, EntrySnapshot, GroupSnapshot, ProcSnapshot, RunSnapshot } from "../core/snapshot.ts"
+import { snapshotProblems } from "../core/snapshot.ts"
 import { E, t } from "../ioTs.ts"
-
-const modeCodec = t.keyof(Object.fromEntries(modes.map((mode) => [mode, null])) as Record<Mode, null>)
+import type { Assert, Same } from "./json.ts"
+import { decodeJson, literals } from "./json.ts"
 
 const entryDef = t.type({
   group: t.string,
   tag: t.string,
   levels: t.readonlyArray(t.string),
-  mode: modeCodec,
+  mode: literals("mode", modes),
   command: t.string,
   line: t.number,
 })
@@ -30,7 +34,7 @@ const outcome = t.union([
 ])
 
 /** Fields added later are optional, so a state file an older daemon wrote still decodes. */
-const proc = t.intersection([
+const storedProc = t.intersection([
   t.type({
     run: t.number,
     pid: t.union([t.number, t.null]),
@@ -41,35 +45,58 @@ const proc = t.intersection([
   }),
   t.partial({ leaderExit: outcome }),
 ])
+type StoredProc = t.TypeOf<typeof storedProc>
 
-const snapshotCodec = t.type({
+const storedEntry = t.intersection([
+  t.type({ tag: t.string, proc: t.union([storedProc, t.null]), completion, jail, starts: t.readonlyArray(t.number), restarts: t.number }),
+  t.partial({ lastExit: t.type({ outcome, at: t.number }) }),
+])
+
+const storedGroup = t.type({ name: t.string, level: t.union([t.string, t.null]), phase: literals("phase", groupPhases), seq: t.number })
+
+const storedSnapshot = t.type({
   version: t.literal(1),
   nextRun: t.number,
-  lifecycle: t.keyof({ running: null, stopping: null, halted: null }),
-  entries: t.readonlyArray(
-    t.intersection([
-      t.type({
-        tag: t.string,
-        proc: t.union([proc, t.null]),
-        completion,
-        jail,
-        starts: t.readonlyArray(t.number),
-        restarts: t.number,
-      }),
-      t.partial({ lastExit: t.type({ outcome, at: t.number }) }),
-    ]),
-  ),
-  groups: t.readonlyArray(
-    t.type({
-      name: t.string,
-      level: t.union([t.string, t.null]),
-      phase: t.keyof({ stopped: null, start: null, run: null, fail: null, stopping: null }),
-      seq: t.number,
-    }),
-  ),
+  lifecycle: literals("lifecycle", lifecycles),
+  entries: t.readonlyArray(storedEntry),
+  groups: t.readonlyArray(storedGroup),
 })
 
-export const encodeSnapshot = (snapshot: Snapshot): string => `${JSON.stringify(snapshot)}\n`
+// The stored shapes are the core's, but for the live run: this stops compiling if they drift.
+export type _CodecChecks = [
+  Assert<Same<Omit<t.TypeOf<typeof storedEntry>, "proc">, Omit<EntrySnapshot, "proc">>>,
+  Assert<Same<t.TypeOf<typeof storedGroup>, GroupSnapshot>>,
+  Assert<Same<Omit<StoredProc, "stopping" | "leaderExit">, RunSnapshot>>,
+  Assert<Same<Omit<t.TypeOf<typeof storedSnapshot>, "entries">, Omit<DaemonSnapshot, "entries">>>,
+]
 
-/** Why the text is not a usable state file, or the snapshot it holds. */
-export const decodeSnapshot = (text: string): E.Either<string, Snapshot> => decodeJson(snapshotCodec, text)
+const storedProcOf = (proc: ProcSnapshot): StoredProc => {
+  const { run, pid, identity, since, def } = proc
+  if (proc._tag === "Running") return { run, pid, identity, since, stopping: false, def }
+  const cause = proc.cause
+  return { run, pid, identity, since, stopping: true, def, ...(cause._tag === "LeaderExited" ? { leaderExit: cause.outcome } : {}) }
+}
+
+const procOf = (stored: StoredProc): ProcSnapshot => {
+  const { run, pid, identity, since, def } = stored
+  if (!stored.stopping) return { _tag: "Running", run, pid, identity, since, def }
+  const cause = stored.leaderExit === undefined ? { _tag: "Ordered" as const } : { _tag: "LeaderExited" as const, outcome: stored.leaderExit }
+  return { _tag: "Stopping", run, pid, identity, since, def, cause }
+}
+
+export const encodeSnapshot = (snapshot: DaemonSnapshot): string =>
+  `${JSON.stringify({ ...snapshot, entries: snapshot.entries.map((e) => ({ ...e, proc: e.proc === null ? null : storedProcOf(e.proc) })) })}\n`
+
+/**
+ * Why the text is not a usable state file, or the snapshot it holds. A snapshot that decodes but
+ * breaks what every snapshot the core takes satisfies (`snapshotProblems`, asserted when it is
+ * taken) is refused as well: the file was damaged or forged, and is not used in part.
+ */
+export const decodeSnapshot = (text: string): E.Either<string, DaemonSnapshot> => {
+  const decoded = decodeJson(storedSnapshot, text)
+  if (E.isLeft(decoded)) return decoded
+  const stored = decoded.right
+  const snapshot: DaemonSnapshot = { ...stored, entries: stored.entries.map((e) => ({ ...e, proc: e.proc === null ? null : procOf(e.proc) })) }
+  const problems = snapshotProblems(snapshot)
+  return problems.length === 0 ? E.right(snapshot) : E.left(`inconsistent snapshot: ${problems.slice(0, 3).join("; ")}`)
+}

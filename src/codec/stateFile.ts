@@ -1,9 +1,9 @@
 /**
  * isinitd's state file: a header line (what wrote it: boot, clock anchor, daemon process), then
- * the core's `Snapshot` (codec/snapshot.ts) on the next line. Both are decoded with io-ts; a file
+ * the core's `DaemonSnapshot` (codec/snapshot.ts) on the next line. Both are decoded with io-ts; a file
  * that does not decode as a whole is never used in part.
  */
-import type { Snapshot } from "../core/snapshot.ts"
+import type { DaemonSnapshot } from "../core/snapshot.ts"
 import { E, t } from "../ioTs.ts"
 import { decodeJson } from "./json.ts"
 import { decodeSnapshot, encodeSnapshot } from "./snapshot.ts"
@@ -24,10 +24,10 @@ const headerCodec = t.type({
 export type StateHeader = t.TypeOf<typeof headerCodec>
 
 export type DecodedState =
-  | { readonly _tag: "Decoded"; readonly header: StateHeader; readonly snapshot: Snapshot }
+  | { readonly _tag: "Decoded"; readonly header: StateHeader; readonly snapshot: DaemonSnapshot }
   | { readonly _tag: "Undecodable"; readonly reason: string }
 
-export const encodeStateFile = (header: StateHeader, snapshot: Snapshot): string => `${JSON.stringify(header)}\n${encodeSnapshot(snapshot)}`
+export const encodeStateFile = (header: StateHeader, snapshot: DaemonSnapshot): string => `${JSON.stringify(header)}\n${encodeSnapshot(snapshot)}`
 
 const undecodable = (reason: string): DecodedState => ({ _tag: "Undecodable", reason })
 

@@ -7,12 +7,12 @@
 
 import type { Failover } from "./failover.ts"
 import { noFailover } from "./failover.ts"
+import type { Mode } from "./enums.ts"
 import type { HookConfig } from "./hooks.ts"
 import { defaultHookConfig } from "./hooks.ts"
 
-export type Mode = "respawn" | "once" | "wait" | "test" | "off"
-
-export const modes: readonly Mode[] = ["respawn", "once", "wait", "test", "off"]
+export type { Mode } from "./enums.ts"
+export { modes } from "./enums.ts"
 
 export interface Entry {
   readonly group: string
@@ -117,6 +117,9 @@ export const makeConfig = (
 }
 
 export const emptyConfig: Config = makeConfig([])
+
+/** Nothing parsed: no entry, no problem (what runs before any config has been read). */
+export const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
 
 export const listsLevel = (entry: Entry, level: string): boolean => entry.levels.includes(level)
 

@@ -2,7 +2,10 @@
  * What the reducer asks the world to do. Plain data (no functions), so effects can be compared,
  * printed, serialized and replayed; the runtime and the simulator are two interpreters of them.
  */
-export type Signal = "SIGTERM" | "SIGKILL"
+import type { Signal } from "./enums.ts"
+import type { Event } from "./events.ts"
+
+export type { Signal } from "./enums.ts"
 
 /**
  * A failover group's process carries its hold: the runtime gives it `ISINIT_EPOCH` and does not
@@ -24,24 +27,95 @@ export type Effect =
   | { readonly _tag: "WriteStatus" }
   /** Something an operator should read in the log, with the reason. */
   | { readonly _tag: "Log"; readonly entry: LogEntry }
+  /**
+   * The reducer refused the event, with the reason: it changed nothing (rule 9, a hold it cannot
+   * take, a restore into a daemon that already manages processes), except a restore whose config
+   * has errors, which keeps the runs it adopted. The one place callers learn of a refusal
+   * (`rejectionOf`); the runtime logs it as `rejected`.
+   */
+  | Rejection
 
-export type LogWhat =
-  | "started"
-  | "exited"
-  | "restarting"
-  | "jailed"
-  | "released"
-  | "stopping"
-  | "killed"
-  | "rejected"
-  | "adopted"
-  | "group"
-  | "halted"
+/** `subject` names what was refused as an operator would say it: `tell web 2`, `reload`, ... */
+export interface Rejection {
+  readonly _tag: "Rejected"
+  readonly event: Event["_tag"]
+  readonly subject: string
+  readonly group?: string
+  readonly reason: string
+}
+
+/** The reducer's refusal among an event's effects, if it refused it. */
+export const rejectionOf = (effects: readonly Effect[]): Rejection | undefined => {
+  for (const effect of effects) if (effect._tag === "Rejected") return effect
+  return undefined
+}
+
+/** The log line's text: `tell web 2: unknown group "web" (...)`. */
+export const describeRejection = (rejection: Rejection): string => `${rejection.subject}: ${rejection.reason}`
+
+/**
+ * The log's verbs, one vocabulary for the whole daemon (the `what` column of every log line).
+ * The reducer's own: what its `Log` effects say happened.
+ */
+export const reducerLogWhats = [
+  "started",
+  "exited",
+  "restarting",
+  "jailed",
+  "released",
+  "stopping",
+  "killed",
+  "adopted",
+  "group",
+  "halted",
   /** A failover group stopped or not started because its hold is missing or ran out. */
-  | "fenced"
+  "fenced",
+] as const
+
+/** What the shell logs besides: what only it sees (exits, signals, etcd), and the reducer's refusals. */
+export const shellLogWhats = [
+  /** A `Rejected` effect, or a request refused before it reached the reducer (an unreadable config). */
+  "rejected",
+  /** A run's leader exited while the rest of its process group lives on (rule 14). */
+  "leader-exited",
+  /** A programmer error caught at the edge (a reducer that threw). */
+  "bug",
+  "ready",
+  "signal",
+  "request",
+  "handover",
+  "exit",
+  /** Re-adoption after a crash: what the state file, the journal and /proc gave. */
+  "restore",
+  /** A problem of the isinittab at start. */
+  "config",
+  "warning",
+  /** Reaping orphans (PID 1 or child subreaper). */
+  "orphans",
+  /** The log itself (its stream lost, lines dropped). */
+  "log",
+  /** The cluster node: convergence, failover, and etcd's health. */
+  "cluster",
+  "failover",
+  "etcd-outage",
+  "etcd-resync",
+  "etcd-rejected",
+  "etcd-lease-lost",
+  /** The fencer: a failover group's processes killed when its hold ran out without a renewal. */
+  "fencer",
+  /** Event hooks (runtime/hooks.ts): a run that failed, timed out, or events dropped over a limit. */
+  "hook",
+  /** --metrics and --http (runtime/http.ts): serving, or an address that cannot be had. */
+  "http",
+] as const
+
+export const logWhats = [...reducerLogWhats, ...shellLogWhats] as const
+
+export type ReducerLogWhat = (typeof reducerLogWhats)[number]
+export type LogWhat = (typeof logWhats)[number]
 
 export interface LogEntry {
-  readonly what: LogWhat
+  readonly what: ReducerLogWhat
   readonly group?: string
   readonly tag?: string
   readonly run?: number

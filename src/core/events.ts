@@ -1,5 +1,5 @@
 import type { Parsed } from "./config.ts"
-import type { Snapshot } from "./snapshot.ts"
+import type { DaemonSnapshot } from "./snapshot.ts"
 
 /**
  * Everything that can happen to the daemon. Time enters only here, as `now` (ms, monotonic as far
@@ -27,7 +27,7 @@ export type Event =
   /** Cluster mode: this node does not hold GROUP (any more); the group goes to `standby`. */
   | { readonly _tag: "Release"; readonly group: string; readonly now: number }
   /** A restarted daemon takes over what its predecessor recorded; `alive` lists the runs it verified. */
-  | { readonly _tag: "Restore"; readonly snapshot: Snapshot; readonly alive: readonly number[]; readonly parsed: Parsed; readonly now: number }
+  | { readonly _tag: "Restore"; readonly snapshot: DaemonSnapshot; readonly alive: readonly number[]; readonly parsed: Parsed; readonly now: number }
 
 /**
  * `removals`: the config is a file the daemon has just re-read, which may be half-written, so a
@@ -73,7 +73,7 @@ export const leaderExited = (tag: string, run: number, outcome: Outcome, now: nu
   _tag: "LeaderExited", tag, run, outcome, now,
 })
 export const tick = (now: number): Event => ({ _tag: "Tick", now })
-export const restore = (snapshot: Snapshot, alive: readonly number[], parsed: Parsed, now: number): Event => ({
+export const restore = (snapshot: DaemonSnapshot, alive: readonly number[], parsed: Parsed, now: number): Event => ({
   _tag: "Restore", snapshot, alive, parsed, now,
 })
 export const hold = (group: string, epoch: number, until: number, now: number): Event => ({ _tag: "Hold", group, epoch, until, now })

@@ -31,15 +31,3 @@ export const add = <T extends Due>(heap: Heap<T>, item: T): Heap<T> => merge(hea
 export const peek = <T extends Due>(heap: Heap<T>): T | undefined => heap?.item
 
 export const pop = <T extends Due>(heap: Heap<T>): Heap<T> => (heap === undefined ? undefined : merge(heap.left, heap.right))
-
-export const toArray = <T extends Due>(heap: Heap<T>): readonly T[] => {
-  const out: T[] = []
-  const walk = (h: Heap<T>): void => {
-    if (h === undefined) return
-    out.push(h.item)
-    walk(h.left)
-    walk(h.right)
-  }
-  walk(heap)
-  return out.sort((a, b) => a.at - b.at)
-}

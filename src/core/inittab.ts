@@ -76,7 +76,7 @@ export const directives: readonly DirectiveDoc[] = [
 
 // Codecs for the field values. The mode codec is built from config.ts's list, so the two agree.
 
-export const ModeCodec = t.keyof(Object.fromEntries(modes.map((m) => [m, null])) as Record<Mode, null>, "Mode")
+const ModeCodec = t.keyof(Object.fromEntries(modes.map((m) => [m, null])) as Record<Mode, null>, "Mode")
 
 /** Node arms no timer longer than this; a longer one would fire at once. */
 export const maxDurationMs = 2_147_483_647
@@ -110,7 +110,7 @@ export interface RespawnLimit {
 }
 
 /** `N/DURATION`, e.g. `5/10s`. */
-export const RespawnLimitFromString = new t.Type<RespawnLimit, string, unknown>(
+const RespawnLimitFromString = new t.Type<RespawnLimit, string, unknown>(
   "RespawnLimit",
   (u): u is RespawnLimit =>
     typeof u === "object" && u !== null && "max" in u && "windowMs" in u,

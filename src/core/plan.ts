@@ -1,5 +1,6 @@
 import type { Parsed } from "./config.ts"
-import type { Effect } from "./effects.ts"
+import type { Effect, Rejection } from "./effects.ts"
+import { rejectionOf } from "./effects.ts"
 import type { Event, Outcome } from "./events.ts"
 import { childExit, tell } from "./events.ts"
 import { reduce } from "./reducer.ts"
@@ -12,13 +13,14 @@ import type { State } from "./state.ts"
  * starts (rule 15), then its entries in file order. What time adds (SIGKILL after the grace,
  * jails) is what `isinit simulate` shows.
  */
-export interface Plan {
-  readonly accepted: boolean
-  readonly effects: readonly Effect[]
-}
+export type Plan =
+  | { readonly _tag: "Accepted"; readonly effects: readonly Effect[] }
+  | { readonly _tag: "Rejected"; readonly rejection: Rejection }
 
 export const plan = (state: State, group: string, level: string, parsed: Parsed, now: number): Plan => {
   const [told, first] = reduce(state, tell(group, level, parsed, now))
+  const rejection = rejectionOf(first)
+  if (rejection !== undefined) return { _tag: "Rejected", rejection }
   const effects = [...first]
   const ended = new Set<string>()
   let current = told
@@ -34,7 +36,7 @@ export const plan = (state: State, group: string, level: string, parsed: Parsed,
     effects.push(...next)
     awaited = endsOf(next, ended, now)
   }
-  return { accepted: !first.some((e) => e._tag === "Log" && e.entry.what === "rejected"), effects }
+  return { _tag: "Accepted", effects }
 }
 
 /** The exits the plan assumes for these effects: a stop ends at its SIGTERM, a barrier exits 0. */

@@ -27,17 +27,21 @@
  * The rules are numbered once, in properties/README.md, each with its property and the functions
  * below that implement it; `Rule N` in a comment cites that list.
  */
-import type { Config, Entry, Mode, Parsed } from "./config.ts"
+import type { Config, Entry, Parsed } from "./config.ts"
 import { hasErrors, listsLevel, sameDefinition } from "./config.ts"
-import type { Effect, LogEntry } from "./effects.ts"
+import type { Effect, LogEntry, Rejection } from "./effects.ts"
 import type { Event, Guard, Outcome } from "./events.ts"
-import { describeOutcome, succeeded } from "./events.ts"
+import { describeOutcome } from "./events.ts"
 import * as HashMap from "effect/HashMap"
+import type { Before } from "./invariants.ts"
+import { assertChanges, assertStep, checkInvariants } from "./invariants.ts"
+import { assertPhaseChange } from "./phases.ts"
 import { removalRefusal } from "./reread.ts"
-import type { EntrySnapshot } from "./snapshot.ts"
+import { admitStart } from "./respawn.ts"
+import type { EntrySnapshot, ProcSnapshot } from "./snapshot.ts"
 import { standbyLevel } from "./failover.ts"
-import type { Completion, EntryState, GroupState, Hold, Lifecycle, LiveProc, State, StopCause, Transition } from "./state.ts"
-import { free, freshEntry, freshGroup, groupOf, idle, lookup, notRun, ordered } from "./state.ts"
+import type { EntryState, GroupState, Hold, Lifecycle, LiveProc, State, StopCause, Transition } from "./state.ts"
+import { completionAfter, free, freshEntry, freshGroup, idle, lookup, notRun, ordered } from "./state.ts"
 import type { Timer, TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
@@ -81,12 +85,12 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
       onRelease(step, event)
       break
   }
-  return step.finish()
+  const [after, effects] = step.finish()
+  assertStep(state, event, after)
+  // The restore boundary: a predecessor's record, once, so the whole state is checked (O(entries)).
+  if (event._tag === "Restore") checkInvariants(after)
+  return [after, effects]
 }
-
-/** Why a tell would be rejected, or `undefined` if it would be accepted: for immediate replies. */
-export const tellRejection = (state: State, group: string, level: string, parsed: Parsed, guard?: Guard): string | undefined =>
-  configRejection(state, parsed, guard) ?? groupRejection(parsed.config, group, level)
 
 /** When the runtime must deliver the next Tick; `undefined` when nothing is pending. */
 export const nextDeadline = (state: State): number | undefined => Timers.peek(state.timers)?.at
@@ -108,13 +112,10 @@ const groupRejection = (config: Config, group: string, level: string): string | 
   return `unknown group "${group}" (the isinittab defines: ${known === "" ? "none" : known})`
 }
 
-const rejected = (event: Event & { readonly _tag: "Tell" | "Reload" }, reason: string): Effect => ({
-  _tag: "Log",
-  entry:
-    event._tag === "Tell"
-      ? { what: "rejected", group: event.group, message: `tell ${event.group} ${event.level}: ${reason}` }
-      : { what: "rejected", message: `reload: ${reason}` },
-})
+const rejected = (event: EventOf<"Tell" | "Reload">, reason: string): Rejection =>
+  event._tag === "Tell"
+    ? { _tag: "Rejected", event: event._tag, subject: `tell ${event.group} ${event.level}`, group: event.group, reason }
+    : { _tag: "Rejected", event: event._tag, subject: "reload", reason }
 
 // ---------------------------------------------------------------------------------------------
 // Event handlers
@@ -180,26 +181,23 @@ const onLeaderExited = (step: Step, { tag, run, outcome }: EventOf<"LeaderExited
  */
 const onRestore = (step: Step, { snapshot, alive, parsed }: EventOf<"Restore">): void => {
   if (step.entryTags().length > 0 || step.groups().length > 0) {
-    step.log({ what: "rejected", message: "restore: the daemon already manages processes" })
+    step.emit({ _tag: "Rejected", event: "Restore", subject: "restore", reason: "the daemon already manages processes" })
     return
   }
   const live = new Set(alive)
   step.nextRun = Math.max(step.nextRun, snapshot.nextRun)
-  for (const saved of snapshot.entries) adoptEntry(step, saved, saved.proc !== null && live.has(saved.proc.run))
+  for (const saved of snapshot.entries) restoreEntry(step, saved, live)
   for (const group of snapshot.groups) {
     const phase = group.level === null ? "stopped" : group.phase
-    step.setGroup({ ...freshGroup(group.name), level: group.level ?? undefined, phase, seq: group.seq })
+    step.restoreGroup({ ...freshGroup(group.name), level: group.level ?? undefined, phase, seq: group.seq })
   }
   for (const saved of snapshot.entries) {
-    if (saved.proc?.stopping !== true) continue
-    const leader = saved.proc.leaderExit
-    const cause: StopCause = leader === undefined ? ordered : { _tag: "LeaderExited", outcome: leader }
-    beginStop(step, saved.tag, cause, "it was being stopped when the previous daemon ended")
+    if (saved.proc?._tag === "Stopping") beginStop(step, saved.tag, saved.proc.cause, "it was being stopped when the previous daemon ended")
   }
   if (snapshot.lifecycle !== "running") return onStopAll(step)
   if (hasErrors(parsed)) {
-    const message = "the isinittab has errors: adopted processes keep running, no group converges until a valid tell"
-    step.log({ what: "rejected", message })
+    const reason = "the isinittab has errors: adopted processes keep running, no group converges until a valid tell"
+    step.emit({ _tag: "Rejected", event: "Restore", subject: "restore", reason })
     return
   }
   applyConfig(step, parsed.config)
@@ -214,7 +212,8 @@ const reapplyLevels = (step: Step, config: Config): void => {
   }
 }
 
-const adoptEntry = (step: Step, saved: EntrySnapshot, isAlive: boolean): void => {
+/** An entry as the predecessor recorded it; its run adopted if the runtime verified it alive, else ended unseen. */
+const restoreEntry = (step: Step, saved: EntrySnapshot, alive: ReadonlySet<number>): void => {
   const base: EntryState = {
     ...freshEntry(saved.tag),
     completion: saved.completion,
@@ -223,20 +222,26 @@ const adoptEntry = (step: Step, saved: EntrySnapshot, isAlive: boolean): void =>
     restarts: saved.restarts,
     lastExit: saved.lastExit,
   }
-  const proc = saved.proc
   const jail = saved.jail
   if (jail._tag === "Jailed") step.addTimer({ at: jail.until, reason: { _tag: "JailEnds", tag: saved.tag } })
+  const proc = saved.proc
   if (proc === null) return step.setEntry(base)
-  const where = { group: proc.def.group, tag: saved.tag, run: proc.run }
-  if (isAlive) {
-    const adopted = { run: proc.run, pid: proc.pid ?? undefined, identity: proc.identity ?? undefined, since: proc.since }
-    step.setEntry({ ...base, proc: { _tag: "Running", ...adopted, def: proc.def } })
-    step.log({ what: "adopted", ...where, message: "from the previous daemon" })
-    return
-  }
-  const finished = proc.def.mode === "respawn" ? base.completion : completionAfter(proc.def.mode, { _tag: "Vanished" })
-  step.setEntry({ ...base, completion: finished, lastExit: { outcome: { _tag: "Vanished" }, at: step.now } })
-  step.log({ what: "exited", ...where, message: "ended while no daemon was watching (exit status unknown)" })
+  if (alive.has(proc.run)) return adoptRun(step, base, proc)
+  runEndedUnseen(step, base, proc)
+}
+
+const adoptRun = (step: Step, base: EntryState, proc: ProcSnapshot): void => {
+  const adopted = { run: proc.run, pid: proc.pid ?? undefined, identity: proc.identity ?? undefined, since: proc.since }
+  // Adopted as running: a run being stopped is stopped again once every entry is back (onRestore).
+  step.setEntry({ ...base, proc: { _tag: "Running", ...adopted, def: proc.def } })
+  step.log({ what: "adopted", group: proc.def.group, tag: base.tag, run: proc.run, message: "from the previous daemon" })
+}
+
+const runEndedUnseen = (step: Step, base: EntryState, proc: ProcSnapshot): void => {
+  const vanished: Outcome = { _tag: "Vanished" }
+  const finished = proc.def.mode === "respawn" ? base.completion : completionAfter(proc.def.mode, vanished)
+  step.setEntry({ ...base, completion: finished, lastExit: { outcome: vanished, at: step.now } })
+  step.log({ what: "exited", group: proc.def.group, tag: base.tag, run: proc.run, message: "ended while no daemon was watching (exit status unknown)" })
 }
 
 const onTick = (step: Step): void => {
@@ -362,31 +367,34 @@ const advance = (step: Step, name: string): void => {
     const def = transition.order[transition.next]
     if (def === undefined) return
     step.setGroup({ ...group, transition: { ...transition, next: transition.next + 1 } })
-    if (take(step, def)) {
+    if (take(step, def) === "barrier") {
       step.setGroup({ ...step.group(name), transition: { ...transition, next: transition.next + 1, barrier: def.tag } })
       return
     }
   }
 }
 
-/** Rules 1, 2, 5 and 6: starts an entry the transition has reached; true if it must wait for it. */
-const take = (step: Step, def: Entry): boolean => {
+/** What taking an entry means for the transition: go on to the next, or wait for this barrier's exit. */
+type Taken = "passed" | "barrier"
+
+/** Rules 1, 2, 5 and 6: starts an entry the transition has reached. */
+const take = (step: Step, def: Entry): Taken => {
   const entry = step.entry(def.tag)
   switch (def.mode) {
     case "respawn":
       if (entry.proc._tag === "Idle" && entry.jail._tag === "Free") startRespawn(step, def)
-      return false
+      return "passed"
     case "once":
       if (entry.proc._tag === "Idle" && entry.completion._tag === "NotRun") spawn(step, def)
-      return false
+      return "passed"
     case "wait":
     case "test":
-      if (entry.completion._tag === "Ran") return false
+      if (entry.completion._tag === "Ran") return "passed"
       // A live run (kept from a superseded transition, or being stopped to rerun) is waited for.
       if (entry.proc._tag === "Idle") spawn(step, def)
-      return true
+      return "barrier"
     case "off":
-      return false
+      return "passed"
   }
 }
 
@@ -395,23 +403,19 @@ const take = (step: Step, def: Entry): boolean => {
  * until the jail is over and the window admits a start again.
  */
 const startRespawn = (step: Step, def: Entry): void => {
-  const { respawnMax, respawnWindowMs, jailMs } = step.config.limits
-  const now = step.now
+  const limits = step.config.limits
   const entry = step.entry(def.tag)
-  const recent = entry.starts.filter((at) => now - at < respawnWindowMs)
-  if (recent.length < respawnMax) {
-    step.setEntry({ ...entry, starts: [...recent, now] })
+  const admission = admitStart(entry.starts, step.now, limits)
+  if (admission._tag === "Admitted") {
+    step.setEntry({ ...entry, starts: admission.starts })
     spawn(step, def)
     return
   }
-  // The jail lasts until the window admits a start again if that is later: one jailing, with its
-  // real end, instead of a release that would only jail the entry again (the window outlives a short jail).
-  const admitsAt = (recent[recent.length - respawnMax] ?? now) + respawnWindowMs
-  const until = Math.max(now + jailMs, admitsAt)
-  step.setEntry({ ...entry, starts: recent, jail: { _tag: "Jailed", until } })
+  const until = admission.until
+  step.setEntry({ ...entry, starts: admission.starts, jail: { _tag: "Jailed", until } })
   step.addTimer({ at: until, reason: { _tag: "JailEnds", tag: def.tag } })
-  const why = `${respawnMax} starts within ${respawnWindowMs} ms`
-  const message = `for ${until - now} ms: respawning too rapidly (${why})`
+  const why = `${limits.respawnMax} starts within ${limits.respawnWindowMs} ms`
+  const message = `for ${until - step.now} ms: respawning too rapidly (${why})`
   step.log({ what: "jailed", group: def.group, tag: def.tag, message })
 }
 
@@ -528,16 +532,6 @@ const exitedOnItsOwn = (step: Step, def: Entry, outcome: Outcome): void => {
   startRespawn(step, def)
 }
 
-/**
- * Rules 5 and 19: how a finished once, wait or test run marks its entry. An end nobody saw (an
- * adopted process that vanished) is no failure for once and wait; for a test it is, since its
- * result is unknown (rule 17 reruns it).
- */
-const completionAfter = (mode: Mode, outcome: Outcome): Extract<Completion, { _tag: "Ran" }> => ({
-  _tag: "Ran",
-  ok: outcome._tag === "Vanished" ? mode !== "test" : succeeded(outcome),
-})
-
 /** Rules 1 and 6: whether the entry belongs to its group's level and the transition has reached it. */
 const admitted = (step: Step, def: Entry): boolean => {
   const group = step.group(def.group)
@@ -611,7 +605,8 @@ const failoverHold = (step: Step, def: Entry): { readonly hold?: Hold } | "fence
 const onHold = (step: Step, { group, epoch, until }: EventOf<"Hold">): void => {
   const failover = step.config.failover.groups.get(group)
   if (failover === undefined || until <= step.now || step.lifecycle !== "running") {
-    step.log({ what: "rejected", group, message: `hold of ${group} (epoch ${epoch}) refused: ${failover === undefined ? "not a failover group" : until <= step.now ? "its deadline has passed" : "the daemon is stopping"}` })
+    const reason = failover === undefined ? "not a failover group" : until <= step.now ? "its deadline has passed" : "the daemon is stopping"
+    step.emit({ _tag: "Rejected", event: "Hold", subject: `hold of ${group} (epoch ${epoch})`, group, reason })
     return
   }
   const before = step.group(group)
@@ -645,7 +640,7 @@ const holdEnded = (step: Step, group: string): void => {
  * Changes collect in small overlays and reach the persistent maps once, in `finish`: an event
  * touching an entry four times still costs one HashMap update.
  */
-class Step {
+class Step implements Before {
   config: Config
   now: number
   lifecycle: Lifecycle
@@ -657,8 +652,15 @@ class Step {
   private readonly groupChanges = new Map<string, GroupState | undefined>()
   /** Groups read but not changed: a child exit looks at its group several times. */
   private readonly groupReads = new Map<string, GroupState>()
+  /** What the base state holds, as read so far: the end-of-step check compares with it without reading again. */
+  private readonly entryBases = new Map<string, EntryState | undefined>()
+  private readonly groupBases = new Map<string, GroupState | undefined>()
   private readonly effects: Effect[] = []
   private statusChanged = false
+
+  get baseLifecycle(): Lifecycle {
+    return this.base.lifecycle
+  }
 
   constructor(base: State, now: number) {
     this.base = base
@@ -672,7 +674,19 @@ class Step {
   findEntry(tag: string): EntryState | undefined {
     const changed = this.entryChanges.get(tag)
     if (changed !== undefined || this.entryChanges.has(tag)) return changed
-    return lookup(this.base.entries, tag)
+    return this.baseEntry(tag)
+  }
+  baseEntry(tag: string): EntryState | undefined {
+    if (this.entryBases.has(tag)) return this.entryBases.get(tag)
+    const entry = lookup(this.base.entries, tag)
+    this.entryBases.set(tag, entry)
+    return entry
+  }
+  baseGroup(name: string): GroupState | undefined {
+    if (this.groupBases.has(name)) return this.groupBases.get(name)
+    const group = lookup(this.base.groups, name)
+    this.groupBases.set(name, group)
+    return group
   }
   entry(tag: string): EntryState {
     return this.findEntry(tag) ?? freshEntry(tag)
@@ -695,15 +709,21 @@ class Step {
     if (this.groupChanges.has(name)) return this.groupChanges.get(name) ?? freshGroup(name)
     const read = this.groupReads.get(name)
     if (read !== undefined) return read
-    const group = groupOf(this.base, name)
+    const group = this.baseGroup(name) ?? freshGroup(name)
     this.groupReads.set(name, group)
     return group
   }
   setGroup(group: GroupState): void {
     const name = group.name
-    const before = this.groupChanges.has(name) ? this.groupChanges.get(name) : lookup(this.base.groups, name)
+    const before = this.groupChanges.has(name) ? this.groupChanges.get(name) : this.baseGroup(name)
+    assertPhaseChange(name, before?.phase ?? "stopped", group.phase)
     if (before?.phase !== group.phase || before.level !== group.level) this.statusChanged = true
     this.groupChanges.set(group.name, group)
+  }
+  /** A group as a predecessor recorded it (Restore): its first phase, not a change. */
+  restoreGroup(group: GroupState): void {
+    this.groupChanges.set(group.name, group)
+    this.statusChanged = true
   }
   forgetGroup(name: string): void {
     this.groupChanges.set(name, undefined)
@@ -748,6 +768,7 @@ class Step {
       lifecycle: this.lifecycle,
       now: this.now,
     }
+    assertChanges(this, state, this.entryChanges, this.groupChanges)
     return [state, this.effects]
   }
 

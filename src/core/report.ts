@@ -1,7 +1,8 @@
 import * as HashMap from "effect/HashMap"
 import type { Mode } from "./config.ts"
 import { describeOutcome } from "./events.ts"
-import type { GroupPhase, State } from "./state.ts"
+import type { EntryProcState, GroupPhase } from "./enums.ts"
+import type { State } from "./state.ts"
 import { entryOf, groupOf, knownGroups } from "./state.ts"
 
 /**
@@ -23,7 +24,7 @@ export interface GroupReport {
 }
 
 /** `leader-exited`: the run's leader exited and the rest of its process group is being stopped (rule 14). */
-export type EntryProcState = "idle" | "running" | "stopping" | "leader-exited" | "jailed" | "done" | "failed"
+export type { EntryProcState } from "./enums.ts"
 
 export interface EntryReport {
   readonly tag: string

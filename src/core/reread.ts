@@ -36,7 +36,7 @@ export const exceedsGuard = (removal: Removal, next: Config): boolean => {
 }
 
 /** Entries with a live process that is not being stopped: what a re-read could stop. */
-export const runningTags = (state: State): string[] => {
+const runningTags = (state: State): string[] => {
   const tags: string[] = []
   for (const [tag, entry] of state.entries) if (entry.proc._tag === "Running") tags.push(tag)
   return tags

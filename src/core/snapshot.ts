@@ -1,7 +1,8 @@
 import * as HashMap from "effect/HashMap"
 import type { Entry } from "./config.ts"
+import { assertNone } from "./assert.ts"
 import type { Outcome } from "./events.ts"
-import type { Completion, GroupPhase, Jail, Lifecycle, State } from "./state.ts"
+import type { Completion, GroupPhase, Jail, Lifecycle, LiveProc, State, StopCause } from "./state.ts"
 
 /**
  * What a daemon must remember to survive its own crash: per entry its live run (pid, the
@@ -9,7 +10,7 @@ import type { Completion, GroupPhase, Jail, Lifecycle, State } from "./state.ts"
  * the runtime's `now`, which it takes from the system's monotonic clock, so they stay valid for a
  * successor on the same boot. Plain JSON-able data; the runtime decodes it with io-ts.
  */
-export interface Snapshot {
+export interface DaemonSnapshot {
   readonly version: 1
   readonly nextRun: number
   readonly lifecycle: Lifecycle
@@ -28,15 +29,15 @@ export interface EntrySnapshot {
   readonly lastExit?: { readonly outcome: Outcome; readonly at: number }
 }
 
-export interface ProcSnapshot {
+/** A live run as recorded: running, or being stopped and why (as `LiveProc`, without its timer). */
+export type ProcSnapshot = (RunSnapshot & { readonly _tag: "Running" }) | (RunSnapshot & { readonly _tag: "Stopping"; readonly cause: StopCause })
+
+export interface RunSnapshot {
   readonly run: number
   readonly pid: number | null
   readonly identity: string | null
   readonly since: number
-  readonly stopping: boolean
   readonly def: Entry
-  /** Set while the rest of the group of a leader that exited is being stopped (rule 14). */
-  readonly leaderExit?: Outcome
 }
 
 export interface GroupSnapshot {
@@ -46,25 +47,29 @@ export interface GroupSnapshot {
   readonly seq: number
 }
 
-/** O(entries): called once per coalesced state-file write, never per event. */
-export const snapshot = (state: State): Snapshot => ({
+const procSnapshot = (proc: LiveProc): ProcSnapshot => {
+  const run: RunSnapshot = { run: proc.run, pid: proc.pid ?? null, identity: proc.identity ?? null, since: proc.since, def: proc.def }
+  return proc._tag === "Running" ? { _tag: "Running", ...run } : { _tag: "Stopping", ...run, cause: proc.cause }
+}
+
+/**
+ * O(entries): called once per coalesced state-file write, never per event. Asserts what a
+ * successor relies on (`snapshotProblems`), which the decoder checks again (a pair assertion):
+ * a bug fails here, before its record is written; a damaged file is refused there.
+ */
+export const snapshot = (state: State): DaemonSnapshot => {
+  const taken = takeSnapshot(state)
+  assertNone(snapshotProblems(taken))
+  return taken
+}
+
+const takeSnapshot = (state: State): DaemonSnapshot => ({
   version: 1,
   nextRun: state.nextRun,
   lifecycle: state.lifecycle,
   entries: [...HashMap.values(state.entries)].map((entry) => ({
     tag: entry.tag,
-    proc:
-      entry.proc._tag === "Idle"
-        ? null
-        : {
-            run: entry.proc.run,
-            pid: entry.proc.pid ?? null,
-            identity: entry.proc.identity ?? null,
-            since: entry.proc.since,
-            stopping: entry.proc._tag === "Stopping",
-            def: entry.proc.def,
-            ...(entry.proc._tag === "Stopping" && entry.proc.cause._tag === "LeaderExited" ? { leaderExit: entry.proc.cause.outcome } : {}),
-          },
+    proc: entry.proc._tag === "Idle" ? null : procSnapshot(entry.proc),
     completion: entry.completion,
     jail: entry.jail,
     starts: entry.starts,
@@ -79,6 +84,43 @@ export const snapshot = (state: State): Snapshot => ({
   })),
 })
 
+/**
+ * What a successor's restore relies on: tags, group names and live runs unique, every run below
+ * `nextRun` and running its own entry's definition, the phases a lifecycle allows (a halted
+ * daemon has no process), starts in time order.
+ */
+export const snapshotProblems = (snap: DaemonSnapshot): readonly string[] => {
+  const problems: string[] = []
+  const tags = new Set<string>()
+  const runs = new Set<number>()
+  for (const entry of snap.entries) {
+    if (tags.has(entry.tag)) problems.push(`entry ${entry.tag} is recorded twice`)
+    tags.add(entry.tag)
+    if (entry.starts.some((at, i) => i > 0 && at < (entry.starts[i - 1] ?? at))) problems.push(`${entry.tag}'s starts are out of order`)
+    const proc = entry.proc
+    if (proc === null) continue
+    if (runs.has(proc.run)) problems.push(`run ${proc.run} is recorded twice`)
+    runs.add(proc.run)
+    if (proc.run >= snap.nextRun) problems.push(`${entry.tag} run ${proc.run} is not below the next run ${snap.nextRun}`)
+    if (proc.def.tag !== entry.tag) problems.push(`${entry.tag} runs the definition of ${proc.def.tag}`)
+    if (snap.lifecycle === "halted") problems.push(`halted with ${entry.tag} run ${proc.run}`)
+  }
+  const names = new Set<string>()
+  for (const group of snap.groups) {
+    if (names.has(group.name)) problems.push(`group ${group.name} is recorded twice`)
+    names.add(group.name)
+    if (!lifecyclePhases[snap.lifecycle].includes(group.phase)) problems.push(`group ${group.name} is ${group.phase} while the daemon is ${snap.lifecycle}`)
+  }
+  return problems
+}
+
+/** The phases a group can have in each lifecycle (invariants.ts, `groupPhasesValid`). */
+const lifecyclePhases: { readonly [l in Lifecycle]: readonly GroupPhase[] } = {
+  running: ["stopped", "start", "run", "fail"],
+  stopping: ["stopped", "stopping"],
+  halted: ["stopped"],
+}
+
 /** Processes recorded as live, for the runtime to verify (pid and start time) before adopting. */
 export interface RecordedRun {
   readonly tag: string
@@ -87,7 +129,7 @@ export interface RecordedRun {
   readonly identity: string | null
 }
 
-export const recordedRuns = (snap: Snapshot): readonly RecordedRun[] =>
+export const recordedRuns = (snap: DaemonSnapshot): readonly RecordedRun[] =>
   snap.entries.flatMap((entry) =>
     entry.proc === null ? [] : [{ tag: entry.tag, run: entry.proc.run, pid: entry.proc.pid, identity: entry.proc.identity }],
   )

@@ -1,7 +1,9 @@
 import * as HashMap from "effect/HashMap"
-import type { Config, Entry } from "./config.ts"
+import type { Config, Entry, Mode } from "./config.ts"
 import { emptyConfig } from "./config.ts"
+import type { GroupPhase, Lifecycle } from "./enums.ts"
 import type { Outcome } from "./events.ts"
+import { succeeded } from "./events.ts"
 import type { TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
@@ -22,7 +24,7 @@ export interface State {
   readonly now: number
 }
 
-export type Lifecycle = "running" | "stopping" | "halted"
+export type { GroupPhase, Lifecycle } from "./enums.ts"
 
 /** The process of an entry, as far as the daemon knows. */
 export type Proc =
@@ -75,7 +77,6 @@ export interface EntryState {
   readonly lastExit: { readonly outcome: Outcome; readonly at: number } | undefined
 }
 
-export type GroupPhase = "stopped" | "start" | "run" | "fail" | "stopping"
 
 export interface GroupState {
   readonly name: string
@@ -106,6 +107,16 @@ export interface Transition {
   /** The `wait` or `test` entry the transition is waiting for. */
   readonly barrier: string | undefined
 }
+
+/**
+ * Rules 5 and 19: how a finished once, wait or test run marks its entry. An end nobody saw (an
+ * adopted process that vanished) is no failure for once and wait; for a test it is, since its
+ * result is unknown (rule 17 reruns it).
+ */
+export const completionAfter = (mode: Mode, outcome: Outcome): Extract<Completion, { _tag: "Ran" }> => ({
+  _tag: "Ran",
+  ok: outcome._tag === "Vanished" ? mode !== "test" : succeeded(outcome),
+})
 
 export const idle: Proc = { _tag: "Idle" }
 export const notRun: Completion = { _tag: "NotRun" }

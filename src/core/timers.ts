@@ -26,5 +26,3 @@ export const add = (queue: TimerQueue, timer: Timer): TimerQueue => H.add(queue,
 export const peek = (queue: TimerQueue): Timer | undefined => H.peek(queue)
 
 export const pop = (queue: TimerQueue): TimerQueue => H.pop(queue)
-
-export const toArray = (queue: TimerQueue): readonly Timer[] => H.toArray(queue)

@@ -33,6 +33,7 @@ import { failure, success } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import { reload, stopAll } from "../core/events.ts"
 import { formatProblem } from "../core/inittab.ts"
+import { batchProblem } from "../core/invariants.ts"
 import type { State } from "../core/state.ts"
 import { initialStateWith } from "../core/state.ts"
 import { renderStatusFile, statusRows } from "../core/status.ts"
@@ -85,7 +86,7 @@ export interface DaemonOptions {
   readonly statePath?: string | undefined
   /** Cluster mode (`--etcd`): the config and desired levels come from etcd (cli/isinitd.ts fills it from the agent). */
   readonly cluster?: ClusterPort | undefined
-  /** The state invariant check the loop runs after every batch (loop.ts `stateProblem`). */
+  /** The state invariant check the loop runs after every batch (loop.ts `stateProblem`); the core's `batchProblem` by default. */
   readonly stateProblem?: (state: State) => string | undefined
   /** `--metrics` and `--http` (runtime/ops.ts, loaded by the composition root only when asked for). */
   readonly operations?: OperationsPort | undefined
@@ -223,6 +224,7 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       warn,
       instance: persistence.path,
       beforeSpawn: persistence.beforeSpawn,
+      failover: options.cluster === undefined ? undefined : { now: inbox.now, environment: options.cluster.failoverEnvironment },
     })
     const info = options.cluster?.info()
     const hooks = yield* makeHookRunner({ log, site: { node: info?.node, cluster: info?.cluster } })
@@ -236,7 +238,7 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       log,
       onBatch: persistence.onBatch,
       onStep: notices.onStep,
-      ...(options.stateProblem === undefined ? {} : { stateProblem: options.stateProblem }),
+      stateProblem: options.stateProblem ?? batchProblem,
     })
     return { loop, processes, status, reaper, notices, hookStats: hooks.stats }
   })
@@ -340,5 +342,7 @@ export const daemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, DaemonE
       Effect.raceFirst(Effect.as(parts.loop.waitFor((s) => s.lifecycle === "halted"), "halted" as const), Effect.as(handOver.asked, "handedOver" as const)),
       parts.loop.crashed,
     )
+    // Failover groups handed over cleanly and leases given back before the daemon goes (not after a hand-over).
+    if (end === "halted" && options.cluster !== undefined) yield* options.cluster.stop()
     return yield* leave(end, { status: parts.status, persistence, liveRuns: parts.processes.liveRuns, log })
   })

@@ -7,13 +7,12 @@
 import * as Effect from "effect/Effect"
 import * as Ref from "effect/Ref"
 import type { DaemonProcess, Request, Response, WaitOutcome } from "../codec/protocol.ts"
-import { failure, success } from "../codec/protocol.ts"
+import { failure, planAnswer, success } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
-import type { Effect as CoreEffect } from "../core/effects.ts"
+import { describeRejection, rejectionOf } from "../core/effects.ts"
 import type { Guard } from "../core/events.ts"
 import { reload, stopAll, tell } from "../core/events.ts"
 import { plan } from "../core/plan.ts"
-import { tellRejection } from "../core/reducer.ts"
 import { report } from "../core/report.ts"
 import type { State } from "../core/state.ts"
 import { groupOf } from "../core/state.ts"
@@ -24,12 +23,6 @@ import type { Peer } from "./peer.ts"
 import { describePeer } from "./peer.ts"
 import type { ClusterPort, LoopService } from "./ports.ts"
 import type { Handler } from "./server.ts"
-
-/** The reason the reducer gave when it rejected the event, if it did. */
-const rejectionMessage = (effects: readonly CoreEffect[]): string | undefined => {
-  for (const e of effects) if (e._tag === "Log" && e.entry.what === "rejected") return e.entry.message
-  return undefined
-}
 
 /** How the transition of `group` numbered `seq` stands, or `undefined` while it runs. */
 const transitionOutcome = (state: State, group: string, seq: number): WaitOutcome | undefined => {
@@ -87,39 +80,32 @@ export interface HandlerDeps {
 type TellRequest = Extract<Request, { readonly op: "tell" }>
 
 /** A tell: applied by the loop; answered at once, or (`wait`) once its transition is over. */
-const onTell = ({ loop, log, cluster }: HandlerDeps, request: TellRequest, parsed: Parsed): Effect.Effect<Response> =>
+const onTell = ({ loop, cluster }: HandlerDeps, request: TellRequest, parsed: Parsed): Effect.Effect<Response> =>
   Effect.gen(function* () {
     const { group, level } = request
-    const guard = guardOf(request.force)
-    // Refuse what the reducer would refuse without queueing it; the reducer checks again when
-    // the event is applied, in case the state changed in between.
-    const early = tellRejection(yield* Ref.get(loop.state), group, level, parsed, guard)
-    if (early !== undefined) {
-      log.line({ what: "rejected", group, message: `tell ${group} ${level}: ${early}` })
-      return failure(early)
-    }
-    const applied = yield* loop.submit(tell(group, level, parsed, loop.now(), guard))
-    const rejected = rejectionMessage(applied.effects)
-    if (rejected !== undefined) return failure(tellRejection(applied.before, group, level, parsed, guard) ?? rejected)
+    // The answer is the reducer's, from the event as it was applied (the loop logs a refusal).
+    const applied = yield* loop.submit(tell(group, level, parsed, loop.now(), guardOf(request.force)))
+    const rejection = rejectionOf(applied.effects)
+    if (rejection !== undefined) return failure(rejection.reason)
     const seq = groupOf(applied.after, group).seq
-    const note = cluster === undefined ? undefined : yield* cluster.recordLocalTell(group, level)
-    if (!request.wait) return success(note === undefined ? { op: "tell", group, level, seq } : { op: "tell", group, level, seq, message: note })
+    // In cluster mode the client is told where its tell was recorded, with --wait too.
+    const note = cluster === undefined ? {} : { note: yield* cluster.recordLocalTell(group, level) }
+    if (!request.wait) return success({ op: "tell", group, level, seq, ...note, ...("note" in note ? { message: note.note } : {}) })
     const final = yield* loop.waitFor((s) => transitionOutcome(s, group, seq) !== undefined, request.timeoutMs)
     const outcome = final === undefined ? "timeout" : (transitionOutcome(final, group, seq) ?? "timeout")
     const message = outcomeMessage(outcome, final, group, request.timeoutMs)
-    return success(message === undefined ? { op: "tell", group, level, seq, outcome } : { op: "tell", group, level, seq, outcome, message })
+    return success(message === undefined ? { op: "tell", group, level, seq, outcome, ...note } : { op: "tell", group, level, seq, outcome, message, ...note })
   })
 
 const onPlan = ({ loop }: HandlerDeps, group: string, level: string, parsed: Parsed): Effect.Effect<Response> =>
   Effect.map(Ref.get(loop.state), (state) => {
-    const result = plan(state, group, level, parsed, loop.now())
-    return success({ op: "plan", group, level, accepted: result.accepted, effects: result.effects })
+    return success(planAnswer(group, level, plan(state, group, level, parsed, loop.now())))
   })
 
 const onReload = ({ loop }: HandlerDeps, force: boolean | undefined, parsed: Parsed): Effect.Effect<Response> =>
   Effect.map(loop.submit(reload(parsed, loop.now(), guardOf(force))), (applied) => {
-    const rejected = rejectionMessage(applied.effects)
-    return rejected === undefined ? success({ op: "reload" }) : failure(rejected)
+    const rejection = rejectionOf(applied.effects)
+    return rejection === undefined ? success({ op: "reload" }) : failure(describeRejection(rejection))
   })
 
 /** Answers socket requests; nothing here changes state except through the loop's events. */

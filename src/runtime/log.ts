@@ -5,18 +5,9 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs"
 import type { Writable } from "node:stream"
-import type { LogLine, LogService } from "../log.ts"
+import type { LogService } from "../log.ts"
+import { formatLine } from "../log.ts"
 import { codeOf } from "./errors.ts"
-
-const field = (value: string | undefined): string => (value === undefined || value === "" ? "-" : value.replace(/\s/g, "_"))
-
-export const formatLine = (at: Date, line: LogLine): string => {
-  const parts = [at.toISOString(), field(line.group), field(line.tag), field(line.what)]
-  if (line.pid !== undefined) parts.push(`pid=${line.pid}`)
-  if (line.outcome !== undefined) parts.push(line.outcome.replace(/^exit /, "exit=").replace(/^signal /, "signal="))
-  if (line.message !== undefined && line.message !== "") parts.push(line.message.replace(/\n/g, " "))
-  return parts.join(" ")
-}
 
 /** Where a child's stdout and stderr go: the daemon's own, nowhere, or an open file descriptor. */
 export type ChildOutput = "inherit" | "ignore" | number

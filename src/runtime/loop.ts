@@ -26,6 +26,7 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type { Effect as CoreEffect } from "../core/effects.ts"
+import { describeRejection } from "../core/effects.ts"
 import type { Event } from "../core/events.ts"
 import { describeOutcome } from "../core/events.ts"
 import { nextDeadline, reduce } from "../core/reducer.ts"
@@ -82,8 +83,8 @@ export interface LoopDeps {
   readonly reduce?: Reducer
   /**
    * The invariant check run on the state after every batch: why the state is impossible, or
-   * `undefined`. Hook for the core's state invariants (core/invariants.ts, issue 9 item 7); until
-   * the root passes that check, nothing is checked here.
+   * `undefined`. The daemon passes the core's `batchProblem` (core/invariants.ts: O(groups)); the
+   * reducer asserts the rest of what each step changes itself, and throws (`ReducerThrew`).
    */
   readonly stateProblem?: (state: State) => string | undefined
   /** Told every event the reducer applied, as it is applied (the notices of hooks and the status page: observe.ts). */
@@ -129,7 +130,7 @@ const interpret = (deps: LoopDeps, state: State, effect: CoreEffect): Effect.Eff
     case "Spawn":
     case "RunSync":
       // Logged as the spawn is performed, so the log's order is the order things happened in.
-      return Effect.map(deps.processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command }), (pid) => {
+      return Effect.map(deps.processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command, failover: effect.hold === undefined ? undefined : { group: effect.group, hold: effect.hold } }), (pid) => {
         if (pid !== undefined) deps.log.line({ what: "started", group: effect.group, tag: effect.tag, pid })
       })
     case "Kill":
@@ -141,6 +142,8 @@ const interpret = (deps: LoopDeps, state: State, effect: CoreEffect): Effect.Eff
         const e = effect.entry
         deps.log.line({ what: e.what, group: e.group, tag: e.tag, pid: pidOf(state, e.tag), message: e.message })
       })
+    case "Rejected":
+      return Effect.sync(() => deps.log.line({ what: "rejected", group: effect.group, message: describeRejection(effect) }))
   }
 }
 

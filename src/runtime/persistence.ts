@@ -20,12 +20,13 @@ import * as Data from "effect/Data"
 import type { Parsed } from "../core/config.ts"
 import type { Event } from "../core/events.ts"
 import { restore } from "../core/events.ts"
-import type { Snapshot } from "../core/snapshot.ts"
+import type { DaemonSnapshot } from "../core/snapshot.ts"
 import { recordedRuns, snapshot } from "../core/snapshot.ts"
 import type { State } from "../core/state.ts"
 import type { JournalEntry, StateHeader } from "../codec/stateFile.ts"
 import { encodeStateFile, stateFormat } from "../codec/stateFile.ts"
-import { makeLivenessCheck, planAdoption, scanMarkedLeaders, stopStrays } from "./adopt.ts"
+import { planAdoption } from "../core/adoption.ts"
+import { scanMarkedLeaders, stopStrays, verifiedRuns } from "./adopt.ts"
 import type { BootClock } from "./boot.ts"
 import { bootAnchorMs, bootId, makeBootClock } from "./boot.ts"
 import type { LogService } from "../log.ts"
@@ -80,7 +81,7 @@ export interface PersistenceOptions {
   readonly maxRetryMs?: number
 }
 
-const emptySnapshot: Snapshot = { version: 1, nextRun: 1, lifecycle: "running", entries: [], groups: [] }
+const emptySnapshot: DaemonSnapshot = { version: 1, nextRun: 1, lifecycle: "running", entries: [], groups: [] }
 
 /** Whether two states differ in anything a snapshot records (maps are persistent: compare references). */
 const snapshotChanged = (a: State, b: State): boolean =>
@@ -152,7 +153,7 @@ const stopUnrecorded = (ctx: TakeOverContext, parsed: Parsed): TakeOver => {
   // Its tells were lost with it.
   const runs = new Set(ctx.journaled.map((e) => e.run))
   const marked = scanMarkedLeaders(ctx.path).filter((m) => runs.has(m.run))
-  const plan = planAdoption(emptySnapshot, parsed, ctx.journaled, marked, () => false, ctx.clock())
+  const plan = planAdoption(emptySnapshot, parsed, ctx.journaled, marked, new Set(), ctx.clock())
   for (const note of plan.notes) ctx.log.line({ what: "restore", message: note })
   stopStrays(plan.strays, parsed.config.limits.killGraceMs)
   return { event: undefined, adopt: [] }
@@ -161,7 +162,7 @@ const stopUnrecorded = (ctx: TakeOverContext, parsed: Parsed): TakeOver => {
 /** The predecessor's live processes, verified, and the `Restore` event that hands them to the reducer. */
 const adoptRecorded = (ctx: TakeOverContext, loaded: Extract<LoadedState, { readonly _tag: "Usable" }>, parsed: Parsed): TakeOver => {
   const now = ctx.clock()
-  const plan = planAdoption(loaded.snapshot, parsed, ctx.journaled, scanMarkedLeaders(ctx.path), makeLivenessCheck(), now)
+  const plan = planAdoption(loaded.snapshot, parsed, ctx.journaled, scanMarkedLeaders(ctx.path), verifiedRuns(loaded.snapshot), now)
   for (const note of plan.notes) ctx.log.line({ what: "restore", message: note })
   stopStrays(plan.strays, parsed.config.limits.killGraceMs)
   const recorded = recordedRuns(plan.snapshot).length

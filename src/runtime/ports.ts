@@ -65,4 +65,8 @@ export interface ClusterPort {
   readonly recordLocalTell: (group: string, level: string) => Effect.Effect<string>
   /** For the local status answer. */
   readonly info: () => ClusterInfo
+  /** What a failover group's child gets in its environment: its epoch and the fencer's marker. */
+  readonly failoverEnvironment: (group: string, epoch: number) => Readonly<Record<string, string>>
+  /** After the core halted (stopall, SIGTERM; not after a hand-over): held groups handed over cleanly, leases given back. */
+  readonly stop: () => Effect.Effect<void>
 }

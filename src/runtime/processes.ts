@@ -26,6 +26,7 @@
 import { spawn as spawnChild } from "node:child_process"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import type { SpawnHold } from "../core/effects.ts"
 import type { Outcome } from "../core/events.ts"
 import { argvOf } from "../core/command.ts"
 import { livePgids, processIdentity, statFields } from "./procfs.ts"
@@ -48,6 +49,8 @@ export interface SpawnSpec {
   readonly tag: string
   readonly run: number
   readonly command: string
+  /** A failover group's process: its group and hold (core/effects.ts `SpawnHold`). */
+  readonly failover?: { readonly group: string; readonly hold: SpawnHold } | undefined
 }
 
 /** Where the children's stdout and stderr go: the daemon's own, nowhere, or an open file descriptor. */
@@ -110,6 +113,12 @@ export interface ProcessesOptions {
   readonly instance?: string
   /** Called synchronously right before each process is created (isinitd journals the spawn there). */
   readonly beforeSpawn?: (spec: SpawnSpec) => void
+  /**
+   * Cluster mode: a failover group's process gets `ISINIT_EPOCH` and the fencer's marker in its
+   * environment, and is not forked once the daemon's clock has reached its hold's end (the daemon
+   * may have stalled between the reducer's decision and the fork).
+   */
+  readonly failover?: { readonly now: () => number; readonly environment: (group: string, epoch: number) => Readonly<Record<string, string>> } | undefined
 }
 
 /** Environment names of the run markers (see `ProcessesOptions.instance`). */
@@ -232,6 +241,8 @@ interface Spawner {
   readonly output: () => Output
   readonly env: (spec: SpawnSpec) => NodeJS.ProcessEnv
   readonly beforeSpawn: (spec: SpawnSpec) => void
+  /** A failover group's process whose hold has run out by the daemon's clock (or that has no cluster mode to hold it). */
+  readonly holdRanOut: (spec: SpawnSpec) => boolean
 }
 
 const makeSpawner = (options: ProcessesOptions): Spawner => {
@@ -240,14 +251,17 @@ const makeSpawner = (options: ProcessesOptions): Spawner => {
   return {
     output: () => (typeof options.output === "function" ? options.output() : (options.output ?? "inherit")),
     env: (spec) => {
-      if (markedEnv === undefined) return options.env ?? process.env
+      const failover = spec.failover === undefined ? undefined : options.failover?.environment(spec.failover.group, spec.failover.hold.epoch)
+      if (markedEnv === undefined) return failover === undefined ? (options.env ?? process.env) : { ...(options.env ?? process.env), ...failover }
       // One object reused: spawn copies the environment synchronously, so setting the run's
       // markers right before each spawn costs nothing (a copy per spawn costs about 60 us).
       markedEnv[runMarkers.tag] = spec.tag
       markedEnv[runMarkers.run] = String(spec.run)
-      return markedEnv
+      // A failover child's epoch and fence marker go in a copy: they must not reach later children.
+      return failover === undefined ? markedEnv : { ...markedEnv, ...failover }
     },
     beforeSpawn: options.beforeSpawn ?? (() => undefined),
+    holdRanOut: (spec) => spec.failover !== undefined && (options.failover === undefined || options.failover.now() >= spec.failover.hold.until),
   }
 }
 
@@ -259,6 +273,11 @@ const startChild = (table: Table, spawner: Spawner, run: Run, spec: SpawnSpec): 
     if (settled) return
     settled = true
     finish(table, run, { _tag: "SpawnFailed", reason })
+  }
+  // Right before the fork: a hold that ran out since the reducer decided (a stalled daemon) starts nothing.
+  if (spawner.holdRanOut(spec)) {
+    queueMicrotask(() => fail("failover hold ran out before the fork"))
+    return undefined
   }
   const env = spawner.env(spec)
   spawner.beforeSpawn(spec)

@@ -12,7 +12,7 @@ import { appendFileSync, readdirSync, readFileSync, renameSync, rmSync, writeFil
 import { basename, dirname, join } from "node:path"
 import type { JournalEntry, StateHeader } from "../codec/stateFile.ts"
 import { decodeJournal, decodeStateFile, encodeJournalLine } from "../codec/stateFile.ts"
-import type { Snapshot } from "../core/snapshot.ts"
+import type { DaemonSnapshot } from "../core/snapshot.ts"
 import { statFields } from "./procfs.ts"
 import type { StatusWriter } from "./statusFile.ts"
 import { makeStatusWriter } from "./statusFile.ts"
@@ -26,7 +26,7 @@ export const statePathFor = (initstat: string): string => join(dirname(initstat)
 export type LoadedState =
   | { readonly _tag: "Missing" }
   /** Decoded, from this boot, written by a daemon that is gone: adopt from it. */
-  | { readonly _tag: "Usable"; readonly header: StateHeader; readonly snapshot: Snapshot }
+  | { readonly _tag: "Usable"; readonly header: StateHeader; readonly snapshot: DaemonSnapshot }
   /** Corrupt, foreign, from another boot or left by a halted daemon: set aside, start fresh. */
   | { readonly _tag: "Unusable"; readonly reason: string }
   /** Left by a daemon that had stopped everything (it died before removing the file): nothing to adopt. */

@@ -31,22 +31,3 @@ export const stopsAfter = (ms: number, base: Behaviour = runsForever()): Behavio
 /** Defaults when nothing is said: daemons (`Spawn`) run until stopped; `wait`/`test` jobs succeed after 100 ms. */
 export const defaultForSpawn: Behaviour = runsForever()
 export const defaultForRunSync: Behaviour = exitsAfter(100, 0)
-
-const describeLife = (life: Life): string => {
-  switch (life._tag) {
-    case "RunsForever":
-      return "runs forever"
-    case "ExitsAfter":
-      return `exits ${life.code} after ${life.ms}ms`
-    case "FailsToSpawn":
-      return `fails to spawn (${life.reason})`
-    case "LeaderExitsAfter":
-      return `its leader exits ${life.code} after ${life.ms}ms, the rest of its group lives on`
-  }
-}
-
-export const describeBehaviour = (b: Behaviour): string => {
-  const life = describeLife(b.life)
-  const term = b.ignoresSigterm ? ", ignores SIGTERM" : b.sigtermDelayMs === undefined ? "" : `, takes ${b.sigtermDelayMs}ms to stop`
-  return life + term
-}

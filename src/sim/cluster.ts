@@ -22,21 +22,23 @@
  */
 import type { Parsed } from "../core/config.ts"
 import type { Effect as CoreEffect, Signal } from "../core/effects.ts"
+import { describeRejection } from "../core/effects.ts"
 import type { Event as CoreEvent, Outcome } from "../core/events.ts"
-import { childExit, hold, release, reload, started, stopAll, tell, tick } from "../core/events.ts"
+import { childExit, started, stopAll, tick } from "../core/events.ts"
 import { parseInittab } from "../core/inittab.ts"
 import { nextDeadline, reduce } from "../core/reducer.ts"
 import type { State as CoreState } from "../core/state.ts"
 import { initialStateWith } from "../core/state.ts"
+import { coreEventOf, coreOutcomeOf } from "../cluster/node/core.ts"
 import { initialRunning } from "../cluster/node/info.ts"
 import { nextWakeup, reduceNode, startNode, stopped } from "../cluster/node/reduce.ts"
 import { parsedOf } from "../cluster/node/step.ts"
-import type { CoreCommand, CoreOutcome, NodeCommand, NodeEvent, NodeState } from "../cluster/node/types.ts"
+import type { CoreCommand, NodeCommand, NodeEvent, NodeState } from "../cluster/node/types.ts"
 import { Agenda } from "./agenda.ts"
 import type { Behaviour } from "./behaviour.ts"
 import { defaultForRunSync, defaultForSpawn } from "./behaviour.ts"
 import type { KvChange } from "./etcd.ts"
-import { EtcdModel, candidateKey, changeOf, snapshotOf } from "./etcd.ts"
+import { EtcdModel, candidateKey, changeOf, moveKey, snapshotOf } from "./etcd.ts"
 import type { Rng } from "./random.ts"
 import { makeRng } from "./random.ts"
 
@@ -331,7 +333,7 @@ export class ClusterWorld {
 
   #toCore(host: Host, command: CoreCommand): NodeEvent {
     const now = this.localNow(host)
-    const effects = this.#applyCore(host, coreEventOf(command, host.node, now))
+    const effects = this.#applyCore(host, coreEventOf(command, parsedOf(host.node.running), now))
     return { _tag: "CoreAnswered", now, command, outcome: coreOutcomeOf(effects), core: host.core }
   }
 
@@ -362,7 +364,10 @@ export class ClusterWorld {
       case "Kill":
         return this.#signal(host, `${effect.tag}#${effect.run}`, effect.signal)
       case "Log":
-        if (effect.entry.what === "fenced" || effect.entry.what === "rejected") this.note(host.spec.name, `core ${effect.entry.what}: ${effect.entry.message}`)
+        if (effect.entry.what === "fenced") this.note(host.spec.name, `core ${effect.entry.what}: ${effect.entry.message}`)
+        return
+      case "Rejected":
+        this.note(host.spec.name, `core rejected: ${describeRejection(effect)}`)
         return
       case "WriteStatus":
         return
@@ -394,12 +399,12 @@ export class ClusterWorld {
   /** Whether etcd, at this instant, has this host's key first in the group's queue with this epoch. */
   #leadProblem(host: Host, group: string, epoch: number | undefined): string | undefined {
     if (epoch === undefined) return "started without an epoch"
-    const queue = [...this.etcd.kv.values()].filter((kv) => kv.key.startsWith(`failover/${group}/cand/`)).sort((a, b) => a.create - b.create)
+    const queue = [...this.etcd.kv.values()].filter((kv) => /^failover-node\/[^/]+\/cand\//.test(kv.key) && kv.key.endsWith(`/cand/${group}`)).sort((a, b) => a.create - b.create)
     const first = queue[0]
     if (first === undefined) return `no candidate of ${group} in etcd`
     if (first.create !== epoch) return `etcd's leader of ${group} has epoch ${first.create}, not ${epoch}`
     const value = first.value
-    if (value.kind !== "candidate" || value.instance !== host.instance || first.key !== candidateKey(group, first.lease ?? "")) return `the leading key of ${group} is not this daemon's`
+    if (value.kind !== "candidate" || value.instance !== host.instance || first.key !== candidateKey(host.node.node, group)) return `the leading key of ${group} is not this daemon's`
     return undefined
   }
 
@@ -587,7 +592,7 @@ export class ClusterWorld {
 
   /** `isinit --etcd move GROUP NODE`: a preference on a lease of its own, so it expires by itself. */
   move(group: string, node: string, ttlMs = 60_000): void {
-    this.#operator(`move ${group} ${node}`, () => this.etcd.put(`failover/${group}/move`, { kind: "move", node }, this.etcd.grant(ttlMs, this.#now)))
+    this.#operator(`move ${group} ${node}`, () => this.etcd.put(moveKey(group), { kind: "move", node }, this.etcd.grant(ttlMs, this.#now)))
     this.#scheduleExpiry()
   }
 
@@ -695,26 +700,6 @@ export class ClusterWorld {
       .map((l) => `${(l.at / 1000).toFixed(3)}s ${l.host ?? "--"} ${l.text}`)
       .join("\n")
   }
-}
-
-/** The core event a node command stands for, as the shell submits it (a tell uses the config that runs). */
-export const coreEventOf = (command: CoreCommand, node: NodeState, now: number): CoreEvent => {
-  switch (command._tag) {
-    case "TellCore":
-      return tell(command.group, command.level, parsedOf(node.running), now)
-    case "ReloadCore":
-      return reload(command.config.parsed, now)
-    case "HoldCore":
-      return hold(command.group, command.epoch, command.until, now)
-    case "ReleaseCore":
-      return release(command.group, now)
-  }
-}
-
-/** One place reads the core's refusal: its "rejected" log (until a typed Rejected effect exists). */
-export const coreOutcomeOf = (effects: readonly CoreEffect[]): CoreOutcome => {
-  const rejected = effects.find((e) => e._tag === "Log" && e.entry.what === "rejected")
-  return rejected?._tag === "Log" ? { _tag: "Rejected", reason: rejected.entry.message } : { _tag: "Applied" }
 }
 
 const failureOf = (command: NodeCommand, now: number, reason: string): NodeEvent => {

@@ -13,10 +13,8 @@
  * Time here is real (simulated) time in ms; the world calls `expireDue` when a lease may be due.
  */
 import type { StoredConfig } from "../cluster/desired.ts"
-import { emptyObeyed } from "../cluster/desired.ts"
 import type { Active, Change, ClusterSnapshot, PublishedStatus, Write } from "../cluster/node/types.ts"
-import { emptyFailoverView } from "../cluster/node/types.ts"
-import { applyChanges } from "../cluster/node/view.ts"
+import { snapshotOf as snapshotFrom } from "../cluster/node/view.ts"
 
 export type Value =
   | { readonly kind: "config"; readonly config: Omit<StoredConfig, "revision"> }
@@ -57,7 +55,11 @@ export type WriteResult =
   | { readonly _tag: "Unavailable"; readonly reason: string }
   | { readonly _tag: "Refused"; readonly reason: string }
 
-export const candidateKey = (group: string, lease: string): string => `failover/${group}/cand/${lease}`
+// The layout of keys.ts without the cluster prefix: what a node writes sits under `failover-node/NODE/`.
+export const candidateKey = (node: string, group: string): string => `failover-node/${node}/cand/${group}`
+const claimKey = (node: string): string => `failover-node/${node}/claim`
+const activeKey = (node: string, group: string): string => `failover-node/${node}/active/${group}`
+export const moveKey = (group: string): string => `failover/${group}/move`
 
 export class EtcdModel {
   revision = 0
@@ -173,39 +175,36 @@ export class EtcdModel {
     return this.leases.has(lease) ? apply() : { _tag: "Unavailable", reason: "etcdserver: requested lease not found" }
   }
 
+  /**
+   * `If(Create(key) == 0) Then Put Else Get`; a key of this instance on another lease (an earlier
+   * lease of the same daemon, not yet expired) is moved onto this one and keeps its place.
+   */
+  #createOnLease(key: string, value: Value & { readonly instance: string }, lease: string): WriteResult {
+    const held = this.kv.get(key)
+    if (held !== undefined && !("instance" in held.value && held.value.instance === value.instance)) return { _tag: "Lost" }
+    if (held === undefined || held.lease !== lease) this.put(key, value, lease)
+    return done(this.kv.get(key))
+  }
+
   write(node: string, write: Write, now: number): WriteResult {
     switch (write._tag) {
       case "Claim":
-        return this.#onLease(write.lease, () => {
-          const key = `failover-node/${node}`
-          const held = this.kv.get(key)
-          if (held !== undefined) return held.value.kind === "claim" && held.value.instance === write.instance ? done(held) : { _tag: "Lost" }
-          this.put(key, { kind: "claim", instance: write.instance }, write.lease)
-          return done(this.kv.get(key))
-        })
+        return this.#onLease(write.lease, () => this.#createOnLease(claimKey(node), { kind: "claim", instance: write.instance }, write.lease))
       case "Campaign":
-        return this.#onLease(write.lease, () => {
-          const key = candidateKey(write.group, write.lease)
-          if (!this.kv.has(key)) this.put(key, { kind: "candidate", node, instance: write.instance }, write.lease)
-          return done(this.kv.get(key))
-        })
+        return this.#onLease(write.lease, () =>
+          this.#createOnLease(candidateKey(node, write.group), { kind: "candidate", node, instance: write.instance }, write.lease),
+        )
       case "Proclaim":
-        return this.#guarded(write.key, write.epoch, () => this.#put(`failover/${write.group}/active`, { kind: "active", active: write.active }, undefined))
+        return this.#guarded(write.key, write.epoch, () => this.#put(activeKey(node, write.group), { kind: "active", active: write.active }, undefined))
       case "Resign":
         return this.#guarded(write.key, write.epoch, () => {
-          this.#put(`failover/${write.group}/active`, { kind: "active", active: write.active }, undefined)
+          this.#put(activeKey(node, write.group), { kind: "active", active: write.active }, undefined)
           this.#delete(write.key)
         })
       case "Withdraw":
         return this.#guarded(write.key, write.epoch, () => this.#delete(write.key))
-      case "ClearMove": {
-        const key = `failover/${write.group}/move`
-        if (this.kv.get(key)?.mod !== write.modRevision) return { _tag: "Lost" }
-        this.delete(key)
-        return { _tag: "Done", revision: this.revision, createRevision: 0 }
-      }
       case "Ban":
-        this.put(`failover/${write.group}/ban/${node}`, { kind: "ban", reason: write.reason }, this.grant(write.ttlMs, now))
+        this.put(`failover-node/${node}/ban/${write.group}`, { kind: "ban", reason: write.reason }, this.grant(write.ttlMs, now))
         return { _tag: "Done", revision: this.revision, createRevision: 0 }
       case "Override":
         this.put(`desired-node/${node}/${write.group}`, { kind: "desired", level: write.level })
@@ -236,17 +235,26 @@ const targetOf = (key: string): { readonly group: string; readonly target: Targe
   return undefined
 }
 
-const failoverChangeOf = (c: KvChange, parts: readonly string[]): Change | undefined => {
+const moveChangeOf = (c: KvChange, parts: readonly string[]): Change | undefined => {
   const [, group, kind] = parts
   const kv = c.kv
+  if (group === undefined || kind !== "move") return undefined
+  return kv === undefined ? { _tag: "MoveGone", group } : kv.value.kind === "move" ? { _tag: "MoveSet", group, move: { node: kv.value.node, modRevision: kv.mod } } : undefined
+}
+
+/** `failover-node/NODE/claim`, `.../cand/GROUP`, `.../active/GROUP` (bans are not watched into the view). */
+const nodeChangeOf = (c: KvChange, parts: readonly string[]): Change | undefined => {
+  const [, node, kind, group] = parts
+  const kv = c.kv
+  if (node === undefined) return undefined
+  if (kind === "claim") return kv === undefined ? { _tag: "ClaimGone", node } : kv.value.kind === "claim" ? { _tag: "ClaimSet", node, instance: kv.value.instance } : undefined
   if (group === undefined) return undefined
   if (kind === "cand") {
     if (kv === undefined) return { _tag: "CandidateGone", group, key: c.key }
-    return kv.value.kind === "candidate" ? { _tag: "CandidateSet", group, candidate: { key: c.key, createRevision: kv.create, node: kv.value.node, instance: kv.value.instance } } : undefined
+    return kv.value.kind === "candidate" ? { _tag: "CandidateSet", group, candidate: { key: c.key, createRevision: kv.create, node, instance: kv.value.instance } } : undefined
   }
-  if (kind === "active") return kv === undefined ? { _tag: "ActiveGone", group } : kv.value.kind === "active" ? { _tag: "ActiveSet", group, active: kv.value.active } : undefined
-  if (kind === "move") return kv === undefined ? { _tag: "MoveGone", group } : kv.value.kind === "move" ? { _tag: "MoveSet", group, move: { node: kv.value.node, modRevision: kv.mod } } : undefined
-  return undefined
+  if (kind !== "active") return undefined
+  return kv === undefined ? { _tag: "ActiveGone", group, node } : kv.value.kind === "active" ? { _tag: "ActiveSet", group, active: kv.value.active, modRevision: kv.mod } : undefined
 }
 
 /** The node event a key change means; undefined for keys a node does not watch. */
@@ -257,11 +265,8 @@ export const changeOf = (c: KvChange): Change | undefined => {
     return kv.value.kind === "config" ? { _tag: "ConfigSet", config: { ...kv.value.config, revision: kv.mod } } : undefined
   }
   const parts = c.key.split("/")
-  if (parts[0] === "failover") return failoverChangeOf(c, parts)
-  if (parts[0] === "failover-node" && parts[1] !== undefined) {
-    if (kv === undefined) return { _tag: "ClaimGone", node: parts[1] }
-    return kv.value.kind === "claim" ? { _tag: "ClaimSet", node: parts[1], instance: kv.value.instance } : undefined
-  }
+  if (parts[0] === "failover") return moveChangeOf(c, parts)
+  if (parts[0] === "failover-node") return nodeChangeOf(c, parts)
   const desired = targetOf(c.key)
   if (desired === undefined) return undefined
   if (kv === undefined) return { _tag: "DesiredCleared", target: desired.target, group: desired.group, revision: c.revision }
@@ -276,6 +281,5 @@ export const snapshotOf = (etcd: EtcdModel): ClusterSnapshot => {
     const change = kv === undefined ? undefined : changeOf({ revision: kv.mod, key, kv })
     if (change !== undefined) changes.push(change)
   }
-  const view = applyChanges({ revision: 0, obeyed: emptyObeyed, failover: emptyFailoverView }, etcd.revision, changes)
-  return { revision: etcd.revision, obeyed: { ...view.obeyed, revision: etcd.revision }, failover: view.failover }
+  return snapshotFrom(etcd.revision, changes)
 }

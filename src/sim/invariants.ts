@@ -1,12 +1,13 @@
 import * as HashMap from "effect/HashMap"
-import type { GroupPhase, State } from "../core/state.ts"
-import { lookup } from "../core/state.ts"
+import { stateProblems, stepProblems } from "../core/invariants.ts"
 import { nextDeadline } from "../core/reducer.ts"
-import type { SimProcess, StartRecord, Step } from "./world.ts"
+import { lookup } from "../core/state.ts"
+import type { SimProcess, StartRecord, SimStep } from "./world.ts"
 
 /**
- * Safety checks the world runs after every step. Each returns the violations it sees (never
- * throws), is named, and can be used alone by a property. "Live" means spawned and not yet reaped:
+ * Safety checks the world runs after every step: the core's own (`coreInvariants`), and those
+ * that need the world. Each returns the violations it sees (never throws), is named, and can be
+ * used alone by a property. "Live" means spawned and not yet reaped:
  * the world reaps a process at the moment it delivers its exit to the reducer.
  */
 
@@ -26,9 +27,9 @@ export interface WorldView {
   readonly countResetAt: (tag: string) => number | undefined
 }
 
-export type Invariant = (world: WorldView, step: Step) => readonly Violation[]
+export type Invariant = (world: WorldView, step: SimStep) => readonly Violation[]
 
-const violation = (step: Step, invariant: string, message: string): Violation => ({
+const violation = (step: SimStep, invariant: string, message: string): Violation => ({
   at: step.record.at,
   step: step.record.index,
   invariant,
@@ -84,44 +85,6 @@ export const haltedHasNoProcess: Invariant = (world, step) =>
     ? [violation(step, "haltedHasNoProcess", `halted with ${[...world.processes.keys()].join(", ")} still alive`)]
     : []
 
-const phases: readonly GroupPhase[] = ["stopped", "start", "run", "fail", "stopping"]
-
-/** Rule 8: group phases are consistent with the daemon's lifecycle and with the transition. */
-export const groupPhasesValid: Invariant = (_world, step) => {
-  const out: Violation[] = []
-  const state = step.after
-  const bad = (message: string): void => {
-    out.push(violation(step, "groupPhasesValid", message))
-  }
-  for (const [name, group] of HashMap.entries(state.groups)) {
-    if (!phases.includes(group.phase)) bad(`${name} has phase ${String(group.phase)}`)
-    if (state.lifecycle === "running" && group.phase === "stopping") bad(`${name} is stopping while the daemon is not`)
-    if (state.lifecycle === "stopping" && (group.phase === "start" || group.phase === "run" || group.phase === "fail"))
-      bad(`${name} is ${group.phase} during stopall`)
-    if (state.lifecycle === "halted" && group.phase !== "stopped") bad(`${name} is ${group.phase} after halt`)
-    if (state.lifecycle === "running" && (group.phase === "start") !== (group.transition !== undefined))
-      bad(`${name} is ${group.phase} ${group.transition === undefined ? "without" : "with"} a transition`)
-    if (group.phase !== "stopped" && group.level === undefined) bad(`${name} is ${group.phase} with no level`)
-  }
-  return out
-}
-
-/** Rule 8: a group's count of outgoing processes is the number of its runs being stopped. */
-export const outgoingMatchesStopping: Invariant = (_world, step) => {
-  const state = step.after
-  const stopping = new Map<string, number>()
-  for (const entry of HashMap.values(state.entries)) {
-    if (entry.proc._tag === "Stopping") stopping.set(entry.proc.def.group, (stopping.get(entry.proc.def.group) ?? 0) + 1)
-  }
-  const out: Violation[] = []
-  for (const name of new Set([...stopping.keys(), ...HashMap.keys(state.groups)])) {
-    const counted = lookup(state.groups, name)?.outgoing ?? 0
-    const actual = stopping.get(name) ?? 0
-    if (counted !== actual) out.push(violation(step, "outgoingMatchesStopping", `${name} counts ${counted} outgoing, ${actual} are stopping`))
-  }
-  return out
-}
-
 /**
  * Rule 6: a respawn entry starts at most `respawnMax` times in any `respawnWindowMs` while it
  * stays in its level (jail included): leaving the level or the config starts a new count.
@@ -171,55 +134,30 @@ export const noStartAfterStopAll: Invariant = (_world, step) =>
     ? [violation(step, "noStartAfterStopAll", `started ${step.starts.map((s) => s.tag).join(", ")} during ${step.before.lifecycle}`)]
     : []
 
-/** The next deadline is never in the past, and a tick always moves it forward (or clears it). */
-export const deadlineAhead: Invariant = (_world, step) => {
-  const deadline = safeDeadline(step.after)
-  const at = step.record.at
-  if (deadline === undefined) return []
-  if (deadline < at) return [violation(step, "deadlineAhead", `next deadline ${deadline} is before now ${at}`)]
-  if (step.record.event._tag === "Tick" && deadline <= at)
-    return [violation(step, "deadlineAhead", `after a tick at ${at} the next deadline is still ${deadline}`)]
-  return []
-}
+/**
+ * The core's own invariants (core/invariants.ts), from the state alone: group phases agree with
+ * the lifecycle and the transitions (rule 8), each `outgoing` count with the runs being stopped,
+ * runs numbered once; and the step's: the clock never runs back, no deadline is left behind.
+ */
+export const coreInvariants: Invariant = (_world, step) =>
+  [...stateProblems(step.after), ...stepProblems(step.before, step.record.event, step.after)].map((p) => violation(step, p.invariant, p.message))
 
-const safeDeadline = (state: State): number | undefined => {
-  try {
-    return nextDeadline(state)
-  } catch {
-    return undefined
-  }
-}
-
-/** The reducer's clock never runs backwards, whatever `now` an event carries. */
-export const clockMonotone: Invariant = (_world, step) =>
-  step.after.now < step.before.now
-    ? [violation(step, "clockMonotone", `state time went from ${step.before.now} to ${step.after.now}`)]
+/** The world delivers a tick at every deadline, before anything later: none is ever left behind. */
+export const noDeadlineMissed: Invariant = (_world, step) => {
+  const deadline = nextDeadline(step.after)
+  return deadline !== undefined && deadline < step.record.at
+    ? [violation(step, "noDeadlineMissed", `next deadline ${deadline} is before now ${step.record.at}`)]
     : []
+}
 
 export const allInvariants: readonly Invariant[] = [
   noSignalToReapedRun,
   oneLiveRunPerTag,
   stateAgreesWithWorld,
   haltedHasNoProcess,
-  groupPhasesValid,
-  outgoingMatchesStopping,
+  coreInvariants,
+  noDeadlineMissed,
   respawnRateLimited,
   noStartInJail,
   noStartAfterStopAll,
-  deadlineAhead,
-  clockMonotone,
 ]
-
-export const invariantsByName: ReadonlyMap<string, Invariant> = new Map([
-  ["noSignalToReapedRun", noSignalToReapedRun],
-  ["oneLiveRunPerTag", oneLiveRunPerTag],
-  ["stateAgreesWithWorld", stateAgreesWithWorld],
-  ["haltedHasNoProcess", haltedHasNoProcess],
-  ["groupPhasesValid", groupPhasesValid],
-  ["outgoingMatchesStopping", outgoingMatchesStopping],
-  ["respawnRateLimited", respawnRateLimited],
-  ["noStartInJail", noStartInJail],
-  ["noStartAfterStopAll", noStartAfterStopAll],
-  ["deadlineAhead", deadlineAhead],
-  ["clockMonotone", clockMonotone],
-])

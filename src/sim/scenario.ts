@@ -155,93 +155,90 @@ const parseAction = (words: readonly string[], heredoc: () => string | ScenarioE
   }
 }
 
+/** What parsing collects, line by line. */
+interface Reading {
+  readonly lines: readonly string[]
+  /** The line being read (0-based); a config block moves it to its closing marker. */
+  i: number
+  readonly errors: ScenarioError[]
+  readonly behaviours: Map<string, Behaviour>
+  readonly actions: TimedAction[]
+  config: string | undefined
+  sigtermDelayMs: number | undefined
+  endMs: number | undefined
+}
+
+const fail = (r: Reading, line: number, message: string): void => void r.errors.push({ line, message })
+
+/** Reads the `<<MARK` block that starts after the current line, leaving the reading on its closing marker. */
+const heredocFor = (r: Reading, words: readonly string[], at: number) => (): string | ScenarioError => {
+  const marker = /^<<(\S+)$/.exec(words[words.length - 1] ?? "")?.[1]
+  if (marker === undefined || words.length !== 2) return { line: at, message: "expected 'config <<MARKER', then the isinittab, then MARKER alone on a line" }
+  const body: string[] = []
+  for (r.i = r.i + 1; r.i < r.lines.length; r.i++) {
+    const line = r.lines[r.i] ?? ""
+    if (line.trim() === marker) return body.map((l) => l + "\n").join("")
+    body.push(line)
+  }
+  return { line: at, message: `no closing '${marker}' for the config block` }
+}
+
+/** One reader per kind of line: the line's words after the first, and its number. */
+type LineReader = (r: Reading, words: readonly string[], at: number) => void
+
+const lineReaders: { readonly [head: string]: LineReader } = {
+  config: (r, words, at) => {
+    const body = heredocFor(r, ["config", ...words], at)()
+    if (typeof body !== "string") fail(r, body.line, body.message)
+    else if (r.config !== undefined) fail(r, at, "a second initial config; use 'at TIME config <<EOF' to edit it later")
+    else r.config = body
+  },
+  behave: (r, [name, ...spec], at) => {
+    if (name === undefined) return fail(r, at, "expected 'behave NAME BEHAVIOUR...'")
+    const behaviour = parseBehaviour(spec, r.behaviours.get(name) ?? runsForever())
+    if (typeof behaviour === "string") fail(r, at, behaviour)
+    else r.behaviours.set(name, behaviour)
+  },
+  "sigterm-delay": (r, words, at) => {
+    const ms = words.length === 1 ? parseDuration(words[0] ?? "") : undefined
+    if (ms === undefined) fail(r, at, "expected 'sigterm-delay TIME'")
+    else r.sigtermDelayMs = ms
+  },
+  run: (r, words, at) => {
+    const ms = words.length === 1 ? parseDuration(words[0] ?? "") : undefined
+    if (ms === undefined) fail(r, at, "expected 'run TIME', e.g. 'run 90s'")
+    else if (r.endMs !== undefined) fail(r, at, "a second 'run' line")
+    else r.endMs = ms
+  },
+  at: (r, [time, ...action], at) => {
+    const ms = time === undefined ? undefined : parseDuration(time)
+    if (ms === undefined) return fail(r, at, `expected 'at TIME ACTION', with TIME such as 0, 500ms or 2s; got '${time ?? ""}'`)
+    const parsed = parseAction(action, heredocFor(r, action, at))
+    if (typeof parsed === "string") fail(r, at, parsed)
+    else r.actions.push({ at: ms, line: at, action: parsed })
+  },
+}
+
 /** Parse a scenario; every problem is reported with its line, and parsing never throws. */
 export const parseScenario = (text: string): ParsedScenario => {
-  const lines = text.split(/\r?\n/)
-  const errors: ScenarioError[] = []
-  const behaviours = new Map<string, Behaviour>()
-  const actions: TimedAction[] = []
-  let config: string | undefined
-  let sigtermDelayMs: number | undefined
-  let endMs: number | undefined
-  let i = 0
-  const fail = (line: number, message: string): void => {
-    errors.push({ line, message })
-  }
-  /** Reads the `<<MARK` block that starts after line `i`, leaving `i` on its closing marker. */
-  const heredocFor = (words: readonly string[], at: number) => (): string | ScenarioError => {
-    const marker = /^<<(\S+)$/.exec(words[words.length - 1] ?? "")?.[1]
-    if (marker === undefined || words.length !== 2) return { line: at, message: "expected 'config <<MARKER', then the isinittab, then MARKER alone on a line" }
-    const body: string[] = []
-    for (i = i + 1; i < lines.length; i++) {
-      const line = lines[i] ?? ""
-      if (line.trim() === marker) return body.map((l) => l + "\n").join("")
-      body.push(line)
-    }
-    return { line: at, message: `no closing '${marker}' for the config block` }
-  }
-  for (; i < lines.length; i++) {
-    const at = i + 1
-    const trimmed = (lines[i] ?? "").trim()
+  const r: Reading = { lines: text.split(/\r?\n/), i: 0, errors: [], behaviours: new Map(), actions: [], config: undefined, sigtermDelayMs: undefined, endMs: undefined }
+  for (; r.i < r.lines.length; r.i++) {
+    const at = r.i + 1
+    const trimmed = (r.lines[r.i] ?? "").trim()
     if (trimmed === "" || trimmed.startsWith("#")) continue
-    const words = trimmed.split(/\s+/)
-    const [head, ...rest] = words
-    switch (head) {
-      case "config": {
-        const body = heredocFor(words, at)()
-        if (typeof body === "string") {
-          if (config !== undefined) fail(at, "a second initial config; use 'at TIME config <<EOF' to edit it later")
-          else config = body
-        } else fail(body.line, body.message)
-        break
-      }
-      case "behave": {
-        const [name, ...spec] = rest
-        if (name === undefined) {
-          fail(at, "expected 'behave NAME BEHAVIOUR...'")
-          break
-        }
-        const behaviour = parseBehaviour(spec, behaviours.get(name) ?? runsForever())
-        if (typeof behaviour === "string") fail(at, behaviour)
-        else behaviours.set(name, behaviour)
-        break
-      }
-      case "sigterm-delay": {
-        const ms = rest.length === 1 ? parseDuration(rest[0] ?? "") : undefined
-        if (ms === undefined) fail(at, "expected 'sigterm-delay TIME'")
-        else sigtermDelayMs = ms
-        break
-      }
-      case "run": {
-        const ms = rest.length === 1 ? parseDuration(rest[0] ?? "") : undefined
-        if (ms === undefined) fail(at, "expected 'run TIME', e.g. 'run 90s'")
-        else if (endMs !== undefined) fail(at, "a second 'run' line")
-        else endMs = ms
-        break
-      }
-      case "at": {
-        const [time, ...action] = rest
-        const ms = time === undefined ? undefined : parseDuration(time)
-        if (ms === undefined) {
-          fail(at, `expected 'at TIME ACTION', with TIME such as 0, 500ms or 2s; got '${time ?? ""}'`)
-          break
-        }
-        const parsed = parseAction(action, heredocFor(action, at))
-        if (typeof parsed === "string") fail(at, parsed)
-        else actions.push({ at: ms, line: at, action: parsed })
-        break
-      }
-      default:
-        fail(at, `unknown line '${head ?? ""}' (config, behave, sigterm-delay, at, run)`)
-    }
+    const [head = "", ...rest] = trimmed.split(/\s+/)
+    const reader = Object.hasOwn(lineReaders, head) ? lineReaders[head] : undefined
+    if (reader === undefined) fail(r, at, `unknown line '${head}' (config, behave, sigterm-delay, at, run)`)
+    else reader(r, rest, at)
   }
-  const sorted = actions.map((a, index) => ({ a, index })).sort((x, y) => x.a.at - y.a.at || x.index - y.index)
+  const sorted = r.actions.map((a, index) => ({ a, index })).sort((x, y) => x.a.at - y.a.at || x.index - y.index)
+  const endMs = r.endMs
   if (endMs !== undefined) {
-    for (const { a } of sorted) if (a.at > endMs) fail(a.line, `action at ${formatMs(a.at)} is after the end of the run (${formatMs(endMs)})`)
+    for (const { a } of sorted) if (a.at > endMs) fail(r, a.line, `action at ${formatMs(a.at)} is after the end of the run (${formatMs(endMs)})`)
   }
   return {
-    scenario: { config, behaviours: [...behaviours], sigtermDelayMs, actions: sorted.map(({ a }) => a), endMs },
-    errors,
+    scenario: { config: r.config, behaviours: [...r.behaviours], sigtermDelayMs: r.sigtermDelayMs, actions: sorted.map(({ a }) => a), endMs },
+    errors: r.errors,
   }
 }
 

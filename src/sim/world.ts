@@ -1,7 +1,8 @@
 import * as HashMap from "effect/HashMap"
 import type { Mode, Parsed } from "../core/config.ts"
-import { emptyConfig, hasErrors } from "../core/config.ts"
+import { emptyParsed, hasErrors } from "../core/config.ts"
 import type { Effect, LogEntry, Signal } from "../core/effects.ts"
+import { describeRejection, rejectionOf } from "../core/effects.ts"
 import type { Event, Outcome } from "../core/events.ts"
 import { childExit, describeOutcome, leaderExited, reload, started, stopAll, tell, tick } from "../core/events.ts"
 import { parseInittab } from "../core/inittab.ts"
@@ -100,7 +101,7 @@ export interface StepRecord {
 }
 
 /** What invariants see of one step: its record and the states around it. */
-export interface Step {
+export interface SimStep {
   readonly record: StepRecord
   readonly before: State
   readonly after: State
@@ -142,8 +143,6 @@ interface AgendaItem {
 }
 
 const keyOf = (tag: string, run: number): string => `${tag}#${run}`
-
-const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
 
 export class World {
   #state: State
@@ -438,7 +437,7 @@ export class World {
     this.#noteLeaves(record, before, after)
     this.#noteGroupChanges(before, after)
     this.#deadline = this.#safeDeadline(after)
-    const step: Step = { record, before, after, starts }
+    const step: SimStep = { record, before, after, starts }
     for (const invariant of this.#invariants) {
       for (const v of invariant(this, step)) this.#record(v)
     }
@@ -467,6 +466,10 @@ export class World {
         return
       case "Log":
         this.#log(effect.entry, after)
+        return
+      case "Rejected":
+        // As the daemon's log prints it: the verb, then what was refused and why.
+        this.#note("rejected", effect.group, undefined, undefined, `rejected ${describeRejection(effect)}`)
         return
     }
   }
@@ -549,7 +552,6 @@ export class World {
       }
       // A log line is the verb, then its message (as the daemon's log prints it).
       case "released":
-      case "rejected":
       case "halted":
         this.#note(entry.what, entry.group, entry.tag, entry.run, `${entry.what} ${entry.message}`)
         return
@@ -561,7 +563,7 @@ export class World {
   #noteLeaves(record: StepRecord, before: State, after: State): void {
     const event = record.event
     if (event._tag !== "Tell" && event._tag !== "Reload") return
-    if (record.effects.some((e) => e._tag === "Log" && e.entry.what === "rejected")) return
+    if (rejectionOf(record.effects) !== undefined) return
     const config = after.config
     const told = event._tag === "Tell" ? [[event.group, event.level] as const] : [...HashMap.values(after.groups)].flatMap((g) => (g.level === undefined ? [] : [[g.name, g.level] as const]))
     for (const [group, level] of told) {

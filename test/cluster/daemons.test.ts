@@ -172,6 +172,16 @@ describe.skipIf(skipWithoutEtcd())("three isinitd nodes on one etcd", () => {
     expect(starts("n1", "db-server")).toBe(1)
   })
 
+  it("a local tell with --wait says where its override was recorded, too", async () => {
+    const local = await isinit(["-s", node("n3").socket, "web", "2", "--wait", "--timeout", "30"])
+    expect(local.code, local.err).toBe(0)
+    expect(local.out).toMatch(/web: level 2 reached \(run\)/)
+    expect(local.err).toMatch(/web 2: recorded in etcd as n3's override \(revision \d+\)/)
+    await eventually("the override in etcd", async () => (await clusterStatus()).desired.nodes["n3"]?.["web"] === "2")
+    const back = await isinit([...etcdArgs(), "clear", "web", "--node", "n3"])
+    expect(back.code, back.err).toBe(0)
+  })
+
   it("a daemon killed with SIGKILL drops out within the lease; its restart converges without double starts", async () => {
     const n1 = node("n1")
     const webPid = await pidOf(n1, "web-server")

@@ -12,16 +12,27 @@ import {
   nodeStatusKey,
   obeyedRange,
   auditKey,
+  activeKey,
+  banKey,
+  candidateKey,
+  claimKey,
   failoverPrefix,
+  moveKey,
   nodeFailoverPrefix,
   parseKey,
+  rolloutDriverKey,
+  rolloutKey,
   seenKey,
+  watchedRange,
 } from "../../src/cluster/keys.ts"
+import type { RolloutNode } from "../../src/cluster/rollout.ts"
+import { newRollout } from "../../src/cluster/rollout.ts"
+import { decodeRollout, encodeRollout } from "../../src/cluster/rolloutCodec.ts"
 import type { Target } from "../../src/cluster/keys.ts"
 import { goodConfig, statusInput } from "./helpers.ts"
 
-const inRange = (key: string): boolean => {
-  const { start, end } = obeyedRange("c")
+const inRange = (key: string, range = obeyedRange("c")): boolean => {
+  const { start, end } = range
   const bytes = (s: string): Buffer => Buffer.from(s, "utf8")
   return Buffer.compare(bytes(key), bytes(start)) >= 0 && Buffer.compare(bytes(key), bytes(end)) < 0
 }
@@ -35,12 +46,21 @@ describe("key layout", () => {
     expect(parseKey("c", nodeStatusKey("c", "n1"))).toEqual({ _tag: "NodeStatus", node: "n1" })
     expect(parseKey("c", seenKey("c", "n1"))).toEqual({ _tag: "Seen", node: "n1" })
     expect(parseKey("c", auditKey("c", 1_700_000_000_000, "0a1b2c"))).toEqual({ _tag: "Audit", id: "001700000000000-0a1b2c" })
+    expect(parseKey("c", rolloutKey("c", "web"))).toEqual({ _tag: "Rollout", group: "web" })
+    expect(parseKey("c", rolloutDriverKey("c", "web"))).toEqual({ _tag: "RolloutDriver", group: "web" })
+    expect(parseKey("c", moveKey("c", "web"))).toEqual({ _tag: "Move", group: "web" })
+    expect(parseKey("c", claimKey("c", "n1"))).toEqual({ _tag: "Claim", node: "n1" })
+    expect(parseKey("c", candidateKey("c", "n1", "web"))).toEqual({ _tag: "Candidate", node: "n1", group: "web" })
+    expect(parseKey("c", activeKey("c", "n1", "web"))).toEqual({ _tag: "Active", node: "n1", group: "web" })
+    expect(parseKey("c", banKey("c", "n1", "web"))).toEqual({ _tag: "Ban", node: "n1", group: "web" })
   })
 
   it("classifies anything else as Unknown with a reason", () => {
     for (const key of ["/isinit/c/desired/", "/isinit/c/desired/a/b", "/isinit/c/desired-node/n1", "/isinit/c/desired-node/n1/g/x",
       "/isinit/c/config/x", "/isinit/c/history/abc", "/isinit/c/history/0", "/isinit/c/dump", "/isinit/other/config",
-      "/isinit/c/desired/a b", "/isinit/c/nodes/..", "/isinit/c/audit/", "/isinit/c/audit/123-x"]) {
+      "/isinit/c/desired/a b", "/isinit/c/nodes/..", "/isinit/c/audit/", "/isinit/c/audit/123-x", "/isinit/c/failover/web",
+      "/isinit/c/failover/web/active", "/isinit/c/failover-node/n1", "/isinit/c/failover-node/n1/cand", "/isinit/c/failover-node/n1/claim/x",
+      "/isinit/c/failover-node/n1/vote/web", "/isinit/c/failover-node/n1/cand/web/x"]) {
       const parsed = parseKey("c", key)
       expect(parsed._tag, key).toBe("Unknown")
       if (parsed._tag === "Unknown") expect(parsed.reason.length).toBeGreaterThan(0)
@@ -55,11 +75,31 @@ describe("key layout", () => {
     expect(inRange(nodeStatusKey("c", "n1"))).toBe(false)
     expect(inRange(seenKey("c", "n1"))).toBe(false)
     expect(inRange(auditKey("c", 1, "ab"))).toBe(false)
+    // A rollout's progress never wakes a daemon: nodes do not obey it, the client drives it.
+    expect(inRange(rolloutKey("c", "web"))).toBe(false)
+    expect(inRange(rolloutDriverKey("c", "web"))).toBe(false)
     // What a node writes under its own name: a per-node etcd role's prefixes never cover another node's keys.
     expect(inRange(nodeFailoverPrefix("c", "n1"))).toBe(false)
     expect(`${nodeFailoverPrefix("c", "n10")}g`.startsWith(nodeFailoverPrefix("c", "n1"))).toBe(false)
     expect(`${failoverPrefix("c")}g`.startsWith(nodeFailoverPrefix("c", "n1"))).toBe(false)
     expect(inRange(desiredKey("c2", "web"))).toBe(false)
+  })
+
+  it("puts every key a daemon follows in its one watched range, and no node's status", () => {
+    const watched = watchedRange("c")
+    for (const key of [configKey("c"), desiredKey("c", "web"), nodeDesiredKey("c", "n1", "web"), moveKey("c", "web"), claimKey("c", "n1"),
+      candidateKey("c", "n1", "web"), activeKey("c", "n1", "web"), banKey("c", "n1", "web")]) expect(inRange(key, watched), key).toBe(true)
+    // A rollout's progress never wakes a daemon either: nodes do not obey it, the client drives it.
+    for (const key of [configHistoryKey("c", 1), nodeStatusKey("c", "n1"), seenKey("c", "n1"), auditKey("c", 1, "ab"), moveKey("c2", "web"),
+      rolloutKey("c", "web"), rolloutDriverKey("c", "web")]) {
+      expect(inRange(key, watched), key).toBe(false)
+    }
+    // Everything a node writes for failover is under its own prefix, which no other node's covers.
+    for (const key of [claimKey("c", "n1"), candidateKey("c", "n1", "web"), activeKey("c", "n1", "web"), banKey("c", "n1", "web")]) {
+      expect(key.startsWith(nodeFailoverPrefix("c", "n1")), key).toBe(true)
+      expect(key.startsWith(nodeFailoverPrefix("c", "n10")), key).toBe(false)
+    }
+    expect(moveKey("c", "web").startsWith(failoverPrefix("c"))).toBe(true)
   })
 
   it("orders history keys by push number", () => {
@@ -68,6 +108,19 @@ describe("key layout", () => {
 })
 
 describe("value codecs", () => {
+  it("round-trips a rollout record and refuses one moved to another group's key or with a node twice", () => {
+    const options = { group: "web", level: "2", batchSize: 2, pauseMs: 0, maxFailures: 1, batchTimeoutMs: 600_000 }
+    const moving: RolloutNode = { node: "n1", step: { _tag: "Moving", revision: undefined } }
+    const pending: RolloutNode = { node: "n2", step: { _tag: "Pending" } }
+    const nodes = [moving, pending]
+    const r = newRollout(options, { nodes, overridden: [], notRunning: [] }, 7, { by: "ann@h1", at: 1_000 })
+    const decoded = decodeRollout(encodeRollout(r), "web")
+    expect(decoded).toEqual({ _tag: "Right", right: { ...r, nodes: [{ ...moving, adopted: undefined }, { ...pending, adopted: undefined }] } })
+    expect(decodeRollout(encodeRollout(r), "db")._tag).toBe("Left")
+    expect(decodeRollout(encodeRollout({ ...r, nodes: [pending, pending] }), "web")._tag).toBe("Left")
+    expect(decodeRollout(encodeRollout({ ...r, batchSize: 101 }), "web")).toEqual({ _tag: "Left", left: expect.stringMatching(/batchSize must be a whole number from 1 to 100/) as string })
+  })
+
   it("decodes a desired level and refuses bad ones with a reason", () => {
     expect(decodeDesired('{"level":"3","by":"me"}')).toEqual({ _tag: "Right", right: { level: "3", by: "me" } })
     const bad = ["nope", "{}", '{"level":""}', '{"level":"a b"}', '{"level":3}', '{"level":"3","at":"yesterday"}']

@@ -3,7 +3,9 @@
  * command and says that etcd has no quorum (not which dead member refused a connection); the watch
  * on a member left without a leader reports the outage instead of sitting silent, and resyncs once
  * quorum is back; with one member down, a watch lost again and again resyncs with backoff and logs
- * the outage once.
+ * the outage once; a daemon on a member left without a leader stops saying it is connected before
+ * its published status could have expired (issue 10: it is connected only while etcd acknowledges
+ * its keep-alives).
  */
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -16,7 +18,8 @@ import type { EtcdCluster, EtcdServer } from "./etcd-harness.ts"
 import { eventually, skipWithoutEtcd, startEtcdCluster } from "./etcd-harness.ts"
 import type { OpenStore, Watching } from "./helpers.ts"
 import { failure, openStore, run, watch } from "./helpers.ts"
-import { isinit } from "./nodes.ts"
+import type { Lab } from "./nodes.ts"
+import { isinit, makeLab } from "./nodes.ts"
 
 describe.skipIf(skipWithoutEtcd())("three etcd members, some of them down", () => {
   let etcd: EtcdCluster
@@ -93,6 +96,36 @@ describe.skipIf(skipWithoutEtcd())("three etcd members, some of them down", () =
     await run(open.store.setDesired("web", "2"))
     await eventually("web=2 watched", () => w.events.some((e) => e._tag === "DesiredSet" && e.desired.level === "2"))
     expect(open.log.lines.filter((l) => l.includes("etcd-outage"))).toHaveLength(1)
+  })
+
+  it("a daemon on a member without a leader says it is disconnected within its lease, before its status could have expired", async () => {
+    const leader = (await etcd.leader()) ?? etcd.members[0]
+    const survivor = etcd.members.find((m) => m !== leader)
+    if (survivor === undefined) throw new Error("no survivor")
+    const lab: Lab = makeLab(survivor.url, "conn")
+    try {
+      const ttlSeconds = 2
+      const n1 = lab.node("n1", { tab: lab.write("isinittab", "web:web-server:1,:respawn:exec sleep 3600\n"), leaseTtlSeconds: ttlSeconds })
+      await n1.start()
+      const local = async (): Promise<{ readonly connected: boolean; readonly since: string; readonly error?: string }> => {
+        const run = await isinit(["-s", n1.socket, "status", "--json"])
+        return (JSON.parse(run.out) as { readonly cluster: { readonly connected: boolean; readonly since: string; readonly error?: string } }).cluster
+      }
+      await eventually("n1 connected", async () => (await local()).connected, 30_000)
+      await Promise.all(etcd.members.filter((m) => m !== survivor).map((m) => m.stop()))
+      await eventually("the survivor without a leader", () => etcd.leaderless(survivor))
+      const lost = Date.now()
+      await eventually("n1 disconnected", async () => !(await local()).connected, 30_000)
+      const status = await local()
+      console.info(`disconnected ${Date.parse(status.since) - lost} ms after the survivor had no leader: ${status.error ?? ""}`)
+      // A member without a leader acknowledges no keep-alive: the last one was sent before `lost`,
+      // and the status lives at most the TTL after it. The daemon must say so by then (at its
+      // renew deadline, 60 % of the TTL), not once the watch is cancelled, seconds later.
+      expect(Date.parse(status.since) - lost, `disconnected at ${status.since}: ${status.error ?? ""}`).toBeLessThan(ttlSeconds * 1000)
+      expect(status.error).toMatch(/keep-alive|watch|no leader|quorum/)
+    } finally {
+      await lab.cleanup()
+    }
   })
 
   it("with one member down, a watch lost again and again resyncs with backoff and logs the outage once", async () => {

@@ -30,6 +30,8 @@ export interface Node {
 
 export interface NodeOptions {
   readonly tab: string
+  /** The etcd URLs this node uses (e.g. through a proxy the test can sever); the lab's by default. */
+  readonly etcd?: string
   readonly leaseTtlSeconds?: number
   /** More isinitd arguments (e.g. credentials). */
   readonly args?: readonly string[]
@@ -64,7 +66,7 @@ export const makeLab = (etcdUrl: string, cluster: string): Lab => {
       if (current !== undefined) throw new Error(`${name} is already running`)
       const args = [
         "--import", "tsx", isinitdEntry,
-        "--etcd", etcdUrl, "--cluster", cluster, "--node", name,
+        "--etcd", options.etcd ?? etcdUrl, "--cluster", cluster, "--node", name,
         "--lease-ttl", String(options.leaseTtlSeconds ?? 2),
         "-c", options.tab, "-s", socket, "--initstat", join(home, "initstat"),
       ]

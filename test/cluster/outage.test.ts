@@ -5,7 +5,7 @@
  * the node whose lease was lost during the outage publishes itself again.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { Applied, Obeyed, WatchEvent } from "../../src/cluster/desired.ts"
+import type { ToldLevels, Obeyed, WatchEvent } from "../../src/cluster/desired.ts"
 import { applyEvent, effectiveFor, pendingTells } from "../../src/cluster/desired.ts"
 import type { EtcdServer } from "./etcd-harness.ts"
 import { eventually, rawEtcd, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
@@ -17,7 +17,7 @@ const ttlSeconds = 2
 /** A daemon's convergence, replayed: the tells it would make after each event. */
 const replay = (start: Obeyed, events: readonly WatchEvent[], node: string): { readonly tells: string[]; readonly view: Obeyed } => {
   let view = start
-  let applied: Applied = new Map([...effectiveFor(start, node)].map(([g, e]) => [g, { level: e.level, revision: e.revision }]))
+  let applied: ToldLevels = new Map([...effectiveFor(start, node)].map(([g, e]) => [g, { level: e.level, revision: e.revision }]))
   const tells: string[] = []
   for (const event of events) {
     view = applyEvent(view, event)

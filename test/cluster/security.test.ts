@@ -8,12 +8,14 @@
  * client write names its author in status, config history and the audit trail.
  */
 import { spawnSync } from "node:child_process"
-import { writeFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { EtcdServer, HarnessTls } from "./etcd-harness.ts"
 import { eventually, rawEtcd, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
 import type { Lab, Node } from "./nodes.ts"
+import type { OpenStore } from "./helpers.ts"
+import { failure, openStore, run } from "./helpers.ts"
 import { isinit, makeLab } from "./nodes.ts"
 import type { Pair, Pki } from "./pki.ts"
 import { hasCommand, makePki } from "./pki.ts"
@@ -194,6 +196,36 @@ describe.skipIf(skip())("a secure control plane: TLS, authentication, roles, sig
     await impostor.kill("SIGTERM")
   })
 
+  it("a node's role lets it take part in failover elections with its own keys only; a move is the operator's", async () => {
+    const asUser = async (user: string): Promise<OpenStore> => {
+      const pair = certs[user] as Pair
+      const security = { tls: { ca: readFileSync(pki.ca), caFile: pki.ca, client: { cert: readFileSync(pair.cert), key: readFileSync(pair.key), certFile: pair.cert } }, auth: undefined, identity: user }
+      return openStore(etcd.url, { cluster, security })
+    }
+    const node = await asUser("isinit-sec-node-n1")
+    const operator = await asUser("isinit-sec-operator")
+    try {
+      const lease = await run(node.store.leases.grant(5_000))
+      const own = node.store.election("n1")
+      const made = await run(own.write({ _tag: "Campaign", group: "web", lease: lease.id, instance: "i1" }))
+      expect(made._tag).toBe("Done")
+      expect(await run(own.write({ _tag: "Claim", lease: lease.id, instance: "i1" }))).toMatchObject({ _tag: "Done" })
+      expect(await run(own.write({ _tag: "Ban", group: "web", reason: "test", ttlMs: 2_000 }))).toMatchObject({ _tag: "Done" })
+      // Everything a daemon follows, in its one range: readable by the node's role.
+      expect((await run(node.store.readAll())).failover.candidates.get("web")?.map((c) => c.node)).toEqual(["n1"])
+      // Another node's keys, and a move: refused, as refusals (not outages).
+      for (const write of [{ _tag: "Campaign", group: "web", lease: lease.id, instance: "i1" }, { _tag: "Claim", lease: lease.id, instance: "i1" }] as const) {
+        expect(await run(node.store.election("n2").write(write))).toMatchObject({ _tag: "Refused", reason: expect.stringMatching(/permission denied/) as string })
+      }
+      expect((await failure(node.store.moveGroup("web", "n1", 5_000, "n1"))).message).toMatch(/permission denied/)
+      expect((await run(operator.store.moveGroup("web", "n1", 5_000, "op"))).revision).toBeGreaterThan(0)
+      await run(node.store.leases.revoke(lease.id))
+    } finally {
+      await node.close()
+      await operator.close()
+    }
+  })
+
   it("a node logged in by password goes on working after its etcd token expired", async () => {
     const nobody = certs["nobody"] as Pair
     const n2 = lab.node("n2", {
@@ -209,6 +241,24 @@ describe.skipIf(skip())("a secure control plane: TLS, authentication, roles, sig
     expect(tell.code, `${tell.err}\n${n2.log()}`).toBe(0)
     expect(n2.log()).not.toMatch(/etcd refused/)
     await n2.kill("SIGTERM")
+  })
+
+  it("the operator's role drives a rolling tell (its record, driver key, overrides and audit records); a node's role may not", async () => {
+    // n1's own override (its local tell, above) would keep it out of the rollout.
+    expect((await isinit([...as("isinit-sec-operator"), "clear", "web", "--node", "n1"])).code).toBe(0)
+    const roll = await isinit([...as("isinit-sec-operator"), "tell", "web", "1", "--rolling", "1", "--wait", "--timeout", "30"])
+    expect(roll.code, roll.err).toBe(0)
+    expect(roll.out).toMatch(/web=1 rolled out: reached \(run\) on n1/)
+    const recent = (await status()).recent.filter((r) => r.op === "rollout")
+    expect(recent.map((r) => [r.what, r.etcdUser])).toEqual([
+      ["web=1 rolled out: set cluster-wide, 1 override cleared", "isinit-sec-operator"],
+      ["web=1 batch 1: n1", "isinit-sec-operator"],
+      ["web=1 rolling over 1 node, 1 at a time", "isinit-sec-operator"],
+    ])
+    for (const command of [["tell", "web", "1", "--rolling", "1"], ["rollout", "abort", "web"]]) {
+      const run = await isinit([...as("isinit-sec-node-n1"), ...command])
+      expect([command.join(" "), run.code, run.err]).toEqual([command.join(" "), 1, expect.stringMatching(/etcd refused \(read rollout\): permission denied/) as string])
+    }
   })
 
   it("refuses an unsigned, a foreign-signed and a tampered config on every node: logged, shown as drift", async () => {

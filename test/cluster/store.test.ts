@@ -11,7 +11,7 @@ import { nodeTarget } from "../../src/cluster/keys.ts"
 import type { EtcdServer } from "./etcd-harness.ts"
 import { eventually, rawEtcd, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
 import type { OpenStore, Watching } from "./helpers.ts"
-import { failure, goodConfig, inittab, openStore, run, watch } from "./helpers.ts"
+import { failure, goodConfig, inittab, openStore, run, statusInput, watch } from "./helpers.ts"
 
 describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
   let etcd: EtcdServer
@@ -207,5 +207,29 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     expect(log.lines.filter((l) => l.includes("etcd-rejected")).length).toBeGreaterThanOrEqual(writes.length)
     // The store refuses to build on a damaged config: push continues numbering after history.
     expect(await run(store.pushConfig(goodConfig))).toMatchObject({ _tag: "Pushed", seq: 2 })
+  })
+
+  it("reads a fleet whose statuses together exceed gRPC's default 4 MiB message: status, tell --wait and rollouts read them all at once", async () => {
+    const { store } = await fresh()
+    // 45 nodes with 100 KB of status each: 4.5 MB in one range read (as a fleet of about 1,000 nodes with 30 entries each).
+    const big = (level: string) => {
+      const input = statusInput(level)
+      const entries = [{ tag: "web-server", mode: "respawn", levels: [level], state: "running", pid: 1, run: 1, restarts: 0, jailedUntil: null, lastExit: "x".repeat(100_000) }] as const
+      return { ...input, report: { ...input.report, groups: input.report.groups.map((g) => ({ ...g, entries })) } }
+    }
+    const names = Array.from({ length: 45 }, (_, i) => `n${i + 1}`)
+    for (const n of names) await run(store.publishStatus(n, big("2")))
+    const nodes = await run(store.nodes())
+    expect(nodes.live.map((n) => n.node).sort()).toEqual([...names].sort())
+  })
+
+  it("names the live nodes from their keys, and reads the statuses of a few at one revision", async () => {
+    const { store } = await fresh()
+    for (const n of ["n1", "n2", "n3"]) await run(store.publishStatus(n, statusInput("2")))
+    expect([...(await run(store.liveNames()))].sort()).toEqual(["n1", "n2", "n3"])
+    expect((await run(store.statusesOf(["n3", "ghost", "n1"]))).map((s) => s.node)).toEqual(["n3", "n1"])
+    expect(await run(store.statusesOf([]))).toEqual([])
+    await run(store.withdraw("n2"))
+    expect([...(await run(store.liveNames()))].sort()).toEqual(["n1", "n3"])
   })
 })

@@ -11,6 +11,7 @@ import {
   framingOf,
   maxLineBytes,
   maxNameLength,
+  planAnswer,
 } from "../../src/codec/protocol.ts"
 
 const ok = (line: string): Request => {
@@ -175,5 +176,39 @@ describe("encoding", () => {
       _tag: "Left",
     })
     expect(decodeResponseLine('{"ok":false}')).toEqual(E.right({ ok: false, error: "the daemon reported an error without a reason" }))
+  })
+})
+
+describe("the plan answer", () => {
+  it("carries the wire's own steps, converted from the core's effects: no hold, the fields it always had", () => {
+    const answer = planAnswer("g", "2", {
+      _tag: "Accepted",
+      effects: [
+        { _tag: "Spawn", tag: "a", run: 1, group: "g", command: "sleep 9", hold: { epoch: 3, until: 9 } },
+        { _tag: "Kill", tag: "c", run: 3, signal: "SIGTERM" },
+        { _tag: "Log", entry: { what: "group", group: "g", message: "entering level 2 (1 entries)" } },
+      ],
+    })
+    expect(answer).toEqual({
+      op: "plan", group: "g", level: "2", accepted: true,
+      effects: [
+        { _tag: "Spawn", tag: "a", run: 1, group: "g", command: "sleep 9" },
+        { _tag: "Kill", tag: "c", run: 3, signal: "SIGTERM" },
+        { _tag: "Log", entry: { what: "group", group: "g", message: "entering level 2 (1 entries)" } },
+      ],
+    })
+    const line = encodeResponse({ ok: true, ...answer })
+    expect(decodeResponseLine(line)).toEqual(E.right({ ok: true, ...answer }))
+  })
+  it("gives a refusal's reason, and the `rejected` log step older clients read", () => {
+    const answer = planAnswer("nope", "1", {
+      _tag: "Rejected",
+      rejection: { _tag: "Rejected", event: "Tell", subject: "tell nope 1", group: "nope", reason: 'unknown group "nope"' },
+    })
+    expect(answer).toEqual({
+      op: "plan", group: "nope", level: "1", accepted: false, reason: 'unknown group "nope"',
+      effects: [{ _tag: "Log", entry: { what: "rejected", group: "nope", message: 'tell nope 1: unknown group "nope"' } }],
+    })
+    expect(decodeResponseLine(encodeResponse({ ok: true, ...answer }))).toEqual(E.right({ ok: true, ...answer }))
   })
 })

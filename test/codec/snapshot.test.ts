@@ -23,10 +23,23 @@ describe("state file codec", () => {
   it("round-trips a run whose leader exited (rule 14), and still reads a file written without that field", () => {
     const [leaderGone] = reduce(state, leaderExited("a", 1, { _tag: "Exited", code: 3 }, 12))
     const snap = snapshot(leaderGone)
-    expect(snap.entries[0]?.proc).toMatchObject({ stopping: true, leaderExit: { _tag: "Exited", code: 3 } })
+    expect(snap.entries[0]?.proc).toMatchObject({ _tag: "Stopping", cause: { _tag: "LeaderExited", outcome: { _tag: "Exited", code: 3 } } })
     expect(decodeSnapshot(encodeSnapshot(snap))).toEqual({ _tag: "Right", right: snap })
-    const older = snapshot(state)
-    expect(decodeSnapshot(JSON.stringify(older))).toEqual({ _tag: "Right", right: older })
+    // On disk a live run keeps the shape every version writes and reads: `stopping`, and `leaderExit`.
+    const stored = (JSON.parse(encodeSnapshot(snap)) as { entries: { proc: unknown }[] }).entries[0]?.proc
+    expect(stored).toEqual({ run: 1, pid: 4242, identity: "boot:123", since: 10, stopping: true, def: parsed.config.entries[0], leaderExit: { _tag: "Exited", code: 3 } })
+    const older = JSON.parse(encodeSnapshot(snapshot(state))) as { entries: { proc: Record<string, unknown> }[] }
+    expect(older.entries[0]?.proc["stopping"]).toBe(false)
+    expect(decodeSnapshot(JSON.stringify(older))).toEqual({ _tag: "Right", right: snapshot(state) })
+  })
+
+  it("refuses a snapshot that decodes but breaks what every snapshot satisfies, and never takes one that does", () => {
+    const taken = snapshot(state)
+    const twice = { ...taken, entries: [...taken.entries, ...taken.entries] }
+    expect(decodeSnapshot(encodeSnapshot(twice))).toEqual({ _tag: "Left", left: expect.stringMatching(/inconsistent snapshot: entry a is recorded twice; run 1 is recorded twice/) })
+    expect(decodeSnapshot(encodeSnapshot({ ...taken, nextRun: 1 }))).toMatchObject({ _tag: "Left", left: expect.stringMatching(/a run 1 is not below the next run 1/) })
+    expect(decodeSnapshot(encodeSnapshot({ ...taken, lifecycle: "halted" }))).toMatchObject({ _tag: "Left", left: expect.stringMatching(/halted with a run 1/) })
+    expect(() => snapshot({ ...state, nextRun: 1 })).toThrow(/a run 1 is not below the next run 1/)
   })
 
   it("rejects a corrupt or foreign file with a reason", () => {

@@ -102,7 +102,7 @@ const spawns = (effects: readonly Effect[]) => effects.flatMap((e) => (e._tag ==
 describe("the core's part of failover", () => {
   it("refuses a local tell of a failover group, naming the move command", () => {
     const [, effects] = step(initialStateWith(config.config), tell("web", "on", config, 0))
-    expect(effects).toEqual([{ _tag: "Log", entry: { what: "rejected", group: "web", message: 'tell web on: "web" is a failover group: it runs where its lease is held; move it with isinit --etcd URLS move web NODE' } }])
+    expect(effects).toEqual([{ _tag: "Rejected", event: "Tell", subject: "tell web on", group: "web", reason: '"web" is a failover group: it runs where its lease is held; move it with isinit --etcd URLS move web NODE' }])
   })
 
   it("runs the group at its level only under a hold, and its processes carry the epoch and the deadline", () => {
@@ -143,7 +143,7 @@ describe("the core's part of failover", () => {
     expect(groupOf(state, "web").level).toBe(standbyLevel)
     expect(groupOf(state, "web").hold).toBeUndefined()
     const [, late] = step(state, hold("web", 43, 1_000, 3_000))
-    expect(late).toEqual([{ _tag: "Log", entry: { what: "rejected", group: "web", message: "hold of web (epoch 43) refused: its deadline has passed" } }])
+    expect(late).toEqual([{ _tag: "Rejected", event: "Hold", subject: "hold of web (epoch 43)", group: "web", reason: "its deadline has passed" }])
     const [other, otherFx] = step(state, tell("other", "1", config, 3_000))
     expect(spawns(otherFx)).toEqual([{ _tag: "Spawn", tag: "o", run: 2, group: "other", command: "o" }])
     expect(groupOf(other, "other").hold).toBeUndefined()

@@ -7,6 +7,7 @@ import type { Effect } from "../../src/core/effects.ts"
 import type { Event } from "../../src/core/events.ts"
 import { childExit, leaderExited, restore, started, stopAll, tell, tick } from "../../src/core/events.ts"
 import { snapshot } from "../../src/core/snapshot.ts"
+import { checkInvariants } from "../../src/core/invariants.ts"
 import { nextDeadline, reduce } from "../../src/core/reducer.ts"
 import type { State } from "../../src/core/state.ts"
 import { groupOf, entryOf, initialState } from "../../src/core/state.ts"
@@ -23,6 +24,8 @@ const run = (state: State, events: readonly Event[]): [State, Effect[]] => {
   const all: Effect[] = []
   for (const event of events) {
     const [next, effects] = reduce(current, event)
+    // Every state the reducer returns satisfies the core's invariants (a bug throws here).
+    checkInvariants(next)
     current = next
     all.push(...effects)
   }
@@ -96,7 +99,8 @@ describe("reducer examples", () => {
     const [s2, fx] = reduce(s1, tell("nope", "2", config, 5))
     expect(s2).toBe(s1)
     expect(fx).toHaveLength(1)
-    expect(fx[0]?._tag === "Log" && fx[0].entry.what).toBe("rejected")
+    expect(fx[0]).toMatchObject({ _tag: "Rejected", event: "Tell", subject: "tell nope 2", group: "nope" })
+    expect(fx[0]?._tag === "Rejected" && fx[0].reason).toMatch(/^unknown group "nope"/)
   })
 
   it("a restarted daemon adopts live runs, does not rerun finished ones, and restarts the vanished", () => {

@@ -1,6 +1,6 @@
 /**
- * Re-adoption pieces without a daemon: the adoption plan (pure), the state file and journal on
- * disk, the boot clock across processes, and the process adapter supervising processes that are
+ * Re-adoption pieces without a daemon (the adoption plan is the core's: test/core/adoption.test.ts):
+ * the state file and journal on disk, the boot clock across processes, and the process adapter supervising processes that are
  * not its children.
  */
 import { spawn, spawnSync } from "node:child_process"
@@ -9,98 +9,13 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { decodeJournal, decodeStateFile, encodeJournalLine, encodeStateFile, stateFormat } from "../../src/codec/stateFile.ts"
-import type { Entry, Mode, Parsed } from "../../src/core/config.ts"
-import { makeConfig } from "../../src/core/config.ts"
-import type { EntrySnapshot, Snapshot } from "../../src/core/snapshot.ts"
-import type { MarkedProcess } from "../../src/runtime/adopt.ts"
-import { makeLivenessCheck, planAdoption, scanMarkedLeaders } from "../../src/runtime/adopt.ts"
+import { makeLivenessCheck, scanMarkedLeaders } from "../../src/runtime/adopt.ts"
 import { bootId, makeBootClock } from "../../src/runtime/boot.ts"
 import { processIdentity } from "../../src/runtime/procfs.ts"
 import { journalPathFor, makeSpawnJournal, readJournal, readStateFile, removeStaleTemporaries, setAside } from "../../src/runtime/stateFile.ts"
 import { repoRoot } from "./daemonHarness.ts"
 import { groupAlive, processTableLab, sleep, until } from "./helpers.ts"
-
-const def = (tag: string, mode: Mode, line: number, levels = ["1"], group = "g"): Entry => ({ group, tag, levels, mode, command: `cmd-${tag}`, line })
-const defs = [def("srv", "respawn", 1), def("one", "once", 2), def("w", "wait", 3), def("t", "test", 4), def("other", "respawn", 5, ["2"])]
-const parsed: Parsed = { config: makeConfig(defs), problems: [] }
-const byTag = new Map(defs.map((d) => [d.tag, d]))
-
-const saved = (tag: string, proc: { run: number; pid: number | null; identity: string | null } | null, extra: Partial<EntrySnapshot> = {}): EntrySnapshot => ({
-  tag,
-  proc: proc === null ? null : { ...proc, since: 100, stopping: false, def: byTag.get(tag) ?? def(tag, "respawn", 9) },
-  completion: { _tag: "NotRun" },
-  jail: { _tag: "Free" },
-  starts: [],
-  restarts: 0,
-  ...extra,
-})
-const snap = (entries: readonly EntrySnapshot[], nextRun: number, level: string | null = "1"): Snapshot => ({
-  version: 1,
-  nextRun,
-  lifecycle: "running",
-  entries,
-  groups: [{ name: "g", level, phase: "start", seq: 1 }],
-})
-const marked = (tag: string, run: number, pid: number, identity = `${pid}00`): MarkedProcess => ({ tag, run, pid, identity })
-const nobodyAlive = (): boolean => false
-
-describe("planAdoption", () => {
-  it("adopts recorded runs whose pid and start time still match, and only those", () => {
-    const s = snap([saved("srv", { run: 3, pid: 30, identity: "a" }), saved("one", { run: 4, pid: 40, identity: "b" })], 5)
-    const plan = planAdoption(s, parsed, [], [], (pid, identity) => pid === 30 && identity === "a", 1000)
-    expect(plan.alive).toEqual([3])
-    expect(plan.adopt).toEqual([{ tag: "srv", run: 3, pid: 30, identity: "a" }])
-    expect(plan.snapshot).toEqual(s)
-    expect(plan.strays).toEqual([])
-  })
-
-  it("finds the pid of a recorded run the file had no pid for, by its environment (earliest start wins)", () => {
-    const s = snap([saved("srv", { run: 3, pid: null, identity: null })], 4)
-    const plan = planAdoption(s, parsed, [], [marked("srv", 3, 77, "900"), marked("srv", 3, 70, "500")], nobodyAlive, 1000)
-    expect(plan.adopt).toEqual([{ tag: "srv", run: 3, pid: 70, identity: "500" }])
-    expect(plan.snapshot.entries[0]?.proc).toMatchObject({ run: 3, pid: 70, identity: "500" })
-  })
-
-  it("takes back a run started after the last write, and counts its start in the window", () => {
-    const s = snap([saved("srv", null, { starts: [10] })], 5)
-    const plan = planAdoption(s, parsed, [{ tag: "srv", run: 5 }], [marked("srv", 5, 55)], nobodyAlive, 1000)
-    expect(plan.alive).toEqual([5])
-    expect(plan.snapshot.nextRun).toBe(6)
-    expect(plan.snapshot.entries[0]).toMatchObject({ tag: "srv", starts: [10, 1000], proc: { run: 5, pid: 55, def: byTag.get("srv") } })
-  })
-
-  it("a once, wait or test started after the last write and already ended counts as run: never twice", () => {
-    const s = snap([], 5)
-    const journal = [{ tag: "one", run: 5 }, { tag: "w", run: 6 }, { tag: "t", run: 7 }]
-    const plan = planAdoption(s, parsed, journal, [], nobodyAlive, 1000)
-    expect(plan.alive).toEqual([])
-    expect(plan.snapshot.nextRun).toBe(8)
-    const completion = (tag: string) => plan.snapshot.entries.find((e) => e.tag === tag)?.completion
-    expect(completion("one")).toEqual({ _tag: "Ran", ok: true })
-    expect(completion("w")).toEqual({ _tag: "Ran", ok: true })
-    expect(completion("t")).toEqual({ _tag: "Ran", ok: false })
-  })
-
-  it("of several runs of one entry after the last write, only the latest can be alive; all count as starts", () => {
-    const s = snap([saved("srv", { run: 2, pid: 20, identity: "x" })], 5)
-    const plan = planAdoption(s, parsed, [{ tag: "srv", run: 5 }, { tag: "srv", run: 6 }, { tag: "srv", run: 7 }], [marked("srv", 5, 50), marked("srv", 7, 70)], () => true, 1000)
-    expect(plan.adopt).toEqual([{ tag: "srv", run: 7, pid: 70, identity: "7000" }])
-    expect(plan.snapshot.entries[0]).toMatchObject({ starts: [1000, 1000, 1000], proc: { run: 7 } })
-  })
-
-  it("stops a live run whose level was never recorded (its tell was lost), and ignores setsid descendants of old runs", () => {
-    const s = snap([saved("srv", { run: 2, pid: 20, identity: "x" })], 5)
-    // "other" is not in level 1; run 1 of srv is older than the file: a descendant that left the group.
-    const plan = planAdoption(s, parsed, [{ tag: "other", run: 5 }], [marked("other", 5, 50), marked("srv", 1, 10)], (pid) => pid === 20, 1000)
-    expect(plan.strays).toEqual([marked("other", 5, 50)])
-    expect(plan.adopt).toEqual([{ tag: "srv", run: 2, pid: 20, identity: "x" }])
-    expect(plan.snapshot.entries.map((e) => e.tag)).toEqual(["srv"])
-    expect(plan.snapshot.nextRun).toBe(6)
-    const untold = planAdoption(snap([], 1, null), parsed, [{ tag: "srv", run: 1 }], [marked("srv", 1, 11)], nobodyAlive, 1000)
-    expect(untold.strays).toEqual([marked("srv", 1, 11)])
-    expect(untold.alive).toEqual([])
-  })
-})
+import { saved, snap } from "../core/snapshots.ts"
 
 describe("state file and journal", () => {
   let dir: string | undefined
@@ -137,7 +52,8 @@ describe("state file and journal", () => {
     writeFileSync(path, encodeStateFile(header("another-boot"), body))
     expect(readStateFile(path, boot)).toMatchObject({ _tag: "Unusable", reason: expect.stringMatching(/before a reboot/) })
     expect(readStateFile(path, undefined)._tag).toBe("Unusable")
-    writeFileSync(path, encodeStateFile(header(boot), { ...body, lifecycle: "halted" }))
+    // A halted daemon has no process left (a file that says otherwise is inconsistent, and refused).
+    writeFileSync(path, encodeStateFile(header(boot), { ...body, lifecycle: "halted", entries: [], groups: [] }))
     expect(readStateFile(path, boot)).toEqual({ _tag: "Finished" })
     // The test's parent process stands in for a live predecessor.
     writeFileSync(path, encodeStateFile(header(boot, process.ppid, processIdentity(process.ppid) ?? null), body))

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs"
-import type { ProcessReport, ProcessTable } from "../../src/runtime/processes.ts"
+import type { ProcessReport, ProcessTable, ProcessesOptions } from "../../src/runtime/processes.ts"
 import { makeProcessTable } from "../../src/runtime/processes.ts"
 import { livePgids } from "../../src/runtime/procfs.ts"
 
@@ -79,12 +79,12 @@ export const processTableLab = () => {
     for (const table of tables) table.stop()
     tables = []
   }
-  const make = () => {
+  const make = (options: ProcessesOptions = {}) => {
     const reports: ProcessReport[] = []
     const table = makeProcessTable((r) => {
       reports.push(r)
       if (r._tag === "Started") pgids.add(r.pid)
-    })
+    }, options)
     tables.push(table)
     const started = (tag: string) =>
       until(`${tag} started`, () => {

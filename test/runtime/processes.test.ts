@@ -47,6 +47,22 @@ describe("process adapter (real processes)", () => {
     expect(procStat(child)?.pgrp).toBe(pid)
   })
 
+  it("a failover child gets its epoch and the fencer's marker, and is not forked once its hold ran out", async () => {
+    let now = 1_000
+    const h = harness({ failover: { now: () => now, environment: (group, epoch) => ({ ISINIT_EPOCH: String(epoch), ISINIT_FENCE: `i1:${group}` }) } })
+    h.table.spawn({ tag: "held", run: 1, command: "sleep 32", failover: { group: "mail", hold: { epoch: 42, until: 1_500 } } })
+    const pid = await h.started("held")
+    const environ = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0")
+    expect(environ).toEqual(expect.arrayContaining(["ISINIT_EPOCH=42", "ISINIT_FENCE=i1:mail"]))
+    now = 1_500
+    h.table.spawn({ tag: "late", run: 1, command: "sleep 33", failover: { group: "mail", hold: { epoch: 42, until: 1_500 } } })
+    expect(await h.exited("late")).toEqual({ _tag: "ChildExit", tag: "late", run: 1, outcome: { _tag: "SpawnFailed", reason: "failover hold ran out before the fork" } })
+    expect(h.reports.some((r) => r._tag === "Started" && r.tag === "late")).toBe(false)
+    // An ordinary entry gets neither.
+    h.table.spawn({ tag: "plain", run: 1, command: "sleep 34" })
+    expect(readFileSync(`/proc/${await h.started("plain")}/environ`, "latin1")).not.toMatch(/ISINIT_EPOCH|ISINIT_FENCE/)
+  })
+
   it("reports exit codes and signals of the leader", async () => {
     const h = harness()
     h.table.spawn({ tag: "three", run: 1, command: "exit 3; true" })

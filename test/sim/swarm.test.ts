@@ -3,12 +3,12 @@ import type { Effect } from "../../src/core/effects.ts"
 import { initialState } from "../../src/core/state.ts"
 import type { State } from "../../src/core/state.ts"
 import type { WorldView } from "../../src/sim/invariants.ts"
-import { allInvariants, deadlineAhead, haltedHasNoProcess, noSignalToReapedRun, oneLiveRunPerTag, respawnRateLimited, stateAgreesWithWorld } from "../../src/sim/invariants.ts"
+import { allInvariants, coreInvariants, haltedHasNoProcess, noDeadlineMissed, noSignalToReapedRun, oneLiveRunPerTag, respawnRateLimited, stateAgreesWithWorld } from "../../src/sim/invariants.ts"
 import { runsForever } from "../../src/sim/behaviour.ts"
 import { makeRng } from "../../src/sim/random.ts"
 import { parseScenario, runScenario, scenarioText } from "../../src/sim/scenario.ts"
 import { runSwarm, swarm } from "../../src/sim/swarm.ts"
-import type { SimProcess, StartRecord, Step } from "../../src/sim/world.ts"
+import type { SimProcess, StartRecord, SimStep } from "../../src/sim/world.ts"
 import { World } from "../../src/sim/world.ts"
 
 describe("makeRng", () => {
@@ -84,7 +84,7 @@ describe("invariants catch what they claim to", () => {
     startsOf: (tag) => starts.filter((s) => s.tag === tag),
     countResetAt: () => undefined,
   })
-  const step = (effects: readonly Effect[], after: State = initialState, starts: readonly StartRecord[] = [], event: Step["record"]["event"] = { _tag: "Tick", now: 0 }): Step => ({
+  const step = (effects: readonly Effect[], after: State = initialState, starts: readonly StartRecord[] = [], event: SimStep["record"]["event"] = { _tag: "Tick", now: 0 }): SimStep => ({
     record: { index: 0, at: event.now, event, effects },
     before: initialState,
     after,
@@ -109,7 +109,7 @@ describe("invariants catch what they claim to", () => {
     expect(stateAgreesWithWorld(view([]), step([], w.state))).toHaveLength(1)
   })
 
-  it("haltedHasNoProcess and respawnRateLimited and deadlineAhead", () => {
+  it("haltedHasNoProcess and respawnRateLimited, and the core's deadlineAhead", () => {
     expect(haltedHasNoProcess(view([proc("a", 1, 1)]), step([], { ...initialState, lifecycle: "halted" }))).toHaveLength(1)
     const starts = [0, 1, 2, 3, 4, 9_999].map((at, i): StartRecord => ({ at, step: i, tag: "a", run: i + 1, group: "g", mode: "respawn" }))
     const last = starts.slice(-1)
@@ -119,11 +119,12 @@ describe("invariants catch what they claim to", () => {
     const w = new World({ config: "g:a:1:respawn:a\n" })
     w.tell("g", "1")
     w.tell("g", "2") // a stop arms the SIGKILL timer at 30 000
-    expect(deadlineAhead(view([]), step([], w.state, [], { _tag: "Tick", now: 30_000 }))).toHaveLength(1)
-    expect(deadlineAhead(view([]), step([], w.state, [], { _tag: "Tick", now: 29_999 }))).toEqual([])
+    expect(coreInvariants(view([]), step([], { ...w.state, now: 30_000 }, [], { _tag: "Tick", now: 30_000 }))).toMatchObject([{ invariant: "deadlineAhead" }])
+    expect(coreInvariants(view([]), step([], { ...w.state, now: 29_999 }, [], { _tag: "Tick", now: 29_999 }))).toEqual([])
+    expect(noDeadlineMissed(view([]), step([], w.state, [], { _tag: "Started", tag: "a", run: 1, pid: 1, now: 30_001 }))).toHaveLength(1)
   })
 
   it("every invariant is exported in allInvariants", () => {
-    expect(allInvariants.length).toBe(11)
+    expect(allInvariants.length).toBe(9)
   })
 })

@@ -22,7 +22,7 @@ import { dropLease, keepLease, noLease, validUntil } from "./lease.ts"
 import type { Step } from "./step.ts"
 import { configOf, emit, failoverGroup, log, retryDelay, wake, withEntry } from "./step.ts"
 import type { Active, Candidate, Election, FailoverNode, Handover, NodeState, Write, WriteOutcome } from "./types.ts"
-import { ours } from "./view.ts"
+import { moveOf, ours } from "./view.ts"
 
 const idle: Election = { _tag: "Idle" }
 
@@ -60,7 +60,7 @@ const notWanted = (s: NodeState, group: string): string | undefined => {
   if (failover === undefined) return "it is no longer a failover group"
   if (!eligible(failover, s.node)) return `${s.node} is not listed for it`
   if (s.lifecycle === "stopping") return "the daemon is stopping"
-  const move = s.view?.failover.moves.get(group)
+  const move = moveOf(s.view, group)
   return move !== undefined && move.node !== s.node ? `it is being moved to ${move.node}` : undefined
 }
 
@@ -74,7 +74,7 @@ const failureOf = (s: NodeState, failover: FailoverGroup): string | undefined =>
 }
 
 const handoverOf = (s: NodeState, group: string): Handover | undefined => {
-  const move = s.view?.failover.moves.get(group)
+  const move = moveOf(s.view, group)
   if (move !== undefined && move.node !== s.node) return { _tag: "Move", to: move.node }
   const why = notWanted(s, group)
   if (why !== undefined) return { _tag: "Leaving", reason: why }
@@ -89,7 +89,7 @@ const describeHandover = (why: Handover): string =>
 /** A more preferred node queued behind us: we queue again behind it (never a node that runs the group). */
 const preferredBehind = (s: NodeState, group: string, epoch: number): boolean => {
   const failover = failoverGroup(s, group)
-  if (failover === undefined || failover.nodes.length === 0 || s.view?.failover.moves.get(group)?.node === s.node) return false
+  if (failover === undefined || failover.nodes.length === 0 || moveOf(s.view, group)?.node === s.node) return false
   const mine = preferenceOf(failover, s.node)
   return (s.view?.failover.candidates.get(group) ?? []).some((c) => c.createRevision > epoch && preferenceOf(failover, c.node) < mine)
 }
@@ -327,13 +327,11 @@ const proclaimed = (step: Step, group: string, e: Extract<Election, { readonly _
   log(step, "failover", `${group}: holding (epoch ${e.epoch}): ${e.reason}`, group)
   set(step, group, { _tag: "Holding", key: e.key, epoch: e.epoch, since: step.s.now })
   hold(step, group, e.epoch)
-  const move = step.s.view?.failover.moves.get(group)
-  if (move?.node === step.s.node) emit(step, { _tag: "Write", write: { _tag: "ClearMove", group, modRevision: move.modRevision } })
 }
 
 export const electionWritten = (step: Step, write: Write, outcome: WriteOutcome): void => {
   if (write._tag === "Claim") claimWritten(step, outcome)
-  if (!("group" in write) || write._tag === "Override" || write._tag === "Ban" || write._tag === "ClearMove") return noteOutcome(step, outcome)
+  if (!("group" in write) || write._tag === "Override" || write._tag === "Ban") return noteOutcome(step, outcome)
   const e = electionOf(step.s, write.group)
   const group = write.group
   noteOutcome(step, outcome)
@@ -343,6 +341,8 @@ export const electionWritten = (step: Step, write: Write, outcome: WriteOutcome)
   } else if (write._tag === "Proclaim" && e._tag === "Proclaiming" && e.epoch === write.epoch) {
     proclaimed(step, group, e, outcome)
   } else if (write._tag === "Resign" && e._tag === "Resigning" && e.epoch === write.epoch) {
+    // Resigned with its processes confirmed gone: the fencer has nothing left to guard.
+    if (settled) emit(step, { _tag: "DisarmFencer", group })
     if (settled) finishHandover(step, group, e.why)
     else set(step, group, { _tag: "Releasing", key: e.key, epoch: e.epoch, why: e.why })
   } else if (write._tag === "Withdraw" && e._tag === "Withdrawing" && e.epoch === write.epoch) {
@@ -350,10 +350,14 @@ export const electionWritten = (step: Step, write: Write, outcome: WriteOutcome)
   }
 }
 
-/** A move to this node that arrives while it already holds the group is done at once. */
+/**
+ * A move to this node that arrives while it already holds the group is done at once: the holder
+ * proclaims again, so its proclamation is newer than the move (view.ts `moveOf`).
+ */
 export const moveSeen = (step: Step, group: string): void => {
-  const move = step.s.view?.failover.moves.get(group)
-  if (move?.node === step.s.node && electionOf(step.s, group)._tag === "Holding") {
-    emit(step, { _tag: "Write", write: { _tag: "ClearMove", group, modRevision: move.modRevision } })
-  }
+  const move = moveOf(step.s.view, group)
+  const e = electionOf(step.s, group)
+  if (move?.node !== step.s.node || e._tag !== "Holding") return
+  const active = proclamation(step.s, e.epoch, "running", "moved here by an operator (already holding)")
+  emit(step, { _tag: "Write", write: { _tag: "Proclaim", group, key: e.key, epoch: e.epoch, active } })
 }

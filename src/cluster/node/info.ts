@@ -22,14 +22,17 @@ export interface NodeInfo {
   readonly identity: "ok" | "conflict"
 }
 
-const detailOf = (e: Election): string => {
+const secondsText = (ms: number): string => `${(Math.max(0, ms) / 1000).toFixed(1)} s`
+
+/** The election in words, its times relative to `now` (monotonic readings mean nothing to a reader). */
+const detailOf = (e: Election, now: number): string => {
   switch (e._tag) {
     case "Banned":
-      return `banned until ${e.until}: ${e.reason}`
+      return `banned for ${secondsText(e.until - now)} more: ${e.reason}`
     case "TakeoverWait":
-      return `takeover at ${e.until}: ${e.reason}`
+      return `takes over in ${secondsText(e.until - now)}: ${e.reason}`
     case "Holding":
-      return `holding since ${e.since}`
+      return `holding for ${secondsText(now - e.since)}`
     case "Releasing":
     case "Resigning":
       return e.why._tag === "Move" ? `moving to ${e.why.to}` : e.why.reason
@@ -49,7 +52,7 @@ export const infoOf = (s: NodeState): NodeInfo => {
     configSeq: running._tag === "Etcd" ? running.config.value.seq : null,
     configSha256: running._tag === "Etcd" ? running.config.value.sha256 : running._tag === "File" ? running.sha256 : null,
     pendingOverrides: [...s.overrides.pending].map(([group, o]) => `${group}=${o.level}`),
-    failover: [...s.failover.elections].map(([group, e]) => ({ group, election: e._tag, epoch: "epoch" in e ? e.epoch : null, detail: detailOf(e) })),
+    failover: [...s.failover.elections].map(([group, e]) => ({ group, election: e._tag, epoch: "epoch" in e ? e.epoch : null, detail: detailOf(e, s.now) })),
     identity: s.failover.claim._tag === "Conflict" ? "conflict" : "ok",
   }
 }

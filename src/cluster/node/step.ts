@@ -3,7 +3,7 @@
  * commands so far. Local to `reduceNode`, so its mutation is invisible outside the call.
  */
 import type { Config, Parsed } from "../../core/config.ts"
-import { emptyConfig } from "../../core/config.ts"
+import { emptyParsed } from "../../core/config.ts"
 import type { FailoverGroup } from "../../core/failover.ts"
 import * as Heap from "../../core/heap.ts"
 import type { NodeCommand, NodeLogWhat, NodeState, Running } from "./types.ts"
@@ -24,8 +24,6 @@ export const log = (step: Step, what: NodeLogWhat, message: string, group?: stri
 export const wake = (step: Step, at: number): void => {
   step.s.wakeups = Heap.add(step.s.wakeups, { at })
 }
-
-const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
 
 export const parsedOf = (running: Running): Parsed =>
   running._tag === "Etcd" ? running.config.parsed : running._tag === "File" ? running.parsed : emptyParsed

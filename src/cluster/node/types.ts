@@ -13,7 +13,7 @@ import type { Effective, Obeyed, StoredConfig, WatchEvent } from "../desired.ts"
 // ---------------------------------------------------------------------------------------------
 // What etcd holds for failover (keys: ../keys.ts), as the watch shows it
 
-/** A candidate key `failover/GROUP/cand/LEASE`: its create revision orders the queue and is the epoch. */
+/** A candidate key `failover-node/NODE/cand/GROUP`: its create revision orders the queue and is the epoch. */
 export interface Candidate {
   readonly key: string
   readonly createRevision: number
@@ -21,7 +21,7 @@ export interface Candidate {
   readonly instance: string
 }
 
-/** `failover/GROUP/active`: the last holder's proclamation, written only under its candidate key's guard. */
+/** `failover-node/NODE/active/GROUP`: a holder's proclamation, written only under its candidate key's guard. */
 export interface Active {
   readonly node: string
   readonly epoch: number
@@ -41,16 +41,26 @@ export interface Move {
   readonly modRevision: number
 }
 
+/** One node's proclamation for a group, with the etcd revision that wrote it. */
+export interface Proclamation {
+  readonly active: Active
+  readonly modRevision: number
+}
+
 export interface FailoverView {
-  /** Per group, the candidates in create-revision order (the first one leads). */
+  /** Per group, the candidates of every node in create-revision order (the first one leads). */
   readonly candidates: ReadonlyMap<string, readonly Candidate[]>
+  /** Per group, each node's last proclamation (every node writes only its own). */
+  readonly proclamations: ReadonlyMap<string, ReadonlyMap<string, Proclamation>>
+  /** Per group, the last holder: the proclamation with the highest epoch. */
   readonly active: ReadonlyMap<string, Active>
+  /** Moves as written; one counts only until its target proclaimed after it (view.ts `moveOf`). */
   readonly moves: ReadonlyMap<string, Move>
-  /** `failover-node/NODE`: the instance that claimed a node name (on its failover lease). */
+  /** `failover-node/NODE/claim`: the instance that claimed a node name (on its failover lease). */
   readonly claims: ReadonlyMap<string, string>
 }
 
-export const emptyFailoverView: FailoverView = { candidates: new Map(), active: new Map(), moves: new Map(), claims: new Map() }
+export const emptyFailoverView: FailoverView = { candidates: new Map(), proclamations: new Map(), active: new Map(), moves: new Map(), claims: new Map() }
 
 /** Everything a node watches, read at one revision. */
 export interface ClusterSnapshot {
@@ -64,8 +74,8 @@ export type ObeyedChange = Exclude<WatchEvent, { readonly _tag: "Outage" | "Resy
 export type FailoverChange =
   | { readonly _tag: "CandidateSet"; readonly group: string; readonly candidate: Candidate }
   | { readonly _tag: "CandidateGone"; readonly group: string; readonly key: string }
-  | { readonly _tag: "ActiveSet"; readonly group: string; readonly active: Active }
-  | { readonly _tag: "ActiveGone"; readonly group: string }
+  | { readonly _tag: "ActiveSet"; readonly group: string; readonly active: Active; readonly modRevision: number }
+  | { readonly _tag: "ActiveGone"; readonly group: string; readonly node: string }
   | { readonly _tag: "MoveSet"; readonly group: string; readonly move: Move }
   | { readonly _tag: "MoveGone"; readonly group: string }
   | { readonly _tag: "ClaimSet"; readonly node: string; readonly instance: string }
@@ -80,19 +90,17 @@ export type LeaseName = "presence" | "failover"
 
 /** Writes to etcd; each is answered by `Written` with the same `write`. */
 export type Write =
-  /** If `failover-node/NODE` does not exist, create it with our instance on the failover lease. */
+  /** If `failover-node/NODE/claim` does not exist, create it with our instance on the failover lease. */
   | { readonly _tag: "Claim"; readonly lease: string; readonly instance: string }
   /** If our candidate key for GROUP does not exist, create it on the failover lease; either way answer its create revision. */
   | { readonly _tag: "Campaign"; readonly group: string; readonly lease: string; readonly instance: string }
-  /** If our candidate key still has `epoch` as create revision, write `failover/GROUP/active`. */
+  /** If our candidate key still has `epoch` as create revision, write our proclamation `failover-node/NODE/active/GROUP`. */
   | { readonly _tag: "Proclaim"; readonly group: string; readonly key: string; readonly epoch: number; readonly active: Active }
-  /** Under the same guard: write `active` (released) and delete our candidate key, in one transaction. */
+  /** Under the same guard: write our proclamation (released) and delete our candidate key, in one transaction. */
   | { readonly _tag: "Resign"; readonly group: string; readonly key: string; readonly epoch: number; readonly active: Active }
   /** Under the same guard: delete our candidate key (to stand aside, or to queue again behind a preferred node). */
   | { readonly _tag: "Withdraw"; readonly group: string; readonly key: string; readonly epoch: number }
-  /** Delete `failover/GROUP/move` if it is still the one we saw (the move is done). */
-  | { readonly _tag: "ClearMove"; readonly group: string; readonly modRevision: number }
-  /** `failover/GROUP/ban/NODE` on a lease of `ttlMs`, for `status` (the node keeps its own timer). */
+  /** `failover-node/NODE/ban/GROUP` on a lease of `ttlMs`, for `status` (the node keeps its own timer). */
   | { readonly _tag: "Ban"; readonly group: string; readonly reason: string; readonly ttlMs: number }
   /** `desired-node/NODE/GROUP` = level: a local tell recorded as this node's override. */
   | { readonly _tag: "Override"; readonly group: string; readonly level: string }

@@ -15,8 +15,9 @@
  * Every call, and the watch, carries etcd's `hasleader` metadata (Go's `WithRequireLeader`): a
  * member without a leader answers "no leader" at once instead of holding the call until its
  * deadline, and cancels the watch streams it serves once it has been without a leader for a few
- * election timeouts, so a quorum loss is seen rather than waited out. Lease keep-alives go without
- * it: etcd3 handles their failures itself.
+ * election timeouts, so a quorum loss is seen rather than waited out. The daemon's own lease
+ * keep-alive streams (leases.ts) carry it too; the etcd3 `Lease`'s own keep-alives (used only by
+ * presence.ts's library API) go without it.
  */
 import type { Interceptor } from "@grpc/grpc-js"
 import { InterceptingCall } from "@grpc/grpc-js"
@@ -106,7 +107,7 @@ const oneRound = (members: number): Policy => ({
 })
 
 /** Adds etcd's `hasleader` metadata to a call (see the header). */
-const requireLeader: Interceptor = (options, nextCall) =>
+export const requireLeader: Interceptor = (options, nextCall) =>
   new InterceptingCall(nextCall(options), {
     start: (metadata, listener, next) => {
       metadata.set("hasleader", "true")
@@ -217,7 +218,9 @@ export const openEtcdClient = (options: ClientOptions): Effect.Effect<EtcdClient
                 : { deadline: Date.now() + callTimeoutMs, interceptors: [requireLeader] },
             faultHandling: { host: () => passThrough, global: oneRound(hosts.length) },
             // Notice a silently vanished etcd (no RST) instead of waiting on a dead stream forever.
-            grpcOptions: { "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000 },
+            // No cap on what etcd answers (as etcd's Go client, 2 GiB): gRPC's default of 4 MiB
+            // refuses the read of every node's status from about a thousand nodes on.
+            grpcOptions: { "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000, "grpc.max_receive_message_length": -1 },
             ...etcd3Credentials(security),
           }),
       ),

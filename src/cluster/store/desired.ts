@@ -13,7 +13,7 @@ import type { EtcdClient } from "./client.ts"
 import { revisionOf } from "./client.ts"
 import type { Configs } from "./config.ts"
 import type { EtcdFailure, InvalidName } from "./errors.ts"
-import { UnknownGroup, validName } from "./errors.ts"
+import { FailoverGroupTold, UnknownGroup, validName } from "./errors.ts"
 import type { KeyValues } from "./kv.ts"
 
 export interface DesiredLevels {
@@ -24,7 +24,7 @@ export interface DesiredLevels {
     group: string,
     level: string,
     options?: { readonly node?: string | undefined; readonly by?: string | undefined },
-  ) => Effect.Effect<{ readonly revision: number }, EtcdFailure | InvalidName | UnknownGroup>
+  ) => Effect.Effect<{ readonly revision: number }, EtcdFailure | InvalidName | UnknownGroup | FailoverGroupTold>
   /** Removes a desired level; for a node override, the cluster-wide level applies again. */
   readonly clearDesired: (
     group: string,
@@ -62,6 +62,7 @@ export const makeDesiredLevels = (client: EtcdClient, kv: KeyValues, configs: Co
       if (config._tag === "Valid" && !config.config.parsed.config.byGroup.has(group)) {
         return yield* Effect.fail(new UnknownGroup({ group, configSeq: config.config.value.seq }))
       }
+      if (config._tag === "Valid" && config.config.parsed.config.failover.groups.has(group)) return yield* Effect.fail(new FailoverGroupTold({ group }))
       const value = encodeValue({
         level,
         at: new Date().toISOString(),

@@ -58,6 +58,13 @@ export class UnknownGroup extends Data.TaggedError("UnknownGroup")<{ readonly gr
   }
 }
 
+/** A desired level for a failover group, which follows its election, not tells. */
+export class FailoverGroupTold extends Data.TaggedError("FailoverGroupTold")<{ readonly group: string }> {
+  override get message(): string {
+    return `${this.group} is a failover group: it runs where its lease is held, not where it is told; move it with isinit --etcd URLS move ${this.group} NODE`
+  }
+}
+
 /** A transaction kept losing races with other writers. */
 export class Contended extends Data.TaggedError("Contended")<{ readonly operation: string }> {
   override get message(): string {

@@ -7,10 +7,11 @@ import type { IKeyValue } from "etcd3"
 import type * as E from "fp-ts/lib/Either.js"
 import type { LogService } from "../../log.ts"
 import type { ConfigCheck } from "../codecs.ts"
-import { decodeConfig, decodeDesired } from "../codecs.ts"
+import { decodeActive, decodeConfig, decodeDesired, decodeInstance, decodeMove } from "../codecs.ts"
 import type { Rejection, WatchEvent } from "../desired.ts"
 import type { ClusterKey } from "../keys.ts"
 import { parseKey } from "../keys.ts"
+import type { Change, ObeyedChange } from "../node/types.ts"
 import { revisionOf } from "./client.ts"
 
 type KeyOf<K extends ClusterKey["_tag"]> = Extract<ClusterKey, { readonly _tag: K }>
@@ -26,6 +27,11 @@ export interface KeyValues {
   /** The watch event a put or delete of `kv` means; undefined for keys outside the obeyed set. */
   readonly classify: (kv: IKeyValue, change: "Put" | "Delete") => WatchEvent | undefined
   /**
+   * What a put or delete of `kv` in a daemon's watched range means to the node reducer: the
+   * obeyed changes of `classify`, and the failover keys; undefined for keys it does not follow (bans).
+   */
+  readonly change: (kv: IKeyValue, change: "Put" | "Delete") => Change | undefined
+  /**
    * One pair of a prefix read: its parsed key if it is of `kind`, and its value if it decodes and
    * `check` accepts it (undefined, or why not); otherwise nothing, the refusal logged into `rejections`.
    */
@@ -38,6 +44,43 @@ export interface KeyValues {
   ) => Accepted<K, A> | undefined
 }
 
+/** A failover key's change; a value that does not decode (or names another node) is rejected. */
+const failoverChange = (kv: IKeyValue, parsed: ClusterKey, change: "Put" | "Delete", reject: (rejection: Rejection) => Rejection): Change | undefined => {
+  const key = kv.key.toString("utf8")
+  const revision = revisionOf(kv.mod_revision)
+  const text = kv.value.toString("utf8")
+  const rejected = (reason: string): Change => ({ _tag: "Rejected", rejection: reject({ key, revision, reason }) })
+  switch (parsed._tag) {
+    case "Move": {
+      if (change === "Delete") return { _tag: "MoveGone", group: parsed.group }
+      const move = decodeMove(text)
+      return move._tag === "Left" ? rejected(move.left) : { _tag: "MoveSet", group: parsed.group, move: { node: move.right.node, modRevision: revision } }
+    }
+    case "Claim": {
+      if (change === "Delete") return { _tag: "ClaimGone", node: parsed.node }
+      const claim = decodeInstance(text)
+      return claim._tag === "Left" ? rejected(claim.left) : { _tag: "ClaimSet", node: parsed.node, instance: claim.right.instance }
+    }
+    case "Candidate": {
+      if (change === "Delete") return { _tag: "CandidateGone", group: parsed.group, key }
+      const value = decodeInstance(text)
+      if (value._tag === "Left") return rejected(value.left)
+      const candidate = { key, createRevision: revisionOf(kv.create_revision), node: parsed.node, instance: value.right.instance }
+      return { _tag: "CandidateSet", group: parsed.group, candidate }
+    }
+    case "Active": {
+      if (change === "Delete") return { _tag: "ActiveGone", group: parsed.group, node: parsed.node }
+      const value = decodeActive(text)
+      if (value._tag === "Left") return rejected(value.left)
+      if (value.right.node !== parsed.node) return rejected(`a proclamation of node "${value.right.node}" under ${parsed.node}'s keys`)
+      const { at: _at, ...active } = value.right
+      return { _tag: "ActiveSet", group: parsed.group, active, modRevision: revision }
+    }
+    default:
+      return undefined
+  }
+}
+
 /** `checkConfig`: what a config must pass beyond its form to be obeyed (signatures, when required). */
 export const keyValues = (cluster: string, log: LogService | undefined, checkConfig?: ConfigCheck): KeyValues => {
   const reject = (rejection: Rejection): Rejection => {
@@ -45,10 +88,10 @@ export const keyValues = (cluster: string, log: LogService | undefined, checkCon
     return rejection
   }
 
-  const classify: KeyValues["classify"] = (kv, change) => {
+  const classify = (kv: IKeyValue, change: "Put" | "Delete"): ObeyedChange | undefined => {
     const key = kv.key.toString("utf8")
     const revision = revisionOf(kv.mod_revision)
-    const rejected = (reason: string): WatchEvent => ({ _tag: "Rejected", rejection: reject({ key, revision, reason }) })
+    const rejected = (reason: string): ObeyedChange => ({ _tag: "Rejected", rejection: reject({ key, revision, reason }) })
     const parsed = parseKey(cluster, key)
     switch (parsed._tag) {
       case "Desired": {
@@ -69,8 +112,22 @@ export const keyValues = (cluster: string, log: LogService | undefined, checkCon
       case "NodeStatus":
       case "Seen":
       case "Audit":
+      case "Rollout":
+      case "RolloutDriver":
+      case "Move":
+      case "Claim":
+      case "Candidate":
+      case "Active":
+      case "Ban":
         return undefined
     }
+  }
+
+  const changeOf: KeyValues["change"] = (kv, change) => {
+    const parsed = parseKey(cluster, kv.key.toString("utf8"))
+    return parsed._tag === "Move" || parsed._tag === "Claim" || parsed._tag === "Candidate" || parsed._tag === "Active" || parsed._tag === "Ban"
+      ? failoverChange(kv, parsed, change, reject)
+      : classify(kv, change)
   }
 
   const accept: KeyValues["accept"] = (kv, kind, decode, rejections, check = () => undefined) => {
@@ -86,5 +143,5 @@ export const keyValues = (cluster: string, log: LogService | undefined, checkCon
     return problem === undefined ? { key: parsed, value: decoded.right, revision } : refuse(problem)
   }
 
-  return { classify, accept }
+  return { classify, change: changeOf, accept }
 }

@@ -6,7 +6,7 @@ import * as Effect from "effect/Effect"
 import type { NodeStatus, SeenValue } from "../codecs.ts"
 import { decodeNodeStatus, decodeSeen } from "../codecs.ts"
 import type { Rejection } from "../desired.ts"
-import { nodeStatusKey, nodeStatusPrefix, seenKey, seenPrefix } from "../keys.ts"
+import { nodeStatusKey, nodeStatusPrefix, parseKey, seenKey, seenPrefix } from "../keys.ts"
 import type { Auditing } from "./audit.ts"
 import type { EtcdClient } from "./client.ts"
 import { revisionOf } from "./client.ts"
@@ -27,11 +27,51 @@ export interface Membership {
   readonly nodes: () => Effect.Effect<Nodes, EtcdFailure>
   readonly liveNodes: () => Effect.Effect<readonly NodeStatus[], EtcdFailure>
   readonly missingNodes: () => Effect.Effect<readonly SeenValue[], EtcdFailure>
+  /**
+   * The names of the live nodes, from their keys alone: what a poll that follows a few nodes
+   * needs of the whole fleet (the values, a few KB each, are read only for those few).
+   */
+  readonly liveNames: () => Effect.Effect<ReadonlySet<string>, EtcdFailure>
+  /** The statuses of these nodes that are live, read at one revision. */
+  readonly statusesOf: (nodes: readonly string[]) => Effect.Effect<readonly NodeStatus[], EtcdFailure>
   /** Stops listing a missing node (decommissioned); refuses a live node and one never seen. */
   readonly forgetNode: (node: string) => Effect.Effect<void, EtcdFailure | InvalidName | NodeLive | UnknownNode>
 }
 
 const byName = <T extends { readonly node: string }>(a: T, b: T): number => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0)
+
+/** A status under another node's key is refused (a node's role may write only its own key, but etcd's root may write any). */
+const ownStatus = (key: { readonly node: string }, value: NodeStatus): string | undefined => (value.node === key.node ? undefined : `status of node "${value.node}"`)
+
+const liveNames =
+  ({ etcd, call }: EtcdClient, cluster: string): Membership["liveNames"] =>
+  () =>
+    Effect.map(call("read node names", () => etcd.getAll().prefix(nodeStatusPrefix(cluster)).keys()), (keys) => {
+      const names = new Set<string>()
+      for (const key of keys) {
+        const parsed = parseKey(cluster, key)
+        if (parsed._tag === "NodeStatus") names.add(parsed.node)
+      }
+      return names
+    })
+
+const statusesOf =
+  ({ etcd, call }: EtcdClient, kv: KeyValues, cluster: string): Membership["statusesOf"] =>
+  (names) =>
+    Effect.gen(function* () {
+      if (names.length === 0) return []
+      const [first = ""] = names
+      // One transaction of gets: a consistent reading (etcd takes up to 128 operations; callers ask for at most 100).
+      const response = yield* call("read node statuses", () =>
+        etcd.if(nodeStatusKey(cluster, first), "Mod", ">", -1).then(...names.map((n) => etcd.get(nodeStatusKey(cluster, n)))).commit(),
+      )
+      const rejections: Rejection[] = []
+      return response.responses.flatMap((r) => {
+        const pair = r.response_range.kvs[0]
+        const ok = pair === undefined ? undefined : kv.accept(pair, "NodeStatus", decodeNodeStatus, rejections, ownStatus)
+        return ok === undefined ? [] : [ok.value]
+      })
+    })
 
 export const makeMembership = (client: EtcdClient, kv: KeyValues, cluster: string, audit: Auditing): Membership => {
   const { etcd, call } = client
@@ -45,7 +85,7 @@ export const makeMembership = (client: EtcdClient, kv: KeyValues, cluster: strin
       const rejections: Rejection[] = []
       const live: NodeStatus[] = []
       for (const pair of liveResponse.kvs) {
-        const ok = kv.accept(pair, "NodeStatus", decodeNodeStatus, rejections, (key, value) => (value.node === key.node ? undefined : `status of node "${value.node}"`))
+        const ok = kv.accept(pair, "NodeStatus", decodeNodeStatus, rejections, ownStatus)
         if (ok !== undefined) live.push(ok.value)
       }
       const liveNames = new Set(live.map((n) => n.node))
@@ -77,6 +117,8 @@ export const makeMembership = (client: EtcdClient, kv: KeyValues, cluster: strin
   return {
     nodes,
     liveNodes: () => Effect.map(nodes(), (n) => n.live),
+    liveNames: liveNames(client, cluster),
+    statusesOf: statusesOf(client, kv, cluster),
     missingNodes: () => Effect.map(nodes(), (n) => n.missing),
     forgetNode,
   }

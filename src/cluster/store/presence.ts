@@ -1,4 +1,5 @@
 /**
+ * (Not used by isinitd any more: its node reducer keeps its lease itself, store/leases.ts.)
  * A node's presence: its status under `nodes/NODE` on a lease that the etcd client keeps alive,
  * and `seen/NODE` for the missing list. A lost lease (etcd down longer than the TTL, or the lease
  * expired) is granted again and the last status published again, with backoff, so a node
