@@ -13,12 +13,6 @@ if command -v chromium >/dev/null 2>&1; then
   echo "chromium: already installed"
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "chromium: missing and not root; run: sudo apt-get install -y chromium" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium >/dev/null
+sh "$(dirname "$0")/apt-install.sh" chromium chromium
 command -v chromium >/dev/null 2>&1 || { echo "chromium: installed, but no chromium on PATH" >&2; exit 1; }
 echo "chromium: installed"
