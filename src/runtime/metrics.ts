@@ -81,8 +81,8 @@ const failoverFamilies = (state: State, now: number): readonly MetricFamily[] =>
 }
 
 /**
- * Cluster mode (the agent's ClusterInfo). The failover wiring (issue 10's shell: holder, epoch,
- * lease keep-alive health as the agent sees them) adds its families here, from the same info.
+ * Cluster mode (the agent's ClusterInfo). Failover holds are not here: the agent hands them to the
+ * core as Hold and Release events, and failoverFamilies reads them from the state.
  */
 const clusterFamilies = (info: ClusterInfo): readonly MetricFamily[] => [
   gauge("isinit_etcd_connected", "1 while etcd answers the watch and the status publishes.", [{ value: info.connected ? 1 : 0 }]),
