@@ -39,7 +39,7 @@ const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state F
                [--metrics ADDR] [--http ADDR] [--allow-remote]
        isinitd --etcd URLS [--cluster NAME] [--node NAME] [--lease-ttl S] [-c FILE] [-s SOCKET] [--initstat FILE]
                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user NAME --etcd-password-file FILE]
-               [--trusted-keys FILE] [--etcd-config FILE]
+               [--trusted-keys FILE] [--etcd-config FILE] [--metrics ADDR] [--http ADDR] [--allow-remote]
        isinitd --help | --version
 
 Runs the isinit daemon in the foreground: starts and stops the processes of the isinittab's
