@@ -56,10 +56,21 @@ const expectedStarts = (limits: Limits, crashes: readonly number[], end: number)
   return { starts, jailedUntil: jail, jailings }
 }
 
-const header = (l: Limits): string => `:::respawn-limit:${l.max}/${l.windowMs}ms\n:::jail:${l.jailMs}ms\n`
+/**
+ * Where the limits are written: as the daemon-wide directives, or as the entry's own options (its
+ * tag's or `*`'s; issue 11) over directives that say something else, which must not count then.
+ */
+type Placement = "directives" | "options" | "star"
 
-const runCrashes = (limits: Limits, gaps: readonly number[], tail: number) => {
-  const w = new World({ config: header(limits) + "g:r:1:respawn:server\n" })
+const header = (l: Limits, placement: Placement = "directives"): string => {
+  if (placement === "directives") return `:::respawn-limit:${l.max}/${l.windowMs}ms\n:::jail:${l.jailMs}ms\n`
+  const target = placement === "star" ? "*" : "r"
+  const other = `:::respawn-limit:${l.max === 1 ? 2 : l.max - 1}/${l.windowMs + 1}ms\n:::jail:${l.jailMs + 1}ms\n`
+  return `${other}:::option:${target}:respawn-limit=${l.max}/${l.windowMs}ms\n:::option:${target}:jail=${l.jailMs}ms\n`
+}
+
+const runCrashes = (limits: Limits, gaps: readonly number[], tail: number, placement: Placement = "directives") => {
+  const w = new World({ config: header(limits, placement) + "g:r:1:respawn:server\n" })
   w.tell("g", "1")
   const crashes: number[] = []
   for (const gap of gaps) {
@@ -88,14 +99,16 @@ const crashLoopArb = limitsArb.chain((limits) => {
     limits: fc.constant(limits),
     gaps: fc.array(nearArb(edges, limits.jailMs + limits.windowMs), { maxLength: 30 }),
     tail: nearArb([limits.jailMs], limits.jailMs * 2),
+    placement: fc.constantFrom<Placement>("directives", "options", "star"),
   })
 })
 
 test.prop([crashLoopArb], { numRuns: 300 })(
   "rule 6: a respawn entry is restarted at once, at most N times in any window; the start that would " +
-    "exceed it jails the entry until the jail is over and the window admits a start, and a tick restarts it then",
-  ({ limits, gaps, tail }) => {
-    const { w, crashes } = runCrashes(limits, gaps, tail)
+    "exceed it jails the entry until the jail is over and the window admits a start, and a tick restarts it then " +
+    "(the entry's own respawn-limit and jail options over the directives)",
+  ({ limits, gaps, tail, placement }) => {
+    const { w, crashes } = runCrashes(limits, gaps, tail, placement)
     const expected = expectedStarts(limits, crashes, w.now)
     expect(w.startsOf("r").map((s) => s.at)).toEqual(expected.starts)
     const entry = w.report().groups[0]?.entries.find((e) => e.tag === "r")
@@ -225,6 +238,24 @@ describe("rule 6 and 7 at the exact boundaries", () => {
     expect(lookup(w.state.entries, "r")?.jail).toEqual({ _tag: "Jailed", until: 10_000 })
     const { w: later } = runCrashes({ ...even, jailMs: 9_996 }, [...fiveStarts, 1], 0)
     expect(lookup(later.state.entries, "r")?.jail).toEqual({ _tag: "Jailed", until: 10_001 })
+  })
+
+  it("rule 6 by options: respawn-limit=2/5s and jail=7s of the entry, not the directives' 5/10s and 60s", () => {
+    const w = new World({ config: ":::option:r:respawn-limit=2/5s\n:::option:r:jail=7s\ng:r:1:respawn:server\ng:s:1:respawn:other\n" })
+    w.tell("g", "1")
+    w.advanceTo(1_000)
+    w.crash("r", 1) // second start, at 1 s
+    w.advanceTo(2_000)
+    w.crash("r", 1) // a third within 5 s: jailed 7 s
+    expect(lookup(w.state.entries, "r")?.jail).toEqual({ _tag: "Jailed", until: 9_000 })
+    w.crash("s", 1)
+    w.crash("s", 1)
+    expect(lookup(w.state.entries, "s")?.jail).toEqual({ _tag: "Free" })
+    w.advanceTo(8_999)
+    expect(w.startsOf("r").map((s) => s.at)).toEqual([0, 1_000])
+    w.advanceTo(9_000)
+    expect(w.startsOf("r").map((s) => s.at)).toEqual([0, 1_000, 9_000])
+    expect(w.violations).toEqual([])
   })
 
   it("rule 7: SIGKILL at exactly the end of the 30 s grace, not a millisecond before", () => {

@@ -2,6 +2,7 @@ import { fc, test } from "@fast-check/vitest"
 import { expect, it } from "vitest"
 import type { Mode } from "../src/core/config.ts"
 import type { Effect } from "../src/core/effects.ts"
+import { signals } from "../src/core/enums.ts"
 import { plan } from "../src/core/plan.ts"
 import { World } from "../src/sim/world.ts"
 import { exitsAfter, ignoresSigterm, runsForever, stopsAfter } from "../src/sim/behaviour.ts"
@@ -110,6 +111,63 @@ test.prop([stoppersArb, nearArb([0], 50_000)])(
     expect(w.violations).toEqual([])
   },
 )
+
+/** An entry's own stop: its `stop-signal` and `kill-grace` options, each given or not (issue 11). */
+const ownStopArb = fc.record({
+  signal: fc.option(fc.constantFrom(...signals), { nil: undefined }),
+  graceMs: fc.option(fc.integer({ min: 1, max: 40_000 }), { nil: undefined }),
+})
+/** The directive's grace, entries with their own stops, and how each takes its stop signal (edges on its grace). */
+const ownStopsArb = fc.integer({ min: 1, max: 40_000 }).chain((directiveMs) =>
+  fc.record({
+    directiveMs: fc.constant(directiveMs),
+    stops: fc.array(ownStopArb, { minLength: 1, maxLength: 5 }).chain((own) =>
+      fc.tuple(...own.map((o) => fc.tuple(fc.constant(o), fc.oneof(fc.constant<"ignores" | number>("ignores"), nearArb([o.graceMs ?? directiveMs], 50_000))))),
+    ),
+  }),
+)
+
+test.prop([ownStopsArb])(
+  "rule 7: a stop sends the entry's stop signal (SIGTERM unless it says), then SIGKILL exactly when its grace ends " +
+    "(its kill-grace, else the directive's) if the process is still alive",
+  ({ directiveMs, stops }) => {
+    const entries = stops.map((_, i) => entrySpec(i, "respawn"))
+    const options = stops.flatMap(([own], i) => [
+      ...(own.signal === undefined ? [] : [`:::option:t${i + 1}:stop-signal=${own.signal.slice(3)}\n`]),
+      ...(own.graceMs === undefined ? [] : [`:::option:t${i + 1}:kill-grace=${own.graceMs}ms\n`]),
+    ])
+    const behaviours = stops.map(([, s], i): [string, Behaviour] => [`t${i + 1}`, s === "ignores" ? ignoresSigterm() : stopsAfter(s)])
+    const w = makeWorld(entries, behaviours, {}, `:::kill-grace:${directiveMs}ms\n${options.join("")}`)
+    w.tell("g", "1")
+    w.advanceTo(100)
+    w.tell("g", "2")
+    w.runUntilIdle(200_000)
+    for (const [i, [own, s]] of stops.entries()) {
+      const tag = `t${i + 1}`
+      const first = own.signal ?? "SIGTERM"
+      const grace = own.graceMs ?? directiveMs
+      // SIGKILL as the stop signal needs no second one; a process that ends exactly at the grace is reaped first.
+      const killed = first !== "SIGKILL" && (s === "ignores" || s > grace)
+      expect(kills(w, tag).map((k) => [k.at, k.signal])).toEqual(killed ? [[100, first], [100 + grace, "SIGKILL"]] : [[100, first]])
+      const endsAt = first === "SIGKILL" ? 100 : killed ? 100 + grace : 100 + (s as number)
+      expect(exits(w, tag).map((x) => [x.at, x.outcome])).toEqual([[endsAt, { _tag: "Signaled", signal: killed ? "SIGKILL" : first }]])
+    }
+    expect(w.violations).toEqual([])
+  },
+)
+
+it("rule 7 by example: stop-signal=INT and kill-grace=2s: SIGINT, then SIGKILL exactly 2 s later, not a millisecond before", () => {
+  const w = new World({ config: ":::kill-grace:30s\n:::option:r:stop-signal=INT\n:::option:r:kill-grace=2s\ng:r:1:respawn:server\n", behaviours: [["r", ignoresSigterm()]] })
+  w.tell("g", "1")
+  w.advanceTo(1_000)
+  w.tell("g", "2")
+  w.advanceTo(2_999)
+  expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, "SIGINT"]])
+  w.advanceTo(3_000)
+  expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, "SIGINT"], [3_000, "SIGKILL"]])
+  expect(w.processes.size).toBe(0)
+  expect(w.violations).toEqual([])
+})
 
 /** Tells, crashes, time and stopall, with times on the grace's edge. */
 const scriptArb = fc.array(

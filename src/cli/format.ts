@@ -76,8 +76,8 @@ export const renderPlanSteps = (effects: readonly PlanStep[]): readonly string[]
         break
       case "Kill":
         rows.push(
-          effect.signal === "SIGTERM"
-            ? ["stop", effect.tag, "SIGTERM to its process group, SIGKILL after the grace"]
+          effect.signal !== "SIGKILL"
+            ? ["stop", effect.tag, `${effect.signal} to its process group, SIGKILL after the grace`]
             : ["kill", effect.tag, "SIGKILL to its process group"],
         )
         break

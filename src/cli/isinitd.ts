@@ -63,8 +63,9 @@ Options:
       --socket-mode M   permission bits of the socket, octal (default 0600: only the owner may
                         talk to the daemon; e.g. 0660 lets the socket's group in as well)
       --chdir DIR       change to DIR once started (paths given on the command line are taken
-                        from where isinitd was started); the processes start in it. isinit's
-                        auto-start passes / (and a clean environment, see README)
+                        from where isinitd was started). Services start in / whatever the
+                        daemon's directory, unless an entry's cwd option says otherwise.
+                        isinit's auto-start passes / (and a clean environment, see README)
       --etcd URLS       cluster mode: etcd client URLs, comma-separated (e.g. http://10.0.0.1:2379);
                         the config and desired levels come from etcd, and the node publishes its
                         status there (see docs/cluster.md). -c is used only while etcd has no config
@@ -98,7 +99,8 @@ Signals: SIGTERM or SIGINT stop every process (as \`isinit stopall\`), then the 
 SIGHUP re-reads the isinittab and re-applies every group's current level; SIGUSR2 hands over
 (as \`isinit handover\`): the state file is written, the daemon exits 3 and leaves every process
 running, and the next isinitd on the same state file adopts them all (restarts and upgrades
-without bouncing services; see examples/isinitd.service).
+without bouncing services; see examples/isinitd.service). In cluster mode failover groups are the
+exception: the fencer stops them at their lease deadline and they move (docs/cluster.md).
 Exit codes: 0 after a stopall, 1 when it cannot start, 2 on a usage error, 3 after a hand-over,
 70 on a bug (logged; every process keeps running for the next isinitd to adopt).
 A second daemon on the same socket is refused; a stale socket file is replaced.

@@ -18,6 +18,7 @@ import { fileURLToPath } from "node:url"
 import type { LogService } from "../log.ts"
 import { kernelClock } from "../clocks.ts"
 import type { FencerMessage } from "../fence.ts"
+import { trackSpawned } from "../spawned.ts"
 
 export interface Fencing {
   /** Starts the fencer unless one runs (a config with failover groups: the first hold must not wait for it). */
@@ -63,7 +64,7 @@ const restartDelayMs = 1_000
 /** Starts a fencer process, or says why it could not. */
 const spawnFencer = (): ChildProcess | string => {
   try {
-    return spawn(process.execPath, [...process.execArgv, isinitdEntry(), "--fencer"], { detached: true, stdio: ["ignore", "ignore", "inherit", "pipe"] })
+    return trackSpawned(spawn(process.execPath, [...process.execArgv, isinitdEntry(), "--fencer"], { detached: true, stdio: ["ignore", "ignore", "inherit", "pipe"] }))
   } catch (error) {
     return String(error)
   }
@@ -107,6 +108,7 @@ export const makeFencing = (options: FencingOptions): Fencing => {
 
   const start = (): void => {
     if (closed || current !== undefined) return
+    const startedAt = Date.now()
     const child = spawnFencer()
     if (typeof child === "string") {
       options.log.line({ what: "warning", message: `cannot start the fencer: ${child}; failover groups do not start here until it runs` })
@@ -122,8 +124,12 @@ export const makeFencing = (options: FencingOptions): Fencing => {
         if (current !== running) return
         current = undefined
         if (closed) return
-        options.log.line({ what: "warning", message: `the fencer (pid ${child.pid ?? "?"}) ${why}: starting another` })
-        start()
+        // Another at once, unless this one died within a second of its start: then a second later,
+        // so a fencer that dies at once (a broken environment) is not restarted in a tight loop.
+        const quick = Date.now() - startedAt < restartDelayMs
+        options.log.line({ what: "warning", message: `the fencer (pid ${child.pid ?? "?"}) ${why}: starting another${quick ? " in a second" : ""}` })
+        if (quick) retry ??= setTimeout(() => ((retry = undefined), start()), restartDelayMs)
+        else start()
       },
     })
     current = running

@@ -3,7 +3,7 @@
  * values): parse, decode with io-ts, and say what is wrong in words a person can act on. Never
  * throws.
  */
-import { E, t } from "../ioTs.ts"
+import { E, t } from "../lib/ioTs.ts"
 
 /** io-ts puts the index of an intersection's or union's member into the path: not a field. */
 const isMemberIndex = (parent: t.ContextEntry | undefined): boolean => {

@@ -24,7 +24,7 @@ import type { Signal } from "../core/enums.ts"
 import { entryProcStates, groupPhases, lifecycles, modes, signals } from "../core/enums.ts"
 import type { Plan } from "../core/plan.ts"
 import type { StatusReport } from "../core/report.ts"
-import { E, t } from "../ioTs.ts"
+import { E, t } from "../lib/ioTs.ts"
 import { maxLineBytes, maxTimeoutMs } from "./limits.ts"
 
 export { maxLineBytes, maxNameLength, maxTimeoutMs, nameProblem }

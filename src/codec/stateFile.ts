@@ -4,7 +4,7 @@
  * that does not decode as a whole is never used in part.
  */
 import type { DaemonSnapshot } from "../core/snapshot.ts"
-import { E, t } from "../ioTs.ts"
+import { E, t } from "../lib/ioTs.ts"
 import { decodeJson } from "./json.ts"
 import { decodeSnapshot, encodeSnapshot } from "./snapshot.ts"
 

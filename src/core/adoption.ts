@@ -16,7 +16,7 @@
  * session leader is a descendant that left its run's group with setsid(): not isinit's.
  */
 import type { Entry, Parsed } from "./config.ts"
-import { listsLevel } from "./config.ts"
+import { listsLevel, limitsFor } from "./config.ts"
 import { countStart } from "./respawn.ts"
 import type { EntrySnapshot, GroupSnapshot, ProcSnapshot, DaemonSnapshot } from "./snapshot.ts"
 import { completionAfter } from "./state.ts"
@@ -103,7 +103,7 @@ const withUnrecorded = (plan: Plan, tag: string, entry: EntrySnapshot | undefine
 /** `runs` started after the last write, of which `ended` ended unwatched and `live` (the latest) lives on. */
 const afterUnrecorded = (plan: Plan, base: EntrySnapshot, def: Entry, runs: readonly number[], ended: readonly number[], live: FoundRun | undefined): EntrySnapshot => {
   const { now } = plan
-  const limits = plan.parsed.config.limits
+  const limits = limitsFor(def, plan.parsed.config.limits)
   const proc: ProcSnapshot | null = live === undefined ? null : { _tag: "Running", run: live.run, pid: live.pid, identity: live.identity, since: now, def }
   return {
     ...base,

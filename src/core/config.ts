@@ -7,9 +7,11 @@
 
 import type { Failover } from "./failover.ts"
 import { noFailover } from "./failover.ts"
-import type { Mode } from "./enums.ts"
+import type { Mode, Signal } from "./enums.ts"
 import type { HookConfig } from "./hooks.ts"
 import { defaultHookConfig } from "./hooks.ts"
+import type { EntryOptions } from "./options.ts"
+import { sameOptions } from "./options.ts"
 
 export type { Mode } from "./enums.ts"
 export { modes } from "./enums.ts"
@@ -23,6 +25,8 @@ export interface Entry {
   readonly command: string
   /** 1-based line in the isinittab; also the entry's place in file order. */
   readonly line: number
+  /** Its `:::option:` lines, resolved (options.ts); `noOptions` when it has none. */
+  readonly options: EntryOptions
 }
 
 /** Timing knobs, tunable with `:::` directives; defaults follow the original. */
@@ -123,6 +127,31 @@ export const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
 
 export const listsLevel = (entry: Entry, level: string): boolean => entry.levels.includes(level)
 
-/** Whether two definitions of the same tag would run the same process. */
+/**
+ * The limits that hold for `entry`: the daemon-wide ones (directives) under its own options
+ * (`respawn-limit`, `jail`, `kill-grace`; issue 11). The same object when it has none of them.
+ */
+export const limitsFor = (entry: Entry, limits: Limits): Limits => {
+  const { "respawn-limit": respawn, jail, "kill-grace": grace } = entry.options
+  if (respawn === undefined && jail === undefined && grace === undefined) return limits
+  return {
+    respawnMax: respawn?.max ?? limits.respawnMax,
+    respawnWindowMs: respawn?.windowMs ?? limits.respawnWindowMs,
+    jailMs: jail ?? limits.jailMs,
+    killGraceMs: grace ?? limits.killGraceMs,
+  }
+}
+
+/** The first signal of a stop of a run of `entry` (rule 7): its `stop-signal`, SIGTERM by default. */
+export const stopSignalOf = (entry: Entry): Signal => entry.options["stop-signal"] ?? "SIGTERM"
+
+/** Whether two definitions of the same tag would run the same process (rule 12: options included). */
 export const sameDefinition = (a: Entry, b: Entry): boolean =>
-  a.command === b.command && a.mode === b.mode && a.group === b.group
+  a.command === b.command && a.mode === b.mode && a.group === b.group && sameOptions(a.options, b.options)
+
+/** One `:::` directive as `isinit check` and the README list it. */
+export interface DirectiveDoc {
+  readonly syntax: string
+  readonly default: string
+  readonly meaning: string
+}

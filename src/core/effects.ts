@@ -4,6 +4,7 @@
  */
 import type { Signal } from "./enums.ts"
 import type { Event } from "./events.ts"
+import type { EntryOptions } from "./options.ts"
 
 export type { Signal } from "./enums.ts"
 
@@ -17,10 +18,13 @@ export interface SpawnHold {
 }
 
 export type Effect =
-  /** Start a long-running (`respawn`) or fire-and-forget (`once`) process in its own process group. */
-  | { readonly _tag: "Spawn"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string; readonly hold?: SpawnHold }
+  /**
+   * Start a long-running (`respawn`) or fire-and-forget (`once`) process in its own process group,
+   * in the context its `options` say (absent when the entry has none; runtime/execContext.ts).
+   */
+  | { readonly _tag: "Spawn"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string; readonly options?: EntryOptions; readonly hold?: SpawnHold }
   /** Start a `wait` or `test` process; the group's transition waits for its exit, the daemon does not. */
-  | { readonly _tag: "RunSync"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string; readonly hold?: SpawnHold }
+  | { readonly _tag: "RunSync"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string; readonly options?: EntryOptions; readonly hold?: SpawnHold }
   /** Signal the process group of a run that has not been reported gone. */
   | { readonly _tag: "Kill"; readonly tag: string; readonly run: number; readonly signal: Signal }
   /** Some group's state or level changed: the status file is out of date (the runtime coalesces). */

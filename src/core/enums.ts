@@ -20,6 +20,9 @@ export type Lifecycle = (typeof lifecycles)[number]
 export const entryProcStates = ["idle", "running", "stopping", "leader-exited", "jailed", "done", "failed"] as const
 export type EntryProcState = (typeof entryProcStates)[number]
 
-/** The signals a stop sends (rule 7). */
-export const signals = ["SIGTERM", "SIGKILL"] as const
+/**
+ * The signals a stop sends (rule 7): the entry's stop signal (`stop-signal`, SIGTERM by default;
+ * options.ts), then SIGKILL when the grace is over.
+ */
+export const signals = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGKILL"] as const
 export type Signal = (typeof signals)[number]

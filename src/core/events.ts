@@ -1,5 +1,6 @@
 import type { Parsed } from "./config.ts"
 import type { DaemonSnapshot } from "./snapshot.ts"
+import type { Outcome } from "./outcome.ts"
 
 /**
  * Everything that can happen to the daemon. Time enters only here, as `now` (ms, monotonic as far
@@ -36,28 +37,8 @@ export type Event =
  */
 export type Guard = "removals"
 
-/** How a process ended. `SpawnFailed` counts as an exit for the respawn rules. */
-export type Outcome =
-  | { readonly _tag: "Exited"; readonly code: number }
-  | { readonly _tag: "Signaled"; readonly signal: string }
-  | { readonly _tag: "SpawnFailed"; readonly reason: string }
-  /** An adopted process (not our child) vanished: its exit status cannot be known. */
-  | { readonly _tag: "Vanished" }
-
-export const succeeded = (outcome: Outcome): boolean => outcome._tag === "Exited" && outcome.code === 0
-
-export const describeOutcome = (outcome: Outcome): string => {
-  switch (outcome._tag) {
-    case "Exited":
-      return `exit ${outcome.code}`
-    case "Signaled":
-      return `signal ${outcome.signal}`
-    case "SpawnFailed":
-      return `spawn failed: ${outcome.reason}`
-    case "Vanished":
-      return "ended while adopted (exit status unknown)"
-  }
-}
+export type { Outcome } from "./outcome.ts"
+export { describeOutcome, succeeded } from "./outcome.ts"
 
 export const tell = (group: string, level: string, parsed: Parsed, now: number, guard?: Guard): Event =>
   guard === undefined ? { _tag: "Tell", group, level, parsed, now } : { _tag: "Tell", group, level, parsed, now, guard }

@@ -12,7 +12,7 @@
  * - Commands too long to execute: one argument of execve may not exceed MAX_ARG_STRLEN (32 pages,
  *   131072 bytes, its NUL included), and a `/bin/sh -c` script is one argument.
  */
-import { nameProblem } from "../codec/names.ts"
+import { nameProblem } from "./names.ts"
 import { argvOf, execArguments } from "./command.ts"
 import { utf8Length } from "./utf8.ts"
 

@@ -12,8 +12,7 @@
  * transition waits for them and the reducer never sees them; the runtime (runtime/hooks.ts) runs
  * them beside the loop, rate-limited and time-limited, and logs their failures.
  */
-import type { Problem } from "./config.ts"
-import type { DirectiveDoc } from "./inittab.ts"
+import type { DirectiveDoc, Problem } from "./config.ts"
 import type { Notice } from "./notices.ts"
 
 /** Everything a hook can be told about, one name per kind of notice (notices.ts says when each is given). */

@@ -49,7 +49,7 @@ const endsOf = (effects: readonly Effect[], ended: Set<string>, now: number): Ev
   })
 
 const assumedEnd = (effect: Effect): { key: string; tag: string; run: number; outcome: Outcome } | undefined => {
-  if (effect._tag !== "RunSync" && !(effect._tag === "Kill" && effect.signal === "SIGTERM")) return undefined
-  const outcome: Outcome = effect._tag === "RunSync" ? { _tag: "Exited", code: 0 } : { _tag: "Signaled", signal: "SIGTERM" }
+  if (effect._tag !== "RunSync" && effect._tag !== "Kill") return undefined
+  const outcome: Outcome = effect._tag === "RunSync" ? { _tag: "Exited", code: 0 } : { _tag: "Signaled", signal: effect.signal }
   return { key: `${effect.tag}#${effect.run}`, tag: effect.tag, run: effect.run, outcome }
 }

@@ -28,7 +28,7 @@
  * below that implement it; `Rule N` in a comment cites that list.
  */
 import type { Config, Entry, Parsed } from "./config.ts"
-import { hasErrors, listsLevel, sameDefinition } from "./config.ts"
+import { hasErrors, limitsFor, listsLevel, sameDefinition, stopSignalOf } from "./config.ts"
 import type { Effect, LogEntry, Rejection } from "./effects.ts"
 import type { Event, Guard, Outcome } from "./events.ts"
 import { describeOutcome } from "./events.ts"
@@ -36,6 +36,7 @@ import * as HashMap from "effect/HashMap"
 import type { Before } from "./invariants.ts"
 import { assertChanges, assertStep, checkInvariants } from "./invariants.ts"
 import { assertPhaseChange } from "./phases.ts"
+import { noOptions } from "./options.ts"
 import { removalRefusal } from "./reread.ts"
 import { admitStart } from "./respawn.ts"
 import type { EntrySnapshot, ProcSnapshot } from "./snapshot.ts"
@@ -403,7 +404,7 @@ const take = (step: Step, def: Entry): Taken => {
  * until the jail is over and the window admits a start again.
  */
 const startRespawn = (step: Step, def: Entry): void => {
-  const limits = step.config.limits
+  const limits = limitsFor(def, step.config.limits)
   const entry = step.entry(def.tag)
   const admission = admitStart(entry.starts, step.now, limits)
   if (admission._tag === "Admitted") {
@@ -426,10 +427,11 @@ const spawn = (step: Step, def: Entry): void => {
   const entry = step.entry(def.tag)
   step.setEntry({ ...entry, proc: { _tag: "Running", run, pid: undefined, identity: undefined, since: step.now, def } })
   const sync = def.mode === "wait" || def.mode === "test"
-  step.emit({ _tag: sync ? "RunSync" : "Spawn", tag: def.tag, run, group: def.group, command: def.command, ...hold })
+  const options = def.options === noOptions ? {} : { options: def.options }
+  step.emit({ _tag: sync ? "RunSync" : "Spawn", tag: def.tag, run, group: def.group, command: def.command, ...options, ...hold })
 }
 
-/** Rule 7: SIGTERM to the process group now, SIGKILL when the grace is over. */
+/** Rule 7: the stop signal (SIGTERM unless the entry says) to the process group now, SIGKILL when the grace is over. */
 const stop = (step: Step, tag: string, reason: string): void => {
   const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag === "Idle") return
@@ -443,13 +445,24 @@ const beginStop = (step: Step, tag: string, cause: StopCause, reason: string): v
   const entry = step.findEntry(tag)
   if (entry === undefined || entry.proc._tag !== "Running") return
   const proc = entry.proc
-  const killAt = step.now + (step.config.failover.groups.has(proc.def.group) ? step.config.failover.timing.killGraceMs : step.config.limits.killGraceMs)
-  step.setEntry({ ...entry, proc: { ...proc, _tag: "Stopping", killAt, signal: "SIGTERM", cause } })
+  const killAt = step.now + graceOf(step.config, proc.def)
+  // The running definition's signal and grace: the program that runs is the one they were written for.
+  const signal = stopSignalOf(proc.def)
+  step.setEntry({ ...entry, proc: { ...proc, _tag: "Stopping", killAt, signal, cause } })
   const group = step.group(proc.def.group)
   step.setGroup({ ...group, outgoing: group.outgoing + 1 })
   step.addTimer({ at: killAt, reason: { _tag: "KillDue", tag, run: proc.run } })
-  step.emit({ _tag: "Kill", tag, run: proc.run, signal: "SIGTERM" })
+  step.emit({ _tag: "Kill", tag, run: proc.run, signal })
   step.log({ what: "stopping", group: proc.def.group, tag, run: proc.run, message: reason })
+}
+
+/**
+ * Rule 7: the entry's grace (`kill-grace`, else the directive); in a failover group never longer
+ * than the failover grace, which the lease's fencing counts on.
+ */
+const graceOf = (config: Config, def: Entry): number => {
+  const own = limitsFor(def, config.limits).killGraceMs
+  return config.failover.groups.has(def.group) ? Math.min(own, config.failover.timing.killGraceMs) : own
 }
 
 /** How a run's end is handled: as an exit on its own (with this outcome), or as the end of a stop. */
@@ -780,7 +793,7 @@ class Step implements Before {
     if (entry === undefined) return false
     if (reason._tag === "JailEnds") return this.lifecycle === "running" && entry.jail._tag === "Jailed" && entry.jail.until === timer.at
     const proc = entry.proc
-    return proc._tag === "Stopping" && proc.run === reason.run && proc.signal === "SIGTERM" && proc.killAt === timer.at
+    return proc._tag === "Stopping" && proc.run === reason.run && proc.signal !== "SIGKILL" && proc.killAt === timer.at
   }
 
   private dropStaleTimers(): void {

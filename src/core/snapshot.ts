@@ -1,7 +1,7 @@
 import * as HashMap from "effect/HashMap"
 import type { Entry } from "./config.ts"
 import { assertNone } from "./assert.ts"
-import type { Outcome } from "./events.ts"
+import type { Outcome } from "./outcome.ts"
 import type { Completion, GroupPhase, Jail, Lifecycle, LiveProc, State, StopCause } from "./state.ts"
 
 /**

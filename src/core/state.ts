@@ -1,9 +1,9 @@
 import * as HashMap from "effect/HashMap"
 import type { Config, Entry, Mode } from "./config.ts"
 import { emptyConfig } from "./config.ts"
-import type { GroupPhase, Lifecycle } from "./enums.ts"
-import type { Outcome } from "./events.ts"
-import { succeeded } from "./events.ts"
+import type { GroupPhase, Lifecycle, Signal } from "./enums.ts"
+import type { Outcome } from "./outcome.ts"
+import { succeeded } from "./outcome.ts"
 import type { TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
@@ -48,7 +48,8 @@ export type Proc =
       readonly def: Entry
       /** When SIGKILL follows the SIGTERM that began the stop. */
       readonly killAt: number
-      readonly signal: "SIGTERM" | "SIGKILL"
+      /** The stop signal sent first (rule 7), SIGKILL once the grace is over. */
+      readonly signal: Signal
       readonly cause: StopCause
     }
 

@@ -57,6 +57,11 @@ interface Found {
   readonly start: string
 }
 
+/**
+ * The fencer logs to the daemon's stderr, which it inherits. When whatever read that stream went
+ * away (issue 8 item 1), a write fails later as an 'error' event on the stream, not as a throw:
+ * the listener in `runFencer` swallows it, so losing its log never stops the fencer's work.
+ */
 const log = (group: string | undefined, message: string): void => {
   try {
     process.stderr.write(`${formatLine(new Date(), { what: "fencer", group, message })}\n`)
@@ -278,6 +283,7 @@ const onMessage = (f: Fencer, channel: Socket, line: string): void => {
 
 /** Runs the fencer on fd 3 until its daemon is gone and every deadline has fired; never resolves. */
 export const runFencer = (): Promise<never> => {
+  process.stderr.on("error", () => undefined)
   const f: Fencer = { arms: new Map(), signaller: makeSignaller(), clock: undefined, daemon: undefined, instance: undefined, daemonGone: false, timer: undefined, unmarked: new Set() }
   // Not the daemon's signals: a terminal's Ctrl-C or a stop of the daemon's group must not end the watch.
   for (const signal of ["SIGINT", "SIGHUP", "SIGTERM"] as const) process.on(signal, () => log(undefined, `${signal} ignored: the fencer ends with its daemon`))

@@ -130,7 +130,7 @@ const interpret = (deps: LoopDeps, state: State, effect: CoreEffect): Effect.Eff
     case "Spawn":
     case "RunSync":
       // Logged as the spawn is performed, so the log's order is the order things happened in.
-      return Effect.map(deps.processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command, failover: effect.hold === undefined ? undefined : { group: effect.group, hold: effect.hold } }), (pid) => {
+      return Effect.map(deps.processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command, failover: effect.hold === undefined ? undefined : { group: effect.group, hold: effect.hold }, ...(effect.options === undefined ? {} : { options: effect.options }) }), (pid) => {
         if (pid !== undefined) deps.log.line({ what: "started", group: effect.group, tag: effect.tag, pid })
       })
     case "Kill":

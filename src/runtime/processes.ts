@@ -29,6 +29,9 @@ import type * as Scope from "effect/Scope"
 import type { SpawnHold } from "../core/effects.ts"
 import type { Outcome } from "../core/events.ts"
 import { argvOf } from "../core/command.ts"
+import type { EntryOptions } from "../core/options.ts"
+import { noOptions } from "../core/options.ts"
+import { execPlan } from "./execContext.ts"
 import { livePgids, processIdentity, statFields } from "./procfs.ts"
 
 /** What the adapter tells the loop; the loop stamps the time and turns it into an event. */
@@ -45,12 +48,14 @@ export type ProcessReport =
   /** The leader exited (or an adopted leader vanished) while members of its group live on. */
   | { readonly _tag: "LeaderExited"; readonly tag: string; readonly run: number; readonly outcome: Outcome }
 
+/** One start: which run, its command, and the context it runs in (the entry's options; execContext.ts). */
 export interface SpawnSpec {
   readonly tag: string
   readonly run: number
   readonly command: string
   /** A failover group's process: its group and hold (core/effects.ts `SpawnHold`). */
   readonly failover?: { readonly group: string; readonly hold: SpawnHold } | undefined
+  readonly options?: EntryOptions
 }
 
 /** Where the children's stdout and stderr go: the daemon's own, nowhere, or an open file descriptor. */
@@ -274,17 +279,23 @@ const startChild = (table: Table, spawner: Spawner, run: Run, spec: SpawnSpec): 
     settled = true
     finish(table, run, { _tag: "SpawnFailed", reason })
   }
-  // Right before the fork: a hold that ran out since the reducer decided (a stalled daemon) starts nothing.
+  // A user, directory or env file that is missing ends this run, with the reason; nothing else.
+  const exec = execPlan(argv, spec.options ?? noOptions, spawner.env(spec))
+  if (exec._tag === "Refused") {
+    queueMicrotask(() => fail(exec.reason))
+    return undefined
+  }
+  spawner.beforeSpawn(spec)
+  // Right before the fork (after execPlan's reads of /etc/passwd and env files, which may be slow):
+  // a hold that ran out since the reducer decided (a stalled daemon) starts nothing.
   if (spawner.holdRanOut(spec)) {
     queueMicrotask(() => fail("failover hold ran out before the fork"))
     return undefined
   }
-  const env = spawner.env(spec)
-  spawner.beforeSpawn(spec)
   const output = spawner.output()
   try {
     const stdio: ["ignore", Output, Output] = ["ignore", output, output]
-    const child = argv._tag === "Direct" ? spawnChild(argv.file, argv.args, { detached: true, stdio, env }) : spawnChild("/bin/sh", ["-c", argv.script], { detached: true, stdio, env })
+    const child = spawnChild(exec.file, exec.args, { detached: true, stdio, env: exec.env, cwd: exec.cwd })
     child.once("error", (e: NodeJS.ErrnoException) => {
       // After a successful spawn, 'error' only means a failed kill or IPC; exits still come.
       if (child.pid === undefined) fail(e.code ?? e.message)

@@ -27,6 +27,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { statFields } from "./procfs.ts"
 import { messageOf } from "./errors.ts"
+import { isSpawned } from "../spawned.ts"
 
 /** The two C calls the reaper needs. */
 export interface Libc {
@@ -88,10 +89,10 @@ export type Reaper =
   | { readonly _tag: "Off"; readonly reason: string }
 
 
-/** Reaps every child of ours that libuv did not spawn; returns how many. */
+/** Reaps every child of ours that libuv did not spawn (services: `ownsChild`; the rest: spawned.ts); returns how many. */
 const reapOrphans = (libc: Libc, ownsChild: (pid: number) => boolean): number => {
   let reaped = 0
-  for (const pid of childPids()) if (!ownsChild(pid) && libc.reap(pid) === pid) reaped++
+  for (const pid of childPids()) if (!ownsChild(pid) && !isSpawned(pid) && libc.reap(pid) === pid) reaped++
   return reaped
 }
 

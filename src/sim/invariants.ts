@@ -1,8 +1,9 @@
 import * as HashMap from "effect/HashMap"
+import { limitsFor } from "../core/config.ts"
 import { stateProblems, stepProblems } from "../core/invariants.ts"
 import { nextDeadline } from "../core/reducer.ts"
 import { lookup } from "../core/state.ts"
-import type { SimProcess, StartRecord, SimStep } from "./world.ts"
+import type { SimProcess, StartRecord, SimStep } from "./records.ts"
 
 /**
  * Safety checks the world runs after every step: the core's own (`coreInvariants`), and those
@@ -90,10 +91,12 @@ export const haltedHasNoProcess: Invariant = (world, step) =>
  * stays in its level (jail included): leaving the level or the config starts a new count.
  */
 export const respawnRateLimited: Invariant = (world, step) => {
-  const { respawnMax, respawnWindowMs } = step.after.config.limits
   const out: Violation[] = []
   for (const start of step.starts) {
     if (start.mode !== "respawn") continue
+    // The entry's own `respawn-limit` over the directive (issue 11).
+    const def = step.after.config.byTag.get(start.tag)
+    const { respawnMax, respawnWindowMs } = def === undefined ? step.after.config.limits : limitsFor(def, step.after.config.limits)
     const left = world.countResetAt(start.tag) ?? -1
     const recent = startsWithin(world.startsOf(start.tag), left, start.at - respawnWindowMs)
     if (recent.length > respawnMax)

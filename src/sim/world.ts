@@ -1,5 +1,5 @@
 import * as HashMap from "effect/HashMap"
-import type { Mode, Parsed } from "../core/config.ts"
+import type { Parsed } from "../core/config.ts"
 import { emptyParsed, hasErrors } from "../core/config.ts"
 import type { Effect, LogEntry, Signal } from "../core/effects.ts"
 import { describeRejection, rejectionOf } from "../core/effects.ts"
@@ -12,6 +12,7 @@ import { report } from "../core/report.ts"
 import type { State } from "../core/state.ts"
 import { groupOf, initialState, initialStateWith, lookup } from "../core/state.ts"
 import { insertByTime } from "./agenda.ts"
+import type { SimProcess, SimStep, StartRecord, StepRecord, TimelineEntry, TimelineKind } from "./records.ts"
 import type { Behaviour } from "./behaviour.ts"
 import { defaultForRunSync, defaultForSpawn } from "./behaviour.ts"
 import type { Invariant, Violation } from "./invariants.ts"
@@ -27,87 +28,7 @@ import { allInvariants } from "./invariants.ts"
  * the moment it is reaped, after which no signal may be aimed at it.
  */
 
-export interface SimProcess {
-  readonly key: string
-  readonly tag: string
-  readonly run: number
-  readonly group: string
-  readonly command: string
-  /** `RunSync` for wait/test jobs, `Spawn` for the rest. */
-  readonly kind: "Spawn" | "RunSync"
-  /** Undefined when the spawn failed: there was never a process. */
-  readonly pid: number | undefined
-  readonly startedAt: number
-  readonly behaviour: Behaviour
-  exit: ExitPlan | undefined
-  /** Set once the leader exited while the rest of the group lives on: the run's outcome (rule 14). */
-  leader: Outcome | undefined
-}
-
-interface ExitPlan {
-  readonly at: number
-  readonly outcome: Outcome
-  readonly id: number
-}
-
-/** One start attempt of an entry, as the world saw it (spawn failures included). */
-export interface StartRecord {
-  readonly at: number
-  /** Index of the step whose effects started it. */
-  readonly step: number
-  readonly tag: string
-  readonly run: number
-  readonly group: string
-  readonly mode: Mode | undefined
-}
-
-export type TimelineKind =
-  | "tell"
-  | "reload"
-  | "stopall"
-  | "config"
-  | "crash"
-  | "started"
-  | "spawn-failed"
-  | "exited"
-  | "leader-exited"
-  | "killed"
-  | "ignored"
-  | "jailed"
-  | "released"
-  | "rejected"
-  | "group"
-  | "halted"
-  | "log"
-  | "violation"
-
-export interface TimelineEntry {
-  readonly at: number
-  readonly kind: TimelineKind
-  readonly group: string | undefined
-  readonly tag: string | undefined
-  readonly run: number | undefined
-  /** For `log` entries: what kind of log line the reducer emitted. */
-  readonly what?: LogEntry["what"]
-  readonly detail: string
-}
-
-/** One event handled by the reducer and the effects it returned. */
-export interface StepRecord {
-  readonly index: number
-  readonly at: number
-  readonly event: Event
-  readonly effects: readonly Effect[]
-}
-
-/** What invariants see of one step: its record and the states around it. */
-export interface SimStep {
-  readonly record: StepRecord
-  readonly before: State
-  readonly after: State
-  /** Start attempts made by this step's effects. */
-  readonly starts: readonly StartRecord[]
-}
+export type { SimProcess, StartRecord, TimelineKind, TimelineEntry, StepRecord, SimStep } from "./records.ts"
 
 export interface WorldOptions {
   /** The isinittab in force at the start (text or already parsed). */
@@ -534,12 +455,13 @@ export class World {
       this.#planExit(proc, this.#now, { _tag: "Signaled", signal: "SIGKILL" })
       return
     }
+    // A process honours its stop signal (SIGTERM, or the entry's `stop-signal`) as it would SIGTERM.
     if (proc.behaviour.ignoresSigterm) {
-      this.#note("ignored", proc.group, tag, run, "sent SIGTERM (ignored)")
+      this.#note("ignored", proc.group, tag, run, `sent ${signal} (ignored)`)
       return
     }
-    this.#note("killed", proc.group, tag, run, "sent SIGTERM")
-    this.#planExit(proc, this.#now + (proc.behaviour.sigtermDelayMs ?? this.#sigtermDelayMs), { _tag: "Signaled", signal: "SIGTERM" })
+    this.#note("killed", proc.group, tag, run, `sent ${signal}`)
+    this.#planExit(proc, this.#now + (proc.behaviour.sigtermDelayMs ?? this.#sigtermDelayMs), { _tag: "Signaled", signal })
   }
 
   #log(entry: LogEntry, after: State): void {

@@ -6,7 +6,7 @@
  * load neither effect, nor the daemon's runtime, nor cluster mode, nor the simulator, nor the
  * core's state (effect's HashMap). Type-only imports cost nothing and are skipped; dynamic
  * `import()`s are where a command loads more, on demand. io-ts comes through `require`
- * (src/ioTs.ts), outside the ES module graph.
+ * (src/lib/ioTs.ts), outside the ES module graph.
  */
 import { readFileSync } from "node:fs"
 import { dirname, join, relative, resolve } from "node:path"

@@ -166,6 +166,25 @@ describe("check", () => {
     expect(out).toMatch(new RegExp(`^${tab}:1: warning: a UTF-8 byte-order mark \\(EF BB BF\\) starts the file: ignored`))
     expect(out).toMatch(/^ok: 1 entry in 1 group$/m)
   })
+  it("validates every option with its line (issue 11): unknown key, unknown tag, bad value, a key the mode cannot use", async () => {
+    const tab = write("options", [
+      "web:a:1:respawn:sleep 1",
+      "web:b:1:once:sleep 1",
+      ":::option:a:colour=red",
+      ":::option:nobody:cwd=/",
+      ":::option:a:umask=999",
+      ":::option:b:jail=5s",
+      ":::option:*:env=URL=http://h:80/?a=b",
+      "",
+    ].join("\n"))
+    const { code, out } = await run(["-c", tab, "check"])
+    expect(code).toBe(1)
+    expect(out).toMatch(new RegExp(`^${tab}:3: error: unknown option "colour"`, "m"))
+    expect(out).toMatch(new RegExp(`^${tab}:4: error: option "cwd" for unknown tag "nobody"`, "m"))
+    expect(out).toMatch(new RegExp(`^${tab}:5: error: option "umask": bad value "999"`, "m"))
+    expect(out).toMatch(new RegExp(`^${tab}:6: error: option "jail" does not apply to "b"`, "m"))
+    expect(out).toMatch(/4 errors, 0 warnings$/m)
+  })
   it("exits 1 with a hint when the isinittab cannot be read", async () => {
     const { code, err } = await run(["-c", join(dir, "missing"), "check"])
     expect(code).toBe(1)

@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest"
+import { decodeSnapshot, encodeSnapshot } from "../../src/codec/snapshot.ts"
+import { parseInittab } from "../../src/core/inittab.ts"
 import type { Parsed } from "../../src/core/config.ts"
+import { noOptions } from "../../src/core/options.ts"
 import { makeConfig } from "../../src/core/config.ts"
 import type { Entry, Limits, Mode } from "../../src/core/config.ts"
 import { defaultLimits } from "../../src/core/config.ts"
@@ -15,7 +18,7 @@ import { groupOf, entryOf, initialState } from "../../src/core/state.ts"
 // Example-based checks of the reducer's main paths; the full specification is in properties/.
 
 const entry = (group: string, tag: string, levels: string, mode: Mode, line: number): Entry => ({
-  group, tag, levels: levels.split(","), mode, command: `cmd-${tag}`, line,
+  group, tag, levels: levels.split(","), mode, command: `cmd-${tag}`, line, options: noOptions,
 })
 const parsedOf = (entries: readonly Entry[], limits: Limits = defaultLimits): Parsed => ({ config: makeConfig(entries, { limits }), problems: [] })
 
@@ -121,6 +124,20 @@ describe("reducer examples", () => {
     expect(groupOf(after, "web").phase).toBe("start")
     const [done] = run(after, [childExit("check", 4, { _tag: "Vanished" }, 6_000)])
     expect(groupOf(done, "web").phase).toBe("fail")
+  })
+
+  it("rule 19 with options: a run adopted through the state file keeps its options, so it is not taken for a changed definition", () => {
+    const parsed = parseInittab("web:srv:2:respawn:sleep 300\n:::option:srv:env=A=b:c\n:::option:*:nofile=1024:4096\n:::option:srv:stop-signal=INT\n")
+    const [before] = run(initialState, [tell("web", "2", parsed, 0), started("srv", 1, 101, 0, "t1")])
+    const decoded = decodeSnapshot(encodeSnapshot(snapshot(before)))
+    if (decoded._tag === "Left") throw new Error(decoded.left)
+    const [after, fx] = reduce(initialState, restore(decoded.right, [1], parsed, 5_000))
+    expect(entryOf(after, "srv").proc).toMatchObject({ _tag: "Running", run: 1, pid: 101 })
+    expect(actions(fx)).toEqual([])
+    // The same file with one option changed: the adopted run is restarted, stopped with its own signal.
+    const changed = parseInittab("web:srv:2:respawn:sleep 300\n:::option:srv:env=A=b:d\n:::option:*:nofile=1024:4096\n:::option:srv:stop-signal=INT\n")
+    const [, fx2] = reduce(initialState, restore(decoded.right, [1], changed, 5_000))
+    expect(actions(fx2)).toEqual([{ _tag: "Kill", tag: "srv", run: 1, signal: "SIGINT" }])
   })
 
   it("rule 12 across groups: an entry changed from respawn to wait is rerun once when a tell elsewhere brings the change", () => {

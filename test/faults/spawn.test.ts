@@ -109,11 +109,13 @@ describe("spawn failures", () => {
     const limit = tasksOf(nobody) + daemonTasks + 2
     const d = await l.start({ prefix: ["prlimit", `--nproc=${limit}:${limit}`, ...asNobody] })
     expect(await askJson(d.socket, { op: "tell", group: "g", level: "1" })).toMatchObject({ ok: true })
-    await until("two running and two jailed", async () => {
-      const g = (await statusOf(d.socket)).groups.find((x) => x.group === "g")
-      const states = g?.entries.map((e) => e.state).sort()
-      return JSON.stringify(states) === JSON.stringify(["jailed", "jailed", "running", "running"])
-    })
+    // About two start and two are jailed; the exact split moves with the daemon's own thread count
+    // (libuv starts threads on demand), so what is asserted is: every entry either runs or is
+    // jailed, some are jailed, each with EAGAIN.
+    await until("every entry running or jailed, some jailed", async () => {
+      const states = (await statusOf(d.socket)).groups.find((x) => x.group === "g")?.entries.map((e) => e.state) ?? []
+      return states.length === 4 && states.includes("jailed") && states.every((s) => s === "running" || s === "jailed")
+    }, 40_000)
     const failed = (await statusOf(d.socket)).groups[0]?.entries.filter((e) => e.state === "jailed") ?? []
     for (const e of failed) expect(e.lastExit).toBe("spawn failed: EAGAIN")
     expect((await askJson(d.socket, { op: "ping" }))["ok"]).toBe(true)
@@ -122,5 +124,5 @@ describe("spawn failures", () => {
     for (const e of failed) await runningPid(d.socket, e.tag)
     await logged(d, /spawn failed: EAGAIN/)
     console.log(`process limit: ${failed.length} spawns failed with EAGAIN under RLIMIT_NPROC=${limit}, jailed, then started`)
-  }, 60_000)
+  }, 90_000)
 })

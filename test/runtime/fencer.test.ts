@@ -27,7 +27,7 @@ interface Fencer {
   readonly exited: Promise<number | null>
 }
 
-const startFencer = async (instance: string): Promise<Fencer> => {
+const startFencer = async (instance: string, stderr: "read" | "reader gone" = "read"): Promise<Fencer> => {
   const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/isinitd.ts"), "--fencer"], { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe", "pipe"] })
   started.push(child)
   let log = ""
@@ -39,6 +39,8 @@ const startFencer = async (instance: string): Promise<Fencer> => {
   const send = (message: object): void => void channel.write(`${JSON.stringify(message)}\n`)
   send({ op: "hello", daemon: process.pid, instance, clock: clock.kind })
   await until("the fencer ready", () => ready, 20_000)
+  // Like a `| logger` that exited: the next line the fencer writes meets a broken pipe.
+  if (stderr === "reader gone") child.stderr?.destroy()
   return { child, send, log: () => log, exited }
 }
 
@@ -74,6 +76,17 @@ describe("the fencer", () => {
     await until("both lines logged", () => /epoch 7 passed without a renewal: SIGKILL/.test(fencer.log()))
     expect(fencer.log()).toMatch(/mail - fencer deadline of epoch 7 passed without a renewal: SIGTERM to pid \d+/)
     expect(fencer.log()).toMatch(/mail - fencer deadline of epoch 7 passed without a renewal: SIGKILL to pid \d+/)
+  })
+
+  it("keeps fencing when nobody reads its log any more: the SIGTERM-deaf process still gets SIGKILL at killAt", async () => {
+    const fencer = await startFencer("t9", "reader gone")
+    const deaf = marked("t9:mail", "deaf")
+    await until("the test process started", () => deaf.pid !== undefined && procStat(deaf.pid) !== undefined)
+    const armedAt = clock.nowMs()
+    fencer.send({ op: "arm", group: "mail", epoch: 3, termAt: armedAt + 300, killAt: armedAt + 900 })
+    expect(await exitOf(deaf)).toBe("SIGKILL")
+    expect(clock.nowMs() - armedAt).toBeGreaterThanOrEqual(900)
+    expect(fencer.child.exitCode).toBeNull()
   })
 
   it("a renewal moves the deadline; a disarm cancels it; after killAt a newcomer of the group is killed too", async () => {

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import { afterEach, describe, expect, it } from "vitest"
 import type { Libc } from "../../src/runtime/reaper.ts"
 import { childPids, startReaper } from "../../src/runtime/reaper.ts"
+import { trackSpawned } from "../../src/spawned.ts"
 import type { Daemon, Lab } from "./daemonHarness.ts"
 import { askJson, entryOf, makeLab, markedPids, statusOf } from "./daemonHarness.ts"
 import { cmdline, procStat, until } from "./helpers.ts"
@@ -135,6 +136,20 @@ describe("the reaper in-process", () => {
       await run(() => false)
       expect(reaped).toContain(child.pid)
       expect(logs).toEqual([])
+    } finally {
+      child.kill("SIGKILL")
+    }
+  })
+
+  it("leaves alone the other children libuv spawned (the fencer, hooks): their exits still arrive", async () => {
+    const child = trackSpawned(spawn("sleep", ["30"], { stdio: "ignore" }))
+    try {
+      await until("the child listed", () => childPids().includes(child.pid ?? -1))
+      const reaped: number[] = []
+      await Effect.runPromise(
+        Effect.scoped(Effect.map(startReaper({ ownsChild: () => false, log: () => undefined, libc: async () => fakeLibc(reaped) }), (r) => (r._tag === "Reaping" ? r.reapNow() : -1))),
+      )
+      expect(reaped).not.toContain(child.pid)
     } finally {
       child.kill("SIGKILL")
     }
