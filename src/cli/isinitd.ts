@@ -332,6 +332,6 @@ const exitCodes = { halted: 0, handedOver: 3 } as const
 if (Exit.isSuccess(exit)) process.exit(exitCodes[exit.value])
 const failed = Exit.findErrorOption(exit)
 /** A bug (loop.ts), already logged with its stack: EX_SOFTWARE, and a restart (systemd's Restart=on-failure) adopts. */
-const isBug = (error: DaemonError | AgentStartFailure): boolean => error._tag === "ReducerThrew" || error._tag === "StateInvalid"
+const isBug = (error: DaemonError | AgentStartFailure): boolean => error._tag === "ReducerThrew" || error._tag === "StateInvalid" || error._tag === "ClusterBug"
 if (failed._tag === "Some" && isBug(failed.value)) fail("stopped by a bug (logged above); every process keeps running for the next isinitd to adopt", 70)
 fail(failed._tag === "Some" ? failed.value.message : `unexpected failure: ${String(exit.cause)}`, 1)

@@ -13,13 +13,14 @@
 import { randomBytes } from "node:crypto"
 import { readFile } from "node:fs/promises"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type { ClusterInfo } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import { parseInittab } from "../core/inittab.ts"
 import type { LogService } from "../log.ts"
-import type { LoopService } from "../runtime/ports.ts"
+import type { ClusterBug, LoopService } from "../runtime/ports.ts"
 import { fenceMarker, fenceMarkerVariable } from "../fence.ts"
 import { sha256Of } from "./codecs.ts"
 import type { Fencing } from "./fencing.ts"
@@ -57,8 +58,8 @@ export interface ClusterAgent {
   readonly initialConfig: Parsed
   /** The config a tell, plan or reload uses now: etcd's; else the local file, read now. */
   readonly currentConfig: () => Effect.Effect<Parsed, string>
-  /** Starts the node against the daemon's loop, for the life of the scope. */
-  readonly start: (loop: LoopService) => Effect.Effect<void, never, Scope.Scope>
+  /** Starts the node against the daemon's loop, for the life of the scope; gives back what fails on a bug. */
+  readonly start: (loop: LoopService) => Effect.Effect<Effect.Effect<never, ClusterBug>, never, Scope.Scope>
   /** A local tell the loop accepted: record it as this node's override; resolves with the client's note (within about a second). */
   readonly recordLocalTell: (group: string, level: string) => Effect.Effect<string>
   /** For the local status answer. */
@@ -196,9 +197,9 @@ const startNodeRunner = (deps: {
     fencerIfNeeded(initial)
     runner.onStep(fencerIfNeeded)
     yield* Effect.addFinalizer(() => Effect.sync(stopWatching))
-    yield* Effect.forkIn(runner.run(perform), scope)
+    const running = yield* Effect.forkIn(runner.run(perform), scope)
     yield* Effect.forkIn(coreChanges(loop, runner), scope)
-    return { runner, revoked }
+    return { runner, revoked, crashed: Fiber.join(running) }
   })
 
 /** The core's state after every batch that changed it, as `CoreChanged` (several coalesce into the latest). */
@@ -264,6 +265,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
           const started = yield* startNodeRunner({ options, store, instance, start, fencing: made, replies, loop })
           runner = started.runner
           revoked = started.revoked
+          return started.crashed
         }),
       recordLocalTell: (group, level) => (runner === undefined ? Effect.succeed("applied here; the cluster agent is still starting") : replies.ask(runner.offer, group, level)),
       info: () => clusterInfo(options, store.cluster, runner?.state(), clock ?? (() => 0)),

@@ -48,7 +48,7 @@ import { makeInbox, makeLoop } from "./loop.ts"
 import { peerOf } from "./peer.ts"
 import type { Persistence } from "./persistence.ts"
 import { StateFileInUse, openPersistence } from "./persistence.ts"
-import type { ClusterPort, LoopService } from "./ports.ts"
+import type { ClusterBug, ClusterPort, LoopService } from "./ports.ts"
 import type { Output, ProcessesService } from "./processes.ts"
 import { makeProcesses } from "./processes.ts"
 import { processIdentity } from "./procfs.ts"
@@ -103,7 +103,7 @@ export class SocketDirUnusable extends Data.TaggedError("SocketDirUnusable")<{ r
 }
 
 /** Why the daemon could not start (the CLI prints it and exits 1), or the bug that ended it (exit 70). */
-export type DaemonError = ConfigError | SocketDirUnusable | SocketPathTooLong | StateFileInUse | ServeError | LoopBug
+export type DaemonError = ConfigError | SocketDirUnusable | SocketPathTooLong | StateFileInUse | ServeError | LoopBug | ClusterBug
 
 
 const statusId = (): string => `${process.pid}.${Math.random().toString(36).slice(2, 10)}`
@@ -336,11 +336,11 @@ export const daemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, DaemonE
       message: `isinitd ${version} pid ${process.pid}: config ${paths.config}, socket ${paths.socket}, status ${paths.initstat}, state ${persistence.path}, orphans ${orphansNote(parts.reaper)}`,
     })
     options.onReady?.(paths)
-    if (options.cluster !== undefined) yield* options.cluster.start(parts.loop)
+    const clusterCrashed = options.cluster === undefined ? Effect.never : yield* options.cluster.start(parts.loop)
     if (options.operations !== undefined) yield* options.operations.start(viewOf(options, parts))
     const end: DaemonEnd = yield* Effect.raceFirst(
       Effect.raceFirst(Effect.as(parts.loop.waitFor((s) => s.lifecycle === "halted"), "halted" as const), Effect.as(handOver.asked, "handedOver" as const)),
-      parts.loop.crashed,
+      Effect.raceFirst(parts.loop.crashed, clusterCrashed),
     )
     // Failover groups handed over cleanly and leases given back before the daemon goes (not after a hand-over).
     if (end === "halted" && options.cluster !== undefined) yield* options.cluster.stop()

@@ -53,14 +53,28 @@ export class ClusterConfigUnavailable extends Data.TaggedError("ClusterConfigUna
   }
 }
 
+/**
+ * A bug in cluster mode (its node reducer threw, or its shell failed on an event): like a bug of
+ * the loop, it stops the daemon with exit 70, leaving every process to the next isinitd. Going on
+ * would leave the node's view of etcd out of step with etcd for good.
+ */
+export class ClusterBug extends Data.TaggedError("ClusterBug")<{ readonly what: string; readonly error: unknown }> {
+  override get message(): string {
+    return `bug: ${this.what}: ${this.error instanceof Error ? (this.error.stack ?? this.error.message) : String(this.error)}`
+  }
+}
+
 /** What the daemon needs of cluster mode (`isinitd --etcd`): where its config comes from, and what it reports. */
 export interface ClusterPort {
   /** The config the daemon starts with (etcd's, else the local file's, else an empty one). */
   readonly initialConfig: Parsed
   /** The config a tell, plan, reload or SIGHUP uses now. */
   readonly currentConfig: () => Effect.Effect<Parsed, ClusterConfigUnavailable>
-  /** Converges and publishes against the daemon's loop for the life of the scope, once the daemon serves. */
-  readonly start: (loop: LoopService) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Converges and publishes against the daemon's loop for the life of the scope, once the daemon
+   * serves; gives back what fails when cluster mode meets a bug (the daemon then exits 70).
+   */
+  readonly start: (loop: LoopService) => Effect.Effect<Effect.Effect<never, ClusterBug>, never, Scope.Scope>
   /** A local tell the loop accepted: record it in etcd; resolves with a note for the client. */
   readonly recordLocalTell: (group: string, level: string) => Effect.Effect<string>
   /** For the local status answer. */

@@ -15,6 +15,7 @@ import * as Queue from "effect/Queue"
 import { nextWakeup, reduceNode } from "../node/reduce.ts"
 import type { NodeCommand, NodeEvent, NodeState } from "../node/types.ts"
 import type { LogService } from "../../log.ts"
+import { ClusterBug } from "../../runtime/ports.ts"
 
 /** A node event, made at the moment it is handled. */
 export type Input = (now: number) => NodeEvent
@@ -28,8 +29,8 @@ export interface Runner {
   readonly offer: (input: Input) => void
   /** Told after every step (the agent starts the fencer when the config has failover groups, watches for `stopped`). */
   readonly onStep: (listener: (state: NodeState) => void) => void
-  /** Handles events until interrupted. */
-  readonly run: (perform: Perform) => Effect.Effect<never>
+  /** Handles events until interrupted, or until a bug (a throw in the reducer or the shell) ends it. */
+  readonly run: (perform: Perform) => Effect.Effect<never, ClusterBug>
 }
 
 export interface RunnerOptions {
@@ -39,6 +40,8 @@ export interface RunnerOptions {
   /** The daemon's clock: the core's and the node's `now`. */
   readonly now: () => number
   readonly log: LogService
+  /** The node reducer (tests plant a faulty one). */
+  readonly reduce?: typeof reduceNode
 }
 
 /** The one timer: a Tick at `due` (the daemon's clock); arming it again replaces it. */
@@ -71,17 +74,17 @@ export const makeRunner = (options: RunnerOptions): Effect.Effect<Runner> =>
     const timer = wakeTimer(options.now, offer)
     const armTimer = (): void => timer.arm(nextWakeup(state))
 
-    /** One reduction; a reducer that throws (a bug) loses the event, never the daemon. */
-    const reduceOne = (event: NodeEvent): readonly NodeCommand[] => {
-      try {
-        const [next, commands] = reduceNode(state, event)
-        state = next
-        return commands
-      } catch (error) {
-        options.log.line({ what: "bug", message: `the cluster node reducer threw on ${event._tag}: ${String(error)}` })
-        return []
-      }
-    }
+    const reduce = options.reduce ?? reduceNode
+    /** One reduction. The reducer is total: a throw is a bug, and ends the runner (fail fast, as the loop does). */
+    const reduceOne = (event: NodeEvent): Effect.Effect<readonly NodeCommand[], ClusterBug> =>
+      Effect.try({
+        try: () => {
+          const [next, commands] = reduce(state, event)
+          state = next
+          return commands
+        },
+        catch: (error) => new ClusterBug({ what: `the cluster node reducer threw on ${event._tag}`, error }),
+      })
 
     /** Performs `commands` in order; the answers of core commands, to handle next. */
     const performAll = (perform: Perform, commands: readonly NodeCommand[]): Effect.Effect<Input[]> =>
@@ -95,30 +98,33 @@ export const makeRunner = (options: RunnerOptions): Effect.Effect<Runner> =>
       })
 
     /** One event from outside, then the answers of its core commands, in order, before anything else. */
-    const step = (perform: Perform, first: Input): Effect.Effect<void> =>
+    const step = (perform: Perform, first: Input): Effect.Effect<void, ClusterBug> =>
       Effect.gen(function* () {
         const local: Input[] = [first]
         for (let input = local.shift(); input !== undefined; input = local.shift()) {
           const event = input(Math.max(options.now(), state.now))
-          local.push(...(yield* performAll(perform, reduceOne(event))))
+          local.push(...(yield* performAll(perform, yield* reduceOne(event))))
         }
         armTimer()
         for (const listener of listeners) listener(state)
       })
 
-    /** A step that dies of a bug (a throw in the shell) is logged; the next event is handled as usual. */
-    const guarded = (perform: Perform, input: Input): Effect.Effect<void> =>
-      Effect.catchDefect(step(perform, input), (defect) =>
-        Effect.sync(() => options.log.line({ what: "bug", message: `the cluster shell failed on an event: ${String(defect)}` })),
-      )
+    /** A step that dies of a defect (a throw in the shell) is a bug too; it is logged where the runner ends. */
+    const guarded = (perform: Perform, input: Input): Effect.Effect<void, ClusterBug> =>
+      Effect.catchDefect(step(perform, input), (defect) => Effect.fail(new ClusterBug({ what: "the cluster shell failed on an event", error: defect })))
 
-    const run = (perform: Perform): Effect.Effect<never> =>
+    const run = (perform: Perform): Effect.Effect<never, ClusterBug> =>
       Effect.gen(function* () {
-        const start = yield* performAll(perform, options.startCommands)
+        const start = yield* Effect.catchDefect(performAll(perform, options.startCommands), (defect) =>
+          Effect.fail(new ClusterBug({ what: "the cluster shell failed on its start commands", error: defect })),
+        )
         yield* Effect.forEach(start, (input) => guarded(perform, input), { discard: true })
         armTimer()
         return yield* Effect.forever(Effect.flatMap(Queue.take(queue), (input) => guarded(perform, input)))
-      }).pipe(Effect.ensuring(Effect.sync(() => timer.arm(undefined))))
+      }).pipe(
+        Effect.tapError((bug) => Effect.sync(() => options.log.line({ what: "bug", message: `${bug.message}; exiting, leaving every process to the next isinitd` }))),
+        Effect.ensuring(Effect.sync(() => timer.arm(undefined))),
+      )
 
     return { state: () => state, offer, onStep: (listener) => void listeners.push(listener), run }
   })
