@@ -22,15 +22,8 @@ import { cpus, loadavg, release, tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Peer, Session } from "./lib/peers.ts"
 import { isinitdFiles, isinitdPeer, repoRoot, runMarker, runitPeer, runitServiceDir, supervisordConfPath, supervisordPeer } from "./lib/peers.ts"
+import { envInt } from "./lib/env.ts"
 import { cleanUpOnExit, killAllWithEnv, statFields } from "./lib/proc.ts"
-
-const envInt = (name: string, fallback: number): number => {
-  const v = process.env[name]
-  if (v === undefined || v === "") return fallback
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a whole number of at least 1, not ${JSON.stringify(v)}`)
-  return n
-}
 
 const cfg = {
   reps: envInt("BENCH_CLIENT_REPS", 40),

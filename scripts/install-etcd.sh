@@ -18,15 +18,9 @@ fi
 if [ -z "$missing" ]; then
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "etcd: missing$missing and not root; run: sudo apt-get install -y$missing" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
 # etcd-server enables a systemd unit; tests never use it (they start their own etcd on free ports).
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+sh "$(dirname "$0")/apt-install.sh" etcd $missing
 for tool in etcdctl openssl; do
   command -v "$tool" >/dev/null 2>&1 || { echo "etcd: $tool still missing after installing$missing" >&2; exit 1; }
 done

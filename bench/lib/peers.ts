@@ -156,8 +156,8 @@ export const isinitdTab = (work: Workload): string => {
 /** Where an isinitd session keeps its files (the isinittab, the socket, the status file). */
 export const isinitdFiles = (dir: string) => ({ tab: join(dir, "isinittab"), socket: join(dir, "run/init.s"), initstat: join(dir, "run/initstat") })
 
-/** isinitd as built (`node [shebang flags] [extra flags] dist/cli/isinitd.js`). */
-export const isinitdPeer = (name: string, extraFlags: readonly string[] = []): Peer => ({
+/** isinitd as built (`node [shebang flags] [extra flags] dist/cli/isinitd.js [daemon args]`). */
+export const isinitdPeer = (name: string, extraFlags: readonly string[] = [], daemonArgs: readonly string[] = []): Peer => ({
   name,
   missing: () => (existsSync(isinitdBin) ? undefined : `${isinitdBin} is missing: run npm run build`),
   open: async (dir, work) => {
@@ -167,7 +167,7 @@ export const isinitdPeer = (name: string, extraFlags: readonly string[] = []): P
     writeFileSync(tab, isinitdTab(work))
     const logFd = openSync(logPath, "a")
     const flags = [...shebangFlags(), ...extraFlags]
-    const daemon = spawnMarked(sessionMarker, process.execPath, [...flags, isinitdBin, "-c", tab, "-s", socket, "--initstat", initstat], logFd)
+    const daemon = spawnMarked(sessionMarker, process.execPath, [...flags, isinitdBin, "-c", tab, "-s", socket, "--initstat", initstat, ...daemonArgs], logFd)
     closeSync(logFd)
     const logTail = (): string => {
       try {

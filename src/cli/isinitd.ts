@@ -36,9 +36,10 @@ const { resilientLog } = await import("../runtime/log.ts")
 const { ClusterConfigUnavailable } = await import("../runtime/ports.ts")
 
 const usage = `Usage: isinitd [-c FILE] [-s SOCKET] [--initstat FILE] [--state FILE] [--socket-mode MODE] [--chdir DIR]
+               [--metrics ADDR] [--http ADDR] [--allow-remote]
        isinitd --etcd URLS [--cluster NAME] [--node NAME] [--lease-ttl S] [-c FILE] [-s SOCKET] [--initstat FILE]
                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user NAME --etcd-password-file FILE]
-               [--trusted-keys FILE] [--etcd-config FILE]
+               [--trusted-keys FILE] [--etcd-config FILE] [--metrics ADDR] [--http ADDR] [--allow-remote]
        isinitd --help | --version
 
 Runs the isinit daemon in the foreground: starts and stops the processes of the isinittab's
@@ -81,6 +82,16 @@ Options:
       --etcd-config FILE  the settings above as "name = value" lines (default $ISINIT_ETCD_CONFIG);
                         the command line wins over $ISINIT_ETCD_CACERT, _CERT, _KEY, _USER,
                         _PASSWORD_FILE and $ISINIT_TRUSTED_KEYS, which win over the file
+      --metrics ADDR    serve Prometheus metrics at http://ADDR/metrics (groups, entries, restarts,
+                        jails, last exits, the loop's lag and queue, hooks, etcd, failover holds);
+                        ADDR is PORT, HOST:PORT or [IPV6]:PORT, 127.0.0.1 without a host, port 0 for
+                        any free port (the log names it). Off by default
+      --http ADDR       serve a read-only status page at http://ADDR/ (groups, entries, recent
+                        events, live through server-sent events; in cluster mode the node x group
+                        table). The same ADDR as --metrics: one server for both. Off by default
+      --allow-remote    let --metrics and --http listen on a non-loopback address. They have no
+                        authentication: anyone who can reach them reads group and tag names,
+                        states, pids and exit codes (put a firewall or a TLS proxy in front)
   -h, --help            this text
   -V, --version         print the version
 
@@ -132,6 +143,9 @@ const parse = () => {
         cluster: { type: "string" },
         node: { type: "string" },
         "lease-ttl": { type: "string" },
+        metrics: { type: "string" },
+        http: { type: "string" },
+        "allow-remote": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -229,6 +243,29 @@ if (values.chdir !== undefined) {
   }
 }
 
+/**
+ * --metrics, --http and --allow-remote, checked now (a mistake exits 2). address.ts is loaded
+ * only when one of them is given, as everything behind them (runtime/ops.ts).
+ */
+const operationsSettingsOf = async () => {
+  const { parseListenAddress } = await import("../runtime/address.ts")
+  const addressOf = (flag: "metrics" | "http") => {
+    const text = values[flag]
+    if (text === undefined) return undefined
+    const address = parseListenAddress(text)
+    if (typeof address === "string") return fail(`--${flag}: ${address}`, 2)
+    if (!address.loopback && values["allow-remote"] !== true) {
+      return fail(`--${flag} ${text}: ${address.host} is not a loopback address, and the metrics and the status page have no authentication (anyone who can reach them reads group and tag names, states, pids and exit codes); add --allow-remote to listen there anyway, behind a firewall or a TLS proxy`, 2)
+    }
+    return address
+  }
+  return { metrics: addressOf("metrics"), http: addressOf("http") }
+}
+
+const operationsAsked = values.metrics !== undefined || values.http !== undefined
+if (values["allow-remote"] === true && !operationsAsked) fail("--allow-remote applies only with --metrics or --http", 2)
+const operationsSettings = operationsAsked ? await operationsSettingsOf() : undefined
+
 /** The agent as the daemon sees it: a config source, a converger started once the daemon serves, a reporter. */
 const clusterPort = (agent: ClusterAgent): ClusterPort => ({
   initialConfig: agent.initialConfig,
@@ -249,10 +286,31 @@ const startCluster = (settings: Settings) =>
     ({ makeClusterAgent }) => Effect.map(makeClusterAgent({ ...settings, localConfigPath: configPath, log }), clusterPort),
   )
 
+type OperationsSettings = NonNullable<typeof operationsSettings>
+
+/**
+ * --metrics and --http, loaded only when asked for. In cluster mode the page reads the cluster's
+ * table through a reader of its own (cluster/table.ts); one that cannot be made leaves the page
+ * with this node only, and says why in the log.
+ */
+const startOperations = (ops: OperationsSettings, settings: Settings | undefined) =>
+  Effect.gen(function* () {
+    const { operationsPort } = yield* Effect.promise(() => import("../runtime/ops.ts"))
+    if (settings === undefined || ops.http === undefined) return operationsPort({ ...ops, log })
+    const { makeClusterTableReader } = yield* Effect.promise(() => import("../cluster/table.ts"))
+    const reader = yield* Effect.catch(makeClusterTableReader({ hosts: settings.hosts, cluster: settings.cluster, log, ...settings.secure }), (reason) =>
+      Effect.sync((): undefined => {
+        log.line({ what: "http", message: `the status page shows this node only: ${reason}` })
+      }),
+    )
+    return operationsPort({ ...ops, log, clusterReader: reader })
+  })
+
 /** The agent first (it settles the config the daemon starts with), then the daemon, in one scope. */
 const run = Effect.scoped(
   Effect.gen(function* () {
     const cluster = clusterOptions === undefined ? undefined : yield* startCluster(clusterOptions)
+    const operations = operationsSettings === undefined ? undefined : yield* startOperations(operationsSettings, clusterOptions)
     return yield* daemon({
       configPath,
       socketPath: absolute(values.socket),
@@ -263,6 +321,7 @@ const run = Effect.scoped(
       output: log.childOutput,
       onReady: (paths) => log.fallbackTo(join(dirname(paths.initstat), "isinitd.log")),
       cluster,
+      operations,
     })
   }),
 )

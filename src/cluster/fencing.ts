@@ -87,6 +87,13 @@ const watchFencer = (child: ChildProcess, handlers: { readonly ready: () => void
   return running
 }
 
+/** Writes `message` to the fencer, if one runs; a deadline goes on the fencer's clock (`onFencerClock`: both clocks read now, together). */
+const sendTo = (running: Running | undefined, message: FencerMessage, onFencerClock: (at: number) => number): void => {
+  if (running === undefined) return
+  const out = message.op === "arm" ? { ...message, termAt: onFencerClock(message.termAt), killAt: onFencerClock(message.killAt) } : message
+  running.channel.write(`${JSON.stringify(out)}\n`)
+}
+
 export const makeFencing = (options: FencingOptions): Fencing => {
   const { clock, note } = kernelClock()
   if (note !== undefined) options.log.line({ what: "warning", message: note })
@@ -97,14 +104,9 @@ export const makeFencing = (options: FencingOptions): Fencing => {
   let closed = false
   let retry: NodeJS.Timeout | undefined
 
-  /** A deadline on the daemon's clock, on the fencer's: both clocks read now, together. */
-  const onFencerClock = (at: number): number => at - options.now() + clock.nowMs()
+  const send = (message: FencerMessage): void => sendTo(current, message, (at) => at - options.now() + clock.nowMs())
 
-  const send = (message: FencerMessage): void => {
-    if (current === undefined) return
-    const out = message.op === "arm" ? { ...message, termAt: onFencerClock(message.termAt), killAt: onFencerClock(message.killAt) } : message
-    current.channel.write(`${JSON.stringify(out)}\n`)
-  }
+  const startLater = (): void => void (retry ??= setTimeout(() => ((retry = undefined), start()), restartDelayMs))
 
   const start = (): void => {
     if (closed || current !== undefined) return
@@ -112,8 +114,7 @@ export const makeFencing = (options: FencingOptions): Fencing => {
     const child = spawnFencer()
     if (typeof child === "string") {
       options.log.line({ what: "warning", message: `cannot start the fencer: ${child}; failover groups do not start here until it runs` })
-      retry ??= setTimeout(() => ((retry = undefined), start()), restartDelayMs)
-      return
+      return startLater()
     }
     const running = watchFencer(child, {
       ready: () => {
@@ -128,7 +129,7 @@ export const makeFencing = (options: FencingOptions): Fencing => {
         // so a fencer that dies at once (a broken environment) is not restarted in a tight loop.
         const quick = Date.now() - startedAt < restartDelayMs
         options.log.line({ what: "warning", message: `the fencer (pid ${child.pid ?? "?"}) ${why}: starting another${quick ? " in a second" : ""}` })
-        if (quick) retry ??= setTimeout(() => ((retry = undefined), start()), restartDelayMs)
+        if (quick) startLater()
         else start()
       },
     })

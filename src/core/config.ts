@@ -8,6 +8,8 @@
 import type { Failover } from "./failover.ts"
 import { noFailover } from "./failover.ts"
 import type { Mode, Signal } from "./enums.ts"
+import type { HookConfig } from "./hooks.ts"
+import { defaultHookConfig } from "./hooks.ts"
 import type { EntryOptions } from "./options.ts"
 import { sameOptions } from "./options.ts"
 
@@ -56,6 +58,8 @@ export const defaultRemovalGuard: RemovalGuard = { _tag: "Share", percent: 50 }
 export interface Config {
   /** Failover groups and their timing (`:::failover` directives; failover.ts). */
   readonly failover: Failover
+  /** Event hooks (`:::hook` directives; hooks.ts): run by the runtime, never by a transition. */
+  readonly hooks: HookConfig
   /** Every entry, in file order (`off` entries included). */
   readonly entries: readonly Entry[]
   readonly byTag: ReadonlyMap<string, Entry>
@@ -92,6 +96,7 @@ export const makeConfig = (
     readonly socket?: string | undefined
     readonly initstat?: string | undefined
     readonly failover?: Failover
+    readonly hooks?: HookConfig
   } = {},
 ): Config => {
   const byTag = new Map<string, Entry>()
@@ -104,6 +109,7 @@ export const makeConfig = (
   }
   return {
     failover: options.failover ?? noFailover,
+    hooks: options.hooks ?? defaultHookConfig,
     entries,
     byTag,
     byGroup,

@@ -107,6 +107,10 @@ export const shellLogWhats = [
   "etcd-lease-lost",
   /** The fencer: a failover group's processes killed when its hold ran out without a renewal. */
   "fencer",
+  /** Event hooks (runtime/hooks.ts): a run that failed, timed out, or events dropped over a limit. */
+  "hook",
+  /** --metrics and --http (runtime/http.ts): serving, or an address that cannot be had. */
+  "http",
 ] as const
 
 export const logWhats = [...reducerLogWhats, ...shellLogWhats] as const

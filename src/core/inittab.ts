@@ -23,6 +23,7 @@
  *   :::kill-grace:DURATION         SIGTERM-to-SIGKILL grace when stopping (30s)
  *   :::removal-guard:PERCENT%|off  a re-read may stop at most this share of what runs (50%; reread.ts)
  *   :::option:TAG:KEY=VALUE        a per-entry option; TAG `*` for every entry (options.ts, optionLines.ts)
+ *   :::hook:EVENT:COMMAND, :::hook-timeout:DURATION, :::hook-limit:N/DURATION   event hooks (hooks.ts)
  *
  * DURATION is an integer with unit `ms`, `s` or `m` (`500ms`, `10s`, `2m`); a bare integer means
  * seconds. Durations must be positive and at most 2147483647 ms (about 24.8 days: the longest
@@ -44,6 +45,8 @@ import { defaultLimits, defaultRemovalGuard, makeConfig, modes } from "./config.
 import type { FailoverDraft } from "./failoverDirectives.ts"
 import { failoverDirective, failoverDirectiveDocs, finishFailover, newFailoverDraft } from "./failoverDirectives.ts"
 import { commandHazards, groupHazards, levelHazards } from "./hazards.ts"
+import type { DirectiveValues, HookDraft } from "./hookDirectives.ts"
+import { finishHooks, hookDirective, hookDirectiveDocs, newHookDraft } from "./hookDirectives.ts"
 import { E, t } from "../lib/ioTs.ts"
 import type { DirectiveDoc } from "./config.ts"
 import { noOptions } from "./options.ts"
@@ -69,6 +72,7 @@ export const directives: readonly DirectiveDoc[] = [
   },
   { syntax: ":::option:TAG:KEY=VALUE", default: "(none)", meaning: "a per-entry option (README: Per-entry options); TAG * sets it for every entry, a TAG line wins" },
   ...failoverDirectiveDocs,
+  ...hookDirectiveDocs,
 ]
 
 // Codecs for the field values. The mode codec is built from config.ts's list, so the two agree.
@@ -133,6 +137,7 @@ interface Builder {
   /** Hazards of each group and level name, worked out once per file: names repeat on many lines. */
   readonly nameHazards: Map<string, readonly string[]>
   readonly failover: FailoverDraft
+  readonly hooks: HookDraft
   /** `:::option:` lines, resolved to their entries once the whole file is read (optionLines.ts). */
   readonly options: OptionDraft[]
   limits: Limits
@@ -176,9 +181,13 @@ const pathDirective = (b: Builder, line: number, name: "socket" | "initstat", pa
   else b.initstat = path
 }
 
+/** How the hook directives read their values: as the directives here read theirs. */
+const hookValues: DirectiveValues = { durationMs: (text) => durationMs(text), limit: respawnLimitOf }
+
 const tuningDirective = (b: Builder, line: number, name: string, value: string | undefined): void => {
   const raw = value ?? ""
   if (failoverDirective(b.failover, b.problems, line, name, raw)) return
+  if (hookDirective(b.hooks, b.problems, line, name, raw, hookValues)) return
   switch (name) {
     case "option":
       optionLine(b.options, b.problems, line, raw)
@@ -207,7 +216,7 @@ const tuningDirective = (b: Builder, line: number, name: string, value: string |
       return
     }
     default:
-      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace, removal-guard, option)`)
+      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace, removal-guard, option, failover..., hook, hook-timeout, hook-limit)`)
   }
 }
 
@@ -315,6 +324,7 @@ export const parseInittab = (text: string): Parsed => {
     directiveLines: new Map(),
     nameHazards: new Map(),
     failover: newFailoverDraft(),
+    hooks: newHookDraft(),
     options: [],
     limits: defaultLimits,
     removalGuard: defaultRemovalGuard,
@@ -329,7 +339,7 @@ export const parseInittab = (text: string): Parsed => {
   const entries = resolveOptions(b.options, b.entries, b.tagLines, b.problems)
   const failover = finishFailover(b.failover, entries, b.problems)
   return {
-    config: makeConfig(entries, { limits: b.limits, removalGuard: b.removalGuard, socket: b.socket, initstat: b.initstat, failover }),
+    config: makeConfig(entries, { limits: b.limits, removalGuard: b.removalGuard, socket: b.socket, initstat: b.initstat, failover, hooks: finishHooks(b.hooks) }),
     problems: b.problems,
   }
 }

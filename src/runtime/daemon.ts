@@ -55,6 +55,10 @@ import { processIdentity } from "./procfs.ts"
 import type { Reaper } from "./reaper.ts"
 import { startReaper } from "./reaper.ts"
 import type { Handler, ServeError } from "./server.ts"
+import type { HookRunner } from "./hooks.ts"
+import { makeHookRunner } from "./hooks.ts"
+import type { DaemonView, NoticeFeed, OperationsPort } from "./observe.ts"
+import { makeNoticeFeed } from "./observe.ts"
 import { serve } from "./server.ts"
 import type { DaemonSignal } from "./signals.ts"
 import { handleSignals } from "./signals.ts"
@@ -84,6 +88,8 @@ export interface DaemonOptions {
   readonly cluster?: ClusterPort | undefined
   /** The state invariant check the loop runs after every batch (loop.ts `stateProblem`); the core's `batchProblem` by default. */
   readonly stateProblem?: (state: State) => string | undefined
+  /** `--metrics` and `--http` (runtime/ops.ts, loaded by the composition root only when asked for). */
+  readonly operations?: OperationsPort | undefined
 }
 
 /** How the daemon's run ended: every process gone after a stopall, or handed over to a successor. */
@@ -160,9 +166,9 @@ const actOnSignal = (loop: LoopService, config: ConfigSource, log: LogService, h
   }
 }
 
-/** Started before anything is spawned, so that every orphan of every run comes to us. */
-const orphanReaper = (log: LogService, processes: ProcessesService): Effect.Effect<Reaper, never, Scope.Scope> =>
-  startReaper({ ownsChild: processes.ownsChild, onReaped: processes.recheck, log: (what, message) => log.line({ what, message }) })
+/** Started before anything is spawned, so that every orphan of every run comes to us; the hooks' processes are libuv's to reap, as the entries' are. */
+const orphanReaper = (log: LogService, processes: ProcessesService, hooks: { readonly ownsChild: (pid: number) => boolean }): Effect.Effect<Reaper, never, Scope.Scope> =>
+  startReaper({ ownsChild: (pid) => processes.ownsChild(pid) || hooks.ownsChild(pid), onReaped: processes.recheck, log: (what, message) => log.line({ what, message }) })
 
 /** For the ready line: what becomes of a service's orphaned processes. */
 const orphansNote = (reaper: Reaper): string => {
@@ -203,6 +209,8 @@ interface Parts {
   readonly processes: ProcessesService
   readonly status: StatusWriter
   readonly reaper: Reaper
+  readonly notices: NoticeFeed
+  readonly hookStats: HookRunner["stats"]
 }
 
 const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persistence: Persistence): Effect.Effect<Parts, never, Scope.Scope> =>
@@ -218,7 +226,10 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       beforeSpawn: persistence.beforeSpawn,
       failover: options.cluster === undefined ? undefined : { now: inbox.now, environment: options.cluster.failoverEnvironment },
     })
-    const reaper = yield* orphanReaper(log, processes)
+    const info = options.cluster?.info()
+    const hooks = yield* makeHookRunner({ log, site: { node: info?.node, cluster: info?.cluster } })
+    const notices = makeNoticeFeed(hooks, log)
+    const reaper = yield* orphanReaper(log, processes, hooks)
     const status = yield* makeStatusFile({ path: paths.initstat, render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()), warn })
     const loop = yield* makeLoop(stateRef, {
       inbox,
@@ -226,9 +237,10 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       status,
       log,
       onBatch: persistence.onBatch,
+      onStep: notices.onStep,
       stateProblem: options.stateProblem ?? batchProblem,
     })
-    return { loop, processes, status, reaper }
+    return { loop, processes, status, reaper, notices, hookStats: hooks.stats }
   })
 
 /**
@@ -254,6 +266,19 @@ const serveSocket = (options: DaemonOptions, paths: Paths, config: ConfigSource,
     onAnswered: handOver.answered,
   })
 }
+
+const startedAt = Date.now()
+
+/** What the metrics and the status page read (observe.ts). */
+const viewOf = (options: DaemonOptions, parts: Parts): DaemonView => ({
+  loop: parts.loop,
+  notices: parts.notices,
+  hookStats: parts.hookStats,
+  cluster: options.cluster?.info,
+  version,
+  pid: process.pid,
+  startedAt,
+})
 
 /** The predecessor's processes, taken over (only once the socket is ours: a refused second daemon must not touch the files). */
 const takeOverPredecessor = (parts: Parts, persistence: Persistence, parsed: Parsed): Effect.Effect<void> =>
@@ -312,6 +337,7 @@ export const daemon = (options: DaemonOptions): Effect.Effect<DaemonEnd, DaemonE
     })
     options.onReady?.(paths)
     const clusterCrashed = options.cluster === undefined ? Effect.never : yield* options.cluster.start(parts.loop)
+    if (options.operations !== undefined) yield* options.operations.start(viewOf(options, parts))
     const end: DaemonEnd = yield* Effect.raceFirst(
       Effect.raceFirst(Effect.as(parts.loop.waitFor((s) => s.lifecycle === "halted"), "halted" as const), Effect.as(handOver.asked, "handedOver" as const)),
       Effect.raceFirst(parts.loop.crashed, clusterCrashed),

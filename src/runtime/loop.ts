@@ -87,6 +87,8 @@ export interface LoopDeps {
    * reducer asserts the rest of what each step changes itself, and throws (`ReducerThrew`).
    */
   readonly stateProblem?: (state: State) => string | undefined
+  /** Told every event the reducer applied, as it is applied (the notices of hooks and the status page: observe.ts). */
+  readonly onStep?: (event: Event, applied: AppliedEvent) => void
 }
 
 /** The loop as its owner (the daemon) sees it: the port, and how it ends. */
@@ -241,7 +243,9 @@ export const makeLoop = (stateRef: Ref.Ref<State>, deps: LoopDeps): Effect.Effec
         logNews(log, state, event)
         const [next, effects] = yield* Effect.try({ try: () => reducer(state, event), catch: (error) => new ReducerThrew({ event, error }) })
         for (const effect of effects) yield* interpret(deps, next, effect)
-        submissions.applied(event, { before: state, after: next, effects })
+        const applied: AppliedEvent = { before: state, after: next, effects }
+        submissions.applied(event, applied)
+        deps.onStep?.(event, applied)
         return [next, effects] as const
       })
 
@@ -275,6 +279,7 @@ export const makeLoop = (stateRef: Ref.Ref<State>, deps: LoopDeps): Effect.Effec
       now: inbox.now,
       waitFor: waiters.waitFor,
       batches: () => batches,
+      queued: () => Queue.sizeUnsafe(inbox.queue),
       deadline: timer.at,
       crashed: Fiber.join(fiber),
     }

@@ -40,6 +40,8 @@ export interface LoopService {
   readonly waitFor: (done: (state: State) => boolean, timeoutMs?: number) => Effect.Effect<State | undefined>
   /** Batches processed so far (tests and benchmarks). */
   readonly batches: () => number
+  /** Events waiting for the next batch (the metrics' queue length). */
+  readonly queued: () => number
   /** When the one timer fires, or `undefined` when none is armed (an idle daemon). */
   readonly deadline: () => number | undefined
 }

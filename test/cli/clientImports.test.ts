@@ -55,3 +55,15 @@ describe("the client's imports", () => {
     expect(graph.filter((m) => /^src\/core\/(state|reducer|snapshot|report|status|plan|timers)\.ts$/.test(m))).toEqual([])
   })
 })
+
+describe("the daemon's imports", () => {
+  it("without --metrics and --http, isinitd loads none of the metrics, the HTTP server or the page", () => {
+    // isinitd loads the daemon's runtime (daemon.ts) with a dynamic import after its flags; what
+    // --metrics and --http need comes through runtime/ops.ts, imported only when they are given.
+    const graph = new Set([...graphOf("src/cli/isinitd.ts"), ...graphOf("src/runtime/daemon.ts")])
+    const onDemand = ["src/runtime/ops.ts", "src/runtime/metrics.ts", "src/runtime/exposition.ts", "src/runtime/http.ts", "src/runtime/address.ts", "src/runtime/statusPage.ts", "src/web/page.ts", "src/cluster/table.ts"]
+    expect(onDemand.filter((m) => graph.has(m))).toEqual([])
+    expect(graph.has("src/runtime/daemon.ts")).toBe(true)
+    expect([...graph].filter((m) => m === "node:http" || m === "prom-client")).toEqual([])
+  })
+})

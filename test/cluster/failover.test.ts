@@ -10,6 +10,7 @@
  * cut off from etcd; the etcd leader killed; a clean `move`; a node banned after its test fails.
  * After each: exactly one witness runs, on one node, no two ever overlapped, and (but after the
  * leader kill, which need not move the group) it runs on another node than before. TTL 3 s.
+ * Each node serves --metrics: the holder's says it holds the group, at the epoch etcd names.
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -19,6 +20,7 @@ import type { Proxy } from "./failover-lab.ts"
 import { startProxy, uptime, witnessLines, witnessScript, witnessesAlive } from "./failover-lab.ts"
 import type { Lab, Node } from "./nodes.ts"
 import { isinit, makeLab } from "./nodes.ts"
+import { fetchText } from "../runtime/opsHarness.ts"
 
 const cluster = "fo"
 const names = ["n1", "n2", "n3"] as const
@@ -90,7 +92,7 @@ describe.skipIf(skipWithoutEtcd())("failover groups on three real nodes", () => 
       [":::failover:web:on", ":::failover-ttl:3s", `web:witness:on,:respawn:/bin/sh ${script} ${log} ${lab.path("witness.lock")}`, "web:check:on,:test:test ! -e " + lab.path("fail.$ISINIT_NODE"), ""].join("\n"),
     )
     for (const name of names) proxies.set(name, await Promise.all(etcd.members.map((m) => startProxy(m.url))))
-    nodes = new Map(names.map((name) => [name, lab.node(name, { tab, etcd: (proxies.get(name) ?? []).map((p) => p.url).join(",") })]))
+    nodes = new Map(names.map((name) => [name, lab.node(name, { tab, etcd: (proxies.get(name) ?? []).map((p) => p.url).join(","), args: ["--metrics", "127.0.0.1:0"] })]))
     const push = await isinit([...etcdArgs(), "config", "push", tab])
     expect(push.code, push.err).toBe(0)
     await Promise.all([...nodes.values()].map((n) => n.start()))
@@ -117,6 +119,26 @@ describe.skipIf(skipWithoutEtcd())("failover groups on three real nodes", () => 
     // It follows its election, not tells: the client refuses one, naming the command that moves it.
     const tell = await isinit([...etcdArgs(), "tell", "web", "on"])
     expect([tell.code, tell.err]).toEqual([1, expect.stringMatching(/web is a failover group: .*move it with isinit --etcd URLS move web NODE/) as string])
+  })
+
+  it("each node's /metrics says whether it holds the group, and the holder its epoch and the time left on its hold", async () => {
+    const first = await holder()
+    const epoch = (await status()).failover.find((f) => f.group === "web")?.holder?.epoch
+    const scrape = async (name: string): Promise<string> => {
+      const url = /serving \/metrics on (http:\/\/[^/ ]+)\//.exec(node(name).log())?.[1]
+      if (url === undefined) throw new Error(`${name} does not serve /metrics:\n${node(name).log()}`)
+      return (await fetchText(`${url}/metrics`)).body
+    }
+    for (const name of names) {
+      const holds = name === first
+      await eventually(`${name}'s metrics: ${holds ? `holding web at epoch ${epoch ?? "?"}` : "not holding web"}`, async () => {
+        const text = await scrape(name)
+        const remaining = Number(/^isinit_failover_hold_remaining_seconds\{group="web"\} (\S+)$/m.exec(text)?.[1] ?? Number.NaN)
+        return holds
+          ? /^isinit_failover_holding\{group="web"\} 1$/m.test(text) && new RegExp(`^isinit_failover_epoch\\{group="web"\\} ${epoch ?? "?"}$`, "m").test(text) && remaining > 0 && remaining <= 3
+          : /^isinit_failover_holding\{group="web"\} 0$/m.test(text) && !/^isinit_failover_epoch\{/m.test(text)
+      }, 30_000)
+    }
   })
 
   it("SIGKILL of the holder's daemon: its fencer stops the witness, another node takes over, the restarted daemon runs nothing", async () => {

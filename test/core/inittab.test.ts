@@ -296,6 +296,7 @@ describe("directives", () => {
     expect(directives.map((d) => d.syntax.split(":")[3])).toEqual([
       "socket", "initstat", "respawn-limit", "jail", "kill-grace", "removal-guard", "option",
       "failover", "failover-ttl", "failover-renew-deadline", "failover-kill-grace", "failover-takeover-delay", "failover-ban",
+      "hook", "hook-timeout", "hook-limit",
     ])
   })
 
