@@ -212,9 +212,13 @@ test.prop([levelSetsArb, fc.constantFrom(...levelPool)])(
   },
 )
 
-type Change = "command" | "mode" | "same"
-/** What an edit does to each entry: its command or its mode changes, or nothing. */
-const changesArb = fc.array(fc.constantFrom<Change>("command", "mode", "same", "same"), { minLength: 6, maxLength: 6 })
+type Change = "command" | "mode" | "option" | "same"
+/** What an edit does to each entry: its command, its mode or one of its options changes, or nothing. */
+const changesArb = fc.array(fc.constantFrom<Change>("command", "mode", "option", "same", "same"), { minLength: 6, maxLength: 6 })
+
+/** Every entry has an option line; an "option" change gives it another value (issue 11). */
+const optionLines = (entries: readonly EntrySpec[], changes: readonly (Change | undefined)[]): string =>
+  entries.map((e, i) => `:::option:${e.tag}:env=VERSION=${changes[i] === "option" ? "2" : "1"}\n`).join("")
 
 const changed = (e: EntrySpec, change: Change | undefined): EntrySpec => {
   if (change === "command") return { ...e, command: `${e.command} --v2` }
@@ -223,15 +227,15 @@ const changed = (e: EntrySpec, change: Change | undefined): EntrySpec => {
 }
 
 test.prop([entriesArb({ modes: ["respawn", "once"], max: 6 }), changesArb])(
-  "rule 12: an entry whose command or mode changed is stopped and started with its new definition if it " +
+  "rule 12: an entry whose command, mode or options changed is stopped and started with its new definition if it " +
     "belongs to the level; unchanged entries are untouched",
   (entries, changes) => {
-    const w = makeWorld(entries, [], { sigtermDelayMs: 20 })
+    const w = makeWorld(entries, [], { sigtermDelayMs: 20 }, optionLines(entries, []))
     w.tell("g", "1")
     w.advance(100)
     const before = new Map(entries.map((e) => [e.tag, w.liveRuns(e.tag).map((p) => p.run)]))
     const edited = entries.map((e, i) => changed(e, changes[i]))
-    w.editConfig(configText(edited))
+    w.editConfig(optionLines(edited, changes) + configText(edited))
     const tellStep = w.steps
     w.tell("g", "1")
     w.runUntilIdle(60_000)

@@ -10,6 +10,7 @@ import type { Answer, ClusterInfo, Request, Response } from "../codec/protocol.t
 import type { Parsed, Problem } from "../core/config.ts"
 import { emptyConfig, hasErrors } from "../core/config.ts"
 import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
+import { rootProblems } from "../core/optionLines.ts"
 import type { StatusReport } from "../core/report.ts"
 import { configPathFrom, resolvePaths } from "../paths.ts"
 import type { ClientError } from "../runtime/client.ts"
@@ -304,7 +305,8 @@ const check = async (ctx: Context, command: CommandOf<"Check">): Promise<number>
     return 1
   }
   const strict = command.strict || process.getuid?.() === 0 ? await strictProblems(ctx.configPath) : []
-  const parsed: Parsed = { ...ctx.parsed, problems: [...ctx.parsed.problems, ...strict] }
+  const root = rootProblems(ctx.parsed.config, process.getuid?.() ?? 0)
+  const parsed: Parsed = { ...ctx.parsed, problems: [...ctx.parsed.problems, ...root, ...strict] }
   for (const problem of parsed.problems) ctx.io.out(`${formatProblem(ctx.configPath, problem)}\n`)
   if (hasErrors(parsed)) {
     ctx.io.out(`${checkSummary(ctx.configPath, parsed)}\n`)

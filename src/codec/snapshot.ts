@@ -7,21 +7,38 @@
  * and from the core's `ProcSnapshot` union here, so that an older or newer daemon reads the file
  * across a hand-over.
  */
+import type { Entry } from "../core/config.ts"
 import { groupPhases, lifecycles, modes } from "../core/enums.ts"
+import { noOptions, optionPairs, optionsOfPairs } from "../core/options.ts"
 import type { DaemonSnapshot, EntrySnapshot, GroupSnapshot, ProcSnapshot, RunSnapshot } from "../core/snapshot.ts"
 import { snapshotProblems } from "../core/snapshot.ts"
 import { E, t } from "../ioTs.ts"
 import type { Assert, Same } from "./json.ts"
 import { decodeJson, literals } from "./json.ts"
 
-const entryDef = t.type({
-  group: t.string,
-  tag: t.string,
-  levels: t.readonlyArray(t.string),
-  mode: literals("mode", modes),
-  command: t.string,
-  line: t.number,
-})
+/**
+ * A run's definition; its options as `[KEY, VALUE]` text (options.ts `optionPairs`), absent when
+ * it has none, so files of daemons before options read as definitions without options.
+ */
+const entryDef = t.intersection([
+  t.type({
+    group: t.string,
+    tag: t.string,
+    levels: t.readonlyArray(t.string),
+    mode: literals("mode", modes),
+    command: t.string,
+    line: t.number,
+  }),
+  t.partial({ options: t.readonlyArray(t.tuple([t.string, t.string])) }),
+])
+type StoredDef = t.TypeOf<typeof entryDef>
+
+const storedDefOf = ({ options, ...def }: Entry): StoredDef => {
+  const pairs = optionPairs(options)
+  return pairs.length === 0 ? def : { ...def, options: pairs.map(([key, text]) => [key, text]) }
+}
+
+const defOf = ({ options, ...def }: StoredDef): Entry => ({ ...def, options: options === undefined ? noOptions : optionsOfPairs(options) })
 
 const completion = t.union([t.type({ _tag: t.literal("NotRun") }), t.type({ _tag: t.literal("Ran"), ok: t.boolean })])
 const jail = t.union([t.type({ _tag: t.literal("Free") }), t.type({ _tag: t.literal("Jailed"), until: t.number })])
@@ -66,19 +83,22 @@ const storedSnapshot = t.type({
 export type _CodecChecks = [
   Assert<Same<Omit<t.TypeOf<typeof storedEntry>, "proc">, Omit<EntrySnapshot, "proc">>>,
   Assert<Same<t.TypeOf<typeof storedGroup>, GroupSnapshot>>,
-  Assert<Same<Omit<StoredProc, "stopping" | "leaderExit">, RunSnapshot>>,
+  Assert<Same<Omit<StoredProc, "stopping" | "leaderExit" | "def">, Omit<RunSnapshot, "def">>>,
+  Assert<Same<Omit<StoredDef, "options">, Omit<Entry, "options">>>,
   Assert<Same<Omit<t.TypeOf<typeof storedSnapshot>, "entries">, Omit<DaemonSnapshot, "entries">>>,
 ]
 
 const storedProcOf = (proc: ProcSnapshot): StoredProc => {
-  const { run, pid, identity, since, def } = proc
+  const { run, pid, identity, since } = proc
+  const def = storedDefOf(proc.def)
   if (proc._tag === "Running") return { run, pid, identity, since, stopping: false, def }
   const cause = proc.cause
   return { run, pid, identity, since, stopping: true, def, ...(cause._tag === "LeaderExited" ? { leaderExit: cause.outcome } : {}) }
 }
 
 const procOf = (stored: StoredProc): ProcSnapshot => {
-  const { run, pid, identity, since, def } = stored
+  const { run, pid, identity, since } = stored
+  const def = defOf(stored.def)
   if (!stored.stopping) return { _tag: "Running", run, pid, identity, since, def }
   const cause = stored.leaderExit === undefined ? { _tag: "Ordered" as const } : { _tag: "LeaderExited" as const, outcome: stored.leaderExit }
   return { _tag: "Stopping", run, pid, identity, since, def, cause }

@@ -8,6 +8,8 @@
 import type { Failover } from "./failover.ts"
 import { noFailover } from "./failover.ts"
 import type { Mode } from "./enums.ts"
+import type { EntryOptions } from "./options.ts"
+import { sameOptions } from "./options.ts"
 
 export type { Mode } from "./enums.ts"
 export { modes } from "./enums.ts"
@@ -21,6 +23,8 @@ export interface Entry {
   readonly command: string
   /** 1-based line in the isinittab; also the entry's place in file order. */
   readonly line: number
+  /** Its `:::option:` lines, resolved (options.ts); `noOptions` when it has none. */
+  readonly options: EntryOptions
 }
 
 /** Timing knobs, tunable with `:::` directives; defaults follow the original. */
@@ -117,6 +121,6 @@ export const emptyParsed: Parsed = { config: emptyConfig, problems: [] }
 
 export const listsLevel = (entry: Entry, level: string): boolean => entry.levels.includes(level)
 
-/** Whether two definitions of the same tag would run the same process. */
+/** Whether two definitions of the same tag would run the same process (rule 12: options included). */
 export const sameDefinition = (a: Entry, b: Entry): boolean =>
-  a.command === b.command && a.mode === b.mode && a.group === b.group
+  a.command === b.command && a.mode === b.mode && a.group === b.group && sameOptions(a.options, b.options)

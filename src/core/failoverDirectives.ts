@@ -17,9 +17,7 @@ import type { Entry, Problem } from "./config.ts"
 import type { Failover, FailoverGroup, FailoverTiming } from "./failover.ts"
 import { defaultTtlMs, standbyLevel, timingFor, timingProblems } from "./failover.ts"
 import type { DirectiveDoc } from "./inittab.ts"
-
-/** Node arms no timer longer than this (as inittab.ts's durations). */
-const maxDurationMs = 2_147_483_647
+import { durationMs } from "./units.ts"
 
 export type TimingName = "failover-ttl" | "failover-renew-deadline" | "failover-kill-grace" | "failover-takeover-delay" | "failover-ban"
 
@@ -49,18 +47,6 @@ export const failoverDirectiveDocs: readonly DirectiveDoc[] = [
   { syntax: ":::failover-takeover-delay:DURATION", default: "10% of the TTL", meaning: "a new holder's wait after the old lease vanished (0 allowed; skipped on a clean hand-over)" },
   { syntax: ":::failover-ban:DURATION", default: "5m", meaning: "how long a node whose group failed to start stays out of its election" },
 ]
-
-const durationPattern = /^(\d+)(ms|s|m)?$/
-const unitMs: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000 }
-
-/** A duration as the other directives write it; 0 only where `zero` allows it. */
-const durationMs = (text: string, zero: "zero-ok" | "positive"): number | undefined => {
-  const match = durationPattern.exec(text.trim())
-  if (match === null) return undefined
-  const ms = Number(match[1]) * (unitMs[match[2] ?? "s"] ?? 1000)
-  if (ms > maxDurationMs || (ms === 0 && zero === "positive")) return undefined
-  return ms
-}
 
 /** A group, level or node name: one etcd key segment, one word on the socket. */
 const nameProblem = (what: string, name: string): string | undefined => {

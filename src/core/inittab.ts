@@ -22,6 +22,7 @@
  *   :::jail:DURATION               how long an entry that respawns too fast waits (60s)
  *   :::kill-grace:DURATION         SIGTERM-to-SIGKILL grace when stopping (30s)
  *   :::removal-guard:PERCENT%|off  a re-read may stop at most this share of what runs (50%; reread.ts)
+ *   :::option:TAG:KEY=VALUE        a per-entry option; TAG `*` for every entry (options.ts, optionLines.ts)
  *
  * DURATION is an integer with unit `ms`, `s` or `m` (`500ms`, `10s`, `2m`); a bare integer means
  * seconds. Durations must be positive and at most 2147483647 ms (about 24.8 days: the longest
@@ -44,6 +45,10 @@ import type { FailoverDraft } from "./failoverDirectives.ts"
 import { failoverDirective, failoverDirectiveDocs, finishFailover, newFailoverDraft } from "./failoverDirectives.ts"
 import { commandHazards, groupHazards, levelHazards } from "./hazards.ts"
 import { E, t } from "../ioTs.ts"
+import { noOptions } from "./options.ts"
+import { durationHelp, durationMs, maxDurationMs, respawnLimitHelp, respawnLimitOf } from "./units.ts"
+import type { OptionDraft } from "./optionLines.ts"
+import { optionLine, resolveOptions } from "./optionLines.ts"
 
 export interface DirectiveDoc {
   readonly syntax: string
@@ -67,6 +72,7 @@ export const directives: readonly DirectiveDoc[] = [
     default: "50%",
     meaning: "a re-read that would stop more than this share of the running entries (their lines gone) needs --force",
   },
+  { syntax: ":::option:TAG:KEY=VALUE", default: "(none)", meaning: "a per-entry option (README: Per-entry options); TAG * sets it for every entry, a TAG line wins" },
   ...failoverDirectiveDocs,
 ]
 
@@ -74,19 +80,7 @@ export const directives: readonly DirectiveDoc[] = [
 
 const ModeCodec = t.keyof(Object.fromEntries(modes.map((m) => [m, null])) as Record<Mode, null>, "Mode")
 
-/** Node arms no timer longer than this; a longer one would fire at once. */
-export const maxDurationMs = 2_147_483_647
-export const maxRespawnCount = 1000
-
-const unitMs: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000 }
-const durationPattern = /^(\d+)(ms|s|m)?$/
-
-const positiveMs = (text: string): number | undefined => {
-  const match = durationPattern.exec(text)
-  if (match === null) return undefined
-  const ms = Number(match[1]) * (unitMs[match[2] ?? "s"] ?? 1000)
-  return ms > 0 && ms <= maxDurationMs ? ms : undefined
-}
+export { maxDurationMs, maxRespawnCount } from "./units.ts"
 
 /** `10s`, `500ms`, `2m`, `7` (seconds) to milliseconds; positive and timer-sized. */
 export const DurationFromString = new t.Type<number, string, unknown>(
@@ -94,32 +88,10 @@ export const DurationFromString = new t.Type<number, string, unknown>(
   (u): u is number => typeof u === "number" && Number.isInteger(u) && u > 0 && u <= maxDurationMs,
   (u, c) => {
     if (typeof u !== "string") return t.failure(u, c, "a duration must be a string")
-    const ms = positiveMs(u.trim())
+    const ms = durationMs(u)
     return ms === undefined ? t.failure(u, c) : t.success(ms)
   },
   (ms) => `${ms}ms`,
-)
-
-export interface RespawnLimit {
-  readonly max: number
-  readonly windowMs: number
-}
-
-/** `N/DURATION`, e.g. `5/10s`. */
-const RespawnLimitFromString = new t.Type<RespawnLimit, string, unknown>(
-  "RespawnLimit",
-  (u): u is RespawnLimit =>
-    typeof u === "object" && u !== null && "max" in u && "windowMs" in u,
-  (u, c) => {
-    if (typeof u !== "string") return t.failure(u, c, "a respawn limit must be a string")
-    const [count, window, ...rest] = u.trim().split("/")
-    if (count === undefined || window === undefined || rest.length > 0 || !/^\d+$/.test(count)) return t.failure(u, c)
-    const max = Number(count)
-    const windowMs = positiveMs(window)
-    if (max < 1 || max > maxRespawnCount || windowMs === undefined) return t.failure(u, c)
-    return t.success({ max, windowMs })
-  },
-  (l) => `${l.max}/${l.windowMs}ms`,
 )
 
 /** `50%` (a whole percentage, 0 to 100) or `off`. */
@@ -129,8 +101,6 @@ const removalGuardOf = (text: string): RemovalGuard | undefined => {
   const percent = Number(match?.[1] ?? Number.NaN)
   return percent >= 0 && percent <= 100 ? { _tag: "Share", percent } : undefined
 }
-
-const durationHelp = "an integer with unit ms, s or m (e.g. 500ms, 10s, 2m; bare means seconds), positive, at most 2147483647ms"
 
 // Lines
 
@@ -168,6 +138,8 @@ interface Builder {
   /** Hazards of each group and level name, worked out once per file: names repeat on many lines. */
   readonly nameHazards: Map<string, readonly string[]>
   readonly failover: FailoverDraft
+  /** `:::option:` lines, resolved to their entries once the whole file is read (optionLines.ts). */
+  readonly options: OptionDraft[]
   limits: Limits
   removalGuard: RemovalGuard
   socket: string | undefined
@@ -213,11 +185,14 @@ const tuningDirective = (b: Builder, line: number, name: string, value: string |
   const raw = value ?? ""
   if (failoverDirective(b.failover, b.problems, line, name, raw)) return
   switch (name) {
+    case "option":
+      optionLine(b.options, b.problems, line, raw)
+      return
     case "respawn-limit": {
       noteDirective(b, line, name)
-      const decoded = RespawnLimitFromString.decode(raw)
-      if (E.isRight(decoded)) b.limits = { ...b.limits, respawnMax: decoded.right.max, respawnWindowMs: decoded.right.windowMs }
-      else error(b, line, `directive "respawn-limit": bad value "${raw}": expected N/DURATION with N from 1 to ${maxRespawnCount} and DURATION ${durationHelp}`)
+      const limit = respawnLimitOf(raw)
+      if (limit !== undefined) b.limits = { ...b.limits, respawnMax: limit.max, respawnWindowMs: limit.windowMs }
+      else error(b, line, `directive "respawn-limit": bad value "${raw}": expected ${respawnLimitHelp}`)
       return
     }
     case "jail":
@@ -237,7 +212,7 @@ const tuningDirective = (b: Builder, line: number, name: string, value: string |
       return
     }
     default:
-      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace, removal-guard)`)
+      warning(b, line, `unknown directive ":::${name}" ignored (directives: socket, initstat, respawn-limit, jail, kill-grace, removal-guard, option)`)
   }
 }
 
@@ -292,7 +267,7 @@ const entryLine = (b: Builder, line: number, fields: readonly string[]): void =>
   checkLevels(b, line, levelField, levels, mode)
   if (levels.length === 0 && mode !== "off") ok = false
   if (mode !== undefined && mode !== "off") warnAll(b, line, commandHazards(command))
-  if (ok && mode !== undefined) b.entries.push({ group, tag, levels, mode, command, line })
+  if (ok && mode !== undefined) b.entries.push({ group, tag, levels, mode, command, line, options: noOptions })
 }
 
 const parseLine = (b: Builder, line: number, raw: string): void => {
@@ -345,6 +320,7 @@ export const parseInittab = (text: string): Parsed => {
     directiveLines: new Map(),
     nameHazards: new Map(),
     failover: newFailoverDraft(),
+    options: [],
     limits: defaultLimits,
     removalGuard: defaultRemovalGuard,
     socket: undefined,
@@ -355,9 +331,10 @@ export const parseInittab = (text: string): Parsed => {
   const count = lines.length > 0 && lines[lines.length - 1] === "" ? lines.length - 1 : lines.length
   for (let i = 0; i < count; i++) parseLine(b, i + 1, lines[i] ?? "")
   requireEntries(b)
-  const failover = finishFailover(b.failover, b.entries, b.problems)
+  const entries = resolveOptions(b.options, b.entries, b.tagLines, b.problems)
+  const failover = finishFailover(b.failover, entries, b.problems)
   return {
-    config: makeConfig(b.entries, { limits: b.limits, removalGuard: b.removalGuard, socket: b.socket, initstat: b.initstat, failover }),
+    config: makeConfig(entries, { limits: b.limits, removalGuard: b.removalGuard, socket: b.socket, initstat: b.initstat, failover }),
     problems: b.problems,
   }
 }

@@ -1,14 +1,16 @@
 import { describe, expect, it } from "vitest"
 import { decodeSnapshot, encodeSnapshot } from "../../src/codec/snapshot.ts"
 import { makeConfig } from "../../src/core/config.ts"
+import { noOptions } from "../../src/core/options.ts"
 import { leaderExited, started, tell } from "../../src/core/events.ts"
+import { parseInittab } from "../../src/core/inittab.ts"
 import { reduce } from "../../src/core/reducer.ts"
 import { snapshot } from "../../src/core/snapshot.ts"
 import { initialState } from "../../src/core/state.ts"
 
 describe("state file codec", () => {
   const parsed = {
-    config: makeConfig([{ group: "g", tag: "a", levels: ["1"], mode: "respawn", command: "sleep 9", line: 1 }]),
+    config: makeConfig([{ group: "g", tag: "a", levels: ["1"], mode: "respawn", command: "sleep 9", line: 1, options: noOptions }]),
     problems: [],
   }
   const [told] = reduce(initialState, tell("g", "1", parsed, 10))
@@ -27,10 +29,20 @@ describe("state file codec", () => {
     expect(decodeSnapshot(encodeSnapshot(snap))).toEqual({ _tag: "Right", right: snap })
     // On disk a live run keeps the shape every version writes and reads: `stopping`, and `leaderExit`.
     const stored = (JSON.parse(encodeSnapshot(snap)) as { entries: { proc: unknown }[] }).entries[0]?.proc
-    expect(stored).toEqual({ run: 1, pid: 4242, identity: "boot:123", since: 10, stopping: true, def: parsed.config.entries[0], leaderExit: { _tag: "Exited", code: 3 } })
+    expect(stored).toEqual({ run: 1, pid: 4242, identity: "boot:123", since: 10, stopping: true, def: { group: "g", tag: "a", levels: ["1"], mode: "respawn", command: "sleep 9", line: 1 }, leaderExit: { _tag: "Exited", code: 3 } })
     const older = JSON.parse(encodeSnapshot(snapshot(state))) as { entries: { proc: Record<string, unknown> }[] }
     expect(older.entries[0]?.proc["stopping"]).toBe(false)
     expect(decodeSnapshot(JSON.stringify(older))).toEqual({ _tag: "Right", right: snapshot(state) })
+  })
+
+  it("keeps a run's options as KEY=VALUE text, read back to the same typed options (issue 11)", () => {
+    const withOptions = parseInittab("g:a:1:respawn:sleep 9\n:::option:a:env=A=b:c=d\n:::option:a:env=B=\n:::option:a:nofile=1024:4096\n:::option:*:stop-signal=INT\n")
+    expect(withOptions.problems).toEqual([])
+    const [runs] = reduce(initialState, tell("g", "1", withOptions, 10))
+    const snap = snapshot(runs)
+    const stored = (JSON.parse(encodeSnapshot(snap)) as { entries: { proc: { def: unknown } }[] }).entries[0]?.proc.def
+    expect(stored).toMatchObject({ options: [["env", "A=b:c=d"], ["env", "B="], ["nofile", "1024:4096"], ["stop-signal", "SIGINT"]] })
+    expect(decodeSnapshot(encodeSnapshot(snap))).toEqual({ _tag: "Right", right: snap })
   })
 
   it("refuses a snapshot that decodes but breaks what every snapshot satisfies, and never takes one that does", () => {

@@ -20,7 +20,7 @@ describe("entries", () => {
     const parsed = parseInittab("a:b:run,:respawn:echo a:b\n")
     expect(parsed.problems).toEqual([])
     expect(parsed.config.entries).toEqual([
-      { group: "a", tag: "b", levels: ["run"], mode: "respawn", command: "echo a:b", line: 1 },
+      { group: "a", tag: "b", levels: ["run"], mode: "respawn", command: "echo a:b", line: 1, options: {} },
     ])
   })
 
@@ -294,7 +294,7 @@ describe("directives", () => {
 
   it("lists every directive for the README", () => {
     expect(directives.map((d) => d.syntax.split(":")[3])).toEqual([
-      "socket", "initstat", "respawn-limit", "jail", "kill-grace", "removal-guard",
+      "socket", "initstat", "respawn-limit", "jail", "kill-grace", "removal-guard", "option",
       "failover", "failover-ttl", "failover-renew-deadline", "failover-kill-grace", "failover-takeover-delay", "failover-ban",
     ])
   })

@@ -6,6 +6,7 @@
 import * as HashMap from "effect/HashMap"
 import { describe, expect, it } from "vitest"
 import { makeConfig } from "../../src/core/config.ts"
+import { noOptions } from "../../src/core/options.ts"
 import { groupPhases } from "../../src/core/enums.ts"
 import { tell } from "../../src/core/events.ts"
 import { InvariantViolation, assertChanges, batchProblem, beforeOf, checkInvariants, stateProblems } from "../../src/core/invariants.ts"
@@ -16,8 +17,8 @@ import { groupOf, initialState } from "../../src/core/state.ts"
 
 const parsed = {
   config: makeConfig([
-    { group: "g", tag: "a", levels: ["1"], mode: "respawn", command: "a", line: 1 },
-    { group: "g", tag: "b", levels: ["2"], mode: "respawn", command: "b", line: 2 },
+    { group: "g", tag: "a", levels: ["1"], mode: "respawn", command: "a", line: 1, options: noOptions },
+    { group: "g", tag: "b", levels: ["2"], mode: "respawn", command: "b", line: 2, options: noOptions },
   ]),
   problems: [],
 }

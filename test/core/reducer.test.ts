@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { Parsed } from "../../src/core/config.ts"
+import { noOptions } from "../../src/core/options.ts"
 import { makeConfig } from "../../src/core/config.ts"
 import type { Entry, Limits, Mode } from "../../src/core/config.ts"
 import { defaultLimits } from "../../src/core/config.ts"
@@ -15,7 +16,7 @@ import { groupOf, entryOf, initialState } from "../../src/core/state.ts"
 // Example-based checks of the reducer's main paths; the full specification is in properties/.
 
 const entry = (group: string, tag: string, levels: string, mode: Mode, line: number): Entry => ({
-  group, tag, levels: levels.split(","), mode, command: `cmd-${tag}`, line,
+  group, tag, levels: levels.split(","), mode, command: `cmd-${tag}`, line, options: noOptions,
 })
 const parsedOf = (entries: readonly Entry[], limits: Limits = defaultLimits): Parsed => ({ config: makeConfig(entries, { limits }), problems: [] })
 

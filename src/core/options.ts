@@ -1,0 +1,254 @@
+/**
+ * Per-entry options (issue 11): `:::option:TAG:KEY=VALUE` and `:::option:*:KEY=VALUE` lines, which
+ * the original IS::Init skips like every `:::` line. One table, `optionSpecs`, says for every key
+ * which modes it applies to, whether it may repeat, how its text reads into a typed value and back,
+ * and its one-line doc (README, `isinit check`). Pure: the parser (inittab.ts) resolves lines to
+ * entries; the runtime (runtime/execContext.ts) applies them.
+ *
+ * Resolution: a `*` line is every entry's default, a TAG line wins over it. A repeatable key
+ * (`env`, `env-file`) keeps every value, the `*` ones first, so a TAG's `env` of the same NAME is
+ * applied last and wins. A `*` default is given only to entries whose mode it applies to.
+ */
+import type { Mode } from "./enums.ts"
+import { durationHelp, durationMs, respawnLimitHelp, respawnLimitOf, showDuration, showSize, sizeBytes } from "./units.ts"
+import type { RespawnLimit } from "./units.ts"
+
+/** Where a run's stdout and stderr go (the logs colleague wires it: runtime, rotation). */
+export type LogTarget = { readonly _tag: "Inherit" } | { readonly _tag: "Off" } | { readonly _tag: "File"; readonly path: string }
+
+/** A user or group as written: a name looked up at each start, or a number used as is. */
+export type Principal = { readonly _tag: "Name"; readonly name: string } | { readonly _tag: "Id"; readonly id: number }
+
+export type LimitValue = number | "unlimited"
+
+/** A resource limit (setrlimit): `N` sets both, `soft:hard` each. */
+export interface ResourceLimit {
+  readonly soft: LimitValue
+  readonly hard: LimitValue
+}
+
+export interface EnvVar {
+  readonly name: string
+  readonly value: string
+}
+
+/** The first signal of a stop; SIGKILL follows after the grace (rule 7). */
+export const stopSignals = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGKILL"] as const
+export type StopSignal = (typeof stopSignals)[number]
+
+/** The value of one occurrence of each key. */
+export interface OptionValues {
+  readonly log: LogTarget
+  readonly "log-max": number
+  readonly "log-keep": number
+  readonly user: Principal
+  readonly group: Principal
+  readonly cwd: string
+  readonly env: EnvVar
+  readonly "env-file": string
+  readonly umask: number
+  readonly nofile: ResourceLimit
+  readonly nproc: ResourceLimit
+  readonly core: ResourceLimit
+  readonly memlock: ResourceLimit
+  readonly "stop-signal": StopSignal
+  readonly "kill-grace": number
+  readonly "respawn-limit": RespawnLimit
+  readonly jail: number
+  // The probe colleague adds ready, ready-timeout, health, health-every, health-fails here
+  // (respawn only) and in `optionSpecs` below.
+}
+
+export type OptionKey = keyof OptionValues
+
+/** Keys that may be given more than once for one entry: every value counts, in order. */
+export const repeatableKeys = ["env", "env-file"] as const satisfies readonly OptionKey[]
+type RepeatableKey = (typeof repeatableKeys)[number]
+
+/** An entry's options, typed; a key not given is absent (the runtime's default applies). */
+export type EntryOptions = {
+  readonly [K in OptionKey]?: K extends RepeatableKey ? readonly OptionValues[K][] : OptionValues[K]
+}
+
+export const noOptions: EntryOptions = {}
+
+export type Read<V> = { readonly _tag: "Ok"; readonly value: V } | { readonly _tag: "Bad"; readonly expected: string }
+
+interface OptionSpec<V> {
+  readonly modes: readonly Mode[]
+  readonly parse: (text: string) => Read<V>
+  /** The text `parse` reads back to the same value: the state file stores options as text. */
+  readonly show: (value: V) => string
+  readonly doc: string
+  readonly default: string
+}
+
+const running: readonly Mode[] = ["respawn", "once", "wait", "test"]
+const respawnOnly: readonly Mode[] = ["respawn"]
+
+const ok = <V>(value: V): Read<V> => ({ _tag: "Ok", value })
+const bad = <V>(expected: string): Read<V> => ({ _tag: "Bad", expected })
+const orBad = <V>(value: V | undefined, expected: string): Read<V> => (value === undefined ? bad(expected) : ok(value))
+
+const maxId = 4_294_967_294 // (uid_t)-1 means "unchanged" to setresuid
+const principalPattern = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/
+
+const principal = (what: string) => (text: string): Read<Principal> => {
+  if (/^\d+$/.test(text)) return Number(text) <= maxId ? ok({ _tag: "Id", id: Number(text) }) : bad(`a ${what} id from 0 to ${maxId}`)
+  return principalPattern.test(text) && text.length <= 32 ? ok({ _tag: "Name", name: text }) : bad(`a ${what} name (letters, digits, _ . -; at most 32) or a number`)
+}
+const showPrincipal = (p: Principal): string => (p._tag === "Id" ? String(p.id) : p.name)
+
+const absolutePath = (text: string): Read<string> => orBad(text.startsWith("/") && !text.includes("\0") ? text : undefined, "an absolute path")
+
+const logTarget = (text: string): Read<LogTarget> => {
+  if (text === "inherit") return ok({ _tag: "Inherit" })
+  if (text === "off") return ok({ _tag: "Off" })
+  return text !== "" && !text.includes("\0") ? ok({ _tag: "File", path: text }) : bad("a file path, inherit or off")
+}
+const showLogTarget = (target: LogTarget): string => (target._tag === "File" ? target.path : target._tag === "Off" ? "off" : "inherit")
+
+const envName = /^[A-Za-z_][A-Za-z0-9_]*$/
+const envVar = (text: string): Read<EnvVar> => {
+  const eq = text.indexOf("=")
+  const name = eq < 0 ? text : text.slice(0, eq)
+  if (eq < 0 || !envName.test(name) || text.includes("\0")) return bad("NAME=VALUE, NAME of letters, digits and _ (not starting with a digit)")
+  return ok({ name, value: text.slice(eq + 1) })
+}
+
+const integerIn = (min: number, max: number) => (text: string): Read<number> =>
+  orBad(/^\d+$/.test(text) && Number(text) >= min && Number(text) <= max ? Number(text) : undefined, `an integer from ${min} to ${max}`)
+
+const umask = (text: string): Read<number> => orBad(/^[0-7]{1,4}$/.test(text) && Number.parseInt(text, 8) <= 0o777 ? Number.parseInt(text, 8) : undefined, "an octal umask from 000 to 777 (e.g. 022)")
+const showUmask = (mask: number): string => `0${mask.toString(8).padStart(3, "0")}`
+
+/** setrlimit takes 64-bit values; beyond a safe integer JavaScript cannot carry them exactly. */
+const limitValue = (text: string, amount: (text: string) => number | undefined): LimitValue | undefined =>
+  text === "unlimited" || text === "infinity" ? "unlimited" : amount(text)
+
+const count = (text: string): number | undefined => (/^\d+$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : undefined)
+
+const resourceLimit = (amount: (text: string) => number | undefined, unit: string) => (text: string): Read<ResourceLimit> => {
+  const parts = text.split(":")
+  const soft = limitValue(parts[0] ?? "", amount)
+  const hard = parts.length === 2 ? limitValue(parts[1] ?? "", amount) : soft
+  const expected = `${unit}, unlimited, or SOFT:HARD with SOFT at most HARD`
+  if (parts.length > 2 || soft === undefined || hard === undefined) return bad(expected)
+  if (hard !== "unlimited" && (soft === "unlimited" || soft > hard)) return bad(expected)
+  return ok({ soft, hard })
+}
+const showLimit = (show: (n: number) => string) => (l: ResourceLimit): string => {
+  const one = (v: LimitValue): string => (v === "unlimited" ? v : show(v))
+  return l.soft === l.hard ? one(l.soft) : `${one(l.soft)}:${one(l.hard)}`
+}
+
+const stopSignal = (text: string): Read<StopSignal> => {
+  const name = text.startsWith("SIG") ? text : `SIG${text}`
+  return orBad(stopSignals.find((s) => s === name), `a signal name: ${stopSignals.map((s) => s.slice(3)).join(", ")} (with or without SIG)`)
+}
+
+const duration = (text: string): Read<number> => orBad(durationMs(text), `DURATION, ${durationHelp}`)
+
+const limit = (unit: string, amount: (text: string) => number | undefined, show: (n: number) => string, doc: string): OptionSpec<ResourceLimit> => ({
+  modes: running,
+  parse: resourceLimit(amount, unit),
+  show: showLimit(show),
+  doc,
+  default: "the daemon's",
+})
+
+type OptionSpecs = { readonly [K in OptionKey]: OptionSpec<OptionValues[K]> }
+
+/** Every key, in the order the README and `isinit check` list them. */
+export const optionSpecs: OptionSpecs = {
+  log: { modes: running, parse: logTarget, show: showLogTarget, doc: "where stdout and stderr go: a file, inherit (the daemon's), or off (/dev/null)", default: "inherit" },
+  "log-max": { modes: running, parse: (t) => orBad(sizeBytes(t) || undefined, "a size in bytes such as 10M (K, M, G: binary multiples), above 0"), show: showSize, doc: "rotate the log when it passes this size", default: "none" },
+  "log-keep": { modes: running, parse: integerIn(0, 1000), show: String, doc: "how many rotated logs to keep", default: "none" },
+  user: { modes: running, parse: principal("user"), show: showPrincipal, doc: "run as this user (name or uid), with its supplementary groups; needs a root isinitd", default: "the daemon's" },
+  group: { modes: running, parse: principal("group"), show: showPrincipal, doc: "run with this primary group (name or gid); needs a root isinitd", default: "the user's, else the daemon's" },
+  cwd: { modes: running, parse: absolutePath, show: String, doc: "working directory (must exist at start)", default: "/" },
+  env: { modes: running, parse: envVar, show: (v) => `${v.name}=${v.value}`, doc: "NAME=VALUE added to the environment, never shell-expanded (repeatable)", default: "the daemon's environment" },
+  "env-file": { modes: running, parse: absolutePath, show: String, doc: "a file of NAME=VALUE lines, read at each start (repeatable)", default: "none" },
+  umask: { modes: running, parse: umask, show: showUmask, doc: "the child's umask, octal", default: "the daemon's" },
+  nofile: limit("a count", count, String, "open files (RLIMIT_NOFILE)"),
+  nproc: limit("a count", count, String, "processes of the user (RLIMIT_NPROC)"),
+  core: limit("a size such as 0 or 1G", sizeBytes, showSize, "core file size (RLIMIT_CORE)"),
+  memlock: limit("a size such as 64M", sizeBytes, showSize, "locked memory (RLIMIT_MEMLOCK)"),
+  "stop-signal": { modes: running, parse: stopSignal, show: String, doc: "the first signal of a stop", default: "SIGTERM" },
+  "kill-grace": { modes: running, parse: duration, show: showDuration, doc: "time between the stop signal and SIGKILL", default: ":::kill-grace (30s)" },
+  "respawn-limit": { modes: respawnOnly, parse: (t) => orBad(respawnLimitOf(t), respawnLimitHelp), show: (l) => `${l.max}/${showDuration(l.windowMs)}`, doc: "this entry's start rate limit", default: ":::respawn-limit (5/10s)" },
+  jail: { modes: respawnOnly, parse: duration, show: showDuration, doc: "how long this entry is held back when it respawns too fast", default: ":::jail (60s)" },
+}
+
+export const optionKeys = Object.keys(optionSpecs) as readonly OptionKey[]
+
+export const isOptionKey = (key: string): key is OptionKey => Object.hasOwn(optionSpecs, key)
+
+export const isRepeatable = (key: OptionKey): key is RepeatableKey => (repeatableKeys as readonly string[]).includes(key)
+
+export const appliesTo = (key: OptionKey, mode: Mode): boolean => optionSpecs[key].modes.includes(mode)
+
+/** One option line's parts: `TAG:KEY=VALUE` (what follows `:::option:`). */
+export type OptionLine =
+  | { readonly _tag: "Option"; readonly target: string; readonly key: OptionKey; readonly text: string; readonly value: unknown }
+  | { readonly _tag: "Bad"; readonly message: string }
+
+/**
+ * Reads `TAG:KEY=VALUE`: the tag ends at the first `:`, the key at the first `=`, the value is the
+ * rest (it may hold `:` and `=`). `value` is the key's typed value (`OptionValues[key]`).
+ */
+export const readOptionLine = (rest: string): OptionLine => {
+  const colon = rest.indexOf(":")
+  const eq = rest.indexOf("=", colon + 1)
+  if (colon <= 0 || eq < 0) return { _tag: "Bad", message: `option needs TAG:KEY=VALUE (or *:KEY=VALUE for every entry), found "${rest}"` }
+  const target = rest.slice(0, colon)
+  const key = rest.slice(colon + 1, eq)
+  const text = rest.slice(eq + 1)
+  if (!isOptionKey(key)) return { _tag: "Bad", message: `unknown option "${key}" (options: ${optionKeys.join(", ")})` }
+  const read = (optionSpecs[key].parse as (text: string) => Read<unknown>)(text)
+  if (read._tag === "Bad") return { _tag: "Bad", message: `option "${key}": bad value "${text}": expected ${read.expected}` }
+  return { _tag: "Option", target, key, text, value: read.value }
+}
+
+/** Adds one occurrence of `key` to `options` (a repeatable key appends, another replaces). */
+export const withOption = (options: EntryOptions, key: OptionKey, value: unknown): EntryOptions => {
+  if (isRepeatable(key)) {
+    const before = (options[key] ?? []) as readonly unknown[]
+    return { ...options, [key]: [...before, value] }
+  }
+  return { ...options, [key]: value }
+}
+
+/** The options as `[KEY, VALUE]` text pairs, in table order: the state file's form, and what `sameOptions` compares. */
+export const optionPairs = (options: EntryOptions): readonly (readonly [OptionKey, string])[] => {
+  const pairs: (readonly [OptionKey, string])[] = []
+  for (const key of optionKeys) {
+    const value = options[key]
+    if (value === undefined) continue
+    const show = optionSpecs[key].show as (value: unknown) => string
+    const values: readonly unknown[] = isRepeatable(key) ? (value as readonly unknown[]) : [value]
+    for (const one of values) pairs.push([key, show(one)])
+  }
+  return pairs
+}
+
+/** The options read back from text pairs; a pair this version cannot read is left out (a changed definition then). */
+export const optionsOfPairs = (pairs: readonly (readonly [string, string])[]): EntryOptions => {
+  let options = noOptions
+  for (const [key, text] of pairs) {
+    const line = readOptionLine(`*:${key}=${text}`)
+    if (line._tag === "Option") options = withOption(options, line.key, line.value)
+  }
+  return options
+}
+
+/** Rule 12: a changed option is a changed definition. */
+export const sameOptions = (a: EntryOptions, b: EntryOptions): boolean => {
+  if (a === b) return true
+  const left = optionPairs(a)
+  const right = optionPairs(b)
+  return left.length === right.length && left.every(([key, text], i) => right[i]?.[0] === key && right[i]?.[1] === text)
+}
+
+/** Keys that only a root daemon can apply (setuid, setgid, initgroups). */
+export const rootOnlyKeys = ["user", "group"] as const satisfies readonly OptionKey[]
