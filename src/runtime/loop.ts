@@ -128,7 +128,7 @@ const interpret = (deps: LoopDeps, state: State, effect: CoreEffect): Effect.Eff
     case "Spawn":
     case "RunSync":
       // Logged as the spawn is performed, so the log's order is the order things happened in.
-      return Effect.map(deps.processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command, failover: effect.hold === undefined ? undefined : { group: effect.group, hold: effect.hold } }), (pid) => {
+      return Effect.map(deps.processes.spawn({ tag: effect.tag, run: effect.run, command: effect.command, failover: effect.hold === undefined ? undefined : { group: effect.group, hold: effect.hold }, options: state.config.byTag.get(effect.tag)?.options }), (pid) => {
         if (pid !== undefined) deps.log.line({ what: "started", group: effect.group, tag: effect.tag, pid })
       })
     case "Kill":
