@@ -35,10 +35,12 @@ const rotationCounter = (log: string) => {
   }
 }
 
-/** A daemon running `g:w` (a writer pausing `pause` between lines) with log-max=4K, log-keep=2; and w's log path. */
+/** A daemon running `g:w` (a writer pausing `pause` between lines) with log-max=4K, log-keep=2, and `g:fixed`; w's log path. */
 const smallRotations = async (pause: string) => {
   const l = fresh()
-  l.writeTab(`g:w:1:respawn:${writer(pause)}\n:::option:w:log-max=4K\n:::option:w:log-keep=2\n`)
+  // `fixed` writes lines 1 to 20 and stops: a file that no rotation changes under `isinit logs -n`.
+  const fixed = `sh -c 'for i in $(seq 1 20); do echo "line $i ."; done; exec sleep 300'`
+  l.writeTab(`g:w:1:respawn:${writer(pause)}\ng:fixed:1:respawn:${fixed}\n:::option:w:log-max=4K\n:::option:w:log-keep=2\n`)
   const d = await l.start()
   expect(await askJson(d.socket, { op: "tell", group: "g", level: "1" })).toMatchObject({ ok: true })
   return { l, d, log: l.path("run/log/w.log") }
@@ -146,15 +148,11 @@ describe("entries' logs", () => {
 
   it("isinit logs prints the last lines (-n) and follows the file across rotations (-f) without losing or repeating lines", async () => {
     const { l, d, log } = await smallRotations("0.02")
-    await until("a few lines", () => numbers(text(log)).length >= 5)
-
-    const three = await l.isinit(["logs", "w", "-n", "3"])
-    expect(three.code).toBe(0)
-    const shown = numbers(three.out)
-    expect(shown).toHaveLength(3)
-    expect(three.out.split("\n").filter((line) => line !== "")).toHaveLength(3)
-    expect(shown[1]).toBe((shown[0] ?? 0) + 1)
-    expect(shown[2]).toBe((shown[0] ?? 0) + 2)
+    await until("fixed's 20 lines", () => numbers(text(l.path("run/log/fixed.log"))).length === 20)
+    const three = await l.isinit(["logs", "fixed", "-n", "3"])
+    expect(three).toMatchObject({ code: 0, out: "line 18 .\nline 19 .\nline 20 .\n" })
+    expect((await l.isinit(["logs", "fixed"])).out.split("\n")).toHaveLength(11)
+    expect((await l.isinit(["logs", "fixed", "-n", "100"])).out.split("\n")).toHaveLength(21)
     expect((await l.isinit(["logs", "nosuch"])).err).toMatch(/no entry "nosuch"/)
 
     const [key, value] = d.marker.split("=") as [string, string]
