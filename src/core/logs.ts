@@ -7,7 +7,7 @@
  * Default: a file per entry, `DIR/log/TAG.log` (tags are unique on a host; a tag's characters
  * outside letters, digits and `-_.!~*'()` are %-encoded, so a tag never names another directory),
  * rotated past 10M, 5 old files kept. `log=PATH`: an absolute path as is, a relative one under the
- * log directory. `log=inherit`: the daemon's own stdout/stderr (before issue 11, every entry's).
+ * log directory; a PATH ending in `/` is a directory holding `TAG.log` (`:::option:*:log=/var/log/isinit/`). `log=inherit`: the daemon's own stdout/stderr (before issue 11, every entry's).
  * `log=off`: /dev/null.
  */
 import type { Config } from "./config.ts"
@@ -51,7 +51,9 @@ export const logFileName = (tag: string): string => `${encodeURIComponent(tag)}.
 export const logPlaceOf = (tag: string, options: EntryOptions, logDir: string): LogPlace => {
   const target = options.log ?? { _tag: "File", path: logFileName(tag) }
   if (target._tag !== "File") return target
-  const path = target.path.startsWith("/") ? target.path : `${logDir}/${target.path}`
+  const given = target.path.startsWith("/") ? target.path : `${logDir}/${target.path}`
+  // `log=DIR/` (with `*`, every entry's): a directory, a file per tag in it.
+  const path = given.endsWith("/") ? `${given}${logFileName(tag)}` : given
   const from = options.log === undefined ? "default" : "option"
   return { _tag: "File", from, path, max: options["log-max"] ?? defaultLogMax, keep: options["log-keep"] ?? defaultLogKeep }
 }

@@ -161,7 +161,7 @@ type OptionSpecs = { readonly [K in OptionKey]: OptionSpec<OptionValues[K]> }
 
 /** Every key, in the order the README and `isinit check` list them. */
 export const optionSpecs: OptionSpecs = {
-  log: { modes: running, parse: logTarget, show: showLogTarget, doc: "where stdout and stderr go: a file (a relative path is under the log directory), inherit (the daemon's), or off (/dev/null)", default: "log/TAG.log beside the status file" },
+  log: { modes: running, parse: logTarget, show: showLogTarget, doc: "where stdout and stderr go: a file (a relative path is under the log directory; DIR/ means DIR/TAG.log), inherit (the daemon's), or off (/dev/null)", default: "log/TAG.log beside the status file" },
   "log-max": { modes: running, parse: (t) => orBad(sizeBytes(t) || undefined, "a size in bytes such as 10M (K, M, G: binary multiples), above 0"), show: showSize, doc: "rotate the log file when it passes this size", default: "10M" },
   "log-keep": { modes: running, parse: integerIn(0, 1000), show: String, doc: "how many rotated files to keep (FILE.1 newest); 0 truncates", default: "5" },
   user: { modes: running, parse: principal("user"), show: showPrincipal, doc: "run as this user (name or uid), with its supplementary groups; needs a root isinitd", default: "the daemon's" },

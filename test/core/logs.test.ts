@@ -18,19 +18,21 @@ describe("where an entry logs (pure)", () => {
     expect(showLogPlace(logPlaceOf("..", {}, dir))).toBe(`${dir}/...log`)
   })
 
-  it("takes log=, log-max= and log-keep= from the options: absolute, relative to the log directory, off, inherit", () => {
+  it("takes log=, log-max= and log-keep= from the options: absolute, relative to the log directory, a directory (DIR/), off, inherit", () => {
     const parsed = parseInittab(
       [
         "g:a:1:respawn:x",
         "g:b:1:respawn:x",
         "g:c:1:respawn:x",
         "g:d:1:respawn:x",
+        "g:e:1:respawn:x",
         ":::option:a:log=/srv/a.out",
         ":::option:a:log-max=4K",
         ":::option:a:log-keep=2",
         ":::option:b:log=sub/b.out",
         ":::option:c:log=off",
         ":::option:d:log=inherit",
+        ":::option:e:log=/var/log/isinit/",
         "",
       ].join("\n"),
     )
@@ -39,6 +41,7 @@ describe("where an entry logs (pure)", () => {
     expect(showLogPlace(place("b"))).toBe(`${dir}/sub/b.out`)
     expect(place("c")).toEqual({ _tag: "Off" })
     expect(place("d")).toEqual({ _tag: "Inherit" })
+    expect(showLogPlace(place("e"))).toBe("/var/log/isinit/e.log")
   })
 
   it("lists every file the config's entries log to once (the rotation's work), skipping off entries and non-files", () => {
