@@ -33,7 +33,16 @@ export interface Workload {
   readonly programs: readonly Program[]
   /** SIGTERM-to-SIGKILL grace, when the workload needs one; otherwise each peer's default. */
   readonly graceSeconds?: number
+  /**
+   * Capture each program's output in its own file, rotated past `maxBytes`, `keep` old files
+   * (bench/logs.ts; `peerLogDir` says where). Without it: isinitd's default (a file per entry),
+   * runit and supervisord discard it.
+   */
+  readonly logs?: { readonly maxBytes: number; readonly keep: number }
 }
+
+/** Where a peer's session writes its programs' logs (with `Workload.logs`). */
+export const peerLogDir = (peer: string, dir: string): string => (peer.startsWith("isinitd") ? join(dir, "run/log") : join(dir, "logs"))
 
 export interface Session {
   /** Issue the request that brings every program up. */
@@ -149,6 +158,7 @@ const expectOk = (answer: Record<string, unknown>, what: string): void => {
 export const isinitdTab = (work: Workload): string => {
   const lines = ["# isinit benchmark"]
   if (work.graceSeconds !== undefined) lines.push(`:::kill-grace:${work.graceSeconds}s`)
+  if (work.logs !== undefined) lines.push(`:::option:*:log-max=${work.logs.maxBytes}`, `:::option:*:log-keep=${work.logs.keep}`)
   work.programs.forEach((p, i) => lines.push(`b:p${i}:run,:respawn:${p.command}`))
   return `${lines.join("\n")}\n`
 }
@@ -218,6 +228,15 @@ export const isinitdPeer = (name: string, extraFlags: readonly string[] = [], da
 /** The service directory of a runit session's program `i`. */
 export const runitServiceDir = (dir: string, i: number): string => join(dir, "sv", `p${i}`)
 
+/** runit's way to log: `./log/run` is svlogd on its own directory, whose `config` sets the rotation (size, old files). */
+const runitLogService = (service: string, logDir: string, logs: NonNullable<Workload["logs"]>): void => {
+  mkdirSync(join(service, "log"), { recursive: true })
+  mkdirSync(logDir, { recursive: true })
+  writeFileSync(join(logDir, "config"), `s${logs.maxBytes}\nn${logs.keep + 1}\n`)
+  writeFileSync(join(service, "log", "run"), `#!/bin/sh\nexec svlogd ${logDir}\n`)
+  chmodSync(join(service, "log", "run"), 0o755)
+}
+
 /** runsvdir over one service directory per program; `sv down` (or `sv -w GRACE force-stop`) stops them. */
 export const runitPeer: Peer = {
   name: "runit",
@@ -231,6 +250,7 @@ export const runitPeer: Peer = {
       const exec = p.shell ? `/bin/sh -c '${p.command}'` : p.command
       writeFileSync(join(service, "run"), `#!/bin/sh\nexec ${exec}\n`)
       chmodSync(join(service, "run"), 0o755)
+      if (work.logs !== undefined) runitLogService(service, join(peerLogDir("runit", dir), `p${i}`), work.logs)
       return service
     })
     // runsvdir does not scan a directory modified within the current second until the next one;
@@ -295,9 +315,10 @@ export const supervisordConf = (dir: string, work: Workload): string => {
       "stopasgroup=true",
       "killasgroup=true",
       `stopwaitsecs=${work.graceSeconds ?? 10}`,
-      // isinitd and runit pass output through; do not make supervisord write log files either.
-      "stdout_logfile=NONE",
-      "stderr_logfile=NONE",
+      ...(work.logs === undefined
+        ? // runit discards output without a log service; do not make supervisord write log files either.
+          ["stdout_logfile=NONE", "stderr_logfile=NONE"]
+        : [`stdout_logfile=${join(peerLogDir("supervisord", dir), `p${i}.log`)}`, "redirect_stderr=true", `stdout_logfile_maxbytes=${work.logs.maxBytes}`, `stdout_logfile_backups=${work.logs.keep}`]),
     )
   })
   return `${lines.join("\n")}\n`
@@ -312,6 +333,7 @@ export const supervisordPeer: Peer = {
   open: async (dir, work) => {
     const sessionMarker = `${sessionMarkerName}=${randomUUID()}`
     const conf = supervisordConfPath(dir)
+    if (work.logs !== undefined) mkdirSync(peerLogDir("supervisord", dir), { recursive: true })
     writeFileSync(conf, supervisordConf(dir, work))
     const daemon = spawnMarked(sessionMarker, "supervisord", ["-n", "-c", conf])
     const clients = makeClients()

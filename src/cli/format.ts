@@ -34,7 +34,7 @@ export const groupsTable = (rows: readonly Pick<StatusLine, "group" | "state" | 
 
 const entriesTable = (group: GroupReport, now: number | undefined): string =>
   table(
-    ["TAG", "MODE", "STATE", "PID", "RESTARTS", "JAILED UNTIL", "LAST EXIT"],
+    ["TAG", "MODE", "STATE", "PID", "RESTARTS", "JAILED UNTIL", "LAST EXIT", "LOG"],
     group.entries.map((e) => [
       e.tag,
       e.mode,
@@ -43,13 +43,14 @@ const entriesTable = (group: GroupReport, now: number | undefined): string =>
       String(e.restarts),
       e.jailedUntil === null ? "-" : now === undefined ? `t=${e.jailedUntil}ms` : `in ${formatDelay(e.jailedUntil - now)}`,
       dash(e.lastExit),
+      dash(e.log),
     ]),
     "  ",
   )
 
 /**
  * The daemon's view: a table of groups, then each group's entries (mode, state, pid, restarts,
- * jail). `now` is the daemon's clock, to show a jail's end as a delay.
+ * jail, where it logs). `now` is the daemon's clock, to show a jail's end as a delay.
  */
 export const renderStatus = (report: StatusReport, now: number | undefined): string => {
   const parts: string[] = []

@@ -13,6 +13,7 @@ export const usage = `Usage:
   isinit [-c FILE] [-s SOCKET] handover [--timeout S]
   isinit [-c FILE] [-s SOCKET] status [GROUP] [--level L] [--json] [--timeout S]
   isinit [-c FILE] check [--strict]
+  isinit [-c FILE] logs TAG [-n N] [-f]
   isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json] [--timeout S]
   isinit simulate SCENARIO [--json] [--max-events N]
   isinit --etcd URLS [--cluster NAME] tell|clear|status|config|forget|rollout|move ...   (cluster mode, see
@@ -47,6 +48,10 @@ Commands:
                 protocol cannot carry, commands in daemon mode or too long to execute). As
                 root, or with --strict, also the StrictModes refusal a root daemon would make
                 (the file or its directory writable by others, or not owned by root).
+  logs          print the last N lines (-n, default 10) of TAG's log file; -f keeps printing what
+                is written, across rotations (like tail -F), until interrupted. The file is the
+                one the isinittab gives TAG (:::option:TAG:log=..., by default log/TAG.log beside
+                the status file); read directly, so it works with no daemon running.
   plan          what GROUP LEVEL would do now, in order (stops before starts), without doing it
                 (against the running daemon's state, or everything stopped when no daemon runs).
   simulate      run a scenario file in the simulator (virtual time) and print its timeline.
@@ -67,6 +72,8 @@ Options:
       --json          (status, plan, simulate) machine-readable output
       --strict        (check) check ownership and modes as a root daemon would
       --max-events N  (simulate) stop the simulation after N events
+  -n, --lines N       (logs) how many of the last lines to print (default 10; 0: none)
+  -f, --follow        (logs) keep printing what is written, across rotations
   -h, --help          this text
   -V, --version       print the version
 `
@@ -87,6 +94,7 @@ export type Command =
   | { readonly _tag: "Check"; readonly strict: boolean }
   | { readonly _tag: "Plan"; readonly group: string; readonly level: string; readonly json: boolean; readonly timeoutMs: number }
   | { readonly _tag: "Simulate"; readonly file: string; readonly json: boolean; readonly maxEvents: number | undefined }
+  | { readonly _tag: "Logs"; readonly tag: string; readonly lines: number; readonly follow: boolean }
   | { readonly _tag: "Help" }
   | { readonly _tag: "Version" }
 
@@ -107,6 +115,8 @@ const options = {
   force: { type: "boolean" },
   strict: { type: "boolean" },
   "max-events": { type: "string" },
+  lines: { type: "string", short: "n" },
+  follow: { type: "boolean", short: "f" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const
@@ -114,7 +124,7 @@ const options = {
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>["values"]
 
 /** The flags that only some commands take. */
-const commandFlags = ["wait", "timeout", "level", "json", "force", "strict", "max-events"] as const
+const commandFlags = ["wait", "timeout", "level", "json", "force", "strict", "max-events", "lines", "follow"] as const
 
 const onlyFor = (values: Values, allowed: readonly (typeof commandFlags)[number][], command: string): void => onlyFlags(values, commandFlags, allowed, command)
 
@@ -138,6 +148,13 @@ const maxEventsOf = (text: string | undefined): number | undefined => {
   return n
 }
 
+/** `-n N`: a whole number of lines (tail's default, 10, without it). */
+const linesOf = (text: string | undefined): number => {
+  if (text === undefined) return 10
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`-n takes a whole number of lines, not "${text}"`)
+  return Number(text)
+}
+
 const commandOf = (values: Values, positionals: readonly string[]): Command => {
   if (values.help === true) return { _tag: "Help" }
   if (values.version === true) return { _tag: "Version" }
@@ -146,7 +163,7 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
     return stopAllCommand(values)
   }
   const [first, ...rest] = positionals
-  if (first === undefined) throw new UsageError("missing command: give GROUP LEVEL, or one of stopall, reload, handover, status, check, plan, simulate")
+  if (first === undefined) throw new UsageError("missing command: give GROUP LEVEL, or one of stopall, reload, handover, status, check, logs, plan, simulate")
   switch (first) {
     case "help":
       return { _tag: "Help" }
@@ -177,6 +194,11 @@ const commandOf = (values: Values, positionals: readonly string[]): Command => {
       const [group = "", level = ""] = expectCount("plan", rest, 2, "GROUP LEVEL")
       onlyFor(values, ["json", "timeout"], "plan")
       return { _tag: "Plan", group, level, json: values.json === true, timeoutMs: answerTimeoutMs(values) }
+    }
+    case "logs": {
+      const [tag = ""] = expectCount("logs", rest, 1, "one TAG (a group named logs needs the tell form)")
+      onlyFor(values, ["lines", "follow"], "logs")
+      return { _tag: "Logs", tag, lines: linesOf(values.lines), follow: values.follow === true }
     }
     case "simulate": {
       const [file = ""] = expectCount("simulate", rest, 1, "one SCENARIO file")

@@ -4,7 +4,7 @@
  * if none listens, as IS::Init does), stops everything, shows status, checks an isinittab, plans
  * a tell without doing it, and runs scenarios in the simulator. This entry parses the arguments
  * (invocation.ts) and loads the module of the command: local.ts (the daemon on this host),
- * simulate.ts, or cluster.ts (`--etcd`).
+ * simulate.ts, logs.ts, or cluster.ts (`--etcd`).
  *
  * Exit codes: 0 ok, 1 rejected or failed, 2 usage.
  */
@@ -46,6 +46,7 @@ export const main = async (argv: readonly string[], io: Io = processIo): Promise
   // Each command loads what it needs, and only then (bench/client.ts): the simulator for
   // simulate; the socket client, the protocol's codecs and the isinittab's parser for the others.
   if (command._tag === "Simulate") return (await import("./simulate.ts")).simulate(io, command)
+  if (command._tag === "Logs") return (await import("./logs.ts")).showLogs(invocation, command, io)
   return (await import("./local.ts")).runLocal(invocation, command, io)
 }
 

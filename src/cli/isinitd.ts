@@ -46,6 +46,9 @@ Runs the isinit daemon in the foreground: starts and stops the processes of the 
 resource groups as \`isinit GROUP LEVEL\` tells it, respawns and jails them, and logs one line
 per event to stderr. Should stderr go away (its reader exits, the terminal closes), it logs to
 isinitd.log beside the status file instead, saying so there, and keeps supervising.
+Each entry's stdout and stderr go to its own file, log/TAG.log beside the status file (or its
+:::option:TAG:log=...), opened by isinitd for each start and rotated past log-max (10M, 5 kept):
+the services keep logging whatever happens to isinitd (README: Logs).
 Orphans (a service's processes that outlive their parent) are reaped: as PID 1 all of them, on a
 host those of its services, as it makes itself a child subreaper (through koffi; without it,
 the ready line says orphans are not reaped).

@@ -370,7 +370,7 @@ const planCommand = async (ctx: Context, command: CommandOf<"Plan">): Promise<nu
 }
 
 /** Runs one of the commands above; resolves to the exit code. */
-export const runLocal = (invocation: Invocation, command: Exclude<Command, { readonly _tag: "Help" | "Version" | "Simulate" }>, io: Io): Promise<number> => {
+export const runLocal = (invocation: Invocation, command: Exclude<Command, { readonly _tag: "Help" | "Version" | "Simulate" | "Logs" }>, io: Io): Promise<number> => {
   const ctx = contextOf(invocation, io)
   switch (command._tag) {
     case "Tell":

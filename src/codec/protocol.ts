@@ -315,17 +315,21 @@ const nullable = <C extends t.Mixed>(codec: C) => t.union([codec, t.null])
 
 const configSources = ["etcd", "file", "none"] as const
 
-const entryReportCodec = t.type({
-  tag: t.string,
-  mode: literals("mode", [...modes, "removed"] as const),
-  levels: t.readonlyArray(t.string),
-  state: literals("entry state", entryProcStates),
-  pid: nullable(t.number),
-  run: nullable(t.number),
-  restarts: t.number,
-  jailedUntil: nullable(t.number),
-  lastExit: nullable(t.string),
-})
+const entryReportCodec = t.intersection([
+  t.type({
+    tag: t.string,
+    mode: literals("mode", [...modes, "removed"] as const),
+    levels: t.readonlyArray(t.string),
+    state: literals("entry state", entryProcStates),
+    pid: nullable(t.number),
+    run: nullable(t.number),
+    restarts: t.number,
+    jailedUntil: nullable(t.number),
+    lastExit: nullable(t.string),
+  }),
+  // Where the entry logs (issue 11): absent from older daemons' answers and the cluster's reports.
+  t.partial({ log: t.string }),
+])
 
 export const statusReportCodec = t.type({
   lifecycle: literals("lifecycle", lifecycles),

@@ -14,7 +14,7 @@ import { signals } from "./enums.ts"
 import { durationHelp, durationMs, respawnLimitHelp, respawnLimitOf, showDuration, showSize, sizeBytes } from "./units.ts"
 import type { RespawnLimit } from "./units.ts"
 
-/** Where a run's stdout and stderr go (the logs colleague wires it: runtime, rotation). */
+/** Where a run's stdout and stderr go, as written (core/logs.ts resolves it: default, relative paths). */
 export type LogTarget = { readonly _tag: "Inherit" } | { readonly _tag: "Off" } | { readonly _tag: "File"; readonly path: string }
 
 /** A user or group as written: a name looked up at each start, or a number used as is. */
@@ -182,9 +182,9 @@ type OptionSpecs = { readonly [K in OptionKey]: OptionSpec<OptionValues[K]> }
 
 /** Every key, in the order the README and `isinit check` list them. */
 export const optionSpecs: OptionSpecs = {
-  log: { modes: running, parse: logTarget, show: showLogTarget, doc: "where stdout and stderr go: a file, inherit (the daemon's), or off (/dev/null)", default: "inherit" },
-  "log-max": { modes: running, parse: (t) => orBad(sizeBytes(t) || undefined, "a size in bytes such as 10M (K, M, G: binary multiples), above 0"), show: showSize, doc: "rotate the log when it passes this size", default: "none" },
-  "log-keep": { modes: running, parse: integerIn(0, 1000), show: String, doc: "how many rotated logs to keep", default: "none" },
+  log: { modes: running, parse: logTarget, show: showLogTarget, doc: "where stdout and stderr go: a file (a relative path is under the log directory; DIR/ means DIR/TAG.log), inherit (the daemon's), or off (/dev/null)", default: "log/TAG.log beside the status file" },
+  "log-max": { modes: running, parse: (t) => orBad(sizeBytes(t) || undefined, "a size in bytes such as 10M (K, M, G: binary multiples), above 0"), show: showSize, doc: "rotate the log file when it passes this size", default: "10M" },
+  "log-keep": { modes: running, parse: integerIn(0, 1000), show: String, doc: "how many rotated files to keep (FILE.1 newest); 0 truncates", default: "5" },
   user: { modes: running, parse: principal("user"), show: showPrincipal, doc: "run as this user (name or uid), with its supplementary groups; needs a root isinitd", default: "the daemon's" },
   group: { modes: running, parse: principal("group"), show: showPrincipal, doc: "run with this primary group (name or gid); needs a root isinitd", default: "the user's, else the daemon's" },
   cwd: { modes: running, parse: absolutePath, show: String, doc: "working directory (must exist at start)", default: "/" },

@@ -2,6 +2,7 @@ import * as HashMap from "effect/HashMap"
 import type { Mode } from "./config.ts"
 import { describeOutcome } from "./events.ts"
 import type { EntryProcState, GroupPhase } from "./enums.ts"
+import { logPlaceOf, showLogPlace } from "./logs.ts"
 import type { State } from "./state.ts"
 import { entryOf, groupOf, knownGroups } from "./state.ts"
 
@@ -36,9 +37,18 @@ export interface EntryReport {
   readonly restarts: number
   readonly jailedUntil: number | null
   readonly lastExit: string | null
+  /** Where it logs (core/logs.ts): a file's path, `inherit` or `off`; given when the report knows the log directory. */
+  readonly log?: string
 }
 
-const entryReport = (state: State, tag: string): EntryReport => {
+/** Where `tag` logs: its running definition's options, else the config's. */
+const logOf = (state: State, tag: string, logDir: string | undefined): { readonly log?: string } => {
+  const proc = entryOf(state, tag).proc
+  const options = proc._tag === "Idle" ? state.config.byTag.get(tag)?.options : proc.def.options
+  return logDir === undefined || options === undefined ? {} : { log: showLogPlace(logPlaceOf(tag, options, logDir)) }
+}
+
+const entryReport = (state: State, tag: string, logDir: string | undefined): EntryReport => {
   const entry = entryOf(state, tag)
   const def = state.config.byTag.get(tag)
   const proc = entry.proc
@@ -66,6 +76,7 @@ const entryReport = (state: State, tag: string): EntryReport => {
     restarts: entry.restarts,
     jailedUntil: entry.jail._tag === "Jailed" ? entry.jail.until : null,
     lastExit: entry.lastExit === undefined ? null : describeOutcome(entry.lastExit.outcome),
+    ...logOf(state, tag, logDir),
   }
 }
 
@@ -80,7 +91,8 @@ const tagsOf = (state: State, group: string): readonly string[] => {
   return tags
 }
 
-export const report = (state: State): StatusReport => ({
+/** The report; with `logDir` (the daemon's, core/logs.ts), each entry says where it logs. */
+export const report = (state: State, logDir?: string): StatusReport => ({
   lifecycle: state.lifecycle,
   groups: knownGroups(state).map((name) => {
     const group = groupOf(state, name)
@@ -89,7 +101,7 @@ export const report = (state: State): StatusReport => ({
       state: group.phase,
       level: group.level ?? "",
       seq: group.seq,
-      entries: tagsOf(state, name).map((tag) => entryReport(state, tag)),
+      entries: tagsOf(state, name).map((tag) => entryReport(state, tag, logDir)),
     }
   }),
 })

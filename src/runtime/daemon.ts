@@ -33,6 +33,9 @@ import { failure, success } from "../codec/protocol.ts"
 import type { Parsed } from "../core/config.ts"
 import { reload, stopAll } from "../core/events.ts"
 import { formatProblem } from "../core/inittab.ts"
+import { noOptions } from "../core/options.ts"
+import type { LogFile } from "../core/logs.ts"
+import { logDirOf, logFilesOf, logPlaceOf } from "../core/logs.ts"
 import { batchProblem } from "../core/invariants.ts"
 import type { State } from "../core/state.ts"
 import { initialStateWith } from "../core/state.ts"
@@ -46,6 +49,8 @@ import { changes, logChange, makeHandler } from "./handler.ts"
 import type { Loop, LoopBug } from "./loop.ts"
 import { makeInbox, makeLoop } from "./loop.ts"
 import { peerOf } from "./peer.ts"
+import type { Rotation } from "./logs.ts"
+import { startLogRotation } from "./logs.ts"
 import type { Persistence } from "./persistence.ts"
 import { StateFileInUse, openPersistence } from "./persistence.ts"
 import type { ClusterBug, ClusterPort, LoopService } from "./ports.ts"
@@ -203,6 +208,18 @@ const startConfig = (options: DaemonOptions): Effect.Effect<Parsed, ConfigError>
     }),
   )
 
+/** The rotation of every file the config's entries log to; the list is rebuilt only when the config changes. */
+const rotateLogs = (stateRef: Ref.Ref<State>, logDir: string, warn: (message: string) => void): Effect.Effect<Rotation, never, Scope.Scope> => {
+  let seen: State["config"] | undefined
+  let files: readonly LogFile[] = []
+  const current = (): readonly LogFile[] => {
+    const config = Ref.getUnsafe(stateRef).config
+    if (config !== seen) [seen, files] = [config, logFilesOf(config, logDir)]
+    return files
+  }
+  return Effect.acquireRelease(Effect.sync(() => startLogRotation({ files: current, warn })), (rotation) => Effect.sync(() => rotation.stop()))
+}
+
 /** The runtime's parts, built in order, for the life of the scope. */
 interface Parts {
   readonly loop: Loop
@@ -219,8 +236,15 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
     const warn = (message: string): void => log.line({ what: "warning", message })
     const stateRef = yield* Ref.make(initialStateWith(parsed.config))
     const inbox = yield* makeInbox(persistence.clock)
+    const logDir = logDirOf(paths.initstat)
+    const rotation = yield* rotateLogs(stateRef, logDir, warn)
     const processes = yield* makeProcesses((report) => inbox.offer({ ...report, now: inbox.now() }), {
       ...(options.output === undefined ? {} : { output: options.output }),
+      logPlace: (spec) => {
+        // A new writer: the rotation's check resumes if it was idle (a new directory may not be watched).
+        rotation.wake()
+        return logPlaceOf(spec.tag, spec.options ?? noOptions, logDir)
+      },
       warn,
       instance: persistence.path,
       beforeSpawn: persistence.beforeSpawn,
@@ -250,7 +274,7 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
  */
 const serveSocket = (options: DaemonOptions, paths: Paths, config: ConfigSource, parts: Parts, persistence: Persistence, handOver: HandOver, ready: Deferred.Deferred<void>) => {
   const log = options.log
-  const serveRequest = makeHandler({ loop: parts.loop, config, log, cluster: options.cluster, self: selfProcess(), handOver: handOver.answer })
+  const serveRequest = makeHandler({ loop: parts.loop, config, log, cluster: options.cluster, self: selfProcess(), handOver: handOver.answer, logDir: logDirOf(paths.initstat) })
   const handler: Handler = (request, peer) =>
     Effect.gen(function* () {
       yield* Deferred.await(ready)

@@ -75,6 +75,8 @@ export interface HandlerDeps {
   readonly handOver: () => Effect.Effect<Response>
   /** In cluster mode: local tells are recorded in etcd, and status says how the node stands. */
   readonly cluster: Pick<ClusterPort, "recordLocalTell" | "info"> | undefined
+  /** The default log files' directory (core/logs.ts): status shows where each entry logs. */
+  readonly logDir?: string | undefined
 }
 
 type TellRequest = Extract<Request, { readonly op: "tell" }>
@@ -110,7 +112,7 @@ const onReload = ({ loop }: HandlerDeps, force: boolean | undefined, parsed: Par
 
 /** Answers socket requests; nothing here changes state except through the loop's events. */
 export const makeHandler = (deps: HandlerDeps): Handler => {
-  const { loop, log, cluster, self } = deps
+  const { loop, log, cluster, self, logDir } = deps
   const daemon = self === undefined ? {} : { daemon: self }
   /** The config as it is now, then the answer; a config that cannot be had is the answer instead. */
   const withConfig = (what: string, answer: (parsed: Parsed) => Effect.Effect<Response>): Effect.Effect<Response> =>
@@ -130,7 +132,7 @@ export const makeHandler = (deps: HandlerDeps): Handler => {
         return Effect.as(loop.submit(stopAll(loop.now())), success({ op: "stopall", ...daemon }))
       case "status":
         return Effect.map(Ref.get(loop.state), (state) =>
-          success({ op: "status", report: report(state), now: loop.now(), ...(cluster === undefined ? {} : { cluster: cluster.info() }) }),
+          success({ op: "status", report: report(state, logDir), now: loop.now(), ...(cluster === undefined ? {} : { cluster: cluster.info() }) }),
         )
       case "plan":
         return withConfig(`plan ${request.group} ${request.level}`, (parsed) => onPlan(deps, request.group, request.level, parsed))

@@ -29,9 +29,11 @@ import type * as Scope from "effect/Scope"
 import type { SpawnHold } from "../core/effects.ts"
 import type { Outcome } from "../core/events.ts"
 import { argvOf } from "../core/command.ts"
+import type { LogPlace } from "../core/logs.ts"
 import type { EntryOptions } from "../core/options.ts"
 import { noOptions } from "../core/options.ts"
 import { execPlan } from "./execContext.ts"
+import { openChildOutput } from "./logs.ts"
 import { livePgids, processIdentity, statFields } from "./procfs.ts"
 
 /** What the adapter tells the loop; the loop stamps the time and turns it into an event. */
@@ -55,7 +57,8 @@ export interface SpawnSpec {
   readonly command: string
   /** A failover group's process: its group and hold (core/effects.ts `SpawnHold`). */
   readonly failover?: { readonly group: string; readonly hold: SpawnHold } | undefined
-  readonly options?: EntryOptions
+  /** The entry's options (the definition being spawned, as the Spawn effect carries it). */
+  readonly options?: EntryOptions | undefined
 }
 
 /** Where the children's stdout and stderr go: the daemon's own, nowhere, or an open file descriptor. */
@@ -106,6 +109,8 @@ interface Run {
 export interface ProcessesOptions {
   /** Asked at each spawn when a function (isinitd's log moves children's output to a file once its stderr is gone). */
   readonly output?: Output | (() => Output)
+  /** Where a run logs (core/logs.ts); `output` is its `Inherit`. Without it, every run inherits. */
+  readonly logPlace?: (spec: SpawnSpec) => LogPlace
   /** Environment of the children; the daemon's own by default. */
   readonly env?: NodeJS.ProcessEnv
   /** Told when something goes wrong that is not a run's outcome (an unexpected kill error). */
@@ -244,6 +249,8 @@ const leaderExited = (table: Table, run: Run, outcome: Outcome): void => {
 /** How children are started: where their output goes, their environment, what happens just before. */
 interface Spawner {
   readonly output: () => Output
+  readonly logPlace: (spec: SpawnSpec) => LogPlace
+  readonly warn: (message: string) => void
   readonly env: (spec: SpawnSpec) => NodeJS.ProcessEnv
   readonly beforeSpawn: (spec: SpawnSpec) => void
   /** A failover group's process whose hold has run out by the daemon's clock (or that has no cluster mode to hold it). */
@@ -255,6 +262,8 @@ const makeSpawner = (options: ProcessesOptions): Spawner => {
     options.instance === undefined ? undefined : { ...(options.env ?? process.env), [runMarkers.instance]: options.instance }
   return {
     output: () => (typeof options.output === "function" ? options.output() : (options.output ?? "inherit")),
+    logPlace: options.logPlace ?? (() => ({ _tag: "Inherit" })),
+    warn: options.warn ?? (() => undefined),
     env: (spec) => {
       const failover = spec.failover === undefined ? undefined : options.failover?.environment(spec.failover.group, spec.failover.hold.epoch)
       if (markedEnv === undefined) return failover === undefined ? (options.env ?? process.env) : { ...(options.env ?? process.env), ...failover }
@@ -292,9 +301,14 @@ const startChild = (table: Table, spawner: Spawner, run: Run, spec: SpawnSpec): 
     queueMicrotask(() => fail("failover hold ran out before the fork"))
     return undefined
   }
-  const output = spawner.output()
+  // Opened for this fork only: the child keeps its copy, the daemon none (runtime/logs.ts).
+  const opened = openChildOutput(spawner.logPlace(spec), spawner.output, spawner.warn)
+  if (opened._tag === "Failed") {
+    queueMicrotask(() => fail(opened.reason))
+    return undefined
+  }
   try {
-    const stdio: ["ignore", Output, Output] = ["ignore", output, output]
+    const stdio: ["ignore", Output, Output] = ["ignore", opened.output, opened.output]
     const child = spawnChild(exec.file, exec.args, { detached: true, stdio, env: exec.env, cwd: exec.cwd })
     child.once("error", (e: NodeJS.ErrnoException) => {
       // After a successful spawn, 'error' only means a failed kill or IPC; exits still come.
@@ -322,6 +336,8 @@ const startChild = (table: Table, spawner: Spawner, run: Run, spec: SpawnSpec): 
     const err = e as NodeJS.ErrnoException
     queueMicrotask(() => fail(err.code ?? err.message))
     return undefined
+  } finally {
+    opened.close()
   }
 }
 

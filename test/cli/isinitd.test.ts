@@ -235,6 +235,8 @@ describe("isinitd", () => {
     await runningPid(d.socket, "srv")
     await logged(d, / g ghost exited spawn failed: ENOENT/)
     await logged(d, /cannot write status file/)
+    // No log directory beside that status file either: the default log falls back to isinitd's output (issue 11).
+    await logged(d, /log \S*blocker\/log\/srv\.log: .*; this run writes to isinitd's own output instead/)
     expect(await askJson(d.socket, { op: "ping" })).toMatchObject({ ok: true })
   })
 

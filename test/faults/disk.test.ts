@@ -69,7 +69,8 @@ describe("status and state directory full or read-only", () => {
       ctx.skip()
       return
     }
-    l.writeTab(":::respawn-limit:100/10s\ng:srv:1:respawn:sleep 300\nh:x:1,2:respawn:sleep 300\n")
+    // The services' logs go elsewhere: an open log file in the mount would keep it from being remounted read-only.
+    l.writeTab(`:::respawn-limit:100/10s\ng:srv:1:respawn:sleep 300\nh:x:1,2:respawn:sleep 300\n:::option:*:log=${l.path("logs")}/\n`)
     const initstat = `${dir}/initstat`
     const statePath = `${dir}/isinitd.state`
     const d = await l.start({ args: ["-c", l.path("isinittab"), "-s", l.path("run/init.s"), "--initstat", initstat] })
