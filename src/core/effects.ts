@@ -104,7 +104,6 @@ export const shellLogWhats = [
   "etcd-outage",
   "etcd-resync",
   "etcd-rejected",
-  "etcd-lease-lost",
   /** The fencer: a failover group's processes killed when its hold ran out without a renewal. */
   "fencer",
 ] as const

@@ -69,7 +69,7 @@ export interface ClusterSnapshot {
   readonly failover: FailoverView
 }
 
-export type ObeyedChange = Exclude<WatchEvent, { readonly _tag: "Outage" | "Resynced" }>
+export type ObeyedChange = WatchEvent
 
 export type FailoverChange =
   | { readonly _tag: "CandidateSet"; readonly group: string; readonly candidate: Candidate }
