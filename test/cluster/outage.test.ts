@@ -81,6 +81,8 @@ describe.skipIf(skipWithoutEtcd())("etcd outage under a running daemon", () => {
     await eventually("n1 live again", async () => (await run(store.liveNodes())).some((n) => n.node === "n1"), 30_000)
 
     const log = n1.log()
+    // Converging, not replaying: the resync does not tell web=3 again, and web=4 is told once.
+    expect(lines(log, /desired web=3 from etcd .*: told/), log).toHaveLength(1)
     expect(lines(log, /desired web=4 from etcd .*: told/), log).toHaveLength(1)
     expect(lines(log, /desired web=5 from etcd .*: told/), log).toHaveLength(1)
     expect(lines(log, /etcd-outage.*(watch lost|reading from etcd failed)/), log).toHaveLength(1)
