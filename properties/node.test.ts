@@ -1,8 +1,9 @@
 /**
  * The cluster node reducer keeps every behaviour of today's cluster agent for ordinary groups
  * (docs/cluster.md "The daemon", "Precedence", "Local tells"), driven event by event with the real
- * core reducer behind it; and it fixes two defects of today's agent: it is connected only while
- * etcd acknowledges its keep-alives, and a local tell's note says where its override went.
+ * core reducer behind it; and it fixes defects of today's agent: it is connected only while etcd
+ * acknowledges its keep-alives, a local tell's note says where its override went, and watches
+ * lost again and again are resynced with backoff as one outage, logged once.
  */
 import { fc, test } from "@fast-check/vitest"
 import { expect } from "vitest"
