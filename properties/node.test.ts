@@ -1,8 +1,9 @@
 /**
  * The cluster node reducer keeps every behaviour of today's cluster agent for ordinary groups
  * (docs/cluster.md "The daemon", "Precedence", "Local tells"), driven event by event with the real
- * core reducer behind it; and it fixes two defects of today's agent: it is connected only while
- * etcd acknowledges its keep-alives, and a local tell's note says where its override went.
+ * core reducer behind it; and it fixes defects of today's agent: it is connected only while etcd
+ * acknowledges its keep-alives, a local tell's note says where its override went, and watches
+ * lost again and again are resynced with backoff as one outage, logged once.
  */
 import { fc, test } from "@fast-check/vitest"
 import { expect } from "vitest"
@@ -183,5 +184,41 @@ test.prop([fc.integer({ min: 0, max: 4_999 })], { numRuns: 30 })(
     // Backoffs of 200, 400, 800 ms ... 5 s between reads: a few per 20 s, never dozens.
     expect(reads).toBeGreaterThan(1)
     expect(reads).toBeLessThanOrEqual(12)
+    // One outage: logged once, with its first resync; the losses after it are the same outage.
+    expect(bench.since(0, "Log").filter((l) => l.what === "etcd-outage")).toHaveLength(1)
+    expect(bench.since(0, "Log").filter((l) => l.what === "etcd-resync")).toHaveLength(1)
+  },
+)
+
+/** One outage: watches lost again and again (each after `lifeMs`), each resync after some failed reads. */
+const outageArb = fc.array(fc.record({ lifeMs: fc.integer({ min: 0, max: 4_999 }), failedReads: fc.integer({ min: 0, max: 3 }) }), { minLength: 1, maxLength: 6 })
+
+test.prop([fc.array(outageArb, { minLength: 1, maxLength: 4 }), fc.integer({ min: 5_000, max: 60_000 })], { numRuns: 100 })(
+  "an outage is logged once with its first resync, however often its watch is lost again or its reads fail; a watch that ran steadily ends it",
+  (outages, steadyMs) => {
+    const bench = started()
+    let answered = bench.since(0, "Read").length
+    /** Serves the read the node asks for next (after its backoff): as a failure, or as a snapshot. */
+    const answerRead = (outcome: "Failed" | "Read"): void => {
+      for (let waited = 0; bench.since(0, "Read").length === answered; waited++) {
+        expect(waited, "the node asks for a read again").toBeLessThan(100)
+        bench.advance(Math.max(1, (bench.node.wakeups?.item.at ?? bench.now + 100) - bench.now))
+      }
+      answered = bench.since(0, "Read").length
+      if (outcome === "Failed") bench.feed((now) => ({ _tag: "ReadFailed", now, reason: "member down" }))
+      else bench.snapshot(1, [configChange])
+    }
+    for (const losses of outages) {
+      bench.advance(steadyMs)
+      for (const [i, { lifeMs, failedReads }] of losses.entries()) {
+        if (i > 0) bench.advance(lifeMs)
+        bench.feed((now) => ({ _tag: "WatchLost", now, reason: "member down" }))
+        for (let f = 0; f < failedReads; f++) answerRead("Failed")
+        answerRead("Read")
+      }
+    }
+    const logged = (what: string): number => bench.since(0, "Log").filter((l) => l.what === what).length
+    expect(logged("etcd-outage")).toBe(outages.length)
+    expect(logged("etcd-resync")).toBe(outages.length)
   },
 )

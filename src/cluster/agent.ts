@@ -224,7 +224,7 @@ export const makeClusterAgent = (options: AgentOptions): Effect.Effect<ClusterAg
     const { log, node } = options
     const nodeProblem = nameProblem("node", node)
     if (nodeProblem !== undefined) return yield* Effect.fail<AgentStartFailure>({ _tag: "AgentStartFailure", message: `--node: ${nodeProblem}` })
-    const store = yield* makeClusterStore({ hosts: options.hosts, cluster: options.cluster, leaseTtlSeconds: options.leaseTtlSeconds, callTimeoutMs: options.callTimeoutMs, log, ...options.secure }).pipe(
+    const store = yield* makeClusterStore({ hosts: options.hosts, cluster: options.cluster, callTimeoutMs: options.callTimeoutMs, log, ...options.secure }).pipe(
       Effect.mapError((e): AgentStartFailure => ({ _tag: "AgentStartFailure", message: `--cluster: ${e.reason}` })),
     )
     const start = yield* startingPoint(store, options)

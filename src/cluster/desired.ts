@@ -52,7 +52,7 @@ export interface EtcdView {
   readonly rejections: readonly Rejection[]
 }
 
-/** What the watch reports, in etcd revision order. */
+/** A change of what daemons obey, as a watch reports it, in etcd revision order. */
 export type WatchEvent =
   | { readonly _tag: "DesiredSet"; readonly target: Target; readonly group: string; readonly desired: DesiredLevel }
   | { readonly _tag: "DesiredCleared"; readonly target: Target; readonly group: string; readonly revision: number }
@@ -60,10 +60,6 @@ export type WatchEvent =
   /** The config key was deleted: daemons keep running the config they have. */
   | { readonly _tag: "ConfigCleared"; readonly revision: number }
   | { readonly _tag: "Rejected"; readonly rejection: Rejection }
-  /** etcd is unreachable; the watch retries with backoff. Nothing should be stopped for it. */
-  | { readonly _tag: "Outage"; readonly reason: string }
-  /** etcd is back: the whole view, read afresh; the watch continues after its revision. */
-  | { readonly _tag: "Resynced"; readonly view: EtcdView }
 
 const withGroup = (
   map: ReadonlyMap<string, DesiredLevel>,
@@ -101,10 +97,6 @@ export const applyEvent = (obeyed: Obeyed, event: WatchEvent): Obeyed => {
       return atLeast({ ...obeyed, config: undefined }, event.revision)
     case "Rejected":
       return atLeast(obeyed, event.rejection.revision)
-    case "Outage":
-      return obeyed
-    case "Resynced":
-      return event.view.obeyed
   }
 }
 

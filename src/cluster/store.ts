@@ -5,22 +5,19 @@
  * (nodes.ts), the audit trail (audit.ts), rolling tells (rollouts.ts); for a daemon, what it
  * follows (follow.ts: one read and one watch of everything it follows), its leases (leases.ts:
  * grant, keep-alives it sends itself) and its own writes (election.ts: failover keys and its
- * status). watch.ts and presence.ts are the earlier self-healing watch and presence, which no
- * daemon uses any more (the node reducer decides resyncs and re-grants now); their tests still
- * hold them to what they say. Key layout and
- * precedence: keys.ts. Values: codecs.ts. The pure view and convergence rules: desired.ts.
+ * status). Key layout and precedence: keys.ts. Values: codecs.ts. The pure view and convergence
+ * rules: desired.ts.
  *
  * Failure model: every one-shot operation fails with a typed `EtcdUnavailable` (bounded by a call
  * deadline, or the caller's `Deadline`), or `EtcdRefused` when etcd said no (wrong credentials, or
  * the etcd user's roles do not allow it), and is retried behind the caller's back only while etcd
- * has no leader (client.ts) and for lost transaction races.
- * The watch and the node presence are long-lived: they survive outages on their own, retrying with
- * capped exponential backoff; the watch reports the outage, then resynchronises (reads everything
- * at the current revision and watches from there). Bad keys and values never fail an operation:
+ * has no leader (client.ts) and for lost transaction races. Nothing here heals itself: a daemon's
+ * watch reports its loss once and ends, a lease is kept alive only by the keep-alives the daemon
+ * sends; when to read again, re-grant or publish again, and with what backoff, is the node
+ * reducer's decision (src/cluster/node/reduce.ts). Bad keys and values never fail an operation:
  * they come back as rejections with a reason, and are logged.
  */
 import * as Effect from "effect/Effect"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type { LogService } from "../log.ts"
 import type { EtcdSecurity } from "./connection.ts"
@@ -39,12 +36,8 @@ import { validName } from "./store/errors.ts"
 import { keyValues } from "./store/kv.ts"
 import type { Membership } from "./store/nodes.ts"
 import { makeMembership } from "./store/nodes.ts"
-import type { Presence } from "./store/presence.ts"
-import { makePresence } from "./store/presence.ts"
 import type { Rollouts } from "./store/rollouts.ts"
 import { makeRollouts } from "./store/rollouts.ts"
-import type { Watching } from "./store/watch.ts"
-import { makeWatching } from "./store/watch.ts"
 import type { Election } from "./store/election.ts"
 import { makeElection } from "./store/election.ts"
 import type { Following } from "./store/follow.ts"
@@ -59,22 +52,15 @@ export type { FailoverRead } from "./store/failover.ts"
 export type { ConfigRead, HistoryEntry, PushedConfig, Signer } from "./store/config.ts"
 export type { ConfigRejected, Contended, EtcdFailure, EtcdRefused, EtcdUnavailable, FailoverGroupTold, InvalidName, NodeLive, UnknownGroup, UnknownNode } from "./store/errors.ts"
 export type { Nodes } from "./store/nodes.ts"
-export type { StatusInput } from "./store/presence.ts"
 export type { Claim, Driving, StoredRollout } from "./store/rollouts.ts"
 
 export interface ClusterOptions {
   /** etcd client URLs, e.g. `http://127.0.0.1:2379` (a comma-separated string is split). */
   readonly hosts: string | readonly string[]
   readonly cluster?: string | undefined
-  /** Lease of each node's status (default 10 s): a dead node drops out within this time. */
-  readonly leaseTtlSeconds?: number | undefined
   /** Deadline of every one-shot call (default 5 s). */
   readonly callTimeoutMs?: number | undefined
-  /** Backoff of the watch and presence retries: starts here, doubles, capped (default 200 ms to 5 s). */
-  readonly backoff?: { readonly initialMs: number; readonly maxMs: number } | undefined
   readonly log?: LogService | undefined
-  /** Revoke node leases when the store closes (default true), so a clean stop shows at once. */
-  readonly revokeOnClose?: boolean | undefined
   /** TLS and credentials (connection.ts); none: plain http without authentication. */
   readonly security?: EtcdSecurity | undefined
   /** Obey only configs signed by one of these keys (signing.ts); none: any valid config. */
@@ -83,7 +69,7 @@ export interface ClusterOptions {
   readonly author?: Author | undefined
 }
 
-export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence, Membership, AuditTrail, Rollouts, Following, FailoverStore {
+export interface ClusterStore extends DesiredLevels, Configs, Membership, AuditTrail, Rollouts, Following, FailoverStore {
   readonly cluster: string
   /** Leases as a daemon keeps them itself (store/leases.ts). */
   readonly leases: Leases
@@ -94,8 +80,6 @@ export interface ClusterStore extends DesiredLevels, Configs, Watching, Presence
 export const makeClusterStore = (options: ClusterOptions): Effect.Effect<ClusterStore, InvalidName, Scope.Scope> =>
   Effect.gen(function* () {
     const cluster = yield* validName("cluster", options.cluster ?? defaultCluster)
-    const backoff = options.backoff ?? { initialMs: 200, maxMs: 5_000 }
-    const retrySchedule = Schedule.min([Schedule.exponential(backoff.initialMs, 2), Schedule.spaced(backoff.maxMs)])
     const log = options.log
     const client = yield* openEtcdClient({ hosts: options.hosts, callTimeoutMs: options.callTimeoutMs ?? 5_000, security: options.security })
     const trusted = options.trustedKeys
@@ -103,14 +87,6 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
     const audit = makeAuditing(client, cluster, options.author ?? { _tag: "Unaudited" })
     const configs = makeConfigs(client, kv, cluster, audit)
     const desired = makeDesiredLevels(client, kv, configs, cluster, audit)
-    const watching = makeWatching(client, kv, desired.readDesired, { cluster, backoff, retrySchedule, log })
-    const presence = yield* makePresence(client, {
-      cluster,
-      leaseTtlSeconds: options.leaseTtlSeconds ?? 10,
-      retrySchedule,
-      log,
-      onClose: options.revokeOnClose === false ? "Release" : "Revoke",
-    })
     const membership = makeMembership(client, kv, cluster, audit)
     const trail = makeAuditTrail(client, kv, cluster)
     const following = makeFollowing(client, kv, cluster)
@@ -124,5 +100,5 @@ export const makeClusterStore = (options: ClusterOptions): Effect.Effect<Cluster
     }
     const failover = makeFailoverStore(client, leases, cluster, audit)
     const rollouts = makeRollouts(client, cluster, audit)
-    return { cluster, ...desired, ...configs, ...watching, ...presence, ...membership, ...trail, ...rollouts, ...following, ...failover, leases, election } satisfies ClusterStore
+    return { cluster, ...desired, ...configs, ...membership, ...trail, ...rollouts, ...following, ...failover, leases, election } satisfies ClusterStore
   })

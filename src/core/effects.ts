@@ -104,7 +104,6 @@ export const shellLogWhats = [
   "etcd-outage",
   "etcd-resync",
   "etcd-rejected",
-  "etcd-lease-lost",
   /** The fencer: a failover group's processes killed when its hold ran out without a renewal. */
   "fencer",
   /** Event hooks (runtime/hooks.ts): a run that failed, timed out, or events dropped over a limit. */

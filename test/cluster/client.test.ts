@@ -1,14 +1,14 @@
 /**
  * `isinit --etcd ...` against a real etcd, for what the client decides itself: `forget` refuses a
  * live node and a node never seen; `tell --wait` ends at once, naming the later tell, when a later
- * tell of the group replaces it. Nodes are published through the store (no daemons needed: the
- * client reads only etcd).
+ * tell of the group replaces it. Nodes are published with the daemon's own status writer (no
+ * daemons needed: the client reads only etcd).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import type { EtcdServer } from "./etcd-harness.ts"
 import { eventually, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
 import type { OpenStore } from "./helpers.ts"
-import { openStore, run, statusInput } from "./helpers.ts"
+import { openStore, publishNode, run, statusInput, withdrawNode } from "./helpers.ts"
 import { isinit } from "./nodes.ts"
 
 describe.skipIf(skipWithoutEtcd())("isinit --etcd on one etcd", () => {
@@ -37,7 +37,7 @@ describe.skipIf(skipWithoutEtcd())("isinit --etcd on one etcd", () => {
 
   it("forget refuses a live node (it would vanish from both lists) and a node never seen", async () => {
     const { open, args } = await fresh()
-    await run(open.store.publishStatus("n1", statusInput("3")))
+    const lease = await publishNode(open.store, "n1", statusInput("3"))
 
     const live = await isinit([...args, "forget", "n1"])
     expect(live.code).toBe(1)
@@ -47,7 +47,7 @@ describe.skipIf(skipWithoutEtcd())("isinit --etcd on one etcd", () => {
     expect(ghost.err).toMatch(/no node ghost was ever seen in cluster c\d+/)
 
     // Once stopped, n1 is missing, and forgetting it works.
-    await run(open.store.withdraw("n1"))
+    await withdrawNode(open.store, lease)
     expect((await run(open.store.missingNodes())).map((n) => n.node)).toEqual(["n1"])
     const gone = await isinit([...args, "forget", "n1"])
     expect(gone.code, gone.err).toBe(0)
@@ -56,7 +56,7 @@ describe.skipIf(skipWithoutEtcd())("isinit --etcd on one etcd", () => {
 
   /** Nodes that report web at `level` and run no daemon: a tell to another level keeps them pending. */
   const publishAt = async (open: OpenStore, level: string, nodes: readonly string[]): Promise<void> => {
-    for (const n of nodes) await run(open.store.publishStatus(n, statusInput(level)))
+    for (const n of nodes) await publishNode(open.store, n, statusInput(level))
   }
   const desiredWeb = async (open: OpenStore, node?: string): Promise<string | undefined> => {
     const { obeyed } = await run(open.store.readDesired())

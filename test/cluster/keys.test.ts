@@ -175,7 +175,8 @@ describe("desired view and convergence", () => {
     const first = pendingTells(effectiveFor(view, "n1"), new Map())
     expect(first).toEqual([{ group: "db", level: "2", revision: 6 }, { group: "web", level: "3", revision: 5 }])
     const applied = new Map(first.map((t) => [t.group, { level: t.level, revision: t.revision }]))
-    const resynced = applyEvent(view, { _tag: "Resynced", view: { obeyed: { ...view, revision: 40 }, rejections: [] } })
+    // A resync replaces the view with one read afresh (the node reducer's Snapshot): same levels, a later revision.
+    const resynced: Obeyed = { ...view, revision: 40 }
     expect(pendingTells(effectiveFor(resynced, "n1"), applied)).toEqual([])
     // The same level written again is a new tell (e.g. to re-run a failed test entry).
     expect(pendingTells(effectiveFor(fold([set(clusterTarget, "web", "3", 41)], resynced), "n1"), applied)).toEqual([

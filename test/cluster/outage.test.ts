@@ -1,88 +1,93 @@
 /**
- * etcd stopped and restarted under a running watch and a published node: operations fail with a
- * typed error meanwhile, the watch reports the outage (which changes nothing), resynchronises when
- * etcd is back and goes on watching; a write made right after the restart is told exactly once;
- * the node whose lease was lost during the outage publishes itself again.
+ * etcd stopped and restarted under a running `isinitd --etcd` (the daemon's own path: the node
+ * reducer, store/follow.ts, its presence lease): etcd operations fail with a typed error
+ * meanwhile; the daemon keeps its group running, shows the outage and logs it once though its
+ * reads keep failing; when etcd is back it resyncs (logged once), a write made right after the
+ * restart is applied exactly once, the watch goes on, and the node publishes itself again under a
+ * new lease (the old one expired during the outage).
  */
+import { readFileSync } from "node:fs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { ToldLevels, Obeyed, WatchEvent } from "../../src/cluster/desired.ts"
-import { applyEvent, effectiveFor, pendingTells } from "../../src/cluster/desired.ts"
 import type { EtcdServer } from "./etcd-harness.ts"
 import { eventually, rawEtcd, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
-import type { OpenStore, Watching } from "./helpers.ts"
-import { failure, openStore, run, statusInput, watch } from "./helpers.ts"
+import type { OpenStore } from "./helpers.ts"
+import { failure, openStore, run } from "./helpers.ts"
+import type { Lab, Node } from "./nodes.ts"
+import { isinit, makeLab } from "./nodes.ts"
 
 const ttlSeconds = 2
+const cluster = "outage"
 
-/** A daemon's convergence, replayed: the tells it would make after each event. */
-const replay = (start: Obeyed, events: readonly WatchEvent[], node: string): { readonly tells: string[]; readonly view: Obeyed } => {
-  let view = start
-  let applied: ToldLevels = new Map([...effectiveFor(start, node)].map(([g, e]) => [g, { level: e.level, revision: e.revision }]))
-  const tells: string[] = []
-  for (const event of events) {
-    view = applyEvent(view, event)
-    for (const t of pendingTells(effectiveFor(view, node), applied)) {
-      tells.push(`${t.group}=${t.level}@${event._tag}`)
-      applied = new Map([...applied, [t.group, { level: t.level, revision: t.revision }]])
-    }
-  }
-  return { tells, view }
+interface LocalStatus {
+  readonly groups: readonly { readonly group: string; readonly level: string; readonly state: string; readonly entries: readonly { readonly tag: string; readonly pid: number | null }[] }[]
+  readonly cluster?: { readonly connected: boolean }
 }
 
-describe.skipIf(skipWithoutEtcd())("etcd outage", () => {
+const localStatus = async (n: Node): Promise<LocalStatus> => {
+  const result = await isinit(["-s", n.socket, "status", "--json"])
+  if (result.code !== 0) throw new Error(`local status of ${n.name}: ${result.err}`)
+  return JSON.parse(result.out) as LocalStatus
+}
+const web = async (n: Node) => (await localStatus(n)).groups.find((g) => g.group === "web")
+const lines = (log: string, pattern: RegExp): string[] => log.split("\n").filter((l) => pattern.test(l))
+
+describe.skipIf(skipWithoutEtcd())("etcd outage under a running daemon", () => {
   let etcd: EtcdServer
+  let lab: Lab | undefined
   let open: OpenStore | undefined
-  let watching: Watching | undefined
 
   beforeAll(async () => {
     etcd = await startEtcd()
   })
   afterAll(async () => {
-    await watching?.stop()
+    await lab?.cleanup()
     await open?.close()
     await etcd?.destroy()
   })
 
-  it("fails operations with a typed error, reports the outage, resyncs and resumes, republishes the node", async () => {
-    open = await openStore(etcd.url, { cluster: "outage", leaseTtlSeconds: ttlSeconds })
-    const { store, log } = open
-    await run(store.setDesired("web", "3"))
-    await run(store.publishStatus("n1", statusInput("3")))
-    const start = await run(store.readDesired())
-    watching = watch(store, start.obeyed.revision)
-    const events = watching.events
+  it("keeps the group running, logs the outage once, resyncs once, applies a write made right after the restart exactly once, and publishes the node again", async () => {
+    lab = makeLab(etcd.url, cluster)
+    const tab = lab.write("isinittab", `web:web-server:3,4,5:respawn:echo $$ >> ${lab.dir}/starts; exec sleep 3600\n`)
+    const n1 = lab.node("n1", { tab, leaseTtlSeconds: ttlSeconds })
+    await n1.start()
+    open = await openStore(etcd.url, { cluster })
+    const { store } = open
+    const args = ["--etcd", etcd.url, "--cluster", cluster]
+    const told = await isinit([...args, "tell", "web", "3", "--wait", "--timeout", "30"])
+    expect(told.code, told.err).toBe(0)
+    const pid = (await web(n1))?.entries[0]?.pid
+    expect(pid).toEqual(expect.any(Number))
 
     await etcd.stop()
-    await eventually("the outage reported", () => events.some((e) => e._tag === "Outage"))
-    expect(replay(start.obeyed, events, "n1").tells).toEqual([]) // an outage stops nothing
-    const failed = await failure(store.setDesired("web", "4"))
-    expect(failed).toMatchObject({ _tag: "EtcdUnavailable", operation: expect.any(String) as string })
-    expect((await failure(store.readDesired()))._tag).toBe("EtcdUnavailable")
-    // Down for longer than twice the lease: the node's lease is lost.
+    await eventually("n1 shows the outage", async () => (await localStatus(n1)).cluster?.connected === false)
+    expect(await failure(store.setDesired("web", "4"))).toMatchObject({ _tag: "EtcdUnavailable", operation: expect.any(String) as string })
+    expect((await failure(store.readAll()))._tag).toBe("EtcdUnavailable")
+    // Down for longer than the lease: n1's presence lease expires, and its reads fail again and again.
     await new Promise((resolve) => setTimeout(resolve, 3 * ttlSeconds * 1000))
-    expect(log.lines.some((l) => l.includes("etcd-lease-lost"))).toBe(true)
+    expect(await web(n1)).toMatchObject({ level: "3", state: "run", entries: [{ pid }] })
 
     await etcd.start()
-    // Another client writes as soon as etcd is back: before or after the resync, told once.
+    // Another client writes as soon as etcd is back: before or after n1's resync, applied once.
     const other = rawEtcd(etcd.url)
     try {
-      await other.put("/isinit/outage/desired/web").value(JSON.stringify({ level: "4" }))
+      await other.put(`/isinit/${cluster}/desired/web`).value(JSON.stringify({ level: "4" }))
     } finally {
       other.close()
     }
-    await eventually("the resync", () => events.some((e) => e._tag === "Resynced"))
-    await eventually("web=4 in the view", () => replay(start.obeyed, events, "n1").view.cluster.get("web")?.level === "4")
-
+    await eventually("n1 at web 4", async () => (await web(n1))?.level === "4", 30_000)
     // The watch goes on after the resync.
-    await run(store.setDesired("web", "5"))
-    await eventually("web=5 watched", () => replay(start.obeyed, events, "n1").view.cluster.get("web")?.level === "5")
-    const { tells } = replay(start.obeyed, events, "n1")
-    expect(tells.map((t) => t.split("@")[0])).toEqual(["web=4", "web=5"])
-    expect(events.findIndex((e) => e._tag === "Outage")).toBeLessThan(events.findIndex((e) => e._tag === "Resynced"))
+    const later = await isinit([...args, "tell", "web", "5", "--wait", "--timeout", "30"])
+    expect(later.code, later.err).toBe(0)
+    await eventually("n1 live again", async () => (await run(store.liveNodes())).some((n) => n.node === "n1"), 30_000)
 
-    // The node is back without publishing anything new itself.
-    await eventually("n1 live again", async () => (await run(store.liveNodes())).some((n) => n.node === "n1"))
-    expect(log.lines.some((l) => l.includes("etcd-outage"))).toBe(true)
-    expect(log.lines.some((l) => l.includes("etcd-resync"))).toBe(true)
+    const log = n1.log()
+    // Converging, not replaying: the resync does not tell web=3 again, and web=4 is told once.
+    expect(lines(log, /desired web=3 from etcd .*: told/), log).toHaveLength(1)
+    expect(lines(log, /desired web=4 from etcd .*: told/), log).toHaveLength(1)
+    expect(lines(log, /desired web=5 from etcd .*: told/), log).toHaveLength(1)
+    expect(lines(log, /etcd-outage.*(watch lost|reading from etcd failed)/), log).toHaveLength(1)
+    expect(lines(log, /etcd-resync/), log).toHaveLength(1)
+    expect(await web(n1)).toMatchObject({ level: "5", state: "run", entries: [{ pid }] })
+    expect(lines(readFileSync(lab.path("starts"), "utf8"), /\d/)).toHaveLength(1)
   })
 })

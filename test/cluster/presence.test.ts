@@ -1,21 +1,25 @@
 /**
- * Node status on etcd leases: a node whose daemon dies (no revoke, keep-alives stop) drops out
- * of the live nodes within the lease time and is listed as missing; a living node stays live
- * well past its TTL (keep-alive works); a clean stop (withdraw) shows at once.
+ * Node presence as the daemon keeps it (its presence lease and the keep-alives it sends itself:
+ * store/leases.ts, the node reducer's lease.ts and presence.ts), with real `isinitd --etcd`
+ * processes: a running daemon stays live well past its TTL; a SIGKILLed one drops out within its
+ * lease and is listed missing; a clean stop (SIGTERM) withdraws its status at once, long before
+ * its lease would have expired. And the client takes node statuses that are not one as
+ * rejections with a reason, not as failures.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import type { EtcdServer } from "./etcd-harness.ts"
 import { eventually, rawEtcd, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
 import type { OpenStore } from "./helpers.ts"
-import { openStore, run, statusInput } from "./helpers.ts"
-
-const ttlSeconds = 2
+import { openStore, publishNode, run, statusInput } from "./helpers.ts"
+import type { Lab } from "./nodes.ts"
+import { makeLab } from "./nodes.ts"
 
 describe.skipIf(skipWithoutEtcd())("node presence on etcd leases", () => {
   let etcd: EtcdServer
   const opened: OpenStore[] = []
-  const open = async (options: Parameters<typeof openStore>[1] = {}): Promise<OpenStore> => {
-    const o = await openStore(etcd.url, { cluster: "presence", leaseTtlSeconds: ttlSeconds, ...options })
+  const labs: Lab[] = []
+  const open = async (cluster: string): Promise<OpenStore> => {
+    const o = await openStore(etcd.url, { cluster })
     opened.push(o)
     return o
   }
@@ -24,68 +28,59 @@ describe.skipIf(skipWithoutEtcd())("node presence on etcd leases", () => {
     etcd = await startEtcd()
   })
   afterEach(async () => {
+    for (const lab of labs.splice(0)) await lab.cleanup()
     for (const o of opened.splice(0)) await o.close()
   })
   afterAll(async () => {
     await etcd?.destroy()
   })
 
-  it("drops a dead node within the lease time, keeps a live one, and lists the dead one as missing", async () => {
-    // The dying node's store closes without revoking, as a SIGKILLed daemon would leave it.
-    const dying = await open({ revokeOnClose: false })
-    const living = await open()
-    await run(dying.store.publishStatus("n1", statusInput("3")))
-    await run(living.store.publishStatus("n2", statusInput("3")))
-    const both = await run(living.store.nodes())
-    expect(both.live.map((n) => n.node)).toEqual(["n1", "n2"])
-    expect(both.live[0]).toMatchObject({ node: "n1", report: { groups: [{ group: "web", level: "3", state: "run" }] } })
-    expect(both.missing).toEqual([])
+  it("keeps a running daemon live past its TTL, drops a SIGKILLed one within its lease, and a clean stop at once", async () => {
+    const lab = makeLab(etcd.url, "presence")
+    labs.push(lab)
+    const tab = lab.write("isinittab", "web:web-server:3:respawn:exec sleep 3600\n")
+    const dying = lab.node("n1", { tab, leaseTtlSeconds: 2 })
+    // A lease far longer than the test waits: only the daemon's revoke can take n2 out in time.
+    const stopping = lab.node("n2", { tab, leaseTtlSeconds: 60 })
+    await Promise.all([dying.start(), stopping.start()])
+    const { store } = await open("presence")
+    const live = async (): Promise<string[]> => (await run(store.liveNodes())).map((n) => n.node).sort()
+    await eventually("both live", async () => (await live()).length === 2, 30_000)
 
-    await dying.close()
+    // Keep-alive: n1 is still live after three of its TTLs.
+    await new Promise((resolve) => setTimeout(resolve, 3 * 2_000))
+    expect(await live()).toEqual(["n1", "n2"])
+
+    await dying.kill("SIGKILL")
     const diedAt = Date.now()
-    await eventually("n1 to leave the live nodes", async () => (await run(living.store.liveNodes())).every((n) => n.node !== "n1"))
+    await eventually("n1 to leave the live nodes", async () => !(await live()).includes("n1"), 20_000)
     // Generous bound for a slow machine; the lease itself is 2 s.
     expect(Date.now() - diedAt).toBeLessThan(15_000)
-    const after = await run(living.store.nodes())
+    const after = await run(store.nodes())
     expect(after.live.map((n) => n.node)).toEqual(["n2"])
     expect(after.missing.map((n) => n.node)).toEqual(["n1"])
 
-    // Keep-alive: n2 is still live after three of its TTLs have passed since it published.
-    await new Promise((resolve) => setTimeout(resolve, 3 * ttlSeconds * 1000))
-    expect((await run(living.store.liveNodes())).map((n) => n.node)).toEqual(["n2"])
-
-    // A newer status replaces the old one on the same lease.
-    await run(living.store.publishStatus("n2", statusInput("4")))
-    expect((await run(living.store.liveNodes()))[0]?.report.groups[0]?.level).toBe("4")
-
-    // A clean stop shows at once; forgetting a node stops listing it as missing.
-    await run(living.store.withdraw("n2"))
-    const withdrawn = await run(living.store.nodes())
-    expect(withdrawn.live).toEqual([])
-    expect(withdrawn.missing.map((n) => n.node)).toEqual(["n1", "n2"])
-    await run(living.store.forgetNode("n1"))
-    expect((await run(living.store.missingNodes())).map((n) => n.node)).toEqual(["n2"])
+    await stopping.kill("SIGTERM")
+    const stoppedAt = Date.now()
+    await eventually("n2 to leave the live nodes", async () => (await live()).length === 0, 20_000)
+    expect(Date.now() - stoppedAt, "withdrawn by the daemon, not expired after its 60 s lease").toBeLessThan(20_000)
+    expect((await run(store.nodes())).missing.map((n) => n.node)).toEqual(["n1", "n2"])
+    await run(store.forgetNode("n1"))
+    expect((await run(store.missingNodes())).map((n) => n.node)).toEqual(["n2"])
   })
 
-  it("revokes on close by default, and rejects a node status that is not one", async () => {
-    const a = await open({ cluster: "presence2" })
-    await run(a.store.publishStatus("n1", statusInput("3")))
+  it("rejects a node status that is not one, with a reason, and lists the good ones", async () => {
+    const a = await open("presence2")
+    await publishNode(a.store, "n1", statusInput("3"))
     const raw = rawEtcd(etcd.url)
     try {
       await raw.put("/isinit/presence2/nodes/n9").value("{}")
       await raw.put("/isinit/presence2/nodes/n8").value(JSON.stringify({ ...statusInput("3"), node: "n7", at: new Date().toISOString() }))
       const listed = await run(a.store.nodes())
       expect(listed.live.map((n) => n.node)).toEqual(["n1"])
+      expect(listed.live[0]).toMatchObject({ node: "n1", report: { groups: [{ group: "web", level: "3", state: "run" }] } })
       expect(listed.rejections.map((r) => r.key).sort()).toEqual(["/isinit/presence2/nodes/n8", "/isinit/presence2/nodes/n9"])
       expect(listed.rejections.find((r) => r.key.endsWith("n8"))?.reason).toMatch(/n7/)
-      await raw.delete().prefix("/isinit/presence2/nodes/n")
-      await run(a.store.publishStatus("n1", statusInput("3")))
-      await a.close()
-      opened.splice(opened.indexOf(a), 1)
-      const b = await open({ cluster: "presence2" })
-      const after = await run(b.store.nodes())
-      expect(after.live).toEqual([])
-      expect(after.missing.map((n) => n.node)).toEqual(["n1"])
     } finally {
       raw.close()
     }

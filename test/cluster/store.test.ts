@@ -10,14 +10,14 @@ import { applyEvent, effectiveFor, pendingTells } from "../../src/cluster/desire
 import { nodeTarget } from "../../src/cluster/keys.ts"
 import type { EtcdServer } from "./etcd-harness.ts"
 import { eventually, rawEtcd, skipWithoutEtcd, startEtcd } from "./etcd-harness.ts"
-import type { OpenStore, Watching } from "./helpers.ts"
-import { failure, goodConfig, inittab, openStore, run, statusInput, watch } from "./helpers.ts"
+import type { Followed, OpenStore } from "./helpers.ts"
+import { failure, follow, goodConfig, inittab, openStore, publishNode, run, statusInput, withdrawNode } from "./helpers.ts"
 
 describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
   let etcd: EtcdServer
   let raw: Etcd3
   const opened: OpenStore[] = []
-  const watches: Watching[] = []
+  const watches: Followed[] = []
   let clusterCount = 0
 
   /** A store on a cluster name of its own, so tests never see each other's keys. */
@@ -27,7 +27,7 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     opened.push(open)
     return open
   }
-  const watching = (w: Watching): Watching => {
+  const watching = (w: Followed): Followed => {
     watches.push(w)
     return w
   }
@@ -37,7 +37,7 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     raw = rawEtcd(etcd.url)
   })
   afterEach(async () => {
-    for (const w of watches.splice(0)) await w.stop()
+    for (const w of watches.splice(0)) w.stop()
     for (const o of opened.splice(0)) await o.close()
   })
   afterAll(async () => {
@@ -56,7 +56,7 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     // Written after the read but before the watch starts: the gap a naive watch would miss.
     await run(store.setDesired("web", "3"))
     await run(store.setDesired("db", "1"))
-    const w = watching(watch(store, snapshot.obeyed.revision))
+    const w = watching(follow(store, snapshot.obeyed.revision))
     await run(store.setDesired("web", "4"))
     await eventually("three changes", () => w.events.length >= 3)
     // A marker written last: once it has arrived, anything duplicated would have arrived too.
@@ -71,20 +71,26 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     expect((await run(store.readDesired())).obeyed.cluster).toEqual(view.cluster)
   })
 
-  it("resyncs when the revision to watch from was compacted away (a daemon offline for long)", async () => {
+  it("reports a watch from a revision compacted away (a daemon offline for long) as lost, once; a read and a watch from its revision go on", async () => {
     const { store } = await fresh()
     await run(store.setDesired("web", "2"))
-    const old = await run(store.readDesired())
+    const old = await run(store.readAll())
     await run(store.setDesired("web", "3"))
     const latest = await run(store.setDesired("db", "1"))
     await raw.kv.compact({ revision: String(latest.revision), physical: true })
-    const w = watching(watch(store, old.obeyed.revision))
-    await eventually("a resync", () => w.events.some((e) => e._tag === "Resynced"))
-    const view = w.events.reduce(applyEvent, old.obeyed)
-    expect(view.cluster.get("web")?.level).toBe("3")
-    expect(view.cluster.get("db")?.level).toBe("1")
+    const w = watching(follow(store, old.revision))
+    await eventually("the watch lost", () => w.lost.length > 0)
+    expect(w.lost).toHaveLength(1)
+    expect(w.events).toEqual([])
+    // What the shell does when the node reducer asks for a resync (a Read, then a Watch from it).
+    const fresh2 = await run(store.readAll())
+    expect(fresh2.obeyed.cluster.get("web")?.level).toBe("3")
+    expect(fresh2.obeyed.cluster.get("db")?.level).toBe("1")
+    const again = watching(follow(store, fresh2.revision))
     await run(store.setDesired("web", "4"))
-    await eventually("the watch after the resync", () => w.events.reduce(applyEvent, old.obeyed).cluster.get("web")?.level === "4")
+    await eventually("the watch after the resync", () => again.events.reduce(applyEvent, fresh2.obeyed).cluster.get("web")?.level === "4")
+    expect(again.lost).toEqual([])
+    expect(w.events).toEqual([])
   })
 
   it("gives a node override precedence over the cluster-wide level and hands back on delete", async () => {
@@ -95,7 +101,7 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     expect(effectiveFor(snapshot.obeyed, "n1").get("web")).toMatchObject({ level: "maint", source: "node" })
     expect(effectiveFor(snapshot.obeyed, "n2").get("web")).toMatchObject({ level: "3", source: "cluster" })
 
-    const w = watching(watch(store, snapshot.obeyed.revision))
+    const w = watching(follow(store, snapshot.obeyed.revision))
     // A cluster-wide tell leaves n1's override in force: no new tell for n1, one for n2.
     const applied = (view: Obeyed, node: string) =>
       new Map([...effectiveFor(view, node)].map(([g, e]) => [g, { level: e.level, revision: e.revision }]))
@@ -136,7 +142,7 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     expect(await run(store.currentConfig())).toEqual({ _tag: "None" })
 
     const snapshot = await run(store.readDesired())
-    const w = watching(watch(store, snapshot.obeyed.revision))
+    const w = watching(follow(store, snapshot.obeyed.revision))
     const first = await run(store.pushConfig(goodConfig, { by: "test" }))
     expect(first).toMatchObject({ _tag: "Pushed", seq: 1, sha256: sha256Of(goodConfig) })
     expect(await run(store.pushConfig(goodConfig))).toMatchObject({ _tag: "Unchanged", seq: 1, revision: first.revision })
@@ -171,7 +177,7 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
     await run(store.setDesired("web", "3"))
     await run(store.pushConfig(goodConfig))
     const before = await run(store.readDesired())
-    const w = watching(watch(store, before.obeyed.revision))
+    const w = watching(follow(store, before.obeyed.revision))
 
     const brokenText = "web:x:3,:whenever:true\n"
     const writes: readonly [string, string][] = [
@@ -218,18 +224,19 @@ describe.skipIf(skipWithoutEtcd())("cluster store on etcd", () => {
       return { ...input, report: { ...input.report, groups: input.report.groups.map((g) => ({ ...g, entries })) } }
     }
     const names = Array.from({ length: 45 }, (_, i) => `n${i + 1}`)
-    for (const n of names) await run(store.publishStatus(n, big("2")))
+    for (const n of names) await publishNode(store, n, big("2"))
     const nodes = await run(store.nodes())
     expect(nodes.live.map((n) => n.node).sort()).toEqual([...names].sort())
   })
 
   it("names the live nodes from their keys, and reads the statuses of a few at one revision", async () => {
     const { store } = await fresh()
-    for (const n of ["n1", "n2", "n3"]) await run(store.publishStatus(n, statusInput("2")))
+    const leases = new Map<string, string>()
+    for (const n of ["n1", "n2", "n3"]) leases.set(n, await publishNode(store, n, statusInput("2")))
     expect([...(await run(store.liveNames()))].sort()).toEqual(["n1", "n2", "n3"])
     expect((await run(store.statusesOf(["n3", "ghost", "n1"]))).map((s) => s.node)).toEqual(["n3", "n1"])
     expect(await run(store.statusesOf([]))).toEqual([])
-    await run(store.withdraw("n2"))
+    await withdrawNode(store, leases.get("n2") ?? "")
     expect([...(await run(store.liveNames()))].sort()).toEqual(["n1", "n3"])
   })
 })

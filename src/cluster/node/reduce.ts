@@ -23,7 +23,7 @@ import { advanceOverrides, localTell, noOverrides, overrideWritten, retryOverrid
 import { advancePublish, connectionOf, newPresence, presenceDeadline, published } from "./presence.ts"
 import type { Step } from "./step.ts"
 import { configOf, emit, log, retryDelay, wake } from "./step.ts"
-import type { ClusterSnapshot, Lease, LeaseName, NodeCommand, NodeEvent, NodeState, Running, View, Write, WriteOutcome } from "./types.ts"
+import type { ClusterSnapshot, Lease, LeaseName, NodeCommand, NodeEvent, NodeState, OutageLog, Running, View, Write, WriteOutcome } from "./types.ts"
 import { applyChanges, touchesObeyed } from "./view.ts"
 
 export interface NodeOptions {
@@ -54,7 +54,7 @@ export const startNode = (options: NodeOptions): readonly [NodeState, readonly N
     lifecycle: "running",
     now: options.now,
     running: options.running,
-    sync: { _tag: "Reading", attempt: 0, reason: undefined },
+    sync: { _tag: "Reading", attempt: 0, reason: undefined, outage: "None" },
     view: undefined,
     convergence: noConvergence,
     overrides: noOverrides,
@@ -78,10 +78,10 @@ const snapshotRead = (step: Step, snapshot: ClusterSnapshot): void => {
   const sync = step.s.sync
   const wasLost = sync._tag !== "Watching" && step.s.view !== undefined
   step.s.view = viewOf(snapshot)
-  step.s.sync = { _tag: "Watching", since: step.s.now, attempt: sync._tag === "Watching" ? 0 : sync.attempt }
+  step.s.sync = sync._tag === "Watching" ? { ...sync, since: step.s.now, attempt: 0 } : { _tag: "Watching", since: step.s.now, attempt: sync.attempt, outage: sync.outage }
   emit(step, { _tag: "Watch", fromRevision: snapshot.revision })
   if (wasLost) {
-    log(step, "etcd-resync", `resynchronised at revision ${snapshot.revision}`)
+    if (sync.outage === "Begun") log(step, "etcd-resync", `resynchronised at revision ${snapshot.revision}`)
     retryOverridesNow(step)
   }
   converge(step)
@@ -90,10 +90,10 @@ const snapshotRead = (step: Step, snapshot: ClusterSnapshot): void => {
 const readFailed = (step: Step, reason: string): void => {
   const sync = step.s.sync
   if (sync._tag !== "Reading") return
-  if (sync.attempt === 0) log(step, "etcd-outage", `reading from etcd failed: ${reason}; retrying`)
+  if (sync.outage === "None") log(step, "etcd-outage", `reading from etcd failed: ${reason}; retrying`)
   const until = step.s.now + retryDelay(sync.attempt)
   wake(step, until)
-  step.s.sync = { _tag: "Backoff", attempt: sync.attempt + 1, until, reason }
+  step.s.sync = { _tag: "Backoff", attempt: sync.attempt + 1, until, reason, outage: sync.outage === "None" ? "Begun" : sync.outage }
 }
 
 const watched = (step: Step, { revision, changes }: EventOf<"Watched">): void => {
@@ -113,26 +113,29 @@ export const steadyWatchMs = 5_000
 /**
  * An outage stops nothing: it is logged, shown, and followed by a fresh read: at once after a
  * watch that ran steadily, after a growing backoff when watches keep breaking as soon as they
- * start (an etcd member down behind the client: no bursts of resyncs).
+ * start (an etcd member down behind the client: no bursts of resyncs). Such losses in a row are
+ * one outage, logged once with its first resync; a watch that ran steadily ends it.
  */
 const watchLost = (step: Step, reason: string): void => {
   const sync = step.s.sync
   if (sync._tag !== "Watching") return
-  log(step, "etcd-outage", `watch lost: ${reason}; retrying`)
-  if (step.s.now - sync.since >= steadyWatchMs) {
-    step.s.sync = { _tag: "Reading", attempt: 0, reason }
+  const steady = step.s.now - sync.since >= steadyWatchMs
+  const outage: OutageLog = steady || sync.outage === "None" ? "Begun" : "Continued"
+  if (outage === "Begun") log(step, "etcd-outage", `watch lost: ${reason}; retrying`)
+  if (steady) {
+    step.s.sync = { _tag: "Reading", attempt: 0, reason, outage }
     emit(step, { _tag: "Read" })
     return
   }
   const until = step.s.now + retryDelay(sync.attempt)
   wake(step, until)
-  step.s.sync = { _tag: "Backoff", attempt: sync.attempt + 1, until, reason }
+  step.s.sync = { _tag: "Backoff", attempt: sync.attempt + 1, until, reason, outage }
 }
 
 const advanceSync = (step: Step): void => {
   const sync = step.s.sync
   if (sync._tag !== "Backoff" || step.s.now < sync.until) return
-  step.s.sync = { _tag: "Reading", attempt: sync.attempt, reason: sync.reason }
+  step.s.sync = { _tag: "Reading", attempt: sync.attempt, reason: sync.reason, outage: sync.outage }
   emit(step, { _tag: "Read" })
 }
 

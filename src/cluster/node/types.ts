@@ -69,7 +69,7 @@ export interface ClusterSnapshot {
   readonly failover: FailoverView
 }
 
-export type ObeyedChange = Exclude<WatchEvent, { readonly _tag: "Outage" | "Resynced" }>
+export type ObeyedChange = WatchEvent
 
 export type FailoverChange =
   | { readonly _tag: "CandidateSet"; readonly group: string; readonly candidate: Candidate }
@@ -182,12 +182,20 @@ export type NodeEvent =
 /** Which config runs: etcd's, or while etcd has none the local file, or nothing readable. */
 export type Running = { readonly _tag: "Etcd"; readonly config: StoredConfig } | Local
 
+/**
+ * Where the session stands in an outage's log: `None` (no outage yet: the start-up read and its
+ * watch; a failure begins one), `Begun` (the outage was just logged: the read that ends it is
+ * logged as the resync), `Continued` (a watch lost again soon after its resync: the same outage,
+ * already logged). A watch that runs steadily ends the outage: its loss begins a new one.
+ */
+export type OutageLog = "None" | "Begun" | "Continued"
+
 /** The read-then-watch session with etcd. */
 export type Sync =
-  | { readonly _tag: "Reading"; readonly attempt: number; readonly reason: string | undefined }
-  | { readonly _tag: "Backoff"; readonly attempt: number; readonly until: number; readonly reason: string }
+  | { readonly _tag: "Reading"; readonly attempt: number; readonly reason: string | undefined; readonly outage: OutageLog }
+  | { readonly _tag: "Backoff"; readonly attempt: number; readonly until: number; readonly reason: string; readonly outage: OutageLog }
   /** `attempt` counts watches lost soon after they began: the next resync backs off by it. */
-  | { readonly _tag: "Watching"; readonly since: number; readonly attempt: number }
+  | { readonly _tag: "Watching"; readonly since: number; readonly attempt: number; readonly outage: OutageLog }
 
 export interface View {
   /** The etcd revision this view is complete up to. */

@@ -46,7 +46,7 @@ const applyFailover = (view: FailoverView, change: FailoverChange): FailoverView
   }
 }
 
-const isFailover = (change: Change): change is FailoverChange =>
+export const isFailover = (change: Change): change is FailoverChange =>
   change._tag === "CandidateSet" ||
   change._tag === "CandidateGone" ||
   change._tag === "ActiveSet" ||

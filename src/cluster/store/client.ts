@@ -6,7 +6,7 @@
  * not the call). While members answer that they have no leader (an election under way, or quorum
  * lost), it tries again with a short backoff until its deadline: `callTimeoutMs` from its start,
  * or the `Deadline` its caller set, whichever comes first. When no member can be reached at all it
- * fails at once: the caller's own backoff (watch, presence, a daemon starting on its local file)
+ * fails at once: the caller's own backoff (the node reducer's, a daemon starting on its local file)
  * deals with an outage. `isinit --etcd` sets one Deadline per
  * command, so a command that makes several calls still ends within its one deadline. On failure
  * the error says what etcd answered: "no quorum / no leader" when a member that answered has no
