@@ -701,6 +701,7 @@ const sendProbe = (step: Step, tag: string): void => {
   const slot = dueSlot(entry)
   const r = entry.readiness
   if (slot === undefined || entry.proc._tag !== "Running" || (r._tag !== "Starting" && r._tag !== "Ready")) return
+  if (r._tag === "Starting" && step.now >= r.deadline) return
   const options = entry.proc.def.options
   const purpose: ProbePurpose = r._tag === "Starting" ? "ready" : "health"
   const probe = purpose === "ready" ? options.ready : options.health
@@ -717,6 +718,8 @@ const onProbeResult = (step: Step, { tag, run, attempt, result }: EventOf<"Probe
   if (entry === undefined || entry.proc._tag !== "Running" || entry.proc.run !== run || step.lifecycle !== "running") return
   if ((r?._tag !== "Starting" && r?._tag !== "Ready") || r.probe?.attempt !== attempt || r.probe.run !== run || r.probe.stage !== "InFlight") return
   const def = entry.proc.def
+  // Rule 21: an answer counts only before the deadline; at the deadline the timeout wins.
+  if (r._tag === "Starting" && step.now >= r.deadline) return
   if (r._tag === "Starting") return result._tag === "Passed" ? readyNow(step, def, run) : retryReady(step, entry, r)
   healthAnswered(step, def, r, result)
 }
