@@ -27,6 +27,12 @@ const readyTimes = (w: World, tag: string): number[] =>
 
 const stateOf = (w: World, tag: string): string | undefined => w.report().groups.flatMap((g) => g.entries).find((e) => e.tag === tag)?.state
 
+/** Whether t1 has a probe in flight. */
+const probing = (w: World): boolean => {
+  const r = lookup(w.state.entries, "t1")?.readiness
+  return (r?._tag === "Starting" || r?._tag === "Ready") && r.probe?.stage === "InFlight"
+}
+
 const options = (lines: readonly string[]): string => lines.map((l) => `:::option:${l}\n`).join("")
 
 /** Entries after the ready-checked first one: any mode that runs. */
@@ -157,6 +163,8 @@ describe("rule 22: health checks", () => {
 
   const staleArb = fc.record({
     at: fc.integer({ min: 0, max: 30_000 }),
+    /** Move on to the next moment a probe is in flight (they answer 5ms after they are sent). */
+    inFlight: fc.boolean(),
     run: fc.integer({ min: -2, max: 2 }),
     attempt: fc.integer({ min: -3, max: 3 }),
     passed: fc.boolean(),
@@ -169,6 +177,7 @@ describe("rule 22: health checks", () => {
       const w = makeWorld([entrySpec(0, "respawn"), entrySpec(1, "respawn")], [["t1", unhealthyAfter(unhealthyMs, readyAfter(readyMs))]], { probeLatencyMs: 5 }, options(["t1:ready=tcp:127.0.0.1:1", "t1:ready-timeout=8s", "t1:health=tcp:127.0.0.1:1", "t1:health-every=1s", "t1:health-fails=2"]))
       w.tell("g", "1")
       w.advanceTo(stale.at)
+      for (let ms = 0; stale.inFlight && ms < 2_000 && !probing(w); ms++) w.advance(1)
       const before = w.state
       const entry = lookup(before.entries, "t1")
       const r = entry?.readiness
