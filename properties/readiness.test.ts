@@ -10,7 +10,6 @@ import type { Mode } from "../src/core/config.ts"
 import { probeResult, restore, tick } from "../src/core/events.ts"
 import { snapshot } from "../src/core/snapshot.ts"
 import { initialState } from "../src/core/state.ts"
-import { probeDefaults } from "../src/core/options.ts"
 import { reduce } from "../src/core/reducer.ts"
 import { lookup } from "../src/core/state.ts"
 import type { Behaviour } from "../src/sim/behaviour.ts"
@@ -19,7 +18,16 @@ import type { World } from "../src/sim/world.ts"
 import type { EntrySpec } from "./helpers.ts"
 import { entrySpec, kills, makeWorld, nearArb, phaseOf } from "./helpers.ts"
 
-const retry = probeDefaults.readyRetryMs
+/** When a run started at `from` is probed for readiness: at once, then 10, 20, 40, 80, 160 ms apart, then every 200 ms. */
+const readyProbeTimes = (from: number, until: number): number[] => {
+  const times = [from]
+  const gaps = [10, 20, 40, 80, 160]
+  for (let i = 0, at = from; at <= until; i++) times.push((at += gaps[i] ?? 200))
+  return times
+}
+
+/** The first readiness probe at or after `readyAt` of a run started at `from`. */
+const firstProbeFrom = (from: number, readyAt: number): number => readyProbeTimes(from, from + readyAt + 200).find((at) => at >= from + readyAt) ?? Infinity
 
 /** When the tag's ready probe first passed (its `probe ready` log lines). */
 const readyTimes = (w: World, tag: string): number[] =>
@@ -40,15 +48,15 @@ const laterModesArb = fc.array(fc.constantFrom<Mode>("respawn", "once", "wait", 
 const laterBehaviour = (mode: Mode): Behaviour => (mode === "wait" || mode === "test" ? exitsAfter(50, 0) : runsForever())
 
 describe("rule 20: readiness is a barrier", () => {
-  test.prop([nearArb([0, retry, 2 * retry], 5_000), laterModesArb])(
-    "rule 20: an entry after a ready-checked one starts only once its probe has passed (at the first 200ms probe " +
+  test.prop([nearArb([0, 10, 30, 70, 150, 310, 510], 5_000), laterModesArb])(
+    "rule 20: an entry after a ready-checked one starts only once its probe has passed (at the first probe " +
       "at or after it is ready), it shows starting until then, and the group is run once every entry is taken",
     (readyMs, laterModes) => {
       const entries: EntrySpec[] = [entrySpec(0, "respawn"), ...laterModes.map((mode, i) => entrySpec(i + 1, mode))]
       const behaviours: [string, Behaviour][] = [["t1", readyAfter(readyMs)], ...entries.slice(1).map((e): [string, Behaviour] => [e.tag, laterBehaviour(e.mode)])]
       const w = makeWorld(entries, behaviours, {}, options(["t1:ready=tcp:127.0.0.1:5432", "t1:ready-timeout=1m"]))
       w.tell("g", "1")
-      const readyAt = Math.ceil(readyMs / retry) * retry
+      const readyAt = firstProbeFrom(0, readyMs)
       if (readyAt > 0) {
         w.advanceTo(readyAt - 1)
         expect(stateOf(w, "t1")).toBe("starting")
@@ -115,8 +123,8 @@ describe("rule 21: the ready timeout", () => {
       expect(phaseOf(w, "g")).toBe("start")
       expect(stateOf(w, "t1")).toBe("starting")
       w.advanceTo(timeoutMs + timeoutMs)
-      // Probed every 200ms from the re-tell; an answer counts only before the new deadline.
-      const detectedAt = timeoutMs + Math.ceil(lateMs / retry) * retry
+      // Probed again from the re-tell, as from a start; an answer counts only before the new deadline.
+      const detectedAt = firstProbeFrom(timeoutMs, lateMs)
       const expected = detectedAt < 2 * timeoutMs ? "run" : "fail"
       expect(phaseOf(w, "g")).toBe(expected)
       expect(w.startsOf("t1")).toHaveLength(1)
@@ -203,7 +211,7 @@ describe("rules 20-22 by example: stop before start, stopall, reload, restore", 
     w.tell("g", "2")
     w.runUntilIdle(10_000)
     expect(w.startsOf("t2").map((s) => s.at)).toEqual([500])
-    expect(w.startsOf("t3").map((s) => s.at)).toEqual([1_500])
+    expect(w.startsOf("t3").map((s) => s.at)).toEqual([firstProbeFrom(500, 1_000)])
     expect(phaseOf(w, "g")).toBe("run")
     expect(w.violations).toEqual([])
   })

@@ -43,7 +43,7 @@ import { standbyLevel } from "./failover.ts"
 import type { EntryState, GroupState, Hold, Lifecycle, LiveProc, ProbeSlot, Readiness, State, StopCause, Transition } from "./state.ts"
 import { completionAfter, free, freshEntry, freshGroup, idle, lookup, notRun, ordered, unprobed } from "./state.ts"
 import type { ProbePurpose } from "./effects.ts"
-import { describeProbe, probeDefaults } from "./options.ts"
+import { describeProbe, probeDefaults, readyRetryDelay } from "./options.ts"
 import type { Timer, TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
@@ -733,7 +733,7 @@ const readyNow = (step: Step, def: Entry, run: number): void => {
 const retryReady = (step: Step, entry: EntryState, r: Extract<Readiness, { _tag: "Starting" }>): void => {
   const probe = r.probe === undefined ? undefined : { ...r.probe, attempt: r.probe.attempt + 1, stage: "Scheduled" as const }
   step.setEntry({ ...entry, readiness: { ...r, probe } })
-  if (probe !== undefined) scheduleProbe(step, entry.tag, probe, step.now + probeDefaults.readyRetryMs)
+  if (probe !== undefined) scheduleProbe(step, entry.tag, probe, step.now + readyRetryDelay(probe.attempt - 1))
 }
 
 /** Rule 22: N failures in a row restart the entry, counted like a respawn (window, jail). */
