@@ -69,6 +69,11 @@ describe("option lines", () => {
 })
 
 describe("isinit check: every option problem with its line", () => {
+  it("a TAG's probe tuning without the probe is a warning at its line; a * default is not", () => {
+    const parsed = parseInittab("g:a:1:respawn:x\ng:b:1:respawn:y\n:::option:a:ready-timeout=5s\n:::option:*:health-fails=2\n:::option:b:health=tcp:127.0.0.1:80\n:::option:b:health-every=1s\n")
+    expect(parsed.problems.map((p) => [p.severity, p.line, p.message])).toEqual([["warning", 3, 'option "ready-timeout" for "a" without "ready" has no effect']])
+  })
+
   const cases: readonly (readonly [string, string, number, RegExp])[] = [
     ["unknown key", "g:a:1:respawn:x\n:::option:a:colour=red\n", 2, /unknown option "colour" \(options: log, log-max, log-keep, user, group, cwd, env, env-file, umask, nofile, nproc, core, memlock, stop-signal, kill-grace, respawn-limit, jail, ready, ready-timeout, health, health-every, health-fails\)/],
     ["unknown tag", "g:a:1:respawn:x\n:::option:b:cwd=/\n", 2, /option "cwd" for unknown tag "b"/],
