@@ -18,10 +18,10 @@ import type { World } from "../src/sim/world.ts"
 import type { EntrySpec } from "./helpers.ts"
 import { entrySpec, kills, makeWorld, nearArb, phaseOf } from "./helpers.ts"
 
-/** When a run started at `from` is probed for readiness: at once, then 10, 20, 40, 80, 160 ms apart, then every 200 ms. */
+/** When a run started at `from` is probed for readiness: at once, then 5, 10, 20, 40, 80, 160 ms apart, then every 200 ms. */
 const readyProbeTimes = (from: number, until: number): number[] => {
   const times = [from]
-  const gaps = [10, 20, 40, 80, 160]
+  const gaps = [5, 10, 20, 40, 80, 160]
   for (let i = 0, at = from; at <= until; i++) times.push((at += gaps[i] ?? 200))
   return times
 }
@@ -48,7 +48,7 @@ const laterModesArb = fc.array(fc.constantFrom<Mode>("respawn", "once", "wait", 
 const laterBehaviour = (mode: Mode): Behaviour => (mode === "wait" || mode === "test" ? exitsAfter(50, 0) : runsForever())
 
 describe("rule 20: readiness is a barrier", () => {
-  test.prop([nearArb([0, 10, 30, 70, 150, 310, 510], 5_000), laterModesArb])(
+  test.prop([nearArb([0, 5, 15, 35, 75, 155, 315, 515], 5_000), laterModesArb])(
     "rule 20: an entry after a ready-checked one starts only once its probe has passed (at the first probe " +
       "at or after it is ready), it shows starting until then, and the group is run once every entry is taken",
     (readyMs, laterModes) => {

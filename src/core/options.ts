@@ -100,11 +100,11 @@ export const showProbe = (probe: Probe): string => {
 }
 
 /**
- * The wait after a run's readiness attempt `attempt` (from 1) failed: 10, 20, 40, 80, 160 ms, then
+ * The wait after a run's readiness attempt `attempt` (from 1) failed: 5, 10, 20, 40, 80, 160 ms, then
  * 200 ms. A server that is up within milliseconds is seen within milliseconds, so a chain of
  * ready-checked entries (each a barrier) starts nearly as fast as its servers do.
  */
-export const readyRetryDelay = (attempt: number): number => Math.min(probeDefaults.readyRetryMs, 10 * 2 ** Math.min(attempt - 1, 5))
+export const readyRetryDelay = (attempt: number): number => Math.min(probeDefaults.readyRetryMs, 5 * 2 ** Math.min(attempt - 1, 6))
 
 /** `tcp:db:5432`, or `none` when there is no probe: for log lines. */
 export const describeProbe = (probe: Probe | undefined): string => (probe === undefined ? "none" : showProbe(probe))
@@ -265,7 +265,7 @@ export const optionSpecs: OptionSpecs = {
   "kill-grace": { modes: running, parse: duration, show: showDuration, doc: "time between the stop signal and SIGKILL", default: ":::kill-grace (30s)" },
   "respawn-limit": { modes: respawnOnly, parse: (t) => orBad(respawnLimitOf(t), respawnLimitHelp), show: (l) => `${l.max}/${showDuration(l.windowMs)}`, doc: "this entry's start rate limit", default: ":::respawn-limit (5/10s)" },
   jail: { modes: respawnOnly, parse: duration, show: showDuration, doc: "how long this entry is held back when it respawns too fast", default: ":::jail (60s)" },
-  ready: { modes: respawnOnly, parse: (t) => orBad(probeOf(t), probeHelp), show: showProbe, doc: "when the entry counts as ready (a barrier of its group's transition, like a wait entry): exec:CMD exits 0, tcp:HOST:PORT accepts, http://URL answers 2xx, file:/PATH exists; tried at the start, then after 10, 20, 40, 80, 160ms and every 200ms", default: "ready once started" },
+  ready: { modes: respawnOnly, parse: (t) => orBad(probeOf(t), probeHelp), show: showProbe, doc: "when the entry counts as ready (a barrier of its group's transition, like a wait entry): exec:CMD exits 0, tcp:HOST:PORT accepts, http://URL answers 2xx, file:/PATH exists; tried at the start, then after 5, 10, 20, 40, 80, 160ms and every 200ms", default: "ready once started" },
   "ready-timeout": { modes: respawnOnly, parse: duration, show: showDuration, doc: "not ready this long after it was started: its group is fail (the entry keeps running; a tell of the level retries)", default: "60s" },
   health: { modes: respawnOnly, parse: (t) => orBad(probeOf(t), probeHelp), show: showProbe, doc: "a periodic check of the same forms, once the entry is ready", default: "none" },
   "health-every": { modes: respawnOnly, parse: duration, show: showDuration, doc: "the period of the health check (one attempt is bounded by it and by 5s)", default: "10s" },
