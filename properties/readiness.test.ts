@@ -10,6 +10,7 @@ import type { Mode } from "../src/core/config.ts"
 import { probeResult, restore, tick } from "../src/core/events.ts"
 import { snapshot } from "../src/core/snapshot.ts"
 import { initialState } from "../src/core/state.ts"
+import { plan } from "../src/core/plan.ts"
 import { reduce } from "../src/core/reducer.ts"
 import { lookup } from "../src/core/state.ts"
 import type { Behaviour } from "../src/sim/behaviour.ts"
@@ -263,5 +264,14 @@ describe("rules 20-22 by example: stop before start, stopall, reload, restore", 
     expect(lookup(ready.groups, "g")?.phase).toBe("run")
     expect(more.filter((e) => e._tag === "Spawn")).toEqual([])
     expect(lookup(ready.entries, "t1")?.readiness).toMatchObject({ _tag: "Ready", probe: { stage: "Scheduled" } })
+  })
+
+  it("rule 15 with 20: `plan` assumes each ready probe passes at once and lists the whole transition, waiting at each ready entry", () => {
+    const entries = [entrySpec(0, "respawn"), entrySpec(1, "respawn"), entrySpec(2, "wait"), entrySpec(3, "once")]
+    const w = makeWorld(entries, [], {}, options(["t1:ready=tcp:127.0.0.1:80", "t2:ready=file:/run/t2"]))
+    const planned = plan(w.state, "g", "1", w.parsed, w.now)
+    expect(planned._tag).toBe("Accepted")
+    const steps = planned._tag === "Accepted" ? planned.effects.flatMap((e) => (e._tag === "Spawn" || e._tag === "RunSync" || e._tag === "Probe" ? [`${e._tag} ${e.tag}`] : [])) : []
+    expect(steps).toEqual(["Spawn t1", "Probe t1", "Spawn t2", "Probe t2", "RunSync t3", "Spawn t4"])
   })
 })
