@@ -275,3 +275,64 @@ describe("rules 20-22 by example: stop before start, stopall, reload, restore", 
     expect(steps).toEqual(["Spawn t1", "Probe t1", "Spawn t2", "Probe t2", "RunSync t3", "Spawn t4"])
   })
 })
+
+/** A respawn entry's probe options, at random: none, ready (with a timeout), health, or both. */
+const probeOptionsArb = (tag: string): fc.Arbitrary<string[]> =>
+  fc.record({
+    ready: fc.option(fc.integer({ min: 1, max: 20_000 }), { nil: undefined }),
+    health: fc.option(fc.record({ every: fc.integer({ min: 1, max: 5_000 }), fails: fc.integer({ min: 1, max: 4 }) }), { nil: undefined }),
+  }).map(({ ready, health }) => [
+    ...(ready === undefined ? [] : [`${tag}:ready=tcp:127.0.0.1:1`, `${tag}:ready-timeout=${ready}ms`]),
+    ...(health === undefined ? [] : [`${tag}:health=file:/x`, `${tag}:health-every=${health.every}ms`, `${tag}:health-fails=${health.fails}`]),
+  ])
+
+const probeBehaviourArb: fc.Arbitrary<Behaviour> = fc.oneof(
+  fc.integer({ min: 0, max: 30_000 }).map((ms) => readyAfter(ms)),
+  fc.constant(neverReady()),
+  fc.tuple(fc.integer({ min: 0, max: 5_000 }), fc.integer({ min: 0, max: 30_000 })).map(([r, u]) => unhealthyAfter(u, readyAfter(r))),
+  fc.tuple(fc.integer({ min: 0, max: 3_000 }), fc.integer({ min: 1, max: 5_000 })).map(([r, c]) => readyAfter(r, crashesEvery(c))),
+)
+
+type Act = { readonly _tag: "Tell"; readonly level: string } | { readonly _tag: "Crash"; readonly tag: string } | { readonly _tag: "Advance"; readonly ms: number } | { readonly _tag: "Reload"; readonly options: readonly string[] } | { readonly _tag: "StopAll" }
+
+const tagsArb = fc.constantFrom("t1", "t2", "t3", "t4")
+const actArb: fc.Arbitrary<Act> = fc.oneof(
+  { weight: 15, arbitrary: fc.constantFrom("1", "2").map((level): Act => ({ _tag: "Tell", level })) },
+  { weight: 10, arbitrary: tagsArb.map((tag): Act => ({ _tag: "Crash", tag })) },
+  { weight: 25, arbitrary: nearArb([5, 200, 1_000, 5_000], 30_000).map((ms): Act => ({ _tag: "Advance", ms })) },
+  { weight: 5, arbitrary: tagsArb.chain(probeOptionsArb).map((options): Act => ({ _tag: "Reload", options })) },
+  { weight: 1, arbitrary: fc.constant<Act>({ _tag: "StopAll" }) },
+)
+
+test.prop([fc.array(fc.constantFrom<Mode>("respawn", "respawn", "once", "wait"), { minLength: 4, maxLength: 4 }), fc.tuple(...["t1", "t2", "t3", "t4"].map(probeOptionsArb)), fc.array(probeBehaviourArb, { minLength: 4, maxLength: 4 }), fc.array(actArb, { maxLength: 25 })])(
+  "rules 13 and 20-22: any tells, crashes, reloads with changed probes, stopall and time steps on entries with " +
+    "probes break no invariant (the world checks every step), and a group that reaches run has no ready-checked " +
+    "entry of its level timed out",
+  (modes, probeLines, behaviours, acts) => {
+    const entries = modes.map((mode, i) => entrySpec(i, mode, i % 2 === 0 ? ["1", "2"] : ["1"]))
+    const linesFor = (extra: readonly string[]): string => options(probeLines.flatMap((lines, i) => (modes[i] === "respawn" ? lines : [])).concat(extra.filter((l) => modes[Number(l[1]) - 1] === "respawn")))
+    const w = makeWorld(entries, behaviours.map((b, i): [string, Behaviour] => [`t${i + 1}`, modes[i] === "wait" ? exitsAfter(100, 0) : b]), {}, linesFor([]))
+    const base = w.parsed
+    for (const act of acts) {
+      if (act._tag === "Tell") w.tell("g", act.level)
+      else if (act._tag === "Crash") w.crash(act.tag)
+      else if (act._tag === "Advance") w.advance(act.ms)
+      else if (act._tag === "StopAll") w.stopAll()
+      else {
+        w.editConfig(`${base.config.entries.map((e) => `g:${e.tag}:${e.levels.join(",")},:${e.mode}:${e.command}`).join("\n")}\n${linesFor(act.options)}`)
+        w.reload()
+      }
+      const group = lookup(w.state.groups, "g")
+      const settled = w.timeline.some((t) => t.kind === "group" && t.detail.startsWith("state run") && t.at === w.now)
+      if (settled && group?.phase === "run") {
+        for (const def of w.state.config.byGroup.get("g") ?? []) {
+          if (def.mode !== "respawn" || def.options.ready === undefined || !def.levels.includes(group.level ?? "")) continue
+          const entry = lookup(w.state.entries, def.tag)
+          expect(entry?.readiness._tag).not.toBe("NotReady")
+        }
+      }
+    }
+    expect(w.violations).toEqual([])
+  },
+)
+
