@@ -7,7 +7,7 @@
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
 import type { Mode } from "../src/core/config.ts"
-import { probeResult, restore, tick } from "../src/core/events.ts"
+import { hold, probeResult, restore, tick } from "../src/core/events.ts"
 import { snapshot } from "../src/core/snapshot.ts"
 import { initialState } from "../src/core/state.ts"
 import { plan } from "../src/core/plan.ts"
@@ -264,6 +264,20 @@ describe("rules 20-22 by example: stop before start, stopall, reload, restore", 
     expect(lookup(ready.groups, "g")?.phase).toBe("run")
     expect(more.filter((e) => e._tag === "Spawn")).toEqual([])
     expect(lookup(ready.entries, "t1")?.readiness).toMatchObject({ _tag: "Ready", probe: { stage: "Scheduled" } })
+  })
+
+  it("failover holds with 20: a failover group's ready entry is probed while the hold lasts; when the hold runs out it is stopped and probed no more", () => {
+    const w = makeWorld([entrySpec(0, "respawn", ["1"]), entrySpec(1, "once", ["1"])], [["t1", readyAfter(300)]], {}, ":::failover:g:1\n" + options(["t1:ready=tcp:127.0.0.1:80", "t1:health=tcp:127.0.0.1:80", "t1:health-every=1s"]))
+    w.inject(hold("g", 1, 10_000, 0))
+    w.advanceTo(1_000)
+    expect(phaseOf(w, "g")).toBe("run")
+    expect(w.startsOf("t2").map((s) => s.at)).toEqual([315])
+    w.advanceTo(10_000)
+    const probes = w.probes
+    w.advanceTo(60_000)
+    expect(w.probes).toBe(probes)
+    expect(w.liveRuns("t1")).toEqual([])
+    expect(w.violations).toEqual([])
   })
 
   it("rule 15 with 20: `plan` assumes each ready probe passes at once and lists the whole transition, waiting at each ready entry", () => {
