@@ -266,6 +266,18 @@ describe("rules 20-22 by example: stop before start, stopall, reload, restore", 
     expect(lookup(ready.entries, "t1")?.readiness).toMatchObject({ _tag: "Ready", probe: { stage: "Scheduled" } })
   })
 
+  it("rules 20-22: an entry without probes arms no timer and sends no probe (an idle daemon stays idle); one with health does", () => {
+    const plain = makeWorld([entrySpec(0, "respawn"), entrySpec(1, "respawn")])
+    plain.tell("g", "1")
+    plain.advance(1)
+    expect(plain.isIdle()).toBe(true)
+    expect(plain.probes).toBe(0)
+    const checked = makeWorld([entrySpec(0, "respawn")], [], {}, options(["t1:health=file:/x"]))
+    checked.tell("g", "1")
+    checked.advance(1)
+    expect(checked.deadline).toBe(10_000)
+  })
+
   it("failover holds with 20: a failover group's ready entry is probed while the hold lasts; when the hold runs out it is stopped and probed no more", () => {
     const w = makeWorld([entrySpec(0, "respawn", ["1"]), entrySpec(1, "once", ["1"])], [["t1", readyAfter(300)]], {}, ":::failover:g:1\n" + options(["t1:ready=tcp:127.0.0.1:80", "t1:health=tcp:127.0.0.1:80", "t1:health-every=1s"]))
     w.inject(hold("g", 1, 10_000, 0))
