@@ -4,13 +4,13 @@
  * check restarts an entry and jails it when it keeps failing, and `status` shows starting vs
  * running. Outcomes only, with generous bounded waits.
  */
-import { writeFileSync } from "node:fs"
+import { rmSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "vitest"
-import { logged } from "../faults/faultHarness.ts"
+import { crash, logged, restart } from "../faults/faultHarness.ts"
 import { until } from "../runtime/helpers.ts"
-import { ask, askJson, entryOf, labPerTest, lines, runningPid } from "../runtime/daemonHarness.ts"
+import { ask, askJson, entryOf, labPerTest, lines, runningPid, statusOf } from "../runtime/daemonHarness.ts"
 
 const fresh = labPerTest()
 
@@ -77,4 +77,27 @@ describe("isinitd probes (issue 11)", () => {
     expect(jailed).toMatchObject({ restarts: 2 })
     await logged(d, / g srv jailed /)
   })
+
+  it("rules 19 and 20: after a kill -9 of the daemon, an adopted ready-checked entry is probed again, not restarted; its group is run once it passes", async () => {
+    const l = fresh()
+    const flag = l.path("ready-flag")
+    writeFileSync(flag, "")
+    l.writeTab(`g:srv:1:respawn:sleep 300\ng:next:1:once:sleep 300\n:::option:srv:ready=file:${flag}\n:::option:srv:health=file:${flag}\n:::option:srv:health-every=300ms\n`)
+    const d = await l.start()
+    expect(await askJson(d.socket, { op: "tell", group: "g", level: "1", wait: true, timeoutMs: 60_000 })).toMatchObject({ ok: true, outcome: "run" })
+    const pid = await runningPid(d.socket, "srv")
+    await crash(d)
+    const second = await restart(l)
+    await logged(second, / g srv probe .*ready \(file:/)
+    await until("srv running again", async () => ((await entryOf(second.socket, "srv"))?.state === "running" ? true : undefined)).catch(async (e: unknown) => {
+      throw new Error(`${String(e)}\n${JSON.stringify(await entryOf(second.socket, "srv"))}\n${second.log()}`)
+    })
+    expect(await entryOf(second.socket, "srv")).toMatchObject({ pid, restarts: 0 })
+    expect((await statusOf(second.socket)).groups[0]?.state).toBe("run")
+    expect(second.log()).not.toMatch(/ g srv started/)
+    // Its health check runs again under the new daemon: the flag removed, it is restarted.
+    rmSync(flag)
+    await logged(second, / g srv probe .*health check failed 3 times in a row/)
+  })
 })
+
