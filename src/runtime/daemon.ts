@@ -44,7 +44,8 @@ import type { ConfigError, ConfigSource } from "./config.ts"
 import { readConfig } from "./config.ts"
 import { changes, logChange, makeHandler } from "./handler.ts"
 import type { Loop, LoopBug } from "./loop.ts"
-import { makeInbox, makeLoop } from "./loop.ts"
+import { inboxProber, makeInbox, makeLoop } from "./loop.ts"
+import type { ProbeRunner } from "./probes.ts"
 import { peerOf } from "./peer.ts"
 import type { Persistence } from "./persistence.ts"
 import { StateFileInUse, openPersistence } from "./persistence.ts"
@@ -161,8 +162,8 @@ const actOnSignal = (loop: LoopService, config: ConfigSource, log: LogService, h
 }
 
 /** Started before anything is spawned, so that every orphan of every run comes to us. */
-const orphanReaper = (log: LogService, processes: ProcessesService): Effect.Effect<Reaper, never, Scope.Scope> =>
-  startReaper({ ownsChild: processes.ownsChild, onReaped: processes.recheck, log: (what, message) => log.line({ what, message }) })
+const orphanReaper = (log: LogService, processes: ProcessesService, prober: ProbeRunner): Effect.Effect<Reaper, never, Scope.Scope> =>
+  startReaper({ ownsChild: (pid) => processes.ownsChild(pid) || prober.ownsChild(pid), onReaped: processes.recheck, log: (what, message) => log.line({ what, message }) })
 
 /** For the ready line: what becomes of a service's orphaned processes. */
 const orphansNote = (reaper: Reaper): string => {
@@ -218,7 +219,8 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       beforeSpawn: persistence.beforeSpawn,
       failover: options.cluster === undefined ? undefined : { now: inbox.now, environment: options.cluster.failoverEnvironment },
     })
-    const reaper = yield* orphanReaper(log, processes)
+    const prober = inboxProber(inbox)
+    const reaper = yield* orphanReaper(log, processes, prober)
     const status = yield* makeStatusFile({ path: paths.initstat, render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()), warn })
     const loop = yield* makeLoop(stateRef, {
       inbox,
@@ -227,6 +229,7 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       log,
       onBatch: persistence.onBatch,
       stateProblem: options.stateProblem ?? batchProblem,
+      probe: prober.run,
     })
     return { loop, processes, status, reaper }
   })

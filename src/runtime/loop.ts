@@ -35,7 +35,7 @@ import { entryOf } from "../core/state.ts"
 import type { LogService } from "../log.ts"
 import type { AppliedEvent, LoopService } from "./ports.ts"
 import type { ProcessesService } from "./processes.ts"
-import type { ProbeRequest } from "./probes.ts"
+import type { ProbeRequest, ProbeRunner } from "./probes.ts"
 import { makeProber } from "./probes.ts"
 
 export type Clock = () => number
@@ -151,8 +151,8 @@ const interpret = (deps: LoopDeps, state: State, effect: CoreEffect): Effect.Eff
   }
 }
 
-/** The real probes, answering through the inbox as `ProbeResult` events. */
-const realProber = (inbox: Inbox): ((request: ProbeRequest) => void) =>
+/** The real probes, answering through the inbox as `ProbeResult` events (the daemon makes one to share with its orphan reaper). */
+export const inboxProber = (inbox: Inbox): ProbeRunner =>
   makeProber((req, outcome) => inbox.offer(probeResult(req.tag, req.run, req.attempt, outcome, inbox.now())))
 
 /** The one OS timer, armed for the state's next deadline (or none). */
@@ -238,7 +238,7 @@ const makeSubmissions = (inbox: Inbox) => {
 /** Start the loop in the current scope; closing the scope stops it (children are left alone). */
 export const makeLoop = (stateRef: Ref.Ref<State>, given: LoopDeps): Effect.Effect<Loop, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const deps: LoopDeps = { ...given, probe: given.probe ?? realProber(given.inbox) }
+    const deps: LoopDeps = { ...given, probe: given.probe ?? inboxProber(given.inbox).run }
     const { inbox, log } = deps
     const reducer = deps.reduce ?? reduce
     const timer = yield* makeDeadlineTimer(inbox)

@@ -4,7 +4,8 @@
  * timeout), `tcp` is `net.connect`, `http` a GET through `node:http`, `file` an `fs.stat`. Every
  * probe ends within its `timeoutMs` and answers exactly once, through the loop's inbox, as a
  * `ProbeResult` of its run and attempt. Nothing here runs unless an entry has a probe: no timer,
- * no socket, no child.
+ * no socket, no child. An `exec` probe's pid is the prober's while it runs (`ownsChild`): the
+ * orphan reaper must leave it to libuv, or its exit status would be lost and the probe time out.
  */
 import { spawn } from "node:child_process"
 import { stat } from "node:fs"
@@ -25,13 +26,18 @@ const errorText = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? (
 type Started = { readonly cancel: () => void }
 type Prober = (done: (outcome: ProbeOutcome) => void) => Started
 
-const execProbe = (command: string): Prober => (done) => {
+const execProbe = (command: string, children: Set<number>): Prober => (done) => {
   const argv = argvOf(command)
   const child = argv._tag === "Direct"
     ? spawn(argv.file, argv.args, { detached: true, stdio: "ignore", cwd: "/" })
     : spawn("/bin/sh", ["-c", argv.script], { detached: true, stdio: "ignore", cwd: "/" })
+  const pid = child.pid
+  if (pid !== undefined) children.add(pid)
   child.once("error", (e) => done(failed(errorText(e))))
-  child.once("exit", (code, signal) => done(code === 0 ? passed : failed(signal === null ? `exit ${code ?? "?"}` : `signal ${signal}`)))
+  child.once("exit", (code, signal) => {
+    if (pid !== undefined) children.delete(pid)
+    done(code === 0 ? passed : failed(signal === null ? `exit ${code ?? "?"}` : `signal ${signal}`))
+  })
   child.unref()
   return {
     cancel: () => {
@@ -75,10 +81,10 @@ const fileProbe = (path: string): Prober => (done) => {
   return { cancel: () => undefined }
 }
 
-const proberOf = (probe: Probe): Prober => {
+const proberOf = (probe: Probe, children: Set<number>): Prober => {
   switch (probe._tag) {
     case "Exec":
-      return execProbe(probe.command)
+      return execProbe(probe.command, children)
     case "Tcp":
       return tcpProbe(probe.host, probe.port)
     case "Http":
@@ -88,8 +94,8 @@ const proberOf = (probe: Probe): Prober => {
   }
 }
 
-/** Runs one probe; `answer` is called exactly once, at the latest `timeoutMs` after the start. */
-export const performProbe = (probe: Probe, timeoutMs: number, answer: (outcome: ProbeOutcome) => void): void => {
+/** Runs one probe; `answer` is called exactly once, at the latest `timeoutMs` after the start. `children`: pids of exec probes running. */
+export const performProbe = (probe: Probe, timeoutMs: number, answer: (outcome: ProbeOutcome) => void, children: Set<number> = new Set()): void => {
   let answered = false
   const once = (outcome: ProbeOutcome): void => {
     if (answered) return
@@ -103,12 +109,23 @@ export const performProbe = (probe: Probe, timeoutMs: number, answer: (outcome: 
     once(failed(`timed out after ${timeoutMs}ms`))
   }, timeoutMs)
   try {
-    started = proberOf(probe)(once)
+    started = proberOf(probe, children)(once)
   } catch (e) {
     once(failed(errorText(e)))
   }
 }
 
-/** The loop's prober: each result goes back as a `ProbeResult` event stamped with the loop's clock. */
-export const makeProber = (offer: (result: ProbeRequest, outcome: ProbeOutcome) => void) => (request: ProbeRequest): void =>
-  performProbe(request.probe, request.timeoutMs, (outcome) => offer(request, outcome))
+export interface ProbeRunner {
+  readonly run: (request: ProbeRequest) => void
+  /** Whether `pid` is an exec probe still running (the orphan reaper must leave it to libuv). */
+  readonly ownsChild: (pid: number) => boolean
+}
+
+/** The loop's prober: each result goes back through `offer` (the loop stamps it with its clock). */
+export const makeProber = (offer: (result: ProbeRequest, outcome: ProbeOutcome) => void): ProbeRunner => {
+  const children = new Set<number>()
+  return {
+    run: (request) => performProbe(request.probe, request.timeoutMs, (outcome) => offer(request, outcome), children),
+    ownsChild: (pid) => children.has(pid),
+  }
+}

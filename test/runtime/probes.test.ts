@@ -12,7 +12,7 @@ import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import type { ProbeOutcome } from "../../src/core/events.ts"
 import type { Probe } from "../../src/core/options.ts"
-import { performProbe } from "../../src/runtime/probes.ts"
+import { makeProber, performProbe } from "../../src/runtime/probes.ts"
 import { groupAlive, until } from "./helpers.ts"
 
 const run = (probe: Probe, timeoutMs = 5_000): Promise<{ readonly outcome: ProbeOutcome; readonly ms: number; readonly answers: number }> =>
@@ -86,4 +86,24 @@ describe("probes (rules 20-22, the runtime's side)", () => {
     const pgid = Number(readFileSync(pidFile, "utf8").trim())
     await until("the hung probe's process group is gone", () => !groupAlive(pgid))
   })
+
+  it("an exec probe's pid is the prober's while it runs, so the orphan reaper leaves its exit status to libuv", async () => {
+    const pidFile = join(dir, "probe.pid")
+    const outcomes: ProbeOutcome[] = []
+    const prober = makeProber((_, outcome) => outcomes.push(outcome))
+    prober.run({ _tag: "Probe", tag: "t", run: 1, attempt: 1, purpose: "ready", probe: { _tag: "Exec", command: `echo $$ > ${pidFile}; sleep 0.5` }, timeoutMs: 5_000 })
+    const pid = await until("the probe wrote its pid", () => {
+      try {
+        return Number(readFileSync(pidFile, "utf8").trim()) || undefined
+      } catch {
+        return undefined
+      }
+    })
+    expect(prober.ownsChild(pid)).toBe(true)
+    expect(prober.ownsChild(process.pid)).toBe(false)
+    await until("the probe answered", () => outcomes.length > 0)
+    expect(outcomes).toEqual([{ _tag: "Passed" }])
+    expect(prober.ownsChild(pid)).toBe(false)
+  })
 })
+
