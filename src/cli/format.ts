@@ -82,8 +82,11 @@ export const renderPlanSteps = (effects: readonly PlanStep[]): readonly string[]
             : ["kill", effect.tag, "SIGKILL to its process group"],
         )
         break
-      case "WriteStatus":
       case "Log":
+        // Rule 20: the plan assumes each ready probe passes; it waits there.
+        if (effect.entry.what === "probe" && effect.entry.message.startsWith("ready probe ")) rows.push(["wait until ready", effect.entry.tag ?? "", effect.entry.message.slice("ready probe ".length)])
+        break
+      case "WriteStatus":
         break
     }
   }

@@ -21,6 +21,7 @@ import { checkedString, maxNameLength, nameProblem } from "./names.ts"
 import type { Effect as CoreEffect, LogWhat } from "../core/effects.ts"
 import { describeRejection, logWhats } from "../core/effects.ts"
 import type { Signal } from "../core/enums.ts"
+import { showProbe } from "../core/options.ts"
 import { entryProcStates, groupPhases, lifecycles, modes, signals } from "../core/enums.ts"
 import type { Plan } from "../core/plan.ts"
 import type { StatusReport } from "../core/report.ts"
@@ -177,6 +178,8 @@ const planStepOf = (effect: CoreEffect): PlanStep => {
     }
     case "Rejected":
       return { _tag: "Log", entry: { what: "rejected", ...(effect.group === undefined ? {} : { group: effect.group }), message: describeRejection(effect) } }
+    case "Probe":
+      return { _tag: "Log", entry: { what: "probe", tag: effect.tag, run: effect.run, message: `${effect.purpose} probe ${showProbe(effect.probe)}` } }
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import type { Signal } from "./enums.ts"
 import type { Event } from "./events.ts"
-import type { EntryOptions } from "./options.ts"
+import type { EntryOptions, Probe } from "./options.ts"
 
 export type { Signal } from "./enums.ts"
 
@@ -27,6 +27,11 @@ export type Effect =
   | { readonly _tag: "RunSync"; readonly tag: string; readonly run: number; readonly group: string; readonly command: string; readonly options?: EntryOptions; readonly hold?: SpawnHold }
   /** Signal the process group of a run that has not been reported gone. */
   | { readonly _tag: "Kill"; readonly tag: string; readonly run: number; readonly signal: Signal }
+  /**
+   * Rules 20-22: perform one probe of a run and answer with a `ProbeResult` of this run and
+   * attempt, within `timeoutMs` (a probe that takes longer has failed).
+   */
+  | { readonly _tag: "Probe"; readonly tag: string; readonly run: number; readonly attempt: number; readonly purpose: ProbePurpose; readonly probe: Probe; readonly timeoutMs: number }
   /** Some group's state or level changed: the status file is out of date (the runtime coalesces). */
   | { readonly _tag: "WriteStatus" }
   /** Something an operator should read in the log, with the reason. */
@@ -38,6 +43,8 @@ export type Effect =
    * (`rejectionOf`); the runtime logs it as `rejected`.
    */
   | Rejection
+
+export type ProbePurpose = "ready" | "health"
 
 /** `subject` names what was refused as an operator would say it: `tell web 2`, `reload`, ... */
 export interface Rejection {
@@ -74,6 +81,8 @@ export const reducerLogWhats = [
   "halted",
   /** A failover group stopped or not started because its hold is missing or ran out. */
   "fenced",
+  /** Rules 20-22: an entry became ready, was not ready in time, or failed its health check. */
+  "probe",
 ] as const
 
 /** What the shell logs besides: what only it sees (exits, signals, etcd), and the reducer's refusals. */

@@ -16,8 +16,11 @@ export type GroupPhase = (typeof groupPhases)[number]
 export const lifecycles = ["running", "stopping", "halted"] as const
 export type Lifecycle = (typeof lifecycles)[number]
 
-/** An entry's process as the status shows it (report.ts); `leader-exited`: rule 14. */
-export const entryProcStates = ["idle", "running", "stopping", "leader-exited", "jailed", "done", "failed"] as const
+/**
+ * An entry's process as the status shows it (report.ts); `leader-exited`: rule 14; `starting`: a
+ * run whose `ready` probe has not passed yet, `not-ready`: one that missed its ready-timeout (rules 20, 21).
+ */
+export const entryProcStates = ["idle", "starting", "running", "not-ready", "stopping", "leader-exited", "jailed", "done", "failed"] as const
 export type EntryProcState = (typeof entryProcStates)[number]
 
 /**

@@ -27,6 +27,8 @@ export type Event =
   | { readonly _tag: "Hold"; readonly group: string; readonly epoch: number; readonly until: number; readonly now: number }
   /** Cluster mode: this node does not hold GROUP (any more); the group goes to `standby`. */
   | { readonly _tag: "Release"; readonly group: string; readonly now: number }
+  /** Rules 20-22: the answer to a `Probe` effect (the run and attempt it was sent for). */
+  | { readonly _tag: "ProbeResult"; readonly tag: string; readonly run: number; readonly attempt: number; readonly result: ProbeOutcome; readonly now: number }
   /** A restarted daemon takes over what its predecessor recorded; `alive` lists the runs it verified. */
   | { readonly _tag: "Restore"; readonly snapshot: DaemonSnapshot; readonly alive: readonly number[]; readonly parsed: Parsed; readonly now: number }
 
@@ -39,6 +41,13 @@ export type Guard = "removals"
 
 export type { Outcome } from "./outcome.ts"
 export { describeOutcome, succeeded } from "./outcome.ts"
+
+/** What a probe found: `Failed` says why (refused, exit 1, HTTP 503, timed out, ...). */
+export type ProbeOutcome = { readonly _tag: "Passed" } | { readonly _tag: "Failed"; readonly reason: string }
+
+export const probeResult = (tag: string, run: number, attempt: number, result: ProbeOutcome, now: number): Event => ({
+  _tag: "ProbeResult", tag, run, attempt, result, now,
+})
 
 export const tell = (group: string, level: string, parsed: Parsed, now: number, guard?: Guard): Event =>
   guard === undefined ? { _tag: "Tell", group, level, parsed, now } : { _tag: "Tell", group, level, parsed, now, guard }

@@ -65,7 +65,7 @@ export const resolveOptions = (drafts: readonly OptionDraft[], entries: readonly
     if (draft.target === everyEntry) defaults.push(draft)
     else own.set(draft.target, [...(own.get(draft.target) ?? []), draft])
   }
-  return entries.map((entry) => {
+  const resolved = entries.map((entry) => {
     let options: EntryOptions = noOptions
     for (const d of defaults) if (entry.mode === "off" || appliesTo(d.key, entry.mode)) options = withOption(options, d.key, d.value)
     // A TAG line wins over `*`: a single key replaces the default; a repeatable one comes after
@@ -73,7 +73,19 @@ export const resolveOptions = (drafts: readonly OptionDraft[], entries: readonly
     for (const d of own.get(entry.tag) ?? []) options = withOption(options, d.key, d.value)
     return options === noOptions ? entry : { ...entry, options }
   })
+  for (const entry of resolved) problems.push(...probeKeyProblems(entry, own.get(entry.tag) ?? []))
+  return resolved
 }
+
+/** A TAG's line tuning a probe the entry does not have (rules 20-22) is a warning; a `*` default is not (it tunes those that have one). */
+const probeTuning = [["ready-timeout", "ready"], ["health-every", "health"], ["health-fails", "health"]] as const
+
+const probeKeyProblems = (entry: Entry, lines: readonly OptionDraft[]): readonly Problem[] =>
+  probeTuning.flatMap(([key, probe]): Problem[] => {
+    const draft = lines.find((d) => d.key === key)
+    if (draft === undefined || entry.options[probe] !== undefined || entry.mode !== "respawn") return []
+    return [{ severity: "warning", line: draft.line, message: `option "${key}" for "${entry.tag}" without "${probe}" has no effect` }]
+  })
 
 /**
  * `user` and `group` switch identity (setgid, initgroups, setuid), which only root may do: a

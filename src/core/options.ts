@@ -37,6 +37,90 @@ export interface EnvVar {
 export const stopSignals = signals
 export type StopSignal = Signal
 
+/**
+ * A readiness or health probe (`ready`, `health`): a command that exits 0, a TCP port that accepts
+ * a connection, an HTTP URL that answers 2xx, or a file that exists. The runtime performs it
+ * (runtime/probes.ts), bounded in time; the simulator answers it from its virtual world.
+ */
+export type Probe =
+  | { readonly _tag: "Exec"; readonly command: string }
+  | { readonly _tag: "Tcp"; readonly host: string; readonly port: number }
+  | { readonly _tag: "Http"; readonly url: string }
+  | { readonly _tag: "File"; readonly path: string }
+
+const probeHelp = "exec:COMMAND, tcp:HOST:PORT, http://HOST[:PORT]/PATH (or http:URL) or file:/PATH"
+
+const tcpProbe = (rest: string): Probe | undefined => {
+  const colon = rest.lastIndexOf(":")
+  const host = rest.slice(0, colon).replace(/^\[(.*)\]$/, "$1")
+  const port = Number(rest.slice(colon + 1))
+  const valid = colon > 0 && host !== "" && /^\d+$/.test(rest.slice(colon + 1)) && port >= 1 && port <= 65_535
+  return valid ? { _tag: "Tcp", host, port } : undefined
+}
+
+const httpProbe = (url: string): Probe | undefined => {
+  try {
+    const parsed = new URL(url)
+    return parsed.protocol === "http:" && parsed.hostname !== "" ? { _tag: "Http", url } : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** `exec:CMD`, `tcp:HOST:PORT`, `http:URL` or a bare `http://...`, `file:PATH`. */
+export const probeOf = (text: string): Probe | undefined => {
+  if (text.includes("\0")) return undefined
+  const colon = text.indexOf(":")
+  const form = text.slice(0, colon)
+  const rest = text.slice(colon + 1)
+  switch (form) {
+    case "exec":
+      return rest.trim() === "" ? undefined : { _tag: "Exec", command: rest }
+    case "tcp":
+      return tcpProbe(rest)
+    case "http":
+      return httpProbe(rest.startsWith("//") ? text : rest)
+    case "file":
+      return rest.startsWith("/") ? { _tag: "File", path: rest } : undefined
+    default:
+      return undefined
+  }
+}
+
+export const showProbe = (probe: Probe): string => {
+  switch (probe._tag) {
+    case "Exec":
+      return `exec:${probe.command}`
+    case "Tcp":
+      return `tcp:${probe.host.includes(":") ? `[${probe.host}]` : probe.host}:${probe.port}`
+    case "Http":
+      return probe.url
+    case "File":
+      return `file:${probe.path}`
+  }
+}
+
+/**
+ * The wait after a run's readiness attempt `attempt` (from 1) failed: 5, 10, 20, 40, 80, 160 ms, then
+ * 200 ms. A server that is up within milliseconds is seen within milliseconds, so a chain of
+ * ready-checked entries (each a barrier) starts nearly as fast as its servers do.
+ */
+export const readyRetryDelay = (attempt: number): number => Math.min(probeDefaults.readyRetryMs, 5 * 2 ** Math.min(attempt - 1, 6))
+
+/** `tcp:db:5432`, or `none` when there is no probe: for log lines. */
+export const describeProbe = (probe: Probe | undefined): string => (probe === undefined ? "none" : showProbe(probe))
+
+/** Defaults of the probe keys (README's option table says the same). */
+export const probeDefaults = {
+  readyTimeoutMs: 60_000,
+  healthEveryMs: 10_000,
+  healthFails: 3,
+  /** The longest wait between two readiness attempts while an entry is starting (`readyRetryDelay`). */
+  readyRetryMs: 200,
+  /** One attempt's bound (a health attempt's also at most its period). */
+  attemptTimeoutMs: 5_000,
+} as const
+
 /** The value of one occurrence of each key. */
 export interface OptionValues {
   readonly log: LogTarget
@@ -56,8 +140,11 @@ export interface OptionValues {
   readonly "kill-grace": number
   readonly "respawn-limit": RespawnLimit
   readonly jail: number
-  // The probe colleague adds ready, ready-timeout, health, health-every, health-fails here
-  // (respawn only) and in `optionSpecs` below.
+  readonly ready: Probe
+  readonly "ready-timeout": number
+  readonly health: Probe
+  readonly "health-every": number
+  readonly "health-fails": number
 }
 
 export type OptionKey = keyof OptionValues
@@ -199,8 +286,11 @@ export const optionSpecs: OptionSpecs = {
   "kill-grace": { modes: running, parse: duration, show: showDuration, doc: "time between the stop signal and SIGKILL", default: ":::kill-grace (30s)" },
   "respawn-limit": { modes: respawnOnly, parse: (t) => orBad(respawnLimitOf(t), respawnLimitHelp), show: (l) => `${l.max}/${showDuration(l.windowMs)}`, doc: "this entry's start rate limit", default: ":::respawn-limit (5/10s)" },
   jail: { modes: respawnOnly, parse: duration, show: showDuration, doc: "how long this entry is held back when it respawns too fast", default: ":::jail (60s)" },
-  // Readiness and health (the probe work): ready, ready-timeout, health, health-every,
-  // health-fails go here, respawn only (`respawnOnly`), with their rows in the README's table.
+  ready: { modes: respawnOnly, parse: (t) => orBad(probeOf(t), probeHelp), show: showProbe, doc: "when the entry counts as ready (a barrier of its group's transition, like a wait entry): exec:CMD exits 0, tcp:HOST:PORT accepts, http://URL answers 2xx, file:/PATH exists; tried at the start, then after 5, 10, 20, 40, 80, 160ms and every 200ms", default: "ready once started" },
+  "ready-timeout": { modes: respawnOnly, parse: duration, show: showDuration, doc: "not ready this long after it was started: its group is fail (the entry keeps running; a tell of the level retries)", default: "60s" },
+  health: { modes: respawnOnly, parse: (t) => orBad(probeOf(t), probeHelp), show: showProbe, doc: "a periodic check of the same forms, once the entry is ready", default: "none" },
+  "health-every": { modes: respawnOnly, parse: duration, show: showDuration, doc: "the period of the health check (one attempt is bounded by it and by 5s)", default: "10s" },
+  "health-fails": { modes: respawnOnly, parse: integerIn(1, 1000), show: String, doc: "failures in a row that restart the entry (counted like a respawn: it can be jailed)", default: "3" },
 }
 
 export const optionKeys = Object.keys(optionSpecs) as readonly OptionKey[]

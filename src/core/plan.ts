@@ -2,13 +2,14 @@ import type { Parsed } from "./config.ts"
 import type { Effect, Rejection } from "./effects.ts"
 import { rejectionOf } from "./effects.ts"
 import type { Event, Outcome } from "./events.ts"
-import { childExit, tell } from "./events.ts"
+import { childExit, probeResult, tell, tick } from "./events.ts"
 import { reduce } from "./reducer.ts"
 import type { State } from "./state.ts"
 
 /**
  * A dry run: what a tell would do, computed by the same reducer the daemon runs. Stopped processes
- * are assumed to end at their SIGTERM and barriers to succeed at once (each wait/test exits 0), so
+ * are assumed to end at their SIGTERM and barriers to succeed at once (each wait/test exits 0, each
+ * `ready` probe passes at the entry's start), so
  * the plan lists the whole transition in the order the daemon takes it: a group's stops before its
  * starts (rule 15), then its entries in file order. What time adds (SIGKILL after the grace,
  * jails) is what `isinit simulate` shows.
@@ -26,22 +27,33 @@ export const plan = (state: State, group: string, level: string, parsed: Parsed,
   let current = told
   // Each round ends what the last one waits for; every run ends once, and a barrier releases at
   // most the rest of its group, so this ends within the size of the config.
-  for (let awaited = endsOf(first, ended, now); awaited.length > 0; ) {
+  for (let pending: readonly Effect[] = first; ; ) {
+    // Rule 20: a ready-checked entry just started is probed at once (a timer due now).
+    const [ticked, probes] = startsProbed(current, pending) ? reduce(current, tick(now)) : [current, []]
+    current = ticked
+    effects.push(...probes)
+    const awaited = endsOf([...pending, ...probes], ended, now)
+    if (awaited.length === 0) break
     const next: Effect[] = []
-    for (const exit of awaited) {
-      const [after, more] = reduce(current, exit)
+    for (const event of awaited) {
+      const [after, more] = reduce(current, event)
       current = after
       next.push(...more)
     }
     effects.push(...next)
-    awaited = endsOf(next, ended, now)
+    pending = next
   }
   return { _tag: "Accepted", effects }
 }
 
+const startsProbed = (state: State, effects: readonly Effect[]): boolean =>
+  effects.some((effect) => effect._tag === "Spawn" && state.config.byTag.get(effect.tag)?.options.ready !== undefined)
+
 /** The exits the plan assumes for these effects: a stop ends at its SIGTERM, a barrier exits 0. */
 const endsOf = (effects: readonly Effect[], ended: Set<string>, now: number): Event[] =>
   effects.flatMap((effect) => {
+    // Rule 20: a ready probe is assumed to pass at once, as a barrier is assumed to succeed.
+    if (effect._tag === "Probe") return effect.purpose === "ready" ? [probeResult(effect.tag, effect.run, effect.attempt, { _tag: "Passed" }, now)] : []
     const assumed = assumedEnd(effect)
     if (assumed === undefined || ended.has(assumed.key)) return []
     ended.add(assumed.key)

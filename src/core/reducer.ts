@@ -41,8 +41,10 @@ import { removalRefusal } from "./reread.ts"
 import { admitStart } from "./respawn.ts"
 import type { EntrySnapshot, ProcSnapshot } from "./snapshot.ts"
 import { standbyLevel } from "./failover.ts"
-import type { EntryState, GroupState, Hold, Lifecycle, LiveProc, State, StopCause, Transition } from "./state.ts"
-import { completionAfter, free, freshEntry, freshGroup, idle, lookup, notRun, ordered } from "./state.ts"
+import type { EntryState, GroupState, Hold, Lifecycle, LiveProc, ProbeSlot, Readiness, State, StopCause, Transition } from "./state.ts"
+import { completionAfter, free, freshEntry, freshGroup, idle, lookup, notRun, ordered, unprobed } from "./state.ts"
+import type { ProbePurpose } from "./effects.ts"
+import { describeProbe, probeDefaults, readyRetryDelay } from "./options.ts"
 import type { Timer, TimerQueue } from "./timers.ts"
 import * as Timers from "./timers.ts"
 
@@ -84,6 +86,9 @@ export const reduce = (state: State, event: Event): readonly [State, readonly Ef
       break
     case "Release":
       onRelease(step, event)
+      break
+    case "ProbeResult":
+      onProbeResult(step, event)
       break
   }
   const [after, effects] = step.finish()
@@ -353,7 +358,7 @@ const retryFailedTests = (step: Step, order: readonly Entry[]): number => {
 const leaveLevel = (step: Step, tag: string): void => {
   stop(step, tag, "not in the new level")
   const entry = step.findEntry(tag)
-  if (entry !== undefined) step.setEntry({ ...entry, completion: notRun, jail: free, starts: [] })
+  if (entry !== undefined) step.setEntry({ ...entry, completion: notRun, jail: free, starts: [], readiness: unprobed })
 }
 
 /**
@@ -384,7 +389,9 @@ const take = (step: Step, def: Entry): Taken => {
   switch (def.mode) {
     case "respawn":
       if (entry.proc._tag === "Idle" && entry.jail._tag === "Free") startRespawn(step, def)
-      return "passed"
+      else if (entry.proc._tag === "Running") probeAgain(step, entry.proc.def)
+      // Rule 20: a ready-checked entry holds the transition like a wait entry until it is ready.
+      return step.entry(def.tag).readiness._tag === "Starting" ? "barrier" : "passed"
     case "once":
       if (entry.proc._tag === "Idle" && entry.completion._tag === "NotRun") spawn(step, def)
       return "passed"
@@ -410,6 +417,7 @@ const startRespawn = (step: Step, def: Entry): void => {
   if (admission._tag === "Admitted") {
     step.setEntry({ ...entry, starts: admission.starts })
     spawn(step, def)
+    beginProbing(step, def)
     return
   }
   const until = admission.until
@@ -478,7 +486,9 @@ const endingOf = (proc: LiveProc, outcome: Outcome): Ending => {
 const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Outcome): void => {
   const ending = endingOf(proc, outcome)
   const leaderExitedEarlier = proc._tag === "Stopping" && proc.cause._tag === "LeaderExited"
-  step.setEntry({ ...entry, proc: idle, lastExit: leaderExitedEarlier ? entry.lastExit : { outcome, at: step.now } })
+  // Rule 21: a run that ends before it is ready keeps the readiness deadline for the next run.
+  const readiness = entry.readiness._tag === "Starting" ? entry.readiness : unprobed
+  step.setEntry({ ...entry, proc: idle, lastExit: leaderExitedEarlier ? entry.lastExit : { outcome, at: step.now }, readiness })
   if (proc._tag === "Stopping") {
     const group = step.group(proc.def.group)
     step.setGroup({ ...group, outgoing: group.outgoing - 1 })
@@ -488,7 +498,7 @@ const childExited = (step: Step, entry: EntryState, proc: LiveProc, outcome: Out
   const def = step.config.byTag.get(entry.tag)
   if (def === undefined || def.mode === "off") {
     step.forget(entry.tag)
-  } else if (step.group(def.group).transition?.barrier === def.tag) {
+  } else if (def.mode !== "respawn" && step.group(def.group).transition?.barrier === def.tag) {
     barrierExited(step, def, ending)
   } else if (ending._tag === "Stopped") {
     if (admitted(step, def)) resumeAfterStop(step, def)
@@ -559,7 +569,7 @@ const settle = (step: Step, name: string): void => {
   const transition = group.transition
   if (transition === undefined || transition.barrier !== undefined || group.outgoing > 0) return
   if (transition.next < transition.order.length) return
-  const phase = testFailed(step, transition) ? "fail" : "run"
+  const phase = testFailed(step, transition) || readinessFailed(step, transition) ? "fail" : "run"
   step.setGroup({ ...group, phase, transition: undefined })
   step.log({ what: "group", group: name, message: `level ${transition.level} reached: ${phase}` })
 }
@@ -584,6 +594,8 @@ const haltIfDone = (step: Step): void => {
 const fire = (step: Step, timer: Timer): void => {
   const reason = timer.reason
   if (reason._tag === "HoldEnds") return holdEnded(step, reason.group)
+  if (reason._tag === "ProbeDue") return sendProbe(step, reason.tag)
+  if (reason._tag === "ReadyDeadline") return readyTimedOut(step, reason.tag)
   const entry = step.entry(reason.tag)
   if (reason._tag === "KillDue") {
     if (entry.proc._tag !== "Stopping") return
@@ -645,6 +657,141 @@ const holdEnded = (step: Step, group: string): void => {
   step.log({ what: "fenced", group, message: "failover lease not renewed by its deadline: stopping the group" })
   enterLevel(step, group, standbyLevel, "tell")
 }
+
+// ---------------------------------------------------------------------------------------------
+// Readiness and health (rules 20-22). A respawn entry's run is probed by `Probe` effects the
+// runtime performs; each answer is a `ProbeResult` of that run and attempt, and only the attempt
+// the entry waits for counts. One timer per entry at a time (its next attempt), plus its
+// readiness deadline: nothing scans the entries.
+
+/** Rule 20: a new run of a respawn entry starts probing: readiness awaited, else health (if any) at once. */
+const beginProbing = (step: Step, def: Entry): void => {
+  const entry = step.entry(def.tag)
+  if (entry.proc._tag !== "Running") return
+  const was = entry.readiness
+  if (def.options.ready === undefined) return becomeReady(step, def, entry.proc.run)
+  const deadline = was._tag === "Starting" ? was.deadline : step.now + (def.options["ready-timeout"] ?? probeDefaults.readyTimeoutMs)
+  if (was._tag !== "Starting" || was.deadline !== deadline) step.addTimer({ at: deadline, reason: { _tag: "ReadyDeadline", tag: def.tag } })
+  const probe = nextSlot(was, entry.proc.run)
+  step.setEntry({ ...entry, readiness: { _tag: "Starting", deadline, probe } })
+  scheduleProbe(step, def.tag, probe, step.now)
+}
+
+/** Rules 19 and 21: a running entry taken again (adopted, or not ready in time) is probed again, with a new deadline. */
+const probeAgain = (step: Step, def: Entry): void => {
+  const readiness = step.entry(def.tag).readiness._tag
+  if (readiness === "Unprobed" || readiness === "NotReady") beginProbing(step, def)
+}
+
+const becomeReady = (step: Step, def: Entry, run: number): void => {
+  const entry = step.entry(def.tag)
+  const probe = def.options.health === undefined ? undefined : nextSlot(entry.readiness, run)
+  step.setEntry({ ...entry, readiness: { _tag: "Ready", fails: 0, probe } })
+  if (probe !== undefined) scheduleProbe(step, def.tag, probe, step.now + healthEvery(def))
+}
+
+const healthEvery = (def: Entry): number => def.options["health-every"] ?? probeDefaults.healthEveryMs
+
+/** The slot of the run's next attempt: attempts are numbered per run. */
+const nextSlot = (readiness: Readiness, run: number): ProbeSlot => {
+  const last = readiness._tag === "Starting" || readiness._tag === "Ready" ? readiness.probe : undefined
+  return { run, attempt: last?.run === run ? last.attempt + 1 : 1, stage: "Scheduled" }
+}
+
+const scheduleProbe = (step: Step, tag: string, slot: ProbeSlot, at: number): void =>
+  step.addTimer({ at, reason: { _tag: "ProbeDue", tag, run: slot.run, attempt: slot.attempt } })
+
+/** The attempt an entry's timer may send: scheduled, for the run that is running. */
+const dueSlot = (entry: EntryState): ProbeSlot | undefined => {
+  const r = entry.readiness
+  const slot = r._tag === "Starting" || r._tag === "Ready" ? r.probe : undefined
+  const running = entry.proc._tag === "Running" && entry.proc.run === slot?.run
+  return running && slot?.stage === "Scheduled" ? slot : undefined
+}
+
+const sendProbe = (step: Step, tag: string): void => {
+  const entry = step.entry(tag)
+  const slot = dueSlot(entry)
+  const r = entry.readiness
+  if (slot === undefined || entry.proc._tag !== "Running" || (r._tag !== "Starting" && r._tag !== "Ready")) return
+  if (r._tag === "Starting" && step.now >= r.deadline) return
+  const options = entry.proc.def.options
+  const purpose: ProbePurpose = r._tag === "Starting" ? "ready" : "health"
+  const probe = purpose === "ready" ? options.ready : options.health
+  if (probe === undefined) return
+  const timeoutMs = purpose === "ready" ? probeDefaults.attemptTimeoutMs : Math.min(probeDefaults.attemptTimeoutMs, healthEvery(entry.proc.def))
+  step.setEntry({ ...entry, readiness: { ...r, probe: { ...slot, stage: "InFlight" } } })
+  step.emit({ _tag: "Probe", tag, run: slot.run, attempt: slot.attempt, purpose, probe, timeoutMs })
+}
+
+/** Rule 22: only the answer the entry waits for counts (its run, its attempt, sent). */
+const onProbeResult = (step: Step, { tag, run, attempt, result }: EventOf<"ProbeResult">): void => {
+  const entry = step.findEntry(tag)
+  const r = entry?.readiness
+  if (entry === undefined || entry.proc._tag !== "Running" || entry.proc.run !== run || step.lifecycle !== "running") return
+  if ((r?._tag !== "Starting" && r?._tag !== "Ready") || r.probe?.attempt !== attempt || r.probe.run !== run || r.probe.stage !== "InFlight") return
+  const def = entry.proc.def
+  // Rule 21: an answer counts only before the deadline; at the deadline the timeout wins.
+  if (r._tag === "Starting" && step.now >= r.deadline) return
+  if (r._tag === "Starting") return result._tag === "Passed" ? readyNow(step, def, run) : retryReady(step, entry, r)
+  healthAnswered(step, def, r, result)
+}
+
+const readyNow = (step: Step, def: Entry, run: number): void => {
+  becomeReady(step, def, run)
+  step.log({ what: "probe", group: def.group, tag: def.tag, run, message: `ready (${describeProbe(def.options.ready)})` })
+  readinessSettled(step, def)
+}
+
+const retryReady = (step: Step, entry: EntryState, r: Extract<Readiness, { _tag: "Starting" }>): void => {
+  const probe = r.probe === undefined ? undefined : { ...r.probe, attempt: r.probe.attempt + 1, stage: "Scheduled" as const }
+  step.setEntry({ ...entry, readiness: { ...r, probe } })
+  if (probe !== undefined) scheduleProbe(step, entry.tag, probe, step.now + readyRetryDelay(probe.attempt - 1))
+}
+
+/** Rule 22: N failures in a row restart the entry, counted like a respawn (window, jail). */
+const healthAnswered = (step: Step, def: Entry, r: Extract<Readiness, { _tag: "Ready" }>, result: EventOf<"ProbeResult">["result"]): void => {
+  const entry = step.entry(def.tag)
+  const fails = result._tag === "Passed" ? 0 : r.fails + 1
+  const limit = def.options["health-fails"] ?? probeDefaults.healthFails
+  if (fails < limit) {
+    const probe = r.probe === undefined ? undefined : { ...r.probe, attempt: r.probe.attempt + 1, stage: "Scheduled" as const }
+    step.setEntry({ ...entry, readiness: { _tag: "Ready", fails, probe } })
+    if (probe !== undefined) scheduleProbe(step, def.tag, probe, step.now + healthEvery(def))
+    return
+  }
+  const why = result._tag === "Failed" ? result.reason : "passed"
+  step.setEntry({ ...entry, readiness: unprobed, restarts: entry.restarts + 1 })
+  step.log({ what: "probe", group: def.group, tag: def.tag, message: `health check failed ${fails} times in a row (last: ${why}): restarting` })
+  stop(step, def.tag, "its health check failed: restarting it")
+}
+
+/** Rule 21: still not ready at the deadline: the transition goes on and its group will be fail. */
+const readyTimedOut = (step: Step, tag: string): void => {
+  const entry = step.entry(tag)
+  const def = entry.proc._tag === "Idle" ? step.config.byTag.get(tag) : entry.proc.def
+  step.setEntry({ ...entry, readiness: { _tag: "NotReady" } })
+  if (def === undefined) return
+  step.log({ what: "probe", group: def.group, tag, message: `not ready within its ready-timeout: its group will be fail (a tell of the level probes again)` })
+  readinessSettled(step, def)
+}
+
+/** Rule 20: the barrier this entry held is over. */
+const readinessSettled = (step: Step, def: Entry): void => {
+  const group = step.group(def.group)
+  if (group.transition?.barrier !== def.tag) return
+  step.setGroup({ ...group, transition: { ...group.transition, barrier: undefined } })
+  advance(step, def.group)
+  settle(step, def.group)
+}
+
+/** Rule 21: a ready-checked entry that is not ready (timed out, jailed, not started) makes the group fail. */
+const readinessFailed = (step: Step, transition: Transition): boolean =>
+  transition.order.some((def) => {
+    if (def.mode !== "respawn" || def.options.ready === undefined) return false
+    const entry = step.entry(def.tag)
+    return entry.readiness._tag === "NotReady" || entry.proc._tag === "Idle"
+  })
 
 // ---------------------------------------------------------------------------------------------
 
@@ -792,6 +939,8 @@ class Step implements Before {
     const entry = this.findEntry(reason.tag)
     if (entry === undefined) return false
     if (reason._tag === "JailEnds") return this.lifecycle === "running" && entry.jail._tag === "Jailed" && entry.jail.until === timer.at
+    if (reason._tag === "ProbeDue") return this.lifecycle === "running" && dueSlot(entry)?.attempt === reason.attempt && dueSlot(entry)?.run === reason.run
+    if (reason._tag === "ReadyDeadline") return this.lifecycle === "running" && entry.readiness._tag === "Starting" && entry.readiness.deadline === timer.at
     const proc = entry.proc
     return proc._tag === "Stopping" && proc.run === reason.run && proc.signal !== "SIGKILL" && proc.killAt === timer.at
   }

@@ -3,7 +3,7 @@ import type { Mode } from "./config.ts"
 import { describeOutcome } from "./events.ts"
 import type { EntryProcState, GroupPhase } from "./enums.ts"
 import { logPlaceOf, showLogPlace } from "./logs.ts"
-import type { State } from "./state.ts"
+import type { Readiness, State } from "./state.ts"
 import { entryOf, groupOf, knownGroups } from "./state.ts"
 
 /**
@@ -48,13 +48,17 @@ const logOf = (state: State, tag: string, logDir: string | undefined): { readonl
   return logDir === undefined || options === undefined ? {} : { log: showLogPlace(logPlaceOf(tag, options, logDir)) }
 }
 
+/** Rules 20 and 21: a running entry is `starting` until its ready probe passes, `not-ready` after its timeout. */
+const runningState = (readiness: Readiness): EntryProcState =>
+  readiness._tag === "Starting" ? "starting" : readiness._tag === "NotReady" ? "not-ready" : "running"
+
 const entryReport = (state: State, tag: string, logDir: string | undefined): EntryReport => {
   const entry = entryOf(state, tag)
   const def = state.config.byTag.get(tag)
   const proc = entry.proc
   const procState: EntryProcState =
     proc._tag === "Running"
-      ? "running"
+      ? runningState(entry.readiness)
       : proc._tag === "Stopping"
         ? proc.cause._tag === "LeaderExited"
           ? "leader-exited"

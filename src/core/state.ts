@@ -76,7 +76,30 @@ export interface EntryState {
   readonly starts: readonly number[]
   readonly restarts: number
   readonly lastExit: { readonly outcome: Outcome; readonly at: number } | undefined
+  /** Rules 20-22: its `ready` and `health` probes (probes.ts); never saved: a successor probes again. */
+  readonly readiness: Readiness
 }
+
+/**
+ * Where a respawn entry's probes stand (rules 20-22). `Starting`: readiness is awaited until
+ * `deadline` (kept across restarts before ready, so a crash loop cannot stretch it). `Ready`: its
+ * health probe, if any, has failed `fails` times in a row. `NotReady`: the deadline passed. Each
+ * probe is one numbered attempt of one run: a result for another run or attempt changes nothing.
+ */
+export type Readiness =
+  | { readonly _tag: "Unprobed" }
+  | { readonly _tag: "Starting"; readonly deadline: number; readonly probe: ProbeSlot | undefined }
+  | { readonly _tag: "Ready"; readonly fails: number; readonly probe: ProbeSlot | undefined }
+  | { readonly _tag: "NotReady" }
+
+/** The next probe of a run: waiting for its timer, or sent and waiting for its result. */
+export interface ProbeSlot {
+  readonly run: number
+  readonly attempt: number
+  readonly stage: "Scheduled" | "InFlight"
+}
+
+export const unprobed: Readiness = { _tag: "Unprobed" }
 
 
 export interface GroupState {
@@ -132,6 +155,7 @@ export const freshEntry = (tag: string): EntryState => ({
   starts: [],
   restarts: 0,
   lastExit: undefined,
+  readiness: unprobed,
 })
 
 export const freshGroup = (name: string): GroupState => ({

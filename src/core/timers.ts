@@ -11,6 +11,10 @@ export type TimerReason =
   | { readonly _tag: "KillDue"; readonly tag: string; readonly run: number }
   /** A failover group's hold reaches its renew deadline (see `Hold` in events.ts). */
   | { readonly _tag: "HoldEnds"; readonly group: string }
+  /** Rules 20-22: the next readiness or health attempt of a run is due. */
+  | { readonly _tag: "ProbeDue"; readonly tag: string; readonly run: number; readonly attempt: number }
+  /** Rule 21: the entry is still not ready at its `ready-timeout`. */
+  | { readonly _tag: "ReadyDeadline"; readonly tag: string }
 
 export interface Timer {
   readonly at: number

@@ -47,7 +47,7 @@ import type { ConfigError, ConfigSource } from "./config.ts"
 import { readConfig } from "./config.ts"
 import { changes, logChange, makeHandler } from "./handler.ts"
 import type { Loop, LoopBug } from "./loop.ts"
-import { makeInbox, makeLoop } from "./loop.ts"
+import { inboxProber, makeInbox, makeLoop } from "./loop.ts"
 import { peerOf } from "./peer.ts"
 import type { Rotation } from "./logs.ts"
 import { startLogRotation } from "./logs.ts"
@@ -171,9 +171,9 @@ const actOnSignal = (loop: LoopService, config: ConfigSource, log: LogService, h
   }
 }
 
-/** Started before anything is spawned, so that every orphan of every run comes to us; the hooks' processes are libuv's to reap, as the entries' are. */
-const orphanReaper = (log: LogService, processes: ProcessesService, hooks: { readonly ownsChild: (pid: number) => boolean }): Effect.Effect<Reaper, never, Scope.Scope> =>
-  startReaper({ ownsChild: (pid) => processes.ownsChild(pid) || hooks.ownsChild(pid), onReaped: processes.recheck, log: (what, message) => log.line({ what, message }) })
+/** Started before anything is spawned, so that every orphan of every run comes to us; the hooks' and the probes' processes are libuv's to reap, as the entries' are. */
+const orphanReaper = (log: LogService, processes: ProcessesService, others: readonly { readonly ownsChild: (pid: number) => boolean }[]): Effect.Effect<Reaper, never, Scope.Scope> =>
+  startReaper({ ownsChild: (pid) => processes.ownsChild(pid) || others.some((o) => o.ownsChild(pid)), onReaped: processes.recheck, log: (what, message) => log.line({ what, message }) })
 
 /** For the ready line: what becomes of a service's orphaned processes. */
 const orphansNote = (reaper: Reaper): string => {
@@ -253,7 +253,8 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
     const info = options.cluster?.info()
     const hooks = yield* makeHookRunner({ log, site: { node: info?.node, cluster: info?.cluster } })
     const notices = makeNoticeFeed(hooks, log)
-    const reaper = yield* orphanReaper(log, processes, hooks)
+    const prober = inboxProber(inbox)
+    const reaper = yield* orphanReaper(log, processes, [hooks, prober])
     const status = yield* makeStatusFile({ path: paths.initstat, render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()), warn })
     const loop = yield* makeLoop(stateRef, {
       inbox,
@@ -263,6 +264,7 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       onBatch: persistence.onBatch,
       onStep: notices.onStep,
       stateProblem: options.stateProblem ?? batchProblem,
+      probe: prober.run,
     })
     return { loop, processes, status, reaper, notices, hookStats: hooks.stats }
   })

@@ -28,13 +28,15 @@ import type * as Scope from "effect/Scope"
 import type { Effect as CoreEffect } from "../core/effects.ts"
 import { describeRejection } from "../core/effects.ts"
 import type { Event } from "../core/events.ts"
-import { describeOutcome } from "../core/events.ts"
+import { describeOutcome, probeResult } from "../core/events.ts"
 import { nextDeadline, reduce } from "../core/reducer.ts"
 import type { State } from "../core/state.ts"
 import { entryOf } from "../core/state.ts"
 import type { LogService } from "../log.ts"
 import type { AppliedEvent, LoopService } from "./ports.ts"
 import type { ProcessesService } from "./processes.ts"
+import type { ProbeRequest, ProbeRunner } from "./probes.ts"
+import { makeProber } from "./probes.ts"
 
 export type Clock = () => number
 
@@ -89,6 +91,8 @@ export interface LoopDeps {
   readonly stateProblem?: (state: State) => string | undefined
   /** Told every event the reducer applied, as it is applied (the notices of hooks and the status page: observe.ts). */
   readonly onStep?: (event: Event, applied: AppliedEvent) => void
+  /** Performs a `Probe` effect (rules 20-22); the real probes (probes.ts) by default, answering through the inbox. */
+  readonly probe?: (request: ProbeRequest) => void
 }
 
 /** The loop as its owner (the daemon) sees it: the port, and how it ends. */
@@ -144,8 +148,14 @@ const interpret = (deps: LoopDeps, state: State, effect: CoreEffect): Effect.Eff
       })
     case "Rejected":
       return Effect.sync(() => deps.log.line({ what: "rejected", group: effect.group, message: describeRejection(effect) }))
+    case "Probe":
+      return Effect.sync(() => deps.probe?.(effect))
   }
 }
+
+/** The real probes, answering through the inbox as `ProbeResult` events (the daemon makes one to share with its orphan reaper). */
+export const inboxProber = (inbox: Inbox): ProbeRunner =>
+  makeProber((req, outcome) => inbox.offer(probeResult(req.tag, req.run, req.attempt, outcome, inbox.now())))
 
 /** The one OS timer, armed for the state's next deadline (or none). */
 const makeDeadlineTimer = (inbox: Inbox): Effect.Effect<{ readonly arm: (deadline: number | undefined) => void; readonly at: () => number | undefined }, never, Scope.Scope> =>
@@ -228,8 +238,9 @@ const makeSubmissions = (inbox: Inbox) => {
 }
 
 /** Start the loop in the current scope; closing the scope stops it (children are left alone). */
-export const makeLoop = (stateRef: Ref.Ref<State>, deps: LoopDeps): Effect.Effect<Loop, never, Scope.Scope> =>
+export const makeLoop = (stateRef: Ref.Ref<State>, given: LoopDeps): Effect.Effect<Loop, never, Scope.Scope> =>
   Effect.gen(function* () {
+    const deps: LoopDeps = { ...given, probe: given.probe ?? inboxProber(given.inbox).run }
     const { inbox, log } = deps
     const reducer = deps.reduce ?? reduce
     const timer = yield* makeDeadlineTimer(inbox)

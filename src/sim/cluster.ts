@@ -23,8 +23,8 @@
 import type { Parsed } from "../core/config.ts"
 import type { Effect as CoreEffect, Signal } from "../core/effects.ts"
 import { describeRejection } from "../core/effects.ts"
-import type { Event as CoreEvent, Outcome } from "../core/events.ts"
-import { childExit, started, stopAll, tick } from "../core/events.ts"
+import type { Event as CoreEvent, Outcome, ProbeOutcome } from "../core/events.ts"
+import { childExit, probeResult, started, stopAll, tick } from "../core/events.ts"
 import { parseInittab } from "../core/inittab.ts"
 import { nextDeadline, reduce } from "../core/reducer.ts"
 import type { State as CoreState } from "../core/state.ts"
@@ -371,6 +371,13 @@ export class ClusterWorld {
         return
       case "WriteStatus":
         return
+      case "Probe": {
+        // Rules 20-22: a cluster host's virtual process passes every probe while it is alive.
+        const alive = host.procs.get(`${effect.tag}#${effect.run}`)?.state === "alive"
+        const result: ProbeOutcome = alive ? { _tag: "Passed" } : { _tag: "Failed", reason: "no process" }
+        this.#input(host, { _tag: "Core", make: (now) => probeResult(effect.tag, effect.run, effect.attempt, result, now) })
+        return
+      }
     }
   }
 

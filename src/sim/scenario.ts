@@ -1,7 +1,7 @@
 import type { Parsed } from "../core/config.ts"
 import type { StatusReport } from "../core/report.ts"
 import type { Behaviour } from "./behaviour.ts"
-import { exitsAfter, failsToSpawn, leaderExitsAfter, runsForever } from "./behaviour.ts"
+import { exitsAfter, failsToSpawn, leaderExitsAfter, neverReady, readyAfter, runsForever, unhealthyAfter } from "./behaviour.ts"
 import type { Invariant, Violation } from "./invariants.ts"
 import type { TimelineEntry } from "./world.ts"
 import { formatMs, World } from "./world.ts"
@@ -16,7 +16,9 @@ import { formatMs, World } from "./world.ts"
  *   behave NAME CLAUSE...   how processes of a tag (or of a command, or its first word) behave:
  *                             runs-forever | exits CODE after TIME | crashes-every TIME |
  *                             fails-to-spawn [REASON] | ignores-sigterm | stops-after TIME |
- *                             leader-exits CODE after TIME (the rest of its group lives on)
+ *                             leader-exits CODE after TIME (the rest of its group lives on) |
+ *                             ready-after TIME | never-ready (its `ready` probe; default: at once) |
+ *                             unhealthy-after TIME (its `health` probe fails from then on)
  *   sigterm-delay TIME      how long a process that honours SIGTERM takes to exit (default 10ms)
  *   at TIME tell GROUP LEVEL
  *   at TIME stopall
@@ -106,11 +108,20 @@ const clause = (words: readonly string[], base: Behaviour): Clause => {
       return { ok: true, behaviour: { ...base, life }, rest: rest.slice(3) }
     }
     default:
-      return {
+      return probeClause(word, rest, base) ?? {
         ok: false,
-        message: `unknown behaviour '${word ?? ""}' (runs-forever, exits CODE after TIME, crashes-every TIME, fails-to-spawn, ignores-sigterm, stops-after TIME, leader-exits CODE after TIME)`,
+        message: `unknown behaviour '${word ?? ""}' (runs-forever, exits CODE after TIME, crashes-every TIME, fails-to-spawn, ignores-sigterm, stops-after TIME, leader-exits CODE after TIME, ready-after TIME, never-ready, unhealthy-after TIME)`,
       }
   }
+}
+
+/** Rules 20-22: how the process answers its `ready` and `health` probes. */
+const probeClause = (word: string | undefined, rest: readonly string[], base: Behaviour): Clause | undefined => {
+  if (word === "never-ready") return { ok: true, behaviour: neverReady(base), rest }
+  if (word !== "ready-after" && word !== "unhealthy-after") return undefined
+  const ms = rest[0] === undefined ? undefined : parseDuration(rest[0])
+  if (ms === undefined) return { ok: false, message: `${word} needs a time such as 500ms or 2s, got '${rest[0] ?? ""}'` }
+  return { ok: true, behaviour: word === "ready-after" ? readyAfter(ms, base) : unhealthyAfter(ms, base), rest: rest.slice(1) }
 }
 
 const parseBehaviour = (words: readonly string[], base: Behaviour): Behaviour | string => {

@@ -3,8 +3,8 @@ import type { Parsed } from "../core/config.ts"
 import { emptyParsed, hasErrors } from "../core/config.ts"
 import type { Effect, LogEntry, Signal } from "../core/effects.ts"
 import { describeRejection, rejectionOf } from "../core/effects.ts"
-import type { Event, Outcome } from "../core/events.ts"
-import { childExit, describeOutcome, leaderExited, reload, started, stopAll, tell, tick } from "../core/events.ts"
+import type { Event, Outcome, ProbeOutcome } from "../core/events.ts"
+import { probeResult, childExit, describeOutcome, leaderExited, reload, started, stopAll, tell, tick } from "../core/events.ts"
 import { parseInittab } from "../core/inittab.ts"
 import { nextDeadline, reduce } from "../core/reducer.ts"
 import type { StatusReport } from "../core/report.ts"
@@ -14,7 +14,7 @@ import { groupOf, initialState, initialStateWith, lookup } from "../core/state.t
 import { insertByTime } from "./agenda.ts"
 import type { SimProcess, SimStep, StartRecord, StepRecord, TimelineEntry, TimelineKind } from "./records.ts"
 import type { Behaviour } from "./behaviour.ts"
-import { defaultForRunSync, defaultForSpawn } from "./behaviour.ts"
+import { defaultForRunSync, defaultForSpawn, probePasses } from "./behaviour.ts"
 import type { Invariant, Violation } from "./invariants.ts"
 import { allInvariants } from "./invariants.ts"
 
@@ -41,6 +41,8 @@ export interface WorldOptions {
   readonly firstPid?: number
   /** Checks run after every step; default all of `invariants.ts`. */
   readonly invariants?: readonly Invariant[]
+  /** How long a probe takes to answer (rules 20-22); default 0: at the same instant, after the step that sent it. */
+  readonly probeLatencyMs?: number
   /** Guard against a reducer that keeps asking for ticks without time moving. */
   readonly maxStepsPerInstant?: number
   /**
@@ -56,6 +58,7 @@ type Action =
   | { readonly _tag: "Started"; readonly key: string }
   | { readonly _tag: "Exit"; readonly key: string; readonly id: number }
   | { readonly _tag: "LeaderExit"; readonly key: string; readonly outcome: Outcome }
+  | { readonly _tag: "ProbeAnswer"; readonly tag: string; readonly run: number; readonly attempt: number; readonly result: ProbeOutcome }
 
 interface AgendaItem {
   readonly at: number
@@ -72,6 +75,8 @@ export class World {
   readonly #parse: (text: string) => Parsed
   readonly #behaviours = new Map<string, Behaviour>()
   readonly #sigtermDelayMs: number
+  readonly #probeLatencyMs: number
+  #probes = 0
   readonly #invariants: readonly Invariant[]
   readonly #maxStepsPerInstant: number
   readonly #maxSteps: number
@@ -102,6 +107,7 @@ export class World {
     this.#state = hasErrors(this.#parsed) ? initialState : initialStateWith(this.#parsed.config)
     for (const [name, behaviour] of options.behaviours ?? []) this.#behaviours.set(name, behaviour)
     this.#sigtermDelayMs = options.sigtermDelayMs ?? 10
+    this.#probeLatencyMs = options.probeLatencyMs ?? 0
     this.#nextPid = options.firstPid ?? 1000
     this.#invariants = options.invariants ?? allInvariants
     this.#maxStepsPerInstant = options.maxStepsPerInstant ?? 10_000
@@ -136,6 +142,10 @@ export class World {
   }
   get statusWrites(): number {
     return this.#statusWrites
+  }
+  /** Probes performed so far (rules 20-22). */
+  get probes(): number {
+    return this.#probes
   }
   get steps(): number {
     return this.#stepCount
@@ -306,6 +316,7 @@ export class World {
   }
 
   #perform(action: Action): void {
+    if (action._tag === "ProbeAnswer") return this.#dispatch(probeResult(action.tag, action.run, action.attempt, action.result, this.#now))
     const proc = this.#processes.get(action.key)
     if (proc === undefined) return
     if (action._tag === "Started") {
@@ -392,6 +403,9 @@ export class World {
         // As the daemon's log prints it: the verb, then what was refused and why.
         this.#note("rejected", effect.group, undefined, undefined, `rejected ${describeRejection(effect)}`)
         return
+      case "Probe":
+        this.#probe(effect)
+        return
     }
   }
 
@@ -444,6 +458,16 @@ export class World {
     this.#schedule(this.#now, { _tag: "Started", key })
     if (life._tag === "ExitsAfter") this.#planExit(proc, this.#now + life.ms, { _tag: "Exited", code: life.code })
     if (life._tag === "LeaderExitsAfter") this.#schedule(this.#now + life.ms, { _tag: "LeaderExit", key, outcome: { _tag: "Exited", code: life.code } })
+  }
+
+  /** Rules 20-22: the probe finds what the process's behaviour says at its age; answered after `probeLatencyMs`. */
+  #probe(effect: Extract<Effect, { _tag: "Probe" }>): void {
+    const proc = this.#processes.get(keyOf(effect.tag, effect.run))
+    const alive = proc !== undefined && proc.pid !== undefined && proc.leader === undefined
+    const passes = alive && probePasses(proc.behaviour, effect.purpose, this.#now - proc.startedAt)
+    const result: ProbeOutcome = passes ? { _tag: "Passed" } : { _tag: "Failed", reason: alive ? `${effect.purpose} probe fails` : "no process" }
+    this.#probes++
+    this.#schedule(this.#now + this.#probeLatencyMs, { _tag: "ProbeAnswer", tag: effect.tag, run: effect.run, attempt: effect.attempt, result })
   }
 
   #signal(tag: string, run: number, signal: Signal): void {

@@ -69,14 +69,21 @@ describe("option lines", () => {
 })
 
 describe("isinit check: every option problem with its line", () => {
+  it("a TAG's probe tuning without the probe is a warning at its line; a * default is not", () => {
+    const parsed = parseInittab("g:a:1:respawn:x\ng:b:1:respawn:y\n:::option:a:ready-timeout=5s\n:::option:*:health-fails=2\n:::option:b:health=tcp:127.0.0.1:80\n:::option:b:health-every=1s\n")
+    expect(parsed.problems.map((p) => [p.severity, p.line, p.message])).toEqual([["warning", 3, 'option "ready-timeout" for "a" without "ready" has no effect']])
+  })
+
   const cases: readonly (readonly [string, string, number, RegExp])[] = [
-    ["unknown key", "g:a:1:respawn:x\n:::option:a:colour=red\n", 2, /unknown option "colour" \(options: log, log-max, log-keep, user, group, cwd, env, env-file, umask, nofile, nproc, core, memlock, stop-signal, kill-grace, respawn-limit, jail\)/],
+    ["unknown key", "g:a:1:respawn:x\n:::option:a:colour=red\n", 2, /unknown option "colour" \(options: log, log-max, log-keep, user, group, cwd, env, env-file, umask, nofile, nproc, core, memlock, stop-signal, kill-grace, respawn-limit, jail, ready, ready-timeout, health, health-every, health-fails\)/],
     ["unknown tag", "g:a:1:respawn:x\n:::option:b:cwd=/\n", 2, /option "cwd" for unknown tag "b"/],
     ["bad value", "g:a:1:respawn:x\n\n:::option:a:umask=999\n", 3, /option "umask": bad value "999": expected an octal umask/],
     ["a key its mode cannot use", "g:a:1:once:x\n:::option:a:respawn-limit=3/10s\n", 2, /option "respawn-limit" does not apply to "a": it is for respawn entries, "a" is once/],
     ["no =", "g:a:1:respawn:x\n:::option:a:cwd\n", 2, /option needs TAG:KEY=VALUE/],
     ["no tag", "g:a:1:respawn:x\n:::option:cwd=/\n", 2, /option needs TAG:KEY=VALUE/],
     ["an empty key", "g:a:1:respawn:x\n:::option:a:=x\n", 2, /unknown option ""/],
+    ["a probe on an entry that is not respawn", "g:a:1:wait:x\n:::option:a:ready=tcp:127.0.0.1:80\n", 2, /option "ready" does not apply to "a": it is for respawn entries, "a" is wait/],
+    ["a probe of no known form", "g:a:1:respawn:x\n:::option:a:health=ping:db\n", 2, /option "health": bad value "ping:db": expected exec:COMMAND, tcp:HOST:PORT/],
   ]
   for (const [name, text, line, message] of cases) {
     it(name, () => {
@@ -121,6 +128,20 @@ const examples: { readonly [K in OptionKey]: { readonly good: readonly (readonly
   "kill-grace": { good: [["10s", 10_000], ["500ms", 500], ["2", 2000]], bad: ["0", "1h", ""] },
   "respawn-limit": { good: [["3/1m", { max: 3, windowMs: 60_000 }]], bad: ["0/1s", "3", "3/0"] },
   jail: { good: [["5m", 300_000]], bad: ["0", "x"] },
+  ready: {
+    good: [
+      ["exec:pg_isready -q", { _tag: "Exec", command: "pg_isready -q" }],
+      ["tcp:127.0.0.1:5432", { _tag: "Tcp", host: "127.0.0.1", port: 5432 }],
+      ["tcp:[::1]:80", { _tag: "Tcp", host: "::1", port: 80 }],
+      ["http://localhost:8080/healthz", { _tag: "Http", url: "http://localhost:8080/healthz" }],
+      ["file:/run/app.ready", { _tag: "File", path: "/run/app.ready" }],
+    ],
+    bad: ["", "exec:", "tcp:host", "tcp:host:0", "tcp:host:65536", "tcp::80", "http:ftp://x/", "https://x/", "file:rel", "sleep 1"],
+  },
+  "ready-timeout": { good: [["30s", 30_000], ["1500ms", 1500]], bad: ["0", "x"] },
+  health: { good: [["http:http://127.0.0.1/", { _tag: "Http", url: "http://127.0.0.1/" }]], bad: ["tcp:x:y"] },
+  "health-every": { good: [["5s", 5000]], bad: ["0"] },
+  "health-fails": { good: [["1", 1], ["3", 3]], bad: ["0", "1001", "x"] },
 }
 
 describe("every key's values", () => {
