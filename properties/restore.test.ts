@@ -105,10 +105,12 @@ test.prop([crashedDaemonArb, afterTheWriteArb], { numRuns: 150 })(
     expect(new Set(adopted).size).toBe(adopted.length)
     expect([...plan.alive].sort((a, b) => a - b)).toEqual([...adopted].sort((a, b) => a - b))
     expect([...adopted, ...plan.strays.map((s) => s.run)].sort((a, b) => a - b)).toEqual(marked.map((m) => m.run).sort((a, b) => a - b))
-    // A run started after the write is taken back exactly when its group's recorded level lists it;
-    // otherwise its tell was lost with the daemon, and it is stopped.
+    // A run started after the write is taken back exactly when its group's recorded level lists it
+    // (its definition: the config's, else, for an entry the config no longer has, the one its
+    // recorded run ran; rule 18 then stops it in order); otherwise its tell was lost with the
+    // daemon, and it is stopped as a stray.
     const recordedLevelLists = (tag: string): boolean => {
-      const def = w.parsed.config.byTag.get(tag)
+      const def = w.parsed.config.byTag.get(tag) ?? saved.entries.find((e) => e.tag === tag)?.proc?.def
       const level = saved.groups.find((g) => g.name === def?.group)?.level ?? null
       return def !== undefined && level !== null && listsLevel(def, level)
     }
