@@ -222,3 +222,20 @@ test.prop([fc.array(outageArb, { minLength: 1, maxLength: 4 }), fc.integer({ min
     expect(logged("etcd-resync")).toBe(outages.length)
   },
 )
+
+test.prop([fc.array(fc.tuple(audienceArb.filter((s) => s !== "n2"), groupArb, levelArb), { minLength: 1, maxLength: 15 })], { numRuns: 150 })(
+  "a published status never shows a desired revision as taken beside a core that has not yet been told it (a rollout would read the old state as the new level's outcome)",
+  (writes) => {
+    const bench = started()
+    bench.feed((now) => ({ _tag: "Granted", now, lease: "presence", id: "P1", ttlMs: 10_000 }))
+    writes.forEach(([scope, group, level], i) => {
+      bench.answerWrite("Publish", { _tag: "Done", revision: 100 + i, createRevision: 5 })
+      bench.watch(i + 2, [desired(scope, group, level, i + 2)])
+    })
+    for (const publish of bench.since(0, "Write").flatMap((w) => (w.write._tag === "Publish" ? [w.write.status] : []))) {
+      for (const [group, taken] of Object.entries(publish.desired)) {
+        expect(publish.report.groups.find((g) => g.group === group)?.level, `${group} taken at ${taken.level} (revision ${taken.revision})`).toBe(taken.level)
+      }
+    }
+  },
+)

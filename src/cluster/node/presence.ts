@@ -43,11 +43,19 @@ const basisOf = (s: NodeState): StatusBasis => {
   return { core: s.core, taken: s.convergence.taken, running: s.running, status, text: JSON.stringify(status) }
 }
 
-/** Publish the latest status when the lease is live, nothing is in flight and the text changed. */
+/** Whether this step sent the core a command: its answer (`CoreAnswered`) comes next, with the core's new state. */
+const awaitingCore = (step: Step): boolean =>
+  step.out.some((c) => c._tag === "TellCore" || c._tag === "ReloadCore" || c._tag === "HoldCore" || c._tag === "ReleaseCore")
+
+/**
+ * Publish the latest status when the lease is live, nothing is in flight and the text changed;
+ * never while a core command of this step is unanswered: its taken revision beside the core's old
+ * state would read, to `tell --wait` or a rollout, as the new level's outcome (a `fail` from before).
+ */
 export const advancePublish = (step: Step): void => {
   const p = step.s.presence
   const pub = p.publishing
-  if (p.lease._tag !== "Live" || pub._tag === "InFlight" || (pub._tag === "Backoff" && step.s.now < pub.until)) return
+  if (p.lease._tag !== "Live" || pub._tag === "InFlight" || (pub._tag === "Backoff" && step.s.now < pub.until) || awaitingCore(step)) return
   const basis = basisOf(step.s)
   if (basis.text === p.published) {
     step.s.presence = { ...p, basis, publishing: { _tag: "Idle" } }
