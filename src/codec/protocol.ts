@@ -331,7 +331,7 @@ const entryReportCodec = t.intersection([
     lastExit: nullable(t.string),
   }),
   // Where the entry logs (issue 11): absent from older daemons' answers and the cluster's reports.
-  t.partial({ log: t.string }),
+  t.partial({ log: t.string, healthFailures: t.number }),
 ])
 
 export const statusReportCodec = t.type({

@@ -39,6 +39,8 @@ export interface EntryReport {
   readonly lastExit: string | null
   /** Where it logs (core/logs.ts): a file's path, `inherit` or `off`; given when the report knows the log directory. */
   readonly log?: string
+  /** An entry with a `health` probe, once ready: its failures in a row (rule 22). */
+  readonly healthFailures?: number
 }
 
 /** Where `tag` logs: its running definition's options, else the config's. */
@@ -81,6 +83,7 @@ const entryReport = (state: State, tag: string, logDir: string | undefined): Ent
     jailedUntil: entry.jail._tag === "Jailed" ? entry.jail.until : null,
     lastExit: entry.lastExit === undefined ? null : describeOutcome(entry.lastExit.outcome),
     ...logOf(state, tag, logDir),
+    ...(def?.options.health !== undefined && entry.readiness._tag === "Ready" ? { healthFailures: entry.readiness.fails } : {}),
   }
 }
 

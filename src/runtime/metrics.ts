@@ -62,9 +62,9 @@ const entryFamilies = (groups: readonly GroupReport[], now: number): readonly Me
       })),
     gauge("isinit_entry_last_exit_info", "How the entry's last run ended: exit N, signal NAME, spawn failed: REASON.",
       entries.flatMap((e) => (e.lastExit === null ? [] : [{ labels: { ...id(e), outcome: e.lastExit }, value: 1 }]))),
-    // Readiness and health (issue 11): their results join here, as isinit_entry_ready and
-    // isinit_entry_health_failures, once the report carries them; a new entry state such as
-    // `starting` joins isinit_entry_state by itself (entryStates above refuses to compile without it).
+    // Readiness (rules 20-21) is in isinit_entry_state (`starting`, `not-ready`); health (rule 22):
+    gauge("isinit_entry_health_failures", "Failures in a row of the entry's health probe (it is restarted at health-fails).",
+      entries.flatMap((e) => (e.healthFailures === undefined ? [] : [{ labels: id(e), value: e.healthFailures }]))),
   ]
 }
 

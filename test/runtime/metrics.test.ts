@@ -5,6 +5,7 @@
  * when a process is killed, a group name that needs escaping, the loopback rule.
  */
 import * as Ref from "effect/Ref"
+import { writeFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { hold } from "../../src/core/events.ts"
 import { parseInittab } from "../../src/core/inittab.ts"
@@ -213,6 +214,34 @@ describe("isinitd --metrics", () => {
     expect(left).toBeLessThanOrEqual(600)
     expect(valueOf(m, "isinit_entry_jailed", { group: "j", tag: "ok" })).toBe(0)
     expect(valueOf(m, "isinit_entry_jail_remaining_seconds", { group: "j", tag: "ok" })).toBeUndefined()
+  })
+
+  it("shows readiness (starting) and a health probe's failures in a row", async () => {
+    const l = fresh()
+    const flag = l.path("up")
+    l.writeTab(
+      [
+        // sick first: entries after a ready-checked one wait for it (rule 20).
+        "r:sick:1:respawn:sleep 300",
+        `:::option:sick:health=file:${l.path("never")}`,
+        ":::option:sick:health-every=200ms",
+        ":::option:sick:health-fails=1000",
+        "r:wait:1:respawn:sleep 300",
+        `:::option:wait:ready=file:${flag}`,
+        "",
+      ].join("\n"),
+    )
+    const { metrics } = await startServed(l, ["--metrics", ":0"])
+    await askJson(l.socket, { op: "tell", group: "r", level: "1", wait: false })
+    const scrape = async () => parseExposition((await fetchText(`${metrics ?? ""}/metrics`)).body)
+    const m = await until("failing health in the metrics", async () => {
+      const parsed = await scrape()
+      return (valueOf(parsed, "isinit_entry_health_failures", { group: "r", tag: "sick" }) ?? 0) >= 2 ? parsed : undefined
+    })
+    expect(valueOf(m, "isinit_entry_state", { group: "r", tag: "wait", mode: "respawn", state: "starting" })).toBe(1)
+    expect(valueOf(m, "isinit_entry_health_failures", { group: "r", tag: "wait" })).toBeUndefined()
+    writeFileSync(flag, "")
+    await until("ready in the metrics", async () => valueOf(await scrape(), "isinit_entry_state", { group: "r", tag: "wait", mode: "respawn", state: "running" }) === 1)
   })
 
   it("counts the hooks' runs and drops", async () => {
