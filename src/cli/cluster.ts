@@ -37,6 +37,7 @@ import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
 import { describeRemoval, exceedsGuard, guardShare, removalOf, runnableTags } from "../core/reread.ts"
 import { UsageError, expectCount, onlyFlags, timeoutOptionMs, waitTimeoutMs } from "./args.ts"
 import type { Env } from "./clusterEnv.ts"
+import { etcdFlags } from "./etcdFlags.ts"
 import { deadlineMs, whoami, withinDeadline } from "./clusterEnv.ts"
 import { failoverJson, failoverText, moveCommand, moveLeaseMs } from "./failover.ts"
 import { table } from "./format.ts"
@@ -118,15 +119,7 @@ Options:
 `
 
 const options = {
-  etcd: { type: "string" },
-  "etcd-config": { type: "string" },
-  "etcd-cacert": { type: "string" },
-  "etcd-cert": { type: "string" },
-  "etcd-key": { type: "string" },
-  "etcd-user": { type: "string" },
-  "etcd-password-file": { type: "string" },
-  "etcd-password": { type: "string" },
-  cluster: { type: "string" },
+  ...etcdFlags,
   node: { type: "string", multiple: true },
   wait: { type: "boolean" },
   timeout: { type: "string" },

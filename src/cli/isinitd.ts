@@ -18,6 +18,7 @@ import type { AgentStartFailure, ClusterAgent } from "../cluster/agent.ts"
 import { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, version } from "../paths.ts"
 import type { DaemonError } from "../runtime/daemon.ts"
 import type { ClusterPort } from "../runtime/ports.ts"
+import { etcdFlags } from "./etcdFlags.ts"
 
 // V8 lets its young generation grow to 16 MB semi-spaces when much survives a scavenge (loading
 // effect, starting 1,000 children at once); those pages stay resident, and every fork then copies
@@ -134,16 +135,8 @@ const parse = () => {
         state: { type: "string" },
         "socket-mode": { type: "string" },
         chdir: { type: "string" },
-        etcd: { type: "string" },
-        "etcd-config": { type: "string" },
-        "etcd-cacert": { type: "string" },
-        "etcd-cert": { type: "string" },
-        "etcd-key": { type: "string" },
-        "etcd-user": { type: "string" },
-        "etcd-password-file": { type: "string" },
-        "etcd-password": { type: "string" },
+        ...etcdFlags,
         "trusted-keys": { type: "string" },
-        cluster: { type: "string" },
         node: { type: "string" },
         "lease-ttl": { type: "string" },
         metrics: { type: "string" },

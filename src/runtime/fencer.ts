@@ -35,6 +35,7 @@ import { clockOf } from "../clocks.ts"
 import type { FencerMessage } from "../fence.ts"
 import { fenceMarkerPrefix, fenceMarkerVariable } from "../fence.ts"
 import { formatLine } from "../log.ts"
+import { childrenOf } from "./procfs.ts"
 
 /** How often the fencer looks for newcomers among the daemon's children after `killAt` (part of the reap slack). */
 export const newcomerScanMs = 50
@@ -123,19 +124,6 @@ const exeOf = (pid: number): string | undefined => {
   }
 }
 
-/** The daemon's children (orphans included: it is their subreaper). */
-const childrenOf = (pid: number): number[] => {
-  try {
-    return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
-      readFileSync(`/proc/${pid}/task/${task}/children`, "latin1")
-        .split(" ")
-        .filter((p) => p !== "")
-        .map(Number),
-    )
-  } catch {
-    return []
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Signalling without ever hitting a reused pid

@@ -46,3 +46,18 @@ export const livePgids = (): ReadonlySet<number> => {
   })
   return live
 }
+
+/** The children of `pid`, zombies included: /proc/PID/task/TID/children, else a /proc scan. */
+export const childrenOf = (pid: number): number[] => {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+      readFileSync(`/proc/${pid}/task/${task}/children`, "latin1")
+        .split(" ")
+        .filter((child) => child !== "")
+        .map(Number),
+    )
+  } catch {
+    // A kernel without CONFIG_PROC_CHILDREN (or `pid` is gone): every process's parent, the slow way.
+    return readdirSync("/proc").flatMap((name) => (/^\d+$/.test(name) && statFields(name)?.[1] === String(pid) ? [Number(name)] : []))
+  }
+}

@@ -22,10 +22,9 @@
  * cannot load (a platform it has no binary for), isinitd says so and runs without: orphans then
  * go to the host's init, and as PID 1 it should run under `tini`.
  */
-import { readdirSync, readFileSync } from "node:fs"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import { statFields } from "./procfs.ts"
+import { childrenOf } from "./procfs.ts"
 import { messageOf } from "./errors.ts"
 import { isSpawned } from "../spawned.ts"
 
@@ -57,21 +56,8 @@ const loadLibc = async (): Promise<Libc> => {
   }
 }
 
-/** This process's children, zombies included: /proc/PID/task/TID/children, else a /proc scan. */
-export const childPids = (): number[] => {
-  const self = process.pid
-  try {
-    return readdirSync(`/proc/${self}/task`).flatMap((task) =>
-      readFileSync(`/proc/${self}/task/${task}/children`, "latin1")
-        .split(" ")
-        .filter((pid) => pid !== "")
-        .map(Number),
-    )
-  } catch {
-    // A kernel without CONFIG_PROC_CHILDREN: every process's parent, the slow way.
-    return readdirSync("/proc").flatMap((name) => (/^\d+$/.test(name) && statFields(name)?.[1] === String(self) ? [Number(name)] : []))
-  }
-}
+/** This process's children, zombies included (procfs.ts `childrenOf`). */
+export const childPids = (): number[] => childrenOf(process.pid)
 
 export interface ReaperOptions {
   /** Whether libuv spawned `pid` and will reap it itself (the process table's leaders). */
