@@ -182,7 +182,7 @@ const log = resilientLog(process.stderr)
  */
 const clusterOptionsOf = async () => {
   const E = await import("fp-ts/lib/Either.js")
-  const { configFileEnv, loadAccess, mergeSettings, quietTlsDeprecation, readSettingsFile } = await import("../cluster/connection.ts")
+  const { configFileEnv, loadAccess, mergeSettings, passwordEnv, quietTlsDeprecation, readSettingsFile } = await import("../cluster/connection.ts")
   const { loadTrustedKeys } = await import("../cluster/signing.ts")
   const file = readSettingsFile(values["etcd-config"] ?? process.env[configFileEnv])
   if (E.isLeft(file)) return fail(file.left, 2)
@@ -199,6 +199,9 @@ const clusterOptionsOf = async () => {
   }
   const access = loadAccess(settings, process.env)
   if (E.isLeft(access)) return fail(access.left, 2)
+  // Read once: services, hooks and probes inherit the daemon's environment, and must not get the
+  // etcd credential (a config pushed with it runs commands as root on every node).
+  delete process.env[passwordEnv]
   const trusted = settings["trusted-keys"] === undefined ? undefined : loadTrustedKeys(settings["trusted-keys"])
   if (trusted !== undefined && E.isLeft(trusted)) return fail(trusted.left, 2)
   // Said once, at start: the operator must know when nothing protects the cluster.

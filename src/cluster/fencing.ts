@@ -109,7 +109,8 @@ export const makeFencing = (options: FencingOptions): Fencing => {
   const startLater = (): void => void (retry ??= setTimeout(() => ((retry = undefined), start()), restartDelayMs))
 
   const start = (): void => {
-    if (closed || current !== undefined) return
+    // A restart already waiting (after a fencer that died at once) is not brought forward.
+    if (closed || current !== undefined || retry !== undefined) return
     const startedAt = Date.now()
     const child = spawnFencer()
     if (typeof child === "string") {

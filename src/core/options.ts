@@ -247,15 +247,18 @@ const stopSignal = (text: string): Read<StopSignal> => {
 
 const duration = (text: string): Read<number> => orBad(durationMs(text), `DURATION, ${durationHelp}`)
 
-/** The kernel refuses an RLIMIT_NOFILE above fs.nr_open (1048576 unless raised), and infinity. */
-export const maxOpenFiles = 1_048_576
+/**
+ * The kernel refuses an RLIMIT_NOFILE above fs.nr_open, and infinity. fs.nr_open is 1048576 by
+ * default (systemd raises it to this, the kernel's ceiling); a start checks the host's own value.
+ */
+export const maxOpenFiles = 1_073_741_816
 const openFiles = (text: string): Read<ResourceLimit> =>
   /unlimited|infinity/.test(text)
     ? bad(`a count up to ${maxOpenFiles} or SOFT:HARD: the kernel does not allow an unlimited number of open files`)
     : resourceLimit((t) => {
         const n = count(t)
         return n !== undefined && n <= maxOpenFiles ? n : undefined
-      }, `a count up to ${maxOpenFiles} (the kernel's fs.nr_open)`)(text)
+      }, `a count up to the host's fs.nr_open (at most ${maxOpenFiles})`)(text)
 
 const limit = (unit: string, amount: (text: string) => number | undefined, show: (n: number) => string, doc: string): OptionSpec<ResourceLimit> => ({
   modes: running,
@@ -278,7 +281,7 @@ export const optionSpecs: OptionSpecs = {
   env: { modes: running, parse: envVar, show: (v) => `${v.name}=${v.value}`, doc: "NAME=VALUE added to the environment, never shell-expanded (repeatable)", default: "the daemon's environment" },
   "env-file": { modes: running, parse: absolutePath, show: String, doc: "a file of NAME=VALUE lines, read at each start (repeatable)", default: "none" },
   umask: { modes: running, parse: umask, show: showUmask, doc: "the child's umask, octal", default: "the daemon's" },
-  nofile: { ...limit("a count", count, String, `open files (RLIMIT_NOFILE), at most ${maxOpenFiles}`), parse: openFiles },
+  nofile: { ...limit("a count", count, String, "open files (RLIMIT_NOFILE), at most the host's fs.nr_open"), parse: openFiles },
   nproc: limit("a count", count, String, "processes of the user (RLIMIT_NPROC)"),
   core: limit("a size such as 0 or 1G", sizeBytes, showSize, "core file size (RLIMIT_CORE)"),
   memlock: limit("a size such as 64M", sizeBytes, showSize, "locked memory (RLIMIT_MEMLOCK)"),

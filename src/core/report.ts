@@ -83,7 +83,7 @@ const entryReport = (state: State, tag: string, logDir: string | undefined): Ent
     jailedUntil: entry.jail._tag === "Jailed" ? entry.jail.until : null,
     lastExit: entry.lastExit === undefined ? null : describeOutcome(entry.lastExit.outcome),
     ...logOf(state, tag, logDir),
-    ...(def?.options.health !== undefined && entry.readiness._tag === "Ready" ? { healthFailures: entry.readiness.fails } : {}),
+    ...((proc._tag === "Idle" ? def : proc.def)?.options.health !== undefined && entry.readiness._tag === "Ready" ? { healthFailures: entry.readiness.fails } : {}),
   }
 }
 

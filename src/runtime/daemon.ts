@@ -171,9 +171,13 @@ const actOnSignal = (loop: LoopService, config: ConfigSource, log: LogService, h
   }
 }
 
-/** Started before anything is spawned, so that every orphan of every run comes to us; the hooks' and the probes' processes are libuv's to reap, as the entries' are. */
-const orphanReaper = (log: LogService, processes: ProcessesService, others: readonly { readonly ownsChild: (pid: number) => boolean }[]): Effect.Effect<Reaper, never, Scope.Scope> =>
-  startReaper({ ownsChild: (pid) => processes.ownsChild(pid) || others.some((o) => o.ownsChild(pid)), onReaped: processes.recheck, log: (what, message) => log.line({ what, message }) })
+/**
+ * Started before anything is spawned, so that every orphan of every run comes to us. The entries'
+ * leaders are libuv's to reap (`ownsChild`), and so are the fencer's, hooks' and probes' processes
+ * (registered in spawned.ts, which the reaper reads itself).
+ */
+const orphanReaper = (log: LogService, processes: ProcessesService): Effect.Effect<Reaper, never, Scope.Scope> =>
+  startReaper({ ownsChild: processes.ownsChild, onReaped: processes.recheck, log: (what, message) => log.line({ what, message }) })
 
 /** For the ready line: what becomes of a service's orphaned processes. */
 const orphansNote = (reaper: Reaper): string => {
@@ -254,7 +258,7 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
     const hooks = yield* makeHookRunner({ log, site: { node: info?.node, cluster: info?.cluster } })
     const notices = makeNoticeFeed(hooks, log)
     const prober = inboxProber(inbox)
-    const reaper = yield* orphanReaper(log, processes, [hooks, prober])
+    const reaper = yield* orphanReaper(log, processes)
     const status = yield* makeStatusFile({ path: paths.initstat, render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()), warn })
     const loop = yield* makeLoop(stateRef, {
       inbox,

@@ -203,9 +203,21 @@ const needTool = (host: ExecHost, name: "setpriv" | "prlimit", why: string): Ste
   return path === undefined ? refused(`${why} needs ${name} (util-linux), which is not installed`) : ok(path)
 }
 
+/** A `nofile` above the host's fs.nr_open, which the kernel refuses (prlimit would only say EPERM). */
+const openFilesProblem = (host: ExecHost, options: EntryOptions): string | undefined => {
+  const limit = options.nofile
+  if (limit === undefined) return undefined
+  const nrOpen = readOr(host, "/proc/sys/fs/nr_open")
+  const max = nrOpen._tag === "Ok" ? Number(nrOpen.value.trim()) : Number.NaN
+  const highest = Math.max(...[limit.soft, limit.hard].map((v) => (v === "unlimited" ? Infinity : v)))
+  return Number.isFinite(max) && highest > max ? `nofile ${highest} is above this host's fs.nr_open (${max})` : undefined
+}
+
 /** The words before the command: prlimit, setpriv and the umask shell, each only when needed. */
 const prefixOf = (host: ExecHost, options: EntryOptions, identity: Identity | undefined): Step<readonly string[]> => {
   const prefix: string[] = []
+  const tooMany = openFilesProblem(host, options)
+  if (tooMany !== undefined) return refused(tooMany)
   const limits = limitArgs(options)
   if (limits.length > 0) {
     const prlimit = needTool(host, "prlimit", "a resource limit")

@@ -115,10 +115,10 @@ const markedProcesses = (prefix: string, epoch: number): Found[] => {
   return found
 }
 
-/** The program a process runs (`/proc/PID/exe`), or undefined when it cannot be read. */
-const exeOf = (pid: number): string | undefined => {
+/** The program a process runs and its command line (`/proc/PID/exe`, `cmdline`), or undefined when they cannot be read. */
+const programOf = (pid: number): string | undefined => {
   try {
-    return readlinkSync(`/proc/${pid}/exe`)
+    return `${readlinkSync(`/proc/${pid}/exe`)}\0${readFileSync(`/proc/${pid}/cmdline`, "latin1")}`
   } catch {
     return undefined
   }
@@ -212,7 +212,7 @@ const killNewcomers = (f: Fencer, group: string, arm: Arm): void => {
   if (f.daemon === undefined || f.instance === undefined) return
   const prefix = fenceMarkerPrefix(f.instance, group)
   const notFenced = new Set<string>()
-  const daemonExe = exeOf(f.daemon)
+  const daemon = programOf(f.daemon)
   for (const pid of childrenOf(f.daemon)) {
     const start = startOf(pid)
     if (start === undefined) continue
@@ -222,9 +222,9 @@ const killNewcomers = (f: Fencer, group: string, arm: Arm): void => {
       continue
     }
     if (!fencedBy(pid, prefix, arm.epoch)) {
-      // A child caught between fork and exec still shows the daemon's environment (no marker yet):
-      // it is read again next time, until it runs a program of its own.
-      if (exeOf(pid) !== daemonExe) notFenced.add(key)
+      // A child caught between fork and exec still is the daemon's image (its program and command
+      // line, its environment without a marker): it is read again next time, until it execs.
+      if (programOf(pid) !== daemon) notFenced.add(key)
       continue
     }
     if (f.signaller.send({ pid, start }, "SIGKILL") === "sent") log(group, `SIGKILL to pid ${pid}: started after the deadline of epoch ${arm.epoch}`)

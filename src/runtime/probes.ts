@@ -15,6 +15,7 @@ import { argvOf } from "../core/command.ts"
 import type { Effect as CoreEffect } from "../core/effects.ts"
 import type { ProbeOutcome } from "../core/events.ts"
 import type { Probe } from "../core/options.ts"
+import { trackSpawned } from "../spawned.ts"
 
 export type ProbeRequest = Extract<CoreEffect, { readonly _tag: "Probe" }>
 
@@ -31,6 +32,8 @@ const execProbe = (command: string, children: Set<number>): Prober => (done) => 
   const child = argv._tag === "Direct"
     ? spawn(argv.file, argv.args, { detached: true, stdio: "ignore", cwd: "/" })
     : spawn("/bin/sh", ["-c", argv.script], { detached: true, stdio: "ignore", cwd: "/" })
+  // libuv reaps it and reports its exit: the orphan reaper leaves it alone (spawned.ts).
+  trackSpawned(child)
   const pid = child.pid
   if (pid !== undefined) children.add(pid)
   child.once("error", (e) => done(failed(errorText(e))))

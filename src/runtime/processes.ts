@@ -268,7 +268,8 @@ const makeSpawner = (options: ProcessesOptions): Spawner => {
       const failover = spec.failover === undefined ? undefined : options.failover?.environment(spec.failover.group, spec.failover.hold.epoch)
       if (markedEnv === undefined) return failover === undefined ? (options.env ?? process.env) : { ...(options.env ?? process.env), ...failover }
       // One object reused: spawn copies the environment synchronously, so setting the run's
-      // markers right before each spawn costs nothing (a copy per spawn costs about 60 us).
+      // markers right before each spawn costs nothing (a copy per spawn costs about 60 us); only
+      // an entry with env, env-file or user options gets a copy (execContext.ts environmentOf).
       markedEnv[runMarkers.tag] = spec.tag
       markedEnv[runMarkers.run] = String(spec.run)
       // A failover child's epoch and fence marker go in a copy: they must not reach later children.
@@ -294,20 +295,21 @@ const startChild = (table: Table, spawner: Spawner, run: Run, spec: SpawnSpec): 
     queueMicrotask(() => fail(exec.reason))
     return undefined
   }
-  spawner.beforeSpawn(spec)
-  // Right before the fork (after execPlan's reads of /etc/passwd and env files, which may be slow):
-  // a hold that ran out since the reducer decided (a stalled daemon) starts nothing.
-  if (spawner.holdRanOut(spec)) {
-    queueMicrotask(() => fail("failover hold ran out before the fork"))
-    return undefined
-  }
   // Opened for this fork only: the child keeps its copy, the daemon none (runtime/logs.ts).
   const opened = openChildOutput(spawner.logPlace(spec), spawner.output, spawner.warn)
   if (opened._tag === "Failed") {
     queueMicrotask(() => fail(opened.reason))
     return undefined
   }
+  // Journaled only once nothing but the fork itself can fail.
+  spawner.beforeSpawn(spec)
   try {
+    // Right before the fork (after the exec plan's and the log's file system work, which may be
+    // slow): a hold that ran out since the reducer decided (a stalled daemon) starts nothing.
+    if (spawner.holdRanOut(spec)) {
+      queueMicrotask(() => fail("failover hold ran out before the fork"))
+      return undefined
+    }
     const stdio: ["ignore", Output, Output] = ["ignore", opened.output, opened.output]
     const child = spawnChild(exec.file, exec.args, { detached: true, stdio, env: exec.env, cwd: exec.cwd })
     child.once("error", (e: NodeJS.ErrnoException) => {

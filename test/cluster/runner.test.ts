@@ -36,6 +36,21 @@ describe("the cluster node's runner", () => {
     expect(lines.some((l) => l.what === "bug" && /the cluster node reducer threw on Tick: Error: a planted bug/.test(l.message ?? ""))).toBe(true)
   })
 
+  it("ends with a ClusterBug when an answer carries a defect (an etcd operation that died in its own fiber)", async () => {
+    const lines: LogLine[] = []
+    const [initial, startCommands] = startNode({ node: "n1", instance: "i", presenceTtlMs: 10_000, running: { _tag: "Etcd", config }, snapshot: undefined, core: initialStateWith(config.parsed.config), now: 0 })
+    const exit = await Effect.runPromiseExit(
+      Effect.flatMap(makeRunner({ initial, startCommands, now: () => 0, log: { line: (l) => void lines.push(l) } }), (runner) => {
+        runner.offer(() => {
+          throw new Error("a defect in a watch")
+        })
+        return runner.run(() => Effect.succeed(undefined))
+      }).pipe(Effect.timeout("5 seconds")),
+    )
+    expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toMatch(/ClusterBug/)
+    expect(lines.some((l) => l.what === "bug" && /a defect in a watch/.test(l.message ?? ""))).toBe(true)
+  })
+
   it("ends with a ClusterBug when performing a command dies of a defect", async () => {
     const { exit, lines } = await runWith(undefined, () => Effect.die(new Error("a planted shell bug")))
     expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toMatch(/ClusterBug/)

@@ -243,6 +243,25 @@ describe.skipIf(skip())("a secure control plane: TLS, authentication, roles, sig
     await n2.kill("SIGTERM")
   })
 
+  it("a password given in ISINIT_ETCD_PASSWORD reaches no service: the daemon reads it, then drops it from its environment", async () => {
+    const nobody = certs["nobody"] as Pair
+    const secret = readFileSync(join(passwords, "isinit-sec-node-n2.password"), "utf8").trim()
+    const n2 = lab.node("n2", {
+      tab,
+      args: ["--etcd-cacert", pki.ca, "--etcd-cert", nobody.cert, "--etcd-key", nobody.key, "--etcd-user", "isinit-sec-node-n2"],
+      env: { ISINIT_ETCD_PASSWORD: secret },
+    })
+    await n2.start()
+    const tell = await isinit([...as("isinit-sec-operator"), "tell", "web", "1", "--node", "n2", "--wait", "--timeout", "30"])
+    expect(tell.code, `${tell.err}\n${n2.log()}`).toBe(0)
+    const pid = await eventually("the service started", () => /web web-server started pid=(\d+)/.exec(n2.log())?.[1] !== undefined)
+      .then(() => Number(/web web-server started pid=(\d+)/.exec(n2.log())?.[1]))
+    const environ = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0")
+    expect(environ.some((v) => v.startsWith("ISINIT_NODE=n2"))).toBe(true)
+    expect(environ.filter((v) => v.startsWith("ISINIT_ETCD_PASSWORD"))).toEqual([])
+    await n2.kill("SIGTERM")
+  })
+
   it("the operator's role drives a rolling tell (its record, driver key, overrides and audit records); a node's role may not", async () => {
     // n1's own override (its local tell, above) would keep it out of the rollout.
     expect((await isinit([...as("isinit-sec-operator"), "clear", "web", "--node", "n1"])).code).toBe(0)

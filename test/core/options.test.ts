@@ -120,7 +120,7 @@ const examples: { readonly [K in OptionKey]: { readonly good: readonly (readonly
   env: { good: [["A=1", { name: "A", value: "1" }], ["_X=", { name: "_X", value: "" }], ["P=$HOME", { name: "P", value: "$HOME" }]], bad: ["A", "=1", "1A=2", "A B=1", "ISINIT_FENCE=x", "ISINIT_EPOCH=9"] },
   "env-file": { good: [["/etc/default/a", "/etc/default/a"]], bad: ["", "a.env"] },
   umask: { good: [["022", 0o22], ["0027", 0o27], ["7", 0o7], ["777", 0o777]], bad: ["", "8", "1000", "0x1", "-1"] },
-  nofile: { good: [["1024", { soft: 1024, hard: 1024 }], ["1024:4096", { soft: 1024, hard: 4096 }], ["1048576", { soft: 1_048_576, hard: 1_048_576 }]], bad: ["", "x", "4096:1024", "unlimited", "64:unlimited", "infinity", "1048577", "unlimited:5", "1:2:3", "1K"] },
+  nofile: { good: [["1024", { soft: 1024, hard: 1024 }], ["1024:4096", { soft: 1024, hard: 4096 }], ["1048576", { soft: 1_048_576, hard: 1_048_576 }], ["2097152", { soft: 2_097_152, hard: 2_097_152 }]], bad: ["", "x", "4096:1024", "unlimited", "64:unlimited", "infinity", "1073741817", "unlimited:5", "1:2:3", "1K"] },
   nproc: { good: [["100", { soft: 100, hard: 100 }]], bad: ["-1"] },
   core: { good: [["0", { soft: 0, hard: 0 }], ["1G", { soft: 1_073_741_824, hard: 1_073_741_824 }], ["0:unlimited", { soft: 0, hard: "unlimited" }]], bad: ["1Q"] },
   memlock: { good: [["64M", { soft: 67_108_864, hard: 67_108_864 }]], bad: ["64MB:1K"] },

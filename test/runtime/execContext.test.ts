@@ -141,6 +141,12 @@ describe("the exec chain (pure, with a fake host)", () => {
     })
   })
 
+  it("a nofile above the host's fs.nr_open is refused with both numbers, not left to prlimit's EPERM", () => {
+    const host = fakeHost(0, { "/proc/sys/fs/nr_open": "1048576\n" })
+    expect(execPlan(sleep, optionsOf("nofile=1048576"), {}, host)).toMatchObject({ _tag: "Exec", args: ["--nofile=1048576:1048576", "--", "sleep", "30"] })
+    expect(execPlan(sleep, optionsOf("nofile=1024:2097152"), {}, host)).toEqual({ _tag: "Refused", reason: "nofile 2097152 is above this host's fs.nr_open (1048576)" })
+  })
+
   it("user and group: the user's primary group unless group says; a uid without a passwd line needs group", () => {
     const host = fakeHost(0, { "/etc/passwd": passwd, "/etc/group": group })
     expect(execPlan(sleep, optionsOf("user=www", "group=adm"), {}, host)).toMatchObject({ args: ["--reuid=33", "--regid=4", "--init-groups", "--", "sleep", "30"] })

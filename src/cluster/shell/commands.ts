@@ -68,9 +68,19 @@ const toCore = (deps: CommandDeps, command: CoreCommand): Effect.Effect<Input> =
     }
   })
 
-/** An etcd operation in its own fiber; its answer goes through the queue. */
-const answerLater = (deps: CommandDeps, operation: Effect.Effect<Input>): Effect.Effect<undefined> =>
-  Effect.as(Effect.forkIn(Effect.flatMap(operation, (input) => Effect.sync(() => deps.offer(input))), deps.scope), undefined)
+/**
+ * An etcd operation in its own fiber; its answer goes through the queue. A defect in it (a bug)
+ * is sent through the queue too, as an input that throws when handled: the runner then ends with
+ * a ClusterBug (exit 70), instead of the node waiting for an answer that never comes.
+ */
+const answerLater = (deps: CommandDeps, operation: Effect.Effect<Input>): Effect.Effect<undefined> => {
+  const answered = Effect.catchDefect(operation, (defect): Effect.Effect<Input> =>
+    Effect.succeed(() => {
+      throw defect
+    }),
+  )
+  return Effect.as(Effect.forkIn(Effect.flatMap(answered, (input) => Effect.sync(() => deps.offer(input))), deps.scope), undefined)
+}
 
 const writeOutcome = (deps: CommandDeps, write: Write): Effect.Effect<WriteOutcome> => {
   if (write._tag !== "Override") return deps.store.election(deps.node).write(write)
