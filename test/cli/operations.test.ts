@@ -3,13 +3,12 @@
  * a hand-over to a successor without bouncing services, a client facing a stopped daemon or one
  * it may not talk to, and a socket path the kernel cannot take.
  */
-import { execFileSync } from "node:child_process"
 import { chmodSync, existsSync, mkdirSync, readdirSync } from "node:fs"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import type { Daemon, Lab } from "../runtime/daemonHarness.ts"
-import { askJson, entryOf, lines, makeLab, markedPids, repoRoot, runIsinit, runningPid, statusOf } from "../runtime/daemonHarness.ts"
-import { groupAlive, procStat, until } from "../runtime/helpers.ts"
+import { askJson, entryOf, lines, makeLab, markedPids, runIsinit, runningPid, statusOf } from "../runtime/daemonHarness.ts"
+import { cannotRunAsNobody, groupAlive, procStat, until } from "../runtime/helpers.ts"
 import { groupsOfTag } from "../faults/faultHarness.ts"
 
 let lab: Lab | undefined
@@ -174,14 +173,9 @@ describe("a client facing a daemon it cannot ask", () => {
 
   it("a daemon it may not talk to (EACCES): status falls back to the status file and says why", async (ctx) => {
     const l = fresh()
-    if (process.getuid?.() !== 0) {
-      console.log("skipped: needs root to run the client as nobody")
-      return ctx.skip()
-    }
-    try {
-      execFileSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "test", "-r", join(repoRoot, "node_modules", "tsx", "package.json")])
-    } catch {
-      console.log(`skipped: nobody cannot read the checkout at ${repoRoot} (a parent directory is private), or setpriv is missing`)
+    const cannot = cannotRunAsNobody()
+    if (cannot !== undefined) {
+      console.log(`skipped: ${cannot}`)
       return ctx.skip()
     }
     chmodSync(l.dir, 0o755)

@@ -1,4 +1,6 @@
+import { execFileSync } from "node:child_process"
 import { readFileSync } from "node:fs"
+import { join, resolve } from "node:path"
 import type { ProcessReport, ProcessTable, ProcessesOptions } from "../../src/runtime/processes.ts"
 import { makeProcessTable } from "../../src/runtime/processes.ts"
 import { livePgids } from "../../src/runtime/procfs.ts"
@@ -96,4 +98,19 @@ export const processTableLab = () => {
     return { reports, table, started, exited }
   }
   return { pgids, cleanup, make }
+}
+
+/**
+ * Why a test cannot run isinit as nobody (uid 65534) here, or undefined when it can: it needs root
+ * (to switch), setpriv, and a checkout nobody can read (a clone under `mktemp -d`, 0700, is not).
+ */
+export const cannotRunAsNobody = (): string | undefined => {
+  if (process.getuid?.() !== 0) return "needs root to run isinit as nobody"
+  const checkout = resolve(import.meta.dirname, "../..")
+  try {
+    execFileSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "test", "-r", join(checkout, "node_modules", "tsx", "package.json")])
+    return undefined
+  } catch {
+    return `nobody cannot read the checkout at ${checkout} (a parent directory is private), or setpriv is missing`
+  }
 }
