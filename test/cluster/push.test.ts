@@ -36,6 +36,9 @@ describe.skipIf(skipWithoutEtcd())("config push of an empty or cut isinittab", (
     await node.start()
     const told = await isinit([...args(), "tell", "g", "1", "--wait", "--timeout", "30"])
     expect(told.code, told.err).toBe(0)
+    // A cluster tell waits for the nodes that are live when it is written; on a loaded machine the
+    // node may publish its presence only after that. Every test starts from the four running.
+    await eventually("the four entries running on the node", async () => Object.values(await pids()).filter((pid) => pid !== null).length === 4, 30_000)
   }, 90_000)
   afterAll(async () => {
     await lab.cleanup()
