@@ -27,17 +27,11 @@ import type { Peer, Program, Session, Workload } from "./lib/peers.ts"
 import { isinitdPeer, leftovers, runMarker, runitPeer, shebangFlags, supervisordPeer } from "./lib/peers.ts"
 import type { Identity, Memory } from "./lib/proc.ts"
 import { cleanUpOnExit, cpuMs, isAlive, killAllWithEnv, makeScanner, memoryOf, pause, sumMemory, wakeups } from "./lib/proc.ts"
+import { envNumber } from "./lib/env.ts"
 
 // ---------------------------------------------------------------------------------------------
 // configuration
 
-const envInt = (name: string, fallback: number): number => {
-  const v = process.env[name]
-  if (v === undefined || v === "") return fallback
-  const n = Number(v)
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, not ${JSON.stringify(v)}`)
-  return n
-}
 const envList = (name: string, fallback: readonly string[]): string[] =>
   (process.env[name] ?? fallback.join(","))
     .split(",")
@@ -45,19 +39,19 @@ const envList = (name: string, fallback: readonly string[]): string[] =>
     .filter((s) => s !== "")
 
 const cfg = {
-  reps: envInt("BENCH_REPS", 5),
-  n: envInt("BENCH_N", 500),
-  nBig: envInt("BENCH_N_BIG", 1000),
-  kills: envInt("BENCH_KILLS", 50),
-  supervisordKills: envInt("BENCH_SUPERVISORD_KILLS", 10),
-  termN: envInt("BENCH_TERM_N", 100),
-  termReps: envInt("BENCH_TERM_REPS", 3),
-  graceS: envInt("BENCH_GRACE_S", 2),
-  idleN: envInt("BENCH_IDLE_N", 100),
-  idleS: envInt("BENCH_IDLE_S", 30),
+  reps: envNumber("BENCH_REPS", 5),
+  n: envNumber("BENCH_N", 500),
+  nBig: envNumber("BENCH_N_BIG", 1000),
+  kills: envNumber("BENCH_KILLS", 50),
+  supervisordKills: envNumber("BENCH_SUPERVISORD_KILLS", 10),
+  termN: envNumber("BENCH_TERM_N", 100),
+  termReps: envNumber("BENCH_TERM_REPS", 3),
+  graceS: envNumber("BENCH_GRACE_S", 2),
+  idleN: envNumber("BENCH_IDLE_N", 100),
+  idleS: envNumber("BENCH_IDLE_S", 30),
   fs: envList("BENCH_FS", ["disk", "tmpfs"]),
   peers: envList("BENCH_PEERS", ["isinitd", "runit", "supervisord"]),
-  footprint: envInt("BENCH_FOOTPRINT", 1) !== 0,
+  footprint: envNumber("BENCH_FOOTPRINT", 1) !== 0,
   out: process.env["BENCH_OUT"],
   variants: (process.env["BENCH_ISINITD_VARIANTS"] ?? "")
     .split(";")

@@ -15,9 +15,10 @@ import { parseInittab } from "../src/core/inittab.ts"
 import type { EntryOptions } from "../src/core/options.ts"
 import type { ProcessReport } from "../src/runtime/processes.ts"
 import { makeProcessTable } from "../src/runtime/processes.ts"
+import { envInt } from "./lib/env.ts"
 
-const n = Number(process.env["BENCH_N"] ?? 200)
-const reps = Number(process.env["BENCH_REPS"] ?? 3)
+const n = envInt("BENCH_N", 200)
+const reps = envInt("BENCH_REPS", 3)
 const isRoot = process.getuid?.() === 0
 const hasChpst = spawnSync("chpst", ["-v"]).error === undefined
 

@@ -20,11 +20,8 @@ import { join } from "node:path"
 import type { Peer, Program, Session } from "./lib/peers.ts"
 import { isinitdPeer, leftovers, peerLogDir, runMarker, runitPeer, supervisordPeer } from "./lib/peers.ts"
 import { childrenOf, cleanUpOnExit, cpuMs, killAllWithEnv, memoryOf, wakeups } from "./lib/proc.ts"
+import { envNumber } from "./lib/env.ts"
 
-const envNumber = (name: string, fallback: number): number => {
-  const v = process.env[name]
-  return v === undefined || v === "" ? fallback : Number(v)
-}
 
 const cfg = {
   n: envNumber("BENCH_LOG_N", 100),

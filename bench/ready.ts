@@ -19,9 +19,10 @@ import { cpus, tmpdir } from "node:os"
 import { join } from "node:path"
 import { askDaemon, isinitdBin, isinitdFiles, runMarker, runMarkerName, shebangFlags } from "./lib/peers.ts"
 import { cleanUpOnExit, killAllWithEnv } from "./lib/proc.ts"
+import { envInt } from "./lib/env.ts"
 
-const n = Number(process.env["BENCH_N"] ?? 100)
-const reps = Number(process.env["BENCH_REPS"] ?? 3)
+const n = envInt("BENCH_N", 100)
+const reps = envInt("BENCH_REPS", 3)
 const markerValue = runMarker.slice(runMarkerName.length + 1)
 const env = { ...process.env, [runMarkerName]: markerValue }
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

@@ -175,19 +175,8 @@ export const memoryOf = (pid: number): Memory => {
 export const sumMemory = (ms: readonly Memory[]): Memory =>
   ms.reduce((a, b) => ({ rssKb: a.rssKb + b.rssKb, anonKb: a.anonKb + b.anonKb, pssKb: a.pssKb + b.pssKb }), { rssKb: 0, anonKb: 0, pssKb: 0 })
 
-/** Direct children of `pid` (from /proc/PID/task/*\/children). */
-export const childrenOf = (pid: number): number[] => {
-  const out: number[] = []
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const text = readFileSync(`/proc/${pid}/task/${task}/children`, "latin1").trim()
-      if (text !== "") for (const c of text.split(" ")) out.push(Number(c))
-    }
-  } catch {
-    // gone
-  }
-  return out
-}
+/** Direct children of `pid`: the daemon's own reader (src/runtime/procfs.ts). */
+export { childrenOf } from "../../src/runtime/procfs.ts"
 
 /** Pids of every process (zombies excluded) whose environment holds `marker` (NAME=VALUE). */
 export const pidsWithEnv = (marker: string): number[] => {
