@@ -9,7 +9,7 @@ import { existsSync, readFileSync, statSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { crash, restart } from "../faults/faultHarness.ts"
 import { askJson, entryOf, isinitEntry, labPerTest, runningPid, statusOf } from "./daemonHarness.ts"
-import { sleep, until } from "./helpers.ts"
+import { until } from "./helpers.ts"
 
 const fresh = labPerTest()
 
@@ -163,10 +163,13 @@ describe("entries' logs", () => {
     let out = ""
     follower.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk))
     try {
-      const rotations = rotationCounter(log)
       await until("the follower started", () => numbers(out).length > 0, 30_000)
+      const rotations = rotationCounter(log)
       await until("three rotations while following", () => rotations() >= 3, 60_000)
-      await sleep(500)
+      // The follower looks every 250 ms and may lag on a loaded machine: wait until it has printed
+      // the last line of the third rotated file.
+      const rotatedLast = numbers(text(`${log}.1`)).at(-1) ?? 0
+      await until("the follower read up to the third rotation", () => (numbers(out).at(-1) ?? 0) >= rotatedLast, 30_000)
     } finally {
       follower.kill("SIGTERM")
     }
@@ -176,6 +179,8 @@ describe("entries' logs", () => {
     const first = followed[0] ?? 0
     const missing = (followed.at(-1) ?? 0) - first + 1 - followed.length
     expect(missing).toBeLessThanOrEqual(2)
-    expect(followed.length).toBeGreaterThan(100)
+    // Between the first and the third rotation the follower read two whole rotated files, each at
+    // least log-max (4096 bytes) of lines of at most 91 bytes: 2 x 45 lines.
+    expect(followed.length).toBeGreaterThanOrEqual(90)
   })
 })
