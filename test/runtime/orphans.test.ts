@@ -13,7 +13,7 @@ import { childPids, startReaper } from "../../src/runtime/reaper.ts"
 import { trackSpawned } from "../../src/spawned.ts"
 import type { Daemon, Lab } from "./daemonHarness.ts"
 import { askJson, entryOf, makeLab, markedPids, statusOf } from "./daemonHarness.ts"
-import { cmdline, procStat, until } from "./helpers.ts"
+import { cmdline, procStat, sleep, until } from "./helpers.ts"
 
 let lab: Lab | undefined
 afterEach(async () => {
@@ -152,6 +152,35 @@ describe("the reaper in-process", () => {
         Effect.scoped(Effect.map(startReaper({ ownsChild: () => false, log: () => undefined, libc: async () => fakeLibc(reaped) }), (r) => (r._tag === "Reaping" ? r.reapNow() : -1))),
       )
       expect(reaped).not.toContain(child.pid)
+    } finally {
+      child.kill("SIGKILL")
+    }
+  })
+
+  it("a burst of SIGCHLDs shares one look at the children (a stop of 500 services must not read the list 500 times)", async () => {
+    const child = spawn("sleep", ["30"], { stdio: "ignore" })
+    try {
+      await until("the child listed", () => childPids().includes(child.pid ?? -1))
+      let looks = 0
+      const ownsChild = (pid: number): boolean => {
+        if (pid === child.pid) looks++
+        return true
+      }
+      await Effect.runPromise(
+        Effect.scoped(
+          Effect.flatMap(startReaper({ ownsChild, log: () => undefined, libc: async () => fakeLibc([]), coalesceMs: 20 }), () =>
+            Effect.promise(async () => {
+              looks = 0 // the look at start
+              for (let i = 0; i < 100; i++) process.emit("SIGCHLD", "SIGCHLD")
+              await until("the burst looked at", () => looks > 0)
+              await sleep(200)
+              expect(looks).toBe(1)
+              process.emit("SIGCHLD", "SIGCHLD")
+              await until("a later SIGCHLD looked at again", () => looks === 2)
+            }),
+          ),
+        ),
+      )
     } finally {
       child.kill("SIGKILL")
     }
