@@ -168,6 +168,8 @@ describe("entries' logs", () => {
       await until("three rotations while following", () => rotations() >= 3, 60_000)
       // The follower looks every 250 ms and may lag on a loaded machine: wait until it has printed
       // the last line of the third rotated file.
+      // A new .1 exists from the moment the copy opens it: read it once it holds the whole copy.
+      await until("the third rotated file written", () => (sizeOf(`${log}.1`) ?? 0) >= 4096, 30_000)
       const rotatedLast = numbers(text(`${log}.1`)).at(-1) ?? 0
       await until("the follower read up to the third rotation", () => (numbers(out).at(-1) ?? 0) >= rotatedLast, 30_000)
     } finally {

@@ -174,9 +174,11 @@ describe("the reaper in-process", () => {
               for (let i = 0; i < 100; i++) process.emit("SIGCHLD", "SIGCHLD")
               await until("the burst looked at", () => looks > 0)
               await sleep(200)
-              expect(looks).toBe(1)
+              // One look (two if a real SIGCHLD, say of an earlier test's child, came meanwhile); a look per SIGCHLD made 100.
+              expect(looks).toBeLessThanOrEqual(2)
+              const before = looks
               process.emit("SIGCHLD", "SIGCHLD")
-              await until("a later SIGCHLD looked at again", () => looks === 2)
+              await until("a later SIGCHLD looked at again", () => looks > before)
             }),
           ),
         ),
