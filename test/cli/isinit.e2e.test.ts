@@ -12,7 +12,7 @@ import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import type { CliRun } from "../runtime/daemonHarness.ts"
 import { servicePath } from "../../src/cli/autostart.ts"
-import { askJson, markedPids, runIsinit, runningPid } from "../runtime/daemonHarness.ts"
+import { askJson, killMarked, markedPids, runIsinit, runningPid } from "../runtime/daemonHarness.ts"
 import { until } from "../runtime/helpers.ts"
 
 let dir: string
@@ -28,16 +28,7 @@ beforeEach(() => {
 })
 
 afterEach(async () => {
-  for (const pid of markedPids(marker, dir)) {
-    for (const target of [-pid, pid]) {
-      try {
-        process.kill(target, "SIGKILL")
-      } catch {
-        // gone, or not a group leader
-      }
-    }
-  }
-  await until("every marked process to be gone", () => markedPids(marker, dir).length === 0, 20_000)
+  await killMarked(marker, dir)
   rmSync(dir, { recursive: true, force: true })
 })
 

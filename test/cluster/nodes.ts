@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { main } from "../../src/cli/isinit.ts"
-import { markedPids } from "../runtime/daemonHarness.ts"
+import { killMarked } from "../runtime/daemonHarness.ts"
 import { clientEnv, eventually } from "./etcd-harness.ts"
 
 const repoRoot = resolve(import.meta.dirname, "../..")
@@ -110,16 +110,8 @@ export const makeLab = (etcdUrl: string, cluster: string): Lab => {
 
   const cleanup = async (): Promise<void> => {
     for (const child of children) child.kill("SIGKILL")
-    for (const pid of markedPids(marker)) {
-      for (const target of [-pid, pid]) {
-        try {
-          process.kill(target, "SIGKILL")
-        } catch {
-          // gone, or not a group leader
-        }
-      }
-    }
-    await eventually("every marked process gone", () => markedPids(marker).length === 0 && children.size === 0, 20_000)
+    await killMarked(marker)
+    await eventually("every daemon reported gone", () => children.size === 0, 20_000)
     rmSync(dir, { recursive: true, force: true })
   }
 

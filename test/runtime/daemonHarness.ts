@@ -42,6 +42,31 @@ export const markedPids = (marker: string, orCommandLine?: string): number[] => 
   return out
 }
 
+/**
+ * SIGKILLs every marked process and its group, again and again until none is left (bounded). Once
+ * is not enough: a daemon still alive while its child is killed respawns it (pids wrap, so /proc's
+ * order does not put the daemon first), and a fork in flight when /proc was read is missed.
+ */
+export const killMarked = async (marker: string, orCommandLine?: string): Promise<void> => {
+  await until(
+    "every marked process to be gone",
+    () => {
+      const left = markedPids(marker, orCommandLine)
+      for (const pid of left) {
+        for (const target of [-pid, pid]) {
+          try {
+            process.kill(target, "SIGKILL")
+          } catch {
+            // gone, or not a group leader
+          }
+        }
+      }
+      return left.length === 0
+    },
+    20_000,
+  )
+}
+
 export interface Daemon {
   readonly dir: string
   readonly tab: string
@@ -162,18 +187,7 @@ export const makeLab = (): Lab => {
 
   const cleanup = async (): Promise<void> => {
     for (const d of daemons) if (d.exitCode() === undefined) d.child.kill("SIGKILL")
-    for (const pid of markedPids(marker, dir)) {
-      try {
-        process.kill(-pid, "SIGKILL")
-      } catch {
-        // not a group leader
-      }
-      try {
-        process.kill(pid, "SIGKILL")
-      } catch {
-        // gone
-      }
-    }
+    await killMarked(marker, dir)
     await Promise.all(daemons.map((d) => d.exited()))
     rmSync(dir, { recursive: true, force: true })
   }
