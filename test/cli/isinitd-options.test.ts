@@ -6,7 +6,7 @@
 import { chmodSync, mkdirSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { logged } from "../faults/faultHarness.ts"
-import { cannotRunAsNobody, groupAlive, until } from "../runtime/helpers.ts"
+import { skipUnlessNobodyCanRun, groupAlive, until } from "../runtime/helpers.ts"
 import { ask, entryOf, labPerTest, lines, runningPid } from "../runtime/daemonHarness.ts"
 
 const fresh = labPerTest()
@@ -61,11 +61,7 @@ describe("isinitd options (issue 11)", () => {
   })
 
   it.skipIf(!isRoot)("isinit check run by a user other than root warns that user and group need a root isinitd; as root it does not", async (ctx) => {
-    const cannot = cannotRunAsNobody()
-    if (cannot !== undefined) {
-      console.log(`skipped: ${cannot}`)
-      return ctx.skip()
-    }
+    skipUnlessNobodyCanRun(ctx)
     const l = fresh()
     const tab = l.writeTab(`g:a:1:respawn:sleep 1\n:::option:a:user=www-data\n`)
     chmodSync(l.dir, 0o755)
@@ -77,11 +73,7 @@ describe("isinitd options (issue 11)", () => {
   })
 
   it.skipIf(!isRoot)("a daemon that is not root fails an entry with user=, saying why; its other entries run", async (ctx) => {
-    const cannot = cannotRunAsNobody()
-    if (cannot !== undefined) {
-      console.log(`skipped: ${cannot}`)
-      return ctx.skip()
-    }
+    skipUnlessNobodyCanRun(ctx)
     const l = fresh()
     const tab = l.writeTab(`g:as:1:once:sleep 300\n:::option:as:user=root\ng:plain:1:respawn:sleep 300\n`)
     // nobody reads the isinittab and writes its socket, status and state in a directory of its own.

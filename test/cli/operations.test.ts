@@ -8,7 +8,7 @@ import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import type { Daemon, Lab } from "../runtime/daemonHarness.ts"
 import { askJson, entryOf, lines, makeLab, markedPids, runIsinit, runningPid, statusOf } from "../runtime/daemonHarness.ts"
-import { cannotRunAsNobody, groupAlive, procStat, until } from "../runtime/helpers.ts"
+import { skipUnlessNobodyCanRun, groupAlive, procStat, until } from "../runtime/helpers.ts"
 import { groupsOfTag } from "../faults/faultHarness.ts"
 
 let lab: Lab | undefined
@@ -173,11 +173,7 @@ describe("a client facing a daemon it cannot ask", () => {
 
   it("a daemon it may not talk to (EACCES): status falls back to the status file and says why", async (ctx) => {
     const l = fresh()
-    const cannot = cannotRunAsNobody()
-    if (cannot !== undefined) {
-      console.log(`skipped: ${cannot}`)
-      return ctx.skip()
-    }
+    skipUnlessNobodyCanRun(ctx)
     chmodSync(l.dir, 0o755)
     mkdirSync(l.path("pub"), { mode: 0o755 })
     l.writeTab(`:::initstat:${l.path("pub/initstat")}\ng:srv:1:respawn:sleep 300\n`)

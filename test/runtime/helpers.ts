@@ -104,7 +104,7 @@ export const processTableLab = () => {
  * Why a test cannot run isinit as nobody (uid 65534) here, or undefined when it can: it needs root
  * (to switch), setpriv, and a checkout nobody can read (a clone under `mktemp -d`, 0700, is not).
  */
-export const cannotRunAsNobody = (): string | undefined => {
+const cannotRunAsNobody = (): string | undefined => {
   if (process.getuid?.() !== 0) return "needs root to run isinit as nobody"
   const checkout = resolve(import.meta.dirname, "../..")
   try {
@@ -113,4 +113,12 @@ export const cannotRunAsNobody = (): string | undefined => {
   } catch {
     return `nobody cannot read the checkout at ${checkout} (a parent directory is private), or setpriv is missing`
   }
+}
+
+/** Skips the running test, saying why, where it cannot run isinit as nobody (`cannotRunAsNobody`). */
+export const skipUnlessNobodyCanRun = (ctx: { readonly skip: (note?: string) => never }): void => {
+  const cannot = cannotRunAsNobody()
+  if (cannot === undefined) return
+  console.log(`skipped: ${cannot}`)
+  ctx.skip(cannot)
 }
