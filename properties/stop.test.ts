@@ -156,15 +156,23 @@ test.prop([ownStopsArb])(
   },
 )
 
-it("rule 7 by example: stop-signal=INT and kill-grace=2s: SIGINT, then SIGKILL exactly 2 s later, not a millisecond before", () => {
-  const w = new World({ config: ":::kill-grace:30s\n:::option:r:stop-signal=INT\n:::option:r:kill-grace=2s\ng:r:1:respawn:server\n", behaviours: [["r", ignoresSigterm()]] })
+it.each([
+  { what: "by default SIGTERM, then SIGKILL at exactly the end of the 30 s grace", config: "g:r:1:respawn:server\n", signal: "SIGTERM", grace: 30_000 },
+  {
+    what: "with stop-signal=INT and kill-grace=2s, SIGINT, then SIGKILL exactly 2 s later",
+    config: ":::kill-grace:30s\n:::option:r:stop-signal=INT\n:::option:r:kill-grace=2s\ng:r:1:respawn:server\n",
+    signal: "SIGINT",
+    grace: 2_000,
+  },
+])("rule 7 by example: $what, not a millisecond before", ({ config, signal, grace }) => {
+  const w = new World({ config, behaviours: [["r", ignoresSigterm()]] })
   w.tell("g", "1")
   w.advanceTo(1_000)
   w.tell("g", "2")
-  w.advanceTo(2_999)
-  expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, "SIGINT"]])
-  w.advanceTo(3_000)
-  expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, "SIGINT"], [3_000, "SIGKILL"]])
+  w.advanceTo(1_000 + grace - 1)
+  expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, signal]])
+  w.advanceTo(1_000 + grace)
+  expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, signal], [1_000 + grace, "SIGKILL"]])
   expect(w.processes.size).toBe(0)
   expect(w.violations).toEqual([])
 })
