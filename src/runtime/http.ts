@@ -6,7 +6,8 @@
  * (address.ts: DNS rebinding).
  *
  * It never stops the daemon: an address that cannot be had (in use, not ours) is logged and
- * tried again every 5 s, for the life of the scope; closing the scope closes every connection.
+ * tried again every 5 s, for the life of the scope; a connection it cannot accept (out of file
+ * descriptors) is logged, at most every 5 s; closing the scope closes every connection.
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http"
 import { createServer } from "node:http"
@@ -75,7 +76,16 @@ export const serveHttp = (options: HttpOptions): Effect.Effect<Server, never, Sc
       let failures = 0
       let retry: NodeJS.Timeout | undefined
       const listen = (): void => void server.listen({ host, port })
+      let acceptLoggedAt = -Infinity
       server.on("error", (error) => {
+        // Once listening, an error is a failed accept (EMFILE, ENFILE): Node goes on accepting,
+        // and listening again would throw ERR_SERVER_ALREADY_LISTEN from the timer, ending isinitd.
+        if (server.listening) {
+          if (performance.now() - acceptLoggedAt < retryMs) return
+          acceptLoggedAt = performance.now()
+          options.log.line({ what: "http", message: `${options.what}: cannot accept a connection (${codeOf(error)}); still serving` })
+          return
+        }
         if (failures++ === 0) options.log.line({ what: "http", message: `cannot serve ${options.what} on ${addressText(host, port)} (${codeOf(error)}); trying again every ${retryMs / 1000} s` })
         retry = setTimeout(listen, retryMs)
         retry.unref()
