@@ -4,6 +4,7 @@ import type { Mode } from "../src/core/config.ts"
 import type { Effect } from "../src/core/effects.ts"
 import { signals } from "../src/core/enums.ts"
 import { plan } from "../src/core/plan.ts"
+import { hold } from "../src/core/events.ts"
 import { World } from "../src/sim/world.ts"
 import { exitsAfter, ignoresSigterm, runsForever, stopsAfter } from "../src/sim/behaviour.ts"
 import type { Behaviour } from "../src/sim/behaviour.ts"
@@ -173,6 +174,21 @@ it.each([
   expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, signal]])
   w.advanceTo(1_000 + grace)
   expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, signal], [1_000 + grace, "SIGKILL"]])
+  expect(w.processes.size).toBe(0)
+  expect(w.violations).toEqual([])
+})
+
+it("rule 7 by example: in a failover group an entry's kill-grace=60s is cut to the failover grace (2 s), which the lease's fencing counts on", () => {
+  const config = ":::failover:g:1\n:::failover-kill-grace:2s\n:::option:r:kill-grace=60s\ng:r:1:respawn:server\n"
+  const w = new World({ config, behaviours: [["r", ignoresSigterm()]] })
+  // Held until 1 s: the lapsed hold stops the group (a tell is refused for a failover group).
+  w.inject(hold("g", 1, 1_000, 0))
+  w.advanceTo(999)
+  expect(w.liveRuns("r")).toHaveLength(1)
+  w.advanceTo(2_999)
+  expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, "SIGTERM"]])
+  w.advanceTo(3_000)
+  expect(kills(w, "r").map((k) => [k.at, k.signal])).toEqual([[1_000, "SIGTERM"], [3_000, "SIGKILL"]])
   expect(w.processes.size).toBe(0)
   expect(w.violations).toEqual([])
 })
