@@ -2,9 +2,8 @@ import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
 import { admitStart, countStart } from "../src/core/respawn.ts"
 import { lookup } from "../src/core/state.ts"
-import { ignoresSigterm } from "../src/sim/behaviour.ts"
 import { World } from "../src/sim/world.ts"
-import { kills, nearArb } from "./helpers.ts"
+import { nearArb } from "./helpers.ts"
 
 interface Limits {
   readonly max: number

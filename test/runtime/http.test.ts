@@ -18,7 +18,7 @@ it("a failed accept while listening is logged, once per 5 s, and the server goes
   const routes = new Map([["/ping", (_: unknown, response: import("node:http").ServerResponse) => void response.end("pong")]])
   await Effect.runPromise(
     Effect.scoped(
-      Effect.flatMap(serveHttp({ address: { host: "127.0.0.1", port: 0 }, routes, log, what: "/ping" }), (server) =>
+      Effect.flatMap(serveHttp({ address: { host: "127.0.0.1", port: 0, loopback: true }, routes, log, what: "/ping" }), (server) =>
         Effect.promise(async () => {
           await until("listening", () => server.listening)
           vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] })
