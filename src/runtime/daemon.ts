@@ -47,7 +47,7 @@ import type { ConfigError, ConfigSource } from "./config.ts"
 import { readConfig } from "./config.ts"
 import { changes, logChange, makeHandler } from "./handler.ts"
 import type { Loop, LoopBug } from "./loop.ts"
-import { inboxProber, makeInbox, makeLoop } from "./loop.ts"
+import { makeInbox, makeLoop } from "./loop.ts"
 import { peerOf } from "./peer.ts"
 import type { Rotation } from "./logs.ts"
 import { startLogRotation } from "./logs.ts"
@@ -257,7 +257,6 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
     const info = options.cluster?.info()
     const hooks = yield* makeHookRunner({ log, site: { node: info?.node, cluster: info?.cluster } })
     const notices = makeNoticeFeed(hooks, log)
-    const prober = inboxProber(inbox)
     const reaper = yield* orphanReaper(log, processes)
     const status = yield* makeStatusFile({ path: paths.initstat, render: () => renderStatusFile(statusRows(Ref.getUnsafe(stateRef)), statusId()), warn })
     const loop = yield* makeLoop(stateRef, {
@@ -268,7 +267,6 @@ const buildParts = (options: DaemonOptions, paths: Paths, parsed: Parsed, persis
       onBatch: persistence.onBatch,
       onStep: notices.onStep,
       stateProblem: options.stateProblem ?? batchProblem,
-      probe: prober.run,
     })
     return { loop, processes, status, reaper, notices, hookStats: hooks.stats }
   })

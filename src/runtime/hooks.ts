@@ -18,8 +18,8 @@
  * - Failures are logged (non-zero exit, signal, spawn failure, timeout; with the end of what it
  *   wrote), never fatal.
  *
- * Hook processes are the daemon's children: the orphan reaper must leave them to libuv
- * (`ownsChild`), or it could take their exit status.
+ * Hook processes are the daemon's children: they are registered in spawned.ts, which the orphan
+ * reaper leaves to libuv, or it could take their exit status.
  */
 import type { ChildProcessByStdio } from "node:child_process"
 import { spawn } from "node:child_process"
@@ -75,8 +75,6 @@ export interface HookRunner {
   /** A notice of a step, with the hooks of the config in force. Queues the runs it calls for; never blocks. */
   readonly notify: (notice: Notice, config: HookConfig) => void
   readonly stats: () => readonly HookStats[]
-  /** Whether `pid` is a running hook (the orphan reaper leaves it to libuv). */
-  readonly ownsChild: (pid: number) => boolean
 }
 
 export interface HookRunnerOptions {
@@ -243,5 +241,5 @@ export const makeHookRunner = (options: HookRunnerOptions): Effect.Effect<HookRu
         flush()
       }),
     )
-    return { notify, stats: limits.stats, ownsChild: (pid) => starter.running.has(pid) }
+    return { notify, stats: limits.stats }
   })

@@ -153,8 +153,8 @@ const interpret = (deps: LoopDeps, state: State, effect: CoreEffect): Effect.Eff
   }
 }
 
-/** The real probes, answering through the inbox as `ProbeResult` events (the daemon makes one to share with its orphan reaper). */
-export const inboxProber = (inbox: Inbox): ProbeRunner =>
+/** The real probes, answering through the inbox as `ProbeResult` events. */
+const inboxProber = (inbox: Inbox): ProbeRunner =>
   makeProber((req, outcome) => inbox.offer(probeResult(req.tag, req.run, req.attempt, outcome, inbox.now())))
 
 /** The one OS timer, armed for the state's next deadline (or none). */
@@ -240,7 +240,7 @@ const makeSubmissions = (inbox: Inbox) => {
 /** Start the loop in the current scope; closing the scope stops it (children are left alone). */
 export const makeLoop = (stateRef: Ref.Ref<State>, given: LoopDeps): Effect.Effect<Loop, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const deps: LoopDeps = { ...given, probe: given.probe ?? inboxProber(given.inbox).run }
+    const deps: LoopDeps = { ...given, probe: given.probe ?? inboxProber(given.inbox) }
     const { inbox, log } = deps
     const reducer = deps.reduce ?? reduce
     const timer = yield* makeDeadlineTimer(inbox)

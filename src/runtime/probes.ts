@@ -4,7 +4,7 @@
  * timeout), `tcp` is `net.connect`, `http` a GET through `node:http`, `file` an `fs.stat`. Every
  * probe ends within its `timeoutMs` and answers exactly once, through the loop's inbox, as a
  * `ProbeResult` of its run and attempt. Nothing here runs unless an entry has a probe: no timer,
- * no socket, no child. An `exec` probe's pid is the prober's while it runs (`ownsChild`): the
+ * no socket, no child. An `exec` probe's process is registered in spawned.ts while it runs: the
  * orphan reaper must leave it to libuv, or its exit status would be lost and the probe time out.
  */
 import { spawn } from "node:child_process"
@@ -27,18 +27,15 @@ const errorText = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? (
 type Started = { readonly cancel: () => void }
 type Prober = (done: (outcome: ProbeOutcome) => void) => Started
 
-const execProbe = (command: string, children: Set<number>): Prober => (done) => {
+const execProbe = (command: string): Prober => (done) => {
   const argv = argvOf(command)
   const child = argv._tag === "Direct"
     ? spawn(argv.file, argv.args, { detached: true, stdio: "ignore", cwd: "/" })
     : spawn("/bin/sh", ["-c", argv.script], { detached: true, stdio: "ignore", cwd: "/" })
   // libuv reaps it and reports its exit: the orphan reaper leaves it alone (spawned.ts).
   trackSpawned(child)
-  const pid = child.pid
-  if (pid !== undefined) children.add(pid)
   child.once("error", (e) => done(failed(errorText(e))))
   child.once("exit", (code, signal) => {
-    if (pid !== undefined) children.delete(pid)
     done(code === 0 ? passed : failed(signal === null ? `exit ${code ?? "?"}` : `signal ${signal}`))
   })
   child.unref()
@@ -84,10 +81,10 @@ const fileProbe = (path: string): Prober => (done) => {
   return { cancel: () => undefined }
 }
 
-const proberOf = (probe: Probe, children: Set<number>): Prober => {
+const proberOf = (probe: Probe): Prober => {
   switch (probe._tag) {
     case "Exec":
-      return execProbe(probe.command, children)
+      return execProbe(probe.command)
     case "Tcp":
       return tcpProbe(probe.host, probe.port)
     case "Http":
@@ -97,8 +94,8 @@ const proberOf = (probe: Probe, children: Set<number>): Prober => {
   }
 }
 
-/** Runs one probe; `answer` is called exactly once, at the latest `timeoutMs` after the start. `children`: pids of exec probes running. */
-export const performProbe = (probe: Probe, timeoutMs: number, answer: (outcome: ProbeOutcome) => void, children: Set<number> = new Set()): void => {
+/** Runs one probe; `answer` is called exactly once, at the latest `timeoutMs` after the start. */
+export const performProbe = (probe: Probe, timeoutMs: number, answer: (outcome: ProbeOutcome) => void): void => {
   let answered = false
   const once = (outcome: ProbeOutcome): void => {
     if (answered) return
@@ -112,23 +109,17 @@ export const performProbe = (probe: Probe, timeoutMs: number, answer: (outcome: 
     once(failed(`timed out after ${timeoutMs}ms`))
   }, timeoutMs)
   try {
-    started = proberOf(probe, children)(once)
+    started = proberOf(probe)(once)
   } catch (e) {
     once(failed(errorText(e)))
   }
 }
 
-export interface ProbeRunner {
-  readonly run: (request: ProbeRequest) => void
-  /** Whether `pid` is an exec probe still running (the orphan reaper must leave it to libuv). */
-  readonly ownsChild: (pid: number) => boolean
-}
+/** Performs a reducer's `Probe` effect. */
+export type ProbeRunner = (request: ProbeRequest) => void
 
 /** The loop's prober: each result goes back through `offer` (the loop stamps it with its clock). */
-export const makeProber = (offer: (result: ProbeRequest, outcome: ProbeOutcome) => void): ProbeRunner => {
-  const children = new Set<number>()
-  return {
-    run: (request) => performProbe(request.probe, request.timeoutMs, (outcome) => offer(request, outcome), children),
-    ownsChild: (pid) => children.has(pid),
-  }
-}
+export const makeProber =
+  (offer: (result: ProbeRequest, outcome: ProbeOutcome) => void): ProbeRunner =>
+  (request) =>
+    performProbe(request.probe, request.timeoutMs, (outcome) => offer(request, outcome))
