@@ -13,7 +13,7 @@ export const usage = `Usage:
   isinit [-c FILE] [-s SOCKET] handover [--timeout S]
   isinit [-c FILE] [-s SOCKET] status [GROUP] [--level L] [--json] [--timeout S]
   isinit [-c FILE] check [--strict]
-  isinit [-c FILE] logs TAG [-n N] [-f]
+  isinit [-c FILE] [-s SOCKET] logs TAG [-n N] [-f]
   isinit [-c FILE] [-s SOCKET] plan GROUP LEVEL [--json] [--timeout S]
   isinit simulate SCENARIO [--json] [--max-events N]
   isinit --etcd URLS [--cluster NAME] tell|clear|status|config|forget|rollout|move ...   (cluster mode, see

@@ -50,7 +50,7 @@ const copyRange = (fd: number, from: number, to: number, out: (text: string) => 
 }
 
 /** The offset where the last `lines` lines of the open file `fd` (of `size` bytes) begin. */
-export const tailStart = (fd: number, size: number, lines: number): number => {
+const tailStart = (fd: number, size: number, lines: number): number => {
   if (lines === 0) return size
   const buffer = Buffer.alloc(chunkBytes)
   // A final newline ends the last line; it does not start another.
@@ -91,23 +91,30 @@ const printRange = (path: string, from: number, to: number, io: Io, decoder: Str
 }
 
 /** Where `-f` is: the offset read up to, the file's inode, and the newest rotated file's (a rotation makes a new `.1`). */
-interface Followed {
+export interface Followed {
   offset: number
   ino: number | undefined
   rotatedIno: number | undefined
+  /** The new `.1` already waited on for one look (its truncation seemed still to come). */
+  waitedOn: number | undefined
 }
 
 /**
  * One look of `-f`: new bytes printed. A rotation (a new `.1`, or a shorter file) first prints the
- * rest of `.1` after our offset, then the file from its start; a `.1` larger than the file means
- * the truncation is still to come (look again). Another file at the path (replaced) is read from its start.
+ * rest of `.1` after our offset, then the file from its start. A new `.1` no larger than the file
+ * means the copy is done and the truncation still to come: looked at again once, no more (a small
+ * `log-max` can fill the truncated file past `.1` within a look). Another file at the path
+ * (replaced) is read from its start.
  */
-const followStep = (path: string, at: Followed, io: Io, decoder: StringDecoder): void => {
+export const followStep = (path: string, at: Followed, io: Io, decoder: StringDecoder): void => {
   const now = statOf(path)
   if (now === undefined) return
   const rotated = statOf(`${path}.1`)
   const newRotation = rotated !== undefined && rotated.ino !== at.rotatedIno
-  if (newRotation && now.size >= rotated.size && now.size >= at.offset) return
+  if (newRotation && at.waitedOn !== rotated.ino && now.size >= rotated.size && now.size >= at.offset) {
+    at.waitedOn = rotated.ino
+    return
+  }
   if (at.ino !== undefined && now.ino !== at.ino) at.offset = 0
   else if (newRotation || now.size < at.offset) {
     if (rotated !== undefined && rotated.size >= at.offset) printRange(`${path}.1`, at.offset, rotated.size, io, decoder)
@@ -136,7 +143,7 @@ export const showLogs = async (invocation: Invocation, command: CommandOf<"Logs"
     io.err(`isinit: no log file ${place.path} yet (${command.tag} has not started since it logs there)\n`)
     return 1
   }
-  const at: Followed = { offset: 0, ino: first?.ino, rotatedIno: statOf(`${place.path}.1`)?.ino }
+  const at: Followed = { offset: 0, ino: first?.ino, rotatedIno: statOf(`${place.path}.1`)?.ino, waitedOn: undefined }
   if (first !== undefined) {
     const fd = openSync(place.path, "r")
     try {

@@ -162,9 +162,10 @@ describe("entries' logs", () => {
     })
     let out = ""
     follower.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk))
+    let rotations = (): number => 0
     try {
       await until("the follower started", () => numbers(out).length > 0, 30_000)
-      const rotations = rotationCounter(log)
+      rotations = rotationCounter(log)
       await until("three rotations while following", () => rotations() >= 3, 60_000)
       // The follower looks every 250 ms and may lag on a loaded machine: wait until it has printed
       // the last line of the third rotated file.
@@ -177,10 +178,11 @@ describe("entries' logs", () => {
     }
     const followed = numbers(out)
     for (let i = 1; i < followed.length; i++) expect(followed[i]).toBeGreaterThan(followed[i - 1] ?? 0)
-    // Copy-and-truncate may lose a line written between the copy and the truncation (microseconds); following loses none itself.
+    // Copy-and-truncate may lose what is written between the copy and the truncation (one turn of
+    // the daemon's loop: a line of a writer pausing 20 ms, per rotation); following loses none itself.
     const first = followed[0] ?? 0
     const missing = (followed.at(-1) ?? 0) - first + 1 - followed.length
-    expect(missing).toBeLessThanOrEqual(2)
+    expect(missing).toBeLessThanOrEqual(rotations())
     // Between the first and the third rotation the follower read two whole rotated files, each at
     // least log-max (4096 bytes) of lines of at most 91 bytes: 2 x 45 lines.
     expect(followed.length).toBeGreaterThanOrEqual(90)
