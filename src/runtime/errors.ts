@@ -16,5 +16,8 @@ export const describeError = (error: unknown): string => {
   return code === undefined ? String(error) : `${code} (${messageOf(error)})`
 }
 
+/** A thrown value for a bug report: the error's stack (else its message), or the value as text. */
+export const stackOf = (error: unknown): string => (error instanceof Error ? (error.stack ?? error.message) : String(error))
+
 /** A system error by its errno code alone (`EPIPE`), anything else as its text: for short notes. */
 export const codeOf = (error: unknown): string => errnoOf(error) ?? String(error)

@@ -6,12 +6,12 @@
  * label value those and the double quote (`\"`). Numbers are Go's float syntax: `NaN`, `+Inf`,
  * `-Inf`, or a decimal.
  *
- * Why not prom-client: it costs isinitd 40-70 ms at load and about 10 MB of RSS before it holds a
- * single series, keeps every series it was ever given in memory (about 60 MB more for 7,000
- * series in the measurement of docs/bench.md), and its default metrics keep a 10 ms timer
- * running, which would end "an idle daemon does no work". isinitd's metrics are read from its state
- * at scrape time (a collector, not counters updated on every event), which needs nothing of
- * prom-client but this writer: about 40 lines.
+ * Why not prom-client: it costs isinitd tens of milliseconds at load and megabytes of RSS before
+ * it holds a single series, keeps every series it was ever given in memory, and its default
+ * metrics keep a 10 ms timer running, which would end "an idle daemon does no work" (measured in
+ * docs/bench.md, "Metrics and the status page"). isinitd's metrics are read from its state at
+ * scrape time (a collector, not counters updated on every event), which needs nothing of
+ * prom-client but this writer.
  */
 
 export type MetricType = "gauge" | "counter"

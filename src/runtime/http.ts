@@ -17,7 +17,7 @@ import type * as Scope from "effect/Scope"
 import type { LogService } from "../log.ts"
 import type { ListenAddress } from "./address.ts"
 import { addressText, hostAllowed } from "./address.ts"
-import { codeOf } from "./errors.ts"
+import { codeOf, stackOf } from "./errors.ts"
 
 /** Answers a request; may answer later (a promise), and must answer: a throw or a rejection is answered 500 and logged. */
 export type Route = (request: IncomingMessage, response: ServerResponse) => void | Promise<void>
@@ -54,7 +54,7 @@ const handle = (options: HttpOptions) => (request: IncomingMessage, response: Se
   const route = options.routes.get(path)
   if (route === undefined) return answer(response, 404, "text/plain; charset=utf-8", `not found: ${[...options.routes.keys()].join(", ")}\n`)
   const failed = (error: unknown): void => {
-    options.log.line({ what: "bug", message: `http ${path}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}` })
+    options.log.line({ what: "bug", message: `http ${path}: ${stackOf(error)}` })
     if (!response.headersSent) answer(response, 500, "text/plain; charset=utf-8", "internal error (logged)\n")
     else response.destroy()
   }

@@ -35,6 +35,7 @@ import { entryOf } from "../core/state.ts"
 import type { LogService } from "../log.ts"
 import type { AppliedEvent, LoopService } from "./ports.ts"
 import type { ProcessesService } from "./processes.ts"
+import { stackOf } from "./errors.ts"
 import type { ProbeRequest, ProbeRunner } from "./probes.ts"
 import { makeProber } from "./probes.ts"
 
@@ -53,7 +54,6 @@ export const makeInbox = (now: Clock): Effect.Effect<Inbox> =>
 /** What the event is, for a bug report: its fields, without the config a tell or reload carries. */
 const describeEvent = (event: Event): string => JSON.stringify(event, (key, value: unknown) => (key === "parsed" ? "(config)" : value))
 
-const stackOf = (error: unknown): string => (error instanceof Error ? (error.stack ?? error.message) : String(error))
 
 /** The reducer threw: it is total, so this is a bug. */
 export class ReducerThrew extends Data.TaggedError("ReducerThrew")<{ readonly event: Event; readonly error: unknown }> {

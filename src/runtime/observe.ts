@@ -13,6 +13,7 @@ import type { Event } from "../core/events.ts"
 import type { Notice } from "../core/notices.ts"
 import { noticesOf } from "../core/notices.ts"
 import type { LogService } from "../log.ts"
+import { stackOf } from "./errors.ts"
 import type { HookRunner, HookStats } from "./hooks.ts"
 import type { AppliedEvent, LoopService } from "./ports.ts"
 
@@ -41,7 +42,7 @@ export const makeNoticeFeed = (hooks: Pick<HookRunner, "notify">, log: LogServic
           for (const listener of listeners) listener(notice)
         }
       } catch (error) {
-        log.line({ what: "bug", message: `notices of ${event._tag}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}; hooks and the status page miss this event` })
+        log.line({ what: "bug", message: `notices of ${event._tag}: ${stackOf(error)}; hooks and the status page miss this event` })
       }
     },
     subscribe: (listener) => {

@@ -17,6 +17,7 @@ import type { Parsed } from "../core/config.ts"
 import type { Effect as CoreEffect } from "../core/effects.ts"
 import type { Event } from "../core/events.ts"
 import type { State } from "../core/state.ts"
+import { stackOf } from "./errors.ts"
 
 /** What one event did, once the loop applied it: the states around it and the effects the reducer asked for. */
 export interface AppliedEvent {
@@ -60,7 +61,7 @@ export class ClusterConfigUnavailable extends Data.TaggedError("ClusterConfigUna
  */
 export class ClusterBug extends Data.TaggedError("ClusterBug")<{ readonly what: string; readonly error: unknown }> {
   override get message(): string {
-    return `bug: ${this.what}: ${this.error instanceof Error ? (this.error.stack ?? this.error.message) : String(this.error)}`
+    return `bug: ${this.what}: ${stackOf(this.error)}`
   }
 }
 

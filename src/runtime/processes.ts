@@ -301,7 +301,8 @@ const startChild = (table: Table, spawner: Spawner, run: Run, spec: SpawnSpec): 
     queueMicrotask(() => fail(opened.reason))
     return undefined
   }
-  // Journaled only once nothing but the fork itself can fail.
+  // Journaled once only the fork can fail, or a hold found run out right before it: a journaled
+  // run that never got a process is found gone by the next daemon.
   spawner.beforeSpawn(spec)
   try {
     // Right before the fork (after the exec plan's and the log's file system work, which may be
