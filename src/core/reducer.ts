@@ -459,7 +459,8 @@ const beginStop = (step: Step, tag: string, cause: StopCause, reason: string): v
   step.setEntry({ ...entry, proc: { ...proc, _tag: "Stopping", killAt, signal, cause } })
   const group = step.group(proc.def.group)
   step.setGroup({ ...group, outgoing: group.outgoing + 1 })
-  step.addTimer({ at: killAt, reason: { _tag: "KillDue", tag, run: proc.run } })
+  // stop-signal=KILL has nothing to escalate to: no timer that could only be dropped as stale.
+  if (signal !== "SIGKILL") step.addTimer({ at: killAt, reason: { _tag: "KillDue", tag, run: proc.run } })
   step.emit({ _tag: "Kill", tag, run: proc.run, signal })
   step.log({ what: "stopping", group: proc.def.group, tag, run: proc.run, message: reason })
 }
