@@ -15,7 +15,7 @@ export const fenceMarkerVariable = "ISINIT_FENCE"
  * epoch is in it so that the fencer, acting on the deadline of one epoch, never touches a child of
  * a later hold of the same group by the same daemon.
  */
-export const fenceMarker = (instance: string, group: string, epoch: number): string => `${instance}:${group}:${epoch}`
+export const fenceMarker = (instance: string, group: string, epoch: number): string => `${fenceMarkerPrefix(instance, group)}${epoch}`
 
 /** The part of GROUP's markers that every epoch shares: `instance:group:`. */
 export const fenceMarkerPrefix = (instance: string, group: string): string => `${instance}:${group}:`

@@ -2,6 +2,7 @@ import * as HashMap from "effect/HashMap"
 import type { Mode } from "./config.ts"
 import { describeOutcome } from "./events.ts"
 import type { EntryProcState, GroupPhase } from "./enums.ts"
+import type { EntryOptions } from "./options.ts"
 import { logPlaceOf, showLogPlace } from "./logs.ts"
 import type { Readiness, State } from "./state.ts"
 import { entryOf, groupOf, knownGroups } from "./state.ts"
@@ -43,12 +44,9 @@ export interface EntryReport {
   readonly healthFailures?: number
 }
 
-/** Where `tag` logs: its running definition's options, else the config's. */
-const logOf = (state: State, tag: string, logDir: string | undefined): { readonly log?: string } => {
-  const proc = entryOf(state, tag).proc
-  const options = proc._tag === "Idle" ? state.config.byTag.get(tag)?.options : proc.def.options
-  return logDir === undefined || options === undefined ? {} : { log: showLogPlace(logPlaceOf(tag, options, logDir)) }
-}
+/** Where `tag` logs by `options` (its running definition's, else the config's). */
+const logOf = (tag: string, options: EntryOptions | undefined, logDir: string | undefined): { readonly log?: string } =>
+  logDir === undefined || options === undefined ? {} : { log: showLogPlace(logPlaceOf(tag, options, logDir)) }
 
 /** Rules 20 and 21: a running entry is `starting` until its ready probe passes, `not-ready` after its timeout. */
 const runningState = (readiness: Readiness): EntryProcState =>
@@ -58,6 +56,8 @@ const entryReport = (state: State, tag: string, logDir: string | undefined): Ent
   const entry = entryOf(state, tag)
   const def = state.config.byTag.get(tag)
   const proc = entry.proc
+  // What is running is described by the definition it was started with; an idle entry by the config.
+  const current = proc._tag === "Idle" ? def : proc.def
   const procState: EntryProcState =
     proc._tag === "Running"
       ? runningState(entry.readiness)
@@ -82,8 +82,8 @@ const entryReport = (state: State, tag: string, logDir: string | undefined): Ent
     restarts: entry.restarts,
     jailedUntil: entry.jail._tag === "Jailed" ? entry.jail.until : null,
     lastExit: entry.lastExit === undefined ? null : describeOutcome(entry.lastExit.outcome),
-    ...logOf(state, tag, logDir),
-    ...((proc._tag === "Idle" ? def : proc.def)?.options.health !== undefined && entry.readiness._tag === "Ready" ? { healthFailures: entry.readiness.fails } : {}),
+    ...logOf(tag, current?.options, logDir),
+    ...(current?.options.health !== undefined && entry.readiness._tag === "Ready" ? { healthFailures: entry.readiness.fails } : {}),
   }
 }
 
