@@ -111,7 +111,7 @@ export const makeFencing = (options: FencingOptions): Fencing => {
   const start = (): void => {
     // A restart already waiting (after a fencer that died at once) is not brought forward.
     if (closed || current !== undefined || retry !== undefined) return
-    const startedAt = Date.now()
+    const startedAt = performance.now()
     const child = spawnFencer()
     if (typeof child === "string") {
       options.log.line({ what: "warning", message: `cannot start the fencer: ${child}; failover groups do not start here until it runs` })
@@ -128,7 +128,7 @@ export const makeFencing = (options: FencingOptions): Fencing => {
         if (closed) return
         // Another at once, unless this one died within a second of its start: then a second later,
         // so a fencer that dies at once (a broken environment) is not restarted in a tight loop.
-        const quick = Date.now() - startedAt < restartDelayMs
+        const quick = performance.now() - startedAt < restartDelayMs
         options.log.line({ what: "warning", message: `the fencer (pid ${child.pid ?? "?"}) ${why}: starting another${quick ? " in a second" : ""}` })
         if (quick) startLater()
         else start()
