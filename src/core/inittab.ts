@@ -20,7 +20,7 @@
  *   :::initstat:PATH               status file
  *   :::respawn-limit:N/DURATION    a respawn entry starts at most N times in DURATION (5/10s)
  *   :::jail:DURATION               how long an entry that respawns too fast waits (60s)
- *   :::kill-grace:DURATION         SIGTERM-to-SIGKILL grace when stopping (30s)
+ *   :::kill-grace:DURATION         stop-signal-to-SIGKILL grace when stopping (30s); an entry's kill-grace wins; capped in failover groups
  *   :::removal-guard:PERCENT%|off  a re-read may stop at most this share of what runs (50%; reread.ts)
  *   :::option:TAG:KEY=VALUE        a per-entry option; TAG `*` for every entry (options.ts, optionLines.ts)
  *   :::hook:EVENT:COMMAND, :::hook-timeout:DURATION, :::hook-limit:N/DURATION   event hooks (hooks.ts)
