@@ -21,6 +21,7 @@ import { cpus, loadavg, release, tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Program, Session } from "./lib/peers.ts"
 import { askDaemon, isinitdPeer, repoRoot, runMarker } from "./lib/peers.ts"
+import { entryStates } from "../src/runtime/metrics.ts"
 import { envInt } from "./lib/env.ts"
 import { cleanUpOnExit, cpuMs, killAllWithEnv, memoryOf, wakeups } from "./lib/proc.ts"
 
@@ -166,7 +167,7 @@ const daemonCosts = async (): Promise<string> => {
 /** Runs one measurement of the writers in a fresh node process (prints one JSON line). */
 const writerProbe = `
 const [which, entries] = [process.argv[1], Number(process.argv[2])]
-const states = ["idle", "running", "stopping", "leader-exited", "jailed", "done", "failed"]
+const states = ${JSON.stringify(entryStates)}
 const settled = () => { globalThis.gc(); globalThis.gc(); return process.memoryUsage.rss() }
 const heap = () => { globalThis.gc(); globalThis.gc(); return process.memoryUsage().heapUsed }
 const rss0 = settled()
@@ -203,7 +204,7 @@ const writerCosts = (): string => {
     return typeof r === "string" ? `| ${which} | ${r} | | | |` : `| ${which} | ${r.loadMs.toFixed(1)} ms | ${r.loadMb.toFixed(1)} MB | ${r.renderMs.toFixed(1)} ms | ${r.keptMb.toFixed(1)} MB |`
   }
   return [
-    `The exposition of ${cfg.seriesEntries * 7} series (${cfg.seriesEntries} entries x 7 states), fresh node process each, medians of 3 (render: median of 15; memory measured after two forced GCs, against the process before loading):`,
+    `The exposition of ${cfg.seriesEntries * entryStates.length} series (${cfg.seriesEntries} entries x ${entryStates.length} states), fresh node process each, medians of 3 (render: median of 15; memory measured after two forced GCs, against the process before loading):`,
     "",
     "| writer | load | RSS added by loading | render | heap kept after 15 renders |",
     "|---|---:|---:|---:|---:|",

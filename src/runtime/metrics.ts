@@ -30,7 +30,7 @@ import type { DaemonView } from "./observe.ts"
 
 /** Every state, so that each is a series; a Record so that a new state (issue 11's `starting`) fails to type-check until listed. */
 const groupStates: readonly GroupPhase[] = Object.keys({ stopped: 0, start: 0, run: 0, fail: 0, stopping: 0 } satisfies Record<GroupPhase, 0>) as GroupPhase[]
-const entryStates: readonly EntryProcState[] = Object.keys({
+export const entryStates: readonly EntryProcState[] = Object.keys({
   idle: 0, starting: 0, running: 0, "not-ready": 0, stopping: 0, "leader-exited": 0, jailed: 0, done: 0, failed: 0,
 } satisfies Record<EntryProcState, 0>) as EntryProcState[]
 
