@@ -82,7 +82,7 @@ interface PasswdLine {
   readonly home: string
 }
 
-export const passwdLines = (text: string): readonly PasswdLine[] =>
+const passwdLines = (text: string): readonly PasswdLine[] =>
   text.split("\n").flatMap((line) => {
     const [name = "", , uid = "", gid = "", , home = ""] = line.split(":")
     return /^\d+$/.test(uid) && /^\d+$/.test(gid) && name !== "" ? [{ name, uid: Number(uid), gid: Number(gid), home }] : []

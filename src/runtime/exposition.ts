@@ -30,11 +30,11 @@ export interface MetricFamily {
   readonly samples: readonly Sample[]
 }
 
-export const escapeHelp = (text: string): string => text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")
+const escapeHelp = (text: string): string => text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")
 
 export const escapeLabelValue = (text: string): string => text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')
 
-export const formatValue = (value: number): string => {
+const formatValue = (value: number): string => {
   if (Number.isNaN(value)) return "NaN"
   if (value === Number.POSITIVE_INFINITY) return "+Inf"
   if (value === Number.NEGATIVE_INFINITY) return "-Inf"

@@ -36,7 +36,7 @@ import { trackSpawned } from "../spawned.ts"
 import { runMarkers } from "./processes.ts"
 
 /** Hook processes running at once, all hooks together: beyond it, events are dropped like over a hook's own limit. */
-export const maxRunningHooks = 32
+const maxRunningHooks = 32
 
 /** The last bytes a hook wrote, quoted in the log when it fails. */
 const outputTailBytes = 400

@@ -197,11 +197,17 @@ export const startLogRotation = (options: RotationOptions): Rotation => {
     // The socket keeps the daemon alive, not this timer.
     timer.unref()
   }
+  /** Forgets the sizes of files no entry logs to any more (a re-read dropped them); once a round. */
+  const forgetDropped = (files: readonly LogFile[]): void => {
+    const live = new Set(files.map((f) => f.path))
+    for (const path of sizes.keys()) if (!live.has(path)) sizes.delete(path)
+  }
   /** Counts a round's looks; a whole round with no change idles. */
   const looked = (files: readonly LogFile[], n: number, changed: boolean): void => {
     round.checked += n
     round.changed ||= changed
     if (round.checked < files.length) return
+    forgetDropped(files)
     if (!round.changed) idle(files)
     Object.assign(round, { checked: 0, changed: false })
   }

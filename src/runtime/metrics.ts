@@ -104,7 +104,7 @@ const hookFamilies = (stats: readonly HookStats[]): readonly MetricFamily[] => {
 }
 
 /** The loop's lag as a timer-free probe: how long a callback queued now waits for the event loop. */
-export const measureLag = (): Promise<number> =>
+const measureLag = (): Promise<number> =>
   new Promise((resolve) => {
     const start = performance.now()
     setImmediate(() => resolve(seconds(performance.now() - start)))

@@ -42,13 +42,14 @@ export const operationsPort = (options: OperationsOptions): OperationsPort => ({
   start: (view) =>
     Effect.gen(function* () {
       const { log, metrics, http } = options
-      const forMetrics = metrics === undefined ? undefined : yield* metricsRoutes(view)
-      const forPage = http === undefined ? undefined : yield* pageRoutes(view, options.clusterReader)
-      if (metrics !== undefined && http !== undefined && forMetrics !== undefined && forPage !== undefined && sameAddress(metrics, http)) {
-        yield* serveHttp({ address: metrics, routes: new Map([...forMetrics, ...forPage]), log, what: "/metrics and the status page" })
+      // Each served thing with its address, or nothing when its flag is not given.
+      const forMetrics = metrics === undefined ? undefined : { address: metrics, routes: yield* metricsRoutes(view) }
+      const forPage = http === undefined ? undefined : { address: http, routes: yield* pageRoutes(view, options.clusterReader) }
+      if (forMetrics !== undefined && forPage !== undefined && sameAddress(forMetrics.address, forPage.address)) {
+        yield* serveHttp({ address: forMetrics.address, routes: new Map([...forMetrics.routes, ...forPage.routes]), log, what: "/metrics and the status page" })
         return
       }
-      if (metrics !== undefined && forMetrics !== undefined) yield* serveHttp({ address: metrics, routes: forMetrics, log, what: "/metrics" })
-      if (http !== undefined && forPage !== undefined) yield* serveHttp({ address: http, routes: forPage, log, what: "the status page" })
+      if (forMetrics !== undefined) yield* serveHttp({ ...forMetrics, log, what: "/metrics" })
+      if (forPage !== undefined) yield* serveHttp({ ...forPage, log, what: "the status page" })
     }),
 })
