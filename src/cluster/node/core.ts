@@ -7,7 +7,13 @@ import type { Effect as CoreEffect } from "../../core/effects.ts"
 import { rejectionOf } from "../../core/effects.ts"
 import type { Event as CoreEvent } from "../../core/events.ts"
 import { hold, release, reload, tell } from "../../core/events.ts"
-import type { CoreCommand, CoreOutcome } from "./types.ts"
+import type { CoreCommand, CoreOutcome, NodeCommand } from "./types.ts"
+
+/** Every core command's tag: a Record, so that a new core command fails to type-check until listed here. */
+const coreCommandTags: Readonly<Record<CoreCommand["_tag"], true>> = { TellCore: true, ReloadCore: true, HoldCore: true, ReleaseCore: true }
+
+/** Whether a node command goes to the core (and is answered by `CoreAnswered`). */
+export const isCoreCommand = (command: NodeCommand): command is CoreCommand => Object.hasOwn(coreCommandTags, command._tag)
 
 /** The core event a node command stands for; a tell runs under `parsed`, the config that runs. */
 export const coreEventOf = (command: CoreCommand, parsed: Parsed, now: number): CoreEvent => {

@@ -9,6 +9,7 @@
  * can have expired, not "connected".
  */
 import { report } from "../../core/report.ts"
+import { isCoreCommand } from "./core.ts"
 import type { Step } from "./step.ts"
 import { emit, log, retryDelay, wake } from "./step.ts"
 import { validUntil } from "./lease.ts"
@@ -44,8 +45,7 @@ const basisOf = (s: NodeState): StatusBasis => {
 }
 
 /** Whether this step sent the core a command: its answer (`CoreAnswered`) comes next, with the core's new state. */
-const awaitingCore = (step: Step): boolean =>
-  step.out.some((c) => c._tag === "TellCore" || c._tag === "ReloadCore" || c._tag === "HoldCore" || c._tag === "ReleaseCore")
+const awaitingCore = (step: Step): boolean => step.out.some(isCoreCommand)
 
 /**
  * Publish the latest status when the lease is live, nothing is in flight and the text changed;
