@@ -4,6 +4,7 @@
  * report all print the same way.
  */
 import type { PlanStep } from "../codec/protocol.ts"
+import { readyProbeOf } from "../codec/protocol.ts"
 import type { GroupReport, StatusReport } from "../core/report.ts"
 import type { StatusLine } from "../core/status.ts"
 
@@ -82,10 +83,12 @@ export const renderPlanSteps = (effects: readonly PlanStep[]): readonly string[]
             : ["kill", effect.tag, "SIGKILL to its process group"],
         )
         break
-      case "Log":
+      case "Log": {
         // Rule 20: the plan assumes each ready probe passes; it waits there.
-        if (effect.entry.what === "probe" && effect.entry.message.startsWith("ready probe ")) rows.push(["wait until ready", effect.entry.tag ?? "", effect.entry.message.slice("ready probe ".length)])
+        const probe = readyProbeOf(effect.entry)
+        if (probe !== undefined) rows.push(["wait until ready", effect.entry.tag ?? "", probe])
         break
+      }
       case "WriteStatus":
         break
     }

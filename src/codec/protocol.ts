@@ -179,8 +179,16 @@ const planStepOf = (effect: CoreEffect): PlanStep => {
     case "Rejected":
       return { _tag: "Log", entry: { what: "rejected", ...(effect.group === undefined ? {} : { group: effect.group }), message: describeRejection(effect) } }
     case "Probe":
-      return { _tag: "Log", entry: { what: "probe", tag: effect.tag, run: effect.run, message: `${effect.purpose} probe ${showProbe(effect.probe)}` } }
+      return { _tag: "Log", entry: { what: "probe", tag: effect.tag, run: effect.run, message: `${effect.purpose}${probeInfix}${showProbe(effect.probe)}` } }
   }
+}
+
+const probeInfix = " probe "
+
+/** A plan step's ready probe as `planStepOf` wrote it (`tcp:HOST:PORT`...), or undefined for any other step. */
+export const readyProbeOf = (entry: { readonly what: string; readonly message: string }): string | undefined => {
+  const prefix = `ready${probeInfix}`
+  return entry.what === "probe" && entry.message.startsWith(prefix) ? entry.message.slice(prefix.length) : undefined
 }
 
 /** The answer to `plan`: the core's plan, converted to the wire's steps here and nowhere else. */
