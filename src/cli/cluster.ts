@@ -11,7 +11,7 @@ import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import * as E from "fp-ts/lib/Either.js"
 import type { EtcdAccess, Settings } from "../cluster/connection.ts"
-import { configFileEnv, loadAccess, mergeSettings, passwordEnv, quietTlsDeprecation, readSettingsFile } from "../cluster/connection.ts"
+import { configFileEnv, flagSettings, loadAccess, mergeSettings, quietTlsDeprecation, readSettingsFile } from "../cluster/connection.ts"
 import type { NodeStatus, SeenValue } from "../cluster/codecs.ts"
 import type { Obeyed, StoredConfig } from "../cluster/desired.ts"
 import type {
@@ -37,7 +37,7 @@ import { checkSummary, formatProblem, parseInittab } from "../core/inittab.ts"
 import { describeRemoval, exceedsGuard, guardShare, removalOf, runnableTags } from "../core/reread.ts"
 import { UsageError, expectCount, onlyFlags, timeoutOptionMs, waitTimeoutMs } from "./args.ts"
 import type { Env } from "./clusterEnv.ts"
-import { etcdFlags } from "./etcdFlags.ts"
+import { etcdFlags, passwordFlagRefusal } from "./etcdFlags.ts"
 import { deadlineMs, whoami, withinDeadline } from "./clusterEnv.ts"
 import { failoverJson, failoverText, moveCommand, moveLeaseMs } from "./failover.ts"
 import { table } from "./format.ts"
@@ -585,16 +585,10 @@ const runCommand = (env: Env, command: Exclude<Command, { readonly _tag: "Help" 
 
 /** How to reach etcd: flags over the environment over the `--etcd-config` file (connection.ts). */
 const accessOf = (values: Values, env: NodeJS.ProcessEnv): E.Either<string, EtcdAccess & { readonly settings: Settings }> => {
-  if (values["etcd-password"] !== undefined) {
-    return E.left(`--etcd-password: never on the command line (ps shows it to every user): use --etcd-password-file FILE or $${passwordEnv}`)
-  }
+  if (values["etcd-password"] !== undefined) return E.left(passwordFlagRefusal)
   const file = readSettingsFile(values["etcd-config"] ?? env[configFileEnv])
   if (E.isLeft(file)) return file
-  const flags: Settings = {}
-  for (const name of ["etcd", "cluster", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-user", "etcd-password-file"] as const) {
-    const value = values[name]
-    if (value !== undefined) flags[name] = value
-  }
+  const flags = flagSettings(values, ["etcd", "cluster", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-user", "etcd-password-file"])
   const settings = mergeSettings(flags, env, file.right)
   const access = loadAccess(settings, env)
   return E.isLeft(access) ? access : E.right({ ...access.right, settings })

@@ -14,3 +14,6 @@ export const etcdFlags = {
   "etcd-password": { type: "string" },
   cluster: { type: "string" },
 } as const
+
+/** Why `--etcd-password` is refused (the flag exists to say so), by isinit and isinitd alike. */
+export const passwordFlagRefusal = "--etcd-password: never on the command line (ps shows it to every user): use --etcd-password-file FILE or $ISINIT_ETCD_PASSWORD"

@@ -18,7 +18,7 @@ import type { AgentStartFailure, ClusterAgent } from "../cluster/agent.ts"
 import { configPathFrom, defaultConfigPath, defaultInitstatName, defaultSocketPath, version } from "../paths.ts"
 import type { DaemonError } from "../runtime/daemon.ts"
 import type { ClusterPort } from "../runtime/ports.ts"
-import { etcdFlags } from "./etcdFlags.ts"
+import { etcdFlags, passwordFlagRefusal } from "./etcdFlags.ts"
 
 // V8 lets its young generation grow to 16 MB semi-spaces when much survives a scavenge (loading
 // effect, starting 1,000 children at once); those pages stay resident, and every fork then copies
@@ -182,16 +182,11 @@ const log = resilientLog(process.stderr)
  */
 const clusterOptionsOf = async () => {
   const E = await import("fp-ts/lib/Either.js")
-  const { configFileEnv, loadAccess, mergeSettings, passwordEnv, quietTlsDeprecation, readSettingsFile } = await import("../cluster/connection.ts")
+  const { configFileEnv, flagSettings, loadAccess, mergeSettings, passwordEnv, quietTlsDeprecation, readSettingsFile } = await import("../cluster/connection.ts")
   const { loadTrustedKeys } = await import("../cluster/signing.ts")
   const file = readSettingsFile(values["etcd-config"] ?? process.env[configFileEnv])
   if (E.isLeft(file)) return fail(file.left, 2)
-  const flags: Partial<Record<(typeof clusterFlags)[number] | "etcd", string>> = {}
-  for (const name of ["etcd", ...clusterFlags] as const) {
-    const value = values[name]
-    if (value !== undefined) flags[name] = value
-  }
-  const settings = mergeSettings(flags, process.env, file.right)
+  const settings = mergeSettings(flagSettings(values, ["etcd", ...clusterFlags]), process.env, file.right)
   const leaseText = settings["lease-ttl"]
   const leaseTtlSeconds = leaseText === undefined ? undefined : Number(leaseText)
   if (leaseTtlSeconds !== undefined && !(Number.isInteger(leaseTtlSeconds) && leaseTtlSeconds >= 1 && leaseTtlSeconds <= 3600)) {
@@ -222,7 +217,7 @@ const clusterOptionsOf = async () => {
 }
 
 if (values["etcd-password"] !== undefined) {
-  fail("--etcd-password: never on the command line (ps shows it to every user): use --etcd-password-file FILE or $ISINIT_ETCD_PASSWORD", 2)
+  fail(passwordFlagRefusal, 2)
 }
 const clusterMode = values.etcd !== undefined || values["etcd-config"] !== undefined
 if (!clusterMode) {

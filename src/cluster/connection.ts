@@ -59,6 +59,16 @@ const envOf: Partial<Record<SettingName, string>> = {
   "trusted-keys": "ISINIT_TRUSTED_KEYS",
 }
 export const passwordEnv = "ISINIT_ETCD_PASSWORD"
+
+/** The settings given as flags among `names` (parseArgs values; a flag not given is absent). */
+export const flagSettings = (values: Readonly<Partial<Record<SettingName, unknown>>>, names: readonly SettingName[]): Settings => {
+  const flags: Settings = {}
+  for (const name of names) {
+    const value = values[name]
+    if (typeof value === "string") flags[name] = value
+  }
+  return flags
+}
 export const configFileEnv = "ISINIT_ETCD_CONFIG"
 
 /** Settings whose values are file paths: relative ones in a config file are relative to that file. */
