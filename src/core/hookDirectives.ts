@@ -6,18 +6,13 @@
 import type { DirectiveDoc, Problem } from "./config.ts"
 import type { Hook, HookConfig, HookEvents, HookLimit } from "./hooks.ts"
 import { defaultHookConfig, hookEvents, isHookEvent } from "./hooks.ts"
+import { durationHelp, durationMs, respawnLimitHelp, respawnLimitOf } from "./units.ts"
 
 export const hookDirectiveDocs: readonly DirectiveDoc[] = [
   { syntax: ":::hook:EVENT[,EVENT...]:COMMAND", default: "(none)", meaning: `run COMMAND on each EVENT (${hookEvents.join(", ")}; * for all), with the event in ISINIT_* variables` },
   { syntax: ":::hook-timeout:DURATION", default: "30s", meaning: "a hook still running after this is killed (its process group, SIGKILL), and the failure logged" },
   { syntax: ":::hook-limit:N/DURATION", default: "10/10s", meaning: "each hook starts at most N runs in any DURATION; the events over it are dropped, counted and logged" },
 ]
-
-/** The values a hook directive needs parsed the way every other directive parses them (inittab.ts). */
-export interface DirectiveValues {
-  readonly durationMs: (text: string) => number | undefined
-  readonly limit: (text: string) => HookLimit | undefined
-}
 
 /** What the hook directives said so far; the parser keeps one per file. */
 export interface HookDraft {
@@ -57,22 +52,22 @@ const repeated = (problems: Problem[], line: number, name: string, earlier: { re
  * One `:::hook...` directive. Returns false for a name that is not a hook directive, so the
  * parser's own "unknown directive" warning applies.
  */
-export const hookDirective = (draft: HookDraft, problems: Problem[], line: number, name: string, value: string, parse: DirectiveValues): boolean => {
+export const hookDirective = (draft: HookDraft, problems: Problem[], line: number, name: string, value: string): boolean => {
   switch (name) {
     case "hook":
       hookLine(draft, problems, line, value)
       return true
     case "hook-timeout": {
       repeated(problems, line, name, draft.timeoutMs)
-      const ms = parse.durationMs(value)
-      if (ms === undefined) error(problems, line, `directive "hook-timeout": bad value "${value}": expected DURATION (e.g. 500ms, 10s, 2m; bare means seconds), positive`)
+      const ms = durationMs(value)
+      if (ms === undefined) error(problems, line, `directive "hook-timeout": bad value "${value}": expected DURATION, ${durationHelp}`)
       else draft.timeoutMs = { ms, line }
       return true
     }
     case "hook-limit": {
       repeated(problems, line, name, draft.limit)
-      const limit = parse.limit(value)
-      if (limit === undefined) error(problems, line, `directive "hook-limit": bad value "${value}": expected N/DURATION, e.g. 10/10s`)
+      const limit = respawnLimitOf(value)
+      if (limit === undefined) error(problems, line, `directive "hook-limit": bad value "${value}": expected ${respawnLimitHelp}`)
       else draft.limit = { value: limit, line }
       return true
     }

@@ -12,6 +12,7 @@
  * transition waits for them and the reducer never sees them; the runtime (runtime/hooks.ts) runs
  * them beside the loop, rate-limited and time-limited, and logs their failures.
  */
+import type { RespawnLimit } from "./units.ts"
 
 /** Everything a hook can be told about, one name per kind of notice (notices.ts says when each is given). */
 export const hookEvents = [
@@ -46,11 +47,8 @@ export interface Hook {
   readonly line: number
 }
 
-/** A token bucket per hook: at most `max` runs in any `windowMs` (refilled evenly over the window). */
-export interface HookLimit {
-  readonly max: number
-  readonly windowMs: number
-}
+/** A token bucket per hook: at most `max` runs in any `windowMs` (refilled evenly over the window); written as `respawn-limit` is. */
+export type HookLimit = RespawnLimit
 
 export interface HookConfig {
   readonly hooks: readonly Hook[]

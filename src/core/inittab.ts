@@ -45,7 +45,7 @@ import { defaultLimits, defaultRemovalGuard, makeConfig, modes } from "./config.
 import type { FailoverDraft } from "./failoverDirectives.ts"
 import { failoverDirective, failoverDirectiveDocs, finishFailover, newFailoverDraft } from "./failoverDirectives.ts"
 import { commandHazards, groupHazards, levelHazards } from "./hazards.ts"
-import type { DirectiveValues, HookDraft } from "./hookDirectives.ts"
+import type { HookDraft } from "./hookDirectives.ts"
 import { finishHooks, hookDirective, hookDirectiveDocs, newHookDraft } from "./hookDirectives.ts"
 import { E, t } from "../lib/ioTs.ts"
 import type { DirectiveDoc } from "./config.ts"
@@ -181,13 +181,10 @@ const pathDirective = (b: Builder, line: number, name: "socket" | "initstat", pa
   else b.initstat = path
 }
 
-/** How the hook directives read their values: as the directives here read theirs. */
-const hookValues: DirectiveValues = { durationMs: (text) => durationMs(text), limit: respawnLimitOf }
-
 const tuningDirective = (b: Builder, line: number, name: string, value: string | undefined): void => {
   const raw = value ?? ""
   if (failoverDirective(b.failover, b.problems, line, name, raw)) return
-  if (hookDirective(b.hooks, b.problems, line, name, raw, hookValues)) return
+  if (hookDirective(b.hooks, b.problems, line, name, raw)) return
   switch (name) {
     case "option":
       optionLine(b.options, b.problems, line, raw)

@@ -33,8 +33,7 @@ export interface EnvVar {
   readonly value: string
 }
 
-/** The first signal of a stop; SIGKILL follows after the grace (rule 7). */
-export const stopSignals = signals
+/** The first signal of a stop, any of `signals`; SIGKILL follows after the grace (rule 7). */
 export type StopSignal = Signal
 
 /**
@@ -242,7 +241,7 @@ const showLimit = (show: (n: number) => string) => (l: ResourceLimit): string =>
 
 const stopSignal = (text: string): Read<StopSignal> => {
   const name = text.startsWith("SIG") ? text : `SIG${text}`
-  return orBad(stopSignals.find((s) => s === name), `a signal name: ${stopSignals.map((s) => s.slice(3)).join(", ")} (with or without SIG)`)
+  return orBad(signals.find((s) => s === name), `a signal name: ${signals.map((s) => s.slice(3)).join(", ")} (with or without SIG)`)
 }
 
 const duration = (text: string): Read<number> => orBad(durationMs(text), `DURATION, ${durationHelp}`)

@@ -1,5 +1,7 @@
-/** How a process ended, apart from the events so that the state can read it without them. */
-/** How a process ended. `SpawnFailed` counts as an exit for the respawn rules. */
+/**
+ * How a process ended (apart from the events, so that the state can read it without them).
+ * `SpawnFailed` counts as an exit for the respawn rules.
+ */
 export type Outcome =
   | { readonly _tag: "Exited"; readonly code: number }
   | { readonly _tag: "Signaled"; readonly signal: string }

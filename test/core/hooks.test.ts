@@ -13,6 +13,7 @@ import type { Notice } from "../../src/core/notices.ts"
 import { noticesOf } from "../../src/core/notices.ts"
 import { reduce } from "../../src/core/reducer.ts"
 import type { State } from "../../src/core/state.ts"
+import { maxRespawnCount } from "../../src/core/units.ts"
 import { initialStateWith } from "../../src/core/state.ts"
 
 const errors = (parsed: Parsed): string[] => parsed.problems.filter((p) => p.severity === "error").map((p) => `${p.line}: ${p.message}`)
@@ -40,8 +41,8 @@ describe("hook directives", () => {
       '2: directive "hook": no command in "started": write :::hook:EVENT:COMMAND',
       '3: directive "hook": the command is empty: write :::hook:EVENT:COMMAND',
       `4: directive "hook": unknown events "nope", "*" (events: ${hookEvents.join(", ")}, or * for all)`,
-      '5: directive "hook-timeout": bad value "0": expected DURATION (e.g. 500ms, 10s, 2m; bare means seconds), positive',
-      '6: directive "hook-limit": bad value "ten": expected N/DURATION, e.g. 10/10s',
+      `5: directive "hook-timeout": bad value "0": expected DURATION, an integer with unit ms, s or m (e.g. 500ms, 10s, 2m; bare means seconds), positive, at most 2147483647ms`,
+      `6: directive "hook-limit": bad value "ten": expected N/DURATION with N from 1 to ${maxRespawnCount} and DURATION an integer with unit ms, s or m (e.g. 500ms, 10s, 2m; bare means seconds), positive, at most 2147483647ms`,
     ])
   })
 
