@@ -58,7 +58,7 @@ const noticesAgree: Invariant = (_world, step) => {
 }
 
 test.prop([fc.integer({ min: 0, max: 2 ** 31 })], { numRuns: 150 })(
-  "notices: a group's notices, found in the groups a step touched, equal a diff of every group; one started per start, one exited per exit",
+  "rule 23: a group's notices, found in the groups a step touched, equal a diff of every group; one started per start, one exited per exit",
   (seed) => {
     const s = swarm(seed, { actions: 40 }).scenario
     const w = new World({ ...(s.config === undefined ? {} : { config: s.config }), behaviours: s.behaviours, invariants: [...allInvariants, noticesAgree] })
